@@ -1,0 +1,68 @@
+//! The command line exactly as the user typed it (clap derive). Nothing here reads files or
+//! applies defaults from the host: that is `settings`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Converge a GitLab CI runner host (kernel modules, Docker daemon, containers, runner) to
+/// declarative TOML profiles.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Profile to converge to, by name (/etc/berth/profiles/NAME.toml, else embedded) or path;
+    /// repeat to layer: later profiles merge over earlier ones [default: the `profiles` in
+    /// /etc/berth/berth.toml, else the embedded `dind`]
+    #[arg(short, long = "profile", value_name = "NAME|PATH", global = true)]
+    pub profiles: Vec<String>,
+
+    /// Manage the files under DIR instead of the machine's own: every host path berth reads or
+    /// writes (/etc, /proc, /sys, /var/lib, ...) resolves under it
+    #[arg(long, value_name = "DIR", default_value = "/", global = true)]
+    pub root: PathBuf,
+
+    /// Print one JSON document on stdout instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// When to colour output; `auto` means stdout is a terminal and NO_COLOR is unset
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+
+    /// Log less (repeat for only errors)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+
+    /// Log more (repeat for trace); RUST_LOG overrides
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what apply would change, changing nothing. Exit 0: in sync; 2: changes pending;
+    /// 1: error
+    Plan(ConvergeArgs),
+    /// Converge the host to the profiles. Exit 0: converged; 1: something failed
+    Apply(ConvergeArgs),
+    /// Check the profiles without looking at the host. Exit 0: valid; 1: invalid
+    Validate,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConvergeArgs {
+    /// Allow a storage-driver change that hides the daemon's images and containers (they
+    /// reappear only when the driver is switched back)
+    #[arg(long)]
+    pub allow_storage_driver_change: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}

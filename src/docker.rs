@@ -1,0 +1,205 @@
+//! The Docker daemon as berth sees it through the `docker` CLI (driven by duct, JSON output).
+//! `DOCKER_HOST` and docker contexts are respected because the CLI reads them itself. Answers
+//! are cached for one run so that observing N resources costs a constant number of calls; the
+//! engine drops the cache after anything is applied.
+
+use std::{cell::RefCell, time::Duration};
+
+use serde::Deserialize;
+
+use crate::exec::{self, CommandError, CommandLine};
+
+/// How long one `docker` query may take before berth treats the daemon as hung.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What `docker info` could tell.
+#[derive(Debug, Clone)]
+pub enum DaemonStatus {
+    Running(Box<DaemonInfo>),
+    /// No `docker` program on PATH.
+    CliMissing,
+    /// The CLI runs but cannot reach a daemon: not running, wrong DOCKER_HOST, hung.
+    Unreachable(String),
+    /// The socket exists but this user may not use it (plan as non-root).
+    PermissionDenied(String),
+}
+
+/// The parts of `docker info` berth reads. Unknown fields are ignored: the CLI and the daemon
+/// add fields with every release.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DaemonInfo {
+    pub server_version: String,
+    pub driver: String,
+    pub driver_status: Option<Vec<(String, String)>>,
+    pub images: u64,
+    pub containers: u64,
+    pub containers_running: u64,
+    pub docker_root_dir: String,
+    pub logging_driver: String,
+    pub debug: bool,
+    pub labels: Option<Vec<String>>,
+    pub live_restore_enabled: bool,
+    pub registry_config: Option<RegistryConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RegistryConfig {
+    pub mirrors: Option<Vec<String>>,
+}
+
+impl DaemonInfo {
+    /// The containerd image store names its snapshotter (`overlayfs`) where the classic store
+    /// names a graph driver (`overlay2`); it marks itself with this driver-status entry.
+    pub fn uses_containerd_store(&self) -> bool {
+        self.driver_status
+            .iter()
+            .flatten()
+            .any(|(key, value)| key == "driver-type" && value == "io.containerd.snapshotter.v1")
+    }
+
+    /// True when the running storage matches a daemon.json `storage-driver` value.
+    pub fn storage_driver_is(&self, wanted: &str) -> bool {
+        self.driver == wanted
+            || (wanted == "overlay2" && self.driver == "overlayfs" && self.uses_containerd_store())
+    }
+
+    /// The registry mirrors, as daemon.json spells them (dockerd adds a trailing `/`).
+    pub fn mirrors(&self) -> Vec<String> {
+        self.registry_config
+            .as_ref()
+            .and_then(|config| config.mirrors.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mirror| normalize_mirror(&mirror))
+            .collect()
+    }
+}
+
+/// dockerd stores every mirror with exactly one trailing `/`; compare in that form.
+pub fn normalize_mirror(mirror: &str) -> String {
+    format!("{}/", mirror.trim_end_matches('/'))
+}
+
+pub struct Docker {
+    program: String,
+    status: RefCell<Option<DaemonStatus>>,
+}
+
+impl Default for Docker {
+    fn default() -> Self {
+        Self::new("docker")
+    }
+}
+
+impl Docker {
+    pub fn new(program: &str) -> Self {
+        Self {
+            program: program.to_owned(),
+            status: RefCell::new(None),
+        }
+    }
+
+    pub fn command<I, S>(&self, args: I) -> CommandLine
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        CommandLine::new(&self.program, args)
+    }
+
+    /// The daemon's status, asked once per run (until [`Docker::invalidate`]).
+    pub fn status(&self) -> DaemonStatus {
+        if let Some(status) = self.status.borrow().as_ref() {
+            return status.clone();
+        }
+        let status = self.query_status();
+        *self.status.borrow_mut() = Some(status.clone());
+        status
+    }
+
+    /// Forgets cached answers; the engine calls this after it changed something.
+    pub fn invalidate(&self) {
+        self.status.borrow_mut().take();
+    }
+
+    /// Asks the daemon now, bypassing the cache: for waiting on a restart.
+    pub fn query_status(&self) -> DaemonStatus {
+        let command = self.command(["info", "--format", "{{json .}}"]);
+        match exec::run_with_timeout(&command, QUERY_TIMEOUT) {
+            Ok(output) => match serde_json::from_str::<DaemonInfo>(&output.stdout) {
+                Ok(info) if !info.server_version.is_empty() => {
+                    DaemonStatus::Running(Box::new(info))
+                }
+                Ok(_) => {
+                    DaemonStatus::Unreachable("`docker info` returned no server information".into())
+                }
+                Err(error) => DaemonStatus::Unreachable(format!(
+                    "`docker info` printed something that is not JSON: {error}"
+                )),
+            },
+            Err(error) if error.is_not_found() => DaemonStatus::CliMissing,
+            Err(error) => {
+                let reason = error.stderr().map_or_else(|| error.to_string(), first_line);
+                if reason.to_ascii_lowercase().contains("permission denied") {
+                    DaemonStatus::PermissionDenied(reason)
+                } else {
+                    DaemonStatus::Unreachable(reason)
+                }
+            }
+        }
+    }
+
+    /// Runs a docker command and returns its stdout; errors keep the command and stderr.
+    pub fn run(&self, args: &[&str]) -> Result<String, CommandError> {
+        Ok(exec::run_with_timeout(&self.command(args.iter().copied()), QUERY_TIMEOUT)?.stdout)
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or(text)
+        .trim()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containerd_store_overlayfs_counts_as_overlay2() {
+        let classic = DaemonInfo {
+            driver: "overlay2".into(),
+            ..DaemonInfo::default()
+        };
+        let containerd = DaemonInfo {
+            driver: "overlayfs".into(),
+            driver_status: Some(vec![(
+                "driver-type".into(),
+                "io.containerd.snapshotter.v1".into(),
+            )]),
+            ..DaemonInfo::default()
+        };
+        assert!(classic.storage_driver_is("overlay2"));
+        assert!(containerd.storage_driver_is("overlay2"));
+        assert!(!containerd.storage_driver_is("vfs"));
+    }
+
+    #[test]
+    fn mirrors_compare_with_one_trailing_slash() {
+        assert_eq!(normalize_mirror("https://m.example"), "https://m.example/");
+        assert_eq!(
+            normalize_mirror("https://m.example//"),
+            "https://m.example/"
+        );
+    }
+
+    #[test]
+    fn missing_cli_is_told_apart_from_a_stopped_daemon() {
+        let docker = Docker::new("berth-no-such-docker");
+        assert!(matches!(docker.status(), DaemonStatus::CliMissing));
+    }
+}

@@ -1,0 +1,197 @@
+//! Drives resources through observe → diff → apply, in order. `plan` and `apply` are one loop:
+//! plan stops before the last step. A failure is recorded against its resource and the run goes
+//! on with the resources that do not depend on it, so one broken piece does not stop the rest of
+//! the host from converging.
+
+use std::collections::BTreeSet;
+
+use anyhow::anyhow;
+use serde::Serialize;
+
+use crate::{
+    plan::{Change, ResourceId, Summary},
+    resource::{AnyResource, Context, Resource},
+    with_resource,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Plan,
+    Apply,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// plan: would be done.
+    Planned,
+    /// apply: done.
+    Done,
+    /// apply: attempted and failed, or refused.
+    Failed,
+    /// apply: not attempted because an earlier change of the same resource failed.
+    Skipped,
+}
+
+#[derive(Debug)]
+pub struct Entry {
+    pub change: Change,
+    pub status: Status,
+}
+
+#[derive(Debug)]
+pub struct Failure {
+    pub id: ResourceId,
+    pub error: anyhow::Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    pub id: ResourceId,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub struct Report {
+    pub mode: Mode,
+    pub entries: Vec<Entry>,
+    pub notices: Vec<Notice>,
+    pub failures: Vec<Failure>,
+}
+
+impl Report {
+    /// What was planned (plan) or done (apply).
+    pub fn summary(&self) -> Summary {
+        let counted = match self.mode {
+            Mode::Plan => Status::Planned,
+            Mode::Apply => Status::Done,
+        };
+        Summary::count(
+            self.entries
+                .iter()
+                .filter(|entry| entry.status == counted)
+                .map(|entry| &entry.change),
+        )
+    }
+
+    pub fn has_changes(&self) -> bool {
+        !self.entries.is_empty()
+    }
+
+    pub fn failed(&self) -> bool {
+        !self.failures.is_empty()
+    }
+}
+
+pub fn run(resources: &[AnyResource], cx: &Context, mode: Mode) -> Report {
+    let mut report = Report {
+        mode,
+        entries: Vec::new(),
+        notices: Vec::new(),
+        failures: Vec::new(),
+    };
+    let mut earlier: Vec<Change> = Vec::new();
+    let mut failed: BTreeSet<ResourceId> = BTreeSet::new();
+    for resource in resources {
+        with_resource!(resource, resource => {
+            step(resource, cx, mode, &mut report, &mut earlier, &mut failed)
+        });
+    }
+    report
+}
+
+fn step<R: Resource>(
+    resource: &R,
+    cx: &Context,
+    mode: Mode,
+    report: &mut Report,
+    earlier: &mut Vec<Change>,
+    failed: &mut BTreeSet<ResourceId>,
+) {
+    let id = resource.id();
+    let failed_dependency = resource
+        .depends_on()
+        .into_iter()
+        .find(|dependency| failed.contains(dependency));
+    if let Some(dependency) = failed_dependency
+        && mode == Mode::Apply
+    {
+        report.failures.push(Failure {
+            error: anyhow!("not attempted because `{dependency}` failed"),
+            id: id.clone(),
+        });
+        failed.insert(id);
+        return;
+    }
+    let observed = match resource.observe(cx) {
+        Ok(observed) => observed,
+        Err(error) => {
+            report.failures.push(Failure {
+                error: error.context(format!("failed to observe `{id}`")),
+                id: id.clone(),
+            });
+            failed.insert(id);
+            return;
+        }
+    };
+    let diff = resource.diff(&observed, earlier);
+    for message in diff.warnings {
+        tracing::warn!("{id}: {message}");
+        report.notices.push(Notice {
+            id: id.clone(),
+            message,
+        });
+    }
+    let mut changes = diff.changes.into_iter();
+    while let Some(change) = changes.next() {
+        if mode == Mode::Plan {
+            earlier.push(change.clone());
+            report.entries.push(Entry {
+                change,
+                status: Status::Planned,
+            });
+            continue;
+        }
+        let outcome = match &change.refused {
+            Some(reason) => Err(anyhow!("{reason}")
+                .context(format!("refused to {} `{id}`", change.action.as_str()))),
+            None => {
+                tracing::info!("{id}: {} {}", change.action.as_str(), change.detail);
+                resource
+                    .apply(cx, &observed, &change, earlier)
+                    .map_err(|error| {
+                        error.context(format!("failed to {} `{id}`", change.action.as_str()))
+                    })
+            }
+        };
+        // Whatever happened, the daemon may have changed: the next resource observes afresh.
+        cx.docker.invalidate();
+        match outcome {
+            Ok(()) => {
+                earlier.push(change.clone());
+                report.entries.push(Entry {
+                    change,
+                    status: Status::Done,
+                });
+            }
+            Err(error) => {
+                report.entries.push(Entry {
+                    change,
+                    status: Status::Failed,
+                });
+                report.failures.push(Failure {
+                    id: id.clone(),
+                    error,
+                });
+                for rest in changes.by_ref() {
+                    report.entries.push(Entry {
+                        change: rest,
+                        status: Status::Skipped,
+                    });
+                }
+                failed.insert(id.clone());
+            }
+        }
+    }
+}

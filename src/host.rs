@@ -1,0 +1,298 @@
+//! The only door to the machine's files. Every host path berth reads or writes (`/etc`, `/proc`,
+//! `/sys`, `/lib/modules`, `/var/lib`, `/run`, bind-mount sources) goes through [`Host::path`],
+//! so `--root DIR` moves all of it under DIR: production uses `/`, tests a temporary directory.
+//! Paths shown to the user are host paths (`/etc/docker/daemon.json`), never the joined one.
+
+use std::{
+    io::{self, Write},
+    os::unix::fs::{MetadataExt, PermissionsExt},
+    path::{Component, Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// An absolute path on the host, as a profile names it. Parsed at the edge so that every
+/// later join under the root is safe: absolute, no `..`, no NUL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HostPath(PathBuf);
+
+impl HostPath {
+    pub fn new(path: impl Into<PathBuf>) -> Result<Self, String> {
+        let path = path.into();
+        let text = path.to_string_lossy();
+        if !path.is_absolute() {
+            return Err(format!("`{text}` is not an absolute path"));
+        }
+        if text.contains('\0') {
+            return Err("a path cannot contain a NUL byte".into());
+        }
+        if path.components().any(|c| c == Component::ParentDir) {
+            return Err(format!("`{text}` contains `..`"));
+        }
+        Ok(Self(path))
+    }
+
+    pub fn as_path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, relative: impl AsRef<Path>) -> HostPath {
+        HostPath(self.0.join(relative))
+    }
+
+    pub fn parent(&self) -> Option<HostPath> {
+        self.0.parent().map(|parent| HostPath(parent.to_owned()))
+    }
+
+    /// The same path with `suffix` appended to the file name: `daemon.json` → `daemon.json.bak`.
+    pub fn with_suffix(&self, suffix: &str) -> HostPath {
+        let mut name = self.0.as_os_str().to_owned();
+        name.push(suffix);
+        HostPath(PathBuf::from(name))
+    }
+}
+
+impl TryFrom<String> for HostPath {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        Self::new(text)
+    }
+}
+
+impl From<HostPath> for String {
+    fn from(path: HostPath) -> String {
+        path.0.to_string_lossy().into_owned()
+    }
+}
+
+impl std::fmt::Display for HostPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.display().fmt(f)
+    }
+}
+
+/// Builds a [`HostPath`] from a literal known to be valid.
+pub fn host_path(literal: &str) -> HostPath {
+    HostPath::new(literal).expect("literal host paths are absolute")
+}
+
+/// What an atomic write found and left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    root: PathBuf,
+}
+
+impl Host {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// True when berth manages the machine it runs on rather than a directory tree.
+    pub fn is_machine_root(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
+    /// Where `path` lives for this run: `path` itself on `/`, `<root>/path` otherwise.
+    pub fn path(&self, path: &HostPath) -> PathBuf {
+        let relative = path.as_path().strip_prefix("/").unwrap_or(path.as_path());
+        self.root.join(relative)
+    }
+
+    pub fn exists(&self, path: &HostPath) -> bool {
+        self.path(path).exists()
+    }
+
+    /// Reads a text file; `None` when it does not exist (or cannot, because a parent is a file).
+    pub fn read_optional(&self, path: &HostPath) -> Result<Option<String>> {
+        match fs_err::read_to_string(self.path(path)) {
+            Ok(text) => Ok(Some(text)),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(error).with_context(|| format!("failed to read `{path}`")),
+        }
+    }
+
+    /// The names in a directory, sorted; empty when the directory does not exist.
+    pub fn list_dir(&self, path: &HostPath) -> Result<Vec<String>> {
+        let entries = match fs_err::read_dir(self.path(path)) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(error).with_context(|| format!("failed to list `{path}`")),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.with_context(|| format!("failed to list `{path}`"))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Permission bits of an existing file.
+    pub fn mode(&self, path: &HostPath) -> Result<Option<FileMode>> {
+        match fs_err::metadata(self.path(path)) {
+            Ok(metadata) => Ok(Some(FileMode(metadata.permissions().mode() & 0o7777))),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error).with_context(|| format!("failed to inspect `{path}`")),
+        }
+    }
+
+    /// Replaces `path` atomically: a temporary file in the same directory is written, synced,
+    /// given the old file's mode and owner (or `new_mode` for a new file) and renamed over the
+    /// target, then the directory is synced. A reader sees the old or the new file, never half.
+    pub fn write_atomic(&self, path: &HostPath, contents: &[u8], new_mode: u32) -> Result<()> {
+        let target = self.path(path);
+        let Some(parent) = target.parent() else {
+            bail!("`{path}` has no parent directory");
+        };
+        let attempt = || -> Result<()> {
+            fs_err::create_dir_all(parent)?;
+            let existing = match fs_err::metadata(&target) {
+                Ok(metadata) => Some(metadata),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+                Err(error) => return Err(error.into()),
+            };
+            if existing.as_ref().is_some_and(|metadata| metadata.is_dir()) {
+                bail!("it is a directory");
+            }
+            let mut temporary = tempfile::Builder::new()
+                .prefix(".berth-")
+                .tempfile_in(parent)
+                .with_context(|| {
+                    format!(
+                        "failed to create a temporary file in `{}`",
+                        parent.display()
+                    )
+                })?;
+            temporary.write_all(contents)?;
+            let mode = existing
+                .as_ref()
+                .map_or(new_mode, |metadata| metadata.permissions().mode() & 0o7777);
+            let file = temporary.as_file();
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            if let Some(metadata) = &existing {
+                // Keep the owner so a file an operator handed to another user stays theirs.
+                let _ = nix::unistd::fchown(
+                    file,
+                    Some(metadata.uid().into()),
+                    Some(metadata.gid().into()),
+                );
+            }
+            file.sync_all()?;
+            temporary
+                .persist(&target)
+                .map_err(|error| error.error)
+                .with_context(|| format!("failed to rename the temporary file over `{path}`"))?;
+            fs_err::File::open(parent)?.sync_all()?;
+            Ok(())
+        };
+        attempt().with_context(|| format!("failed to write `{path}`"))
+    }
+
+    /// Creates a directory (and its parents) with `mode` when it does not exist; an existing
+    /// directory keeps its mode.
+    pub fn ensure_dir(&self, path: &HostPath, mode: u32) -> Result<()> {
+        let target = self.path(path);
+        if target.is_dir() {
+            return Ok(());
+        }
+        fs_err::create_dir_all(&target)
+            .and_then(|()| fs_err::set_permissions(&target, std::fs::Permissions::from_mode(mode)))
+            .with_context(|| format!("failed to create directory `{path}`"))
+    }
+
+    pub fn remove_file(&self, path: &HostPath) -> Result<()> {
+        match fs_err::remove_file(self.path(path)) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error).with_context(|| format!("failed to remove `{path}`")),
+        }
+    }
+
+    /// Renames within the host (same filesystem), replacing `to`.
+    pub fn rename(&self, from: &HostPath, to: &HostPath) -> Result<()> {
+        fs_err::rename(self.path(from), self.path(to))
+            .with_context(|| format!("failed to move `{from}` to `{to}`"))
+    }
+
+    /// Copies `from` over `to` atomically, keeping `from`'s mode.
+    pub fn copy_atomic(&self, from: &HostPath, to: &HostPath) -> Result<()> {
+        let contents =
+            fs_err::read(self.path(from)).with_context(|| format!("failed to read `{from}`"))?;
+        let mode = self.mode(from)?.map_or(0o644, |FileMode(mode)| mode);
+        self.write_atomic(to, &contents, mode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_paths_must_be_absolute_and_plain() {
+        assert!(HostPath::new("/etc/docker/daemon.json").is_ok());
+        assert!(
+            HostPath::new("etc/docker")
+                .unwrap_err()
+                .contains("not an absolute path")
+        );
+        assert!(HostPath::new("/etc/../root").unwrap_err().contains("`..`"));
+    }
+
+    #[test]
+    fn paths_resolve_under_the_root() {
+        let host = Host::new("/tmp/r");
+        assert_eq!(
+            host.path(&host_path("/etc/x")),
+            PathBuf::from("/tmp/r/etc/x")
+        );
+        assert_eq!(
+            Host::new("/").path(&host_path("/etc/x")),
+            PathBuf::from("/etc/x")
+        );
+    }
+
+    #[test]
+    fn atomic_write_keeps_the_existing_mode_and_uses_the_new_mode_otherwise() {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(root.path());
+        let file = host_path("/etc/a/b.json");
+        host.write_atomic(&file, b"one", 0o600).unwrap();
+        assert_eq!(host.mode(&file).unwrap(), Some(FileMode(0o600)));
+        std::fs::set_permissions(host.path(&file), std::fs::Permissions::from_mode(0o640)).unwrap();
+        host.write_atomic(&file, b"two", 0o600).unwrap();
+        assert_eq!(host.mode(&file).unwrap(), Some(FileMode(0o640)));
+        assert_eq!(host.read_optional(&file).unwrap().as_deref(), Some("two"));
+        let leftovers: Vec<_> = host.list_dir(&host_path("/etc/a")).unwrap();
+        assert_eq!(leftovers, ["b.json"], "no temporary file is left behind");
+    }
+
+    #[test]
+    fn atomic_write_over_a_directory_fails_and_names_the_path() {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(root.path());
+        std::fs::create_dir_all(root.path().join("etc/x.json")).unwrap();
+        let error = host
+            .write_atomic(&host_path("/etc/x.json"), b"{}", 0o644)
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("failed to write `/etc/x.json`"),
+            "{error:#}"
+        );
+    }
+}

@@ -1,0 +1,421 @@
+//! Everything berth prints. Results (the plan, what apply did, validate's verdict) go to stdout,
+//! as text for people or as one JSON document with `--json`; logs, warnings and errors go to
+//! stderr. Colour only repeats what the markers already say, and only reaches a terminal.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::{self, IsTerminal, Write};
+
+use anstyle::{AnsiColor, Style};
+use serde::Serialize;
+use serde_json::{Value as Json, json};
+
+use crate::{
+    cli::ColorChoice,
+    engine::{Entry, Failure, Mode, Report, Status},
+    plan::{Action, Change, Effect},
+};
+
+/// Bumped when a field changes meaning or disappears; new fields do not bump it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Whether stdout gets colour: `--color`, else a terminal without `NO_COLOR`.
+pub fn use_color(choice: ColorChoice, stream_is_terminal: bool) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+        }
+    }
+}
+
+pub struct Printer {
+    json: bool,
+    color: bool,
+}
+
+const ADD: Style = AnsiColor::Green.on_default();
+const CHANGE: Style = AnsiColor::Yellow.on_default();
+const DESTROY: Style = AnsiColor::Red.on_default();
+const REPLACE: Style = AnsiColor::Magenta.on_default();
+const DIM: Style = Style::new().dimmed();
+const BOLD: Style = Style::new().bold();
+
+impl Printer {
+    pub fn new(json: bool, color: ColorChoice) -> Self {
+        Self {
+            json,
+            color: !json && use_color(color, io::stdout().is_terminal()),
+        }
+    }
+
+    fn paint(&self, style: Style, text: &str) -> String {
+        if self.color {
+            format!("{}{text}{}", style.render(), style.render_reset())
+        } else {
+            text.to_owned()
+        }
+    }
+
+    /// Prints the outcome of `plan` or `apply`.
+    pub fn report(&self, report: &Report, profiles: &[String]) -> io::Result<()> {
+        let text = if self.json {
+            let document = json!({
+                "schema_version": SCHEMA_VERSION,
+                "command": report.mode,
+                "profiles": profiles,
+                "changes": report.entries.iter().map(entry_json).collect::<Vec<_>>(),
+                "warnings": report.notices,
+                "errors": report.failures.iter().map(failure_json).collect::<Vec<_>>(),
+                "summary": summary_json(report),
+            });
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&document).expect("a report serializes")
+            )
+        } else {
+            self.human_report(report)
+        };
+        write_stdout(&text)?;
+        if !self.json {
+            for failure in &report.failures {
+                print_error(
+                    &failure.error,
+                    use_color(ColorChoice::Auto, io::stderr().is_terminal()),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn human_report(&self, report: &Report) -> String {
+        let width = report
+            .entries
+            .iter()
+            .map(|entry| entry.change.id.as_str().len())
+            .max()
+            .unwrap_or(0);
+        let mut out = String::new();
+        for entry in &report.entries {
+            self.human_entry(&mut out, entry, width);
+        }
+        if !report.entries.is_empty() {
+            out.push('\n');
+        }
+        let summary = report.summary();
+        let line = match report.mode {
+            Mode::Plan if report.entries.is_empty() && !report.failed() => {
+                "No changes: the host matches the profile.".to_owned()
+            }
+            Mode::Plan => format!(
+                "Plan: {} to add, {} to change, {} to destroy.",
+                summary.add, summary.change, summary.destroy
+            ),
+            Mode::Apply if report.entries.is_empty() && !report.failed() => {
+                "Nothing to do: the host matches the profile.".to_owned()
+            }
+            Mode::Apply => {
+                let outcome = if report.failed() {
+                    "Apply failed"
+                } else {
+                    "Apply complete"
+                };
+                let mut line = format!(
+                    "{outcome}: {} added, {} changed, {} destroyed",
+                    summary.add, summary.change, summary.destroy
+                );
+                if report.failed() {
+                    line.push_str(&format!(", {} failed", report.failures.len()));
+                }
+                line.push('.');
+                line
+            }
+        };
+        out.push_str(&self.paint(BOLD, &line));
+        out.push('\n');
+        out
+    }
+
+    fn human_entry(&self, out: &mut String, entry: &Entry, width: usize) {
+        let change = &entry.change;
+        let style = action_style(change.action);
+        let status = match entry.status {
+            Status::Planned | Status::Done => String::new(),
+            Status::Failed => format!("  {}", self.paint(DESTROY, "(failed)")),
+            Status::Skipped => format!("  {}", self.paint(DIM, "(skipped)")),
+        };
+        out.push_str(&format!(
+            "{:<width$}  {} {:<9} {}{status}\n",
+            change.id.as_str(),
+            self.paint(style, &format!("{:>3}", change.action.marker())),
+            self.paint(style, change.action.as_str()),
+            clean(&change.detail),
+        ));
+        if let Some(diff) = &change.diff {
+            for line in diff.lines() {
+                let style = if line.starts_with("+++") || line.starts_with("---") {
+                    BOLD
+                } else if line.starts_with('+') {
+                    ADD
+                } else if line.starts_with('-') {
+                    DESTROY
+                } else if line.starts_with("@@") {
+                    DIM
+                } else {
+                    Style::new()
+                };
+                out.push_str(&format!("    {}\n", self.paint(style, &clean(line))));
+            }
+        } else {
+            for field in &change.fields {
+                out.push_str(&format!(
+                    "    {}: {} → {}\n",
+                    field.path,
+                    clean(&show_value(field.before.as_ref())),
+                    clean(&show_value(field.after.as_ref())),
+                ));
+            }
+        }
+        for warning in &change.warnings {
+            out.push_str(&format!(
+                "    {} {}\n",
+                self.paint(CHANGE, "warning:"),
+                clean(warning)
+            ));
+        }
+        if let Some(reason) = &change.refused {
+            out.push_str(&format!(
+                "    {} {}\n",
+                self.paint(DESTROY, "refused:"),
+                clean(reason)
+            ));
+        }
+    }
+
+    /// Prints `validate`'s verdict for the profiles that loaded.
+    pub fn validated(&self, sources: &[String], warnings: &[String]) -> io::Result<()> {
+        let text = if self.json {
+            let document = json!({
+                "schema_version": SCHEMA_VERSION,
+                "command": "validate",
+                "profiles": sources,
+                "valid": true,
+                "warnings": warnings,
+            });
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&document).expect("serializes")
+            )
+        } else {
+            let mut out = String::new();
+            for warning in warnings {
+                out.push_str(&format!(
+                    "{} {}\n",
+                    self.paint(CHANGE, "warning:"),
+                    clean(warning)
+                ));
+            }
+            out.push_str(&format!(
+                "{} {}\n",
+                self.paint(ADD, "valid:"),
+                sources.join(", ")
+            ));
+            out
+        };
+        write_stdout(&text)
+    }
+
+    /// Reports an error that ended the run before any resource was looked at.
+    pub fn fatal(&self, command: &str, error: &anyhow::Error) {
+        if self.json {
+            let document = json!({
+                "schema_version": SCHEMA_VERSION,
+                "command": command,
+                "errors": [error_json(None, error)],
+            });
+            let _ = write_stdout(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&document).expect("serializes")
+            ));
+        }
+        print_error(
+            error,
+            use_color(ColorChoice::Auto, io::stderr().is_terminal()),
+        );
+    }
+}
+
+fn action_style(action: Action) -> Style {
+    match action.effect() {
+        Effect::Add => ADD,
+        Effect::Change => CHANGE,
+        Effect::Destroy => DESTROY,
+        Effect::Replace => REPLACE,
+    }
+}
+
+fn show_value(value: Option<&Json>) -> String {
+    value.map_or_else(|| "(absent)".to_owned(), Json::to_string)
+}
+
+/// Makes text from other programs safe for a terminal: control characters (escape sequences
+/// in a docker error, say) are shown escaped instead of being interpreted.
+pub fn clean(text: &str) -> String {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct EntryJson<'a> {
+    #[serde(flatten)]
+    change: &'a Change,
+    status: Status,
+}
+
+fn entry_json(entry: &Entry) -> Json {
+    serde_json::to_value(EntryJson {
+        change: &entry.change,
+        status: entry.status,
+    })
+    .expect("a change serializes")
+}
+
+fn failure_json(failure: &Failure) -> Json {
+    error_json(Some(failure.id.as_str()), &failure.error)
+}
+
+fn error_json(id: Option<&str>, error: &anyhow::Error) -> Json {
+    let mut chain = error.chain().map(ToString::to_string);
+    let message = chain.next().unwrap_or_default();
+    let mut value = json!({ "message": message, "causes": chain.collect::<Vec<_>>() });
+    if let Some(id) = id {
+        value["id"] = Json::from(id);
+    }
+    value
+}
+
+fn summary_json(report: &Report) -> Json {
+    let summary = report.summary();
+    json!({
+        "add": summary.add,
+        "change": summary.change,
+        "destroy": summary.destroy,
+        "failed": report.failures.len(),
+    })
+}
+
+/// Writes an error and its causes to stderr, one cause per line.
+pub fn print_error(error: &anyhow::Error, color: bool) {
+    let mut text = String::new();
+    let label = if color {
+        format!(
+            "{}error:{}",
+            DESTROY.bold().render(),
+            DESTROY.bold().render_reset()
+        )
+    } else {
+        "error:".to_owned()
+    };
+    let mut chain = error.chain();
+    if let Some(top) = chain.next() {
+        text.push_str(&format!("{label} {}\n", clean(&top.to_string())));
+    }
+    for cause in chain {
+        text.push_str(&format!("  caused by: {}\n", clean(&cause.to_string())));
+    }
+    let _ = io::stderr().lock().write_all(text.as_bytes());
+}
+
+fn write_stdout(text: &str) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
+}
+
+/// Sets up logging to stderr: one line per event, `warning:`/`error:` prefixes, no timestamps
+/// (the journal adds its own). `-q`/`-v` pick the level; `RUST_LOG` overrides both.
+pub fn init_logging(quiet: u8, verbose: u8, color: ColorChoice) {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let level = match (quiet, verbose) {
+        (0, 0) => "info",
+        (0, 1) => "debug",
+        (0, _) => "trace",
+        (1, _) => "warn",
+        _ => "error",
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("berth={level}")));
+    let ansi = use_color(color, io::stderr().is_terminal());
+    let _ = fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .event_format(LogLine { ansi })
+        .try_init();
+}
+
+struct LogLine {
+    ansi: bool,
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for LogLine
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        context: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use tracing::Level;
+        let (prefix, style) = match *event.metadata().level() {
+            Level::ERROR => ("error: ", DESTROY),
+            Level::WARN => ("warning: ", CHANGE),
+            Level::INFO => ("", Style::new()),
+            Level::DEBUG => ("debug: ", DIM),
+            Level::TRACE => ("trace: ", DIM),
+        };
+        if self.ansi && !prefix.is_empty() {
+            write!(writer, "{}{prefix}{}", style.render(), style.render_reset())?;
+        } else {
+            write!(writer, "{prefix}")?;
+        }
+        context
+            .field_format()
+            .format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_from_other_programs_are_shown_not_run() {
+        assert_eq!(clean("a\u{1b}[31mred"), "a\\u{1b}[31mred");
+        assert_eq!(clean("plain\nlines"), "plain\nlines");
+    }
+
+    #[test]
+    fn color_follows_the_choice_and_the_terminal() {
+        assert!(use_color(ColorChoice::Always, false));
+        assert!(!use_color(ColorChoice::Never, true));
+        assert!(!use_color(ColorChoice::Auto, false));
+    }
+}

@@ -1,0 +1,268 @@
+//! Changes as plain data. A resource's `diff` returns them, `plan` prints them, `--json`
+//! serializes them, `apply` carries out exactly them. Nothing here touches the host.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// `kind/name` (`kernel-module/overlay`, `container/gitlab-runner`) or just `kind` for a
+/// resource of which a host has one (`daemon-config`, `runner-config`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ResourceId(String);
+
+impl ResourceId {
+    pub fn new(kind: &str, name: &str) -> Self {
+        Self(format!("{kind}/{name}"))
+    }
+
+    pub fn singleton(kind: &str) -> Self {
+        Self(kind.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Replace,
+    Delete,
+    Start,
+    Restart,
+    Reload,
+    Load,
+    Persist,
+    Register,
+    Unregister,
+}
+
+/// How an action counts in the summary line, the way Terraform counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Add,
+    Change,
+    Destroy,
+    /// Counts as one destroy and one add.
+    Replace,
+}
+
+impl Action {
+    pub fn effect(self) -> Effect {
+        match self {
+            Self::Create | Self::Load | Self::Persist | Self::Register | Self::Start => Effect::Add,
+            Self::Update | Self::Restart | Self::Reload => Effect::Change,
+            Self::Delete | Self::Unregister => Effect::Destroy,
+            Self::Replace => Effect::Replace,
+        }
+    }
+
+    /// The marker printed before the action; colour only repeats what it says.
+    pub fn marker(self) -> &'static str {
+        match self.effect() {
+            Effect::Add => "+",
+            Effect::Change => "~",
+            Effect::Destroy => "-",
+            Effect::Replace => "-/+",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Replace => "replace",
+            Self::Delete => "delete",
+            Self::Start => "start",
+            Self::Restart => "restart",
+            Self::Reload => "reload",
+            Self::Load => "load",
+            Self::Persist => "persist",
+            Self::Register => "register",
+            Self::Unregister => "unregister",
+        }
+    }
+}
+
+/// One field that differs: `env.DOCKER_HOST`, `registry-mirrors`. An absent side is omitted
+/// from JSON (absent is not the same as a JSON `null` value). Secret fields carry a fingerprint
+/// or `"***"`, never the value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldChange {
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+}
+
+impl FieldChange {
+    pub fn new(path: impl Into<String>, before: Option<Value>, after: Option<Value>) -> Self {
+        Self {
+            path: path.into(),
+            before,
+            after,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub id: ResourceId,
+    pub action: Action,
+    /// One line for humans: a path, or why the action is needed.
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldChange>,
+    /// A unified diff of a file, when the change rewrites one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Set when apply will refuse this change; says why and how to allow it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+impl Change {
+    pub fn new(id: ResourceId, action: Action, detail: impl Into<String>) -> Self {
+        Self {
+            id,
+            action,
+            detail: detail.into(),
+            fields: Vec::new(),
+            diff: None,
+            warnings: Vec::new(),
+            refused: None,
+        }
+    }
+
+    pub fn with_fields(mut self, fields: Vec<FieldChange>) -> Self {
+        self.fields = fields;
+        self
+    }
+
+    pub fn with_diff(mut self, diff: impl Into<String>) -> Self {
+        self.diff = Some(diff.into());
+        self
+    }
+
+    pub fn with_warning(mut self, warning: impl Into<String>) -> Self {
+        self.warnings.push(warning.into());
+        self
+    }
+
+    pub fn refused_because(mut self, reason: impl Into<String>) -> Self {
+        self.refused = Some(reason.into());
+        self
+    }
+}
+
+/// What a resource's `diff` returns: the changes it needs, and what the operator should know
+/// even when nothing changes (Docker not installed, the kernel not visible under `--root`).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Diff {
+    pub changes: Vec<Change>,
+    pub warnings: Vec<String>,
+}
+
+impl Diff {
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, change: Change) {
+        self.changes.push(change);
+    }
+
+    pub fn warn(&mut self, warning: impl Into<String>) {
+        self.warnings.push(warning.into());
+    }
+}
+
+impl From<Vec<Change>> for Diff {
+    fn from(changes: Vec<Change>) -> Self {
+        Self {
+            changes,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+}
+
+impl Summary {
+    pub fn count<'a>(changes: impl IntoIterator<Item = &'a Change>) -> Self {
+        let mut summary = Self::default();
+        for change in changes {
+            match change.action.effect() {
+                Effect::Add => summary.add += 1,
+                Effect::Change => summary.change += 1,
+                Effect::Destroy => summary.destroy += 1,
+                Effect::Replace => {
+                    summary.add += 1;
+                    summary.destroy += 1;
+                }
+            }
+        }
+        summary
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.add + self.change + self.destroy == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_counts_like_terraform() {
+        let id = ResourceId::singleton("x");
+        let changes = [
+            Change::new(id.clone(), Action::Persist, ""),
+            Change::new(id.clone(), Action::Update, ""),
+            Change::new(id.clone(), Action::Restart, ""),
+            Change::new(id.clone(), Action::Replace, ""),
+            Change::new(id, Action::Unregister, ""),
+        ];
+        assert_eq!(
+            Summary::count(&changes),
+            Summary {
+                add: 2,
+                change: 2,
+                destroy: 2
+            }
+        );
+    }
+
+    #[test]
+    fn change_json_omits_what_is_empty() {
+        let change = Change::new(
+            ResourceId::new("kernel-module", "overlay"),
+            Action::Load,
+            "modprobe overlay",
+        );
+        assert_eq!(
+            serde_json::to_value(&change).unwrap(),
+            serde_json::json!({"id": "kernel-module/overlay", "action": "load", "detail": "modprobe overlay"})
+        );
+    }
+}

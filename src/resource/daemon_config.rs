@@ -1,0 +1,540 @@
+//! `daemon-config`: Docker's daemon.json, key by key.
+//!
+//! berth owns only the keys the profile names. Every other key, and the order of all keys, is
+//! kept; dropping a key from the profile leaves it in the file. Values are compared parsed, not
+//! as bytes. A daemon.json that is not valid JSON is never overwritten. Before writing, apply
+//! checks what would make dockerd refuse to start (a key ExecStart also passes as a flag,
+//! `dockerd --validate` where it exists) and refuses a storage-driver switch that would hide
+//! the daemon's images and containers. The previous file is kept beside it as a backup, which
+//! `daemon/docker` restores when dockerd does not come back.
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::{Map, Value as Json};
+
+use crate::{
+    docker::{DaemonStatus, Docker},
+    exec::{self, CommandLine},
+    host::{Host, HostPath, host_path},
+    plan::{Action, Change, Diff, FieldChange, ResourceId},
+    profile::DockerSettings,
+    resource::{Context, Resource},
+    service_unit::{self, DockerService},
+    text_diff,
+};
+
+pub struct DaemonConfig {
+    path: HostPath,
+    keys: Map<String, Json>,
+    allow_storage_driver_change: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConfigState {
+    /// The file as it is; `None` when it does not exist.
+    pub current: Option<CurrentFile>,
+    /// Where images and containers live now; only gathered when the profile sets a driver.
+    pub storage: Option<StorageFacts>,
+    pub service: Option<DockerService>,
+    /// A daemon.json that dockerd already refused, set aside by `daemon/docker`.
+    pub rejected: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CurrentFile {
+    pub text: String,
+    pub object: Map<String, Json>,
+}
+
+/// The storage driver in use and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageFacts {
+    /// The driver in use; `None` when neither the daemon nor the data-root tells.
+    pub driver: Option<String>,
+    /// The containerd image store reports `overlayfs` for what daemon.json calls `overlay2`.
+    pub containerd_store: bool,
+    pub images: u64,
+    pub containers: u64,
+}
+
+impl StorageFacts {
+    fn is(&self, wanted: &str) -> bool {
+        self.driver.as_deref().is_none_or(|driver| {
+            driver == wanted
+                || (wanted == "overlay2" && driver == "overlayfs" && self.containerd_store)
+        })
+    }
+
+    /// What switching to `wanted` would hide from view, when it hides anything.
+    pub fn switch_hides(&self, wanted: &str) -> Option<String> {
+        if self.is(wanted) || self.images + self.containers == 0 {
+            return None;
+        }
+        Some(format!(
+            "switching the storage driver from `{}` to `{wanted}` hides {} and {} until it is switched back",
+            self.driver.as_deref().unwrap_or("?"),
+            count(self.images, "image"),
+            count(self.containers, "container"),
+        ))
+    }
+
+    /// Why apply refuses to switch to `wanted` without `--allow-storage-driver-change`.
+    pub fn switch_refusal(&self, wanted: &str) -> Option<String> {
+        self.switch_hides(wanted).map(|hidden| {
+            format!("{hidden}; rerun with --allow-storage-driver-change to switch anyway")
+        })
+    }
+
+    pub fn observe(
+        docker: &Docker,
+        host: &Host,
+        current: Option<&Map<String, Json>>,
+    ) -> Result<Self> {
+        if let DaemonStatus::Running(info) = docker.status() {
+            return Ok(Self {
+                driver: Some(info.driver.clone()),
+                containerd_store: info.uses_containerd_store(),
+                images: info.images,
+                containers: info.containers,
+            });
+        }
+        // The daemon is down: read the data-root, as dockerd will when it starts.
+        let data_root = current
+            .and_then(|object| object.get("data-root"))
+            .and_then(Json::as_str)
+            .and_then(|path| HostPath::new(path).ok())
+            .unwrap_or_else(|| host_path("/var/lib/docker"));
+        let configured = current
+            .and_then(|object| object.get("storage-driver"))
+            .and_then(Json::as_str)
+            .map(str::to_owned);
+        let drivers = host.list_dir(&data_root.join("image"))?;
+        let driver = configured.or_else(|| (drivers.len() == 1).then(|| drivers[0].clone()));
+        let images = match &driver {
+            Some(driver) => host
+                .list_dir(
+                    &data_root
+                        .join("image")
+                        .join(driver)
+                        .join("imagedb/content/sha256"),
+                )?
+                .len() as u64,
+            None => 0,
+        };
+        Ok(Self {
+            driver,
+            containerd_store: false,
+            images,
+            containers: host.list_dir(&data_root.join("containers"))?.len() as u64,
+        })
+    }
+}
+
+fn count(number: u64, noun: &str) -> String {
+    format!("{number} {noun}{}", if number == 1 { "" } else { "s" })
+}
+
+/// What apply would write.
+struct Planned {
+    text: String,
+    fields: Vec<FieldChange>,
+    object: Map<String, Json>,
+}
+
+/// Where the previous daemon.json is kept when berth replaces it.
+pub fn backup_path(config: &HostPath) -> HostPath {
+    config.with_suffix(".berth.bak")
+}
+
+/// Where a daemon.json that dockerd refused is set aside.
+pub fn rejected_path(config: &HostPath) -> HostPath {
+    config.with_suffix(".berth-rejected")
+}
+
+impl DaemonConfig {
+    pub fn new(settings: &DockerSettings, allow_storage_driver_change: bool) -> Self {
+        Self {
+            path: settings.config.clone(),
+            keys: settings.daemon.clone(),
+            allow_storage_driver_change,
+        }
+    }
+
+    fn planned(&self, observed: &ConfigState) -> Option<Planned> {
+        let mut object = observed
+            .current
+            .as_ref()
+            .map(|current| current.object.clone())
+            .unwrap_or_default();
+        let mut fields = Vec::new();
+        for (key, wanted) in &self.keys {
+            let before = object.get(key);
+            if before != Some(wanted) {
+                fields.push(FieldChange::new(
+                    key.clone(),
+                    before.cloned(),
+                    Some(wanted.clone()),
+                ));
+                // Insert keeps an existing key where it is; a new one goes at the end.
+                object.insert(key.clone(), wanted.clone());
+            }
+        }
+        if fields.is_empty() {
+            return None;
+        }
+        let indent = observed
+            .current
+            .as_ref()
+            .map_or_else(|| "  ".to_owned(), |current| detect_indent(&current.text));
+        Some(Planned {
+            text: render(&object, &indent),
+            fields,
+            object,
+        })
+    }
+
+    fn refusal(&self, observed: &ConfigState, planned: &Planned) -> Option<String> {
+        if observed.rejected.as_deref() == Some(planned.text.as_str()) {
+            return Some(format!(
+                "dockerd already refused exactly this daemon.json (kept at `{}`); fix the profile, or delete that file to try again",
+                rejected_path(&self.path)
+            ));
+        }
+        if let Some(service) = &observed.service {
+            let conflicts = service.conflicts(planned.object.keys());
+            if !conflicts.is_empty() {
+                let listed: Vec<_> = conflicts
+                    .iter()
+                    .map(|conflict| format!("`{}` (flag `{}`)", conflict.key, conflict.flag))
+                    .collect();
+                return Some(format!(
+                    "dockerd would refuse to start: {} also set on its command line in `{}`; remove the key from the profile or the flag from the unit",
+                    listed.join(", "),
+                    service.unit
+                ));
+            }
+        }
+        let new_driver = planned
+            .fields
+            .iter()
+            .find(|field| field.path == "storage-driver")
+            .and_then(|field| field.after.as_ref())
+            .and_then(Json::as_str);
+        if let (Some(new_driver), Some(storage)) = (new_driver, &observed.storage)
+            && !self.allow_storage_driver_change
+        {
+            return storage.switch_refusal(new_driver);
+        }
+        None
+    }
+}
+
+impl Resource for DaemonConfig {
+    type Observed = ConfigState;
+
+    fn id(&self) -> ResourceId {
+        ResourceId::singleton("daemon-config")
+    }
+
+    fn observe(&self, cx: &Context) -> Result<ConfigState> {
+        let current = match cx.host.read_optional(&self.path)? {
+            None => None,
+            Some(text) => Some(CurrentFile {
+                object: parse_existing(&self.path, &text)?,
+                text,
+            }),
+        };
+        let storage = if self.keys.contains_key("storage-driver") {
+            Some(StorageFacts::observe(
+                cx.docker,
+                cx.host,
+                current.as_ref().map(|current| &current.object),
+            )?)
+        } else {
+            None
+        };
+        Ok(ConfigState {
+            current,
+            storage,
+            service: service_unit::find_docker_service(cx.host)?,
+            rejected: cx.host.read_optional(&rejected_path(&self.path))?,
+        })
+    }
+
+    fn diff(&self, observed: &ConfigState, _earlier: &[Change]) -> Diff {
+        let Some(planned) = self.planned(observed) else {
+            return Diff::none();
+        };
+        let before = observed
+            .current
+            .as_ref()
+            .map_or("", |current| current.text.as_str());
+        let action = if observed.current.is_some() {
+            Action::Update
+        } else {
+            Action::Create
+        };
+        let mut change = Change::new(self.id(), action, self.path.to_string()).with_diff(
+            text_diff::unified(&self.path.to_string(), before, &planned.text),
+        );
+        if let Some(reason) = self.refusal(observed, &planned) {
+            change = change.refused_because(reason);
+        } else if let (Some(storage), Some(field)) = (
+            &observed.storage,
+            planned
+                .fields
+                .iter()
+                .find(|field| field.path == "storage-driver"),
+        ) {
+            let wanted = field
+                .after
+                .as_ref()
+                .and_then(Json::as_str)
+                .unwrap_or_default();
+            if let Some(hidden) = storage.switch_hides(wanted) {
+                change = change.with_warning(format!(
+                    "{hidden} (allowed by --allow-storage-driver-change)"
+                ));
+            }
+        }
+        Diff::from(vec![change.with_fields(planned.fields)])
+    }
+
+    fn apply(
+        &self,
+        cx: &Context,
+        observed: &ConfigState,
+        change: &Change,
+        _earlier: &[Change],
+    ) -> Result<()> {
+        let Some(planned) = self.planned(observed) else {
+            return Ok(());
+        };
+        if !matches!(change.action, Action::Create | Action::Update) {
+            bail!("daemon-config cannot `{}`", change.action.as_str());
+        }
+        validate_with_dockerd(&planned.text)?;
+        if observed.current.is_some() {
+            cx.host.copy_atomic(&self.path, &backup_path(&self.path))?;
+        }
+        cx.host
+            .write_atomic(&self.path, planned.text.as_bytes(), 0o644)
+    }
+}
+
+/// Reads an existing daemon.json; anything that is not a JSON object is an error, so the file
+/// is left exactly as it is.
+fn parse_existing(path: &HostPath, text: &str) -> Result<Map<String, Json>> {
+    // dockerd treats an empty file as no configuration.
+    if text.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_str::<Json>(text) {
+        Ok(Json::Object(object)) => Ok(object),
+        Ok(_) => bail!(
+            "`{path}` is not a JSON object; berth will not overwrite it: fix it by hand first"
+        ),
+        Err(error) => Err(anyhow::Error::new(error)).with_context(|| {
+            format!("`{path}` is not valid JSON; berth will not overwrite it: fix it by hand first")
+        }),
+    }
+}
+
+/// The indentation the file already uses, so a rewrite changes only the lines that differ.
+fn detect_indent(text: &str) -> String {
+    text.lines()
+        .find_map(|line| {
+            let trimmed = line.trim_start();
+            (trimmed.len() < line.len() && trimmed.starts_with('"'))
+                .then(|| line[..line.len() - trimmed.len()].to_owned())
+        })
+        .unwrap_or_else(|| "  ".to_owned())
+}
+
+fn render(object: &Map<String, Json>, indent: &str) -> String {
+    use serde::Serialize;
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(indent.as_bytes());
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+    object
+        .serialize(&mut serializer)
+        .expect("a JSON map always serializes");
+    let mut text = String::from_utf8(out).expect("serde_json writes UTF-8");
+    text.push('\n');
+    text
+}
+
+/// Runs `dockerd --validate` on the new file where the installed dockerd has it (Engine 23+).
+/// Where it does not, or dockerd is not on PATH here, the flag-conflict check and the
+/// restore-on-failure in `daemon/docker` are the guard.
+fn validate_with_dockerd(text: &str) -> Result<()> {
+    let help = match exec::run_unchecked(&CommandLine::new("dockerd", ["--help"])) {
+        Ok(output) => output.stdout + &output.stderr,
+        Err(error) => {
+            tracing::debug!("not validating daemon.json with dockerd: {error}");
+            return Ok(());
+        }
+    };
+    if !help.contains("--validate") {
+        tracing::debug!("the installed dockerd has no --validate");
+        return Ok(());
+    }
+    let mut candidate = tempfile::Builder::new()
+        .prefix("berth-daemon-")
+        .suffix(".json")
+        .tempfile()
+        .context("failed to create a temporary file for `dockerd --validate`")?;
+    std::io::Write::write_all(&mut candidate, text.as_bytes())?;
+    let path = candidate.path().to_string_lossy().into_owned();
+    exec::run(&CommandLine::new(
+        "dockerd",
+        ["--validate", "--config-file", &path],
+    ))
+    .context("dockerd rejects the new daemon.json; the file was not changed")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config(keys: Json) -> DaemonConfig {
+        DaemonConfig {
+            path: host_path("/etc/docker/daemon.json"),
+            keys: keys.as_object().unwrap().clone(),
+            allow_storage_driver_change: false,
+        }
+    }
+
+    fn state(text: Option<&str>) -> ConfigState {
+        ConfigState {
+            current: text.map(|text| CurrentFile {
+                text: text.to_owned(),
+                object: parse_existing(&host_path("/etc/docker/daemon.json"), text).unwrap(),
+            }),
+            storage: None,
+            service: None,
+            rejected: None,
+        }
+    }
+
+    #[test]
+    fn only_profile_keys_change_and_order_and_indent_are_kept() {
+        let resource = config(
+            json!({"registry-mirrors": ["https://m.example"], "storage-driver": "overlay2"}),
+        );
+        let observed = state(Some(
+            "{\n    \"storage-driver\": \"vfs\",\n    \"debug\": true\n}\n",
+        ));
+        let planned = resource.planned(&observed).unwrap();
+        assert_eq!(
+            planned.text,
+            "{\n    \"storage-driver\": \"overlay2\",\n    \"debug\": true,\n    \"registry-mirrors\": [\n        \"https://m.example\"\n    ]\n}\n"
+        );
+        let paths: Vec<_> = planned
+            .fields
+            .iter()
+            .map(|field| field.path.as_str())
+            .collect();
+        assert_eq!(paths, ["registry-mirrors", "storage-driver"]);
+    }
+
+    #[test]
+    fn equal_values_in_another_layout_are_in_sync() {
+        let resource = config(json!({"mtu": 1450, "log-opts": {"max-size": "10m"}}));
+        let observed = state(Some(
+            "{\"log-opts\":{\"max-size\":\"10m\"},\"mtu\":1450,\"other\":1}",
+        ));
+        assert_eq!(resource.diff(&observed, &[]), Diff::none());
+    }
+
+    #[test]
+    fn a_missing_file_is_created() {
+        let resource = config(json!({"storage-driver": "overlay2"}));
+        let change = &resource.diff(&state(None), &[]).changes[0];
+        assert_eq!(change.action, Action::Create);
+        assert_eq!(
+            change.fields,
+            [FieldChange::new(
+                "storage-driver",
+                None,
+                Some(json!("overlay2"))
+            )]
+        );
+    }
+
+    #[test]
+    fn invalid_json_is_an_error_naming_the_file() {
+        let error =
+            parse_existing(&host_path("/etc/docker/daemon.json"), "{\"a\": 1,,}").unwrap_err();
+        assert!(
+            format!("{error:#}").starts_with("`/etc/docker/daemon.json` is not valid JSON"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn storage_driver_switch_with_images_is_refused_unless_allowed() {
+        let mut resource = config(json!({"storage-driver": "vfs"}));
+        let mut observed = state(Some("{}"));
+        observed.storage = Some(StorageFacts {
+            driver: Some("overlay2".into()),
+            containerd_store: false,
+            images: 3,
+            containers: 1,
+        });
+        let change = &resource.diff(&observed, &[]).changes[0];
+        assert_eq!(
+            change.refused.as_deref(),
+            Some(
+                "switching the storage driver from `overlay2` to `vfs` hides 3 images and 1 container until it is switched back; rerun with --allow-storage-driver-change to switch anyway"
+            )
+        );
+        resource.allow_storage_driver_change = true;
+        let change = &resource.diff(&observed, &[]).changes[0];
+        assert_eq!(change.refused, None);
+        assert_eq!(change.warnings.len(), 1);
+    }
+
+    #[test]
+    fn writing_the_driver_already_in_use_is_not_a_switch() {
+        let resource = config(json!({"storage-driver": "overlay2"}));
+        let mut observed = state(None);
+        observed.storage = Some(StorageFacts {
+            driver: Some("overlayfs".into()),
+            containerd_store: true,
+            images: 9,
+            containers: 9,
+        });
+        assert_eq!(resource.diff(&observed, &[]).changes[0].refused, None);
+    }
+
+    #[test]
+    fn a_key_also_given_as_a_flag_is_refused() {
+        let resource = config(json!({"hosts": ["unix:///var/run/docker.sock"]}));
+        let mut observed = state(None);
+        observed.service = Some(DockerService {
+            unit: host_path("/lib/systemd/system/docker.service"),
+            argv: vec!["/usr/sbin/dockerd".into(), "-H".into(), "fd://".into()],
+        });
+        let refused = resource.diff(&observed, &[]).changes[0]
+            .refused
+            .clone()
+            .unwrap();
+        assert!(refused.contains("`hosts` (flag `-H fd://`)"), "{refused}");
+    }
+
+    #[test]
+    fn the_exact_file_dockerd_refused_is_not_written_again() {
+        let resource = config(json!({"bogus": true}));
+        let mut observed = state(Some("{}"));
+        observed.rejected = Some("{\n  \"bogus\": true\n}\n".into());
+        assert!(
+            resource.diff(&observed, &[]).changes[0]
+                .refused
+                .as_deref()
+                .unwrap()
+                .contains("already refused")
+        );
+    }
+}

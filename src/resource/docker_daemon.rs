@@ -1,0 +1,557 @@
+//! `daemon/docker`: the Docker service, made to run the daemon.json on disk.
+//!
+//! After `daemon-config` changed, the daemon is reloaded (SIGHUP) when every changed key is one
+//! dockerd re-reads on reload, and restarted otherwise. A daemon that answers but reports
+//! settings other than the file's (a restart that never happened) is reloaded or restarted too;
+//! one that does not answer is started. After a restart or reload berth waits, bounded, until
+//! `docker info` shows the file's settings. When dockerd does not come back, the previous
+//! daemon.json is restored, the refused one set aside, and the daemon restarted again: berth
+//! never leaves Docker down on a configuration it rejected.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use serde_json::{Map, Value as Json};
+
+use crate::{
+    docker::{DaemonInfo, DaemonStatus, normalize_mirror},
+    exec::{self, CommandLine},
+    host::HostPath,
+    plan::{Action, Change, Diff, ResourceId},
+    profile::DockerSettings,
+    resource::{
+        Context, Resource,
+        daemon_config::{StorageFacts, backup_path, rejected_path},
+    },
+    service_unit,
+};
+
+/// daemon.json keys dockerd applies on SIGHUP; any other key needs a restart.
+const RELOADABLE_KEYS: &[&str] = &[
+    "debug",
+    "labels",
+    "live-restore",
+    "max-concurrent-downloads",
+    "max-concurrent-uploads",
+    "max-download-attempts",
+    "default-runtime",
+    "runtimes",
+    "authorization-plugins",
+    "allow-nondistributable-artifacts",
+    "insecure-registries",
+    "registry-mirrors",
+    "shutdown-timeout",
+    "features",
+];
+
+/// How often to ask the daemon while waiting for it.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+pub struct DockerDaemon {
+    config: HostPath,
+    restart: CommandLine,
+    reload: CommandLine,
+    ready_timeout: Duration,
+    keys: Map<String, Json>,
+    allow_storage_driver_change: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonState {
+    /// A docker.service unit or a dockerd binary exists under the root.
+    pub installed: bool,
+    pub status: DaemonStatus,
+    /// daemon.json as it is now; `None` when absent or unreadable (daemon-config reports that).
+    pub file: Option<Map<String, Json>>,
+}
+
+/// A setting the running daemon reports differently from daemon.json.
+#[derive(Debug, Clone, PartialEq)]
+struct Mismatch {
+    key: String,
+    running: Json,
+    file: Json,
+}
+
+impl DockerDaemon {
+    pub fn new(settings: &DockerSettings, allow_storage_driver_change: bool) -> Self {
+        Self {
+            config: settings.config.clone(),
+            restart: settings.restart.clone(),
+            reload: settings.reload.clone(),
+            ready_timeout: settings.ready_timeout,
+            keys: settings.daemon.clone(),
+            allow_storage_driver_change,
+        }
+    }
+
+    /// The daemon-config change planned or made in this run, unless apply refuses it.
+    fn config_change<'a>(&self, earlier: &'a [Change]) -> Option<&'a Change> {
+        earlier.iter().find(|change| {
+            change.id == ResourceId::singleton("daemon-config") && change.refused.is_none()
+        })
+    }
+
+    /// The profile's keys as daemon.json will hold them once this run's config change is made.
+    fn expected(&self, observed: &DaemonState, earlier: &[Change]) -> Map<String, Json> {
+        let mut file = observed.file.clone().unwrap_or_default();
+        if let Some(change) = self.config_change(earlier) {
+            for field in &change.fields {
+                if let Some(after) = &field.after {
+                    file.insert(field.path.clone(), after.clone());
+                }
+            }
+        }
+        file.into_iter()
+            .filter(|(key, _)| self.keys.contains_key(key))
+            .collect()
+    }
+
+    fn restart_or_reload(keys: &[&str]) -> Action {
+        if keys.iter().all(|key| RELOADABLE_KEYS.contains(key)) {
+            Action::Reload
+        } else {
+            Action::Restart
+        }
+    }
+
+    /// Waits until the daemon answers and reports `expected`; returns what it last said.
+    fn wait_until_ready(&self, cx: &Context, expected: &Map<String, Json>) -> Result<()> {
+        let deadline = Instant::now() + self.ready_timeout;
+        loop {
+            let problem = match cx.docker.query_status() {
+                DaemonStatus::Running(info) => {
+                    let mismatches = mismatches(&info, expected);
+                    if mismatches.is_empty() {
+                        return Ok(());
+                    }
+                    format!(
+                        "it answers but has not loaded daemon.json: {}",
+                        describe(&mismatches)
+                    )
+                }
+                DaemonStatus::CliMissing => bail!("the `docker` CLI is not installed"),
+                DaemonStatus::Unreachable(reason) | DaemonStatus::PermissionDenied(reason) => {
+                    reason
+                }
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "the Docker daemon was not ready within {} s: {problem}",
+                    self.ready_timeout.as_secs()
+                );
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Runs `command`, then waits for the daemon to show `expected`.
+    fn run_and_wait(
+        &self,
+        cx: &Context,
+        command: &CommandLine,
+        expected: &Map<String, Json>,
+    ) -> Result<()> {
+        exec::run(command)?;
+        self.wait_until_ready(cx, expected)
+    }
+
+    /// Puts the previous daemon.json back after dockerd refused the new one, keeping the
+    /// refused file for the operator (and so the next run does not try it again).
+    fn restore_previous_config(&self, cx: &Context, config_change: &Change) -> Result<()> {
+        cx.host.rename(&self.config, &rejected_path(&self.config))?;
+        if config_change.action == Action::Update {
+            cx.host
+                .copy_atomic(&backup_path(&self.config), &self.config)?;
+        }
+        Ok(())
+    }
+}
+
+impl Resource for DockerDaemon {
+    type Observed = DaemonState;
+
+    fn id(&self) -> ResourceId {
+        ResourceId::new("daemon", "docker")
+    }
+
+    fn depends_on(&self) -> Vec<ResourceId> {
+        vec![ResourceId::singleton("daemon-config")]
+    }
+
+    fn observe(&self, cx: &Context) -> Result<DaemonState> {
+        let installed = service_unit::docker_installed(cx.host);
+        let file = cx
+            .host
+            .read_optional(&self.config)?
+            .and_then(|text| serde_json::from_str::<Json>(&text).ok())
+            .and_then(|json| match json {
+                Json::Object(object) => Some(object),
+                _ => None,
+            });
+        Ok(DaemonState {
+            installed,
+            status: if installed {
+                cx.docker.status()
+            } else {
+                DaemonStatus::Unreachable("not installed".into())
+            },
+            file,
+        })
+    }
+
+    fn diff(&self, observed: &DaemonState, earlier: &[Change]) -> Diff {
+        let mut diff = Diff::none();
+        if !observed.installed {
+            diff.warn("Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is");
+            return diff;
+        }
+        let info = match &observed.status {
+            DaemonStatus::Running(info) => info,
+            DaemonStatus::CliMissing => {
+                diff.push(
+                    Change::new(
+                        self.id(),
+                        Action::Start,
+                        "dockerd is installed but the `docker` CLI is not",
+                    )
+                    .refused_because(
+                        "berth drives the daemon through the `docker` CLI; install it",
+                    ),
+                );
+                return diff;
+            }
+            DaemonStatus::PermissionDenied(reason) => {
+                diff.warn(format!(
+                    "cannot ask the Docker daemon ({reason}): daemon changes are not planned; run as root or in the docker group to see them"
+                ));
+                return diff;
+            }
+            DaemonStatus::Unreachable(reason) => {
+                diff.push(Change::new(
+                    self.id(),
+                    Action::Start,
+                    format!("the daemon does not answer: {reason}"),
+                ));
+                return diff;
+            }
+        };
+        let change = if let Some(config_change) = self.config_change(earlier) {
+            let keys: Vec<&str> = config_change
+                .fields
+                .iter()
+                .map(|field| field.path.as_str())
+                .collect();
+            let detail = format!("{} changed", keys.join(", "));
+            Change::new(self.id(), Self::restart_or_reload(&keys), detail)
+        } else {
+            let mismatches = mismatches(info, &self.expected(observed, earlier));
+            if mismatches.is_empty() {
+                return diff;
+            }
+            let keys: Vec<&str> = mismatches
+                .iter()
+                .map(|mismatch| mismatch.key.as_str())
+                .collect();
+            let mut change = Change::new(
+                self.id(),
+                Self::restart_or_reload(&keys),
+                format!(
+                    "the running daemon has not loaded daemon.json: {}",
+                    describe(&mismatches)
+                ),
+            );
+            let wanted_driver = mismatches
+                .iter()
+                .find(|mismatch| mismatch.key == "storage-driver")
+                .and_then(|mismatch| mismatch.file.as_str());
+            if let Some(wanted) = wanted_driver {
+                let storage = StorageFacts {
+                    driver: Some(info.driver.clone()),
+                    containerd_store: info.uses_containerd_store(),
+                    images: info.images,
+                    containers: info.containers,
+                };
+                if let Some(refusal) = storage
+                    .switch_refusal(wanted)
+                    .filter(|_| !self.allow_storage_driver_change)
+                {
+                    change = change.refused_because(refusal);
+                }
+            }
+            change
+        };
+        let change = if change.action == Action::Restart
+            && !info.live_restore_enabled
+            && info.containers_running > 0
+        {
+            let count = info.containers_running;
+            change.with_warning(format!(
+                "the restart stops {count} running container{} (live-restore is off); those with a restart policy start again",
+                if count == 1 { "" } else { "s" }
+            ))
+        } else {
+            change
+        };
+        diff.push(change);
+        diff
+    }
+
+    fn apply(
+        &self,
+        cx: &Context,
+        observed: &DaemonState,
+        change: &Change,
+        earlier: &[Change],
+    ) -> Result<()> {
+        let expected = self.expected(observed, earlier);
+        let command = match change.action {
+            Action::Start | Action::Restart => &self.restart,
+            Action::Reload => &self.reload,
+            other => bail!("daemon/docker cannot `{}`", other.as_str()),
+        };
+        let outcome = self.run_and_wait(cx, command, &expected);
+        let Err(error) = outcome else {
+            return Ok(());
+        };
+        let Some(config_change) = self.config_change(earlier) else {
+            return Err(error);
+        };
+        let rejected = rejected_path(&self.config);
+        self.restore_previous_config(cx, config_change).context(
+            "dockerd did not take the new daemon.json, and restoring the previous one failed",
+        )?;
+        if change.action == Action::Reload {
+            // A refused reload leaves the daemon running on its old settings.
+            return Err(error.context(format!(
+                "dockerd did not take the new daemon.json on reload; the previous file is restored (the refused one is kept at `{rejected}`)"
+            )));
+        }
+        let previous: Map<String, Json> = Map::new();
+        match self.run_and_wait(cx, &self.restart, &previous) {
+            Ok(()) => Err(error.context(format!(
+                "dockerd did not come back with the new daemon.json; the previous file is restored (the refused one is kept at `{rejected}`) and Docker is running again"
+            ))),
+            Err(second) => Err(anyhow!(
+                "dockerd did not come back with the new daemon.json ({error:#}), nor after the previous file was restored ({second:#}): Docker is down; the refused file is kept at `{rejected}`"
+            )),
+        }
+    }
+}
+
+/// The profile keys whose running value `docker info` shows and that differ from the file.
+fn mismatches(info: &DaemonInfo, expected: &Map<String, Json>) -> Vec<Mismatch> {
+    let mut found = Vec::new();
+    for (key, file) in expected {
+        let (running, file) = match key.as_str() {
+            "storage-driver" => {
+                if file
+                    .as_str()
+                    .is_some_and(|wanted| info.storage_driver_is(wanted))
+                {
+                    continue;
+                }
+                (Json::from(info.driver.clone()), file.clone())
+            }
+            "registry-mirrors" => {
+                let wanted: Vec<String> = strings(file).map(normalize_mirror).collect();
+                (Json::from(info.mirrors()), Json::from(wanted))
+            }
+            "labels" => {
+                // dockerd may list labels in another order; the set is what counts.
+                let mut running = info.labels.clone().unwrap_or_default();
+                let mut wanted: Vec<String> = strings(file).map(str::to_owned).collect();
+                running.sort();
+                wanted.sort();
+                (Json::from(running), Json::from(wanted))
+            }
+            "debug" => (Json::from(info.debug), file.clone()),
+            "live-restore" => (Json::from(info.live_restore_enabled), file.clone()),
+            "log-driver" => (Json::from(info.logging_driver.clone()), file.clone()),
+            _ => continue,
+        };
+        if running != file {
+            found.push(Mismatch {
+                key: key.clone(),
+                running,
+                file,
+            });
+        }
+    }
+    found
+}
+
+fn strings(value: &Json) -> impl Iterator<Item = &str> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_str)
+}
+
+fn describe(mismatches: &[Mismatch]) -> String {
+    mismatches
+        .iter()
+        .map(|mismatch| {
+            format!(
+                "{} is {} (daemon.json: {})",
+                mismatch.key, mismatch.running, mismatch.file
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{host::host_path, plan::FieldChange};
+    use serde_json::json;
+
+    fn daemon(keys: Json) -> DockerDaemon {
+        DockerDaemon {
+            config: host_path("/etc/docker/daemon.json"),
+            restart: CommandLine::new("systemctl", ["restart", "docker"]),
+            reload: CommandLine::new("systemctl", ["reload", "docker"]),
+            ready_timeout: Duration::from_secs(1),
+            keys: keys.as_object().unwrap().clone(),
+            allow_storage_driver_change: false,
+        }
+    }
+
+    fn running(info: DaemonInfo, file: Json) -> DaemonState {
+        DaemonState {
+            installed: true,
+            status: DaemonStatus::Running(Box::new(info)),
+            file: file.as_object().cloned(),
+        }
+    }
+
+    fn overlay2() -> DaemonInfo {
+        DaemonInfo {
+            server_version: "20.10".into(),
+            driver: "overlay2".into(),
+            ..DaemonInfo::default()
+        }
+    }
+
+    fn config_change(fields: &[(&str, Json)]) -> Change {
+        Change::new(ResourceId::singleton("daemon-config"), Action::Update, "").with_fields(
+            fields
+                .iter()
+                .map(|(key, value)| FieldChange::new(*key, None, Some(value.clone())))
+                .collect(),
+        )
+    }
+
+    fn actions(diff: Diff) -> Vec<(Action, String)> {
+        diff.changes
+            .into_iter()
+            .map(|change| (change.action, change.detail))
+            .collect()
+    }
+
+    #[test]
+    fn reloadable_keys_reload_and_others_restart() {
+        let resource = daemon(
+            json!({"registry-mirrors": ["https://m.example"], "storage-driver": "overlay2"}),
+        );
+        let observed = running(overlay2(), json!({}));
+        let mirrors = config_change(&[("registry-mirrors", json!(["https://m.example"]))]);
+        assert_eq!(
+            actions(resource.diff(&observed, &[mirrors])),
+            [(Action::Reload, "registry-mirrors changed".into())]
+        );
+        let both = config_change(&[("registry-mirrors", json!([])), ("mtu", json!(1400))]);
+        assert_eq!(
+            actions(resource.diff(&observed, &[both])),
+            [(Action::Restart, "registry-mirrors, mtu changed".into())]
+        );
+    }
+
+    #[test]
+    fn a_daemon_already_running_the_file_needs_nothing() {
+        let resource = daemon(
+            json!({"registry-mirrors": ["https://m.example"], "storage-driver": "overlay2"}),
+        );
+        let mut info = overlay2();
+        info.registry_config = Some(crate::docker::RegistryConfig {
+            mirrors: Some(vec!["https://m.example/".into()]),
+        });
+        let observed = running(
+            info,
+            json!({"registry-mirrors": ["https://m.example"], "storage-driver": "overlay2"}),
+        );
+        assert_eq!(resource.diff(&observed, &[]), Diff::none());
+    }
+
+    #[test]
+    fn a_daemon_that_never_loaded_the_file_is_reloaded() {
+        let resource = daemon(json!({"registry-mirrors": ["https://m.example"]}));
+        let observed = running(
+            overlay2(),
+            json!({"registry-mirrors": ["https://m.example"]}),
+        );
+        let planned = actions(resource.diff(&observed, &[]));
+        assert_eq!(planned[0].0, Action::Reload);
+        assert!(
+            planned[0]
+                .1
+                .contains("registry-mirrors is [] (daemon.json: [\"https://m.example/\"])"),
+            "{}",
+            planned[0].1
+        );
+    }
+
+    #[test]
+    fn a_stopped_daemon_is_started_and_a_missing_docker_is_only_mentioned() {
+        let resource = daemon(json!({}));
+        let stopped = DaemonState {
+            installed: true,
+            status: DaemonStatus::Unreachable("Cannot connect".into()),
+            file: None,
+        };
+        assert_eq!(
+            resource.diff(&stopped, &[]).changes[0].action,
+            Action::Start
+        );
+        let absent = DaemonState {
+            installed: false,
+            status: DaemonStatus::CliMissing,
+            file: None,
+        };
+        let diff = resource.diff(&absent, &[]);
+        assert!(diff.changes.is_empty());
+        assert_eq!(diff.warnings.len(), 1);
+    }
+
+    #[test]
+    fn restart_warns_when_it_stops_running_containers() {
+        let resource = daemon(json!({"mtu": 1400}));
+        let mut info = overlay2();
+        info.containers_running = 2;
+        let diff = resource.diff(
+            &running(info, json!({})),
+            &[config_change(&[("mtu", json!(1400))])],
+        );
+        assert_eq!(
+            diff.changes[0].warnings,
+            [
+                "the restart stops 2 running containers (live-restore is off); those with a restart policy start again"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_refused_config_change_does_not_restart() {
+        let resource = daemon(json!({"storage-driver": "vfs"}));
+        let mut info = overlay2();
+        info.images = 2;
+        let refused =
+            config_change(&[("storage-driver", json!("vfs"))]).refused_because("hides images");
+        assert_eq!(
+            resource.diff(&running(info, json!({})), &[refused]),
+            Diff::none()
+        );
+    }
+}

@@ -1,0 +1,342 @@
+//! `kernel-module/NAME`: a module loaded now and loaded again at every boot.
+//!
+//! Loaded means: listed in `/proc/modules`, or a filesystem the kernel lists in
+//! `/proc/filesystems` (overlay), or present in `/sys/module`, or built in per
+//! `/lib/modules/<release>/modules.builtin`. Persisted means: a line in any modules-load.d file
+//! or in `/etc/modules`. A kernel without module support (no `/proc/modules`) that has the module
+//! built in is converged as it is. Every path goes through the root.
+
+use anyhow::{Context as _, Result};
+
+use crate::{
+    exec::{self, CommandLine},
+    host::{Host, HostPath, host_path},
+    plan::{Action, Change, Diff, ResourceId},
+    profile::ModuleName,
+    resource::{Context, Resource},
+};
+
+/// Where systemd-modules-load (and Debian's kmod init script) read module lists, most
+/// important first.
+const MODULES_LOAD_DIRS: &[&str] = &[
+    "/etc/modules-load.d",
+    "/run/modules-load.d",
+    "/usr/local/lib/modules-load.d",
+    "/usr/lib/modules-load.d",
+    "/lib/modules-load.d",
+];
+
+pub struct KernelModule {
+    name: ModuleName,
+}
+
+/// What the running kernel says about the module, as far as the root lets berth see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelView {
+    /// No `/proc` under the root (a directory tree, not a running system): only persistence
+    /// can be managed.
+    NotVisible,
+    /// `/proc` exists but `/proc/modules` does not: the kernel cannot load modules at all.
+    NoModuleSupport {
+        available: bool,
+    },
+    Modular {
+        loaded: bool,
+        built_in: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleState {
+    pub kernel: KernelView,
+    /// The file that already loads the module at boot.
+    pub persisted_in: Option<HostPath>,
+}
+
+impl KernelModule {
+    pub fn new(name: ModuleName) -> Self {
+        Self { name }
+    }
+
+    /// The file berth writes to load the module at boot.
+    pub fn persistence_file(&self) -> HostPath {
+        host_path("/etc/modules-load.d").join(format!("{}.conf", self.name))
+    }
+
+    fn modprobe(&self) -> CommandLine {
+        CommandLine::new("modprobe", [self.name.as_str()])
+    }
+
+    fn observe_kernel(&self, host: &Host) -> Result<KernelView> {
+        let filesystems = host.read_optional(&host_path("/proc/filesystems"))?;
+        let modules = host.read_optional(&host_path("/proc/modules"))?;
+        let kernel_name = self.name.kernel_form();
+        let is_filesystem = filesystems.as_deref().is_some_and(|text| {
+            text.lines()
+                .any(|line| line.split_whitespace().last() == Some(self.name.as_str()))
+        });
+        let in_sys = host.exists(&host_path("/sys/module").join(&kernel_name));
+        let Some(modules) = modules else {
+            return Ok(if filesystems.is_none() {
+                KernelView::NotVisible
+            } else {
+                KernelView::NoModuleSupport {
+                    available: is_filesystem || in_sys,
+                }
+            });
+        };
+        let in_modules = modules
+            .lines()
+            .any(|line| line.split_whitespace().next() == Some(kernel_name.as_str()));
+        Ok(KernelView::Modular {
+            loaded: in_modules || is_filesystem || in_sys,
+            built_in: self.listed_built_in(host)?,
+        })
+    }
+
+    fn listed_built_in(&self, host: &Host) -> Result<bool> {
+        let release = match host.read_optional(&host_path("/proc/sys/kernel/osrelease"))? {
+            Some(release) => release.trim().to_owned(),
+            None => nix::sys::utsname::uname()
+                .context("failed to read the kernel release")?
+                .release()
+                .to_string_lossy()
+                .into_owned(),
+        };
+        let list = host_path("/lib/modules")
+            .join(release)
+            .join("modules.builtin");
+        let wanted = format!("{}.ko", self.name.kernel_form());
+        Ok(host.read_optional(&list)?.is_some_and(|text| {
+            text.lines().any(|line| {
+                line.rsplit('/').next().map(|file| file.replace('-', "_")) == Some(wanted.clone())
+            })
+        }))
+    }
+
+    fn find_persistence(&self, host: &Host) -> Result<Option<HostPath>> {
+        let mut candidates = Vec::new();
+        for dir in MODULES_LOAD_DIRS {
+            let dir = host_path(dir);
+            for name in host.list_dir(&dir)? {
+                if name.ends_with(".conf") {
+                    candidates.push(dir.join(name));
+                }
+            }
+        }
+        candidates.push(host_path("/etc/modules"));
+        let wanted = self.name.kernel_form();
+        for path in candidates {
+            let Some(text) = host.read_optional(&path)? else {
+                continue;
+            };
+            let listed = text.lines().any(|line| {
+                let line = line.trim();
+                !line.starts_with('#')
+                    && !line.starts_with(';')
+                    && line
+                        .split_whitespace()
+                        .next()
+                        .map(|name| name.replace('-', "_"))
+                        == Some(wanted.clone())
+            });
+            if listed {
+                return Ok(Some(path));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Resource for KernelModule {
+    type Observed = ModuleState;
+
+    fn id(&self) -> ResourceId {
+        ResourceId::new("kernel-module", self.name.as_str())
+    }
+
+    fn observe(&self, cx: &Context) -> Result<ModuleState> {
+        Ok(ModuleState {
+            kernel: self.observe_kernel(cx.host)?,
+            persisted_in: self.find_persistence(cx.host)?,
+        })
+    }
+
+    fn diff(&self, observed: &ModuleState, _earlier: &[Change]) -> Diff {
+        let mut diff = Diff::none();
+        let needs_persistence = match observed.kernel {
+            KernelView::NotVisible => {
+                diff.warn(format!(
+                    "the running kernel is not visible under the root (no /proc/filesystems or /proc/modules): `{}` is only persisted, not loaded",
+                    self.name
+                ));
+                true
+            }
+            KernelView::NoModuleSupport { available: true } => false,
+            KernelView::NoModuleSupport { available: false } => {
+                diff.push(
+                    Change::new(self.id(), Action::Load, self.modprobe().to_string()).refused_because(format!(
+                        "this kernel cannot load modules (no /proc/modules) and `{}` is not built in",
+                        self.name
+                    )),
+                );
+                false
+            }
+            KernelView::Modular { loaded, built_in } => {
+                if !loaded {
+                    diff.push(Change::new(
+                        self.id(),
+                        Action::Load,
+                        self.modprobe().to_string(),
+                    ));
+                }
+                !built_in
+            }
+        };
+        if needs_persistence && observed.persisted_in.is_none() {
+            diff.push(Change::new(
+                self.id(),
+                Action::Persist,
+                self.persistence_file().to_string(),
+            ));
+        }
+        diff
+    }
+
+    fn apply(
+        &self,
+        cx: &Context,
+        _observed: &ModuleState,
+        change: &Change,
+        _earlier: &[Change],
+    ) -> Result<()> {
+        match change.action {
+            Action::Load => {
+                exec::run(&self.modprobe())?;
+            }
+            Action::Persist => {
+                let text = format!(
+                    "# Written by berth: load {} at boot (systemd-modules-load).\n{}\n",
+                    self.name, self.name
+                );
+                cx.host
+                    .write_atomic(&self.persistence_file(), text.as_bytes(), 0o644)?;
+            }
+            other => anyhow::bail!("kernel-module cannot `{}`", other.as_str()),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{docker::Docker, resource::Options};
+
+    struct Fixture {
+        _root: tempfile::TempDir,
+        host: Host,
+    }
+
+    impl Fixture {
+        fn new(files: &[(&str, &str)]) -> Self {
+            let root = tempfile::tempdir().unwrap();
+            for (path, text) in files {
+                let full = root.path().join(path.trim_start_matches('/'));
+                if path.ends_with('/') {
+                    std::fs::create_dir_all(full).unwrap();
+                    continue;
+                }
+                std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+                std::fs::write(full, text).unwrap();
+            }
+            let host = Host::new(root.path());
+            Self { _root: root, host }
+        }
+
+        fn plan(&self, name: &str) -> Vec<(Action, bool)> {
+            let module = KernelModule::new(ModuleName::try_from(name.to_owned()).unwrap());
+            let docker = Docker::default();
+            let options = Options::default();
+            let cx = Context {
+                host: &self.host,
+                docker: &docker,
+                options: &options,
+            };
+            let observed = module.observe(&cx).unwrap();
+            module
+                .diff(&observed, &[])
+                .changes
+                .into_iter()
+                .map(|change| (change.action, change.refused.is_some()))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn loaded_and_persisted_is_converged() {
+        let fixture = Fixture::new(&[
+            ("/proc/filesystems", "nodev\tsysfs\n"),
+            ("/proc/modules", "overlay 151552 0 - Live 0x0\n"),
+            ("/etc/modules-load.d/docker.conf", "# docker\noverlay\n"),
+        ]);
+        assert_eq!(fixture.plan("overlay"), []);
+    }
+
+    #[test]
+    fn missing_module_is_loaded_and_persisted() {
+        let fixture = Fixture::new(&[
+            ("/proc/filesystems", "nodev\tsysfs\n"),
+            ("/proc/modules", "ext4 1 0 - Live 0x0\n"),
+        ]);
+        assert_eq!(
+            fixture.plan("overlay"),
+            [(Action::Load, false), (Action::Persist, false)]
+        );
+    }
+
+    #[test]
+    fn a_line_in_etc_modules_counts_and_dashes_match_underscores() {
+        let fixture = Fixture::new(&[
+            ("/proc/filesystems", ""),
+            ("/proc/modules", "br_netfilter 1 0 - Live 0x0\n"),
+            ("/etc/modules", "br-netfilter\n"),
+        ]);
+        assert_eq!(fixture.plan("br_netfilter"), []);
+    }
+
+    #[test]
+    fn kernel_without_module_support_and_overlay_built_in_is_converged() {
+        let fixture = Fixture::new(&[
+            ("/proc/filesystems", "nodev\toverlay\n"),
+            ("/sys/module/overlay/", ""),
+        ]);
+        assert_eq!(fixture.plan("overlay"), []);
+    }
+
+    #[test]
+    fn kernel_without_module_support_and_without_the_module_is_refused() {
+        let fixture = Fixture::new(&[("/proc/filesystems", "nodev\tsysfs\n")]);
+        assert_eq!(fixture.plan("overlay"), [(Action::Load, true)]);
+    }
+
+    #[test]
+    fn built_in_per_modules_builtin_needs_no_persistence() {
+        let fixture = Fixture::new(&[
+            ("/proc/sys/kernel/osrelease", "6.1.0-test\n"),
+            ("/proc/filesystems", "nodev\toverlay\n"),
+            ("/proc/modules", ""),
+            (
+                "/lib/modules/6.1.0-test/modules.builtin",
+                "kernel/fs/overlayfs/overlay.ko\n",
+            ),
+        ]);
+        assert_eq!(fixture.plan("overlay"), []);
+    }
+
+    #[test]
+    fn an_empty_root_only_persists() {
+        let fixture = Fixture::new(&[]);
+        assert_eq!(fixture.plan("overlay"), [(Action::Persist, false)]);
+    }
+}

@@ -1,0 +1,258 @@
+//! The command line itself: help, exit codes, output formats, profile selection.
+
+use crate::harness::{Root, berth, profile_file};
+
+#[test]
+fn help_for_every_subcommand_is_stable() {
+    let root = Root::new();
+    for subcommand in [None, Some("plan"), Some("apply"), Some("validate")] {
+        let mut args = Vec::from_iter(subcommand);
+        args.push("--help");
+        let run = berth(&root).args(&args).run();
+        run.code(0);
+        insta::assert_snapshot!(
+            format!("help-{}", subcommand.unwrap_or("berth")),
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn plan_on_an_empty_root_shows_overlay_persistence_and_daemon_json_and_exits_2() {
+    let root = Root::new();
+    let run = berth(&root).args(["plan"]).run();
+    run.code(2);
+    insta::assert_snapshot!(run.transcript());
+}
+
+#[test]
+fn apply_then_plan_on_an_empty_root_converges() {
+    let root = Root::new();
+    berth(&root).args(["apply"]).run().code(0);
+    assert_eq!(
+        root.read("/etc/modules-load.d/overlay.conf").unwrap(),
+        "# Written by berth: load overlay at boot (systemd-modules-load).\noverlay\n"
+    );
+    let daemon_json: serde_json::Value =
+        serde_json::from_str(&root.read("/etc/docker/daemon.json").unwrap()).unwrap();
+    assert_eq!(daemon_json["storage-driver"], "overlay2");
+    assert_eq!(root.mode("/etc/docker/daemon.json"), 0o644);
+    let before = root.snapshot();
+    let mtime = root.mtime("/etc/docker/daemon.json");
+    let run = berth(&root).args(["plan"]).run();
+    run.code(0);
+    assert!(
+        run.stdout
+            .contains("No changes: the host matches the profile."),
+        "{}",
+        run.stdout
+    );
+    berth(&root).args(["apply"]).run().code(0);
+    assert_eq!(
+        root.snapshot(),
+        before,
+        "a converged apply rewrites nothing"
+    );
+    assert_eq!(root.mtime("/etc/docker/daemon.json"), mtime);
+}
+
+#[test]
+fn plan_json_is_one_document_with_the_changes() {
+    let root = Root::new();
+    let run = berth(&root).args(["plan", "--json"]).run();
+    run.code(2);
+    let document = run.json();
+    assert_eq!(document["schema_version"], 1);
+    assert_eq!(document["command"], "plan");
+    assert_eq!(document["profiles"], serde_json::json!(["dind"]));
+    let changes = document["changes"].as_array().unwrap();
+    let ids: Vec<_> = changes
+        .iter()
+        .map(|change| {
+            (
+                change["id"].as_str().unwrap(),
+                change["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("kernel-module/overlay", "persist"),
+            ("daemon-config", "create")
+        ]
+    );
+    let fields = &changes[1]["fields"];
+    assert_eq!(
+        fields[0],
+        serde_json::json!({"path": "storage-driver", "after": "overlay2"})
+    );
+    assert!(
+        changes[1]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+  \"storage-driver\": \"overlay2\",")
+    );
+    assert_eq!(
+        document["summary"],
+        serde_json::json!({"add": 2, "change": 0, "destroy": 0, "failed": 0})
+    );
+    let warnings: Vec<_> = document["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(warnings, ["kernel-module/overlay", "daemon/docker"]);
+}
+
+#[test]
+fn apply_json_reports_what_was_done() {
+    let root = Root::new();
+    let run = berth(&root).args(["apply", "--json"]).run();
+    run.code(0);
+    let document = run.json();
+    assert_eq!(document["command"], "apply");
+    let statuses: Vec<_> = document["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| change["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["done", "done"]);
+}
+
+#[test]
+fn profiles_layer_in_order_and_operator_copies_win_over_embedded_ones() {
+    let root = Root::new();
+    root.write(
+        "/etc/berth/profiles/dind.toml",
+        "[docker.daemon]\nstorage-driver = \"overlay2\"\n",
+    );
+    let site = profile_file(
+        &root.join("/work"),
+        "site",
+        "[docker.daemon]\nregistry-mirrors = [\"https://mirror.example.com\"]\n",
+    );
+    let run = berth(&root)
+        .args(["plan", "--json", "-p", "dind", "-p"])
+        .args([&site])
+        .run();
+    run.code(2);
+    let document = run.json();
+    assert_eq!(document["profiles"], serde_json::json!(["dind", "site"]));
+    let ids: Vec<_> = document["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| change["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["daemon-config"],
+        "the operator's dind has no kernel section"
+    );
+    let paths: Vec<_> = document["changes"][0]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["storage-driver", "registry-mirrors"]);
+}
+
+#[test]
+fn berth_toml_chooses_the_profiles_when_no_p_is_given() {
+    let root = Root::new();
+    root.write(
+        "/etc/berth/profiles/only-mirror.toml",
+        "[docker.daemon]\nregistry-mirrors = [\"https://m.example\"]\n",
+    );
+    root.write("/etc/berth/berth.toml", "profiles = [\"only-mirror\"]\n");
+    let document = berth(&root).args(["plan", "--json"]).run().json();
+    assert_eq!(document["profiles"], serde_json::json!(["only-mirror"]));
+    assert_eq!(
+        document["changes"][0]["fields"][0]["path"],
+        "registry-mirrors"
+    );
+}
+
+#[test]
+fn validate_checks_profiles_without_touching_the_host() {
+    let root = Root::new();
+    let run = berth(&root).args(["validate"]).run();
+    run.code(0);
+    assert_eq!(run.stdout, "valid: dind\n");
+    assert!(root.snapshot().is_empty(), "validate wrote nothing");
+}
+
+#[test]
+fn unknown_profile_name_lists_what_exists() {
+    let root = Root::new();
+    let run = berth(&root).args(["plan", "-p", "nope"]).run();
+    run.code(1);
+    assert!(run.stderr.contains("no profile named `nope`: not in `/etc/berth/profiles/nope.toml` nor among the embedded profiles (dind"), "{}", run.stderr);
+}
+
+#[test]
+fn apply_on_the_machine_root_as_non_root_fails_early() {
+    let run = run_as_nobody(&["apply", "--root", "/"]);
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("must run as root"), "{stderr}");
+}
+
+#[test]
+fn plan_works_as_a_non_root_user() {
+    let root = Root::new();
+    std::fs::set_permissions(
+        root.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let run = run_as_nobody(&["plan", "--root", root.path().to_str().unwrap()]);
+    assert_eq!(
+        run.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+/// Runs berth as `nobody` (uid 65534) with setpriv.
+fn run_as_nobody(args: &[&str]) -> std::process::Output {
+    if !nix::unistd::geteuid().is_root() {
+        // Already not root: run directly.
+        return std::process::Command::new(crate::harness::BERTH)
+            .args(args)
+            .output()
+            .unwrap();
+    }
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(crate::harness::BERTH)
+        .args(args)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn color_is_off_when_not_a_terminal_and_on_when_asked() {
+    let root = Root::new();
+    assert!(!berth(&root).args(["plan"]).run().stdout.contains('\u{1b}'));
+    assert!(
+        berth(&root)
+            .args(["plan", "--color", "always"])
+            .run()
+            .stdout
+            .contains('\u{1b}')
+    );
+    assert!(
+        !berth(&root)
+            .args(["plan", "--color", "always", "--json"])
+            .run()
+            .stdout
+            .contains('\u{1b}')
+    );
+}

@@ -1,0 +1,397 @@
+//! The Docker daemon for real: a private dockerd per test, restarted and reloaded by berth
+//! through the profile's restart/reload commands (scripts that really restart or SIGHUP it).
+
+use crate::{
+    harness::{Root, berth, profile_file, write_executable},
+    require_dockerd,
+};
+
+fn layers(root: &Root, dockerd: &crate::harness::Dockerd, site: &str) -> Vec<std::path::PathBuf> {
+    vec![
+        dockerd.layer_file(),
+        profile_file(&root.join("/work"), "site", site),
+    ]
+}
+
+fn p_args(profiles: &[std::path::PathBuf]) -> Vec<std::ffi::OsString> {
+    profiles
+        .iter()
+        .flat_map(|path| ["-p".into(), path.clone().into_os_string()])
+        .collect()
+}
+
+#[test]
+fn a_restart_key_restarts_the_daemon_once_and_a_second_run_changes_nothing() {
+    let root = Root::new();
+    root.with_overlay_kernel();
+    let dockerd = require_dockerd!(&root);
+    let first_pid = dockerd.pid();
+    let profiles = [
+        vec!["-p".into(), "dind".into()],
+        p_args(&[dockerd.layer_file()]),
+    ]
+    .concat();
+
+    let plan = berth(&root)
+        .docker(&dockerd)
+        .args(["plan"])
+        .args(&profiles)
+        .run();
+    plan.code(2);
+    assert!(
+        plan.stdout
+            .contains("daemon/docker    ~ restart   storage-driver, log-driver, log-opts changed"),
+        "{}",
+        plan.stdout
+    );
+    assert_eq!(dockerd.pid(), first_pid, "plan restarts nothing");
+
+    let apply = berth(&root)
+        .docker(&dockerd)
+        .args(["apply"])
+        .args(&profiles)
+        .run();
+    apply.code(0);
+    let second_pid = dockerd.pid();
+    assert_ne!(second_pid, first_pid, "dockerd was restarted");
+    let info = dockerd.info();
+    assert_eq!(info["Driver"], "overlay2");
+    assert_eq!(info["LoggingDriver"], "json-file");
+
+    let mtime = root.mtime("/etc/docker/daemon.json");
+    let plan = berth(&root)
+        .docker(&dockerd)
+        .args(["plan"])
+        .args(&profiles)
+        .run();
+    plan.code(0);
+    berth(&root)
+        .docker(&dockerd)
+        .args(["apply"])
+        .args(&profiles)
+        .run()
+        .code(0);
+    assert_eq!(
+        dockerd.pid(),
+        second_pid,
+        "a converged apply restarts nothing"
+    );
+    assert_eq!(
+        root.mtime("/etc/docker/daemon.json"),
+        mtime,
+        "a converged apply rewrites nothing"
+    );
+}
+
+#[test]
+fn a_registry_mirror_is_reloaded_not_restarted_and_docker_info_shows_it() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    let pid = dockerd.pid();
+    let profiles = layers(
+        &root,
+        &dockerd,
+        "[docker.daemon]\nregistry-mirrors = [\"https://mirror.example.com\"]\n",
+    );
+    let apply = berth(&root)
+        .docker(&dockerd)
+        .args(["apply"])
+        .args(p_args(&profiles))
+        .run();
+    apply.code(0);
+    assert!(
+        apply
+            .stdout
+            .contains("daemon/docker    ~ reload    registry-mirrors changed"),
+        "{}",
+        apply.stdout
+    );
+    assert_eq!(dockerd.pid(), pid, "SIGHUP, not a restart");
+    assert_eq!(
+        dockerd.info()["RegistryConfig"]["Mirrors"],
+        serde_json::json!(["https://mirror.example.com/"])
+    );
+    berth(&root)
+        .docker(&dockerd)
+        .args(["plan"])
+        .args(p_args(&profiles))
+        .run()
+        .code(0);
+}
+
+#[test]
+fn a_daemon_json_dockerd_rejects_is_rolled_back_and_the_daemon_is_back() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    let original = root.read("/etc/docker/daemon.json").unwrap();
+    let profiles = layers(&root, &dockerd, "[docker.daemon]\nno-such-option = true\n");
+    let apply = berth(&root)
+        .docker(&dockerd)
+        .args(["apply"])
+        .args(p_args(&profiles))
+        .run();
+    apply.code(1);
+    assert!(
+        apply.stderr.contains("error: failed to restart `daemon/docker`\n  caused by: dockerd did not come back with the new daemon.json; the previous file is restored (the refused one is kept at `/etc/docker/daemon.json.berth-rejected`) and Docker is running again"),
+        "{}",
+        apply.stderr
+    );
+    assert!(
+        apply.stderr.contains("no-such-option"),
+        "dockerd's own complaint is shown: {}",
+        apply.stderr
+    );
+    assert_eq!(
+        root.read("/etc/docker/daemon.json").unwrap(),
+        original,
+        "the previous daemon.json is back"
+    );
+    assert!(
+        root.read("/etc/docker/daemon.json.berth-rejected")
+            .unwrap()
+            .contains("no-such-option")
+    );
+    assert_eq!(
+        dockerd.info()["Driver"],
+        "overlay2",
+        "the daemon answers again"
+    );
+
+    // The next run does not restart Docker into the same refused file again.
+    let pid = dockerd.pid();
+    let again = berth(&root)
+        .docker(&dockerd)
+        .args(["apply"])
+        .args(p_args(&profiles))
+        .run();
+    again.code(1);
+    assert!(
+        again
+            .stderr
+            .contains("dockerd already refused exactly this daemon.json"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(dockerd.pid(), pid);
+    assert_eq!(root.read("/etc/docker/daemon.json").unwrap(), original);
+}
+
+#[test]
+fn a_storage_driver_switch_that_hides_images_is_refused() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    dockerd.import_busybox("berth-test/busybox:1");
+    let pid = dockerd.pid();
+    let original = root.read("/etc/docker/daemon.json").unwrap();
+    let profiles = layers(
+        &root,
+        &dockerd,
+        "[docker.daemon]\nstorage-driver = \"vfs\"\n",
+    );
+
+    let plan = berth(&root)
+        .docker(&dockerd)
+        .args(["plan"])
+        .args(p_args(&profiles))
+        .run();
+    plan.code(2);
+    assert!(plan.stdout.contains("refused: switching the storage driver from `overlay2` to `vfs` hides 1 image and 0 containers"), "{}", plan.stdout);
+
+    let apply = berth(&root)
+        .docker(&dockerd)
+        .args(["apply"])
+        .args(p_args(&profiles))
+        .run();
+    apply.code(1);
+    assert!(
+        apply
+            .stderr
+            .contains("rerun with --allow-storage-driver-change"),
+        "{}",
+        apply.stderr
+    );
+    assert_eq!(root.read("/etc/docker/daemon.json").unwrap(), original);
+    assert_eq!(dockerd.pid(), pid, "Docker was not restarted");
+    assert_eq!(dockerd.info()["Images"], 1);
+
+    let allowed = berth(&root)
+        .docker(&dockerd)
+        .args(["apply", "--allow-storage-driver-change"])
+        .args(p_args(&profiles))
+        .run();
+    allowed.code(0);
+    let info = dockerd.info();
+    assert_eq!(info["Driver"], "vfs");
+    assert_eq!(
+        info["Images"], 0,
+        "the overlay2 image is hidden, as the refusal said"
+    );
+}
+
+#[test]
+fn a_key_the_service_also_passes_as_a_flag_is_refused() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    let pid = dockerd.pid();
+    let original = root.read("/etc/docker/daemon.json").unwrap();
+    let profiles = layers(
+        &root,
+        &dockerd,
+        "[docker.daemon]\nhosts = [\"unix:///var/run/docker.sock\"]\n",
+    );
+    let apply = berth(&root)
+        .docker(&dockerd)
+        .args(["apply"])
+        .args(p_args(&profiles))
+        .run();
+    apply.code(1);
+    assert!(
+        apply
+            .stderr
+            .contains("dockerd would refuse to start: `hosts` (flag `-H unix://"),
+        "{}",
+        apply.stderr
+    );
+    assert!(
+        apply
+            .stderr
+            .contains("in `/lib/systemd/system/docker.service`"),
+        "{}",
+        apply.stderr
+    );
+    assert_eq!(root.read("/etc/docker/daemon.json").unwrap(), original);
+    assert_eq!(dockerd.pid(), pid);
+}
+
+#[test]
+fn a_stopped_daemon_is_planned_as_start_and_started_by_apply() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    let profiles = layers(
+        &root,
+        &dockerd,
+        "[docker.daemon]\nregistry-mirrors = [\"https://mirror.example.com\"]\n",
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dockerd.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    while dockerd.docker_unchecked(["version"]).status.success() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let plan = berth(&root)
+        .docker(&dockerd)
+        .args(["plan"])
+        .args(p_args(&profiles))
+        .run();
+    plan.code(2);
+    assert!(
+        plan.stdout.contains("daemon-config    ~ update"),
+        "file changes are still shown: {}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("daemon/docker    + start     the daemon does not answer: Cannot connect to the Docker daemon"), "{}", plan.stdout);
+    berth(&root)
+        .docker(&dockerd)
+        .args(["apply"])
+        .args(p_args(&profiles))
+        .run()
+        .code(0);
+    assert_eq!(
+        dockerd.info()["RegistryConfig"]["Mirrors"],
+        serde_json::json!(["https://mirror.example.com/"])
+    );
+    berth(&root)
+        .docker(&dockerd)
+        .args(["plan"])
+        .args(p_args(&profiles))
+        .run()
+        .code(0);
+}
+
+#[test]
+fn a_daemon_that_never_loaded_daemon_json_is_reloaded() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    // Someone wrote the file but never reloaded: the file is in sync, the daemon is not.
+    root.write(
+        "/etc/docker/daemon.json",
+        "{\n  \"registry-mirrors\": [\"https://mirror.example.com\"]\n}\n",
+    );
+    let profiles = layers(
+        &root,
+        &dockerd,
+        "[docker.daemon]\nregistry-mirrors = [\"https://mirror.example.com\"]\n",
+    );
+    let plan = berth(&root)
+        .docker(&dockerd)
+        .args(["plan"])
+        .args(p_args(&profiles))
+        .run();
+    plan.code(2);
+    assert!(plan.stdout.contains("daemon/docker    ~ reload    the running daemon has not loaded daemon.json: registry-mirrors is []"), "{}", plan.stdout);
+    berth(&root)
+        .docker(&dockerd)
+        .args(["apply"])
+        .args(p_args(&profiles))
+        .run()
+        .code(0);
+    berth(&root)
+        .docker(&dockerd)
+        .args(["plan"])
+        .args(p_args(&profiles))
+        .run()
+        .code(0);
+}
+
+#[test]
+fn plan_without_docker_installed_says_so_and_shows_the_file_changes() {
+    let root = Root::new();
+    let run = berth(&root).args(["plan"]).run();
+    run.code(2);
+    assert!(
+        run.stderr
+            .contains("warning: daemon/docker: Docker is not installed"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("daemon-config"), "{}", run.stdout);
+}
+
+#[test]
+fn dockerd_validate_rejecting_the_file_leaves_it_untouched() {
+    // A dockerd stand-in with `--validate` (Engine 23+; the Debian 12 dockerd has none).
+    let root = Root::new();
+    root.write("/etc/docker/daemon.json", "{}\n");
+    let bin = root.join("/stub-bin");
+    write_executable(
+        &bin,
+        "dockerd",
+        "#!/bin/sh\ncase \"$1\" in\n--help) echo '      --validate    Validate daemon configuration and exit' ;;\n--validate) echo \"unable to configure the Docker daemon with file $3: the following directives don't match any configuration option: bogus\" >&2; exit 1 ;;\nesac\n",
+    );
+    let profile = profile_file(
+        &root.join("/work"),
+        "site",
+        "[docker.daemon]\nbogus = true\n",
+    );
+    let run = berth(&root)
+        .path_first(&bin)
+        .args(["apply", "-p"])
+        .args([&profile])
+        .run();
+    run.code(1);
+    assert!(
+        run.stderr
+            .contains("caused by: dockerd rejects the new daemon.json; the file was not changed"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("the following directives don't match any configuration option: bogus"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(root.read("/etc/docker/daemon.json").unwrap(), "{}\n");
+}

@@ -1,0 +1,521 @@
+//! The test harness: runs the real `berth` binary against a temporary `--root`, with a scrubbed
+//! environment, and starts a private `dockerd` in its own network namespace so tests never touch
+//! the machine's own daemon and can restart "the host's Docker" for real.
+//!
+//! Private daemon recipe (see the project notes on these machines): `setsid unshare -n` with
+//! its own socket, data-root, exec-root and pidfile, and `--config-file <root>/etc/docker/daemon.json`.
+//! Without its own network namespace a second daemon breaks the machine's `docker0`.
+//!
+//! Where no `dockerd` exists, Docker tests say so loudly and skip; under `CI=true` that is a
+//! failure.
+
+#![allow(dead_code)]
+
+use std::{
+    collections::BTreeMap,
+    ffi::OsString,
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+    time::{Duration, Instant, SystemTime},
+};
+
+pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+/// A temporary directory standing in for `/`.
+pub struct Root {
+    dir: tempfile::TempDir,
+}
+
+impl Root {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::Builder::new()
+                .prefix("berth-root-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `host_path` (`/etc/x`) under this root.
+    pub fn join(&self, host_path: &str) -> PathBuf {
+        self.path().join(host_path.trim_start_matches('/'))
+    }
+
+    pub fn write(&self, host_path: &str, text: &str) -> &Self {
+        let path = self.join(host_path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+        self
+    }
+
+    pub fn mkdir(&self, host_path: &str) -> &Self {
+        fs::create_dir_all(self.join(host_path)).unwrap();
+        self
+    }
+
+    pub fn read(&self, host_path: &str) -> Option<String> {
+        fs::read_to_string(self.join(host_path)).ok()
+    }
+
+    pub fn exists(&self, host_path: &str) -> bool {
+        self.join(host_path).exists()
+    }
+
+    pub fn mtime(&self, host_path: &str) -> SystemTime {
+        fs::metadata(self.join(host_path))
+            .unwrap()
+            .modified()
+            .unwrap()
+    }
+
+    pub fn mode(&self, host_path: &str) -> u32 {
+        fs::metadata(self.join(host_path))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    /// Every file under the root with its contents, to prove a failed run changed nothing.
+    pub fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        fn walk(dir: &Path, base: &Path, into: &mut BTreeMap<PathBuf, Vec<u8>>) {
+            for entry in fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let relative = path.strip_prefix(base).unwrap().to_owned();
+                if path.is_dir() {
+                    into.insert(relative, b"<dir>".to_vec());
+                    walk(&path, base, into);
+                } else {
+                    into.insert(relative, fs::read(&path).unwrap_or_default());
+                }
+            }
+        }
+        let mut files = BTreeMap::new();
+        walk(self.path(), self.path(), &mut files);
+        files
+    }
+
+    /// Makes the running kernel visible under the root: overlay built in, no module support,
+    /// as on the machines the tests run on.
+    pub fn with_overlay_kernel(&self) -> &Self {
+        self.write("/proc/filesystems", "nodev\tsysfs\nnodev\toverlay\n")
+            .mkdir("/sys/module/overlay")
+    }
+}
+
+/// One run of the berth binary.
+pub struct Berth {
+    command: Command,
+    root: PathBuf,
+    extra_filters: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn code(&self, expected: i32) -> &Self {
+        assert_eq!(
+            self.code, expected,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// stdout then stderr, as a snapshot records them.
+    pub fn transcript(&self) -> String {
+        format!(
+            "exit: {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|error| panic!("stdout is not JSON ({error}):\n{}", self.stdout))
+    }
+}
+
+pub fn berth(root: &Root) -> Berth {
+    let mut command = Command::new(BERTH);
+    command.env_clear();
+    command.env(
+        "PATH",
+        std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/bin:/bin")),
+    );
+    // Never the machine's daemon: a socket that does not exist unless a test gives a real one.
+    command.env("DOCKER_HOST", "unix:///nonexistent/berth-test/docker.sock");
+    command.arg("--root").arg(root.path());
+    Berth {
+        command,
+        root: root.path().to_owned(),
+        extra_filters: Vec::new(),
+    }
+}
+
+impl Berth {
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.command.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.env(key, value);
+        self
+    }
+
+    /// Talk to the test's private daemon.
+    pub fn docker(mut self, dockerd: &Dockerd) -> Self {
+        self.command.env("DOCKER_HOST", dockerd.host());
+        self.command
+            .env("DOCKER_CONFIG", dockerd.dir.path().join("cli"));
+        self.extra_filters
+            .push((dockerd.dir.path().display().to_string(), "[DOCKERD]".into()));
+        self
+    }
+
+    /// Puts `dir` first on PATH (stub programs).
+    pub fn path_first(mut self, dir: &Path) -> Self {
+        let path = std::env::var("PATH").unwrap_or_default();
+        self.command
+            .env("PATH", format!("{}:{path}", dir.display()));
+        self
+    }
+
+    pub fn run(mut self) -> Run {
+        let output = self.command.output().expect("berth runs");
+        let filter = |text: &[u8]| {
+            let mut text = String::from_utf8_lossy(text).into_owned();
+            text = text.replace(&self.root.display().to_string(), "[ROOT]");
+            for (from, to) in &self.extra_filters {
+                text = text.replace(from, to);
+            }
+            text
+        };
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: filter(&output.stdout),
+            stderr: filter(&output.stderr),
+        }
+    }
+}
+
+/// Writes an executable script into `dir`.
+pub fn write_executable(dir: &Path, name: &str, body: &str) -> PathBuf {
+    fs::create_dir_all(dir).unwrap();
+    let path = dir.join(name);
+    fs::write(&path, body).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Writes a profile file for `-p` and returns its path.
+pub fn profile_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    fs::create_dir_all(dir).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// A dockerd of the test's own, started in its own network namespace.
+pub struct Dockerd {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+fn dockerd_program() -> Option<PathBuf> {
+    [
+        "/usr/sbin/dockerd",
+        "/usr/bin/dockerd",
+        "/usr/local/bin/dockerd",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|path| path.exists())
+}
+
+/// Why Docker tests cannot run here, if they cannot.
+fn docker_unavailable() -> Option<String> {
+    if dockerd_program().is_none() {
+        return Some("no dockerd installed (Debian: apt-get install docker.io)".into());
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Some("a private dockerd needs root".into());
+    }
+    if Command::new("docker").arg("--version").output().is_err() {
+        return Some("no docker CLI on PATH".into());
+    }
+    None
+}
+
+/// Skips a Docker test loudly, or fails it under CI.
+#[macro_export]
+macro_rules! require_dockerd {
+    ($root:expr) => {
+        match $crate::harness::Dockerd::start($root) {
+            Some(dockerd) => dockerd,
+            None => return,
+        }
+    };
+}
+
+impl Dockerd {
+    /// Starts a daemon whose config file is `<root>/etc/docker/daemon.json` (created as `{}` if
+    /// absent) and describes it in `<root>/lib/systemd/system/docker.service`, so berth sees an
+    /// installed Docker whose ExecStart flags are the ones really used.
+    pub fn start(root: &Root) -> Option<Self> {
+        if let Some(reason) = docker_unavailable() {
+            if std::env::var("CI").is_ok_and(|value| value == "true") {
+                panic!("CI=true but Docker tests cannot run: {reason}");
+            }
+            eprintln!("SKIPPED: Docker test skipped: {reason}");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("berth-dockerd-")
+            .tempdir()
+            .unwrap();
+        let t = dir.path().display().to_string();
+        let config = root.join("/etc/docker/daemon.json");
+        if !config.exists() {
+            root.write("/etc/docker/daemon.json", "{}\n");
+        }
+        let dockerd = dockerd_program().unwrap();
+        let flags = format!(
+            "--data-root {t}/data --exec-root {t}/exec --pidfile {t}/pid -H unix://{t}/docker.sock --config-file {}",
+            config.display()
+        );
+        root.write(
+            "/lib/systemd/system/docker.service",
+            &format!("[Unit]\nDescription=test dockerd\n[Service]\nExecStart={} {flags}\nExecReload=/bin/kill -s HUP $MAINPID\n", dockerd.display()),
+        );
+        write_executable(
+            dir.path(),
+            "restart.sh",
+            &format!(
+                r#"#!/bin/sh
+# Restarts the private dockerd as `systemctl restart docker` would: stop, start, and fail when
+# the new daemon does not come up.
+T={t}
+if [ -f "$T/pid" ]; then
+    pid=$(cat "$T/pid")
+    kill "$pid" 2>/dev/null
+    i=0
+    while kill -0 "$pid" 2>/dev/null; do
+        i=$((i + 1)); [ "$i" -gt 300 ] && kill -9 "$pid" 2>/dev/null
+        sleep 0.1
+    done
+fi
+: > "$T/last-start.log"
+setsid unshare -n sh -c 'ip link set lo up; exec "$@"' sh {dockerd} {flags} >"$T/last-start.log" 2>&1 </dev/null &
+started=$!
+i=0
+while [ "$i" -lt 600 ]; do
+    if DOCKER_HOST=unix://$T/docker.sock DOCKER_CONFIG=$T/cli docker version >/dev/null 2>&1; then
+        cat "$T/last-start.log" >>"$T/log"
+        exit 0
+    fi
+    if ! kill -0 "$started" 2>/dev/null; then
+        cat "$T/last-start.log" >>"$T/log"
+        echo "dockerd exited during start:" >&2
+        grep -E 'level=(error|fatal)|failed to start daemon|unable to configure' "$T/last-start.log" | tail -n 3 >&2
+        exit 1
+    fi
+    i=$((i + 1))
+    sleep 0.1
+done
+echo "dockerd did not answer within 60 s" >&2
+exit 1
+"#,
+                dockerd = dockerd.display()
+            ),
+        );
+        write_executable(
+            dir.path(),
+            "reload.sh",
+            &format!(
+                "#!/bin/sh\n# `systemctl reload docker`: SIGHUP to the daemon.\nkill -HUP \"$(cat {t}/pid)\"\n"
+            ),
+        );
+        let daemon = Self {
+            dir,
+            root: root.path().to_owned(),
+        };
+        let started = Command::new("sh")
+            .arg(daemon.dir.path().join("restart.sh"))
+            .output()
+            .unwrap();
+        assert!(
+            started.status.success(),
+            "the private dockerd did not start: {}\n{}",
+            String::from_utf8_lossy(&started.stderr),
+            fs::read_to_string(daemon.dir.path().join("log")).unwrap_or_default()
+        );
+        Some(daemon)
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}/docker.sock", self.dir.path().display())
+    }
+
+    /// A profile layer that points berth's restart and reload at this daemon.
+    pub fn layer(&self) -> String {
+        let t = self.dir.path().display();
+        format!(
+            "[docker]\nrestart = [\"sh\", \"{t}/restart.sh\"]\nreload = [\"sh\", \"{t}/reload.sh\"]\nready_timeout = 60\n"
+        )
+    }
+
+    /// Writes [`Dockerd::layer`] to a file for `-p`.
+    pub fn layer_file(&self) -> PathBuf {
+        profile_file(self.dir.path(), "test-daemon", &self.layer())
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        fs::read_to_string(self.dir.path().join("pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Runs the docker CLI against this daemon; panics with its stderr on failure.
+    #[track_caller]
+    pub fn docker<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let output = self.docker_unchecked(args);
+        assert!(
+            output.status.success(),
+            "docker failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    pub fn docker_unchecked<I, S>(&self, args: I) -> std::process::Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.dir.path().join("cli"))
+            .output()
+            .unwrap()
+    }
+
+    /// `docker info` as JSON.
+    pub fn info(&self) -> serde_json::Value {
+        serde_json::from_str(&self.docker(["info", "--format", "{{json .}}"])).unwrap()
+    }
+
+    /// Imports a busybox-based stand-in image as `tag` (no registry can be reached here).
+    pub fn import_busybox(&self, tag: &str) {
+        let rootfs = busybox_rootfs();
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(rootfs)
+            .args(["-c", "."])
+            .output()
+            .unwrap();
+        assert!(tar.status.success());
+        let mut child = Command::new("docker")
+            .args(["import", "-c", "CMD [\"sh\"]", "-", tag])
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.dir.path().join("cli"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), &tar.stdout).unwrap();
+        drop(child.stdin.take());
+        assert!(child.wait().unwrap().success(), "docker import failed");
+    }
+
+    /// The daemon's log so far, for failure messages.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let Ok(pid) = fs::read_to_string(self.dir.path().join("pid")) else {
+            return;
+        };
+        let Ok(pid) = pid.trim().parse::<i32>() else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while nix::sys::signal::kill(pid, None).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        // Anything dockerd left mounted under its data-root would keep the directory alive.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "grep -o ' {}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l",
+                self.dir.path().display()
+            ))
+            .status();
+        let _ = &self.root;
+    }
+}
+
+/// A directory with `/bin/busybox` and its applets, built once per test run.
+fn busybox_rootfs() -> &'static Path {
+    static ROOTFS: OnceLock<tempfile::TempDir> = OnceLock::new();
+    ROOTFS
+        .get_or_init(|| {
+            let dir = tempfile::Builder::new()
+                .prefix("berth-rootfs-")
+                .tempdir()
+                .unwrap();
+            let bin = dir.path().join("bin");
+            fs::create_dir_all(&bin).unwrap();
+            let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+                .iter()
+                .find(|path| Path::new(path).exists())
+                .expect("busybox-static is installed (apt-get install busybox-static)");
+            fs::copy(busybox, bin.join("busybox")).unwrap();
+            for applet in [
+                "sh", "nc", "sleep", "cat", "echo", "ls", "env", "true", "kill", "wget", "grep",
+                "ps",
+            ] {
+                std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+            }
+            for dir_name in ["tmp", "etc", "proc", "sys", "dev"] {
+                fs::create_dir_all(dir.path().join(dir_name)).unwrap();
+            }
+            dir
+        })
+        .path()
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real `berth` binary against temporary roots and a private dockerd.
+
+mod harness;
+
+mod bad_input;
+mod cli;
+mod daemon;
+mod host_files;
