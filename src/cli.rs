@@ -47,9 +47,30 @@ pub enum Command {
     /// 1: error
     Plan(ConvergeArgs),
     /// Converge the host to the profiles. Exit 0: converged; 1: something failed
-    Apply(ConvergeArgs),
+    Apply(ApplyArgs),
     /// Check the profiles without looking at the host. Exit 0: valid; 1: invalid
     Validate,
+    /// Show what the last apply did and how long ago. Exit 0: it converged; 1: it failed, or
+    /// berth has not run here yet
+    Status,
+    /// Check what a runner host needs, with a fix for each problem. Exit 0: healthy; 1: a hard
+    /// requirement fails
+    Doctor,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub converge: ConvergeArgs,
+
+    /// Also write the run's metrics to this node_exporter textfile (a host path) [default:
+    /// `metrics_file` in /etc/berth/berth.toml, else none]
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<String>,
+
+    /// Seconds to wait for another berth run to finish before giving up
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub lock_timeout: u64,
 }
 
 #[derive(Debug, Clone, Args)]

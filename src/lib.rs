@@ -6,17 +6,22 @@
 
 pub mod cli;
 pub mod docker;
+pub mod doctor;
 pub mod engine;
 pub mod exec;
 pub mod host;
+pub mod lock;
 pub mod output;
 pub mod plan;
 pub mod profile;
 pub mod resource;
+pub mod run_report;
 pub mod service_unit;
 pub mod settings;
 pub mod text_diff;
 pub mod toml_source;
+
+use std::time::Instant;
 
 use anyhow::{Result, bail};
 
@@ -24,8 +29,10 @@ use crate::{
     cli::{Cli, Command},
     docker::Docker,
     engine::Mode,
+    lock::RunLock,
     output::Printer,
     resource::Context,
+    run_report::LastRun,
     settings::Settings,
 };
 
@@ -45,6 +52,8 @@ pub fn run(cli: Cli) -> u8 {
         Command::Plan(_) => "plan",
         Command::Apply(_) => "apply",
         Command::Validate => "validate",
+        Command::Status => "status",
+        Command::Doctor => "doctor",
     };
     match run_command(&cli, &printer) {
         Ok(code) => code,
@@ -57,20 +66,92 @@ pub fn run(cli: Cli) -> u8 {
 
 fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
     let settings = Settings::resolve(cli)?;
-    let mode = match cli.command {
-        Command::Plan(_) => Mode::Plan,
-        Command::Apply(_) => Mode::Apply,
+    match cli.command {
+        Command::Plan(_) => {
+            converge(&settings, printer, Mode::Plan).map(|converged| converged.code)
+        }
+        Command::Apply(_) => apply(&settings, printer),
         Command::Validate => {
             let profile = profile::load(&settings.profiles, &settings.host)?;
             ignore_broken_pipe(printer.validated(&profile.names, &profile.warnings))?;
-            return Ok(exit::OK);
+            Ok(exit::OK)
         }
-    };
-    if mode == Mode::Apply && settings.host.is_machine_root() && !nix::unistd::geteuid().is_root() {
+        Command::Status => {
+            let last_run = LastRun::read(&settings.host)?;
+            ignore_broken_pipe(printer.status(last_run.as_ref()))?;
+            Ok(match last_run {
+                Some(run) if run.success => exit::OK,
+                _ => exit::FAILURE,
+            })
+        }
+        Command::Doctor => {
+            // A broken profile is worth reporting, but the host checks still run.
+            let profile = profile::load(&settings.profiles, &settings.host)
+                .inspect_err(|error| output::print_error(error, false))
+                .ok();
+            let checks = doctor::run(&settings.host, &Docker::default(), profile.as_ref());
+            ignore_broken_pipe(printer.doctor(&checks))?;
+            Ok(if doctor::healthy(&checks) {
+                exit::OK
+            } else {
+                exit::FAILURE
+            })
+        }
+    }
+}
+
+/// `apply`: one run at a time, and a run report (and metrics) whatever happens after the lock.
+fn apply(settings: &Settings, printer: &Printer) -> Result<u8> {
+    if settings.host.is_machine_root() && !nix::unistd::geteuid().is_root() {
         bail!(
             "berth apply changes /etc and the Docker daemon and must run as root (try `sudo berth apply`); `berth plan` works as any user"
         );
     }
+    let _lock = RunLock::acquire(&settings.host, settings.lock_timeout)?;
+    let started = jiff::Timestamp::now();
+    let clock = Instant::now();
+    let outcome = converge(settings, printer, Mode::Apply);
+    let last_run = match &outcome {
+        Ok(converged) => LastRun::from_report(
+            &converged.report,
+            started,
+            clock.elapsed(),
+            &converged.profile_names,
+            converged.kinds.iter().cloned(),
+        ),
+        Err(error) => {
+            let names: Vec<String> = settings
+                .profiles
+                .iter()
+                .map(|profile| profile.short_name())
+                .collect();
+            LastRun::from_error(error, started, clock.elapsed(), &names)
+        }
+    };
+    // Monitoring must hear about every run; failing to record one is worth a loud warning but
+    // does not undo what the run did.
+    if let Err(error) = last_run.write(&settings.host) {
+        tracing::warn!("failed to write the run report: {error:#}");
+    }
+    if let Some(path) = &settings.metrics_file
+        && let Err(error) = last_run.write_metrics(&settings.host, path)
+    {
+        tracing::warn!("failed to write metrics to `{path}`: {error:#}");
+    }
+    outcome.map(|converged| converged.code)
+}
+
+/// What one plan or apply found and did.
+struct Converged {
+    code: u8,
+    report: engine::Report,
+    profile_names: Vec<String>,
+    /// The kinds of resource the profiles declare.
+    kinds: Vec<String>,
+}
+
+/// Loads the profiles, runs the engine and prints the report.
+fn converge(settings: &Settings, printer: &Printer, mode: Mode) -> Result<Converged> {
     let profile = profile::load(&settings.profiles, &settings.host)?;
     for warning in &profile.warnings {
         tracing::warn!("{warning}");
@@ -84,10 +165,21 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
     };
     let report = engine::run(&resources, &cx, mode);
     ignore_broken_pipe(printer.report(&report, &profile.names))?;
-    Ok(match mode {
+    let code = match mode {
         _ if report.failed() => exit::FAILURE,
         Mode::Plan if report.has_changes() => exit::CHANGES_PENDING,
         _ => exit::OK,
+    };
+    let mut kinds: Vec<String> = resources
+        .iter()
+        .map(|resource| run_report::kind_of(resource.id().as_str()))
+        .collect();
+    kinds.dedup();
+    Ok(Converged {
+        code,
+        report,
+        profile_names: profile.names,
+        kinds,
     })
 }
 

@@ -7,13 +7,14 @@
 use std::io::{self, IsTerminal, Write};
 
 use anstyle::{AnsiColor, Style};
-use serde::Serialize;
 use serde_json::{Value as Json, json};
 
 use crate::{
     cli::ColorChoice,
-    engine::{Entry, Failure, Mode, Report, Status},
-    plan::{Action, Change, Effect},
+    doctor::{self, Check, Verdict},
+    engine::{Entry, Mode, Report, Status},
+    plan::{Action, Effect},
+    run_report::{self, LastRun},
 };
 
 /// Bumped when a field changes meaning or disappears; new fields do not bump it.
@@ -65,10 +66,10 @@ impl Printer {
                 "schema_version": SCHEMA_VERSION,
                 "command": report.mode,
                 "profiles": profiles,
-                "changes": report.entries.iter().map(entry_json).collect::<Vec<_>>(),
+                "changes": report.changes_json(),
                 "warnings": report.notices,
-                "errors": report.failures.iter().map(failure_json).collect::<Vec<_>>(),
-                "summary": summary_json(report),
+                "errors": report.errors_json(),
+                "summary": report.summary_json(),
             });
             format!(
                 "{}\n",
@@ -226,13 +227,136 @@ impl Printer {
         write_stdout(&text)
     }
 
+    /// Prints `berth status`: the last run, how long ago, and what it changed.
+    pub fn status(&self, last_run: Option<&LastRun>) -> io::Result<()> {
+        let Some(run) = last_run else {
+            let text = if self.json {
+                format!(
+                    "{}\n",
+                    json!({"schema_version": SCHEMA_VERSION, "command": "status", "last_run": null})
+                )
+            } else {
+                "berth has not applied on this host yet.\n".to_owned()
+            };
+            return write_stdout(&text);
+        };
+        if self.json {
+            let document =
+                json!({"schema_version": SCHEMA_VERSION, "command": "status", "last_run": run});
+            return write_stdout(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&document).expect("serializes")
+            ));
+        }
+        let ago = run
+            .started()
+            .map(|started| {
+                run_report::ago(jiff::Timestamp::now().duration_since(started).as_secs())
+            })
+            .unwrap_or_else(|| "at an unknown time".to_owned());
+        let outcome = if run.success {
+            self.paint(ADD, "converged")
+        } else {
+            self.paint(DESTROY, "failed")
+        };
+        let mut out = format!(
+            "last run:  {} ({ago}), took {:.1} s, berth {}\nresult:    {outcome}\nprofiles:  {}\n",
+            run.started_at,
+            run.duration_seconds,
+            run.berth_version,
+            run.profiles.join(", "),
+        );
+        if run.changes.is_empty() {
+            out.push_str("changes:   none, the host matched its profiles\n");
+        } else {
+            out.push_str("changes:\n");
+            for change in &run.changes {
+                let text = |key: &str| change[key].as_str().unwrap_or_default().to_owned();
+                let status = match text("status").as_str() {
+                    "done" => String::new(),
+                    other => format!("  ({other})"),
+                };
+                out.push_str(&format!(
+                    "  {}  {} {}{status}\n",
+                    text("id"),
+                    text("action"),
+                    clean(&text("detail"))
+                ));
+            }
+        }
+        for error in &run.errors {
+            let id = error["id"]
+                .as_str()
+                .map(|id| format!("{id}: "))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "{} {id}{}\n",
+                self.paint(DESTROY, "error:"),
+                clean(error["message"].as_str().unwrap_or_default())
+            ));
+            for cause in error["causes"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "  caused by: {}\n",
+                    clean(cause.as_str().unwrap_or_default())
+                ));
+            }
+        }
+        write_stdout(&out)
+    }
+
+    /// Prints `berth doctor`'s checklist.
+    pub fn doctor(&self, checks: &[Check]) -> io::Result<()> {
+        let healthy = doctor::healthy(checks);
+        if self.json {
+            let document = json!({"schema_version": SCHEMA_VERSION, "command": "doctor", "healthy": healthy, "checks": checks});
+            return write_stdout(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&document).expect("serializes")
+            ));
+        }
+        let width = checks
+            .iter()
+            .map(|check| check.name.len())
+            .max()
+            .unwrap_or(0);
+        let mut out = String::new();
+        for check in checks {
+            let (label, style) = match check.verdict {
+                Verdict::Ok => ("ok", ADD),
+                Verdict::Warn => ("warn", CHANGE),
+                Verdict::Fail => ("FAIL", DESTROY),
+                Verdict::Skip => ("skip", DIM),
+            };
+            out.push_str(&format!(
+                "{}  {:<width$}  {}\n",
+                self.paint(style, &format!("{label:<4}")),
+                check.name,
+                clean(&check.detail)
+            ));
+            if let Some(fix) = &check.fix {
+                out.push_str(&format!("      {:<width$}  fix: {}\n", "", clean(fix)));
+            }
+        }
+        out.push('\n');
+        out.push_str(&self.paint(
+            BOLD,
+            if healthy {
+                "Healthy: every hard requirement is met."
+            } else {
+                "Unhealthy: fix what FAILs above."
+            },
+        ));
+        out.push('\n');
+        write_stdout(&out)
+    }
+
     /// Reports an error that ended the run before any resource was looked at.
     pub fn fatal(&self, command: &str, error: &anyhow::Error) {
         if self.json {
             let document = json!({
                 "schema_version": SCHEMA_VERSION,
                 "command": command,
-                "errors": [error_json(None, error)],
+                "errors": [crate::engine::error_json(None, error)],
             });
             let _ = write_stdout(&format!(
                 "{}\n",
@@ -277,45 +401,6 @@ pub fn clean(text: &str) -> String {
             }
         })
         .collect()
-}
-
-#[derive(Serialize)]
-struct EntryJson<'a> {
-    #[serde(flatten)]
-    change: &'a Change,
-    status: Status,
-}
-
-fn entry_json(entry: &Entry) -> Json {
-    serde_json::to_value(EntryJson {
-        change: &entry.change,
-        status: entry.status,
-    })
-    .expect("a change serializes")
-}
-
-fn failure_json(failure: &Failure) -> Json {
-    error_json(Some(failure.id.as_str()), &failure.error)
-}
-
-fn error_json(id: Option<&str>, error: &anyhow::Error) -> Json {
-    let mut chain = error.chain().map(ToString::to_string);
-    let message = chain.next().unwrap_or_default();
-    let mut value = json!({ "message": message, "causes": chain.collect::<Vec<_>>() });
-    if let Some(id) = id {
-        value["id"] = Json::from(id);
-    }
-    value
-}
-
-fn summary_json(report: &Report) -> Json {
-    let summary = report.summary();
-    json!({
-        "add": summary.add,
-        "change": summary.change,
-        "destroy": summary.destroy,
-        "failed": report.failures.len(),
-    })
 }
 
 /// Writes an error and its causes to stderr, one cause per line.

@@ -1,14 +1,14 @@
 //! Resolves what the user typed, `/etc/berth/berth.toml` and the defaults into the settings of
 //! one run, before anything else happens.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::{
     cli::{Cli, Command},
-    host::{Host, host_path},
+    host::{Host, HostPath, host_path},
     profile::{DEFAULT_PROFILE, ProfileRef},
     resource::Options,
     toml_source::TomlSource,
@@ -23,6 +23,22 @@ pub const HOST_CONFIG: &str = "/etc/berth/berth.toml";
 pub struct HostConfig {
     /// The profiles this host converges to when `-p` is not given, in layering order.
     pub profiles: Option<Vec<String>>,
+    /// Where apply writes node_exporter textfile metrics.
+    pub metrics_file: Option<HostPath>,
+}
+
+impl HostConfig {
+    /// berth.toml under the root; all defaults when it does not exist.
+    pub fn read(host: &Host) -> Result<Self> {
+        let path = host_path(HOST_CONFIG);
+        let Some(text) = host.read_optional(&path)? else {
+            return Ok(Self::default());
+        };
+        let (config, _) = TomlSource::new(path.to_string(), text)
+            .parse::<Self>()
+            .with_context(|| format!("invalid berth settings `{path}`"))?;
+        Ok(config)
+    }
 }
 
 #[derive(Debug)]
@@ -30,6 +46,10 @@ pub struct Settings {
     pub host: Host,
     pub profiles: Vec<ProfileRef>,
     pub options: Options,
+    /// apply only: where to write metrics, if anywhere.
+    pub metrics_file: Option<HostPath>,
+    /// apply only: how long to wait for another run's lock.
+    pub lock_timeout: Duration,
 }
 
 impl Settings {
@@ -39,44 +59,50 @@ impl Settings {
             bail!("the root `{}` is not a directory", cli.root.display());
         }
         let host = Host::new(root);
-        let profiles = if cli.profiles.is_empty() {
-            Self::host_profiles(&host)?
-        } else {
+        let host_config = HostConfig::read(&host)?;
+        let profiles = if !cli.profiles.is_empty() {
             cli.profiles
                 .iter()
                 .map(|text| ProfileRef::parse_cli(text))
                 .collect()
+        } else {
+            match host_config.profiles {
+                Some(profiles) if !profiles.is_empty() => profiles
+                    .iter()
+                    .map(|text| ProfileRef::parse_host(text))
+                    .collect(),
+                _ => vec![ProfileRef::Name(DEFAULT_PROFILE.to_owned())],
+            }
         };
-        let options = match &cli.command {
-            Command::Plan(args) | Command::Apply(args) => Options {
-                allow_storage_driver_change: args.allow_storage_driver_change,
-            },
-            Command::Validate => Options::default(),
+        let converge = match &cli.command {
+            Command::Plan(args) => Some(args),
+            Command::Apply(args) => Some(&args.converge),
+            Command::Validate | Command::Status | Command::Doctor => None,
+        };
+        let options = converge.map_or_else(Options::default, |args| Options {
+            allow_storage_driver_change: args.allow_storage_driver_change,
+        });
+        let (metrics_file, lock_timeout) = match &cli.command {
+            Command::Apply(args) => {
+                let metrics_file = match &args.metrics_file {
+                    Some(path) => Some(
+                        HostPath::new(path.as_str())
+                            .map_err(anyhow::Error::msg)
+                            .context("invalid --metrics-file")?,
+                    ),
+                    None => host_config.metrics_file,
+                };
+                (metrics_file, Duration::from_secs(args.lock_timeout))
+            }
+            _ => (None, Duration::ZERO),
         };
         Ok(Self {
             host,
             profiles,
             options,
+            metrics_file,
+            lock_timeout,
         })
-    }
-
-    /// The profiles named in berth.toml, else the embedded default.
-    fn host_profiles(host: &Host) -> Result<Vec<ProfileRef>> {
-        let path = host_path(HOST_CONFIG);
-        let Some(text) = host.read_optional(&path)? else {
-            return Ok(vec![ProfileRef::Name(DEFAULT_PROFILE.to_owned())]);
-        };
-        let source = TomlSource::new(path.to_string(), text);
-        let (config, _) = source
-            .parse::<HostConfig>()
-            .with_context(|| format!("invalid berth settings `{path}`"))?;
-        match config.profiles {
-            Some(profiles) if !profiles.is_empty() => Ok(profiles
-                .iter()
-                .map(|text| ProfileRef::parse_host(text))
-                .collect()),
-            _ => Ok(vec![ProfileRef::Name(DEFAULT_PROFILE.to_owned())]),
-        }
     }
 }
 

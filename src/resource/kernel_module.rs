@@ -67,7 +67,7 @@ impl KernelModule {
         CommandLine::new("modprobe", [self.name.as_str()])
     }
 
-    fn observe_kernel(&self, host: &Host) -> Result<KernelView> {
+    pub fn observe_kernel(&self, host: &Host) -> Result<KernelView> {
         let filesystems = host.read_optional(&host_path("/proc/filesystems"))?;
         let modules = host.read_optional(&host_path("/proc/modules"))?;
         let kernel_name = self.name.kernel_form();

@@ -83,8 +83,24 @@ impl Root {
             & 0o7777
     }
 
-    /// Every file under the root with its contents, to prove a failed run changed nothing.
+    /// Every file under the root with its contents, to prove a run changed nothing on the host.
+    /// berth's record of the run itself (the lock file and the run report, written by every
+    /// apply, failed ones included) is not part of the host it manages and is left out.
     pub fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut files = self.snapshot_all();
+        for own in ["run/berth.lock", "var/lib/berth/last-run.json"] {
+            files.remove(Path::new(own));
+        }
+        for own_dir in ["run", "var/lib/berth", "var/lib", "var"] {
+            if !files.keys().any(|path| path.starts_with(own_dir) && path != Path::new(own_dir)) {
+                files.remove(Path::new(own_dir));
+            }
+        }
+        files
+    }
+
+    /// Every file under the root with its contents.
+    pub fn snapshot_all(&self) -> BTreeMap<PathBuf, Vec<u8>> {
         fn walk(dir: &Path, base: &Path, into: &mut BTreeMap<PathBuf, Vec<u8>>) {
             for entry in fs::read_dir(dir).unwrap() {
                 let path = entry.unwrap().path();
@@ -265,6 +281,24 @@ fn docker_unavailable() -> Option<String> {
     None
 }
 
+/// True when running under CI, where a missing prerequisite is a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "true")
+}
+
+/// Whether `program` can run here; skips loudly (or fails under CI) when it cannot.
+pub fn tool_available(program: &str, install_hint: &str) -> bool {
+    if Command::new(program).arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(
+        !in_ci(),
+        "CI=true but `{program}` is not installed ({install_hint})"
+    );
+    eprintln!("SKIPPED: `{program}` is not installed ({install_hint})");
+    false
+}
+
 /// Skips a Docker test loudly, or fails it under CI.
 #[macro_export]
 macro_rules! require_dockerd {
@@ -282,9 +316,7 @@ impl Dockerd {
     /// installed Docker whose ExecStart flags are the ones really used.
     pub fn start(root: &Root) -> Option<Self> {
         if let Some(reason) = docker_unavailable() {
-            if std::env::var("CI").is_ok_and(|value| value == "true") {
-                panic!("CI=true but Docker tests cannot run: {reason}");
-            }
+            assert!(!in_ci(), "CI=true but Docker tests cannot run: {reason}");
             eprintln!("SKIPPED: Docker test skipped: {reason}");
             return None;
         }

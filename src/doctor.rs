@@ -1,0 +1,276 @@
+//! `berth doctor`: what a runner host needs, checked one by one, each failure with its fix.
+//! Read-only: it looks at files under the root and asks the Docker daemon, and changes nothing.
+//! A failed hard requirement makes the whole verdict unhealthy (exit 1); warnings do not.
+
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use crate::{
+    docker::{DaemonStatus, Docker},
+    host::{Host, HostPath, host_path},
+    profile::{ModuleName, Profile},
+    resource::kernel_module::{KernelModule, KernelView},
+    service_unit,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Ok,
+    Warn,
+    Fail,
+    /// Not checked: something it needs is not there (and that has its own check).
+    Skip,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub verdict: Verdict,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn new(name: &str, verdict: Verdict, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            verdict,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    fn fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+}
+
+/// overlay2 needs Linux 4.0 (RHEL/CentOS backported it to 3.10.0-514).
+const OVERLAY2_MIN_KERNEL: (u32, u32) = (4, 0);
+/// Below this, image pulls and builds start failing.
+const MIN_FREE_BYTES: u64 = 2 << 30;
+/// Below this (or 10 %), it is worth a warning.
+const LOW_FREE_BYTES: u64 = 10 << 30;
+
+pub fn run(host: &Host, docker: &Docker, profile: Option<&Profile>) -> Vec<Check> {
+    let mut checks = vec![kernel_release(host), overlay(host)];
+    let status = docker.status();
+    checks.push(match &status {
+        DaemonStatus::CliMissing => {
+            Check::new("docker CLI", Verdict::Fail, "`docker` is not on PATH")
+                .fix("install Docker (Debian: apt-get install docker.io)")
+        }
+        _ => Check::new("docker CLI", Verdict::Ok, "`docker` is installed"),
+    });
+    checks.push(match &status {
+        DaemonStatus::Running(info) => Check::new("docker daemon", Verdict::Ok, format!("Docker {} answers", info.server_version)),
+        DaemonStatus::CliMissing => Check::new("docker daemon", Verdict::Skip, "no docker CLI to ask it"),
+        DaemonStatus::PermissionDenied(reason) => Check::new("docker daemon", Verdict::Fail, reason.clone())
+            .fix("run berth doctor as root (or a member of the docker group)"),
+        DaemonStatus::Unreachable(reason) => Check::new("docker daemon", Verdict::Fail, format!("does not answer: {reason}"))
+            .fix("start it (`systemctl start docker`) and read `journalctl -u docker` if it does not stay up"),
+    });
+    checks.push(match &status {
+        DaemonStatus::Running(info) if info.storage_driver_is("overlay2") => {
+            let store = if info.uses_containerd_store() { " (containerd image store)" } else { "" };
+            Check::new("storage driver", Verdict::Ok, format!("{}{store}", info.driver))
+        }
+        DaemonStatus::Running(info) => Check::new(
+            "storage driver",
+            Verdict::Fail,
+            format!("`{}`: builds and dind layers are slow and large without overlay2", info.driver),
+        )
+        .fix("set `storage-driver = \"overlay2\"` under [docker.daemon] and run `berth apply --allow-storage-driver-change` (images made with the old driver stay hidden)"),
+        _ => Check::new("storage driver", Verdict::Skip, "the daemon does not answer"),
+    });
+    let data_root = match &status {
+        DaemonStatus::Running(info) if !info.docker_root_dir.is_empty() => {
+            HostPath::new(info.docker_root_dir.as_str()).ok()
+        }
+        _ => None,
+    }
+    .or_else(|| {
+        daemon_json(host, profile).and_then(|config| {
+            config
+                .get("data-root")
+                .and_then(Json::as_str)
+                .and_then(|path| HostPath::new(path).ok())
+        })
+    })
+    .unwrap_or_else(|| host_path("/var/lib/docker"));
+    checks.push(free_space(host, &data_root));
+    checks.push(cgroup(host));
+    checks.push(flag_conflicts(host, profile));
+    checks
+}
+
+fn kernel_release(host: &Host) -> Check {
+    let release = host
+        .read_optional(&host_path("/proc/sys/kernel/osrelease"))
+        .ok()
+        .flatten()
+        .map(|text| text.trim().to_owned())
+        .or_else(|| sysinfo::System::kernel_version().ok());
+    let Some(release) = release else {
+        return Check::new("kernel", Verdict::Warn, "the kernel release is unknown");
+    };
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|part| part.parse::<u32>().ok());
+    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    if version >= OVERLAY2_MIN_KERNEL {
+        Check::new("kernel", Verdict::Ok, format!("Linux {release}"))
+    } else {
+        Check::new(
+            "kernel",
+            Verdict::Fail,
+            format!("Linux {release}: overlay2 needs 4.0 or newer"),
+        )
+        .fix("upgrade the kernel (RHEL/CentOS 7: 3.10.0-514 or newer has the backport)")
+    }
+}
+
+fn overlay(host: &Host) -> Check {
+    let module =
+        KernelModule::new(ModuleName::try_from("overlay".to_owned()).expect("a valid name"));
+    match module.observe_kernel(host) {
+        Err(error) => Check::new("overlay", Verdict::Warn, format!("{error:#}")),
+        Ok(KernelView::NotVisible) => Check::new("overlay", Verdict::Skip, "the running kernel is not visible under the root"),
+        Ok(KernelView::NoModuleSupport { available: true }) => Check::new("overlay", Verdict::Ok, "built into the kernel"),
+        Ok(KernelView::NoModuleSupport { available: false }) => {
+            Check::new("overlay", Verdict::Fail, "this kernel cannot load modules and has no overlay built in")
+                .fix("boot a kernel with CONFIG_OVERLAY_FS")
+        }
+        Ok(KernelView::Modular { loaded: true, .. }) => Check::new("overlay", Verdict::Ok, "loaded"),
+        Ok(KernelView::Modular { loaded: false, .. }) => Check::new("overlay", Verdict::Fail, "the overlay module is not loaded")
+            .fix("`berth apply` loads and persists it (kernel.modules = [\"overlay\"]), or `modprobe overlay`"),
+    }
+}
+
+fn free_space(host: &Host, data_root: &HostPath) -> Check {
+    // The data-root may not exist yet; what counts is the filesystem it will be on.
+    let mut path = host.path(data_root);
+    while !path.exists() {
+        match path.parent() {
+            Some(parent) => path = parent.to_owned(),
+            None => break,
+        }
+    }
+    let stats = match nix::sys::statvfs::statvfs(&path) {
+        Ok(stats) => stats,
+        Err(error) => {
+            return Check::new(
+                "free space",
+                Verdict::Warn,
+                format!("cannot read the free space of `{data_root}`: {error}"),
+            );
+        }
+    };
+    let fragment = stats.fragment_size() as u64;
+    let free = stats.blocks_available() as u64 * fragment;
+    let total = stats.blocks() as u64 * fragment;
+    let percent = (free * 100).checked_div(total).unwrap_or(100);
+    let detail = format!(
+        "{} free of {} under {data_root} ({percent} %)",
+        gib(free),
+        gib(total)
+    );
+    if free < MIN_FREE_BYTES {
+        Check::new("free space", Verdict::Fail, detail).fix("free space: `docker system prune` removes stopped containers, unused networks and dangling images")
+    } else if free < LOW_FREE_BYTES || percent < 10 {
+        Check::new("free space", Verdict::Warn, detail)
+            .fix("`docker system prune` and the runner's cache cleanup keep it from running out")
+    } else {
+        Check::new("free space", Verdict::Ok, detail)
+    }
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+fn cgroup(host: &Host) -> Check {
+    if host.exists(&host_path("/sys/fs/cgroup/cgroup.controllers")) {
+        Check::new("cgroups", Verdict::Ok, "cgroup v2 (unified)")
+    } else if host.exists(&host_path("/sys/fs/cgroup")) {
+        Check::new("cgroups", Verdict::Warn, "cgroup v1 (legacy hierarchy)")
+            .fix("boot with systemd.unified_cgroup_hierarchy=1; current Docker and systemd releases are built around cgroup v2")
+    } else {
+        Check::new(
+            "cgroups",
+            Verdict::Skip,
+            "/sys/fs/cgroup is not visible under the root",
+        )
+    }
+}
+
+/// daemon.json as it is, else the profile's keys (what it will be).
+fn daemon_json(host: &Host, profile: Option<&Profile>) -> Option<Map<String, Json>> {
+    let path = profile.map_or_else(crate::profile::DockerSettings::default_config, |profile| {
+        profile.docker.config.clone()
+    });
+    match host.read_optional(&path).ok().flatten() {
+        Some(text) => match serde_json::from_str(&text) {
+            Ok(Json::Object(object)) => Some(object),
+            _ => None,
+        },
+        None => profile.map(|profile| profile.docker.daemon.clone()),
+    }
+}
+
+fn flag_conflicts(host: &Host, profile: Option<&Profile>) -> Check {
+    let service = match service_unit::find_docker_service(host) {
+        Ok(Some(service)) => service,
+        Ok(None) => {
+            return Check::new(
+                "daemon.json vs flags",
+                Verdict::Skip,
+                "no docker.service unit",
+            );
+        }
+        Err(error) => {
+            return Check::new("daemon.json vs flags", Verdict::Warn, format!("{error:#}"));
+        }
+    };
+    let mut keys: Vec<String> = daemon_json(host, None)
+        .unwrap_or_default()
+        .keys()
+        .cloned()
+        .collect();
+    if let Some(profile) = profile {
+        keys.extend(
+            profile
+                .docker
+                .daemon
+                .keys()
+                .filter(|key| !keys.contains(key))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+    }
+    let conflicts = service.conflicts(&keys);
+    if conflicts.is_empty() {
+        return Check::new(
+            "daemon.json vs flags",
+            Verdict::Ok,
+            format!("no key is also a flag in `{}`", service.unit),
+        );
+    }
+    let listed: Vec<_> = conflicts
+        .iter()
+        .map(|conflict| format!("`{}` (flag `{}`)", conflict.key, conflict.flag))
+        .collect();
+    Check::new(
+        "daemon.json vs flags",
+        Verdict::Fail,
+        format!("set both in daemon.json (or the profile) and on dockerd's command line in `{}`: {}; dockerd refuses to start", service.unit, listed.join(", ")),
+    )
+    .fix("remove the key from daemon.json and the profile, or the flag from the unit (a drop-in with an empty `ExecStart=` then a new one)")
+}
+
+pub fn healthy(checks: &[Check]) -> bool {
+    checks.iter().all(|check| check.verdict != Verdict::Fail)
+}

@@ -1,0 +1,258 @@
+//! What the last `berth apply` did, kept for `berth status` and for monitoring: the run report
+//! `<root>/var/lib/berth/last-run.json` and, when configured, a node_exporter textfile with the
+//! same facts as metrics. Both are written atomically, so a reader never sees half a file.
+
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::{
+    engine::{Report, error_json},
+    host::{Host, HostPath, host_path},
+};
+
+pub const LAST_RUN: &str = "/var/lib/berth/last-run.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastRun {
+    pub schema_version: u32,
+    pub berth_version: String,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub duration_seconds: f64,
+    pub profiles: Vec<String>,
+    /// Everything converged.
+    pub success: bool,
+    /// The host differed from its profiles when the run started.
+    pub drift_detected: bool,
+    /// Each change made, failed or skipped, as `apply --json` shows it.
+    pub changes: Vec<Json>,
+    pub errors: Vec<Json>,
+    pub summary: Json,
+    /// Changes made, by resource kind; every kind the profiles declare appears, with 0.
+    pub changes_by_kind: BTreeMap<String, u64>,
+}
+
+impl LastRun {
+    /// The report of a run that got as far as the engine.
+    pub fn from_report(
+        report: &Report,
+        started: jiff::Timestamp,
+        duration: Duration,
+        profiles: &[String],
+        kinds: impl IntoIterator<Item = String>,
+    ) -> Self {
+        let mut changes_by_kind: BTreeMap<String, u64> =
+            kinds.into_iter().map(|kind| (kind, 0)).collect();
+        for entry in &report.entries {
+            if entry.status == crate::engine::Status::Done {
+                *changes_by_kind
+                    .entry(kind_of(entry.change.id.as_str()))
+                    .or_default() += 1;
+            }
+        }
+        Self {
+            schema_version: crate::output::SCHEMA_VERSION,
+            berth_version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: started.to_string(),
+            duration_seconds: duration.as_secs_f64(),
+            profiles: profiles.to_vec(),
+            success: !report.failed(),
+            drift_detected: report.has_changes(),
+            changes: report.changes_json(),
+            errors: report.errors_json(),
+            summary: report.summary_json(),
+            changes_by_kind,
+        }
+    }
+
+    /// The report of a run that failed before it looked at the host (a profile error).
+    pub fn from_error(
+        error: &anyhow::Error,
+        started: jiff::Timestamp,
+        duration: Duration,
+        profiles: &[String],
+    ) -> Self {
+        Self {
+            schema_version: crate::output::SCHEMA_VERSION,
+            berth_version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: started.to_string(),
+            duration_seconds: duration.as_secs_f64(),
+            profiles: profiles.to_vec(),
+            success: false,
+            drift_detected: false,
+            changes: Vec::new(),
+            errors: vec![error_json(None, error)],
+            summary: serde_json::json!({"add": 0, "change": 0, "destroy": 0, "failed": 1}),
+            changes_by_kind: BTreeMap::new(),
+        }
+    }
+
+    pub fn started(&self) -> Option<jiff::Timestamp> {
+        self.started_at.parse().ok()
+    }
+
+    pub fn write(&self, host: &Host) -> Result<()> {
+        let path = host_path(LAST_RUN);
+        if let Some(parent) = path.parent() {
+            host.ensure_dir(&parent, 0o700)?;
+        }
+        let mut text = serde_json::to_string_pretty(self).expect("a run report serializes");
+        text.push('\n');
+        host.write_atomic(&path, text.as_bytes(), 0o600)
+    }
+
+    /// The last run's report; `None` when berth has not applied on this host yet.
+    pub fn read(host: &Host) -> Result<Option<Self>> {
+        let path = host_path(LAST_RUN);
+        let Some(text) = host.read_optional(&path)? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .with_context(|| format!("`{path}` is not a berth run report"))
+    }
+
+    /// The report as node_exporter textfile metrics.
+    pub fn metrics(&self) -> String {
+        let mut out = String::new();
+        let mut gauge = |name: &str, help: &str, samples: &[(String, String)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let started = self
+            .started()
+            .map_or(0.0, |started| started.as_millisecond() as f64 / 1000.0);
+        let flag = |yes: bool| if yes { "1" } else { "0" }.to_owned();
+        gauge(
+            "berth_last_run_timestamp_seconds",
+            "Unix time at which the last berth apply started.",
+            &[(String::new(), format_float(started))],
+        );
+        gauge(
+            "berth_last_run_success",
+            "1 when the last berth apply converged the host, 0 when something failed.",
+            &[(String::new(), flag(self.success))],
+        );
+        gauge(
+            "berth_last_run_duration_seconds",
+            "How long the last berth apply took.",
+            &[(String::new(), format_float(self.duration_seconds))],
+        );
+        let by_kind: Vec<_> = self
+            .changes_by_kind
+            .iter()
+            .map(|(kind, count)| {
+                (
+                    format!("{{kind=\"{}\"}}", escape_label(kind)),
+                    count.to_string(),
+                )
+            })
+            .collect();
+        gauge(
+            "berth_changes",
+            "Changes the last berth apply made, by resource kind.",
+            &by_kind,
+        );
+        gauge(
+            "berth_drift_detected",
+            "1 when the last berth apply found the host differing from its profiles.",
+            &[(String::new(), flag(self.drift_detected))],
+        );
+        out
+    }
+
+    /// Writes [`LastRun::metrics`] to `path` (a node_exporter textfile, e.g.
+    /// `/var/lib/prometheus/node-exporter/berth.prom`).
+    pub fn write_metrics(&self, host: &Host, path: &HostPath) -> Result<()> {
+        host.write_atomic(path, self.metrics().as_bytes(), 0o644)
+    }
+}
+
+/// `container/gitlab-runner` → `container`; `daemon-config` → `daemon-config`.
+pub fn kind_of(id: &str) -> String {
+    id.split('/').next().unwrap_or(id).to_owned()
+}
+
+fn format_float(value: f64) -> String {
+    let text = format!("{value:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text.is_empty() {
+        "0".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// "42 s ago", "5 min ago", "3 h ago", "2 days ago".
+pub fn ago(seconds: i64) -> String {
+    match seconds {
+        ..0 => "in the future (clock skew?)".to_owned(),
+        0..60 => format!("{seconds} s ago"),
+        60..3600 => format!("{} min ago", seconds / 60),
+        3600..86_400 => format!("{} h ago", seconds / 3600),
+        _ => {
+            let days = seconds / 86_400;
+            format!("{days} day{} ago", if days == 1 { "" } else { "s" })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> LastRun {
+        LastRun {
+            schema_version: 1,
+            berth_version: "0.1.0".into(),
+            started_at: "2026-11-23T18:31:02.5Z".into(),
+            duration_seconds: 3.25,
+            profiles: vec!["dind".into()],
+            success: true,
+            drift_detected: true,
+            changes: Vec::new(),
+            errors: Vec::new(),
+            summary: serde_json::json!({}),
+            changes_by_kind: [("container".to_owned(), 2), ("daemon-config".to_owned(), 0)].into(),
+        }
+    }
+
+    #[test]
+    fn metrics_are_node_exporter_textfile_gauges() {
+        let metrics = sample().metrics();
+        assert!(metrics.contains("# TYPE berth_last_run_timestamp_seconds gauge\nberth_last_run_timestamp_seconds 1795458662.5\n"), "{metrics}");
+        assert!(metrics.contains("berth_last_run_success 1\n"));
+        assert!(metrics.contains("berth_last_run_duration_seconds 3.25\n"));
+        assert!(metrics.contains(
+            "berth_changes{kind=\"container\"} 2\nberth_changes{kind=\"daemon-config\"} 0\n"
+        ));
+        assert!(metrics.contains("berth_drift_detected 1\n"));
+    }
+
+    #[test]
+    fn ages_read_like_a_person_would_say_them() {
+        assert_eq!(ago(42), "42 s ago");
+        assert_eq!(ago(300), "5 min ago");
+        assert_eq!(ago(7200), "2 h ago");
+        assert_eq!(ago(86_400), "1 day ago");
+    }
+
+    #[test]
+    fn kinds_come_from_resource_ids() {
+        assert_eq!(kind_of("container/gitlab-runner"), "container");
+        assert_eq!(kind_of("daemon-config"), "daemon-config");
+    }
+}

@@ -1,0 +1,524 @@
+//! berth in operation: install.sh and the systemd units, one run at a time, run reports and
+//! metrics, `status` and `doctor`.
+
+use std::{path::Path, process::Command};
+
+use crate::{
+    harness::{BERTH, Root, berth, profile_file, tool_available, write_executable},
+    require_dockerd,
+};
+
+fn repository() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn install(destdir: &Path, extra: &[&str]) -> std::process::Output {
+    let output = Command::new("sh")
+        .arg(repository().join("install.sh"))
+        .arg("--destdir")
+        .arg(destdir)
+        .args(["--binary", BERTH])
+        .args(extra)
+        .env_remove("DESTDIR")
+        .env_remove("PREFIX")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "install.sh failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Every path under `dir` with its content (or link target) and mode.
+fn tree(dir: &Path) -> Vec<(String, String)> {
+    let mut entries = Vec::new();
+    for entry in walk(dir) {
+        let relative = entry.strip_prefix(dir).unwrap().display().to_string();
+        let metadata = std::fs::symlink_metadata(&entry).unwrap();
+        let what = if metadata.file_type().is_symlink() {
+            format!("-> {}", std::fs::read_link(&entry).unwrap().display())
+        } else if metadata.is_dir() {
+            "dir".to_owned()
+        } else {
+            let bytes = std::fs::read(&entry).unwrap();
+            format!(
+                "{:o} {} bytes {:?}",
+                std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777,
+                bytes.len(),
+                metadata.modified().unwrap()
+            )
+        };
+        entries.push((relative, what));
+    }
+    entries.sort();
+    entries
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        found.push(path.clone());
+        if std::fs::symlink_metadata(&path).unwrap().is_dir() {
+            found.extend(walk(&path));
+        }
+    }
+    found
+}
+
+#[test]
+fn install_sh_into_a_destdir_installs_the_tree_is_idempotent_and_uninstalls_cleanly() {
+    let destdir = tempfile::tempdir().unwrap();
+    // Something that was there before and must survive an uninstall.
+    std::fs::create_dir_all(destdir.path().join("etc/systemd/system")).unwrap();
+    std::fs::write(destdir.path().join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
+    let before = tree(destdir.path());
+
+    install(destdir.path(), &[]);
+    let d = destdir.path();
+    for file in [
+        "usr/local/bin/berth",
+        "etc/berth/berth.toml",
+        "etc/berth/profiles/dind.toml",
+        "usr/local/lib/systemd/system/berth.service",
+        "usr/local/lib/systemd/system/berth.timer",
+    ] {
+        assert!(d.join(file).is_file(), "{file} is installed");
+    }
+    for profile in std::fs::read_dir(repository().join("profiles")).unwrap() {
+        let name = profile.unwrap().file_name();
+        assert!(
+            d.join("etc/berth/profiles").join(&name).is_file(),
+            "profile {name:?} is installed"
+        );
+    }
+    assert_eq!(
+        std::fs::read_link(d.join("etc/systemd/system/timers.target.wants/berth.timer")).unwrap(),
+        Path::new("/usr/local/lib/systemd/system/berth.timer"),
+        "the timer is enabled"
+    );
+    let installed_unit =
+        std::fs::read_to_string(d.join("usr/local/lib/systemd/system/berth.service")).unwrap();
+    assert!(installed_unit.contains("ExecStart=/usr/local/bin/berth apply"));
+    let installed = tree(d);
+
+    let second = install(d, &[]);
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout),
+        "",
+        "a second run installs nothing"
+    );
+    assert_eq!(
+        tree(d),
+        installed,
+        "a second run changes nothing, not even a timestamp"
+    );
+
+    // An operator's edit to a profile is never overwritten; the new one lands beside it.
+    let profile = d.join("etc/berth/profiles/dind.toml");
+    std::fs::write(&profile, "# site edits\n").unwrap();
+    let third = install(d, &[]);
+    assert!(
+        String::from_utf8_lossy(&third.stdout)
+            .contains("installed /etc/berth/profiles/dind.toml.new")
+    );
+    assert_eq!(std::fs::read_to_string(&profile).unwrap(), "# site edits\n");
+    // ... and uninstall keeps it, since it is no longer what was installed.
+    Command::new("sh")
+        .arg(repository().join("install.sh"))
+        .args(["--destdir"])
+        .arg(d)
+        .arg("--uninstall")
+        .status()
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&profile).unwrap(), "# site edits\n");
+    std::fs::remove_file(&profile).unwrap();
+    std::fs::remove_dir_all(d.join("etc/berth")).unwrap();
+    assert_eq!(
+        tree(d),
+        before,
+        "uninstall leaves the destdir as it found it"
+    );
+}
+
+#[test]
+fn install_sh_honours_prefix_and_no_enable() {
+    let destdir = tempfile::tempdir().unwrap();
+    install(destdir.path(), &["--prefix", "/usr", "--no-enable"]);
+    let d = destdir.path();
+    assert!(d.join("usr/bin/berth").is_file());
+    let unit = std::fs::read_to_string(d.join("usr/lib/systemd/system/berth.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/bin/berth apply"), "{unit}");
+    assert!(!d.join("etc/systemd/system/timers.target.wants").exists());
+}
+
+#[test]
+fn install_sh_passes_shellcheck() {
+    if !tool_available("shellcheck", "apt-get install shellcheck") {
+        return;
+    }
+    let output = Command::new("shellcheck")
+        .arg(repository().join("install.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+#[test]
+fn systemd_units_verify() {
+    if !tool_available("systemd-analyze", "apt-get install systemd") {
+        return;
+    }
+    // verify insists that ExecStart exists: point it at the binary under test.
+    let units = tempfile::tempdir().unwrap();
+    let service = std::fs::read_to_string(repository().join("systemd/berth.service")).unwrap();
+    assert!(service.contains("ExecStart=/usr/local/bin/berth apply"));
+    let directive = |name: &str| {
+        service
+            .lines()
+            .any(|line| line.starts_with(&format!("{name}=")))
+    };
+    assert!(
+        directive("TimeoutStartSec") && directive("Type"),
+        "oneshot with an explicit timeout"
+    );
+    assert!(
+        !directive("RemainAfterExit"),
+        "a oneshot that remains active stops the timer from firing"
+    );
+    assert!(!directive("ProtectKernelModules"), "berth runs modprobe");
+    std::fs::write(
+        units.path().join("berth.service"),
+        service.replace("/usr/local/bin/berth", BERTH),
+    )
+    .unwrap();
+    std::fs::copy(
+        repository().join("systemd/berth.timer"),
+        units.path().join("berth.timer"),
+    )
+    .unwrap();
+    let output = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(units.path().join("berth.service"))
+        .arg(units.path().join("berth.timer"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let timer = std::fs::read_to_string(units.path().join("berth.timer")).unwrap();
+    for line in [
+        "OnBootSec=",
+        "OnUnitActiveSec=15min",
+        "RandomizedDelaySec=",
+        "AccuracySec=1s",
+    ] {
+        assert!(timer.contains(line), "the timer has {line}");
+    }
+}
+
+/// A root with a visible kernel that lacks overlay, so apply has to run `modprobe`.
+fn root_needing_modprobe() -> Root {
+    let root = Root::new();
+    root.write("/proc/filesystems", "nodev\tsysfs\n")
+        .write("/proc/modules", "");
+    root
+}
+
+#[test]
+fn a_second_apply_waits_for_the_first_and_neither_corrupts_anything() {
+    let root = root_needing_modprobe();
+    let bin = root.join("/test-bin");
+    // A slow modprobe: the first run holds the lock while it "loads" overlay.
+    write_executable(
+        &bin,
+        "modprobe",
+        &format!(
+            "#!/bin/sh\necho \"$$ $*\" >> {log}\nsleep 2\necho \"$1 16384 0 - Live 0x0\" >> {modules}\n",
+            log = bin.join("modprobe.log").display(),
+            modules = root.join("/proc/modules").display()
+        ),
+    );
+    let start = || {
+        let mut command = Command::new(BERTH);
+        command
+            .env_clear()
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .arg("--root")
+            .arg(root.path())
+            .args(["apply", "--lock-timeout", "30"]);
+        command.spawn().unwrap()
+    };
+    let first = start();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let second = start();
+    let (first, second) = (
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    );
+    assert!(first.status.success() && second.status.success());
+    let calls = std::fs::read_to_string(bin.join("modprobe.log")).unwrap();
+    assert_eq!(
+        calls.lines().count(),
+        1,
+        "the second run waited and found overlay loaded: {calls}"
+    );
+    assert_eq!(
+        root.read("/proc/modules").unwrap(),
+        "overlay 16384 0 - Live 0x0\n"
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&root.read("/etc/docker/daemon.json").unwrap()).unwrap();
+    assert_eq!(config["storage-driver"], "overlay2");
+}
+
+#[test]
+fn a_run_that_cannot_get_the_lock_names_the_holder_and_changes_nothing() {
+    let root = Root::new();
+    root.mkdir("/run");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(root.join("/run/berth.lock"))
+        .unwrap();
+    let _held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+    std::fs::write(root.join("/run/berth.lock"), "4242 1795458662\n").unwrap();
+    let before = root.snapshot();
+    let run = berth(&root).args(["apply", "--lock-timeout", "1"]).run();
+    run.code(1);
+    assert!(
+        run.stderr
+            .contains("error: another berth run (pid 4242) holds the lock since "),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("waited 1 s for it"), "{}", run.stderr);
+    assert_eq!(root.snapshot(), before);
+}
+
+#[test]
+fn status_and_metrics_describe_the_last_apply() {
+    let root = Root::new();
+    let status = berth(&root).args(["status"]).run();
+    status.code(1);
+    assert_eq!(status.stdout, "berth has not applied on this host yet.\n");
+
+    berth(&root)
+        .args([
+            "apply",
+            "--metrics-file",
+            "/var/lib/node-exporter/berth.prom",
+        ])
+        .run()
+        .code(0);
+    assert_eq!(root.mode("/var/lib/berth/last-run.json"), 0o600);
+    let document = berth(&root).args(["status", "--json"]).run();
+    document.code(0);
+    let last_run = &document.json()["last_run"];
+    assert_eq!(last_run["success"], true);
+    assert_eq!(last_run["drift_detected"], true);
+    assert_eq!(last_run["profiles"], serde_json::json!(["dind"]));
+    let ids: Vec<_> = last_run["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["kernel-module/overlay", "daemon-config"]);
+    assert_eq!(last_run["berth_version"], env!("CARGO_PKG_VERSION"));
+    let metrics = root.read("/var/lib/node-exporter/berth.prom").unwrap();
+    assert!(
+        metrics.contains("\nberth_last_run_success 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nberth_changes{kind=\"daemon-config\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nberth_changes{kind=\"kernel-module\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\nberth_drift_detected 1\n"), "{metrics}");
+    let started = last_run["started_at"]
+        .as_str()
+        .unwrap()
+        .parse::<jiff::Timestamp>()
+        .unwrap();
+    let age = jiff::Timestamp::now().duration_since(started).as_secs();
+    assert!((0..60).contains(&age), "the run started {age} s ago");
+
+    let human = berth(&root).args(["status"]).run();
+    human.code(0);
+    assert!(
+        human.stdout.contains("result:    converged"),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        human
+            .stdout
+            .contains("  daemon-config  create /etc/docker/daemon.json\n"),
+        "{}",
+        human.stdout
+    );
+
+    // A converged run: nothing changed, no drift, metrics say so; berth.toml names the file.
+    root.write(
+        "/etc/berth/berth.toml",
+        "metrics_file = \"/var/lib/node-exporter/berth.prom\"\n",
+    );
+    berth(&root).args(["apply"]).run().code(0);
+    let metrics = root.read("/var/lib/node-exporter/berth.prom").unwrap();
+    assert!(
+        metrics.contains("\nberth_drift_detected 0\n")
+            && metrics.contains("\nberth_changes{kind=\"daemon-config\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        berth(&root)
+            .args(["status"])
+            .run()
+            .stdout
+            .contains("changes:   none")
+    );
+}
+
+#[test]
+fn a_failed_apply_is_recorded_as_failed() {
+    let root = root_needing_modprobe();
+    let bin = root.join("/test-bin");
+    write_executable(
+        &bin,
+        "modprobe",
+        "#!/bin/sh\necho 'modprobe: FATAL: Module overlay not found' >&2\nexit 1\n",
+    );
+    berth(&root)
+        .path_first(&bin)
+        .args(["apply", "--metrics-file", "/m/berth.prom"])
+        .run()
+        .code(1);
+    let status = berth(&root).args(["status"]).run();
+    status.code(1);
+    assert!(
+        status.stdout.contains("result:    failed"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status
+            .stdout
+            .contains("error: kernel-module/overlay: failed to load `kernel-module/overlay`"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        root.read("/m/berth.prom")
+            .unwrap()
+            .contains("\nberth_last_run_success 0\n")
+    );
+
+    // A profile that does not parse is a failed run too.
+    let broken = profile_file(&root.join("/work"), "broken", "nonsense = 1\n");
+    berth(&root)
+        .args(["apply", "-p"])
+        .args([&broken])
+        .run()
+        .code(1);
+    let last_run = berth(&root).args(["status", "--json"]).run().json();
+    assert_eq!(last_run["last_run"]["success"], false);
+    assert_eq!(
+        last_run["last_run"]["errors"][0]["message"],
+        "invalid profile `[ROOT]/work/broken.toml`"
+    );
+}
+
+#[test]
+fn doctor_reports_missing_overlay_unreachable_daemon_and_flag_conflicts() {
+    let root = root_needing_modprobe();
+    root.write("/lib/systemd/system/docker.service", "[Service]\nExecStart=/usr/bin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock\n");
+    root.write(
+        "/etc/docker/daemon.json",
+        "{\"hosts\": [\"tcp://0.0.0.0:2375\"]}\n",
+    );
+    let run = berth(&root).args(["doctor", "--json"]).run();
+    run.code(1);
+    let document = run.json();
+    assert_eq!(document["healthy"], false);
+    let verdict = |name: &str| {
+        document["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|check| check["name"] == name)
+            .unwrap_or_else(|| panic!("no check {name}"))
+            .clone()
+    };
+    assert_eq!(verdict("overlay")["verdict"], "fail");
+    assert!(
+        verdict("overlay")["fix"]
+            .as_str()
+            .unwrap()
+            .contains("modprobe overlay")
+    );
+    assert_eq!(verdict("docker daemon")["verdict"], "fail");
+    assert!(
+        verdict("docker daemon")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Cannot connect to the Docker daemon")
+    );
+    let conflict = verdict("daemon.json vs flags");
+    assert_eq!(conflict["verdict"], "fail");
+    assert!(
+        conflict["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`hosts` (flag `-H fd://`)"),
+        "{conflict}"
+    );
+    assert_eq!(verdict("kernel")["verdict"], "ok");
+
+    let human = berth(&root).args(["doctor"]).run();
+    human.code(1);
+    assert!(human.stdout.contains("FAIL  overlay "), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("Unhealthy: fix what FAILs above."),
+        "{}",
+        human.stdout
+    );
+}
+
+#[test]
+fn doctor_on_a_healthy_host_exits_0() {
+    let root = Root::new();
+    root.with_overlay_kernel();
+    let dockerd = require_dockerd!(&root);
+    let run = berth(&root).docker(&dockerd).args(["doctor"]).run();
+    run.code(0);
+    assert!(
+        run.stdout.contains("ok    storage driver        overlay2"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("ok    docker daemon         Docker 20.10")
+            || run.stdout.contains("ok    docker daemon         Docker "),
+        "{}",
+        run.stdout
+    );
+}
