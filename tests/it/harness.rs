@@ -92,7 +92,10 @@ impl Root {
             files.remove(Path::new(own));
         }
         for own_dir in ["run", "var/lib/berth", "var/lib", "var"] {
-            if !files.keys().any(|path| path.starts_with(own_dir) && path != Path::new(own_dir)) {
+            if !files
+                .keys()
+                .any(|path| path.starts_with(own_dir) && path != Path::new(own_dir))
+            {
                 files.remove(Path::new(own_dir));
             }
         }
