@@ -47,6 +47,10 @@ pub struct Recorded {
     /// Delete the runner in GitLab when it leaves the profile.
     #[serde(default)]
     pub delete_on_remove: bool,
+    /// The CA file trusted for this GitLab, still needed to unregister after the runner left
+    /// the profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<HostPath>,
 }
 
 /// How berth came to answer for a runner; decides what removal does in GitLab.
@@ -140,6 +144,7 @@ mod tests {
                     token_fingerprint: Fingerprint::of(token),
                     config: host_path("/srv/gitlab-runner/config.toml"),
                     delete_on_remove: false,
+                    tls_ca_file: None,
                 },
             );
         })

@@ -81,7 +81,8 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
     for warning in &profile.warnings {
         tracing::warn!("{warning}");
     }
-    let resources = resource::from_profile(&profile, &settings.options);
+    let mut resources = resource::from_profile(&profile, &settings.options);
+    resources.extend(resource::removed_runners(&profile, &settings.host));
     let docker = Docker::default();
     let cx = Context {
         host: &settings.host,

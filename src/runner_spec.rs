@@ -328,13 +328,12 @@ pub fn resolve(
                     return fail(&format!("must be one of {}", LEVELS.join(", ")));
                 }
             }
-            "log_format" => {
+            "log_format"
                 if !value
                     .as_str()
-                    .is_some_and(|format| ["runner", "text", "json"].contains(&format))
-                {
-                    return fail("must be one of runner, text, json");
-                }
+                    .is_some_and(|format| ["runner", "text", "json"].contains(&format)) =>
+            {
+                return fail("must be one of runner, text, json");
             }
             "session_server" if !value.is_table() => {
                 return fail("must be a table");
@@ -798,10 +797,8 @@ fn check_docker(docker: &toml::Table, path: &KeyPath, locate: Locate) -> Result<
                     }
                 }
             }
-            "host" | "image" => {
-                if !value.as_str().is_some_and(|text| !text.is_empty()) {
-                    return Err(locate(&at, "must be a non-empty string".into()));
-                }
+            "host" | "image" if value.as_str().is_none_or(str::is_empty) => {
+                return Err(locate(&at, "must be a non-empty string".into()));
             }
             _ => {}
         }
