@@ -76,6 +76,39 @@ pub fn entry_id(document: &DocumentMut, index: usize) -> Option<i64> {
     entry(document, index)?.get("id").and_then(Item::as_integer)
 }
 
+/// Puts a blank line between the global keys and the first table when there is none, as
+/// gitlab-runner writes it (a file begun by registering a runner has no global keys at first).
+pub fn separate_globals(document: &mut DocumentMut) {
+    let root = document.as_table_mut();
+    if !root.iter().any(|(_, item)| item.is_value()) {
+        return;
+    }
+    let first = root
+        .iter()
+        .filter_map(|(key, item)| {
+            let table = match item {
+                Item::Table(table) => table,
+                Item::ArrayOfTables(tables) => tables.get(0)?,
+                _ => return None,
+            };
+            Some((table.position().unwrap_or(isize::MAX), key.to_owned()))
+        })
+        .min();
+    let Some((_, key)) = first else {
+        return;
+    };
+    let table = match root.get_mut(&key) {
+        Some(Item::Table(table)) => table,
+        Some(Item::ArrayOfTables(tables)) => tables.get_mut(0).expect("has a first table"),
+        _ => return,
+    };
+    let prefix = table.decor().prefix().and_then(|prefix| prefix.as_str());
+    if prefix.is_none_or(|prefix| !prefix.contains('\n')) {
+        let indent = prefix.unwrap_or_default().to_owned();
+        table.decor_mut().set_prefix(format!("\n{indent}"));
+    }
+}
+
 /// Appends a `[[runners]]` entry with just its name; returns its index.
 pub fn add_entry(document: &mut DocumentMut, name: &str) -> usize {
     let runners = document
@@ -617,6 +650,26 @@ shutdown_timeout = 0
         assert!(!text.contains("docker-runner"));
         assert!(text.contains("name = \"hand-made\""));
         assert!(text.starts_with("# managed by berth, edited by hand\n"));
+    }
+
+    #[test]
+    fn global_keys_added_to_a_file_begun_by_a_registration_get_their_blank_line() {
+        let mut document = parse(&host_path("/c.toml"), "[[runners]]\nname = \"r\"\n").unwrap();
+        merge(document.as_table_mut(), &table("concurrent = 4\n"), "");
+        separate_globals(&mut document);
+        assert_eq!(
+            document.to_string(),
+            "concurrent = 4\n\n[[runners]]\nname = \"r\"\n"
+        );
+        separate_globals(&mut document);
+        assert_eq!(
+            document.to_string(),
+            "concurrent = 4\n\n[[runners]]\nname = \"r\"\n",
+            "only once"
+        );
+        let mut untouched = parse(&host_path("/c.toml"), WRITTEN_BY_RUNNER).unwrap();
+        separate_globals(&mut untouched);
+        assert_eq!(untouched.to_string(), WRITTEN_BY_RUNNER);
     }
 
     #[test]

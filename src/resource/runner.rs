@@ -48,11 +48,17 @@ enum Role {
     Declared(Box<RunnerSpec>),
     /// In the ledger, gone from the profile.
     Removed,
-    /// The ledger could not be read, so removed runners cannot be known.
-    UnreadableLedger(String),
+    /// The ledger could not be read, so removed runners cannot be known: a failure, or a
+    /// warning when only this user may not read it (`plan` as non-root).
+    UnreadableLedger {
+        message: String,
+        permission: bool,
+    },
 }
 
 pub struct RunnerState {
+    /// Why this user cannot read what the runner's state is made of (`plan` as non-root).
+    unreadable: Option<String>,
     entry: Option<Entry>,
     recorded: Option<Recorded>,
     /// The declared runner's token file.
@@ -136,7 +142,10 @@ pub fn removed(settings: &RunnerSettings, host: &Host) -> Vec<Runner> {
         Err(error) => vec![Runner {
             name: String::new(),
             config: settings.config.clone(),
-            role: Role::UnreadableLedger(format!("{error:#}")),
+            role: Role::UnreadableLedger {
+                message: format!("{error:#}"),
+                permission: runner_config::permission_denied(&error),
+            },
         }],
     }
 }
@@ -161,7 +170,7 @@ impl Runner {
         match &self.role {
             Role::Declared(spec) => self.decide_declared(spec, observed),
             Role::Removed => self.decide_removed(observed),
-            Role::UnreadableLedger(_) => Decision::InSync,
+            Role::UnreadableLedger { .. } => Decision::InSync,
         }
     }
 
@@ -454,6 +463,29 @@ impl Runner {
         })
     }
 
+    fn read_state(&self, host: &Host) -> Result<RunnerState> {
+        let recorded = Ledger::load(host)?.runners.shift_remove(&self.name);
+        let entry = runner_config::read(host, &self.config)?.and_then(|(_, document)| {
+            let index = runner_toml::find(&document, &self.name)?;
+            Some(Entry {
+                url: runner_toml::entry_str(&document, index, "url"),
+                id: runner_toml::entry_id(&document, index),
+                token: runner_toml::entry_token(&document, index),
+            })
+        });
+        let token = match self.spec() {
+            None => TokenFile::NotNeeded,
+            Some(spec) => read_token_file(host, spec.token.file())?,
+        };
+        Ok(RunnerState {
+            unreadable: None,
+            entry,
+            recorded,
+            token,
+            system_id: system_id::read(host, &self.config)?,
+        })
+    }
+
     fn gitlab(&self, host: &Host, url: &str, tls_ca_file: Option<&HostPath>) -> Result<GitLab> {
         GitLab::new(host, url, tls_ca_file)
     }
@@ -672,39 +704,47 @@ impl Resource for Runner {
 
     fn id(&self) -> ResourceId {
         match self.role {
-            Role::UnreadableLedger(_) => ResourceId::singleton("runner-ledger"),
+            Role::UnreadableLedger { .. } => ResourceId::singleton("runner-ledger"),
             _ => ResourceId::new("runner", &self.name),
         }
     }
 
     fn observe(&self, cx: &Context) -> Result<RunnerState> {
-        if let Role::UnreadableLedger(message) = &self.role {
-            bail!("{message}");
-        }
-        let host = cx.host;
-        let recorded = Ledger::load(host)?.runners.shift_remove(&self.name);
-        let entry = runner_config::read(host, &self.config)?.and_then(|(_, document)| {
-            let index = runner_toml::find(&document, &self.name)?;
-            Some(Entry {
-                url: runner_toml::entry_str(&document, index, "url"),
-                id: runner_toml::entry_id(&document, index),
-                token: runner_toml::entry_token(&document, index),
-            })
-        });
-        let token = match self.spec() {
-            None => TokenFile::NotNeeded,
-            Some(spec) => read_token_file(host, spec.token.file())?,
+        let state = match &self.role {
+            Role::UnreadableLedger {
+                message,
+                permission,
+            } if *permission => Err(anyhow!("{message}")),
+            Role::UnreadableLedger { message, .. } => bail!("{message}"),
+            _ => self.read_state(cx.host),
         };
-        Ok(RunnerState {
-            entry,
-            recorded,
-            token,
-            system_id: system_id::read(host, &self.config)?,
-        })
+        let denied = |error: &anyhow::Error| {
+            matches!(
+                self.role,
+                Role::UnreadableLedger {
+                    permission: true,
+                    ..
+                }
+            ) || runner_config::permission_denied(error)
+        };
+        match state {
+            Err(error) if denied(&error) => Ok(RunnerState {
+                unreadable: Some(format!("{error:#}")),
+                entry: None,
+                recorded: None,
+                token: TokenFile::NotNeeded,
+                system_id: None,
+            }),
+            other => other,
+        }
     }
 
     fn diff(&self, observed: &RunnerState, _earlier: &[Change]) -> Diff {
         let mut diff = Diff::none();
+        if let Some(reason) = &observed.unreadable {
+            diff.warn(runner_config::not_planned(reason));
+            return diff;
+        }
         if let (Some(spec), TokenFile::Present { mode, .. }) = (self.spec(), &observed.token)
             && mode & 0o077 != 0
         {
@@ -737,7 +777,7 @@ impl Resource for Runner {
         match &self.role {
             Role::Declared(spec) => self.apply_declared(cx, spec, observed, &decision),
             Role::Removed => self.apply_removed(cx, observed, &decision),
-            Role::UnreadableLedger(message) => bail!("{message}"),
+            Role::UnreadableLedger { message, .. } => bail!("{message}"),
         }
     }
 }
@@ -830,6 +870,7 @@ mod tests {
         file_token: Option<&str>,
     ) -> RunnerState {
         RunnerState {
+            unreadable: None,
             entry,
             recorded,
             token: file_token.map_or(TokenFile::Missing, |token| TokenFile::Present {

@@ -47,6 +47,8 @@ pub struct ConfigState {
     /// The file as it is, parsed; `None` when it does not exist.
     current: Option<(String, DocumentMut)>,
     mode: Option<FileMode>,
+    /// Why the file could not be read by this user (`plan` as non-root), if so.
+    unreadable: Option<String>,
 }
 
 /// What apply would write.
@@ -110,6 +112,7 @@ impl RunnerConfig {
         if fields.is_empty() {
             return None;
         }
+        runner_toml::separate_globals(&mut document);
         Some(Planned {
             text: document.to_string(),
             fields,
@@ -133,13 +136,29 @@ impl Resource for RunnerConfig {
     }
 
     fn observe(&self, cx: &Context) -> Result<ConfigState> {
-        Ok(ConfigState {
-            current: read(cx.host, &self.path)?,
-            mode: cx.host.mode(&self.path)?,
-        })
+        let read_both =
+            || -> Result<_> { Ok((cx.host.mode(&self.path)?, read(cx.host, &self.path)?)) };
+        match read_both() {
+            Ok((mode, current)) => Ok(ConfigState {
+                current,
+                mode,
+                unreadable: None,
+            }),
+            Err(error) if permission_denied(&error) => Ok(ConfigState {
+                current: None,
+                mode: None,
+                unreadable: Some(format!("{error:#}")),
+            }),
+            Err(error) => Err(error),
+        }
     }
 
     fn diff(&self, observed: &ConfigState, earlier: &[Change]) -> Diff {
+        if let Some(reason) = &observed.unreadable {
+            let mut diff = Diff::none();
+            diff.warn(not_planned(reason));
+            return diff;
+        }
         let planned = self.planned(observed.current.as_ref(), earlier);
         let mode_wrong = observed
             .mode
@@ -212,6 +231,21 @@ impl Resource for RunnerConfig {
     }
 }
 
+/// True when `error` comes from a file this user may not read: `plan` as non-root, where
+/// config.toml, the ledger and token files are root's alone.
+pub fn permission_denied(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+    })
+}
+
+/// The warning for what could not be read.
+pub fn not_planned(reason: &str) -> String {
+    format!("{reason}: its changes are not planned; run as root to see them")
+}
+
 /// Reads and parses config.toml; `None` when absent. Unparseable text is an error.
 pub fn read(host: &Host, path: &HostPath) -> Result<Option<(String, DocumentMut)>> {
     let Some(text) = host.read_optional(path)? else {
@@ -258,6 +292,7 @@ mod tests {
                 )
             }),
             mode: text.map(|_| FileMode(mode)),
+            unreadable: None,
         }
     }
 

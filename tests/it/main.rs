@@ -5,4 +5,6 @@ mod harness;
 mod bad_input;
 mod cli;
 mod daemon;
+mod gitlab_server;
 mod host_files;
+mod runner;
