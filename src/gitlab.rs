@@ -315,6 +315,11 @@ impl GitLab {
                         if attempt > 1 {
                             failure = failure.context(format!("gave up after {attempt} attempts"));
                         }
+                        if message.to_ascii_lowercase().contains("certificate") {
+                            failure = failure.context(
+                                "GitLab's TLS certificate is not trusted: set the runner's `tls_ca_file` to the CA that signed it",
+                            );
+                        }
                         return Err(failure);
                     }
                     tracing::warn!(
@@ -457,18 +462,18 @@ fn never_sent(error: &ureq::Error) -> bool {
     }
 }
 
-/// Errors worth another try: the network, not the configuration.
+/// Errors worth another try: the network, not the configuration. TLS failures (an untrusted
+/// certificate) arrive as invalid data and would fail the same way again.
 fn retryable(error: &ureq::Error) -> bool {
-    matches!(
-        error,
-        ureq::Error::Io(_)
-            | ureq::Error::Timeout(_)
-            | ureq::Error::HostNotFound
-            | ureq::Error::ConnectionFailed
-            | ureq::Error::Protocol(_)
-    )
+    match error {
+        ureq::Error::Io(io) => io.kind() != std::io::ErrorKind::InvalidData,
+        ureq::Error::Timeout(_)
+        | ureq::Error::HostNotFound
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::Protocol(_) => true,
+        _ => false,
+    }
 }
-
 /// The system's CA certificates, read once per run.
 fn system_roots() -> &'static [ureq::tls::Certificate<'static>] {
     static ROOTS: OnceLock<Vec<ureq::tls::Certificate<'static>>> = OnceLock::new();

@@ -25,7 +25,13 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
-    sync::{Arc, Mutex},
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     thread::JoinHandle,
 };
 
@@ -81,6 +87,24 @@ pub struct GitLab {
     state: Arc<Mutex<State>>,
     thread: Option<JoinHandle<()>>,
     port: u16,
+    tls: Option<TlsFront>,
+}
+
+/// HTTPS in front of the stand-in, with the certificate in `tests/fixtures/tls` (for
+/// 127.0.0.1, signed by the test CA `ca.pem`): a self-signed GitLab.
+struct TlsFront {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The test CA that signed the HTTPS stand-in's certificate.
+pub fn test_ca_pem() -> String {
+    std::fs::read_to_string(fixtures().join("ca.pem")).unwrap()
+}
+
+fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls")
 }
 
 impl GitLab {
@@ -106,12 +130,63 @@ impl GitLab {
             state,
             thread: Some(thread),
             port,
+            tls: None,
         }
+    }
+
+    /// Starts the server behind HTTPS with a certificate no system trusts.
+    pub fn start_tls() -> Self {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let mut gitlab = Self::start();
+        let certs = CertificateDer::pem_file_iter(fixtures().join("gitlab.pem"))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(fixtures().join("gitlab.key")).unwrap();
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let plain = gitlab.port;
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if let Ok(stream) = stream {
+                        let config = Arc::clone(&config);
+                        std::thread::spawn(move || {
+                            let _ = relay(config, stream, plain);
+                        });
+                    }
+                }
+            })
+        };
+        gitlab.tls = Some(TlsFront {
+            port,
+            stop,
+            thread: Some(thread),
+        });
+        gitlab
     }
 
     /// The instance URL, as a profile's `url`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        match &self.tls {
+            Some(tls) => format!("https://127.0.0.1:{}", tls.port),
+            None => format!("http://127.0.0.1:{}", self.port),
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -212,8 +287,70 @@ impl GitLab {
     }
 }
 
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One HTTPS exchange: the TLS handshake, one request read whole and passed to the plain
+/// server with `Connection: close`, its answer passed back.
+fn relay(config: Arc<rustls::ServerConfig>, stream: TcpStream, plain: u16) -> std::io::Result<()> {
+    let connection = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(connection, stream);
+    let mut request = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let read = tls.read(&mut chunk)?;
+        if read == 0 {
+            return Ok(());
+        }
+        request.extend_from_slice(&chunk[..read]);
+        if let Some(end) = request.windows(4).position(|window| window == b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&request[..head_end]).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while request.len() < head_end + length {
+        let read = tls.read(&mut chunk)?;
+        if read == 0 {
+            break;
+        }
+        request.extend_from_slice(&chunk[..read]);
+    }
+    let mut forwarded: String = head
+        .trim_end()
+        .lines()
+        .filter(|line| !line.to_ascii_lowercase().starts_with("connection:"))
+        .map(|line| format!("{line}\r\n"))
+        .collect();
+    forwarded.push_str("Connection: close\r\n\r\n");
+    let mut upstream = TcpStream::connect(("127.0.0.1", plain))?;
+    upstream.write_all(forwarded.as_bytes())?;
+    upstream.write_all(&request[head_end..])?;
+    let mut response = Vec::new();
+    upstream.read_to_end(&mut response)?;
+    tls.write_all(&response)?;
+    tls.conn.send_close_notify();
+    tls.flush()
+}
+
 impl Drop for GitLab {
     fn drop(&mut self) {
+        self.tls.take();
         self.server.unblock();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

@@ -256,6 +256,11 @@ pub fn start_gitlab() -> crate::gitlab_server::GitLab {
     crate::gitlab_server::GitLab::start()
 }
 
+/// The same behind HTTPS, with a certificate signed by a test CA no system trusts.
+pub fn start_gitlab_tls() -> crate::gitlab_server::GitLab {
+    crate::gitlab_server::GitLab::start_tls()
+}
+
 /// Writes a profile file for `-p` and returns its path.
 pub fn profile_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     fs::create_dir_all(dir).unwrap();

@@ -11,7 +11,9 @@ use std::{
 
 use crate::{
     gitlab_server::{CREATE, DELETE, DELETE_MANAGER, GitLab, REGISTER, VERIFY},
-    harness::{Berth, Root, berth, profile_file, start_gitlab, write_logging_stubs},
+    harness::{
+        Berth, Root, berth, profile_file, start_gitlab, start_gitlab_tls, write_logging_stubs,
+    },
     require_dockerd,
 };
 
@@ -59,9 +61,8 @@ fn run(root: &Root, gitlab: &GitLab, args: &[&str], profiles: &[&Path]) -> crate
 }
 
 fn command(root: &Root, gitlab: &GitLab, args: &[&str], profiles: &[&Path]) -> Berth {
-    let mut command = berth(root)
-        .filter(gitlab.url(), "http://[GITLAB]")
-        .args(args);
+    let address = gitlab.url().split("://").nth(1).unwrap().to_owned();
+    let mut command = berth(root).filter(address, "[GITLAB]").args(args);
     for profile in profiles {
         command = command.arg_pair("-p", profile);
     }
@@ -762,6 +763,53 @@ fn plan_as_a_non_root_user_warns_that_it_cannot_see_the_runners() {
     );
     assert!(!stderr.contains(GLRT));
     assert_eq!(gitlab.total_calls(), 1);
+}
+
+#[test]
+fn a_self_signed_gitlab_is_trusted_through_tls_ca_file_and_only_then() {
+    let root = Root::new();
+    let gitlab = start_gitlab_tls();
+    assert!(gitlab.url().starts_with("https://"));
+    gitlab.add_runner(GLRT);
+    token_file(&root, GLRT_TOKEN_FILE, GLRT);
+    let untrusted = layer(&root, "untrusted", &docker_runner(&gitlab));
+    let apply = run(&root, &gitlab, &["apply"], &[&untrusted]);
+    apply.code(1);
+    assert!(
+        apply
+            .stderr
+            .contains("cannot reach GitLab at `https://[GITLAB]`"),
+        "{}",
+        apply.stderr
+    );
+    assert!(
+        apply.stderr.contains("error: failed to register `runner/docker-runner`\n  caused by: GitLab's TLS certificate is not trusted: set the runner's `tls_ca_file` to the CA that signed it\n"),
+        "{}",
+        apply.stderr
+    );
+    assert!(apply.stderr.contains("UnknownIssuer"), "{}", apply.stderr);
+    assert!(!apply.stderr.contains("trying again"), "{}", apply.stderr);
+    assert_eq!(
+        gitlab.total_calls(),
+        0,
+        "no request passes an untrusted TLS handshake"
+    );
+
+    root.write(
+        "/etc/berth/gitlab-ca.pem",
+        &crate::gitlab_server::test_ca_pem(),
+    );
+    let trusted = layer(
+        &root,
+        "trusted",
+        &docker_runner(&gitlab).replace(
+            "executor   = \"docker\"",
+            "executor   = \"docker\"\ntls_ca_file = \"/etc/berth/gitlab-ca.pem\"",
+        ),
+    );
+    run(&root, &gitlab, &["apply"], &[&trusted]).code(0);
+    assert_eq!(gitlab.calls(VERIFY), 1);
+    run(&root, &gitlab, &["plan"], &[&trusted]).code(0);
 }
 
 /// Every string that must never leave config.toml (and the token files themselves).
