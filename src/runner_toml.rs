@@ -24,7 +24,19 @@ use crate::{
 /// gitlab-runner keeps running on the copy it loaded, and berth must not make that worse.
 pub fn parse(path: &HostPath, text: &str) -> Result<DocumentMut> {
     let document: DocumentMut = text.parse().map_err(|error: toml_edit::TomlError| {
-        anyhow!("{}", error.to_string().trim()).context(format!(
+        // Only the place and the parser's words: its usual excerpt of the line could be a
+        // `token = "..."` line.
+        let place = error.span().map_or_else(String::new, |span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before
+                .rsplit('\n')
+                .next()
+                .map_or(0, |rest| rest.chars().count())
+                + 1;
+            format!("line {line}, column {column}: ")
+        });
+        anyhow!("{place}{}", error.message().trim()).context(format!(
             "`{path}` is not valid TOML; berth will not overwrite it: fix it by hand first"
         ))
     })?;
@@ -685,6 +697,14 @@ shutdown_timeout = 0
             ),
             "{error:#}"
         );
+        let error = parse(
+            &host_path("/c.toml"),
+            "[[runners]]\n  name = \"r\"\n  token = \"glrt-SecretValue\n",
+        )
+        .unwrap_err();
+        let message = format!("{error:#}");
+        assert!(message.contains(": line 3, column "), "{message}");
+        assert!(!message.contains("glrt-SecretValue"), "{message}");
         let error = parse(&host_path("/c.toml"), "runners = 3\n").unwrap_err();
         assert!(format!("{error:#}").contains("not a list of `[[runners]]` tables"));
     }

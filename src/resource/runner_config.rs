@@ -10,9 +10,9 @@
 //!
 //! An entry is written here only once it exists, that is once `runner/NAME` registered it
 //! (which comes first); a runner whose registration failed gets no half-made entry. The file is
-//! written atomically with mode 0600 in a 0700 directory, and gets a fresh mtime, which is all
-//! gitlab-runner needs to reload it (it checks every 3 s). A config.toml that does not parse is
-//! never overwritten. Diffs show every token as `"***"`.
+//! written atomically with mode 0600 (its directory created 0700) and gets a fresh mtime, which
+//! is all gitlab-runner needs to reload it (it checks every 3 s). A config.toml that does not
+//! parse is never overwritten. Diffs show every token as `"***"`.
 
 use std::os::unix::fs::PermissionsExt;
 

@@ -686,7 +686,8 @@ fn an_unparseable_config_toml_is_never_overwritten() {
     let gitlab = start_gitlab();
     gitlab.add_runner(GLRT);
     token_file(&root, GLRT_TOKEN_FILE, GLRT);
-    let broken = "concurrent = 4\n[[runners]\nname = \"x\"\n";
+    // Broken on a token line: the error must place it without quoting it.
+    let broken = "concurrent = 4\n[[runners]]\nname = \"x\"\ntoken = \"glrt-InTheBrokenFile1\n";
     root.write(CONFIG, broken);
     let profile = layer(&root, "site", &docker_runner(&gitlab));
     for command in ["plan", "apply"] {
@@ -694,6 +695,12 @@ fn an_unparseable_config_toml_is_never_overwritten() {
         run.code(1);
         assert!(
             run.stderr.contains("`/srv/gitlab-runner/config.toml` is not valid TOML; berth will not overwrite it: fix it by hand first"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("line 4, column"), "{}", run.stderr);
+        assert!(
+            !run.stderr.contains("glrt-InTheBrokenFile1"),
             "{}",
             run.stderr
         );
