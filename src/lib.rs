@@ -9,15 +9,21 @@ pub mod docker;
 pub mod doctor;
 pub mod engine;
 pub mod exec;
+pub mod gitlab;
 pub mod host;
+pub mod ledger;
 pub mod lock;
 pub mod output;
 pub mod plan;
 pub mod profile;
 pub mod resource;
 pub mod run_report;
+pub mod runner_spec;
+pub mod runner_toml;
+pub mod secret;
 pub mod service_unit;
 pub mod settings;
+pub mod system_id;
 pub mod text_diff;
 pub mod toml_source;
 
@@ -156,7 +162,8 @@ fn converge(settings: &Settings, printer: &Printer, mode: Mode) -> Result<Conver
     for warning in &profile.warnings {
         tracing::warn!("{warning}");
     }
-    let resources = resource::from_profile(&profile, &settings.options);
+    let mut resources = resource::from_profile(&profile, &settings.options);
+    resources.extend(resource::removed_runners(&profile, &settings.host));
     let docker = Docker::default();
     let cx = Context {
         host: &settings.host,

@@ -12,6 +12,7 @@ use serde_json::Value as Json;
 use crate::{
     exec::CommandLine,
     host::{Host, HostPath, host_path},
+    runner_spec::{self, RunnerSettings},
     toml_source::{KeyPath, LocatedError, TomlSource, deep_merge},
 };
 
@@ -130,6 +131,10 @@ pub struct ProfileLayer {
     pub description: Option<String>,
     pub kernel: Option<KernelLayer>,
     pub docker: Option<DockerLayer>,
+    /// gitlab-runner's global settings; checked and typed by `runner_spec`.
+    pub runner: Option<toml::Table>,
+    /// `[runners.NAME]`: the runners this host runs; checked and typed by `runner_spec`.
+    pub runners: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -197,6 +202,7 @@ pub struct Profile {
     pub description: Option<String>,
     pub kernel_modules: Vec<ModuleName>,
     pub docker: DockerSettings,
+    pub runner: RunnerSettings,
     /// Things worth knowing that are not errors; `validate` and `plan` print them.
     pub warnings: Vec<String>,
 }
@@ -291,6 +297,10 @@ impl Profile {
                 )
                 .into());
         }
+        let (runner, runner_warnings) =
+            runner_spec::resolve(layer.runner, layer.runners, &|key, message| {
+                layers.error_at(key, message)
+            })?;
         Ok(Self {
             names,
             description: layer.description,
@@ -306,7 +316,8 @@ impl Profile {
                 ready_timeout: std::time::Duration::from_secs(ready_timeout),
                 daemon,
             },
-            warnings: Vec::new(),
+            runner,
+            warnings: runner_warnings,
         })
     }
 

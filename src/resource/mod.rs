@@ -13,6 +13,8 @@
 pub mod daemon_config;
 pub mod docker_daemon;
 pub mod kernel_module;
+pub mod runner;
+pub mod runner_config;
 
 use anyhow::Result;
 
@@ -72,6 +74,8 @@ pub enum AnyResource {
     KernelModule(kernel_module::KernelModule),
     DaemonConfig(daemon_config::DaemonConfig),
     DockerDaemon(docker_daemon::DockerDaemon),
+    Runner(runner::Runner),
+    RunnerConfig(runner_config::RunnerConfig),
 }
 
 /// Calls `$body` with `$resource` bound to the concrete resource inside an [`AnyResource`].
@@ -82,6 +86,8 @@ macro_rules! with_resource {
             $crate::resource::AnyResource::KernelModule($resource) => $body,
             $crate::resource::AnyResource::DaemonConfig($resource) => $body,
             $crate::resource::AnyResource::DockerDaemon($resource) => $body,
+            $crate::resource::AnyResource::Runner($resource) => $body,
+            $crate::resource::AnyResource::RunnerConfig($resource) => $body,
         }
     };
 }
@@ -93,7 +99,9 @@ impl AnyResource {
 }
 
 /// The resources a profile declares, in the order they must converge: the kernel first (Docker
-/// needs overlay), then daemon.json, then the daemon that reads it.
+/// needs overlay), then daemon.json, then the daemon that reads it, then the runners'
+/// registrations and their config.toml (files and HTTP, no Docker), which must exist before
+/// the runner container that mounts it is created.
 pub fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResource> {
     let mut resources = Vec::new();
     for module in &profile.kernel_modules {
@@ -111,5 +119,28 @@ pub fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResource> {
         &profile.docker,
         options.allow_storage_driver_change,
     )));
+    // Registration first: it writes a runner's entry with its token, so config.toml never
+    // holds an entry gitlab-runner cannot use.
+    for spec in &profile.runner.runners {
+        resources.push(AnyResource::Runner(runner::Runner::declared(
+            &profile.runner,
+            spec,
+        )));
+    }
+    if profile.runner.is_declared() {
+        resources.push(AnyResource::RunnerConfig(runner_config::RunnerConfig::new(
+            &profile.runner,
+        )));
+    }
     resources
+}
+
+/// The runners berth registered that the profile no longer declares, read from berth's ledger
+/// (which `from_profile` cannot: it does not look at the host). They go last: unregistering
+/// waits for nothing else.
+pub fn removed_runners(profile: &Profile, host: &Host) -> Vec<AnyResource> {
+    runner::removed(&profile.runner, host)
+        .into_iter()
+        .map(AnyResource::Runner)
+        .collect()
 }

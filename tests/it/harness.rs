@@ -210,6 +210,12 @@ impl Berth {
         self
     }
 
+    /// Replaces `from` with `to` in what the run printed (a port, a generated id).
+    pub fn filter(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
+        self.extra_filters.push((from.into(), to.into()));
+        self
+    }
+
     /// Puts `dir` first on PATH (stub programs).
     pub fn path_first(mut self, dir: &Path) -> Self {
         let path = std::env::var("PATH").unwrap_or_default();
@@ -243,6 +249,35 @@ pub fn write_executable(dir: &Path, name: &str, body: &str) -> PathBuf {
     fs::write(&path, body).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
     path
+}
+
+/// Writes stand-ins for `programs` into `dir` that append their name, argv and environment to
+/// `dir/calls.log` and then behave as `body` says (shell, `$0`/`$@` as usual), so a test can
+/// prove what berth passed to every program it started.
+pub fn write_logging_stubs(dir: &Path, programs: &[&str], body: &str) -> PathBuf {
+    let log = dir.join("calls.log");
+    for program in programs {
+        write_executable(
+            dir,
+            program,
+            &format!(
+                "#!/bin/sh\n{{ echo \"== {program} $*\"; env; }} >> {log}\n{body}\n",
+                log = log.display()
+            ),
+        );
+    }
+    log
+}
+
+/// Starts the GitLab stand-in on a free loopback port (see `gitlab_server`); it stops when
+/// dropped.
+pub fn start_gitlab() -> crate::gitlab_server::GitLab {
+    crate::gitlab_server::GitLab::start()
+}
+
+/// The same behind HTTPS, with a certificate signed by a test CA no system trusts.
+pub fn start_gitlab_tls() -> crate::gitlab_server::GitLab {
+    crate::gitlab_server::GitLab::start_tls()
 }
 
 /// Writes a profile file for `-p` and returns its path.

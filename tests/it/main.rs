@@ -5,5 +5,7 @@ mod harness;
 mod bad_input;
 mod cli;
 mod daemon;
+mod gitlab_server;
 mod host_files;
 mod operations;
+mod runner;

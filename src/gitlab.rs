@@ -1,0 +1,617 @@
+//! GitLab's runner API, the five calls berth makes: verify a runner authentication token,
+//! register with a registration token, create a runner with an access token, delete a runner,
+//! delete this host's runner manager. Bodies and answers follow GitLab's REST API docs
+//! (`doc/api/runners.md`, `doc/api/users.md`) and what `gitlab-runner register` and
+//! `unregister` send.
+//!
+//! Transport: HTTPS with the system's CA certificates plus an optional per-runner CA file (a
+//! self-signed GitLab), connect and overall timeouts, no redirects (a redirect would carry the
+//! token to another URL), and a bounded retry with backoff. A call that may create something
+//! (`POST /runners`, `POST /user/runners`) is retried only when the request surely never reached
+//! GitLab, so a flaky proxy can never register a runner twice.
+//!
+//! Tokens travel in the JSON body or the `PRIVATE-TOKEN` header, never in a URL, and any text
+//! GitLab sends back is scrubbed of them before it becomes an error.
+
+use std::{sync::OnceLock, time::Duration};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use serde_json::{Value as Json, json};
+
+use crate::{
+    host::{Host, HostPath},
+    runner_spec::{RunnerScope, ServerParams, normalize_url},
+    secret::Secret,
+};
+
+/// How long to wait for a TCP and TLS connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one call may take in all.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Tries per call, the first included.
+const ATTEMPTS: u32 = 4;
+/// The wait before the first retry; it doubles for each next one.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// What GitLab answered to a registration, verification or creation.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub id: i64,
+    pub token: Secret,
+    /// As GitLab sent it (ISO 8601), `None` when the token does not expire.
+    pub token_expires_at: Option<String>,
+}
+
+/// How a delete ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Done,
+    /// 403: GitLab knows no runner with this token (deleted in GitLab, or the token revoked).
+    UnknownToken,
+    /// 404 from `DELETE /runners/managers`: no manager with this system ID.
+    NoSuchManager,
+}
+
+/// A client for one GitLab instance.
+pub struct GitLab {
+    /// `https://gitlab.example.com/api/v4/`.
+    base: String,
+    agent: ureq::Agent,
+}
+
+/// One HTTP exchange's outcome.
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+enum Method {
+    Post,
+    Delete,
+}
+
+impl Method {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Self::Post => "POST",
+            Self::Delete => "DELETE",
+        }
+    }
+}
+
+/// Whether a call may be repeated after an error that may have reached GitLab.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Repeatable {
+    Yes,
+    /// The call creates something: repeat only what surely never reached GitLab.
+    OnlyUnsent,
+}
+
+impl GitLab {
+    /// A client for `url` (as a profile gives it), trusting the system's CAs and those in
+    /// `tls_ca_file` (a host path).
+    pub fn new(host: &Host, url: &str, tls_ca_file: Option<&HostPath>) -> Result<Self> {
+        let base = format!("{}/api/v4/", normalize_url(url));
+        let mut config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_global(Some(CALL_TIMEOUT))
+            .user_agent(format!("berth/{}", env!("CARGO_PKG_VERSION")));
+        if base.starts_with("https://") {
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(root_certs(host, tls_ca_file)?)
+                    .build(),
+            );
+        }
+        Ok(Self {
+            base,
+            agent: config.build().into(),
+        })
+    }
+
+    /// `POST /runners/verify`, as `gitlab-runner register --token glrt-...` does: checks the
+    /// token and makes GitLab record this host (`system_id`) as one of the runner's managers.
+    pub fn verify(&self, token: &Secret, system_id: &str) -> Result<Registration> {
+        let body = json!({"token": token.expose(), "system_id": system_id});
+        let answer = self.call(
+            Method::Post,
+            "runners/verify",
+            &body,
+            None,
+            &[token],
+            Repeatable::Yes,
+        )?;
+        match answer.status {
+            200 => registration(&answer.body, Some(token)),
+            403 => Err(self.refusal("runners/verify", &answer, &[token], "token invalid or revoked (403): check the runner authentication token; a glrt- token is shown once, when the runner is created in GitLab")),
+            422 => Err(self.refusal("runners/verify", &answer, &[token], "runner is orphaned (422): its project or group is gone; create a new runner in GitLab")),
+            _ => Err(self.unexpected("runners/verify", &answer, &[token])),
+        }
+    }
+
+    /// `POST /runners` with a registration token (the flow deprecated since GitLab 15.6).
+    pub fn register(
+        &self,
+        registration_token: &Secret,
+        description: &str,
+        params: &ServerParams,
+    ) -> Result<Registration> {
+        let mut body = json!({
+            "token": registration_token.expose(),
+            "description": params.description.as_deref().unwrap_or(description),
+            "info": runner_info(),
+        });
+        // gitlab-runner always sends these three; GitLab's own defaults differ from the runner's.
+        body["run_untagged"] = json!(
+            params
+                .run_untagged
+                .unwrap_or(params.tag_list.as_ref().is_none_or(Vec::is_empty))
+        );
+        body["locked"] = json!(params.locked.unwrap_or(true));
+        body["paused"] = json!(params.paused.unwrap_or(false));
+        add_server_params(&mut body, params);
+        let answer = self.call(
+            Method::Post,
+            "runners",
+            &body,
+            None,
+            &[registration_token],
+            Repeatable::OnlyUnsent,
+        )?;
+        match answer.status {
+            201 => registration(&answer.body, None),
+            410 => Err(self.refusal("runners", &answer, &[registration_token], "registration tokens are disabled on this GitLab (default since 17.0): create the runner in GitLab and use its glrt- token")),
+            403 => Err(self.refusal("runners", &answer, &[registration_token], "registration token invalid (403)")),
+            400 => Err(self.refusal("runners", &answer, &[registration_token], "GitLab rejected the runner's settings (400)")),
+            _ => Err(self.unexpected("runners", &answer, &[registration_token])),
+        }
+    }
+
+    /// `POST /user/runners`: creates a runner with an access token that has the `create_runner`
+    /// scope; the answer's token is shown this once.
+    pub fn create(
+        &self,
+        access_token: &Secret,
+        description: &str,
+        scope: &RunnerScope,
+        params: &ServerParams,
+    ) -> Result<Registration> {
+        let mut body = json!({
+            "runner_type": scope.runner_type(),
+            "description": params.description.as_deref().unwrap_or(description),
+        });
+        match scope {
+            RunnerScope::Instance => {}
+            RunnerScope::Group(id) => body["group_id"] = json!(id),
+            RunnerScope::Project(id) => body["project_id"] = json!(id),
+        }
+        for (key, value) in [
+            ("run_untagged", params.run_untagged),
+            ("locked", params.locked),
+            ("paused", params.paused),
+        ] {
+            if let Some(value) = value {
+                body[key] = json!(value);
+            }
+        }
+        add_server_params(&mut body, params);
+        let answer = self.call(
+            Method::Post,
+            "user/runners",
+            &body,
+            Some(access_token),
+            &[access_token],
+            Repeatable::OnlyUnsent,
+        )?;
+        match answer.status {
+            201 => registration(&answer.body, None),
+            401 => Err(self.refusal("user/runners", &answer, &[access_token], "access token invalid or expired (401)")),
+            403 => Err(self.refusal("user/runners", &answer, &[access_token], "the access token may not create this runner (403): it needs the create_runner scope and Owner of the group or project (admin for an instance runner)")),
+            400 => Err(self.refusal("user/runners", &answer, &[access_token], "GitLab rejected the runner's settings (400)")),
+            _ => Err(self.unexpected("user/runners", &answer, &[access_token])),
+        }
+    }
+
+    /// `DELETE /runners`: deletes the runner in GitLab, every manager with it.
+    pub fn delete_runner(&self, token: &Secret) -> Result<Deleted> {
+        let body = json!({"token": token.expose()});
+        let answer = self.call(
+            Method::Delete,
+            "runners",
+            &body,
+            None,
+            &[token],
+            Repeatable::Yes,
+        )?;
+        match answer.status {
+            204 | 200 => Ok(Deleted::Done),
+            403 => Ok(Deleted::UnknownToken),
+            _ => Err(self.unexpected("runners", &answer, &[token])),
+        }
+    }
+
+    /// `DELETE /runners/managers`: removes only this host (`system_id`) from the runner, as
+    /// `gitlab-runner unregister` does for a glrt- token; the runner stays in GitLab.
+    pub fn delete_manager(&self, token: &Secret, system_id: &str) -> Result<Deleted> {
+        let body = json!({"token": token.expose(), "system_id": system_id});
+        let answer = self.call(
+            Method::Delete,
+            "runners/managers",
+            &body,
+            None,
+            &[token],
+            Repeatable::Yes,
+        )?;
+        match answer.status {
+            204 | 200 => Ok(Deleted::Done),
+            403 => Ok(Deleted::UnknownToken),
+            404 => Ok(Deleted::NoSuchManager),
+            _ => Err(self.unexpected("runners/managers", &answer, &[token])),
+        }
+    }
+
+    fn url(&self, endpoint: &str) -> String {
+        format!("{}{endpoint}", self.base)
+    }
+
+    /// Sends one JSON request, retrying what may be retried, and returns the answer.
+    fn call(
+        &self,
+        method: Method,
+        endpoint: &str,
+        body: &Json,
+        private_token: Option<&Secret>,
+        secrets: &[&Secret],
+        repeatable: Repeatable,
+    ) -> Result<Answer> {
+        let url = self.url(endpoint);
+        let text = body.to_string();
+        let mut backoff = FIRST_BACKOFF;
+        for attempt in 1..=ATTEMPTS {
+            let last = attempt == ATTEMPTS;
+            let mut request = match method {
+                Method::Post => self.agent.post(&url),
+                Method::Delete => self.agent.delete(&url).force_send_body(),
+            }
+            .header("Accept", "application/json")
+            .content_type("application/json");
+            if let Some(token) = private_token {
+                request = request.header("PRIVATE-TOKEN", token.expose());
+            }
+            tracing::debug!("{} {url} (attempt {attempt})", method.as_str());
+            match request.send(text.as_str()) {
+                Ok(mut response) => {
+                    let status = response.status().as_u16();
+                    let body = response.body_mut().read_to_string().unwrap_or_default();
+                    let retry = status == 429 || (status >= 500 && repeatable == Repeatable::Yes);
+                    if retry && !last {
+                        tracing::warn!(
+                            "{} {url} answered {status}; trying again in {} ms",
+                            method.as_str(),
+                            backoff.as_millis()
+                        );
+                    } else {
+                        if status >= 500 && repeatable == Repeatable::OnlyUnsent {
+                            let answer = Answer { status, body };
+                            return Err(self.unexpected(endpoint, &answer, secrets).context(
+                                "not retried: GitLab may have created the runner before failing; look for it in GitLab (and delete it) before running berth again",
+                            ));
+                        }
+                        return Ok(Answer { status, body });
+                    }
+                }
+                Err(error) => {
+                    let unsent = never_sent(&error);
+                    let message = scrub(&error.to_string(), secrets);
+                    if last || !(unsent || repeatable == Repeatable::Yes) || !retryable(&error) {
+                        let mut failure = anyhow!("{message}").context(format!(
+                            "cannot reach GitLab at `{}` ({} {url})",
+                            self.base.trim_end_matches("/api/v4/"),
+                            method.as_str()
+                        ));
+                        if attempt > 1 {
+                            failure = failure.context(format!("gave up after {attempt} attempts"));
+                        }
+                        if message.to_ascii_lowercase().contains("certificate") {
+                            failure = failure.context(
+                                "GitLab's TLS certificate is not trusted: set the runner's `tls_ca_file` to the CA that signed it",
+                            );
+                        }
+                        return Err(failure);
+                    }
+                    tracing::warn!(
+                        "{} {url} failed ({message}); trying again in {} ms",
+                        method.as_str(),
+                        backoff.as_millis()
+                    );
+                }
+            }
+            std::thread::sleep(backoff);
+            backoff *= 2;
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// An answer GitLab gives on purpose, with the meaning berth knows for it.
+    fn refusal(
+        &self,
+        endpoint: &str,
+        answer: &Answer,
+        secrets: &[&Secret],
+        meaning: &str,
+    ) -> anyhow::Error {
+        let said = gitlab_message(&answer.body)
+            .map(|message| format!(" (GitLab said: {})", scrub(&message, secrets)))
+            .unwrap_or_default();
+        anyhow!("{meaning}{said}").context(format!("GitLab refused `{}`", self.url(endpoint)))
+    }
+
+    fn unexpected(&self, endpoint: &str, answer: &Answer, secrets: &[&Secret]) -> anyhow::Error {
+        let said = gitlab_message(&answer.body)
+            .map(|message| format!(": {}", scrub(&message, secrets)))
+            .unwrap_or_default();
+        anyhow!("GitLab answered {}{said}", answer.status)
+            .context(format!("unexpected answer from `{}`", self.url(endpoint)))
+    }
+}
+
+fn add_server_params(body: &mut Json, params: &ServerParams) {
+    if let Some(tags) = &params.tag_list {
+        body["tag_list"] = json!(tags);
+    }
+    if let Some(level) = &params.access_level {
+        body["access_level"] = json!(level);
+    }
+    if let Some(seconds) = params.maximum_timeout {
+        body["maximum_timeout"] = json!(seconds);
+    }
+    if let Some(note) = &params.maintenance_note {
+        body["maintenance_note"] = json!(note);
+    }
+}
+
+/// What a registering client tells GitLab about itself. GitLab keeps only `name` from it at
+/// registration; gitlab-runner reports its own details with every job request afterwards.
+fn runner_info() -> Json {
+    json!({
+        "name": "berth",
+        "version": env!("CARGO_PKG_VERSION"),
+        "platform": std::env::consts::OS,
+        "architecture": go_architecture(),
+    })
+}
+
+/// The architecture as Go (and so GitLab's runner views) names it.
+fn go_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// Reads `RunnerRegistrationDetails`: `{"id": 1, "token": "...", "token_expires_at": null}`.
+/// `verify` answers with the token it was given; `known` keeps that one.
+fn registration(body: &str, known: Option<&Secret>) -> Result<Registration> {
+    let value: Json = serde_json::from_str(body).map_err(|_| {
+        anyhow!("GitLab's answer is not the JSON berth expects (no runner id in it)")
+    })?;
+    let id = value
+        .get("id")
+        .and_then(|id| {
+            id.as_i64()
+                .or_else(|| id.as_str().and_then(|text| text.parse().ok()))
+        })
+        .filter(|id| *id > 0)
+        .context("GitLab's answer has no runner id")?;
+    let token = match (known, value.get("token").and_then(Json::as_str)) {
+        (Some(known), _) => known.clone(),
+        (None, Some(token)) if !token.is_empty() => Secret::new(token),
+        (None, _) => bail!("GitLab's answer has no runner token"),
+    };
+    let token_expires_at = value
+        .get("token_expires_at")
+        .and_then(Json::as_str)
+        .map(str::to_owned);
+    Ok(Registration {
+        id,
+        token,
+        token_expires_at,
+    })
+}
+
+/// GitLab's error text: `{"message": "..."}`, `{"message": {"field": ["..."]}}` or
+/// `{"error": "..."}` (parameter validation).
+fn gitlab_message(body: &str) -> Option<String> {
+    let value: Json = serde_json::from_str(body).ok()?;
+    let message = value.get("message").or_else(|| value.get("error"))?;
+    Some(match message {
+        Json::String(text) => text.clone(),
+        other => other.to_string(),
+    })
+    .map(|text| text.chars().take(300).collect())
+}
+
+fn scrub(text: &str, secrets: &[&Secret]) -> String {
+    secrets
+        .iter()
+        .fold(text.to_owned(), |text, secret| secret.scrub(&text))
+}
+
+/// True when the error happened before the request could reach GitLab.
+fn never_sent(error: &ureq::Error) -> bool {
+    use std::io::ErrorKind;
+    match error {
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => true,
+        ureq::Error::Timeout(timeout) => {
+            matches!(timeout, ureq::Timeout::Connect | ureq::Timeout::Resolve)
+        }
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            ErrorKind::ConnectionRefused
+                | ErrorKind::AddrNotAvailable
+                | ErrorKind::HostUnreachable
+                | ErrorKind::NetworkUnreachable
+        ),
+        _ => false,
+    }
+}
+
+/// Errors worth another try: the network, not the configuration. TLS failures (an untrusted
+/// certificate) arrive as invalid data and would fail the same way again.
+fn retryable(error: &ureq::Error) -> bool {
+    match error {
+        ureq::Error::Io(io) => io.kind() != std::io::ErrorKind::InvalidData,
+        ureq::Error::Timeout(_)
+        | ureq::Error::HostNotFound
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::Protocol(_) => true,
+        _ => false,
+    }
+}
+/// The system's CA certificates, read once per run.
+fn system_roots() -> &'static [ureq::tls::Certificate<'static>] {
+    static ROOTS: OnceLock<Vec<ureq::tls::Certificate<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for error in &found.errors {
+            tracing::debug!("while reading the system's CA certificates: {error}");
+        }
+        found
+            .certs
+            .iter()
+            .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+            .collect()
+    })
+}
+
+/// The system's CAs plus those in `tls_ca_file`. Without any system CAs (a minimal container),
+/// Mozilla's bundled roots stand in for them.
+fn root_certs(host: &Host, tls_ca_file: Option<&HostPath>) -> Result<ureq::tls::RootCerts> {
+    let mut certs: Vec<ureq::tls::Certificate<'static>> = system_roots().to_vec();
+    if let Some(file) = tls_ca_file {
+        certs.extend(read_ca_file(host, file)?);
+    } else if certs.is_empty() {
+        tracing::debug!("no system CA certificates found; using Mozilla's bundled roots");
+        return Ok(ureq::tls::RootCerts::WebPki);
+    }
+    Ok(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
+}
+
+/// Reads the PEM certificates in a `tls_ca_file`.
+pub fn read_ca_file(host: &Host, file: &HostPath) -> Result<Vec<ureq::tls::Certificate<'static>>> {
+    let bytes = fs_err::read(host.path(file))
+        .with_context(|| format!("failed to read `tls_ca_file` `{file}`"))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&bytes) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => certs.push(cert),
+            Ok(_) => {}
+            Err(error) => {
+                return Err(
+                    anyhow!("{error}").context(format!("`{file}` is not a PEM certificate file"))
+                );
+            }
+        }
+    }
+    if certs.is_empty() {
+        bail!("`{file}` holds no PEM certificate (-----BEGIN CERTIFICATE-----)");
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_details_are_read_and_a_verified_token_is_kept() {
+        let details = registration(
+            r#"{"id":12345,"token":"glrt-6337ff461c94fd3fa32ba3b1ff4125","token_expires_at":"2021-09-27T21:05:03.203Z"}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(details.id, 12345);
+        assert_eq!(
+            details.token.expose(),
+            "glrt-6337ff461c94fd3fa32ba3b1ff4125"
+        );
+        assert_eq!(
+            details.token_expires_at.as_deref(),
+            Some("2021-09-27T21:05:03.203Z")
+        );
+        let given = Secret::new("glrt-given");
+        let verified = registration(
+            r#"{"id":9,"token":"glrt-other","token_expires_at":null}"#,
+            Some(&given),
+        )
+        .unwrap();
+        assert_eq!(verified.token, given);
+        assert_eq!(verified.token_expires_at, None);
+        assert!(registration(r#"{"id":0}"#, Some(&given)).is_err());
+        assert!(registration("200", Some(&given)).is_err());
+    }
+
+    #[test]
+    fn gitlab_messages_are_read_in_each_shape() {
+        assert_eq!(
+            gitlab_message(r#"{"message":"403 Forbidden"}"#).as_deref(),
+            Some("403 Forbidden")
+        );
+        assert_eq!(
+            gitlab_message(r#"{"message":{"tag_list":["is too long"]}}"#).as_deref(),
+            Some(r#"{"tag_list":["is too long"]}"#)
+        );
+        assert_eq!(
+            gitlab_message(r#"{"error":"runner_type is missing"}"#).as_deref(),
+            Some("runner_type is missing")
+        );
+        assert_eq!(gitlab_message("<html>"), None);
+    }
+
+    #[test]
+    fn the_base_url_is_built_the_way_gitlab_runner_builds_it() {
+        let host = Host::new("/");
+        for url in [
+            "http://g.example",
+            "http://g.example/",
+            "http://g.example/ci",
+        ] {
+            assert_eq!(
+                GitLab::new(&host, url, None).unwrap().base,
+                "http://g.example/api/v4/"
+            );
+        }
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_a_certificate() {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(root.path());
+        std::fs::write(root.path().join("ca.pem"), "not a certificate\n").unwrap();
+        let error = read_ca_file(&host, &crate::host::host_path("/ca.pem")).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("holds no PEM certificate"),
+            "{error:#}"
+        );
+        let error = read_ca_file(&host, &crate::host::host_path("/missing.pem")).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("failed to read `tls_ca_file` `/missing.pem`"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn connection_refused_is_known_to_be_unsent() {
+        let refused = ureq::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(never_sent(&refused));
+        let reset = ureq::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(!never_sent(&reset));
+        assert!(retryable(&reset));
+    }
+}

@@ -1,0 +1,359 @@
+//! `runner-config`: gitlab-runner's config.toml, key by key.
+//!
+//! berth owns the global keys the profile gives (`concurrent`, `check_interval`, ...) and, in
+//! each `[[runners]]` entry the profile declares (found by `name`), the settings it gives
+//! (`executor`, `[runners.docker]`, ...). Everything else stays as it is: comments, key order,
+//! entries berth does not manage, keys it does not know, and the credentials (`url`, `id`,
+//! `token`, `token_obtained_at`, `token_expires_at`), which `runner/NAME` writes and
+//! gitlab-runner rewrites when it rotates its token. A key dropped from the profile stays in
+//! the file.
+//!
+//! An entry is written here only once it exists, that is once `runner/NAME` registered it
+//! (which comes first); a runner whose registration failed gets no half-made entry. The file is
+//! written atomically with mode 0600 (its directory created 0700) and gets a fresh mtime, which
+//! is all gitlab-runner needs to reload it (it checks every 3 s). A config.toml that does not
+//! parse is never overwritten. Diffs show every token as `"***"`.
+
+use std::os::unix::fs::PermissionsExt;
+
+use anyhow::{Context as _, Result, bail};
+use toml_edit::DocumentMut;
+
+use crate::{
+    host::{FileMode, Host, HostPath},
+    plan::{Action, Change, Diff, FieldChange, ResourceId},
+    resource::{Context, Resource},
+    runner_spec::{RunnerSettings, normalize_url},
+    runner_toml, text_diff,
+};
+
+/// config.toml holds runner tokens: only its owner may read it, as gitlab-runner writes it.
+pub const FILE_MODE: u32 = 0o600;
+pub const DIR_MODE: u32 = 0o700;
+
+pub struct RunnerConfig {
+    path: HostPath,
+    globals: toml::Table,
+    runners: Vec<Declared>,
+}
+
+struct Declared {
+    name: String,
+    url: String,
+    settings: toml::Table,
+}
+
+pub struct ConfigState {
+    /// The file as it is, parsed; `None` when it does not exist.
+    current: Option<(String, DocumentMut)>,
+    mode: Option<FileMode>,
+    /// Why the file could not be read by this user (`plan` as non-root), if so.
+    unreadable: Option<String>,
+}
+
+/// What apply would write.
+struct Planned {
+    text: String,
+    fields: Vec<FieldChange>,
+}
+
+impl RunnerConfig {
+    pub fn new(settings: &RunnerSettings) -> Self {
+        Self {
+            path: settings.config.clone(),
+            globals: settings.globals.clone(),
+            runners: settings
+                .runners
+                .iter()
+                .map(|runner| Declared {
+                    name: runner.name.clone(),
+                    url: runner.url.clone(),
+                    settings: runner.settings.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The file with the profile's keys merged in; `None` when nothing would change.
+    fn planned(
+        &self,
+        current: Option<&(String, DocumentMut)>,
+        earlier: &[Change],
+    ) -> Option<Planned> {
+        let mut document = current.map_or_else(DocumentMut::new, |(_, document)| document.clone());
+        let mut fields = runner_toml::merge(document.as_table_mut(), &self.globals, "");
+        for runner in &self.runners {
+            let index = match runner_toml::find(&document, &runner.name) {
+                Some(index)
+                    if runner_toml::entry_str(&document, index, "url")
+                        .is_some_and(|url| normalize_url(&url) == normalize_url(&runner.url)) =>
+                {
+                    index
+                }
+                // Another GitLab's entry of that name: `runner/NAME` refuses it, and so does this.
+                Some(_) => continue,
+                // Not registered yet: shown as it will be after `runner/NAME` registered it in
+                // this run; left out when that is not planned (it failed or was refused).
+                None if registration_planned(earlier, &runner.name) => {
+                    let index = runner_toml::add_entry(&mut document, &runner.name);
+                    let entry = runner_toml::entry_mut(&mut document, index).expect("just added");
+                    entry.insert("url", toml_edit::value(runner.url.as_str()));
+                    index
+                }
+                None => continue,
+            };
+            let entry = runner_toml::entry_mut(&mut document, index).expect("found above");
+            fields.extend(runner_toml::merge(
+                entry,
+                &runner.settings,
+                &format!("runners.{}", runner.name),
+            ));
+        }
+        if fields.is_empty() {
+            return None;
+        }
+        runner_toml::separate_globals(&mut document);
+        Some(Planned {
+            text: document.to_string(),
+            fields,
+        })
+    }
+}
+
+/// True when `runner/NAME` plans (plan) or made (apply) a registration in this run.
+fn registration_planned(earlier: &[Change], name: &str) -> bool {
+    let id = ResourceId::new("runner", name);
+    earlier.iter().any(|change| {
+        change.id == id && change.action == Action::Register && change.refused.is_none()
+    })
+}
+
+impl Resource for RunnerConfig {
+    type Observed = ConfigState;
+
+    fn id(&self) -> ResourceId {
+        ResourceId::singleton("runner-config")
+    }
+
+    fn observe(&self, cx: &Context) -> Result<ConfigState> {
+        let read_both =
+            || -> Result<_> { Ok((cx.host.mode(&self.path)?, read(cx.host, &self.path)?)) };
+        match read_both() {
+            Ok((mode, current)) => Ok(ConfigState {
+                current,
+                mode,
+                unreadable: None,
+            }),
+            Err(error) if permission_denied(&error) => Ok(ConfigState {
+                current: None,
+                mode: None,
+                unreadable: Some(format!("{error:#}")),
+            }),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn diff(&self, observed: &ConfigState, earlier: &[Change]) -> Diff {
+        if let Some(reason) = &observed.unreadable {
+            let mut diff = Diff::none();
+            diff.warn(not_planned(reason));
+            return diff;
+        }
+        let planned = self.planned(observed.current.as_ref(), earlier);
+        let mode_wrong = observed
+            .mode
+            .is_some_and(|FileMode(mode)| mode != FILE_MODE);
+        if planned.is_none() && !mode_wrong {
+            return Diff::none();
+        }
+        let action = if observed.current.is_some() {
+            Action::Update
+        } else {
+            Action::Create
+        };
+        let mut change = Change::new(self.id(), action, self.path.to_string());
+        let mut fields = Vec::new();
+        if let Some(planned) = planned {
+            let before = observed
+                .current
+                .as_ref()
+                .map_or("", |(text, _)| text.as_str());
+            change = change.with_diff(text_diff::unified(
+                &self.path.to_string(),
+                &runner_toml::redact(before),
+                &runner_toml::redact(&planned.text),
+            ));
+            fields = planned.fields;
+        }
+        if let Some(FileMode(mode)) = observed.mode.filter(|_| mode_wrong) {
+            fields.push(FieldChange::new(
+                "mode",
+                Some(format!("{mode:04o}").into()),
+                Some(format!("{FILE_MODE:04o}").into()),
+            ));
+            if change.diff.is_none() {
+                change.detail = format!(
+                    "{} (mode {mode:04o} → {FILE_MODE:04o}: it holds runner tokens)",
+                    self.path
+                );
+            }
+        }
+        Diff::from(vec![change.with_fields(fields)])
+    }
+
+    fn apply(
+        &self,
+        cx: &Context,
+        _observed: &ConfigState,
+        change: &Change,
+        earlier: &[Change],
+    ) -> Result<()> {
+        if !matches!(change.action, Action::Create | Action::Update) {
+            bail!("runner-config cannot `{}`", change.action.as_str());
+        }
+        // Read again: gitlab-runner may have rewritten the file (a token rotation) since.
+        let current = read(cx.host, &self.path)?;
+        if let Some(planned) = self.planned(current.as_ref(), earlier) {
+            write(cx.host, &self.path, &planned.text)?;
+        }
+        if cx
+            .host
+            .mode(&self.path)?
+            .is_some_and(|FileMode(mode)| mode != FILE_MODE)
+        {
+            fs_err::set_permissions(
+                cx.host.path(&self.path),
+                std::fs::Permissions::from_mode(FILE_MODE),
+            )
+            .with_context(|| format!("failed to make `{}` mode {FILE_MODE:04o}", self.path))?;
+        }
+        Ok(())
+    }
+}
+
+/// True when `error` comes from a file this user may not read: `plan` as non-root, where
+/// config.toml, the ledger and token files are root's alone.
+pub fn permission_denied(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+    })
+}
+
+/// The warning for what could not be read.
+pub fn not_planned(reason: &str) -> String {
+    format!("{reason}: its changes are not planned; run as root to see them")
+}
+
+/// Reads and parses config.toml; `None` when absent. Unparseable text is an error.
+pub fn read(host: &Host, path: &HostPath) -> Result<Option<(String, DocumentMut)>> {
+    let Some(text) = host.read_optional(path)? else {
+        return Ok(None);
+    };
+    let document = runner_toml::parse(path, &text)?;
+    Ok(Some((text, document)))
+}
+
+/// Writes config.toml atomically: mode 0600, its directory created 0700.
+pub fn write(host: &Host, path: &HostPath, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        host.ensure_dir(&dir, DIR_MODE)?;
+    }
+    host.write_atomic(path, text.as_bytes(), FILE_MODE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::host_path;
+
+    fn resource(globals: &str, runners: &[(&str, &str, &str)]) -> RunnerConfig {
+        RunnerConfig {
+            path: host_path("/srv/gitlab-runner/config.toml"),
+            globals: toml::from_str(globals).unwrap(),
+            runners: runners
+                .iter()
+                .map(|(name, url, settings)| Declared {
+                    name: (*name).into(),
+                    url: (*url).into(),
+                    settings: toml::from_str(settings).unwrap(),
+                })
+                .collect(),
+        }
+    }
+
+    fn state(text: Option<&str>, mode: u32) -> ConfigState {
+        ConfigState {
+            current: text.map(|text| {
+                (
+                    text.to_owned(),
+                    runner_toml::parse(&host_path("/c.toml"), text).unwrap(),
+                )
+            }),
+            mode: text.map(|_| FileMode(mode)),
+            unreadable: None,
+        }
+    }
+
+    const FILE: &str = "concurrent = 4\n\n[[runners]]\n  name = \"r\"\n  url = \"https://g.example/\"\n  id = 1\n  token = \"glrt-secret\"\n  executor = \"docker\"\n";
+
+    #[test]
+    fn in_sync_is_no_change_and_a_wrong_mode_is_one() {
+        let resource = resource(
+            "concurrent = 4\n",
+            &[("r", "https://g.example", "executor = \"docker\"\n")],
+        );
+        assert_eq!(resource.diff(&state(Some(FILE), 0o600), &[]), Diff::none());
+        let diff = resource.diff(&state(Some(FILE), 0o644), &[]);
+        assert_eq!(diff.changes[0].fields[0].path, "mode");
+        assert!(diff.changes[0].diff.is_none());
+    }
+
+    #[test]
+    fn the_diff_shows_tokens_as_stars() {
+        let resource = resource("concurrent = 8\n", &[]);
+        let diff = resource.diff(&state(Some(FILE), 0o600), &[]);
+        let text = diff.changes[0].diff.clone().unwrap();
+        assert!(
+            text.contains("-concurrent = 4\n+concurrent = 8\n"),
+            "{text}"
+        );
+        assert!(!text.contains("glrt-secret"), "{text}");
+        let whole = runner_toml::redact(FILE);
+        assert!(whole.contains("token = \"***\""), "{whole}");
+    }
+
+    #[test]
+    fn an_entry_appears_only_when_its_registration_is_planned() {
+        let resource = resource(
+            "",
+            &[("new", "https://g.example", "executor = \"shell\"\n")],
+        );
+        assert_eq!(resource.diff(&state(None, 0), &[]), Diff::none());
+        let register = Change::new(ResourceId::new("runner", "new"), Action::Register, "");
+        let diff = resource.diff(&state(None, 0), std::slice::from_ref(&register));
+        let change = &diff.changes[0];
+        assert_eq!(change.action, Action::Create);
+        assert!(
+            change
+                .diff
+                .as_ref()
+                .unwrap()
+                .contains("+name = \"new\"\n+url = \"https://g.example\"\n+executor = \"shell\"\n"),
+            "{:?}",
+            change.diff
+        );
+        let refused = register.refused_because("no token");
+        assert_eq!(resource.diff(&state(None, 0), &[refused]), Diff::none());
+    }
+
+    #[test]
+    fn an_entry_of_the_same_name_for_another_gitlab_is_not_touched() {
+        let resource = resource(
+            "",
+            &[("r", "https://other.example", "executor = \"shell\"\n")],
+        );
+        assert_eq!(resource.diff(&state(Some(FILE), 0o600), &[]), Diff::none());
+    }
+}

@@ -1,0 +1,1026 @@
+//! The profile's `[runner]` and `[runners.NAME]` sections: gitlab-runner's global settings and
+//! the runners this host runs, resolved into typed settings.
+//!
+//! berth reads its own keys (where the token comes from, which CA to trust, what to do on
+//! removal, the server-side settings of a registration) and passes every other key through to
+//! gitlab-runner's config.toml as it is, nested tables included, so any gitlab-runner setting can
+//! be declared. Keys whose meaning is known are checked here, with the file, line and key of the
+//! layer that set them, because gitlab-runner would only complain in its own log after the fact.
+//! Nothing here reads token files or touches the host.
+
+use anyhow::Result;
+
+use crate::{
+    host::{HostPath, host_path},
+    toml_source::{KeyPath, LocatedError},
+};
+
+/// Where the runner's config.toml lives when the profile does not say: the directory the
+/// runner container bind-mounts as `/etc/gitlab-runner`.
+pub const DEFAULT_CONFIG: &str = "/srv/gitlab-runner/config.toml";
+
+/// Places an error at a key of the merged profile, in the layer that set it.
+pub type Locate<'a> = &'a dyn Fn(&KeyPath, String) -> LocatedError;
+
+/// `[runner]` and `[runners.*]`, resolved.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    /// Host path of gitlab-runner's config.toml.
+    pub config: HostPath,
+    /// The global keys berth owns (`concurrent`, `check_interval`, `[session_server]`, ...), in
+    /// profile order.
+    pub globals: toml::Table,
+    /// The runners, in profile order.
+    pub runners: Vec<RunnerSpec>,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        Self {
+            config: host_path(DEFAULT_CONFIG),
+            globals: toml::Table::new(),
+            runners: Vec::new(),
+        }
+    }
+}
+
+impl RunnerSettings {
+    /// True when the profile says anything about gitlab-runner.
+    pub fn is_declared(&self) -> bool {
+        !self.globals.is_empty() || !self.runners.is_empty()
+    }
+}
+
+/// One `[runners.NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnerSpec {
+    /// The table name; gitlab-runner's `name`, by which berth finds its `[[runners]]` entry.
+    pub name: String,
+    /// GitLab's URL as written; also written to the entry.
+    pub url: String,
+    pub token: TokenSource,
+    /// A PEM file of CA certificates trusted, besides the system's, for this GitLab.
+    pub tls_ca_file: Option<HostPath>,
+    /// Delete the runner in GitLab when it leaves the profile, even when berth only adopted it.
+    pub delete_on_remove: bool,
+    /// What goes into the `[[runners]]` entry: `executor` and every key that is not berth's.
+    pub settings: toml::Table,
+}
+
+/// Where a runner's token comes from, which decides how it is registered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenSource {
+    /// `token_file`: a runner authentication token (`glrt-...`) of a runner created in GitLab;
+    /// verified with `POST /runners/verify`.
+    Authentication { file: HostPath },
+    /// `registration_token_file`: the deprecated registration-token flow, `POST /runners`.
+    Registration {
+        file: HostPath,
+        params: ServerParams,
+    },
+    /// `create_token_file`: an access token with the `create_runner` scope; berth creates the
+    /// runner with `POST /user/runners`.
+    Create {
+        file: HostPath,
+        scope: RunnerScope,
+        params: ServerParams,
+    },
+}
+
+impl TokenSource {
+    pub fn file(&self) -> &HostPath {
+        match self {
+            Self::Authentication { file }
+            | Self::Registration { file, .. }
+            | Self::Create { file, .. } => file,
+        }
+    }
+
+    /// The profile key that names the file.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::Authentication { .. } => "token_file",
+            Self::Registration { .. } => "registration_token_file",
+            Self::Create { .. } => "create_token_file",
+        }
+    }
+}
+
+/// Settings GitLab keeps for the runner, sent when berth registers or creates it. With a
+/// `glrt-` token they are set in GitLab's UI instead (gitlab-runner refuses them too).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerParams {
+    pub description: Option<String>,
+    pub tag_list: Option<Vec<String>>,
+    pub run_untagged: Option<bool>,
+    pub locked: Option<bool>,
+    pub access_level: Option<String>,
+    pub maximum_timeout: Option<i64>,
+    pub paused: Option<bool>,
+    pub maintenance_note: Option<String>,
+}
+
+/// Which kind of runner `POST /user/runners` creates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunnerScope {
+    Instance,
+    Group(i64),
+    Project(i64),
+}
+
+impl RunnerScope {
+    pub fn runner_type(&self) -> &'static str {
+        match self {
+            Self::Instance => "instance_type",
+            Self::Group(_) => "group_type",
+            Self::Project(_) => "project_type",
+        }
+    }
+}
+
+/// berth's own keys in `[runners.NAME]`; everything else goes to config.toml.
+const OWN_KEYS: &[&str] = &[
+    "url",
+    "token_file",
+    "registration_token_file",
+    "create_token_file",
+    "tls_ca_file",
+    "delete_on_remove",
+    "runner_type",
+    "group_id",
+    "project_id",
+];
+
+/// Sent to GitLab, not written to config.toml.
+const SERVER_KEYS: &[&str] = &[
+    "description",
+    "tag_list",
+    "run_untagged",
+    "locked",
+    "access_level",
+    "maximum_timeout",
+    "paused",
+    "maintenance_note",
+];
+
+/// Keys gitlab-runner writes itself (or berth writes from GitLab's answer).
+const WRITTEN_BY_RUNNER: &[&str] = &["id", "token", "token_obtained_at", "token_expires_at"];
+
+/// gitlab-runner's executors (`docker-ssh` and `docker-ssh+machine` are gone since 17.0).
+pub const EXECUTORS: &[&str] = &[
+    "shell",
+    "docker",
+    "docker-windows",
+    "ssh",
+    "parallels",
+    "virtualbox",
+    "docker+machine",
+    "kubernetes",
+    "docker-autoscaler",
+    "instance",
+    "custom",
+];
+
+/// gitlab-runner's global keys; others are written too, with a warning.
+const GLOBAL_KEYS: &[&str] = &[
+    "concurrent",
+    "check_interval",
+    "log_level",
+    "log_format",
+    "listen_address",
+    "shutdown_timeout",
+    "sentry_dsn",
+    "connection_max_age",
+    "user",
+    "labels",
+    "session_server",
+    "experimental",
+];
+
+/// Keys of a `[[runners]]` entry besides the credentials.
+const ENTRY_KEYS: &[&str] = &[
+    "executor",
+    "tls-ca-file",
+    "tls-cert-file",
+    "tls-key-file",
+    "limit",
+    "output_limit",
+    "request_concurrency",
+    "strict_check_interval",
+    "unhealthy_requests_limit",
+    "unhealthy_interval",
+    "job_status_final_update_retry_limit",
+    "labels",
+    "builds_dir",
+    "cache_dir",
+    "clone_url",
+    "environment",
+    "proxy_exec",
+    "pre_get_sources_script",
+    "post_get_sources_script",
+    "pre_build_script",
+    "post_build_script",
+    "debug_trace_disabled",
+    "safe_directory_checkout",
+    "clean_git_config",
+    "shell",
+    "feature_flags",
+    "use_slot_cgroups",
+    "slot_cgroup_template",
+    "step_runner_image",
+    "custom_build_dir",
+    "referees",
+    "cache",
+    "monitoring",
+    "instance",
+    "ssh",
+    "docker",
+    "parallels",
+    "virtualbox",
+    "machine",
+    "kubernetes",
+    "custom",
+    "autoscaler",
+];
+
+/// `[runners.cache]` and its backends: gitlab-runner spells these keys capitalised and ignores
+/// any other spelling, so a lowercase `type = "s3"` silently means no cache.
+const CACHE_KEYS: &[&str] = &[
+    "Type",
+    "Path",
+    "Shared",
+    "MaxUploadedArchiveSize",
+    "s3",
+    "gcs",
+    "azure",
+];
+const CACHE_S3_KEYS: &[&str] = &[
+    "ServerAddress",
+    "AccessKey",
+    "SecretKey",
+    "SessionToken",
+    "BucketName",
+    "BucketLocation",
+    "Insecure",
+    "AuthenticationType",
+    "ServerSideEncryption",
+    "ServerSideEncryptionKeyID",
+    "DualStack",
+    "PathStyle",
+    "Accelerate",
+    "RoleARN",
+    "UploadRoleARN",
+];
+const CACHE_GCS_KEYS: &[&str] = &[
+    "AccessID",
+    "PrivateKey",
+    "CredentialsFile",
+    "BucketName",
+    "UniverseDomain",
+];
+const CACHE_AZURE_KEYS: &[&str] = &[
+    "AccountName",
+    "AccountKey",
+    "ContainerName",
+    "StorageDomain",
+];
+
+const PULL_POLICIES: &[&str] = &["always", "if-not-present", "never"];
+
+/// Resolves `[runner]` and `[runners]` of the merged profile. Returns the settings and the
+/// warnings `validate` and `plan` print.
+pub fn resolve(
+    runner: Option<toml::Table>,
+    runners: Option<toml::Table>,
+    locate: Locate,
+) -> Result<(RunnerSettings, Vec<String>), LocatedError> {
+    let mut warnings = Vec::new();
+    let mut settings = RunnerSettings::default();
+    let base = KeyPath::parse_dotted("runner");
+    for (key, value) in runner.unwrap_or_default() {
+        let path = base.key(&key);
+        let fail = |message: &str| Err(locate(&path, message.to_owned()));
+        match key.as_str() {
+            "config" => {
+                let Some(text) = value.as_str() else {
+                    return fail("must be a path");
+                };
+                settings.config = HostPath::new(text).map_err(|message| locate(&path, message))?;
+                continue;
+            }
+            "runners" => {
+                return fail(
+                    "runners are declared as `[runners.NAME]` tables, not inside `[runner]`",
+                );
+            }
+            "concurrent" => match value.as_integer() {
+                Some(1..) => {}
+                _ => return fail("must be a whole number of at least 1 (gitlab-runner exits on 0)"),
+            },
+            "check_interval" | "shutdown_timeout" => match value.as_integer() {
+                Some(0..) => {}
+                _ => return fail("must be a whole number of seconds"),
+            },
+            "log_level" => {
+                const LEVELS: &[&str] =
+                    &["debug", "info", "warn", "warning", "error", "fatal", "panic"];
+                if !value.as_str().is_some_and(|level| LEVELS.contains(&level)) {
+                    return fail(&format!("must be one of {}", LEVELS.join(", ")));
+                }
+            }
+            "log_format"
+                if !value
+                    .as_str()
+                    .is_some_and(|format| ["runner", "text", "json"].contains(&format)) =>
+            {
+                return fail("must be one of runner, text, json");
+            }
+            "session_server" if !value.is_table() => {
+                return fail("must be a table");
+            }
+            other if !GLOBAL_KEYS.contains(&other) => warnings.push(format!(
+                "`runner.{other}` is not a gitlab-runner setting berth knows; it is written to config.toml as it is"
+            )),
+            _ => {}
+        }
+        settings.globals.insert(key, value);
+    }
+    let base = KeyPath::parse_dotted("runners");
+    for (name, value) in runners.unwrap_or_default() {
+        let path = base.key(&name);
+        let toml::Value::Table(table) = value else {
+            return Err(locate(
+                &path,
+                "must be a table: `[runners.NAME]` declares the runner NAME".to_owned(),
+            ));
+        };
+        if name.trim().is_empty() || name.chars().any(char::is_control) {
+            return Err(locate(
+                &path,
+                "a runner name must be non-empty text without control characters".to_owned(),
+            ));
+        }
+        let spec = resolve_runner(&name, table, &path, locate, &mut warnings)?;
+        settings.runners.push(spec);
+    }
+    Ok((settings, warnings))
+}
+
+fn resolve_runner(
+    name: &str,
+    mut table: toml::Table,
+    base: &KeyPath,
+    locate: Locate,
+    warnings: &mut Vec<String>,
+) -> Result<RunnerSpec, LocatedError> {
+    let at = |key: &str, message: String| locate(&base.key(key), message);
+    for key in WRITTEN_BY_RUNNER {
+        if table.contains_key(*key) {
+            return Err(at(
+                key,
+                format!(
+                    "`{key}` is written by gitlab-runner and by berth from GitLab's answer; a profile names where the token comes from (token_file, registration_token_file or create_token_file)"
+                ),
+            ));
+        }
+    }
+    if table.contains_key("name") {
+        return Err(at(
+            "name",
+            format!("the runner's name is its table name (`[runners.{name}]`)"),
+        ));
+    }
+    let url = match table.remove("url") {
+        Some(toml::Value::String(url)) => url,
+        Some(_) => return Err(at("url", "must be a string".into())),
+        None => {
+            return Err(locate(
+                base,
+                "needs `url`, the GitLab instance the runner registers with".into(),
+            ));
+        }
+    };
+    check_url(&url).map_err(|message| at("url", message))?;
+    let take_path =
+        |table: &mut toml::Table, key: &str| -> Result<Option<HostPath>, LocatedError> {
+            match table.remove(key) {
+                None => Ok(None),
+                Some(toml::Value::String(text)) => HostPath::new(text)
+                    .map(Some)
+                    .map_err(|message| at(key, message)),
+                Some(_) => Err(at(key, "must be an absolute path".into())),
+            }
+        };
+    let token_file = take_path(&mut table, "token_file")?;
+    let registration_file = take_path(&mut table, "registration_token_file")?;
+    let create_file = take_path(&mut table, "create_token_file")?;
+    let tls_ca_file = take_path(&mut table, "tls_ca_file")?;
+    let delete_on_remove = match table.remove("delete_on_remove") {
+        None => false,
+        Some(toml::Value::Boolean(flag)) => flag,
+        Some(_) => return Err(at("delete_on_remove", "must be true or false".into())),
+    };
+    let params = server_params(&mut table, base, locate)?;
+    let scope_keys: Vec<&str> = ["runner_type", "group_id", "project_id"]
+        .into_iter()
+        .filter(|key| table.contains_key(*key))
+        .collect();
+    let token = match (token_file, registration_file, create_file) {
+        (Some(file), None, None) => {
+            if let Some(key) = SERVER_KEYS
+                .iter()
+                .chain(&["runner_type", "group_id", "project_id"])
+                .find(|key| params.is_set(key) || scope_keys.contains(key))
+            {
+                return Err(at(
+                    key,
+                    format!(
+                        "`{key}` is set in GitLab when the runner is created there; with a runner authentication token (token_file) only config.toml settings can be declared"
+                    ),
+                ));
+            }
+            TokenSource::Authentication { file }
+        }
+        (None, Some(file), None) => {
+            if let Some(key) = scope_keys.first() {
+                return Err(at(
+                    key,
+                    format!("`{key}` belongs to create_token_file (POST /user/runners)"),
+                ));
+            }
+            warnings.push(format!(
+                "runners.{name}: registration_token_file uses a runner registration token, deprecated since GitLab 15.6 and disabled by default since 17.0; create the runner in GitLab and put its glrt- token in token_file"
+            ));
+            TokenSource::Registration { file, params }
+        }
+        (None, None, Some(file)) => {
+            let scope = runner_scope(&mut table, base, locate)?;
+            TokenSource::Create {
+                file,
+                scope,
+                params,
+            }
+        }
+        (None, None, None) => {
+            return Err(locate(
+                base,
+                "needs one of `token_file` (a glrt- runner authentication token), `create_token_file` (an access token with the create_runner scope) or `registration_token_file` (deprecated)".into(),
+            ));
+        }
+        _ => {
+            return Err(locate(
+                base,
+                "takes only one of `token_file`, `registration_token_file` and `create_token_file`"
+                    .into(),
+            ));
+        }
+    };
+    for key in OWN_KEYS {
+        table.remove(*key);
+    }
+    check_entry(&table, base, locate, warnings)?;
+    // `executor` first, as gitlab-runner writes it, then the rest in profile order.
+    let mut settings = toml::Table::new();
+    if let Some(executor) = table.remove("executor") {
+        settings.insert("executor".into(), executor);
+    }
+    settings.extend(table);
+    Ok(RunnerSpec {
+        name: name.to_owned(),
+        url,
+        token,
+        tls_ca_file,
+        delete_on_remove,
+        settings,
+    })
+}
+
+impl ServerParams {
+    fn is_set(&self, key: &str) -> bool {
+        match key {
+            "description" => self.description.is_some(),
+            "tag_list" => self.tag_list.is_some(),
+            "run_untagged" => self.run_untagged.is_some(),
+            "locked" => self.locked.is_some(),
+            "access_level" => self.access_level.is_some(),
+            "maximum_timeout" => self.maximum_timeout.is_some(),
+            "paused" => self.paused.is_some(),
+            "maintenance_note" => self.maintenance_note.is_some(),
+            _ => false,
+        }
+    }
+}
+
+fn server_params(
+    table: &mut toml::Table,
+    base: &KeyPath,
+    locate: Locate,
+) -> Result<ServerParams, LocatedError> {
+    let at = |key: &str, message: &str| locate(&base.key(key), message.to_owned());
+    let string = |table: &mut toml::Table, key: &str| match table.remove(key) {
+        None => Ok(None),
+        Some(toml::Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(at(key, "must be a string")),
+    };
+    let boolean = |table: &mut toml::Table, key: &str| match table.remove(key) {
+        None => Ok(None),
+        Some(toml::Value::Boolean(flag)) => Ok(Some(flag)),
+        Some(_) => Err(at(key, "must be true or false")),
+    };
+    let mut params = ServerParams {
+        description: string(table, "description")?,
+        run_untagged: boolean(table, "run_untagged")?,
+        locked: boolean(table, "locked")?,
+        paused: boolean(table, "paused")?,
+        maintenance_note: string(table, "maintenance_note")?,
+        access_level: string(table, "access_level")?,
+        ..ServerParams::default()
+    };
+    if let Some(level) = &params.access_level
+        && !["not_protected", "ref_protected"].contains(&level.as_str())
+    {
+        return Err(at(
+            "access_level",
+            "must be `not_protected` or `ref_protected`",
+        ));
+    }
+    if params
+        .maintenance_note
+        .as_ref()
+        .is_some_and(|note| note.chars().count() > 1024)
+    {
+        return Err(at(
+            "maintenance_note",
+            "GitLab takes at most 1024 characters",
+        ));
+    }
+    params.maximum_timeout = match table.remove("maximum_timeout") {
+        None => None,
+        Some(toml::Value::Integer(seconds)) if seconds >= 1 => Some(seconds),
+        Some(_) => return Err(at("maximum_timeout", "must be a whole number of seconds")),
+    };
+    params.tag_list = match table.remove("tag_list") {
+        None => None,
+        Some(toml::Value::Array(items)) => {
+            let mut tags = Vec::new();
+            for (index, item) in items.iter().enumerate() {
+                match item.as_str() {
+                    Some(tag) if !tag.trim().is_empty() && !tag.contains(',') => {
+                        tags.push(tag.trim().to_owned());
+                    }
+                    _ => {
+                        return Err(locate(
+                            &base.key("tag_list").index(index),
+                            "a tag is non-empty text without commas".into(),
+                        ));
+                    }
+                }
+            }
+            Some(tags)
+        }
+        Some(_) => return Err(at("tag_list", "must be a list of tags")),
+    };
+    Ok(params)
+}
+
+fn runner_scope(
+    table: &mut toml::Table,
+    base: &KeyPath,
+    locate: Locate,
+) -> Result<RunnerScope, LocatedError> {
+    let at = |key: &str, message: &str| locate(&base.key(key), message.to_owned());
+    let id = |table: &mut toml::Table, key: &str| match table.remove(key) {
+        None => Ok(None),
+        Some(toml::Value::Integer(id)) if id >= 1 => Ok(Some(id)),
+        Some(_) => Err(at(key, "must be a numeric id")),
+    };
+    let group = id(table, "group_id")?;
+    let project = id(table, "project_id")?;
+    let runner_type = match table.remove("runner_type") {
+        Some(toml::Value::String(text)) => text,
+        Some(_) => return Err(at("runner_type", "must be a string")),
+        None => {
+            return Err(locate(
+                base,
+                "create_token_file needs `runner_type` (instance_type, group_type or project_type)"
+                    .into(),
+            ));
+        }
+    };
+    match (runner_type.as_str(), group, project) {
+        ("instance_type", None, None) => Ok(RunnerScope::Instance),
+        ("group_type", Some(group), None) => Ok(RunnerScope::Group(group)),
+        ("project_type", None, Some(project)) => Ok(RunnerScope::Project(project)),
+        ("group_type", None, _) => Err(at("runner_type", "group_type needs `group_id`")),
+        ("project_type", _, None) => Err(at("runner_type", "project_type needs `project_id`")),
+        ("instance_type" | "group_type" | "project_type", _, _) => Err(at(
+            "runner_type",
+            "give `group_id` only with group_type and `project_id` only with project_type",
+        )),
+        _ => Err(at(
+            "runner_type",
+            "must be one of instance_type, group_type, project_type",
+        )),
+    }
+}
+
+/// A GitLab URL as gitlab-runner takes it: http or https, with a host.
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("`{url}` is not an http(s) URL"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("`{url}` is not an http(s) URL"));
+    }
+    if host.contains('@') {
+        return Err("the URL must not carry credentials".into());
+    }
+    Ok(())
+}
+
+/// GitLab's URL as gitlab-runner compares and calls it: no trailing `/`, no trailing `/ci`.
+pub fn normalize_url(url: &str) -> &str {
+    let url = url.trim_end_matches('/');
+    url.strip_suffix("/ci").unwrap_or(url).trim_end_matches('/')
+}
+
+/// Checks the keys with known meaning in what goes to the `[[runners]]` entry.
+fn check_entry(
+    table: &toml::Table,
+    base: &KeyPath,
+    locate: Locate,
+    warnings: &mut Vec<String>,
+) -> Result<(), LocatedError> {
+    match table.get("executor") {
+        None => {
+            return Err(locate(
+                base,
+                format!("needs `executor` ({})", EXECUTORS.join(", ")),
+            ));
+        }
+        Some(toml::Value::String(executor)) if EXECUTORS.contains(&executor.as_str()) => {}
+        Some(toml::Value::String(executor)) => {
+            return Err(locate(
+                &base.key("executor"),
+                format!(
+                    "`{executor}` is not a gitlab-runner executor ({})",
+                    EXECUTORS.join(", ")
+                ),
+            ));
+        }
+        Some(_) => return Err(locate(&base.key("executor"), "must be a string".into())),
+    }
+    for (key, value) in table {
+        let path = base.key(key);
+        if !ENTRY_KEYS.contains(&key.as_str()) {
+            let hint = OWN_KEYS
+                .iter()
+                .chain(SERVER_KEYS)
+                .find(|own| similar(own, key))
+                .map(|own| format!(" (did you mean berth's `{own}`?)"))
+                .unwrap_or_default();
+            warnings.push(format!(
+                "`{path}` is not a gitlab-runner setting berth knows; it is written to config.toml as it is{hint}"
+            ));
+            continue;
+        }
+        match key.as_str() {
+            "docker" | "cache" | "kubernetes" | "custom_build_dir" | "feature_flags"
+            | "machine" | "autoscaler" | "ssh" | "custom" | "instance" | "referees"
+            | "monitoring" | "parallels" | "virtualbox"
+                if !value.is_table() =>
+            {
+                return Err(locate(&path, format!("must be a table (`[{path}]`)")));
+            }
+            "environment" if !is_string_list(value) => {
+                return Err(locate(
+                    &path,
+                    "must be a list of \"NAME=value\" strings".into(),
+                ));
+            }
+            "limit" | "output_limit" | "request_concurrency" => match value.as_integer() {
+                Some(0..) => {}
+                _ => return Err(locate(&path, "must be a whole number".into())),
+            },
+            _ => {}
+        }
+        if key == "cache"
+            && let Some(cache) = value.as_table()
+        {
+            check_capitalised(cache, CACHE_KEYS, &path, locate)?;
+            if let Some(kind) = cache.get("Type")
+                && !kind
+                    .as_str()
+                    .is_some_and(|kind| ["s3", "gcs", "azure"].contains(&kind))
+            {
+                return Err(locate(
+                    &path.key("Type"),
+                    "must be one of s3, gcs, azure".into(),
+                ));
+            }
+            for (backend, keys) in [
+                ("s3", CACHE_S3_KEYS),
+                ("gcs", CACHE_GCS_KEYS),
+                ("azure", CACHE_AZURE_KEYS),
+            ] {
+                if let Some(backend_table) = cache.get(backend).and_then(toml::Value::as_table) {
+                    check_capitalised(backend_table, keys, &path.key(backend), locate)?;
+                }
+            }
+        }
+        if key == "docker"
+            && let Some(docker) = value.as_table()
+        {
+            check_docker(docker, &path, locate)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_docker(docker: &toml::Table, path: &KeyPath, locate: Locate) -> Result<(), LocatedError> {
+    for (key, value) in docker {
+        let at = path.key(key);
+        match key.as_str() {
+            "privileged"
+            | "tls_verify"
+            | "disable_cache"
+            | "disable_entrypoint_overwrite"
+            | "oom_kill_disable"
+            | "enable_ipv6"
+            | "services_privileged"
+                if !value.is_bool() =>
+            {
+                return Err(locate(&at, "must be true or false".into()));
+            }
+            "volumes"
+            | "dns"
+            | "dns_search"
+            | "extra_hosts"
+            | "cap_add"
+            | "cap_drop"
+            | "security_opt"
+            | "devices"
+            | "allowed_images"
+            | "allowed_services"
+            | "allowed_pull_policies"
+            | "volumes_from"
+            | "links"
+            | "group_add"
+                if !is_string_list(value) =>
+            {
+                return Err(locate(&at, "must be a list of strings".into()));
+            }
+            "network_mtu" | "shm_size" | "services_limit" | "wait_for_services_timeout" => {
+                if value.as_integer().is_none() {
+                    return Err(locate(&at, "must be a whole number".into()));
+                }
+                if key == "network_mtu" && !matches!(value.as_integer(), Some(0 | 68..=65535)) {
+                    return Err(locate(&at, "must be 0 (unset) or from 68 to 65535".into()));
+                }
+            }
+            "pull_policy" => {
+                let policies: Vec<&toml::Value> = match value {
+                    toml::Value::Array(items) => items.iter().collect(),
+                    single => vec![single],
+                };
+                for policy in policies {
+                    if !policy
+                        .as_str()
+                        .is_some_and(|text| PULL_POLICIES.contains(&text))
+                    {
+                        return Err(locate(
+                            &at,
+                            format!("must be one or a list of {}", PULL_POLICIES.join(", ")),
+                        ));
+                    }
+                }
+            }
+            "host" | "image" if value.as_str().is_none_or(str::is_empty) => {
+                return Err(locate(&at, "must be a non-empty string".into()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a key that differs from a known capitalised one only in case: gitlab-runner would
+/// ignore it and run without the setting.
+fn check_capitalised(
+    table: &toml::Table,
+    known: &[&str],
+    path: &KeyPath,
+    locate: Locate,
+) -> Result<(), LocatedError> {
+    for key in table.keys() {
+        if known.contains(&key.as_str()) {
+            continue;
+        }
+        if let Some(right) = known.iter().find(|known| known.eq_ignore_ascii_case(key)) {
+            return Err(locate(
+                &path.key(key),
+                format!(
+                    "gitlab-runner spells this key `{right}` and ignores `{key}`: write `{right}`"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_string_list(value: &toml::Value) -> bool {
+    value
+        .as_array()
+        .is_some_and(|items| items.iter().all(toml::Value::is_str))
+}
+
+/// True when `a` and `b` differ by at most two edits (a typo of a berth key).
+fn similar(a: &str, b: &str) -> bool {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            current.push(
+                (previous[j] + cost)
+                    .min(previous[j + 1] + 1)
+                    .min(current[j] + 1),
+            );
+        }
+        previous = current;
+    }
+    previous[b.len()] <= 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::toml_source::TomlSource;
+
+    fn resolved(text: &str) -> Result<(RunnerSettings, Vec<String>), String> {
+        let source = TomlSource::new("p.toml", text);
+        let mut table: toml::Table = toml::from_str(text).unwrap();
+        let runner = table.remove("runner").and_then(|v| v.as_table().cloned());
+        let runners = table.remove("runners").and_then(|v| v.as_table().cloned());
+        resolve(runner, runners, &|key, message| {
+            source.error_at(key, message)
+        })
+        .map_err(|error| error.to_string())
+    }
+
+    const GLRT: &str = "[runners.r]\nurl = \"https://gitlab.example.com\"\ntoken_file = \"/etc/berth/tokens/r\"\nexecutor = \"docker\"\n";
+
+    #[test]
+    fn own_keys_are_taken_and_the_rest_passes_through_in_order() {
+        let (settings, warnings) = resolved(&format!(
+            "[runner]\nconcurrent = 4\nlog_level = \"info\"\n[runner.session_server]\nsession_timeout = 1800\n{GLRT}limit = 2\n[runners.r.docker]\nimage = \"docker:27\"\nvolumes = [\"/cache\"]\n[runners.r.cache]\nType = \"s3\"\n"
+        ))
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(settings.config, host_path(DEFAULT_CONFIG));
+        assert_eq!(
+            settings.globals.keys().collect::<Vec<_>>(),
+            ["concurrent", "log_level", "session_server"]
+        );
+        let runner = &settings.runners[0];
+        assert_eq!(runner.name, "r");
+        assert_eq!(
+            runner.token,
+            TokenSource::Authentication {
+                file: host_path("/etc/berth/tokens/r")
+            }
+        );
+        assert_eq!(
+            runner.settings.keys().collect::<Vec<_>>(),
+            ["executor", "limit", "docker", "cache"]
+        );
+    }
+
+    #[test]
+    fn fields_the_runner_writes_cannot_be_declared() {
+        let error = resolved(&format!("{GLRT}token = \"glrt-x\"\n")).unwrap_err();
+        assert!(
+            error.starts_with(
+                "p.toml:5:1: key `runners.r.token`: `token` is written by gitlab-runner"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn exactly_one_token_source() {
+        let error = resolved("[runners.r]\nurl = \"https://g.example\"\nexecutor = \"shell\"\n")
+            .unwrap_err();
+        assert!(error.contains("needs one of `token_file`"), "{error}");
+        let error = resolved(&format!("{GLRT}create_token_file = \"/x\"\n")).unwrap_err();
+        assert!(error.contains("takes only one of"), "{error}");
+    }
+
+    #[test]
+    fn server_settings_are_refused_with_a_glrt_token() {
+        let error = resolved(&format!("{GLRT}tag_list = [\"docker\"]\n")).unwrap_err();
+        assert!(
+            error.contains("key `runners.r.tag_list`: `tag_list` is set in GitLab"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn registration_tokens_warn_that_they_are_deprecated() {
+        let (settings, warnings) = resolved(
+            "[runners.r]\nurl = \"https://g.example\"\nregistration_token_file = \"/etc/t\"\nexecutor = \"shell\"\ntag_list = [\"a\", \"b\"]\nlocked = false\n",
+        )
+        .unwrap();
+        assert!(
+            warnings[0].contains("deprecated since GitLab 15.6"),
+            "{warnings:?}"
+        );
+        let TokenSource::Registration { params, .. } = &settings.runners[0].token else {
+            panic!("registration flow");
+        };
+        assert_eq!(
+            params.tag_list.as_deref(),
+            Some(&["a".to_owned(), "b".to_owned()][..])
+        );
+        assert_eq!(params.locked, Some(false));
+        assert_eq!(
+            settings.runners[0].settings.keys().collect::<Vec<_>>(),
+            ["executor"]
+        );
+    }
+
+    #[test]
+    fn create_needs_a_scope_that_fits_its_type() {
+        let base = "[runners.r]\nurl = \"https://g.example\"\ncreate_token_file = \"/etc/t\"\nexecutor = \"shell\"\n";
+        let (settings, _) = resolved(&format!(
+            "{base}runner_type = \"group_type\"\ngroup_id = 7\n"
+        ))
+        .unwrap();
+        let TokenSource::Create { scope, .. } = &settings.runners[0].token else {
+            panic!("create flow");
+        };
+        assert_eq!(scope, &RunnerScope::Group(7));
+        let error = resolved(&format!("{base}runner_type = \"project_type\"\n")).unwrap_err();
+        assert!(error.contains("project_type needs `project_id`"), "{error}");
+        let error = resolved(base).unwrap_err();
+        assert!(error.contains("needs `runner_type`"), "{error}");
+    }
+
+    #[test]
+    fn known_values_are_checked_where_they_are_set() {
+        let error = resolved(
+            "[runners.r]\nurl = \"https://g.example\"\ntoken_file = \"/t\"\nexecutor = \"dokker\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            error.starts_with(
+                "p.toml:4:1: key `runners.r.executor`: `dokker` is not a gitlab-runner executor"
+            ),
+            "{error}"
+        );
+        let error = resolved(&format!("{GLRT}[runners.r.cache]\ntype = \"s3\"\n")).unwrap_err();
+        assert!(
+            error.contains("key `runners.r.cache.type`: gitlab-runner spells this key `Type` and ignores `type`"),
+            "{error}"
+        );
+        let error =
+            resolved(&format!("{GLRT}[runners.r.cache.s3]\nbucketname = \"b\"\n")).unwrap_err();
+        assert!(error.contains("spells this key `BucketName`"), "{error}");
+        let error = resolved(&format!(
+            "{GLRT}[runners.r.docker]\npull_policy = \"sometimes\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            error.contains("key `runners.r.docker.pull_policy`"),
+            "{error}"
+        );
+        let error = resolved("[runners.r]\nurl = \"gitlab.example.com\"\ntoken_file = \"/t\"\nexecutor = \"shell\"\n").unwrap_err();
+        assert!(error.contains("is not an http(s) URL"), "{error}");
+        let error = resolved("[runner]\nconcurrent = 0\n").unwrap_err();
+        assert!(error.contains("key `runner.concurrent`"), "{error}");
+    }
+
+    #[test]
+    fn unknown_keys_pass_through_with_a_warning_and_a_hint() {
+        let (settings, warnings) = resolved(&format!("{GLRT}delete_on_remve = true\n")).unwrap();
+        assert!(settings.runners[0].settings.contains_key("delete_on_remve"));
+        assert!(
+            warnings[0].contains("did you mean berth's `delete_on_remove`?"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn urls_compare_the_way_gitlab_runner_calls_them() {
+        assert_eq!(normalize_url("https://g.example/"), "https://g.example");
+        assert_eq!(normalize_url("https://g.example/ci"), "https://g.example");
+        assert_eq!(
+            normalize_url("https://g.example/gitlab/ci/"),
+            "https://g.example/gitlab"
+        );
+    }
+}

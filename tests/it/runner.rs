@@ -1,0 +1,996 @@
+//! The runner's config.toml and its registration with GitLab (issue 4), against the GitLab
+//! stand-in in `gitlab_server`: registration never happens twice, config.toml keeps what berth
+//! does not own, a removed runner is unregistered once, every GitLab refusal is reported for
+//! that runner while the rest of the host converges, and no token ever shows outside
+//! config.toml.
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
+
+use crate::{
+    gitlab_server::{CREATE, DELETE, DELETE_MANAGER, GitLab, REGISTER, VERIFY},
+    harness::{
+        Berth, Root, berth, profile_file, start_gitlab, start_gitlab_tls, write_logging_stubs,
+    },
+    require_dockerd,
+};
+
+const CONFIG: &str = "/srv/gitlab-runner/config.toml";
+const LEDGER: &str = "/var/lib/berth/state.json";
+const SYSTEM_ID: &str = "/srv/gitlab-runner/.runner_system_id";
+const GLRT: &str = "glrt-Zk3vQx8Lp2Wn7Rt5Yb1M";
+const GLRT_TOKEN_FILE: &str = "/etc/berth/tokens/docker-runner";
+
+/// Writes a token file readable by root only, as an operator would.
+fn token_file(root: &Root, path: &str, token: &str) {
+    root.write(path, &format!("{token}\n"));
+    std::fs::set_permissions(root.join(path), std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// The issue's example profile, pointed at the stand-in.
+fn docker_runner(gitlab: &GitLab) -> String {
+    format!(
+        r#"[runner]
+config         = "{CONFIG}"
+concurrent     = 4
+check_interval = 3
+
+[runners.docker-runner]
+url        = "{url}"
+token_file = "{GLRT_TOKEN_FILE}"
+executor   = "docker"
+[runners.docker-runner.docker]
+host       = "tcp://gitlab-dind:2375"
+image      = "docker:27"
+privileged = false
+volumes    = ["/var/run/docker.sock:/var/run/docker.sock", "/cache"]
+"#,
+        url = gitlab.url()
+    )
+}
+
+/// A profile layer file for `-p`.
+fn layer(root: &Root, name: &str, text: &str) -> PathBuf {
+    profile_file(&root.join("/work"), name, text)
+}
+
+fn run(root: &Root, gitlab: &GitLab, args: &[&str], profiles: &[&Path]) -> crate::harness::Run {
+    command(root, gitlab, args, profiles).run()
+}
+
+fn command(root: &Root, gitlab: &GitLab, args: &[&str], profiles: &[&Path]) -> Berth {
+    let address = gitlab.url().split("://").nth(1).unwrap().to_owned();
+    let mut command = berth(root).filter(address, "[GITLAB]").args(args);
+    for profile in profiles {
+        command = command.arg_pair("-p", profile);
+    }
+    command
+}
+
+trait ArgPair {
+    fn arg_pair(self, flag: &str, value: &Path) -> Self;
+}
+
+impl ArgPair for Berth {
+    fn arg_pair(self, flag: &str, value: &Path) -> Self {
+        self.args([std::ffi::OsStr::new(flag), value.as_os_str()])
+    }
+}
+
+fn ledger(root: &Root) -> serde_json::Value {
+    serde_json::from_str(&root.read(LEDGER).expect("the ledger exists")).unwrap()
+}
+
+#[test]
+fn two_applies_register_exactly_once_and_a_second_plan_asks_gitlab_nothing() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    let runner_id = gitlab.add_runner(GLRT);
+    token_file(&root, GLRT_TOKEN_FILE, GLRT);
+    let profile = layer(&root, "site", &docker_runner(&gitlab));
+
+    let plan = run(&root, &gitlab, &["plan"], &[&profile]);
+    plan.code(2);
+    insta::assert_snapshot!(plan.stdout, @r#"
+    runner/docker-runner    + register  verify the glrt- token in `/etc/berth/tokens/docker-runner` with http://[GITLAB] (POST /api/v4/runners/verify); writes `/srv/gitlab-runner/.runner_system_id` first
+    runner-config           + create    /srv/gitlab-runner/config.toml
+        --- /srv/gitlab-runner/config.toml
+        +++ /srv/gitlab-runner/config.toml
+        @@ -0,0 +1,13 @@
+        +concurrent = 4
+        +check_interval = 3
+        +
+        +[[runners]]
+        +name = "docker-runner"
+        +url = "http://[GITLAB]"
+        +executor = "docker"
+        +
+        +[runners.docker]
+        +host = "tcp://gitlab-dind:2375"
+        +image = "docker:27"
+        +privileged = false
+        +volumes = ["/var/run/docker.sock:/var/run/docker.sock", "/cache"]
+
+    Plan: 2 to add, 0 to change, 0 to destroy.
+    "#);
+    assert_eq!(gitlab.total_calls(), 0, "plan asks GitLab nothing");
+    assert!(!root.exists(CONFIG), "plan writes nothing");
+
+    let apply = run(&root, &gitlab, &["apply"], &[&profile]);
+    apply.code(0);
+    assert_eq!(gitlab.calls(VERIFY), 1);
+    assert_eq!(gitlab.total_calls(), 1);
+
+    let config = root.read(CONFIG).unwrap();
+    let parsed: toml::Table = toml::from_str(&config).unwrap();
+    assert_eq!(parsed["concurrent"].as_integer(), Some(4));
+    let entry = parsed["runners"].as_array().unwrap()[0].as_table().unwrap();
+    assert_eq!(entry["name"].as_str(), Some("docker-runner"));
+    assert_eq!(entry["id"].as_integer(), Some(runner_id));
+    assert_eq!(entry["token"].as_str(), Some(GLRT));
+    assert!(entry["token_obtained_at"].is_datetime());
+    assert_eq!(
+        entry["token_expires_at"].as_datetime().unwrap().to_string(),
+        "0001-01-01T00:00:00Z"
+    );
+    assert_eq!(entry["docker"]["image"].as_str(), Some("docker:27"));
+    assert_eq!(root.mode(CONFIG), 0o600);
+    assert_eq!(root.mode("/srv/gitlab-runner"), 0o700);
+
+    let system_id = root.read(SYSTEM_ID).unwrap();
+    assert!(
+        system_id.len() == 14 && (system_id.starts_with("r_") || system_id.starts_with("s_")),
+        "gitlab-runner's format: {system_id:?}"
+    );
+    assert_eq!(root.mode(SYSTEM_ID), 0o600);
+    assert_eq!(
+        gitlab
+            .runner(runner_id)
+            .unwrap()
+            .managers
+            .into_iter()
+            .collect::<Vec<_>>(),
+        std::slice::from_ref(&system_id),
+        "GitLab knows this host by the runner's own system id"
+    );
+    let verify = &gitlab.seen()[0];
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&verify.body).unwrap(),
+        serde_json::json!({"token": GLRT, "system_id": system_id})
+    );
+
+    let recorded = &ledger(&root)["runners"]["docker-runner"];
+    assert_eq!(recorded["id"], runner_id);
+    assert_eq!(recorded["source"], "verified");
+    assert_eq!(root.mode(LEDGER), 0o600);
+
+    let mtime = root.mtime(CONFIG);
+    run(&root, &gitlab, &["plan"], &[&profile]).code(0);
+    run(&root, &gitlab, &["apply"], &[&profile]).code(0);
+    assert_eq!(
+        gitlab.total_calls(),
+        1,
+        "no second registration, no call at all"
+    );
+    assert_eq!(
+        root.mtime(CONFIG),
+        mtime,
+        "a converged apply writes nothing"
+    );
+}
+
+#[test]
+fn a_registration_token_registers_once_and_warns_that_it_is_deprecated() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    gitlab.add_registration_token("GR1348941regtoken");
+    token_file(&root, "/etc/berth/tokens/registration", "GR1348941regtoken");
+    let profile = layer(
+        &root,
+        "legacy",
+        &format!(
+            "[runners.legacy]\nurl = \"{}\"\nregistration_token_file = \"/etc/berth/tokens/registration\"\nexecutor = \"shell\"\ndescription = \"build box\"\ntag_list = [\"linux\", \"shell\"]\nlocked = false\n",
+            gitlab.url()
+        ),
+    );
+    let validate = run(&root, &gitlab, &["validate"], &[&profile]);
+    validate.code(0);
+    assert!(
+        validate.stdout.contains("warning: runners.legacy: registration_token_file uses a runner registration token, deprecated"),
+        "{}",
+        validate.stdout
+    );
+    let plan = run(&root, &gitlab, &["plan"], &[&profile]);
+    plan.code(2);
+    assert!(
+        plan.stderr.contains("deprecated since GitLab 15.6"),
+        "{}",
+        plan.stderr
+    );
+    assert!(
+        plan.stdout.contains("runner/legacy    + register  register with http://[GITLAB] using a registration token (POST /api/v4/runners; deprecated)"),
+        "{}",
+        plan.stdout
+    );
+    run(&root, &gitlab, &["apply"], &[&profile]).code(0);
+    run(&root, &gitlab, &["apply"], &[&profile]).code(0);
+    assert_eq!(gitlab.calls(REGISTER), 1, "registered exactly once");
+    assert_eq!(gitlab.total_calls(), 1);
+    let registered = &gitlab.runners()[0];
+    assert_eq!(registered.description.as_deref(), Some("build box"));
+    let body: serde_json::Value = serde_json::from_str(&gitlab.seen()[0].body).unwrap();
+    assert_eq!(body["tag_list"], serde_json::json!(["linux", "shell"]));
+    assert_eq!(body["locked"], false);
+    assert_eq!(body["run_untagged"], false);
+    let config: toml::Table = toml::from_str(&root.read(CONFIG).unwrap()).unwrap();
+    assert_eq!(
+        config["runners"][0]["token"].as_str(),
+        Some(registered.token.as_str()),
+        "the token GitLab issued is kept, the registration token is not"
+    );
+    assert_eq!(ledger(&root)["runners"]["legacy"]["source"], "registered");
+    run(&root, &gitlab, &["plan"], &[&profile]).code(0);
+}
+
+#[test]
+fn a_create_token_creates_the_runner_once() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    gitlab.add_access_token("glpat-createRunnerScope", &[7]);
+    token_file(&root, "/etc/berth/tokens/pat", "glpat-createRunnerScope");
+    let profile = layer(
+        &root,
+        "create",
+        &format!(
+            "[runners.made]\nurl = \"{}\"\ncreate_token_file = \"/etc/berth/tokens/pat\"\nrunner_type = \"group_type\"\ngroup_id = 7\ndescription = \"made by berth\"\ntag_list = [\"docker\"]\nexecutor = \"docker\"\n[runners.made.docker]\nimage = \"alpine:3\"\n",
+            gitlab.url()
+        ),
+    );
+    run(&root, &gitlab, &["apply"], &[&profile]).code(0);
+    run(&root, &gitlab, &["apply"], &[&profile]).code(0);
+    assert_eq!(gitlab.calls(CREATE), 1, "created exactly once");
+    assert_eq!(
+        gitlab.calls(VERIFY),
+        1,
+        "and made this host its manager once"
+    );
+    let created = &gitlab.runners()[0];
+    assert!(created.token.starts_with("glrt-"));
+    assert_eq!(created.managers.len(), 1);
+    let create = gitlab
+        .seen()
+        .into_iter()
+        .find(|seen| seen.endpoint == CREATE)
+        .unwrap();
+    assert!(
+        create
+            .headers
+            .iter()
+            .any(|(name, value)| name.eq_ignore_ascii_case("PRIVATE-TOKEN")
+                && value == "glpat-createRunnerScope"),
+        "the access token travels in a header"
+    );
+    let body: serde_json::Value = serde_json::from_str(&create.body).unwrap();
+    assert_eq!(body["runner_type"], "group_type");
+    assert_eq!(body["group_id"], 7);
+    assert_eq!(ledger(&root)["runners"]["made"]["source"], "created");
+    let config: toml::Table = toml::from_str(&root.read(CONFIG).unwrap()).unwrap();
+    assert_eq!(
+        config["runners"][0]["token"].as_str(),
+        Some(created.token.as_str())
+    );
+}
+
+#[test]
+fn hand_edits_a_foreign_runner_a_comment_and_a_token_rotated_by_the_runner_are_kept() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    let runner_id = gitlab.add_runner(GLRT);
+    token_file(&root, GLRT_TOKEN_FILE, GLRT);
+    let profile = layer(&root, "site", &docker_runner(&gitlab));
+    run(&root, &gitlab, &["apply"], &[&profile]).code(0);
+
+    // gitlab-runner rotates its token and rewrites the file; an operator adds a runner of
+    // their own, a comment and a key berth does not know.
+    let rotated = "glrt-RotatedByTheRunner9";
+    gitlab.rotate_token(runner_id, rotated);
+    let edited = format!(
+        "# hand-written note: keep me\n{}\n[[runners]]\n  name = \"hand-made\"\n  url = \"https://other.example.com\"\n  id = 3\n  token = \"glrt-HandMadeForeign1\"\n  executor = \"shell\"\n",
+        root.read(CONFIG).unwrap().replace(GLRT, rotated).replace(
+            "executor = \"docker\"",
+            "executor = \"docker\"\nmy_setting = \"mine\""
+        )
+    );
+    root.write(CONFIG, &edited);
+    std::fs::set_permissions(root.join(CONFIG), std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    run(&root, &gitlab, &["plan"], &[&profile]).code(0);
+    assert_eq!(
+        gitlab.calls(VERIFY),
+        1,
+        "a token the runner rotated is not registration"
+    );
+
+    // The profile changes a setting: only that line changes.
+    let changed = layer(
+        &root,
+        "site",
+        &docker_runner(&gitlab).replace("concurrent     = 4", "concurrent     = 8"),
+    );
+    let plan = run(&root, &gitlab, &["plan"], &[&changed]);
+    plan.code(2);
+    assert!(
+        plan.stdout
+            .contains("-concurrent = 4\n    +concurrent = 8\n"),
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains(rotated) && !plan.stdout.contains("glrt-HandMadeForeign1"));
+    run(&root, &gitlab, &["apply"], &[&changed]).code(0);
+    assert_eq!(
+        root.read(CONFIG).unwrap(),
+        edited.replace("concurrent = 4", "concurrent = 8"),
+        "only the owned key changed"
+    );
+    assert_eq!(gitlab.total_calls(), 1);
+}
+
+#[test]
+fn a_new_token_in_the_token_file_is_found_by_fingerprint_and_verified() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    let runner_id = gitlab.add_runner(GLRT);
+    token_file(&root, GLRT_TOKEN_FILE, GLRT);
+    let profile = layer(&root, "site", &docker_runner(&gitlab));
+    run(&root, &gitlab, &["apply"], &[&profile]).code(0);
+    let fresh = "glrt-FreshFromTheUi42";
+    gitlab.rotate_token(runner_id, fresh);
+    token_file(&root, GLRT_TOKEN_FILE, fresh);
+    let plan = run(&root, &gitlab, &["plan", "--json"], &[&profile]);
+    plan.code(2);
+    let change = &plan.json()["changes"][0];
+    assert_eq!(change["id"], "runner/docker-runner");
+    assert_eq!(change["action"], "update");
+    let detail = change["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("token (fingerprint ") && detail.contains("… → "),
+        "{detail}"
+    );
+    run(&root, &gitlab, &["apply"], &[&profile]).code(0);
+    assert_eq!(gitlab.calls(VERIFY), 2);
+    let config: toml::Table = toml::from_str(&root.read(CONFIG).unwrap()).unwrap();
+    assert_eq!(config["runners"][0]["token"].as_str(), Some(fresh));
+    run(&root, &gitlab, &["plan"], &[&profile]).code(0);
+}
+
+#[test]
+fn a_runner_removed_from_the_profile_is_unregistered_once_and_its_entry_goes() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    let glrt_id = gitlab.add_runner(GLRT);
+    gitlab.add_registration_token("GR1348941regtoken");
+    token_file(&root, GLRT_TOKEN_FILE, GLRT);
+    token_file(&root, "/etc/berth/tokens/registration", "GR1348941regtoken");
+    let both = layer(
+        &root,
+        "both",
+        &format!(
+            "{}\n[runners.legacy]\nurl = \"{}\"\nregistration_token_file = \"/etc/berth/tokens/registration\"\nexecutor = \"shell\"\n",
+            docker_runner(&gitlab),
+            gitlab.url()
+        ),
+    );
+    run(&root, &gitlab, &["apply"], &[&both]).code(0);
+    let legacy_id = gitlab
+        .runners()
+        .iter()
+        .find(|runner| runner.id != glrt_id)
+        .unwrap()
+        .id;
+    // A runner berth does not own, in the same file.
+    let with_foreign = format!(
+        "{}\n[[runners]]\n  name = \"hand-made\"\n  url = \"https://other.example.com\"\n  token = \"glrt-HandMadeForeign1\"\n  executor = \"shell\"\n",
+        root.read(CONFIG).unwrap()
+    );
+    root.write(CONFIG, &with_foreign);
+    std::fs::set_permissions(root.join(CONFIG), std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // Both runners leave the profile; only [runner] stays.
+    let none = layer(
+        &root,
+        "none",
+        &format!("[runner]\nconfig = \"{CONFIG}\"\nconcurrent = 4\ncheck_interval = 3\n"),
+    );
+    let plan = run(&root, &gitlab, &["plan"], &[&none]);
+    plan.code(2);
+    assert!(
+        plan.stdout.contains(&format!("runner/docker-runner    - unregister remove this host's runner manager from runner #{glrt_id} (DELETE /api/v4/runners/managers); the runner stays in GitLab; its entry leaves `{CONFIG}`")),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains(&format!("runner/legacy           - unregister delete runner #{legacy_id} in http://[GITLAB] (DELETE /api/v4/runners)")),
+        "{}",
+        plan.stdout
+    );
+    assert_eq!(
+        gitlab.calls(DELETE) + gitlab.calls(DELETE_MANAGER),
+        0,
+        "plan deletes nothing"
+    );
+
+    run(&root, &gitlab, &["apply"], &[&none]).code(0);
+    run(&root, &gitlab, &["apply"], &[&none]).code(0);
+    assert_eq!(
+        gitlab.calls(DELETE_MANAGER),
+        1,
+        "one manager DELETE for the glrt- runner"
+    );
+    assert_eq!(
+        gitlab.calls(DELETE),
+        1,
+        "one DELETE for the runner berth registered"
+    );
+    let glrt_runner = gitlab
+        .runner(glrt_id)
+        .expect("a runner created in GitLab stays there");
+    assert!(
+        glrt_runner.managers.is_empty(),
+        "this host is no longer its manager"
+    );
+    assert!(
+        gitlab.runner(legacy_id).is_none(),
+        "the runner berth registered is deleted"
+    );
+
+    let config: toml::Table = toml::from_str(&root.read(CONFIG).unwrap()).unwrap();
+    let names: Vec<_> = config["runners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hand-made"], "only berth's entries went");
+    assert!(ledger(&root)["runners"].as_object().unwrap().is_empty());
+    run(&root, &gitlab, &["plan"], &[&none]).code(0);
+}
+
+#[test]
+fn delete_on_remove_deletes_an_adopted_glrt_runner_in_gitlab() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    let runner_id = gitlab.add_runner(GLRT);
+    token_file(&root, GLRT_TOKEN_FILE, GLRT);
+    let profile = layer(
+        &root,
+        "site",
+        &docker_runner(&gitlab).replace(
+            "executor   = \"docker\"",
+            "executor   = \"docker\"\ndelete_on_remove = true",
+        ),
+    );
+    run(&root, &gitlab, &["apply"], &[&profile]).code(0);
+    assert_eq!(
+        ledger(&root)["runners"]["docker-runner"]["delete_on_remove"],
+        true
+    );
+    let empty = layer(&root, "empty", "");
+    run(&root, &gitlab, &["apply"], &[&empty]).code(0);
+    assert_eq!(gitlab.calls(DELETE), 1);
+    assert_eq!(gitlab.calls(DELETE_MANAGER), 0);
+    assert!(gitlab.runner(runner_id).is_none());
+}
+
+/// Each GitLab refusal fails its runner with GitLab's meaning, exit 1, while the rest of the
+/// host (daemon.json, the other runner, config.toml) converges.
+#[track_caller]
+fn refused(root: &Root, gitlab: &GitLab, failing: &str, expected: &[&str]) {
+    let good = "glrt-TheGoodRunnerToken";
+    gitlab.add_runner(good);
+    token_file(root, "/etc/berth/tokens/good", good);
+    let profile = layer(
+        root,
+        "site",
+        &format!(
+            "[docker.daemon]\nlog-driver = \"json-file\"\n\n[runner]\nconfig = \"{CONFIG}\"\nconcurrent = 2\n\n[runners.good]\nurl = \"{url}\"\ntoken_file = \"/etc/berth/tokens/good\"\nexecutor = \"shell\"\n\n{failing}",
+            url = gitlab.url()
+        ),
+    );
+    let apply = run(root, gitlab, &["apply"], &[&profile]);
+    apply.code(1);
+    for text in expected {
+        assert!(
+            apply.stderr.contains(text),
+            "expected {text:?} in:\n{}",
+            apply.stderr
+        );
+    }
+    assert!(apply.stdout.contains("(failed)"), "{}", apply.stdout);
+    assert!(
+        root.read("/etc/docker/daemon.json")
+            .unwrap()
+            .contains("json-file"),
+        "the host converged"
+    );
+    let config: toml::Table = toml::from_str(&root.read(CONFIG).unwrap()).unwrap();
+    let names: Vec<_> = config["runners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["good"],
+        "the good runner registered, the failed one left no entry"
+    );
+    assert_eq!(config["concurrent"].as_integer(), Some(2));
+    let json = run(root, gitlab, &["apply", "--json"], &[&profile]);
+    json.code(1);
+    let document = json.json();
+    let error = &document["errors"][0];
+    let chain = format!("{} {}", error["message"], error["causes"]);
+    for text in expected {
+        let text = text
+            .trim_start_matches("error: ")
+            .trim_start_matches("caused by: ");
+        assert!(chain.contains(text), "expected {text:?} in {chain}");
+    }
+}
+
+#[test]
+fn a_revoked_token_is_403_token_invalid_or_revoked() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    token_file(&root, "/etc/berth/tokens/bad", "glrt-NotKnownToGitLab1");
+    refused(
+        &root,
+        &gitlab,
+        &format!(
+            "[runners.bad]\nurl = \"{}\"\ntoken_file = \"/etc/berth/tokens/bad\"\nexecutor = \"shell\"\n",
+            gitlab.url()
+        ),
+        &[
+            "error: failed to register `runner/bad`",
+            "caused by: GitLab refused `http://[GITLAB]/api/v4/runners/verify`",
+            "caused by: token invalid or revoked (403): check the runner authentication token",
+            "(GitLab said: 403 Forbidden)",
+        ],
+    );
+}
+
+#[test]
+fn an_orphaned_runner_is_422_runner_is_orphaned() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    gitlab.add_runner("glrt-OrphanedRunnerTok");
+    gitlab.orphan("glrt-OrphanedRunnerTok");
+    token_file(&root, "/etc/berth/tokens/orphan", "glrt-OrphanedRunnerTok");
+    refused(
+        &root,
+        &gitlab,
+        &format!(
+            "[runners.orphan]\nurl = \"{}\"\ntoken_file = \"/etc/berth/tokens/orphan\"\nexecutor = \"shell\"\n",
+            gitlab.url()
+        ),
+        &[
+            "caused by: runner is orphaned (422)",
+            "(GitLab said: Runner is orphaned)",
+        ],
+    );
+}
+
+#[test]
+fn disabled_registration_tokens_are_410_with_the_way_out() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    gitlab.add_registration_token("GR1348941regtoken");
+    gitlab.disallow_registration_tokens();
+    token_file(&root, "/etc/berth/tokens/registration", "GR1348941regtoken");
+    refused(
+        &root,
+        &gitlab,
+        &format!(
+            "[runners.legacy]\nurl = \"{}\"\nregistration_token_file = \"/etc/berth/tokens/registration\"\nexecutor = \"shell\"\n",
+            gitlab.url()
+        ),
+        &[
+            "caused by: registration tokens are disabled on this GitLab (default since 17.0): create the runner in GitLab and use its glrt- token",
+            "410 Gone - runner registration disallowed",
+        ],
+    );
+    assert_eq!(
+        gitlab.calls(REGISTER),
+        2,
+        "one call per apply, never retried"
+    );
+}
+
+#[test]
+fn an_unreachable_gitlab_fails_that_runner_only() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    // A loopback port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    token_file(&root, "/etc/berth/tokens/far", "glrt-FarAwayRunnerTok1");
+    let started = std::time::Instant::now();
+    refused(
+        &root,
+        &gitlab,
+        &format!(
+            "[runners.far]\nurl = \"http://127.0.0.1:{port}\"\ntoken_file = \"/etc/berth/tokens/far\"\nexecutor = \"shell\"\n"
+        ),
+        &[
+            "error: failed to register `runner/far`",
+            &format!("cannot reach GitLab at `http://127.0.0.1:{port}`"),
+            "gave up after 4 attempts",
+        ],
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the retry is bounded"
+    );
+}
+
+#[test]
+fn server_errors_are_retried_with_backoff_but_never_for_a_registration() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    gitlab.add_runner(GLRT);
+    gitlab.script(VERIFY, &[500, 503]);
+    token_file(&root, GLRT_TOKEN_FILE, GLRT);
+    let profile = layer(&root, "site", &docker_runner(&gitlab));
+    let apply = run(&root, &gitlab, &["apply"], &[&profile]);
+    apply.code(0);
+    assert_eq!(gitlab.calls(VERIFY), 3, "two 5xx, then success");
+    assert!(
+        apply
+            .stderr
+            .contains("answered 500; trying again in 250 ms"),
+        "{}",
+        apply.stderr
+    );
+
+    // A 502 after a POST /runners may mean the runner was created: never repeated.
+    let root = Root::new();
+    gitlab.add_registration_token("GR1348941regtoken");
+    gitlab.script(REGISTER, &[502]);
+    token_file(&root, "/etc/berth/tokens/registration", "GR1348941regtoken");
+    let profile = layer(
+        &root,
+        "legacy",
+        &format!(
+            "[runners.legacy]\nurl = \"{}\"\nregistration_token_file = \"/etc/berth/tokens/registration\"\nexecutor = \"shell\"\n",
+            gitlab.url()
+        ),
+    );
+    let apply = run(&root, &gitlab, &["apply"], &[&profile]);
+    apply.code(1);
+    assert_eq!(gitlab.calls(REGISTER), 1);
+    assert!(
+        apply
+            .stderr
+            .contains("not retried: GitLab may have created the runner before failing"),
+        "{}",
+        apply.stderr
+    );
+}
+
+#[test]
+fn an_unparseable_config_toml_is_never_overwritten() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    gitlab.add_runner(GLRT);
+    token_file(&root, GLRT_TOKEN_FILE, GLRT);
+    // Broken on a token line: the error must place it without quoting it.
+    let broken = "concurrent = 4\n[[runners]]\nname = \"x\"\ntoken = \"glrt-InTheBrokenFile1\n";
+    root.write(CONFIG, broken);
+    let profile = layer(&root, "site", &docker_runner(&gitlab));
+    for command in ["plan", "apply"] {
+        let run = run(&root, &gitlab, &[command], &[&profile]);
+        run.code(1);
+        assert!(
+            run.stderr.contains("`/srv/gitlab-runner/config.toml` is not valid TOML; berth will not overwrite it: fix it by hand first"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("line 4, column"), "{}", run.stderr);
+        assert!(
+            !run.stderr.contains("glrt-InTheBrokenFile1"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert_eq!(root.read(CONFIG).unwrap(), broken);
+    assert_eq!(gitlab.total_calls(), 0);
+}
+
+#[test]
+fn a_missing_token_file_is_a_refused_registration_with_the_way_out() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    let profile = layer(&root, "site", &docker_runner(&gitlab));
+    let plan = run(&root, &gitlab, &["plan"], &[&profile]);
+    plan.code(2);
+    assert!(
+        plan.stdout.contains("refused: the token_file `/etc/berth/tokens/docker-runner` does not exist: create the runner in GitLab"),
+        "{}",
+        plan.stdout
+    );
+    let apply = run(&root, &gitlab, &["apply"], &[&profile]);
+    apply.code(1);
+    assert!(
+        apply
+            .stderr
+            .contains("error: refused to register `runner/docker-runner`"),
+        "{}",
+        apply.stderr
+    );
+    assert_eq!(gitlab.total_calls(), 0);
+}
+
+#[test]
+fn plan_as_a_non_root_user_warns_that_it_cannot_see_the_runners() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to set up root-only files and drop to nobody");
+        return;
+    }
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    gitlab.add_runner(GLRT);
+    token_file(&root, GLRT_TOKEN_FILE, GLRT);
+    let profile = layer(&root, "site", &docker_runner(&gitlab));
+    run(&root, &gitlab, &["apply"], &[&profile]).code(0);
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(crate::harness::BERTH)
+        .arg("plan")
+        .arg("--root")
+        .arg(root.path())
+        .arg("-p")
+        .arg(&profile)
+        .env_clear()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: runner/docker-runner: ") && stderr.contains("Permission denied"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("its changes are not planned; run as root to see them"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(GLRT));
+    assert_eq!(gitlab.total_calls(), 1);
+}
+
+#[test]
+fn a_self_signed_gitlab_is_trusted_through_tls_ca_file_and_only_then() {
+    let root = Root::new();
+    let gitlab = start_gitlab_tls();
+    assert!(gitlab.url().starts_with("https://"));
+    gitlab.add_runner(GLRT);
+    token_file(&root, GLRT_TOKEN_FILE, GLRT);
+    let untrusted = layer(&root, "untrusted", &docker_runner(&gitlab));
+    let apply = run(&root, &gitlab, &["apply"], &[&untrusted]);
+    apply.code(1);
+    assert!(
+        apply
+            .stderr
+            .contains("cannot reach GitLab at `https://[GITLAB]`"),
+        "{}",
+        apply.stderr
+    );
+    assert!(
+        apply.stderr.contains("error: failed to register `runner/docker-runner`\n  caused by: GitLab's TLS certificate is not trusted: set the runner's `tls_ca_file` to the CA that signed it\n"),
+        "{}",
+        apply.stderr
+    );
+    assert!(apply.stderr.contains("UnknownIssuer"), "{}", apply.stderr);
+    assert!(!apply.stderr.contains("trying again"), "{}", apply.stderr);
+    assert_eq!(
+        gitlab.total_calls(),
+        0,
+        "no request passes an untrusted TLS handshake"
+    );
+
+    root.write(
+        "/etc/berth/gitlab-ca.pem",
+        &crate::gitlab_server::test_ca_pem(),
+    );
+    let trusted = layer(
+        &root,
+        "trusted",
+        &docker_runner(&gitlab).replace(
+            "executor   = \"docker\"",
+            "executor   = \"docker\"\ntls_ca_file = \"/etc/berth/gitlab-ca.pem\"",
+        ),
+    );
+    run(&root, &gitlab, &["apply"], &[&trusted]).code(0);
+    assert_eq!(gitlab.calls(VERIFY), 1);
+    run(&root, &gitlab, &["plan"], &[&trusted]).code(0);
+}
+
+/// Every string that must never leave config.toml (and the token files themselves).
+fn scan_for(haystack: &str, tokens: &[&str], what: &str) {
+    for token in tokens {
+        assert!(
+            !haystack.contains(token),
+            "a token appears in {what}:\n{haystack}"
+        );
+    }
+}
+
+#[test]
+fn no_token_appears_in_output_files_or_the_argv_of_any_program() {
+    let root = Root::new();
+    root.write("/proc/filesystems", "nodev\tsysfs\n")
+        .write("/proc/modules", "");
+    // Docker looks installed, so berth asks `docker`, runs `dockerd --validate` and
+    // `systemctl restart docker`: every one of them is a logging stand-in.
+    root.write(
+        "/lib/systemd/system/docker.service",
+        "[Service]\nExecStart=/usr/bin/dockerd -H fd://\n",
+    );
+    let bin = root.path().parent().unwrap().join(format!(
+        "{}-bin",
+        root.path().file_name().unwrap().to_string_lossy()
+    ));
+    let log = write_logging_stubs(
+        &bin,
+        &[
+            "docker",
+            "dockerd",
+            "modprobe",
+            "systemctl",
+            "sh",
+            "git",
+            "gitlab-runner",
+            "curl",
+        ],
+        "exit 0",
+    );
+    let gitlab = start_gitlab();
+    let glrt_id = gitlab.add_runner(GLRT);
+    gitlab.add_registration_token("GR1348941regtoken");
+    gitlab.add_access_token("glpat-createRunnerScope", &[7]);
+    token_file(&root, GLRT_TOKEN_FILE, GLRT);
+    token_file(&root, "/etc/berth/tokens/registration", "GR1348941regtoken");
+    token_file(&root, "/etc/berth/tokens/pat", "glpat-createRunnerScope");
+    token_file(&root, "/etc/berth/tokens/bad", "glrt-RevokedTokenValue7");
+    let profile_text = format!(
+        "[kernel]\nmodules = [\"overlay\"]\n[docker]\nready_timeout = 1\n[docker.daemon]\nlog-driver = \"json-file\"\n\n{}\n[runners.legacy]\nurl = \"{url}\"\nregistration_token_file = \"/etc/berth/tokens/registration\"\nexecutor = \"shell\"\n\n[runners.made]\nurl = \"{url}\"\ncreate_token_file = \"/etc/berth/tokens/pat\"\nrunner_type = \"group_type\"\ngroup_id = 7\nexecutor = \"shell\"\n\n[runners.bad]\nurl = \"{url}\"\ntoken_file = \"/etc/berth/tokens/bad\"\nexecutor = \"shell\"\n",
+        docker_runner(&gitlab),
+        url = gitlab.url()
+    );
+    let profile = layer(&root, "site", &profile_text);
+    let mut outputs = String::new();
+    let mut go = |args: &[&str], profile: &Path| {
+        for verbosity in [&[][..], &["-vv"][..]] {
+            let run = command(&root, &gitlab, args, &[profile])
+                .args(verbosity)
+                .path_first(&bin)
+                .run();
+            outputs.push_str(&run.stdout);
+            outputs.push_str(&run.stderr);
+        }
+    };
+    go(&["plan"], &profile);
+    go(&["plan", "--json"], &profile);
+    go(&["apply"], &profile);
+    go(&["apply", "--json"], &profile);
+    go(&["validate"], &profile);
+    // The runner rotates its token; the operator puts a new one in the token file.
+    gitlab.rotate_token(glrt_id, "glrt-SecondTokenFromUi");
+    token_file(&root, GLRT_TOKEN_FILE, "glrt-SecondTokenFromUi");
+    go(&["plan"], &profile);
+    go(&["apply", "--json"], &profile);
+    // Then every runner leaves the profile.
+    let empty = layer(
+        &root,
+        "empty",
+        "[docker.daemon]\nlog-driver = \"json-file\"\n",
+    );
+    go(&["plan", "--json"], &empty);
+    go(&["apply"], &empty);
+    go(&["apply"], &empty);
+
+    let issued: Vec<String> = gitlab
+        .runners()
+        .into_iter()
+        .map(|runner| runner.token)
+        .collect();
+    let mut tokens = vec![
+        GLRT,
+        "glrt-SecondTokenFromUi",
+        "GR1348941regtoken",
+        "glpat-createRunnerScope",
+        "glrt-RevokedTokenValue7",
+        "glrtr-",
+        "x9Qz7vKp2LmN8wRt",
+    ];
+    tokens.extend(issued.iter().map(String::as_str));
+    assert!(
+        gitlab.calls(REGISTER) == 1 && gitlab.calls(CREATE) == 1,
+        "every flow ran"
+    );
+    assert!(gitlab.calls(DELETE) >= 2, "removal ran");
+    assert!(
+        outputs.contains("token invalid or revoked"),
+        "the error path ran"
+    );
+    assert!(
+        outputs.contains("POST http://[GITLAB]/api/v4/runners/verify"),
+        "debug logging ran"
+    );
+    scan_for(&outputs, &tokens, "berth's output");
+
+    for (path, contents) in root.snapshot() {
+        let path = path.display().to_string();
+        if path.starts_with("etc/berth/tokens/")
+            || path == CONFIG.trim_start_matches('/')
+            || path.starts_with("work/")
+        {
+            continue;
+        }
+        scan_for(
+            &String::from_utf8_lossy(&contents),
+            &tokens,
+            &format!("`{path}`"),
+        );
+    }
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        calls.contains("== docker "),
+        "berth ran the stand-ins: {calls}"
+    );
+    assert!(calls.contains("== modprobe overlay"), "{calls}");
+    scan_for(
+        &calls,
+        &tokens,
+        "the argv or environment of a program berth ran",
+    );
+}
+
+/// The issue's "done when": the embedded `dind` profile plus a runner applies from scratch
+/// against the private dockerd and the GitLab stand-in; a second plan exits 0 and asks GitLab
+/// nothing.
+#[test]
+fn dind_with_a_runner_applies_from_scratch_and_a_second_plan_asks_gitlab_nothing() {
+    let root = Root::new();
+    root.with_overlay_kernel();
+    let dockerd = require_dockerd!(&root);
+    let gitlab = start_gitlab();
+    gitlab.add_runner(GLRT);
+    token_file(&root, GLRT_TOKEN_FILE, GLRT);
+    let runner = layer(&root, "runner", &docker_runner(&gitlab));
+    let daemon = dockerd.layer_file();
+    let apply = command(
+        &root,
+        &gitlab,
+        &["apply", "-p", "dind"],
+        &[&daemon, &runner],
+    )
+    .docker(&dockerd)
+    .run();
+    apply.code(0);
+    assert_eq!(gitlab.calls(VERIFY), 1);
+    let plan = command(&root, &gitlab, &["plan", "-p", "dind"], &[&daemon, &runner])
+        .docker(&dockerd)
+        .run();
+    plan.code(0);
+    assert_eq!(
+        gitlab.total_calls(),
+        1,
+        "the second plan made no GitLab call"
+    );
+    assert!(root.read(CONFIG).unwrap().contains("image = \"docker:27\""));
+}
