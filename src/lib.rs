@@ -5,10 +5,12 @@
 #![warn(clippy::print_stdout, clippy::print_stderr, clippy::exit)]
 
 pub mod cli;
+pub mod container_spec;
 pub mod docker;
 pub mod engine;
 pub mod exec;
 pub mod host;
+pub mod inspect;
 pub mod output;
 pub mod plan;
 pub mod profile;

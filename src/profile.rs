@@ -10,6 +10,10 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::{
+    container_spec::{
+        self, ContainerLayer, ContainerSpec, NetworkLayer, NetworkSpec, ObjectLayers, ObjectName,
+        VolumeLayer, VolumeSpec,
+    },
     exec::CommandLine,
     host::{Host, HostPath, host_path},
     toml_source::{KeyPath, LocatedError, TomlSource, deep_merge},
@@ -130,6 +134,11 @@ pub struct ProfileLayer {
     pub description: Option<String>,
     pub kernel: Option<KernelLayer>,
     pub docker: Option<DockerLayer>,
+    /// One MTU for daemon.json, the profile's networks and dind daemons (see container_spec).
+    pub mtu: Option<u32>,
+    pub networks: Option<indexmap::IndexMap<ObjectName, NetworkLayer>>,
+    pub volumes: Option<indexmap::IndexMap<ObjectName, VolumeLayer>>,
+    pub containers: Option<indexmap::IndexMap<ObjectName, ContainerLayer>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -197,6 +206,13 @@ pub struct Profile {
     pub description: Option<String>,
     pub kernel_modules: Vec<ModuleName>,
     pub docker: DockerSettings,
+    /// The top-level `mtu`, already applied to daemon.json, networks and dind containers; the
+    /// runner config's `network_mtu` reads it from here.
+    pub mtu: Option<u32>,
+    pub networks: Vec<NetworkSpec>,
+    pub volumes: Vec<VolumeSpec>,
+    /// In converge order: every container after those in its `after`.
+    pub containers: Vec<ContainerSpec>,
     /// Things worth knowing that are not errors; `validate` and `plan` print them.
     pub warnings: Vec<String>,
 }
@@ -278,10 +294,22 @@ impl Profile {
         let kernel = layer.kernel.unwrap_or_default();
         let docker = layer.docker.unwrap_or_default();
         let daemon_key = KeyPath::parse_dotted("docker.daemon");
-        let daemon = match docker.daemon {
+        let mut daemon = match docker.daemon {
             Some(table) => daemon_json(&table, &daemon_key, layers)?,
             None => serde_json::Map::new(),
         };
+        if let Some(mtu) = layer.mtu {
+            apply_mtu(mtu, &mut daemon, layers)?;
+        }
+        let objects = container_spec::resolve(
+            ObjectLayers {
+                networks: layer.networks,
+                volumes: layer.volumes,
+                containers: layer.containers,
+            },
+            layer.mtu,
+            layers,
+        )?;
         let ready_timeout = docker.ready_timeout.unwrap_or(60);
         if ready_timeout == 0 {
             return Err(layers
@@ -306,7 +334,11 @@ impl Profile {
                 ready_timeout: std::time::Duration::from_secs(ready_timeout),
                 daemon,
             },
-            warnings: Vec::new(),
+            mtu: layer.mtu,
+            networks: objects.networks,
+            volumes: objects.volumes,
+            containers: objects.containers,
+            warnings: objects.warnings,
         })
     }
 
@@ -328,10 +360,10 @@ fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
 
 /// The layers a merged profile came from, to place errors found after merging: the last layer
 /// that sets a key is the one whose value won.
-struct Layers<'a>(&'a [TomlSource]);
+pub(crate) struct Layers<'a>(&'a [TomlSource]);
 
 impl Layers<'_> {
-    fn error_at(&self, key: &KeyPath, message: impl Into<String>) -> LocatedError {
+    pub(crate) fn error_at(&self, key: &KeyPath, message: impl Into<String>) -> LocatedError {
         let source = self
             .0
             .iter()
@@ -340,6 +372,32 @@ impl Layers<'_> {
             .or(self.0.last())
             .expect("a profile has at least one layer");
         source.error_at(key, message)
+    }
+}
+
+/// The top-level `mtu` goes into daemon.json (the host's own bridge) unless `[docker.daemon]`
+/// already says the same; two different MTUs in one profile are an error, not a guess.
+fn apply_mtu(
+    mtu: u32,
+    daemon: &mut serde_json::Map<String, Json>,
+    layers: &Layers,
+) -> Result<(), LocatedError> {
+    if !(68..=65535).contains(&mtu) {
+        return Err(layers.error_at(
+            &KeyPath::parse_dotted("mtu"),
+            "must be a whole number from 68 to 65535",
+        ));
+    }
+    match daemon.get("mtu") {
+        Some(set) if set.as_u64() != Some(u64::from(mtu)) => Err(layers.error_at(
+            &KeyPath::parse_dotted("docker.daemon.mtu"),
+            format!("{set} contradicts the top-level `mtu = {mtu}`; set one MTU, at the top level"),
+        )),
+        Some(_) => Ok(()),
+        None => {
+            daemon.insert("mtu".into(), Json::from(mtu));
+            Ok(())
+        }
     }
 }
 

@@ -50,6 +50,7 @@ impl Settings {
         let options = match &cli.command {
             Command::Plan(args) | Command::Apply(args) => Options {
                 allow_storage_driver_change: args.allow_storage_driver_change,
+                adopt: args.adopt,
             },
             Command::Validate => Options::default(),
         };

@@ -10,9 +10,15 @@
 //! Kinds are a closed enum ([`AnyResource`]) dispatched with `match`, so the compiler checks
 //! that every kind is handled everywhere. One kind per file.
 
+pub mod container;
 pub mod daemon_config;
 pub mod docker_daemon;
+pub mod docker_objects;
 pub mod kernel_module;
+pub mod network;
+pub mod volume;
+
+use std::rc::Rc;
 
 use anyhow::Result;
 
@@ -36,6 +42,9 @@ pub struct Options {
     /// Let daemon-config switch the storage driver even though images and containers would
     /// vanish from view until it is switched back.
     pub allow_storage_driver_change: bool,
+    /// Let berth replace (containers, networks) or take over (volumes) objects with a profile's
+    /// name that it did not create.
+    pub adopt: bool,
 }
 
 pub trait Resource {
@@ -72,6 +81,9 @@ pub enum AnyResource {
     KernelModule(kernel_module::KernelModule),
     DaemonConfig(daemon_config::DaemonConfig),
     DockerDaemon(docker_daemon::DockerDaemon),
+    Network(network::Network),
+    Volume(volume::Volume),
+    Container(container::Container),
 }
 
 /// Calls `$body` with `$resource` bound to the concrete resource inside an [`AnyResource`].
@@ -82,6 +94,9 @@ macro_rules! with_resource {
             $crate::resource::AnyResource::KernelModule($resource) => $body,
             $crate::resource::AnyResource::DaemonConfig($resource) => $body,
             $crate::resource::AnyResource::DockerDaemon($resource) => $body,
+            $crate::resource::AnyResource::Network($resource) => $body,
+            $crate::resource::AnyResource::Volume($resource) => $body,
+            $crate::resource::AnyResource::Container($resource) => $body,
         }
     };
 }
@@ -93,7 +108,8 @@ impl AnyResource {
 }
 
 /// The resources a profile declares, in the order they must converge: the kernel first (Docker
-/// needs overlay), then daemon.json, then the daemon that reads it.
+/// needs overlay), then daemon.json, then the daemon that reads it, then the networks and
+/// volumes containers use, then the containers, each after those in its `after`.
 pub fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResource> {
     let mut resources = Vec::new();
     for module in &profile.kernel_modules {
@@ -111,5 +127,31 @@ pub fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResource> {
         &profile.docker,
         options.allow_storage_driver_change,
     )));
+    let names = Rc::new(docker_objects::ObjectNames::from_profile(profile));
+    let label = profile.label();
+    for spec in &profile.networks {
+        resources.push(AnyResource::Network(network::Network::new(
+            spec.clone(),
+            label.clone(),
+            Rc::clone(&names),
+            options.adopt,
+        )));
+    }
+    for spec in &profile.volumes {
+        resources.push(AnyResource::Volume(volume::Volume::new(
+            spec.clone(),
+            label.clone(),
+            Rc::clone(&names),
+            options.adopt,
+        )));
+    }
+    for spec in &profile.containers {
+        resources.push(AnyResource::Container(container::Container::new(
+            spec.clone(),
+            profile,
+            Rc::clone(&names),
+            options.adopt,
+        )));
+    }
     resources
 }
