@@ -6,3 +6,4 @@ mod bad_input;
 mod cli;
 mod daemon;
 mod host_files;
+mod profiles;
