@@ -46,8 +46,10 @@ fn a_restart_key_restarts_the_daemon_once_and_a_second_run_changes_nothing() {
         .run();
     plan.code(2);
     assert!(
-        plan.stdout.lines().any(|line| line.starts_with("daemon/docker ")
-            && line.ends_with("~ restart   storage-driver, log-driver, log-opts changed")),
+        plan.stdout
+            .lines()
+            .any(|line| line.starts_with("daemon/docker ")
+                && line.ends_with("~ restart   storage-driver, log-driver, log-opts changed")),
         "{}",
         plan.stdout
     );

@@ -486,7 +486,11 @@ exit 1
     ///   own, runs until stopped, and on SIGQUIT (drain) appends its hostname to
     ///   /etc/gitlab-runner/drained and exits 0.
     pub fn import_profile_images(&self) {
-        self.import_stand_in(DIND_IMAGE, DIND_SCRIPT, &["VOLUME /var/lib/docker", "ENV DIND_STAND_IN=1"]);
+        self.import_stand_in(
+            DIND_IMAGE,
+            DIND_SCRIPT,
+            &["VOLUME /var/lib/docker", "ENV DIND_STAND_IN=1"],
+        );
         self.import_stand_in(
             RUNNER_IMAGE,
             RUNNER_SCRIPT,

@@ -4,6 +4,7 @@ mod harness;
 
 mod bad_input;
 mod cli;
+mod containers;
 mod daemon;
 mod host_files;
 mod profiles;

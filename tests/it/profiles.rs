@@ -48,7 +48,11 @@ impl<'a> Converged<'a> {
             dockerd,
             layers: vec![
                 dockerd.layer_file(),
-                profile_file(&root.join("/work"), "stand-ins", &(stand_ins + extra)),
+                profile_file(
+                    &root.join("/work"),
+                    "stand-ins",
+                    &format!("{extra}\n{stand_ins}"),
+                ),
             ],
         };
         let name = PathBuf::from(profile);
@@ -129,7 +133,11 @@ impl<'a> Converged<'a> {
         let before = self.ids();
         cause();
         let plan = self.run("plan");
-        assert_eq!(plan.code, 2, "{what}: plan finds it\n{}{}", plan.stdout, plan.stderr);
+        assert_eq!(
+            plan.code, 2,
+            "{what}: plan finds it\n{}{}",
+            plan.stdout, plan.stderr
+        );
         let lines: Vec<String> = plan.stdout.lines().map(collapse).collect();
         for wanted in expected {
             assert!(
@@ -139,13 +147,25 @@ impl<'a> Converged<'a> {
             );
         }
         let apply = self.run("apply");
-        assert_eq!(apply.code, 0, "{what}: apply fixes it\n{}{}", apply.stdout, apply.stderr);
+        assert_eq!(
+            apply.code, 0,
+            "{what}: apply fixes it\n{}{}",
+            apply.stdout, apply.stderr
+        );
         let plan = self.run("plan");
-        assert_eq!(plan.code, 0, "{what}: converged after one apply\n{}", plan.stdout);
+        assert_eq!(
+            plan.code, 0,
+            "{what}: converged after one apply\n{}",
+            plan.stdout
+        );
         let after = self.ids();
         for (name, id) in &before {
             if !touched.contains(&name.as_str()) {
-                assert_eq!(after.get(name), Some(id), "{what}: `{name}` was not touched");
+                assert_eq!(
+                    after.get(name),
+                    Some(id),
+                    "{what}: `{name}` was not touched"
+                );
             }
         }
         for name in touched {
@@ -155,8 +175,7 @@ impl<'a> Converged<'a> {
 
     /// Runs a command in a container and returns its stdout.
     pub fn exec(&self, container: &str, script: &str) -> String {
-        self.dockerd
-            .docker(["exec", container, "sh", "-c", script])
+        self.dockerd.docker(["exec", container, "sh", "-c", script])
     }
 }
 
@@ -223,7 +242,10 @@ fn dind_drifts(host: &mut Converged, expected_for_tag: &[&str], touched_by_tag: 
         "always"
     );
     host.dockerd.docker(["tag", DIND_IMAGE, "docker:27.5-dind"]);
-    host.layer("new-tag", "[containers.gitlab-dind]\nimage = \"docker:27.5-dind\"\n");
+    host.layer(
+        "new-tag",
+        "[containers.gitlab-dind]\nimage = \"docker:27.5-dind\"\n",
+    );
     let host = &*host;
     host.drift(
         "dind image tag changed in a profile layer",
@@ -239,7 +261,10 @@ fn dind_drifts(host: &mut Converged, expected_for_tag: &[&str], touched_by_tag: 
 
 fn dind_answers(host: &Converged, name: &str, port: u16) {
     let answer = host.exec(RUNNER, &format!("nc {name} {port}"));
-    assert_eq!(answer, "hello", "the runner reaches dind as `{name}:{port}`");
+    assert_eq!(
+        answer, "hello",
+        "the runner reaches dind as `{name}:{port}`"
+    );
 }
 
 #[test]
@@ -253,10 +278,16 @@ fn dind_profile_applies_from_scratch_and_every_drift_is_fixed_alone() {
         host.exec(RUNNER, "echo $DOCKER_HOST"),
         "tcp://gitlab-dind:2375"
     );
-    assert!(root.join("/srv/gitlab-runner").is_dir(), "the bind source was made under the root");
+    assert!(
+        root.join("/srv/gitlab-runner").is_dir(),
+        "the bind source was made under the root"
+    );
     let dind = dockerd.inspect_container(DIND);
     assert_eq!(dind["Config"]["Cmd"], serde_json::json!(["--tls=false"]));
-    assert_eq!(dind["HostConfig"]["Binds"], serde_json::json!(["gitlab-dind-data:/var/lib/docker"]));
+    assert_eq!(
+        dind["HostConfig"]["Binds"],
+        serde_json::json!(["gitlab-dind-data:/var/lib/docker"])
+    );
     assert_eq!(dind["Config"]["Labels"]["berth.managed"], "true");
     runner_and_network_drifts(&host, &[DIND, RUNNER]);
     dind_answers(&host, "docker", 2375);
@@ -280,9 +311,15 @@ fn dind_tls_profile_applies_from_scratch_and_every_drift_is_fixed_alone() {
         "the runner reads the client certificate dind wrote"
     );
     let write = dockerd.docker_unchecked(["exec", RUNNER, "sh", "-c", "echo x > /certs/client/x"]);
-    assert!(!write.status.success(), "the runner mounts the certificates read-only");
+    assert!(
+        !write.status.success(),
+        "the runner mounts the certificates read-only"
+    );
     assert_eq!(
-        host.exec(RUNNER, "echo $DOCKER_HOST $DOCKER_TLS_VERIFY $DOCKER_CERT_PATH"),
+        host.exec(
+            RUNNER,
+            "echo $DOCKER_HOST $DOCKER_TLS_VERIFY $DOCKER_CERT_PATH"
+        ),
         "tcp://gitlab-dind:2376 1 /certs/client"
     );
     let ca = host.exec(DIND, "cat /certs/ca/key.pem");
@@ -329,7 +366,11 @@ fn every_profile_validates_and_says_what_it_trades() {
     for profile in ["dind", "dind-tls", "socket", "dind-service"] {
         let run = berth(&root).args(["validate", "-p", profile]).run();
         run.code(0);
-        assert_eq!(run.stdout, format!("valid: {profile}\n"), "no warnings for `{profile}`");
+        assert_eq!(
+            run.stdout,
+            format!("valid: {profile}\n"),
+            "no warnings for `{profile}`"
+        );
         let text = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("profiles/{profile}.toml")),
         )
