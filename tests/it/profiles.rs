@@ -346,7 +346,7 @@ fn socket_profile_applies_from_scratch_and_every_drift_is_fixed_alone() {
     let dockerd = require_dockerd!(&root);
     let host = Converged::new(&root, &dockerd, "socket", "");
     host.exec(RUNNER, "test -S /var/run/docker.sock");
-    assert!(host.ids().get(DIND).is_none(), "no dind container");
+    assert!(!host.ids().contains_key(DIND), "no dind container");
     runner_and_network_drifts(&host, &[RUNNER]);
 }
 
@@ -356,7 +356,7 @@ fn dind_service_profile_applies_from_scratch_and_every_drift_is_fixed_alone() {
     let dockerd = require_dockerd!(&root);
     let host = Converged::new(&root, &dockerd, "dind-service", "");
     host.exec(RUNNER, "test -S /var/run/docker.sock");
-    assert!(host.ids().get(DIND).is_none(), "no dind container");
+    assert!(!host.ids().contains_key(DIND), "no dind container");
     runner_and_network_drifts(&host, &[RUNNER]);
 }
 
