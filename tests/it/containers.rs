@@ -608,3 +608,71 @@ fn bad_container_sections_are_located() {
         );
     }
 }
+
+const KITCHEN_SINK: &str = r#"
+[networks.ks-one]
+[networks.ks-two]
+internal = true
+labels = { purpose = "test" }
+[containers.kitchen-sink]
+image = "berth-test/app:1"
+restart = "on-failure:3"
+networks = { ks-one = { aliases = ["one", "uno"] }, ks-two = { aliases = ["two"] } }
+volumes = ["ks-data:/data", "/srv/ks:/srv/ks:ro", "/scratch"]
+env = { A = "1", B = "two words" }
+entrypoint = ["/bin/sh", "-c"]
+command = ["trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"]
+ports = ["2375", "127.0.0.1:18080:80", "5353/udp"]
+labels = { team = "ci" }
+user = "1000:1000"
+workdir = "/tmp"
+cap_add = ["NET_ADMIN", "cap_sys_admin"]
+security_opt = ["no-new-privileges"]
+devices = ["/dev/berth-null:/dev/x:rw"]
+stop_signal = "term"
+stop_timeout = 5
+"#;
+
+#[test]
+fn every_container_field_round_trips_without_false_drift_and_each_change_is_named() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    // An image that contributes env, a label, a workdir, a user and a CMD of its own.
+    dockerd.import_busybox_with(
+        APP_IMAGE,
+        &["CMD [\"sh\"]", "LABEL a=b", "ENV IMAGE_VAR=1", "WORKDIR /etc", "USER 0"],
+    );
+    // Device paths are host paths: under the root, a real device node.
+    root.mkdir("/dev");
+    let made = std::process::Command::new("mknod")
+        .arg(root.join("/dev/berth-null"))
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let profile = profile_file(&root.join("/work"), "site", KITCHEN_SINK);
+    run(&root, &dockerd, "apply", &profile, &[]).code(0);
+    run(&root, &dockerd, "plan", &profile, &[]).code(0);
+    let live = dockerd.inspect_container("kitchen-sink");
+    assert_eq!(live["State"]["Running"], true);
+    assert_eq!(live["HostConfig"]["CapAdd"], serde_json::json!(["CAP_NET_ADMIN", "CAP_SYS_ADMIN"]), "the daemon's spelling is not drift");
+    let aliases = &live["NetworkSettings"]["Networks"]["ks-two"]["Aliases"];
+    assert!(aliases.as_array().unwrap().contains(&serde_json::json!("two")), "{aliases}");
+
+    let changed = profile_file(
+        &root.join("/work"),
+        "changed",
+        "[containers.kitchen-sink]\nports = [\"2375\"]\ncap_add = [\"NET_ADMIN\"]\nuser = \"0\"\n",
+    );
+    let plan = berth(&root)
+        .docker(&dockerd)
+        .args(["plan", "-p"])
+        .args([dockerd.layer_file().as_os_str(), "-p".as_ref(), profile.as_os_str(), "-p".as_ref(), changed.as_os_str()])
+        .run();
+    plan.code(2);
+    assert!(
+        has_line(&plan.stdout, "container/kitchen-sink -/+ replace the profile changed: ports[5353/udp], ports[80/tcp], cap_add, user"),
+        "{}",
+        plan.stdout
+    );
+}
