@@ -824,10 +824,10 @@ fn resolve_container(
     let Some(image) = layer.image else {
         return Err(layers.error_at(&key, "a container needs an `image`"));
     };
-    if image.is_empty() || image.starts_with('-') || image.contains(char::is_whitespace) {
+    if let Err(why) = check_image_reference(&image) {
         return Err(layers.error_at(
             &key.key("image"),
-            format!("`{image}` is not an image reference"),
+            format!("`{image}` is not an image reference: {why}"),
         ));
     }
     let mut networks = IndexMap::new();
@@ -896,7 +896,9 @@ fn resolve_container(
         }
     }
     let dind = layer.dind.unwrap_or_else(|| is_dind_image(&image));
-    let mut command = layer.command;
+    // `command = []` cannot be passed to `docker create` (no arguments means the image's CMD),
+    // so it means what it does there: the image's CMD.
+    let mut command = layer.command.filter(|command| !command.is_empty());
     // One MTU: the daemon inside a dind container makes its own bridge, which must not be
     // bigger than the path out (docker-library/docker #103).
     if let Some(mtu) = mtu
@@ -937,6 +939,28 @@ fn resolve_container(
         image,
         name,
     })
+}
+
+/// Catches what `docker` would refuse as an "invalid reference format" (and so fail every
+/// container's batched image inspect), without being a full reference parser.
+fn check_image_reference(image: &str) -> Result<(), &'static str> {
+    if image.is_empty() || image.starts_with('-') || image.contains(char::is_whitespace) {
+        return Err("empty, blank or an option");
+    }
+    let name = image.split('@').next().unwrap_or(image);
+    let repository = match name.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => repository,
+        _ => name,
+    };
+    // A registry host (`Registry.example:5000/x`) may have capitals; the path may not.
+    let path = match repository.split_once('/') {
+        Some((host, path)) if host.contains(['.', ':']) || host == "localhost" => path,
+        _ => repository,
+    };
+    if path.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err("repository names are lower case");
+    }
+    Ok(())
 }
 
 fn non_empty(
@@ -1206,6 +1230,21 @@ mod tests {
             "mydocker:dind",
         ] {
             assert!(!is_dind_image(image), "{image}");
+        }
+    }
+
+    #[test]
+    fn image_references_docker_would_refuse_are_caught() {
+        for good in [
+            "docker:27-dind",
+            "Registry.example:5000/team/app:V1",
+            "app@sha256:ab",
+            "localhost/x",
+        ] {
+            assert!(check_image_reference(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-x", "a b", "Team/App:1"] {
+            assert!(check_image_reference(bad).is_err(), "{bad}");
         }
     }
 

@@ -216,12 +216,14 @@ impl Resource for Network {
             }
             NetworkState::Seen(Some(live)) => live,
         };
-        let members: Vec<&str> = live
+        // Keyed by container ID: sort by name so the plan reads the same every time.
+        let mut members: Vec<&str> = live
             .containers
             .iter()
             .flatten()
             .map(|(_, member)| member.name.as_str())
             .collect();
+        members.sort_unstable();
         let reconnects = if members.is_empty() {
             String::new()
         } else {

@@ -640,7 +640,13 @@ fn every_container_field_round_trips_without_false_drift_and_each_change_is_name
     // An image that contributes env, a label, a workdir, a user and a CMD of its own.
     dockerd.import_busybox_with(
         APP_IMAGE,
-        &["CMD [\"sh\"]", "LABEL a=b", "ENV IMAGE_VAR=1", "WORKDIR /etc", "USER 0"],
+        &[
+            "CMD [\"sh\"]",
+            "LABEL a=b",
+            "ENV IMAGE_VAR=1",
+            "WORKDIR /etc",
+            "USER 0",
+        ],
     );
     // Device paths are host paths: under the root, a real device node.
     root.mkdir("/dev");
@@ -655,9 +661,19 @@ fn every_container_field_round_trips_without_false_drift_and_each_change_is_name
     run(&root, &dockerd, "plan", &profile, &[]).code(0);
     let live = dockerd.inspect_container("kitchen-sink");
     assert_eq!(live["State"]["Running"], true);
-    assert_eq!(live["HostConfig"]["CapAdd"], serde_json::json!(["CAP_NET_ADMIN", "CAP_SYS_ADMIN"]), "the daemon's spelling is not drift");
+    assert_eq!(
+        live["HostConfig"]["CapAdd"],
+        serde_json::json!(["CAP_NET_ADMIN", "CAP_SYS_ADMIN"]),
+        "the daemon's spelling is not drift"
+    );
     let aliases = &live["NetworkSettings"]["Networks"]["ks-two"]["Aliases"];
-    assert!(aliases.as_array().unwrap().contains(&serde_json::json!("two")), "{aliases}");
+    assert!(
+        aliases
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("two")),
+        "{aliases}"
+    );
 
     let changed = profile_file(
         &root.join("/work"),
@@ -667,11 +683,20 @@ fn every_container_field_round_trips_without_false_drift_and_each_change_is_name
     let plan = berth(&root)
         .docker(&dockerd)
         .args(["plan", "-p"])
-        .args([dockerd.layer_file().as_os_str(), "-p".as_ref(), profile.as_os_str(), "-p".as_ref(), changed.as_os_str()])
+        .args([
+            dockerd.layer_file().as_os_str(),
+            "-p".as_ref(),
+            profile.as_os_str(),
+            "-p".as_ref(),
+            changed.as_os_str(),
+        ])
         .run();
     plan.code(2);
     assert!(
-        has_line(&plan.stdout, "container/kitchen-sink -/+ replace the profile changed: ports[5353/udp], ports[80/tcp], cap_add, user"),
+        has_line(
+            &plan.stdout,
+            "container/kitchen-sink -/+ replace the profile changed: ports[5353/udp], ports[80/tcp], cap_add, user"
+        ),
         "{}",
         plan.stdout
     );
