@@ -79,6 +79,12 @@ pub struct ConvergeArgs {
     /// reappear only when the driver is switched back)
     #[arg(long)]
     pub allow_storage_driver_change: bool,
+
+    /// Take over networks, volumes and containers that have a profile's name but were not
+    /// created by berth: containers and networks are replaced (named volumes are kept), volumes
+    /// are kept as they are, data included
+    #[arg(long)]
+    pub adopt: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -3,11 +3,20 @@
 //! are cached for one run so that observing N resources costs a constant number of calls; the
 //! engine drops the cache after anything is applied.
 
-use std::{cell::RefCell, time::Duration};
+use std::{
+    cell::RefCell,
+    collections::{BTreeMap, BTreeSet},
+    rc::Rc,
+    time::Duration,
+};
 
-use serde::Deserialize;
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, de::DeserializeOwned};
 
-use crate::exec::{self, CommandError, CommandLine};
+use crate::{
+    exec::{self, CommandError, CommandLine},
+    inspect::{ContainerInfo, ImageInfo, NetworkInfo, VolumeInfo},
+};
 
 /// How long one `docker` query may take before berth treats the daemon as hung.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -85,6 +94,35 @@ pub fn normalize_mirror(mirror: &str) -> String {
 pub struct Docker {
     program: String,
     status: RefCell<Option<DaemonStatus>>,
+    inspected: RefCell<Inspected>,
+}
+
+/// What one batched `docker … inspect` found, keyed by the name it was asked for; a name that is
+/// not a key does not exist.
+pub type Found<T> = Rc<BTreeMap<String, T>>;
+
+/// The answers of this run's batched inspects, one per object kind.
+#[derive(Default)]
+struct Inspected {
+    containers: Option<Batch<ContainerInfo>>,
+    networks: Option<Batch<NetworkInfo>>,
+    volumes: Option<Batch<VolumeInfo>>,
+    images: Option<Batch<ImageInfo>>,
+}
+
+struct Batch<T> {
+    asked: BTreeSet<String>,
+    found: Found<T>,
+}
+
+impl<T> Batch<T> {
+    /// The cached answer, when it covers every name in `names`.
+    fn covers(&self, names: &[String]) -> Option<Found<T>> {
+        names
+            .iter()
+            .all(|name| self.asked.contains(name))
+            .then(|| Rc::clone(&self.found))
+    }
 }
 
 impl Default for Docker {
@@ -98,6 +136,7 @@ impl Docker {
         Self {
             program: program.to_owned(),
             status: RefCell::new(None),
+            inspected: RefCell::new(Inspected::default()),
         }
     }
 
@@ -122,6 +161,7 @@ impl Docker {
     /// Forgets cached answers; the engine calls this after it changed something.
     pub fn invalidate(&self) {
         self.status.borrow_mut().take();
+        *self.inspected.borrow_mut() = Inspected::default();
     }
 
     /// Asks the daemon now, bypassing the cache: for waiting on a restart.
@@ -154,6 +194,112 @@ impl Docker {
     /// Runs a docker command and returns its stdout; errors keep the command and stderr.
     pub fn run(&self, args: &[&str]) -> Result<String, CommandError> {
         Ok(exec::run_with_timeout(&self.command(args.iter().copied()), QUERY_TIMEOUT)?.stdout)
+    }
+}
+
+/// Batched inspects: each kind costs one `docker … inspect a b c` per run (until
+/// [`Docker::invalidate`]), however many resources ask, as long as every resource asks for the
+/// same list (the profile's): observing N objects costs a constant number of CLI calls.
+impl Docker {
+    pub fn containers(&self, names: &[String]) -> Result<Found<ContainerInfo>> {
+        self.batch(
+            |cache| &mut cache.containers,
+            "container",
+            names,
+            |info, name| info.plain_name() == name,
+        )
+    }
+
+    pub fn networks(&self, names: &[String]) -> Result<Found<NetworkInfo>> {
+        self.batch(
+            |cache| &mut cache.networks,
+            "network",
+            names,
+            |info, name| info.name == name,
+        )
+    }
+
+    pub fn volumes(&self, names: &[String]) -> Result<Found<VolumeInfo>> {
+        self.batch(
+            |cache| &mut cache.volumes,
+            "volume",
+            names,
+            |info, name| info.name == name,
+        )
+    }
+
+    /// Images by reference (`docker:27-dind`) or ID (`sha256:…`).
+    pub fn images(&self, references: &[String]) -> Result<Found<ImageInfo>> {
+        self.batch(
+            |cache| &mut cache.images,
+            "image",
+            references,
+            ImageInfo::answers_to,
+        )
+    }
+
+    fn batch<T: DeserializeOwned + Clone>(
+        &self,
+        slot: fn(&mut Inspected) -> &mut Option<Batch<T>>,
+        kind: &str,
+        names: &[String],
+        answers_to: impl Fn(&T, &str) -> bool,
+    ) -> Result<Found<T>> {
+        if let Some(found) = slot(&mut self.inspected.borrow_mut())
+            .as_ref()
+            .and_then(|batch| batch.covers(names))
+        {
+            return Ok(found);
+        }
+        let items: Vec<T> = self.inspect(kind, names)?;
+        // `inspect` also matches ID prefixes; only an exact name answers a name.
+        let found: BTreeMap<String, T> = names
+            .iter()
+            .filter_map(|name| {
+                items
+                    .iter()
+                    .find(|item| answers_to(item, name))
+                    .map(|item| (name.clone(), item.clone()))
+            })
+            .collect();
+        let found = Rc::new(found);
+        *slot(&mut self.inspected.borrow_mut()) = Some(Batch {
+            asked: names.iter().cloned().collect(),
+            found: Rc::clone(&found),
+        });
+        Ok(found)
+    }
+
+    /// `docker KIND inspect NAME…`. For names that do not exist the CLI prints the others and
+    /// exits 1 with one "No such …"/"not found" line each: that is an answer, not a failure.
+    fn inspect<T: DeserializeOwned>(&self, kind: &str, names: &[String]) -> Result<Vec<T>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = vec![kind.to_owned(), "inspect".to_owned(), "--".to_owned()];
+        args.extend(names.iter().cloned());
+        let command = self.command(args);
+        let output = exec::run_unchecked_with_timeout(&command, QUERY_TIMEOUT)?;
+        if !output.success() {
+            let only_missing = output.stderr.lines().all(|line| {
+                let line = line.to_ascii_lowercase();
+                line.trim().is_empty() || line.contains("no such") || line.contains("not found")
+            });
+            if !only_missing || output.stderr.trim().is_empty() {
+                let stderr = output.stderr.trim();
+                return Err(CommandError::Failed {
+                    command: command.to_string(),
+                    code: output.code,
+                    stderr: (!stderr.is_empty()).then(|| exec::Stderr(stderr.to_owned())),
+                }
+                .into());
+            }
+        }
+        if output.stdout.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str(&output.stdout)
+            .with_context(|| format!("`{command}` printed something berth cannot read"))
     }
 }
 

@@ -5,12 +5,14 @@
 #![warn(clippy::print_stdout, clippy::print_stderr, clippy::exit)]
 
 pub mod cli;
+pub mod container_spec;
 pub mod docker;
 pub mod doctor;
 pub mod engine;
 pub mod exec;
 pub mod gitlab;
 pub mod host;
+pub mod inspect;
 pub mod ledger;
 pub mod lock;
 pub mod output;

@@ -46,6 +46,8 @@ pub enum Action {
     Persist,
     Register,
     Unregister,
+    /// Pull an image (`pull = "always"`), replacing the container if the tag moved.
+    Pull,
 }
 
 /// How an action counts in the summary line, the way Terraform counts it.
@@ -62,7 +64,7 @@ impl Action {
     pub fn effect(self) -> Effect {
         match self {
             Self::Create | Self::Load | Self::Persist | Self::Register | Self::Start => Effect::Add,
-            Self::Update | Self::Restart | Self::Reload => Effect::Change,
+            Self::Update | Self::Restart | Self::Reload | Self::Pull => Effect::Change,
             Self::Delete | Self::Unregister => Effect::Destroy,
             Self::Replace => Effect::Replace,
         }
@@ -91,6 +93,7 @@ impl Action {
             Self::Persist => "persist",
             Self::Register => "register",
             Self::Unregister => "unregister",
+            Self::Pull => "pull",
         }
     }
 }

@@ -10,6 +10,10 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::{
+    container_spec::{
+        self, ContainerLayer, ContainerSpec, NetworkLayer, NetworkSpec, ObjectLayers, ObjectName,
+        VolumeLayer, VolumeSpec,
+    },
     exec::CommandLine,
     host::{Host, HostPath, host_path},
     runner_spec::{self, RunnerSettings},
@@ -135,6 +139,11 @@ pub struct ProfileLayer {
     pub runner: Option<toml::Table>,
     /// `[runners.NAME]`: the runners this host runs; checked and typed by `runner_spec`.
     pub runners: Option<toml::Table>,
+    /// One MTU for daemon.json, the profile's networks and dind daemons (see container_spec).
+    pub mtu: Option<u32>,
+    pub networks: Option<indexmap::IndexMap<ObjectName, NetworkLayer>>,
+    pub volumes: Option<indexmap::IndexMap<ObjectName, VolumeLayer>>,
+    pub containers: Option<indexmap::IndexMap<ObjectName, ContainerLayer>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -203,6 +212,13 @@ pub struct Profile {
     pub kernel_modules: Vec<ModuleName>,
     pub docker: DockerSettings,
     pub runner: RunnerSettings,
+    /// The top-level `mtu`, already applied to daemon.json, networks and dind containers; the
+    /// runner config's `network_mtu` reads it from here.
+    pub mtu: Option<u32>,
+    pub networks: Vec<NetworkSpec>,
+    pub volumes: Vec<VolumeSpec>,
+    /// In converge order: every container after those in its `after`.
+    pub containers: Vec<ContainerSpec>,
     /// Things worth knowing that are not errors; `validate` and `plan` print them.
     pub warnings: Vec<String>,
 }
@@ -284,10 +300,22 @@ impl Profile {
         let kernel = layer.kernel.unwrap_or_default();
         let docker = layer.docker.unwrap_or_default();
         let daemon_key = KeyPath::parse_dotted("docker.daemon");
-        let daemon = match docker.daemon {
+        let mut daemon = match docker.daemon {
             Some(table) => daemon_json(&table, &daemon_key, layers)?,
             None => serde_json::Map::new(),
         };
+        if let Some(mtu) = layer.mtu {
+            apply_mtu(mtu, &mut daemon, layers)?;
+        }
+        let objects = container_spec::resolve(
+            ObjectLayers {
+                networks: layer.networks,
+                volumes: layer.volumes,
+                containers: layer.containers,
+            },
+            layer.mtu,
+            layers,
+        )?;
         let ready_timeout = docker.ready_timeout.unwrap_or(60);
         if ready_timeout == 0 {
             return Err(layers
@@ -297,10 +325,13 @@ impl Profile {
                 )
                 .into());
         }
-        let (runner, runner_warnings) =
+        let (mut runner, runner_warnings) =
             runner_spec::resolve(layer.runner, layer.runners, &|key, message| {
                 layers.error_at(key, message)
             })?;
+        if let Some(mtu) = layer.mtu {
+            apply_mtu_to_runners(mtu, &mut runner, layers)?;
+        }
         Ok(Self {
             names,
             description: layer.description,
@@ -317,7 +348,11 @@ impl Profile {
                 daemon,
             },
             runner,
-            warnings: runner_warnings,
+            mtu: layer.mtu,
+            networks: objects.networks,
+            volumes: objects.volumes,
+            containers: objects.containers,
+            warnings: [objects.warnings, runner_warnings].concat(),
         })
     }
 
@@ -339,10 +374,10 @@ fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
 
 /// The layers a merged profile came from, to place errors found after merging: the last layer
 /// that sets a key is the one whose value won.
-struct Layers<'a>(&'a [TomlSource]);
+pub(crate) struct Layers<'a>(&'a [TomlSource]);
 
 impl Layers<'_> {
-    fn error_at(&self, key: &KeyPath, message: impl Into<String>) -> LocatedError {
+    pub(crate) fn error_at(&self, key: &KeyPath, message: impl Into<String>) -> LocatedError {
         let source = self
             .0
             .iter()
@@ -351,6 +386,76 @@ impl Layers<'_> {
             .or(self.0.last())
             .expect("a profile has at least one layer");
         source.error_at(key, message)
+    }
+}
+
+/// The top-level `mtu` goes into daemon.json (the host's own bridge) unless `[docker.daemon]`
+/// already says the same; two different MTUs in one profile are an error, not a guess.
+/// The job networks a docker-executor runner creates get the host's MTU too: a job container
+/// whose MTU exceeds the path's drops large packets (gitlab-runner #28960).
+fn apply_mtu_to_runners(
+    mtu: u32,
+    runner: &mut RunnerSettings,
+    layers: &Layers,
+) -> Result<(), LocatedError> {
+    for spec in &mut runner.runners {
+        let executor = spec
+            .settings
+            .get("executor")
+            .and_then(toml::Value::as_str)
+            .unwrap_or_default();
+        if !executor.starts_with("docker") {
+            continue;
+        }
+        let docker = spec
+            .settings
+            .entry("docker")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(docker) = docker.as_table_mut() else {
+            continue;
+        };
+        match docker.get("network_mtu") {
+            Some(set) if set.as_integer() != Some(i64::from(mtu)) => {
+                let key = KeyPath::root()
+                    .key("runners")
+                    .key(&spec.name)
+                    .key("docker")
+                    .key("network_mtu");
+                return Err(layers.error_at(
+                    &key,
+                    format!("{set} contradicts the top-level `mtu = {mtu}`; set one MTU, at the top level"),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                docker.insert("network_mtu".into(), toml::Value::Integer(i64::from(mtu)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn apply_mtu(
+    mtu: u32,
+    daemon: &mut serde_json::Map<String, Json>,
+    layers: &Layers,
+) -> Result<(), LocatedError> {
+    if !(68..=65535).contains(&mtu) {
+        return Err(layers.error_at(
+            &KeyPath::parse_dotted("mtu"),
+            "must be a whole number from 68 to 65535",
+        ));
+    }
+    match daemon.get("mtu") {
+        Some(set) if set.as_u64() != Some(u64::from(mtu)) => Err(layers.error_at(
+            &KeyPath::parse_dotted("docker.daemon.mtu"),
+            format!("{set} contradicts the top-level `mtu = {mtu}`; set one MTU, at the top level"),
+        )),
+        Some(_) => Ok(()),
+        None => {
+            daemon.insert("mtu".into(), Json::from(mtu));
+            Ok(())
+        }
     }
 }
 
@@ -598,6 +703,32 @@ mod tests {
         assert_eq!(
             ProfileRef::parse_host("site.toml"),
             ProfileRef::HostFile(host_path("/etc/berth/site.toml"))
+        );
+    }
+
+    #[test]
+    fn the_top_level_mtu_reaches_docker_runners_job_networks() {
+        let runner = "[runners.r]\nurl = \"https://gitlab.example.com\"\ntoken_file = \"/etc/berth/tokens/r\"\nexecutor = \"docker\"\n";
+        let resolved = profile(&[&format!("mtu = 1400\n{runner}")]).unwrap();
+        let docker = resolved.runner.runners[0].settings["docker"]
+            .as_table()
+            .unwrap();
+        assert_eq!(docker["network_mtu"].as_integer(), Some(1400));
+        let error = profile(&[&format!(
+            "mtu = 1400\n{runner}[runners.r.docker]\nnetwork_mtu = 1500\n"
+        )])
+        .unwrap_err();
+        assert!(
+            error.contains(
+                "key `runners.r.docker.network_mtu`: 1500 contradicts the top-level `mtu = 1400`"
+            ),
+            "{error}"
+        );
+        let shell = "[runners.s]\nurl = \"https://gitlab.example.com\"\ntoken_file = \"/etc/berth/tokens/s\"\nexecutor = \"shell\"\n";
+        let resolved = profile(&[&format!("mtu = 1400\n{shell}")]).unwrap();
+        assert!(
+            resolved.runner.runners[0].settings.get("docker").is_none(),
+            "only docker executors"
         );
     }
 }

@@ -81,6 +81,7 @@ impl Settings {
         };
         let options = converge.map_or_else(Options::default, |args| Options {
             allow_storage_driver_change: args.allow_storage_driver_change,
+            adopt: args.adopt,
         });
         let (metrics_file, lock_timeout) = match &cli.command {
             Command::Apply(args) => {

@@ -10,11 +10,17 @@
 //! Kinds are a closed enum ([`AnyResource`]) dispatched with `match`, so the compiler checks
 //! that every kind is handled everywhere. One kind per file.
 
+pub mod container;
 pub mod daemon_config;
 pub mod docker_daemon;
+pub mod docker_objects;
 pub mod kernel_module;
+pub mod network;
 pub mod runner;
 pub mod runner_config;
+pub mod volume;
+
+use std::rc::Rc;
 
 use anyhow::Result;
 
@@ -38,6 +44,9 @@ pub struct Options {
     /// Let daemon-config switch the storage driver even though images and containers would
     /// vanish from view until it is switched back.
     pub allow_storage_driver_change: bool,
+    /// Let berth replace (containers, networks) or take over (volumes) objects with a profile's
+    /// name that it did not create.
+    pub adopt: bool,
 }
 
 pub trait Resource {
@@ -76,6 +85,9 @@ pub enum AnyResource {
     DockerDaemon(docker_daemon::DockerDaemon),
     Runner(runner::Runner),
     RunnerConfig(runner_config::RunnerConfig),
+    Network(network::Network),
+    Volume(volume::Volume),
+    Container(container::Container),
 }
 
 /// Calls `$body` with `$resource` bound to the concrete resource inside an [`AnyResource`].
@@ -88,6 +100,9 @@ macro_rules! with_resource {
             $crate::resource::AnyResource::DockerDaemon($resource) => $body,
             $crate::resource::AnyResource::Runner($resource) => $body,
             $crate::resource::AnyResource::RunnerConfig($resource) => $body,
+            $crate::resource::AnyResource::Network($resource) => $body,
+            $crate::resource::AnyResource::Volume($resource) => $body,
+            $crate::resource::AnyResource::Container($resource) => $body,
         }
     };
 }
@@ -101,7 +116,8 @@ impl AnyResource {
 /// The resources a profile declares, in the order they must converge: the kernel first (Docker
 /// needs overlay), then daemon.json, then the daemon that reads it, then the runners'
 /// registrations and their config.toml (files and HTTP, no Docker), which must exist before
-/// the runner container that mounts it is created.
+/// the runner container that mounts it is created, then the networks and volumes containers
+/// use, then the containers, each after those in its `after`.
 pub fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResource> {
     let mut resources = Vec::new();
     for module in &profile.kernel_modules {
@@ -130,6 +146,32 @@ pub fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResource> {
     if profile.runner.is_declared() {
         resources.push(AnyResource::RunnerConfig(runner_config::RunnerConfig::new(
             &profile.runner,
+        )));
+    }
+    let names = Rc::new(docker_objects::ObjectNames::from_profile(profile));
+    let label = profile.label();
+    for spec in &profile.networks {
+        resources.push(AnyResource::Network(network::Network::new(
+            spec.clone(),
+            label.clone(),
+            Rc::clone(&names),
+            options.adopt,
+        )));
+    }
+    for spec in &profile.volumes {
+        resources.push(AnyResource::Volume(volume::Volume::new(
+            spec.clone(),
+            label.clone(),
+            Rc::clone(&names),
+            options.adopt,
+        )));
+    }
+    for spec in &profile.containers {
+        resources.push(AnyResource::Container(container::Container::new(
+            spec.clone(),
+            profile,
+            Rc::clone(&names),
+            options.adopt,
         )));
     }
     resources

@@ -506,6 +506,12 @@ exit 1
 
     /// Imports a busybox-based stand-in image as `tag` (no registry can be reached here).
     pub fn import_busybox(&self, tag: &str) {
+        self.import_busybox_with(tag, &["CMD [\"sh\"]"]);
+    }
+
+    /// Imports a busybox-based stand-in image as `tag` with `docker import -c` changes
+    /// (`ENTRYPOINT [...]`, `VOLUME /var/lib/docker`, `ENV A=b`, ...).
+    pub fn import_busybox_with(&self, tag: &str, changes: &[&str]) {
         let rootfs = busybox_rootfs();
         let tar = Command::new("tar")
             .arg("-C")
@@ -515,7 +521,9 @@ exit 1
             .unwrap();
         assert!(tar.status.success());
         let mut child = Command::new("docker")
-            .args(["import", "-c", "CMD [\"sh\"]", "-", tag])
+            .arg("import")
+            .args(changes.iter().flat_map(|change| ["-c", change]))
+            .args(["-", tag])
             .env("DOCKER_HOST", self.host())
             .env("DOCKER_CONFIG", self.dir.path().join("cli"))
             .stdin(std::process::Stdio::piped())
@@ -525,6 +533,54 @@ exit 1
         std::io::Write::write_all(child.stdin.as_mut().unwrap(), &tar.stdout).unwrap();
         drop(child.stdin.take());
         assert!(child.wait().unwrap().success(), "docker import failed");
+    }
+
+    /// Imports a stand-in whose entrypoint runs `script` with `sh -c` (the container's
+    /// arguments, such as a profile's `command`, are ignored), plus `docker import -c` changes.
+    pub fn import_stand_in(&self, tag: &str, script: &str, changes: &[&str]) {
+        let entrypoint = format!(
+            "ENTRYPOINT {}",
+            serde_json::json!(["/bin/sh", "-c", script, "stand-in"])
+        );
+        let mut all = vec![entrypoint.as_str()];
+        all.extend_from_slice(changes);
+        self.import_busybox_with(tag, &all);
+    }
+
+    /// Stand-ins for the images the embedded profiles name, tagged as those images so that
+    /// `pull = "missing"` finds them:
+    /// - [`DIND_IMAGE`] acts like `docker:dind`: declares VOLUME /var/lib/docker, listens on 2375
+    ///   (2376 with DOCKER_TLS_CERTDIR, where it also writes a CA and a client certificate the
+    ///   way the real entrypoint does, keeping an existing CA) and answers `hello`.
+    /// - [`RUNNER_IMAGE`] acts like `gitlab/gitlab-runner`: has an entrypoint and a CMD of its
+    ///   own, runs until stopped, and on SIGQUIT (drain) appends its hostname to
+    ///   /etc/gitlab-runner/drained and exits 0.
+    pub fn import_profile_images(&self) {
+        self.import_stand_in(
+            DIND_IMAGE,
+            DIND_SCRIPT,
+            &["VOLUME /var/lib/docker", "ENV DIND_STAND_IN=1"],
+        );
+        self.import_stand_in(
+            RUNNER_IMAGE,
+            RUNNER_SCRIPT,
+            &[
+                "CMD [\"run\", \"--user=gitlab-runner\"]",
+                "ENV RUNNER_STAND_IN=1",
+                "LABEL maintainer=stand-in",
+            ],
+        );
+    }
+
+    /// The ID of a container, to tell a replaced container from a kept one.
+    pub fn container_id(&self, name: &str) -> String {
+        self.docker(["container", "inspect", "--format", "{{.Id}}", name])
+    }
+
+    /// `docker container inspect NAME` as JSON.
+    pub fn inspect_container(&self, name: &str) -> serde_json::Value {
+        let text = self.docker(["container", "inspect", name]);
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()[0].clone()
     }
 
     /// The daemon's log so far, for failure messages.
@@ -558,6 +614,38 @@ impl Drop for Dockerd {
             .status();
         let _ = &self.root;
     }
+}
+
+/// The image the embedded profiles run as their Docker-in-Docker daemon.
+pub const DIND_IMAGE: &str = "docker:27-dind";
+/// The image the embedded profiles run as their runner.
+pub const RUNNER_IMAGE: &str = "gitlab/gitlab-runner:v17.11.0";
+
+const DIND_SCRIPT: &str = r#"
+port=2375
+if [ -n "$DOCKER_TLS_CERTDIR" ]; then
+    port=2376
+    /bin/busybox mkdir -p "$DOCKER_TLS_CERTDIR/ca" "$DOCKER_TLS_CERTDIR/client"
+    [ -s "$DOCKER_TLS_CERTDIR/ca/key.pem" ] || echo "ca-of-$HOSTNAME" > "$DOCKER_TLS_CERTDIR/ca/key.pem"
+    echo "client cert signed by $(cat "$DOCKER_TLS_CERTDIR/ca/key.pem")" > "$DOCKER_TLS_CERTDIR/client/cert.pem"
+fi
+trap 'exit 0' TERM
+while :; do nc -l -p "$port" -e echo hello & wait $!; done
+"#;
+
+const RUNNER_SCRIPT: &str = r#"
+trap 'echo "$HOSTNAME" >> /etc/gitlab-runner/drained; exit 0' QUIT
+trap 'exit 0' TERM
+while :; do sleep 1 & wait $!; done
+"#;
+
+/// A profile layer that lets the named containers start here: privileged containers cannot
+/// (the sandbox lacks a capability), so they run unprivileged.
+pub fn unprivileged_layer(containers: &[&str]) -> String {
+    containers
+        .iter()
+        .map(|name| format!("[containers.{name}]\nprivileged = false\n"))
+        .collect()
 }
 
 /// A directory with `/bin/busybox` and its applets, built once per test run.

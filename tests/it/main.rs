@@ -4,8 +4,10 @@ mod harness;
 
 mod bad_input;
 mod cli;
+mod containers;
 mod daemon;
 mod gitlab_server;
 mod host_files;
 mod operations;
+mod profiles;
 mod runner;

@@ -12,7 +12,8 @@ use std::{
 use crate::{
     gitlab_server::{CREATE, DELETE, DELETE_MANAGER, GitLab, REGISTER, VERIFY},
     harness::{
-        Berth, Root, berth, profile_file, start_gitlab, start_gitlab_tls, write_logging_stubs,
+        Berth, Root, berth, profile_file, start_gitlab, start_gitlab_tls, unprivileged_layer,
+        write_logging_stubs,
     },
     require_dockerd,
 };
@@ -971,7 +972,17 @@ fn dind_with_a_runner_applies_from_scratch_and_a_second_plan_asks_gitlab_nothing
     let gitlab = start_gitlab();
     gitlab.add_runner(GLRT);
     token_file(&root, GLRT_TOKEN_FILE, GLRT);
-    let runner = layer(&root, "runner", &docker_runner(&gitlab));
+    // Stand-ins for the registry images (no registry here); dind cannot be privileged here.
+    dockerd.import_profile_images();
+    let runner = layer(
+        &root,
+        "runner",
+        &format!(
+            "{}\n{}",
+            docker_runner(&gitlab),
+            unprivileged_layer(&["gitlab-dind"])
+        ),
+    );
     let daemon = dockerd.layer_file();
     let apply = command(
         &root,
@@ -993,4 +1004,12 @@ fn dind_with_a_runner_applies_from_scratch_and_a_second_plan_asks_gitlab_nothing
         "the second plan made no GitLab call"
     );
     assert!(root.read(CONFIG).unwrap().contains("image = \"docker:27\""));
+    // The runner container sees the file berth wrote through its bind-mounted directory.
+    let seen = dockerd.docker([
+        "exec",
+        "gitlab-runner",
+        "cat",
+        "/etc/gitlab-runner/config.toml",
+    ]);
+    assert_eq!(seen, root.read(CONFIG).unwrap().trim_end());
 }

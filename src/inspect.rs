@@ -1,0 +1,283 @@
+//! What `docker container|network|volume|image inspect` reports, typed: only the fields berth
+//! reads. Unknown fields are ignored and missing ones default, because the CLI and the daemon add
+//! and drop fields between releases (and fill some only once a container ran).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::container_spec::{LABEL_MANAGED, LABEL_SPEC_HASH};
+
+pub type Labels = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerInfo {
+    pub id: String,
+    /// With Docker's leading `/`.
+    pub name: String,
+    /// The ID of the image the container was created from.
+    pub image: String,
+    pub state: ContainerState,
+    pub config: Config,
+    pub host_config: HostConfig,
+    pub network_settings: NetworkSettings,
+}
+
+impl ContainerInfo {
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(12)]
+    }
+
+    pub fn plain_name(&self) -> &str {
+        self.name.trim_start_matches('/')
+    }
+
+    pub fn networks(&self) -> &BTreeMap<String, Endpoint> {
+        static EMPTY: BTreeMap<String, Endpoint> = BTreeMap::new();
+        self.network_settings.networks.as_ref().unwrap_or(&EMPTY)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerState {
+    /// created, running, paused, restarting, removing, exited, dead.
+    pub status: String,
+    pub running: bool,
+    pub started_at: String,
+}
+
+/// A container's `Config`, and an image's: the daemon merges the image's into the container's.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Config {
+    pub image: String,
+    pub env: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub labels: Option<Labels>,
+    pub user: String,
+    pub working_dir: String,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<u32>,
+    /// Anonymous volumes: the image's VOLUMEs and `-v /path`.
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+impl Config {
+    pub fn env_map(&self) -> BTreeMap<&str, &str> {
+        self.env
+            .iter()
+            .flatten()
+            .map(|entry| entry.split_once('=').unwrap_or((entry.as_str(), "")))
+            .collect()
+    }
+
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.as_ref()?.get(key).map(String::as_str)
+    }
+
+    /// True when berth created the object: only berth sets `berth.managed=true`.
+    pub fn managed(&self) -> bool {
+        self.label(LABEL_MANAGED) == Some("true")
+    }
+
+    pub fn spec_hash(&self) -> Option<&str> {
+        self.label(LABEL_SPEC_HASH)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HostConfig {
+    pub binds: Option<Vec<String>>,
+    pub privileged: bool,
+    pub restart_policy: RestartPolicyInfo,
+    pub port_bindings: Option<BTreeMap<String, Option<Vec<PortBindingInfo>>>>,
+    pub cap_add: Option<Vec<String>>,
+    pub security_opt: Option<Vec<String>>,
+    pub devices: Option<Vec<DeviceInfo>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RestartPolicyInfo {
+    pub name: String,
+    pub maximum_retry_count: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBindingInfo {
+    pub host_ip: String,
+    pub host_port: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DeviceInfo {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    pub cgroup_permissions: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkSettings {
+    pub networks: Option<BTreeMap<String, Endpoint>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Endpoint {
+    pub aliases: Option<Vec<String>>,
+    /// Empty until the container first starts on the network.
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkInfo {
+    pub name: String,
+    pub id: String,
+    pub driver: String,
+    pub options: Option<Labels>,
+    pub internal: bool,
+    pub labels: Option<Labels>,
+    /// Only containers with a live endpoint (running ones).
+    pub containers: Option<BTreeMap<String, NetworkMember>>,
+}
+
+impl NetworkInfo {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.as_ref()?.get(key).map(String::as_str)
+    }
+
+    pub fn managed(&self) -> bool {
+        self.label(LABEL_MANAGED) == Some("true")
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkMember {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub driver: String,
+    pub options: Option<Labels>,
+    pub labels: Option<Labels>,
+    pub created_at: String,
+}
+
+impl VolumeInfo {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.as_ref()?.get(key).map(String::as_str)
+    }
+
+    pub fn managed(&self) -> bool {
+        self.label(LABEL_MANAGED) == Some("true")
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ImageInfo {
+    pub id: String,
+    pub repo_tags: Option<Vec<String>>,
+    pub repo_digests: Option<Vec<String>>,
+    pub config: Config,
+}
+
+impl ImageInfo {
+    /// True when `reference` (a tag, a digest reference or an ID) names this image.
+    pub fn answers_to(&self, reference: &str) -> bool {
+        if reference.starts_with("sha256:") {
+            return self.id == reference;
+        }
+        let wanted = normalize_reference(reference);
+        self.repo_tags
+            .iter()
+            .flatten()
+            .chain(self.repo_digests.iter().flatten())
+            .any(|known| normalize_reference(known) == wanted)
+    }
+}
+
+/// `docker.io/library/docker:27-dind` and `docker:27-dind` name one image, as do `busybox`
+/// and `busybox:latest`; Docker lists tags in the short form.
+pub fn normalize_reference(reference: &str) -> String {
+    let mut name = reference;
+    for prefix in ["docker.io/", "index.docker.io/", "registry-1.docker.io/"] {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            name = rest;
+        }
+    }
+    if let Some(rest) = name.strip_prefix("library/") {
+        name = rest;
+    }
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if name.contains('@') || last.contains(':') {
+        name.to_owned()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+pub fn short_image_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_compare_in_docker_short_form() {
+        assert_eq!(
+            normalize_reference("docker.io/library/docker:27-dind"),
+            "docker:27-dind"
+        );
+        assert_eq!(normalize_reference("busybox"), "busybox:latest");
+        assert_eq!(
+            normalize_reference("registry:5000/app"),
+            "registry:5000/app:latest"
+        );
+        assert_eq!(
+            normalize_reference("gitlab/gitlab-runner:v17.11.0"),
+            "gitlab/gitlab-runner:v17.11.0"
+        );
+        let image = ImageInfo {
+            id: "sha256:abc".into(),
+            repo_tags: Some(vec!["docker:27-dind".into()]),
+            ..ImageInfo::default()
+        };
+        assert!(image.answers_to("docker.io/library/docker:27-dind"));
+        assert!(image.answers_to("sha256:abc"));
+        assert!(!image.answers_to("docker:28-dind"));
+    }
+
+    #[test]
+    fn a_created_container_parses_with_what_is_missing_defaulted() {
+        let info: ContainerInfo = serde_json::from_str(
+            r#"{"Id":"0123456789abcdef","Name":"/gitlab-dind","State":{"Status":"created"},
+                "Config":{"Labels":{"berth.managed":"true"},"Cmd":null},
+                "NetworkSettings":{"Networks":{"net":{"Aliases":["docker"],"NetworkID":""}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(info.plain_name(), "gitlab-dind");
+        assert_eq!(info.short_id(), "0123456789ab");
+        assert!(info.config.managed());
+        assert_eq!(
+            info.networks()["net"].aliases.as_deref(),
+            Some(&["docker".to_owned()][..])
+        );
+    }
+}

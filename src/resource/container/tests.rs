@@ -1,0 +1,570 @@
+//! Table tests for `container/NAME`'s diff: what is drift, what is not, and how it is told.
+
+use super::*;
+use crate::{
+    container_spec::{LABEL_MANAGED, LABEL_SPEC_HASH},
+    inspect::{
+        ContainerState as LiveState, Endpoint, HostConfig, NetworkSettings, RestartPolicyInfo,
+    },
+    toml_source::TomlSource,
+};
+
+const PROFILE: &str = r#"
+[networks.ci-net]
+[containers.gitlab-dind]
+image = "docker:27-dind"
+restart = "always"
+networks = { ci-net = { aliases = ["docker"] } }
+volumes = ["dind-data:/var/lib/docker", "dind-certs:/certs/client"]
+env = { DOCKER_TLS_CERTDIR = "/certs" }
+[containers.gitlab-runner]
+image = "gitlab/gitlab-runner:v17.11.0"
+restart = "always"
+networks = ["ci-net"]
+volumes = ["/srv/gitlab-runner:/etc/gitlab-runner", "dind-certs:/certs/client:ro"]
+env = { DOCKER_HOST = "tcp://gitlab-dind:2376" }
+stop_signal = "SIGQUIT"
+stop_timeout = 3600
+after = ["gitlab-dind"]
+"#;
+
+fn profile(extra: &str) -> Profile {
+    Profile::from_sources(
+        vec!["test".into()],
+        &[
+            TomlSource::new("base.toml", PROFILE),
+            TomlSource::new("extra.toml", extra),
+        ],
+    )
+    .unwrap_or_else(|error| panic!("{}", error.problem))
+}
+
+fn container(profile: &Profile, name: &str, adopt: bool) -> Container {
+    let spec = profile
+        .containers
+        .iter()
+        .find(|spec| spec.name.as_str() == name)
+        .unwrap()
+        .clone();
+    Container::new(
+        spec,
+        profile,
+        Rc::new(ObjectNames::from_profile(profile)),
+        adopt,
+    )
+}
+
+const IMAGE_ID: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const NETWORK_ID: &str = "net-1";
+
+/// The image, with what images contribute: env, labels, a VOLUME, an entrypoint and a CMD.
+fn image(reference: &str, id: &str) -> ImageInfo {
+    ImageInfo {
+        id: id.into(),
+        repo_tags: Some(vec![reference.into()]),
+        repo_digests: None,
+        config: Config {
+            env: Some(vec!["PATH=/usr/bin:/bin".into(), "IMAGE_VAR=1".into()]),
+            cmd: Some(vec!["run".into(), "--user=gitlab-runner".into()]),
+            entrypoint: Some(vec!["/entrypoint".into()]),
+            labels: Some(BTreeMap::from([("maintainer".into(), "someone".into())])),
+            volumes: Some(BTreeMap::from([("/var/lib/docker".into(), Json::Null)])),
+            ..Config::default()
+        },
+    }
+}
+
+/// What Docker reports for a container berth created from `resource`'s spec: the image's
+/// contributions merged in, the daemon's short-ID alias added.
+fn live(resource: &Container) -> ContainerInfo {
+    let spec = &resource.spec;
+    let image = image(&spec.image, IMAGE_ID);
+    let host = Host::new("/");
+    let mut env = image.config.env.clone().unwrap();
+    env.extend(spec.env.iter().map(|(k, v)| format!("{k}={v}")));
+    let mut labels = image.config.labels.clone().unwrap();
+    labels.insert(LABEL_MANAGED.into(), "true".into());
+    labels.insert(LABEL_SPEC_HASH.into(), resource.hash.clone());
+    labels.insert("berth.profile".into(), "test".into());
+    let id = "abcdef0123456789".to_owned();
+    ContainerInfo {
+        name: format!("/{}", spec.name),
+        image: IMAGE_ID.into(),
+        state: LiveState {
+            status: "running".into(),
+            running: true,
+            started_at: String::new(),
+        },
+        config: Config {
+            image: spec.image.clone(),
+            env: Some(env),
+            cmd: spec.command.clone().or(image.config.cmd.clone()),
+            entrypoint: image.config.entrypoint.clone(),
+            labels: Some(labels),
+            stop_signal: spec.stop_signal.clone(),
+            stop_timeout: spec.stop_timeout,
+            volumes: image.config.volumes.clone(),
+            ..Config::default()
+        },
+        host_config: HostConfig {
+            binds: Some(
+                spec.mounts
+                    .iter()
+                    .filter_map(|mount| mount.bind_argument(&host))
+                    .collect(),
+            ),
+            privileged: spec.privileged,
+            restart_policy: RestartPolicyInfo {
+                name: spec.restart.to_string(),
+                maximum_retry_count: 0,
+            },
+            ..HostConfig::default()
+        },
+        network_settings: NetworkSettings {
+            networks: Some(
+                spec.networks
+                    .iter()
+                    .map(|(name, aliases)| {
+                        let mut aliases = aliases.clone();
+                        aliases.push(id[..12].to_owned());
+                        (
+                            name.to_string(),
+                            Endpoint {
+                                aliases: Some(aliases),
+                                network_id: NETWORK_ID.into(),
+                            },
+                        )
+                    })
+                    .collect(),
+            ),
+        },
+        id,
+    }
+}
+
+fn seen(resource: &Container, container: Option<ContainerInfo>) -> ContainerState {
+    ContainerState::Seen(Box::new(Seen {
+        host: Host::new("/"),
+        image: Some(image(&resource.spec.image, IMAGE_ID)),
+        running_image: container
+            .as_ref()
+            .map(|_| image(&resource.spec.image, IMAGE_ID)),
+        container,
+        network_ids: BTreeMap::from([("ci-net".into(), NETWORK_ID.into())]),
+        missing_sources: Vec::new(),
+    }))
+}
+
+/// Each change as `action detail` with its fields as `path: before → after`.
+fn told(diff: &Diff) -> Vec<String> {
+    let mut lines = Vec::new();
+    for change in &diff.changes {
+        let mut line = format!("{} {}", change.action.as_str(), change.detail);
+        if let Some(reason) = &change.refused {
+            line.push_str(&format!(" [refused: {reason}]"));
+        }
+        lines.push(line);
+        for field in &change.fields {
+            let show = |value: &Option<Json>| {
+                value
+                    .as_ref()
+                    .map_or_else(|| "(absent)".to_owned(), Json::to_string)
+            };
+            lines.push(format!(
+                "  {}: {} → {}",
+                field.path,
+                show(&field.before),
+                show(&field.after)
+            ));
+        }
+    }
+    lines
+}
+
+#[test]
+fn container_diff_table() {
+    let base = profile("");
+    let runner = container(&base, "gitlab-runner", false);
+    let dind = container(&base, "gitlab-dind", false);
+    type Case<'a> = (
+        &'static str,
+        &'a Container,
+        ContainerState,
+        Vec<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "in sync, though the image added env, labels, a VOLUME, its entrypoint and CMD: nothing",
+            &runner,
+            seen(&runner, Some(live(&runner))),
+            vec![],
+        ),
+        (
+            "missing: created",
+            &runner,
+            seen(&runner, None),
+            vec!["create image gitlab/gitlab-runner:v17.11.0"],
+        ),
+        (
+            "stopped: started, not replaced",
+            &runner,
+            seen(
+                &runner,
+                Some({
+                    let mut stopped = live(&runner);
+                    stopped.state.status = "exited".into();
+                    stopped.state.running = false;
+                    stopped
+                }),
+            ),
+            vec!["start the container is exited"],
+        ),
+        (
+            "restart policy changed by hand: repaired in place",
+            &dind,
+            seen(
+                &dind,
+                Some({
+                    let mut changed = live(&dind);
+                    changed.host_config.restart_policy.name = "no".into();
+                    changed
+                }),
+            ),
+            vec![
+                "update changed outside berth: restart (repaired in place)",
+                "  restart: \"no\" → \"always\"",
+            ],
+        ),
+        (
+            "disconnected from its network by hand: reconnected in place",
+            &runner,
+            seen(
+                &runner,
+                Some({
+                    let mut changed = live(&runner);
+                    changed.network_settings.networks = Some(BTreeMap::new());
+                    changed
+                }),
+            ),
+            vec![
+                "update changed outside berth: networks.ci-net (repaired in place)",
+                "  networks.ci-net: (absent) → []",
+            ],
+        ),
+        (
+            "its network was removed and created again: reconnected",
+            &dind,
+            ContainerState::Seen(Box::new(Seen {
+                network_ids: BTreeMap::from([("ci-net".into(), "net-2".into())]),
+                ..match seen(&dind, Some(live(&dind))) {
+                    ContainerState::Seen(seen) => *seen,
+                    ContainerState::Unavailable(_) => unreachable!(),
+                }
+            })),
+            vec![
+                "update changed outside berth: networks.ci-net (repaired in place)",
+                "  networks.ci-net: \"attached to a network that no longer exists\" → [\"docker\"]",
+            ],
+        ),
+        (
+            "an alias lost: reconnected with it",
+            &dind,
+            seen(
+                &dind,
+                Some({
+                    let mut changed = live(&dind);
+                    changed
+                        .network_settings
+                        .networks
+                        .as_mut()
+                        .unwrap()
+                        .get_mut("ci-net")
+                        .unwrap()
+                        .aliases = Some(vec!["abcdef012345".into()]);
+                    changed
+                }),
+            ),
+            vec![
+                "update changed outside berth: networks.ci-net (repaired in place)",
+                "  networks.ci-net: [] → [\"docker\"]",
+            ],
+        ),
+        (
+            "privileged behind berth's back: replaced",
+            &dind,
+            seen(
+                &dind,
+                Some({
+                    let mut changed = live(&dind);
+                    changed.host_config.privileged = true;
+                    changed
+                }),
+            ),
+            vec![
+                "replace changed outside berth: privileged",
+                "  privileged: true → false",
+            ],
+        ),
+        (
+            "an env var nobody declared: replaced",
+            &runner,
+            seen(
+                &runner,
+                Some({
+                    let mut changed = live(&runner);
+                    changed.config.env.as_mut().unwrap().push("EXTRA=1".into());
+                    changed
+                }),
+            ),
+            vec![
+                "replace changed outside berth: env.EXTRA",
+                "  env.EXTRA: \"1\" → (absent)",
+            ],
+        ),
+        (
+            "the tag now names another image: replaced",
+            &runner,
+            ContainerState::Seen(Box::new(Seen {
+                image: Some(image(
+                    "gitlab/gitlab-runner:v17.11.0",
+                    "sha256:2222222222222222",
+                )),
+                ..match seen(&runner, Some(live(&runner))) {
+                    ContainerState::Seen(seen) => *seen,
+                    ContainerState::Unavailable(_) => unreachable!(),
+                }
+            })),
+            vec![
+                "replace changed outside berth: image",
+                "  image: \"gitlab/gitlab-runner:v17.11.0 (111111111111)\" → \"gitlab/gitlab-runner:v17.11.0 (222222222222)\"",
+            ],
+        ),
+        (
+            "a container berth did not create: a refused conflict",
+            &runner,
+            seen(
+                &runner,
+                Some({
+                    let mut foreign = live(&runner);
+                    foreign.config.labels = None;
+                    foreign
+                }),
+            ),
+            vec![
+                "replace a container named `gitlab-runner` exists but berth did not create it (no berth.managed label) [refused: berth does not touch a container it did not create; rerun with --adopt to replace it with the profile's (named volumes are kept)]",
+                "  labels.berth.managed: (absent) → \"true\"",
+            ],
+        ),
+        (
+            "a bind mount changed by hand: replaced",
+            &runner,
+            seen(
+                &runner,
+                Some({
+                    let mut changed = live(&runner);
+                    changed.host_config.binds = Some(vec![
+                        "/elsewhere:/etc/gitlab-runner".into(),
+                        "dind-certs:/certs/client:ro".into(),
+                    ]);
+                    changed
+                }),
+            ),
+            vec![
+                "replace changed outside berth: volumes[/etc/gitlab-runner]",
+                "  volumes[/etc/gitlab-runner]: \"/elsewhere:/etc/gitlab-runner\" → \"/srv/gitlab-runner:/etc/gitlab-runner\"",
+            ],
+        ),
+        (
+            "a dead container: replaced",
+            &runner,
+            seen(
+                &runner,
+                Some({
+                    let mut dead = live(&runner);
+                    dead.state.status = "dead".into();
+                    dead.state.running = false;
+                    dead
+                }),
+            ),
+            vec![
+                "replace changed outside berth: state",
+                "  state: \"dead\" → \"running\"",
+            ],
+        ),
+        (
+            "Docker installed but not answering: a warning, no change",
+            &runner,
+            ContainerState::Unavailable(Reach::Unreachable("no socket".into())),
+            vec![],
+        ),
+    ];
+    for (name, resource, observed, expected) in cases {
+        assert_eq!(told(&resource.diff(&observed, &[])), expected, "{name}");
+    }
+}
+
+#[test]
+fn a_profile_change_is_told_field_by_field() {
+    let old = profile("");
+    let new = profile("[containers.gitlab-runner.env]\nDOCKER_HOST = \"tcp://docker:2376\"\n");
+    let before = container(&old, "gitlab-runner", false);
+    let after = container(&new, "gitlab-runner", false);
+    let diff = after.diff(&seen(&after, Some(live(&before))), &[]);
+    assert_eq!(
+        told(&diff),
+        [
+            "replace the profile changed: env.DOCKER_HOST",
+            "  env.DOCKER_HOST: \"tcp://gitlab-dind:2376\" → \"tcp://docker:2376\"",
+        ]
+    );
+}
+
+#[test]
+fn a_changed_hash_with_nothing_observable_still_replaces_and_says_so() {
+    let resource = container(&profile(""), "gitlab-runner", false);
+    let mut old = live(&resource);
+    old.config
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert(LABEL_SPEC_HASH.into(), "0123456789abcdef".into());
+    let diff = resource.diff(&seen(&resource, Some(old)), &[]);
+    assert_eq!(diff.changes[0].action, Action::Replace);
+    assert_eq!(diff.changes[0].fields[0].path, "spec-hash");
+    assert_eq!(
+        diff.changes[0].fields[0].before,
+        Some(Json::from("0123456789ab"))
+    );
+}
+
+#[test]
+fn removing_a_command_from_the_profile_falls_back_to_the_image_cmd() {
+    let with = profile("[containers.gitlab-runner]\ncommand = [\"run\", \"--debug\"]\n");
+    let without = profile("");
+    let old = live(&container(&with, "gitlab-runner", false));
+    let resource = container(&without, "gitlab-runner", false);
+    let diff = resource.diff(&seen(&resource, Some(old)), &[]);
+    assert_eq!(
+        told(&diff),
+        [
+            "replace the profile changed: command",
+            "  command: [\"run\",\"--debug\"] → [\"run\",\"--user=gitlab-runner\"]",
+        ]
+    );
+}
+
+#[test]
+fn adopt_lifts_the_conflict_refusal() {
+    let resource = container(&profile(""), "gitlab-runner", true);
+    let mut foreign = live(&resource);
+    foreign.config.labels = None;
+    let diff = resource.diff(&seen(&resource, Some(foreign)), &[]);
+    assert_eq!(diff.changes[0].action, Action::Replace);
+    assert!(diff.changes[0].refused.is_none());
+}
+
+#[test]
+fn a_missing_image_that_may_not_be_pulled_is_refused() {
+    let never = profile("[containers.gitlab-runner]\npull = \"never\"\n");
+    let resource = container(&never, "gitlab-runner", false);
+    let ContainerState::Seen(mut observed) = seen(&resource, None) else {
+        unreachable!()
+    };
+    observed.image = None;
+    let diff = resource.diff(&ContainerState::Seen(observed), &[]);
+    assert!(
+        diff.changes[0]
+            .refused
+            .as_deref()
+            .is_some_and(|reason| reason.contains("pull = \"never\"")),
+        "{diff:?}"
+    );
+}
+
+#[test]
+fn a_reader_restarts_when_the_container_writing_its_volume_is_replaced() {
+    let base = profile("");
+    let runner = container(&base, "gitlab-runner", false);
+    assert_eq!(
+        runner.producers,
+        [(
+            ObjectName::try_from("gitlab-dind".to_owned()).unwrap(),
+            ObjectName::try_from("dind-certs".to_owned()).unwrap()
+        )]
+    );
+    let replaced = Change::new(
+        ResourceId::new("container", "gitlab-dind"),
+        Action::Replace,
+        "",
+    );
+    let diff = runner.diff(&seen(&runner, Some(live(&runner))), &[replaced]);
+    assert_eq!(
+        told(&diff),
+        [
+            "restart `container/gitlab-dind` is new and writes volume `dind-certs`, which this container reads"
+        ]
+    );
+    // A container that only comes after another, sharing nothing it reads, is left alone.
+    let plain = profile(
+        "[containers.gitlab-runner]\nvolumes = [\"/srv/gitlab-runner:/etc/gitlab-runner\"]\n",
+    );
+    let runner = container(&plain, "gitlab-runner", false);
+    let replaced = Change::new(
+        ResourceId::new("container", "gitlab-dind"),
+        Action::Replace,
+        "",
+    );
+    assert!(
+        runner
+            .diff(&seen(&runner, Some(live(&runner))), &[replaced])
+            .changes
+            .is_empty()
+    );
+}
+
+#[test]
+fn pull_always_is_a_change_every_run() {
+    let always = profile("[containers.gitlab-runner]\npull = \"always\"\n");
+    let resource = container(&always, "gitlab-runner", false);
+    let diff = resource.diff(&seen(&resource, Some(live(&resource))), &[]);
+    assert_eq!(diff.changes.len(), 1);
+    assert_eq!(diff.changes[0].action, Action::Pull);
+}
+
+#[test]
+fn dependencies_are_the_daemon_the_networks_volumes_and_after() {
+    let resource = container(&profile(""), "gitlab-runner", false);
+    let ids: Vec<String> = resource
+        .depends_on()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "daemon/docker",
+            "network/ci-net",
+            "volume/dind-certs",
+            "container/gitlab-dind"
+        ]
+    );
+}
+
+#[test]
+fn create_arguments_carry_the_spec_and_the_ownership_labels() {
+    let resource = container(&profile("mtu = 1400\n"), "gitlab-dind", false);
+    let args = resource.create_arguments(&Host::new("/r")).join(" ");
+    assert!(args.starts_with("container create --name gitlab-dind --label berth.managed=true --label berth.profile=test --label berth.spec-hash="), "{args}");
+    assert!(args.contains(" --restart always --network ci-net --network-alias docker --volume dind-data:/var/lib/docker --volume dind-certs:/certs/client --env DOCKER_TLS_CERTDIR=/certs "), "{args}");
+    assert!(args.ends_with(" docker:27-dind --mtu=1400"), "{args}");
+    let runner = container(&profile(""), "gitlab-runner", false);
+    let args = runner.create_arguments(&Host::new("/r")).join(" ");
+    assert!(
+        args.contains("--volume /r/srv/gitlab-runner:/etc/gitlab-runner"),
+        "{args}"
+    );
+    assert!(
+        args.contains("--stop-signal SIGQUIT --stop-timeout 3600"),
+        "{args}"
+    );
+}

@@ -1,0 +1,435 @@
+//! `network/NAME`: a Docker network the profile declares (driver, options, internal, labels).
+//!
+//! Docker cannot change a network in place, so a network whose spec changed is replaced: its
+//! containers (running or not) are disconnected, the network is removed and created again, and
+//! every container is reconnected with the aliases it had. A network with the profile's name
+//! that berth did not create is a conflict, replaced only with `--adopt`.
+
+use std::rc::Rc;
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::Value as Json;
+
+use crate::{
+    container_spec::NetworkSpec,
+    inspect::{ContainerInfo, NetworkInfo},
+    plan::{Action, Change, Diff, FieldChange, ResourceId},
+    resource::{
+        Context, Resource,
+        docker_objects::{self, ObjectNames, Reach},
+    },
+};
+
+pub struct Network {
+    spec: NetworkSpec,
+    hash: String,
+    profile: String,
+    names: Rc<ObjectNames>,
+    adopt: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum NetworkState {
+    Unavailable(Reach),
+    Seen(Option<NetworkInfo>),
+}
+
+impl Network {
+    pub fn new(spec: NetworkSpec, profile: String, names: Rc<ObjectNames>, adopt: bool) -> Self {
+        Self {
+            hash: spec.spec_hash(),
+            spec,
+            profile,
+            names,
+            adopt,
+        }
+    }
+
+    fn fields(&self, live: &NetworkInfo) -> Vec<FieldChange> {
+        let mut fields = Vec::new();
+        if live.driver != self.spec.driver {
+            fields.push(FieldChange::new(
+                "driver",
+                Some(Json::from(live.driver.as_str())),
+                Some(Json::from(self.spec.driver.as_str())),
+            ));
+        }
+        fields.extend(docker_objects::map_fields(
+            "options",
+            &live.options.clone().unwrap_or_default(),
+            &self.spec.options,
+        ));
+        if live.internal != self.spec.internal {
+            fields.push(FieldChange::new(
+                "internal",
+                Some(Json::from(live.internal)),
+                Some(Json::from(self.spec.internal)),
+            ));
+        }
+        fields.extend(docker_objects::map_fields(
+            "labels",
+            &live.labels.clone().unwrap_or_default(),
+            &self.spec.labels,
+        ));
+        fields
+    }
+
+    fn create_arguments(&self) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "network".into(),
+            "create".into(),
+            "--driver".into(),
+            self.spec.driver.clone(),
+        ];
+        if self.spec.internal {
+            args.push("--internal".into());
+        }
+        for (key, value) in &self.spec.options {
+            args.extend(["--opt".into(), format!("{key}={value}")]);
+        }
+        args.extend(docker_objects::ownership_labels(&self.profile, &self.hash));
+        for (key, value) in &self.spec.labels {
+            args.extend(["--label".into(), format!("{key}={value}")]);
+        }
+        args.push(self.spec.name.to_string());
+        args
+    }
+
+    fn create(&self, cx: &Context) -> Result<()> {
+        run(cx, &self.create_arguments())?;
+        Ok(())
+    }
+
+    /// Disconnects every container on the network, recreates it, and reconnects them with the
+    /// aliases they had (less the container-ID alias Docker adds by itself).
+    fn replace(&self, cx: &Context) -> Result<()> {
+        let name = self.spec.name.as_str();
+        // `network inspect` lists only running containers; `ps --filter network` all of them.
+        let members: Vec<String> = run(
+            cx,
+            &[
+                "container",
+                "ls",
+                "--all",
+                "--filter",
+                &format!("network={name}"),
+                "--format",
+                "{{.Names}}",
+            ],
+        )?
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect();
+        let found = cx.docker.containers(&members)?;
+        let mut reconnect: Vec<(String, Vec<String>)> = Vec::new();
+        for member in &members {
+            let aliases = found
+                .get(member)
+                .map(|info| kept_aliases(info, name))
+                .unwrap_or_default();
+            run(cx, &["network", "disconnect", "--force", name, member])
+                .with_context(|| format!("failed to disconnect `{member}` from `{name}`"))?;
+            reconnect.push((member.clone(), aliases));
+        }
+        run(cx, &["network", "rm", name])?;
+        self.create(cx).with_context(|| {
+            format!(
+                "the old network is removed; {} stay disconnected until the next apply",
+                if members.is_empty() {
+                    "no containers".to_owned()
+                } else {
+                    members.join(", ")
+                }
+            )
+        })?;
+        for (member, aliases) in reconnect {
+            let mut args = vec!["network".to_owned(), "connect".to_owned()];
+            for alias in aliases {
+                args.extend(["--alias".to_owned(), alias]);
+            }
+            args.extend([name.to_owned(), member.clone()]);
+            run(cx, &args)
+                .with_context(|| format!("failed to reconnect `{member}` to `{name}`"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The aliases a container has on `network` that someone gave it: Docker adds the short ID.
+fn kept_aliases(info: &ContainerInfo, network: &str) -> Vec<String> {
+    info.networks()
+        .get(network)
+        .and_then(|endpoint| endpoint.aliases.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|alias| alias != info.short_id() && alias != info.plain_name())
+        .collect()
+}
+
+fn run<S: AsRef<str>>(cx: &Context, args: &[S]) -> Result<String> {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    Ok(cx.docker.run(&args)?)
+}
+
+impl Resource for Network {
+    type Observed = NetworkState;
+
+    fn id(&self) -> ResourceId {
+        ResourceId::new("network", self.spec.name.as_str())
+    }
+
+    fn depends_on(&self) -> Vec<ResourceId> {
+        vec![ResourceId::new("daemon", "docker")]
+    }
+
+    fn observe(&self, cx: &Context) -> Result<NetworkState> {
+        match docker_objects::reach(cx) {
+            Reach::Running => {}
+            other => return Ok(NetworkState::Unavailable(other)),
+        }
+        let found = cx.docker.networks(&self.names.networks)?;
+        Ok(NetworkState::Seen(
+            found.get(self.spec.name.as_str()).cloned(),
+        ))
+    }
+
+    fn diff(&self, observed: &NetworkState, _earlier: &[Change]) -> Diff {
+        let mut diff = Diff::none();
+        let live = match observed {
+            NetworkState::Unavailable(Reach::Unreachable(reason)) => {
+                diff.warn(docker_objects::unreachable_warning(reason));
+                return diff;
+            }
+            NetworkState::Unavailable(_) => return diff,
+            NetworkState::Seen(None) => {
+                let mut detail = format!("driver={}", self.spec.driver);
+                if self.spec.internal {
+                    detail.push_str(" internal");
+                }
+                for (key, value) in &self.spec.options {
+                    detail.push_str(&format!(" {key}={value}"));
+                }
+                diff.push(Change::new(self.id(), Action::Create, detail));
+                return diff;
+            }
+            NetworkState::Seen(Some(live)) => live,
+        };
+        // Keyed by container ID: sort by name so the plan reads the same every time.
+        let mut members: Vec<&str> = live
+            .containers
+            .iter()
+            .flatten()
+            .map(|(_, member)| member.name.as_str())
+            .collect();
+        members.sort_unstable();
+        let reconnects = if members.is_empty() {
+            String::new()
+        } else {
+            format!("; reconnects {}", members.join(", "))
+        };
+        let fields = self.fields(live);
+        if !live.managed() {
+            let mut change = Change::new(
+                self.id(),
+                Action::Replace,
+                format!(
+                    "{}{reconnects}",
+                    docker_objects::conflict_detail("network", self.spec.name.as_str())
+                ),
+            )
+            .with_fields([vec![docker_objects::conflict_field()], fields].concat());
+            if !self.adopt {
+                change = change.refused_because(
+                    "berth does not touch a network it did not create; rerun with --adopt to replace it with the profile's (its containers are reconnected)",
+                );
+            }
+            diff.push(change);
+            return diff;
+        }
+        let recorded = live.label(crate::container_spec::LABEL_SPEC_HASH);
+        if fields.is_empty() && recorded == Some(self.hash.as_str()) {
+            return diff;
+        }
+        let fields = if fields.is_empty() {
+            vec![docker_objects::hash_field(recorded, &self.hash)]
+        } else {
+            fields
+        };
+        let detail = format!(
+            "{} changed{reconnects}",
+            docker_objects::field_paths(&fields)
+        );
+        diff.push(Change::new(self.id(), Action::Replace, detail).with_fields(fields));
+        diff
+    }
+
+    fn apply(
+        &self,
+        cx: &Context,
+        _observed: &NetworkState,
+        change: &Change,
+        _earlier: &[Change],
+    ) -> Result<()> {
+        match change.action {
+            Action::Create => self.create(cx),
+            Action::Replace => self.replace(cx),
+            other => bail!("a network cannot `{}`", other.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{
+        container_spec::{LABEL_MANAGED, LABEL_SPEC_HASH, ObjectName},
+        inspect::NetworkMember,
+    };
+
+    fn network(options: &[(&str, &str)], adopt: bool) -> Network {
+        Network::new(
+            NetworkSpec {
+                name: ObjectName::try_from("ci-net".to_owned()).unwrap(),
+                driver: "bridge".into(),
+                options: options
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                internal: false,
+                labels: BTreeMap::new(),
+            },
+            "dind".into(),
+            Rc::new(ObjectNames::default()),
+            adopt,
+        )
+    }
+
+    fn live(of: &Network, options: &[(&str, &str)], labels: &[(&str, &str)]) -> NetworkInfo {
+        let mut all_labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        all_labels
+            .entry(LABEL_SPEC_HASH.into())
+            .or_insert_with(|| of.hash.clone());
+        NetworkInfo {
+            name: "ci-net".into(),
+            id: "n1".into(),
+            driver: "bridge".into(),
+            options: Some(
+                options
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+            internal: false,
+            labels: Some(all_labels),
+            containers: Some(BTreeMap::from([(
+                "abc".to_owned(),
+                NetworkMember {
+                    name: "gitlab-runner".into(),
+                },
+            )])),
+        }
+    }
+
+    fn actions(diff: &Diff) -> Vec<(Action, String, bool)> {
+        diff.changes
+            .iter()
+            .map(|c| (c.action, c.detail.clone(), c.refused.is_some()))
+            .collect()
+    }
+
+    #[test]
+    fn network_diff_table() {
+        let mtu = [("com.docker.network.driver.mtu", "1450")];
+        let managed = [(LABEL_MANAGED, "true")];
+        let resource = network(&mtu, false);
+        type Case = (&'static str, NetworkState, Vec<(Action, String, bool)>);
+        let cases: Vec<Case> = vec![
+            (
+                "absent: created",
+                NetworkState::Seen(None),
+                vec![(
+                    Action::Create,
+                    "driver=bridge com.docker.network.driver.mtu=1450".into(),
+                    false,
+                )],
+            ),
+            (
+                "same spec: nothing",
+                NetworkState::Seen(Some(live(&resource, &mtu, &managed))),
+                vec![],
+            ),
+            (
+                "option changed: replaced and reconnected",
+                NetworkState::Seen(Some(live(
+                    &resource,
+                    &[("com.docker.network.driver.mtu", "1500")],
+                    &managed,
+                ))),
+                vec![(
+                    Action::Replace,
+                    "options.com.docker.network.driver.mtu changed; reconnects gitlab-runner"
+                        .into(),
+                    false,
+                )],
+            ),
+            (
+                "not berth's: refused conflict",
+                NetworkState::Seen(Some(live(&resource, &mtu, &[]))),
+                vec![(
+                    Action::Replace,
+                    "a network named `ci-net` exists but berth did not create it (no berth.managed label); reconnects gitlab-runner".into(),
+                    true,
+                )],
+            ),
+            (
+                "docker not installed: silent",
+                NetworkState::Unavailable(Reach::NotInstalled),
+                vec![],
+            ),
+        ];
+        for (name, observed, expected) in cases {
+            assert_eq!(actions(&resource.diff(&observed, &[])), expected, "{name}");
+        }
+        let unreachable = resource.diff(
+            &NetworkState::Unavailable(Reach::Unreachable("no socket".into())),
+            &[],
+        );
+        assert!(unreachable.changes.is_empty());
+        assert_eq!(unreachable.warnings.len(), 1);
+    }
+
+    #[test]
+    fn adopt_lifts_the_refusal_and_a_stale_hash_alone_replaces() {
+        let resource = network(&[], true);
+        let foreign = live(&resource, &[], &[]);
+        assert!(
+            resource
+                .diff(&NetworkState::Seen(Some(foreign)), &[])
+                .changes[0]
+                .refused
+                .is_none()
+        );
+        let mut old = live(&resource, &[], &[(LABEL_MANAGED, "true")]);
+        old.labels
+            .as_mut()
+            .unwrap()
+            .insert(LABEL_SPEC_HASH.into(), "0123456789abcdef".into());
+        let diff = resource.diff(&NetworkState::Seen(Some(old)), &[]);
+        assert_eq!(diff.changes[0].fields[0].path, "spec-hash");
+    }
+
+    #[test]
+    fn create_arguments_label_the_network() {
+        let args = network(&[("com.docker.network.driver.mtu", "1450")], false).create_arguments();
+        let text = args.join(" ");
+        assert!(text.starts_with("network create --driver bridge --opt com.docker.network.driver.mtu=1450 --label berth.managed=true --label berth.profile=dind --label berth.spec-hash="), "{text}");
+        assert!(text.ends_with(" ci-net"));
+    }
+}

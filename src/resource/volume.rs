@@ -1,0 +1,341 @@
+//! `volume/NAME`: a named Docker volume (driver, options, labels), declared in the profile or
+//! mounted by one of its containers.
+//!
+//! A volume holds data (dind's layer cache, TLS certificates), so berth never removes one: a
+//! volume whose spec changed is a refused replacement that says how to do it by hand. A volume
+//! with the profile's name that berth did not create is a conflict; `--adopt` takes it over as it
+//! is, data included. Docker cannot add labels to an existing volume, so the adoption is
+//! recorded in `/var/lib/berth/adopted-volumes.json` with the volume's creation time (a volume
+//! removed and created again by someone else is not adopted by that record).
+
+use std::{collections::BTreeMap, rc::Rc};
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::Value as Json;
+
+use crate::{
+    container_spec::{LABEL_SPEC_HASH, VolumeSpec},
+    host::{HostPath, host_path},
+    inspect::VolumeInfo,
+    plan::{Action, Change, Diff, FieldChange, ResourceId},
+    resource::{
+        Context, Resource,
+        docker_objects::{self, ObjectNames, Reach},
+    },
+};
+
+/// Volume name → `CreatedAt` of the volume adopted with `--adopt`.
+pub const ADOPTED_VOLUMES: &str = "/var/lib/berth/adopted-volumes.json";
+
+pub struct Volume {
+    spec: VolumeSpec,
+    hash: String,
+    profile: String,
+    names: Rc<ObjectNames>,
+    adopt: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum VolumeState {
+    Unavailable(Reach),
+    Seen {
+        volume: Option<VolumeInfo>,
+        /// The creation time recorded when this volume was adopted.
+        adopted: Option<String>,
+    },
+}
+
+impl Volume {
+    pub fn new(spec: VolumeSpec, profile: String, names: Rc<ObjectNames>, adopt: bool) -> Self {
+        Self {
+            hash: spec.spec_hash(),
+            spec,
+            profile,
+            names,
+            adopt,
+        }
+    }
+
+    fn record() -> HostPath {
+        host_path(ADOPTED_VOLUMES)
+    }
+
+    /// Driver and options: what makes the data what it is. Labels are compared separately.
+    fn storage_fields(&self, live: &VolumeInfo) -> Vec<FieldChange> {
+        let mut fields = Vec::new();
+        if live.driver != self.spec.driver {
+            fields.push(FieldChange::new(
+                "driver",
+                Some(Json::from(live.driver.as_str())),
+                Some(Json::from(self.spec.driver.as_str())),
+            ));
+        }
+        fields.extend(docker_objects::map_fields(
+            "options",
+            &live.options.clone().unwrap_or_default(),
+            &self.spec.options,
+        ));
+        fields
+    }
+
+    fn create_arguments(&self) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "volume".into(),
+            "create".into(),
+            "--driver".into(),
+            self.spec.driver.clone(),
+        ];
+        for (key, value) in &self.spec.options {
+            args.extend(["--opt".into(), format!("{key}={value}")]);
+        }
+        args.extend(docker_objects::ownership_labels(&self.profile, &self.hash));
+        for (key, value) in &self.spec.labels {
+            args.extend(["--label".into(), format!("{key}={value}")]);
+        }
+        args.push(self.spec.name.to_string());
+        args
+    }
+
+    fn refuse_replacement(&self, fields: Vec<FieldChange>) -> Change {
+        let name = &self.spec.name;
+        Change::new(
+            self.id(),
+            Action::Replace,
+            format!("{} changed", docker_objects::field_paths(&fields)),
+        )
+        .with_fields(fields)
+        .refused_because(format!(
+            "replacing a volume deletes its data; save what `{name}` holds, remove it and the containers that use it (`docker volume rm {name}`), then apply again, or undo the profile change"
+        ))
+    }
+
+    fn adopt_record(&self, cx: &Context, created_at: &str) -> Result<()> {
+        let path = Self::record();
+        let mut record: BTreeMap<String, String> = match cx.host.read_optional(&path)? {
+            Some(text) => serde_json::from_str(&text)
+                .with_context(|| format!("`{path}` is not valid JSON"))?,
+            None => BTreeMap::new(),
+        };
+        record.insert(self.spec.name.to_string(), created_at.to_owned());
+        let text = serde_json::to_string_pretty(&record).expect("a map serializes") + "\n";
+        cx.host.write_atomic(&path, text.as_bytes(), 0o644)
+    }
+}
+
+impl Resource for Volume {
+    type Observed = VolumeState;
+
+    fn id(&self) -> ResourceId {
+        ResourceId::new("volume", self.spec.name.as_str())
+    }
+
+    fn depends_on(&self) -> Vec<ResourceId> {
+        vec![ResourceId::new("daemon", "docker")]
+    }
+
+    fn observe(&self, cx: &Context) -> Result<VolumeState> {
+        match docker_objects::reach(cx) {
+            Reach::Running => {}
+            other => return Ok(VolumeState::Unavailable(other)),
+        }
+        let found = cx.docker.volumes(&self.names.volumes)?;
+        let path = Self::record();
+        // A record that does not parse adopts nothing; apply reports it when it writes.
+        let adopted = cx
+            .host
+            .read_optional(&path)?
+            .and_then(|text| serde_json::from_str::<BTreeMap<String, String>>(&text).ok())
+            .and_then(|mut record| record.remove(self.spec.name.as_str()));
+        Ok(VolumeState::Seen {
+            volume: found.get(self.spec.name.as_str()).cloned(),
+            adopted,
+        })
+    }
+
+    fn diff(&self, observed: &VolumeState, _earlier: &[Change]) -> Diff {
+        let mut diff = Diff::none();
+        let (live, adopted) = match observed {
+            VolumeState::Unavailable(Reach::Unreachable(reason)) => {
+                diff.warn(docker_objects::unreachable_warning(reason));
+                return diff;
+            }
+            VolumeState::Unavailable(_) => return diff,
+            VolumeState::Seen { volume: None, .. } => {
+                diff.push(Change::new(
+                    self.id(),
+                    Action::Create,
+                    format!("driver={}", self.spec.driver),
+                ));
+                return diff;
+            }
+            VolumeState::Seen {
+                volume: Some(live),
+                adopted,
+            } => (live, adopted),
+        };
+        let storage = self.storage_fields(live);
+        if !live.managed() {
+            if adopted.as_deref() == Some(live.created_at.as_str()) {
+                // Adopted: its labels cannot be changed, only its storage compared.
+                if !storage.is_empty() {
+                    diff.push(self.refuse_replacement(storage));
+                }
+                return diff;
+            }
+            let mut change = Change::new(
+                self.id(),
+                Action::Update,
+                format!(
+                    "{}; adopt it, data included",
+                    docker_objects::conflict_detail("volume", self.spec.name.as_str())
+                ),
+            )
+            .with_fields([vec![docker_objects::conflict_field()], storage.clone()].concat());
+            if !self.adopt {
+                change = change.refused_because(
+                    "berth does not touch a volume it did not create; rerun with --adopt to take it over as it is",
+                );
+            } else if !storage.is_empty() {
+                change = change.refused_because(format!(
+                    "its {} differ from the profile's, and a volume cannot be changed without deleting its data",
+                    docker_objects::field_paths(&storage)
+                ));
+            }
+            diff.push(change);
+            return diff;
+        }
+        let mut fields = storage;
+        fields.extend(docker_objects::map_fields(
+            "labels",
+            &live.labels.clone().unwrap_or_default(),
+            &self.spec.labels,
+        ));
+        let recorded = live.label(LABEL_SPEC_HASH);
+        if fields.is_empty() && recorded == Some(self.hash.as_str()) {
+            return diff;
+        }
+        if fields.is_empty() {
+            fields.push(docker_objects::hash_field(recorded, &self.hash));
+        }
+        diff.push(self.refuse_replacement(fields));
+        diff
+    }
+
+    fn apply(
+        &self,
+        cx: &Context,
+        observed: &VolumeState,
+        change: &Change,
+        _earlier: &[Change],
+    ) -> Result<()> {
+        match (change.action, observed) {
+            (Action::Create, _) => {
+                let args = self.create_arguments();
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                cx.docker.run(&args)?;
+                Ok(())
+            }
+            (
+                Action::Update,
+                VolumeState::Seen {
+                    volume: Some(live), ..
+                },
+            ) => self.adopt_record(cx, &live.created_at),
+            (other, _) => bail!("a volume cannot `{}` here", other.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container_spec::{LABEL_MANAGED, ObjectName};
+
+    fn volume(adopt: bool) -> Volume {
+        Volume::new(
+            VolumeSpec {
+                name: ObjectName::try_from("dind-data".to_owned()).unwrap(),
+                driver: "local".into(),
+                options: BTreeMap::new(),
+                labels: BTreeMap::new(),
+            },
+            "dind".into(),
+            Rc::new(ObjectNames::default()),
+            adopt,
+        )
+    }
+
+    fn live(labels: &[(&str, &str)], driver: &str) -> VolumeInfo {
+        VolumeInfo {
+            name: "dind-data".into(),
+            driver: driver.into(),
+            options: None,
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ),
+            created_at: "2025-01-01T00:00:00Z".into(),
+        }
+    }
+
+    fn seen(volume: Option<VolumeInfo>, adopted: Option<&str>) -> VolumeState {
+        VolumeState::Seen {
+            volume,
+            adopted: adopted.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn volume_diff_table() {
+        let resource = volume(false);
+        let hash = resource.hash.clone();
+        let ours = [(LABEL_MANAGED, "true"), (LABEL_SPEC_HASH, hash.as_str())];
+        type Case = (&'static str, VolumeState, Vec<(Action, bool)>);
+        let cases: Vec<Case> = vec![
+            (
+                "absent: created",
+                seen(None, None),
+                vec![(Action::Create, false)],
+            ),
+            (
+                "ours and equal: nothing",
+                seen(Some(live(&ours, "local")), None),
+                vec![],
+            ),
+            (
+                "driver changed: refused, data is never dropped",
+                seen(Some(live(&ours, "other")), None),
+                vec![(Action::Replace, true)],
+            ),
+            (
+                "foreign: a refused adoption",
+                seen(Some(live(&[], "local")), None),
+                vec![(Action::Update, true)],
+            ),
+            (
+                "foreign but adopted earlier: nothing",
+                seen(Some(live(&[], "local")), Some("2025-01-01T00:00:00Z")),
+                vec![],
+            ),
+            (
+                "an adoption record of another volume of that name: conflict again",
+                seen(Some(live(&[], "local")), Some("2024-01-01T00:00:00Z")),
+                vec![(Action::Update, true)],
+            ),
+        ];
+        for (name, observed, expected) in cases {
+            let got: Vec<(Action, bool)> = resource
+                .diff(&observed, &[])
+                .changes
+                .iter()
+                .map(|change| (change.action, change.refused.is_some()))
+                .collect();
+            assert_eq!(got, expected, "{name}");
+        }
+        let adopting = volume(true).diff(&seen(Some(live(&[], "local")), None), &[]);
+        assert_eq!(adopting.changes[0].action, Action::Update);
+        assert!(adopting.changes[0].refused.is_none());
+    }
+}
