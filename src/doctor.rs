@@ -7,10 +7,11 @@ use serde_json::{Map, Value as Json};
 
 use crate::{
     docker::{DaemonStatus, Docker},
+    gitlab::GitLab,
     host::{Host, HostPath, host_path},
     profile::{ModuleName, Profile},
     resource::kernel_module::{KernelModule, KernelView},
-    service_unit,
+    runner_toml, service_unit, system_id,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -104,6 +105,11 @@ pub fn run(host: &Host, docker: &Docker, profile: Option<&Profile>) -> Vec<Check
     checks.push(free_space(host, &data_root));
     checks.push(cgroup(host));
     checks.push(flag_conflicts(host, profile));
+    if let Some(profile) = profile {
+        checks.extend(runner_config_permissions(host, profile));
+        checks.extend(dind_from_runner(docker, &status, profile));
+        checks.extend(runner_tokens(host, profile));
+    }
     checks
 }
 
@@ -269,6 +275,204 @@ fn flag_conflicts(host: &Host, profile: Option<&Profile>) -> Check {
         format!("set both in daemon.json (or the profile) and on dockerd's command line in `{}`: {}; dockerd refuses to start", service.unit, listed.join(", ")),
     )
     .fix("remove the key from daemon.json and the profile, or the flag from the unit (a drop-in with an empty `ExecStart=` then a new one)")
+}
+
+/// config.toml holds the runners' tokens: nobody but root should read it, as gitlab-runner
+/// itself writes it (0600 in a 0700 directory).
+fn runner_config_permissions(host: &Host, profile: &Profile) -> Option<Check> {
+    if !profile.runner.is_declared() {
+        return None;
+    }
+    let config = &profile.runner.config;
+    let name = "runner config";
+    let Some(directory) = config.parent() else {
+        return Some(Check::new(
+            name,
+            Verdict::Warn,
+            format!("`{config}` has no directory"),
+        ));
+    };
+    let mode = |path: &HostPath| {
+        host.mode(path)
+            .ok()
+            .flatten()
+            .map(|crate::host::FileMode(mode)| mode)
+    };
+    let Some(directory_mode) = mode(&directory) else {
+        return Some(Check::new(
+            name,
+            Verdict::Skip,
+            format!("`{directory}` does not exist yet; `berth apply` creates it"),
+        ));
+    };
+    match mode(config) {
+        Some(file_mode) if file_mode & 0o077 != 0 => Some(
+            Check::new(
+                name,
+                Verdict::Fail,
+                format!(
+                    "`{config}` is mode {file_mode:04o}: others can read the runner tokens in it"
+                ),
+            )
+            .fix(format!(
+                "chmod 0600 {config} (`berth apply` also corrects it)"
+            )),
+        ),
+        _ if directory_mode & 0o077 != 0 => Some(
+            Check::new(
+                name,
+                Verdict::Warn,
+                format!("`{directory}` is mode {directory_mode:04o}; gitlab-runner keeps it 0700"),
+            )
+            .fix(format!("chmod 0700 {directory}")),
+        ),
+        Some(file_mode) => Some(Check::new(
+            name,
+            Verdict::Ok,
+            format!("`{config}` {file_mode:04o} in a {directory_mode:04o} directory"),
+        )),
+        None => Some(Check::new(
+            name,
+            Verdict::Skip,
+            format!("`{config}` does not exist yet; `berth apply` writes it"),
+        )),
+    }
+}
+
+/// Run inside a runner container: reaches the Docker daemon named by the container's own
+/// DOCKER_HOST the way its jobs will, with the best tool the image has (curl, for TLS with the
+/// client certificates; wget; a bare TCP connect with nc). Prints `ok METHOD` on success, or
+/// why not.
+const DIND_PROBE: &str = r#"
+case "${DOCKER_HOST:-}" in
+    tcp://*) ;;
+    *) echo "DOCKER_HOST is not a tcp:// address" >&2; exit 4 ;;
+esac
+address=${DOCKER_HOST#tcp://}
+address=${address%%/*}
+host=${address%:*}
+port=${address##*:}
+tls=
+if [ -n "${DOCKER_TLS_VERIFY:-}" ] && [ "$DOCKER_TLS_VERIFY" != 0 ]; then
+    tls=1
+    certs=${DOCKER_CERT_PATH:-$HOME/.docker}
+    for file in ca.pem cert.pem key.pem; do
+        [ -s "$certs/$file" ] || { echo "TLS is on but $certs/$file is missing or empty" >&2; exit 3; }
+    done
+fi
+# A tool that exits on a signal (a static busybox wget can crash in a bare image) proves
+# nothing either way: fall through to the next one.
+if command -v curl >/dev/null 2>&1; then
+    if [ -n "$tls" ]; then
+        curl -fsS --max-time 5 --cacert "$certs/ca.pem" --cert "$certs/cert.pem" --key "$certs/key.pem" "https://$address/_ping" >/dev/null
+    else
+        curl -fsS --max-time 5 "http://$address/_ping" >/dev/null
+    fi
+    status=$?
+    [ "$status" -eq 0 ] && { echo "ok GET $address/_ping (curl)"; exit 0; }
+    [ "$status" -lt 128 ] && exit 1
+fi
+if [ -z "$tls" ] && command -v wget >/dev/null 2>&1; then
+    wget -q -T 5 -O /dev/null "http://$address/_ping"
+    status=$?
+    [ "$status" -eq 0 ] && { echo "ok GET http://$address/_ping (wget)"; exit 0; }
+    [ "$status" -lt 128 ] && exit 1
+fi
+if command -v nc >/dev/null 2>&1; then
+    nc -w 5 "$host" "$port" </dev/null >/dev/null 2>&1 && { echo "ok TCP connect to $address (nc; no curl here to speak to it)"; exit 0; }
+    echo "cannot connect to $address" >&2
+    exit 1
+fi
+echo "no curl, wget or nc in the container to reach $address" >&2
+exit 5
+"#;
+
+/// End to end: every profile container that talks to a Docker daemon over TCP (the runner, in
+/// the dind profiles) reaches it from inside, as its jobs will.
+fn dind_from_runner(docker: &Docker, status: &DaemonStatus, profile: &Profile) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for container in &profile.containers {
+        let Some(address) = container
+            .env
+            .get("DOCKER_HOST")
+            .filter(|address| address.starts_with("tcp://"))
+        else {
+            continue;
+        };
+        let name = format!("{} → {address}", container.name.as_str());
+        if !matches!(status, DaemonStatus::Running(_)) {
+            checks.push(Check::new(
+                &name,
+                Verdict::Skip,
+                "the host's Docker daemon does not answer",
+            ));
+            continue;
+        }
+        let probe = docker.run(&["exec", container.name.as_str(), "sh", "-c", DIND_PROBE]);
+        checks.push(match probe {
+            Ok(output) => {
+                let said = output.lines().last().unwrap_or_default();
+                Check::new(&name, Verdict::Ok, said.strip_prefix("ok ").unwrap_or(said).to_owned())
+            }
+            Err(error) => {
+                let said = error.stderr().map(str::to_owned).unwrap_or_else(|| error.to_string());
+                let said = if said.is_empty() { error.to_string() } else { said };
+                Check::new(&name, Verdict::Fail, format!("the Docker daemon does not answer from inside `{}`: {said}", container.name.as_str()))
+                    .fix("`berth apply` starts and wires the containers; `docker logs` on the dind container says why it is not serving")
+            }
+        });
+    }
+    checks
+}
+
+/// End to end: each runner's token, as config.toml holds it now (gitlab-runner rotates it),
+/// still verifies with GitLab, as `gitlab-runner verify` checks it.
+fn runner_tokens(host: &Host, profile: &Profile) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let config = &profile.runner.config;
+    let document = match host.read_optional(config).and_then(|text| {
+        text.map(|text| runner_toml::parse(config, &text))
+            .transpose()
+    }) {
+        Ok(document) => document,
+        Err(error) => {
+            if !profile.runner.runners.is_empty() {
+                checks.push(Check::new(
+                    "runner tokens",
+                    Verdict::Fail,
+                    format!("{error:#}"),
+                ));
+            }
+            return checks;
+        }
+    };
+    let system_id = system_id::read(host, config).ok().flatten();
+    for spec in &profile.runner.runners {
+        let name = format!("runner {}", spec.name);
+        let token = document.as_ref().and_then(|document| {
+            runner_toml::find(document, &spec.name)
+                .and_then(|index| runner_toml::entry_token(document, index))
+        });
+        let (Some(token), Some(system_id)) = (token, system_id.as_deref()) else {
+            checks.push(
+                Check::new(
+                    &name,
+                    Verdict::Fail,
+                    format!("not registered: no token for it in `{config}`"),
+                )
+                .fix("`berth apply` registers it"),
+            );
+            continue;
+        };
+        let verified = GitLab::new(host, &spec.url, spec.tls_ca_file.as_ref())
+            .and_then(|gitlab| gitlab.verify(&token, system_id));
+        checks.push(match verified {
+            Ok(registration) => Check::new(&name, Verdict::Ok, format!("its token verifies with {} (runner {})", spec.url, registration.id)),
+            Err(error) => Check::new(&name, Verdict::Fail, format!("{error:#}"))
+                .fix("put a valid token in its token file and run `berth apply`; a runner whose token was revoked is created again in GitLab"),
+        });
+    }
+    checks
 }
 
 pub fn healthy(checks: &[Check]) -> bool {

@@ -550,8 +550,8 @@ exit 1
     /// Stand-ins for the images the embedded profiles name, tagged as those images so that
     /// `pull = "missing"` finds them:
     /// - [`DIND_IMAGE`] acts like `docker:dind`: declares VOLUME /var/lib/docker, listens on 2375
-    ///   (2376 with DOCKER_TLS_CERTDIR, where it also writes a CA and a client certificate the
-    ///   way the real entrypoint does, keeping an existing CA) and answers `hello`.
+    ///   (2376 with DOCKER_TLS_CERTDIR, where it also writes a CA and client ca/cert/key files the
+    ///   way the real entrypoint does, keeping an existing CA) and answers like `GET /_ping`.
     /// - [`RUNNER_IMAGE`] acts like `gitlab/gitlab-runner`: has an entrypoint and a CMD of its
     ///   own, runs until stopped, and on SIGQUIT (drain) appends its hostname to
     ///   /etc/gitlab-runner/drained and exits 0.
@@ -628,10 +628,18 @@ if [ -n "$DOCKER_TLS_CERTDIR" ]; then
     /bin/busybox mkdir -p "$DOCKER_TLS_CERTDIR/ca" "$DOCKER_TLS_CERTDIR/client"
     [ -s "$DOCKER_TLS_CERTDIR/ca/key.pem" ] || echo "ca-of-$HOSTNAME" > "$DOCKER_TLS_CERTDIR/ca/key.pem"
     echo "client cert signed by $(cat "$DOCKER_TLS_CERTDIR/ca/key.pem")" > "$DOCKER_TLS_CERTDIR/client/cert.pem"
+    echo "client key" > "$DOCKER_TLS_CERTDIR/client/key.pem"
+    cp "$DOCKER_TLS_CERTDIR/ca/key.pem" "$DOCKER_TLS_CERTDIR/client/ca.pem"
 fi
 trap 'exit 0' TERM
-while :; do nc -l -p "$port" -e echo hello & wait $!; done
+# Answers every connection the way dockerd answers GET /_ping.
+while :; do nc -l -p "$port" -e printf 'HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nOK' & wait $!; done
 "#;
+
+/// True when `answer` is what the dind stand-in (and dockerd) send for `GET /_ping`.
+pub fn is_docker_ping(answer: &str) -> bool {
+    answer.starts_with("HTTP/1.0 200 OK") && answer.ends_with("\r\n\r\nOK")
+}
 
 const RUNNER_SCRIPT: &str = r#"
 trap 'echo "$HOSTNAME" >> /etc/gitlab-runner/drained; exit 0' QUIT

@@ -4,7 +4,9 @@
 use std::{path::Path, process::Command};
 
 use crate::{
-    harness::{BERTH, Root, berth, profile_file, tool_available, write_executable},
+    harness::{
+        BERTH, Root, berth, profile_file, tool_available, unprivileged_layer, write_executable,
+    },
     require_dockerd,
 };
 
@@ -503,22 +505,111 @@ fn doctor_reports_missing_overlay_unreachable_daemon_and_flag_conflicts() {
 }
 
 #[test]
-fn doctor_on_a_healthy_host_exits_0() {
+fn doctor_on_a_converged_host_exits_0_and_before_apply_says_what_is_missing() {
     let root = Root::new();
     root.with_overlay_kernel();
     let dockerd = require_dockerd!(&root);
-    let run = berth(&root).docker(&dockerd).args(["doctor"]).run();
+    dockerd.import_profile_images();
+    let stand_ins = profile_file(
+        &root.join("/work"),
+        "stand-ins",
+        &unprivileged_layer(&["gitlab-dind"]),
+    );
+    let profiles: Vec<std::ffi::OsString> = vec![
+        "-p".into(),
+        "dind".into(),
+        "-p".into(),
+        dockerd.layer_file().into(),
+        "-p".into(),
+        stand_ins.into(),
+    ];
+
+    let before = berth(&root)
+        .docker(&dockerd)
+        .args(["doctor"])
+        .args(&profiles)
+        .run();
+    before.code(1);
+    assert!(
+        before
+            .stdout
+            .contains("FAIL  gitlab-runner → tcp://gitlab-dind:2375")
+            && before.stdout.contains("No such container: gitlab-runner"),
+        "{}",
+        before.stdout
+    );
+
+    berth(&root)
+        .docker(&dockerd)
+        .args(["apply"])
+        .args(&profiles)
+        .run()
+        .code(0);
+    let run = berth(&root)
+        .docker(&dockerd)
+        .args(["doctor"])
+        .args(&profiles)
+        .run();
     run.code(0);
+    let line = |name: &str| {
+        run.stdout
+            .lines()
+            .find(|line| line.get(6..).is_some_and(|rest| rest.starts_with(name)))
+            .unwrap_or_else(|| panic!("no `{name}` line:\n{}", run.stdout))
+            .to_owned()
+    };
     assert!(
-        run.stdout.contains("ok    storage driver        overlay2"),
+        line("storage driver").starts_with("ok ") && line("storage driver").ends_with(" overlay2")
+    );
+    assert!(line("docker daemon").starts_with("ok ") && line("docker daemon").contains("Docker "));
+    assert!(
+        line("gitlab-runner → tcp://gitlab-dind:2375").starts_with("ok "),
         "{}",
         run.stdout
     );
     assert!(
         run.stdout
-            .contains("ok    docker daemon         Docker 20.10")
-            || run.stdout.contains("ok    docker daemon         Docker "),
-        "{}",
-        run.stdout
+            .contains("Healthy: every hard requirement is met.")
     );
+}
+
+#[test]
+fn doctor_fails_a_runner_config_others_can_read() {
+    let root = Root::new();
+    let profile = profile_file(&root.join("/work"), "runner", "[runner]\nconcurrent = 2\n");
+    root.write("/srv/gitlab-runner/config.toml", "concurrent = 2\n");
+    let permissions = |path: &str, mode: u32| {
+        std::fs::set_permissions(
+            root.join(path),
+            std::os::unix::fs::PermissionsExt::from_mode(mode),
+        )
+        .unwrap()
+    };
+    permissions("/srv/gitlab-runner", 0o700);
+    permissions("/srv/gitlab-runner/config.toml", 0o644);
+    let verdict = || {
+        let document = berth(&root)
+            .args(["doctor", "--json", "-p"])
+            .args([&profile])
+            .run()
+            .json();
+        document["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|check| check["name"] == "runner config")
+            .unwrap()
+            .clone()
+    };
+    let check = verdict();
+    assert_eq!(check["verdict"], "fail", "{check}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("is mode 0644: others can read the runner tokens"),
+        "{check}"
+    );
+    permissions("/srv/gitlab-runner/config.toml", 0o600);
+    assert_eq!(verdict()["verdict"], "ok");
 }

@@ -10,7 +10,9 @@ use std::{
 };
 
 use crate::{
-    harness::{DIND_IMAGE, Dockerd, Root, Run, berth, profile_file, unprivileged_layer},
+    harness::{
+        DIND_IMAGE, Dockerd, Root, Run, berth, is_docker_ping, profile_file, unprivileged_layer,
+    },
     require_dockerd,
 };
 
@@ -261,9 +263,9 @@ fn dind_drifts(host: &mut Converged, expected_for_tag: &[&str], touched_by_tag: 
 
 fn dind_answers(host: &Converged, name: &str, port: u16) {
     let answer = host.exec(RUNNER, &format!("nc {name} {port}"));
-    assert_eq!(
-        answer, "hello",
-        "the runner reaches dind as `{name}:{port}`"
+    assert!(
+        is_docker_ping(&answer),
+        "the runner reaches dind as `{name}:{port}`: {answer}"
     );
 }
 
@@ -380,4 +382,35 @@ fn every_profile_validates_and_says_what_it_trades() {
             "`{profile}` opens with a header on its tradeoff"
         );
     }
+}
+
+/// `berth doctor` on a converged dind-tls host: the runner's TLS client files must be there,
+/// and dind must answer on the TLS port from inside the runner (issue 5).
+#[test]
+fn doctor_checks_the_tls_client_files_the_runner_needs() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    let host = Converged::new(&root, &dockerd, "dind-tls", "");
+    let probe = |host: &Converged| {
+        let run = host.run("doctor");
+        let line = run
+            .stdout
+            .lines()
+            .find(|line| line.contains("gitlab-runner → tcp://gitlab-dind:2376"))
+            .unwrap_or_else(|| panic!("no dind check:\n{}", run.stdout))
+            .to_owned();
+        (run, line)
+    };
+    let (run, line) = probe(&host);
+    run.code(0);
+    assert!(line.starts_with("ok "), "{line}");
+    // The client key disappears from the shared volume (dind writes it; the runner reads it).
+    dockerd.docker(["exec", DIND, "sh", "-c", "rm /certs/client/key.pem"]);
+    let (run, line) = probe(&host);
+    run.code(1);
+    assert!(line.starts_with("FAIL "), "{line}");
+    assert!(
+        line.contains("TLS is on but /certs/client/key.pem is missing or empty"),
+        "{line}"
+    );
 }

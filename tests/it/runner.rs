@@ -1013,3 +1013,87 @@ fn dind_with_a_runner_applies_from_scratch_and_a_second_plan_asks_gitlab_nothing
     ]);
     assert_eq!(seen, root.read(CONFIG).unwrap().trim_end());
 }
+
+/// `berth doctor` end to end on a converged host (issue 5): the dind daemon answers from inside
+/// the runner container on the address in its DOCKER_HOST, and the runner's token verifies with
+/// GitLab; each breaks the verdict when it stops being true.
+#[test]
+fn doctor_checks_dind_from_inside_the_runner_and_the_token_with_gitlab() {
+    let root = Root::new();
+    root.with_overlay_kernel();
+    let dockerd = require_dockerd!(&root);
+    dockerd.import_profile_images();
+    let gitlab = start_gitlab();
+    let id = gitlab.add_runner(GLRT);
+    token_file(&root, GLRT_TOKEN_FILE, GLRT);
+    let runner = layer(
+        &root,
+        "runner",
+        &format!(
+            "{}\n{}",
+            docker_runner(&gitlab),
+            unprivileged_layer(&["gitlab-dind"])
+        ),
+    );
+    let daemon = dockerd.layer_file();
+    let profiles = [daemon.as_path(), runner.as_path()];
+    command(&root, &gitlab, &["apply", "-p", "dind"], &profiles)
+        .docker(&dockerd)
+        .run()
+        .code(0);
+
+    let doctor = || {
+        let run = command(
+            &root,
+            &gitlab,
+            &["doctor", "--json", "-p", "dind"],
+            &profiles,
+        )
+        .docker(&dockerd)
+        .run();
+        let checks = run.json()["checks"].clone();
+        (run, checks)
+    };
+    let check = |checks: &serde_json::Value, name: &str| {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|check| check["name"] == name)
+            .unwrap_or_else(|| panic!("no check `{name}` in {checks:#}"))
+            .clone()
+    };
+    let (run, checks) = doctor();
+    run.code(0);
+    let dind = check(&checks, "gitlab-runner → tcp://gitlab-dind:2375");
+    assert_eq!(dind["verdict"], "ok", "{dind}");
+    assert!(
+        dind["detail"]
+            .as_str()
+            .unwrap()
+            .contains("TCP connect to gitlab-dind:2375 (nc"),
+        "{dind}"
+    );
+    let token = check(&checks, "runner docker-runner");
+    assert_eq!(token["verdict"], "ok", "{token}");
+    assert_eq!(check(&checks, "runner config")["verdict"], "ok");
+    assert!(!run.stdout.contains(GLRT) && !run.stderr.contains(GLRT));
+
+    // dind stops answering; GitLab no longer knows the token the runner has.
+    dockerd.docker(["stop", "gitlab-dind"]);
+    gitlab.rotate_token(id, "glrt-RotatedElsewhere0000");
+    let (run, checks) = doctor();
+    run.code(1);
+    let dind = check(&checks, "gitlab-runner → tcp://gitlab-dind:2375");
+    assert_eq!(dind["verdict"], "fail", "{dind}");
+    let token = check(&checks, "runner docker-runner");
+    assert_eq!(token["verdict"], "fail", "{token}");
+    assert!(
+        token["detail"]
+            .as_str()
+            .unwrap()
+            .contains("token invalid or revoked"),
+        "{token}"
+    );
+    assert!(!run.stdout.contains(GLRT) && !run.stderr.contains(GLRT));
+}
