@@ -10,6 +10,25 @@ use crate::container_spec::{LABEL_MANAGED, LABEL_SPEC_HASH};
 
 pub type Labels = BTreeMap<String, String>;
 
+/// Anything Docker labels: containers (their config), networks and volumes.
+pub trait Labelled {
+    fn labels(&self) -> Option<&Labels>;
+
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels()?.get(key).map(String::as_str)
+    }
+
+    /// True when berth created the object: only berth sets `berth.managed=true`.
+    fn managed(&self) -> bool {
+        self.label(LABEL_MANAGED) == Some("true")
+    }
+
+    /// The hash of the spec berth created the object from.
+    fn spec_hash(&self) -> Option<&str> {
+        self.label(LABEL_SPEC_HASH)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ContainerInfo {
@@ -73,18 +92,11 @@ impl Config {
             .map(|entry| entry.split_once('=').unwrap_or((entry.as_str(), "")))
             .collect()
     }
+}
 
-    pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels.as_ref()?.get(key).map(String::as_str)
-    }
-
-    /// True when berth created the object: only berth sets `berth.managed=true`.
-    pub fn managed(&self) -> bool {
-        self.label(LABEL_MANAGED) == Some("true")
-    }
-
-    pub fn spec_hash(&self) -> Option<&str> {
-        self.label(LABEL_SPEC_HASH)
+impl Labelled for Config {
+    fn labels(&self) -> Option<&Labels> {
+        self.labels.as_ref()
     }
 }
 
@@ -150,13 +162,9 @@ pub struct NetworkInfo {
     pub containers: Option<BTreeMap<String, NetworkMember>>,
 }
 
-impl NetworkInfo {
-    pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels.as_ref()?.get(key).map(String::as_str)
-    }
-
-    pub fn managed(&self) -> bool {
-        self.label(LABEL_MANAGED) == Some("true")
+impl Labelled for NetworkInfo {
+    fn labels(&self) -> Option<&Labels> {
+        self.labels.as_ref()
     }
 }
 
@@ -176,13 +184,9 @@ pub struct VolumeInfo {
     pub created_at: String,
 }
 
-impl VolumeInfo {
-    pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels.as_ref()?.get(key).map(String::as_str)
-    }
-
-    pub fn managed(&self) -> bool {
-        self.label(LABEL_MANAGED) == Some("true")
+impl Labelled for VolumeInfo {
+    fn labels(&self) -> Option<&Labels> {
+        self.labels.as_ref()
     }
 }
 

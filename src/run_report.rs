@@ -36,6 +36,24 @@ pub struct LastRun {
 }
 
 impl LastRun {
+    /// A run that changed nothing and found nothing wrong; the constructors below fill in
+    /// what happened.
+    fn new(started: jiff::Timestamp, duration: Duration, profiles: &[String]) -> Self {
+        Self {
+            schema_version: crate::output::SCHEMA_VERSION,
+            berth_version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: started.to_string(),
+            duration_seconds: duration.as_secs_f64(),
+            profiles: profiles.to_vec(),
+            success: true,
+            drift_detected: false,
+            changes: Vec::new(),
+            errors: Vec::new(),
+            summary: serde_json::json!({"add": 0, "change": 0, "destroy": 0, "failed": 0}),
+            changes_by_kind: BTreeMap::new(),
+        }
+    }
+
     /// The report of a run that got as far as the engine.
     pub fn from_report(
         report: &Report,
@@ -54,17 +72,13 @@ impl LastRun {
             }
         }
         Self {
-            schema_version: crate::output::SCHEMA_VERSION,
-            berth_version: env!("CARGO_PKG_VERSION").to_owned(),
-            started_at: started.to_string(),
-            duration_seconds: duration.as_secs_f64(),
-            profiles: profiles.to_vec(),
             success: !report.failed(),
             drift_detected: report.has_changes(),
             changes: report.changes_json(),
             errors: report.errors_json(),
             summary: report.summary_json(),
             changes_by_kind,
+            ..Self::new(started, duration, profiles)
         }
     }
 
@@ -76,17 +90,10 @@ impl LastRun {
         profiles: &[String],
     ) -> Self {
         Self {
-            schema_version: crate::output::SCHEMA_VERSION,
-            berth_version: env!("CARGO_PKG_VERSION").to_owned(),
-            started_at: started.to_string(),
-            duration_seconds: duration.as_secs_f64(),
-            profiles: profiles.to_vec(),
             success: false,
-            drift_detected: false,
-            changes: Vec::new(),
             errors: vec![error_json(None, error)],
             summary: serde_json::json!({"add": 0, "change": 0, "destroy": 0, "failed": 1}),
-            changes_by_kind: BTreeMap::new(),
+            ..Self::new(started, duration, profiles)
         }
     }
 

@@ -27,13 +27,7 @@ pub fn parse(path: &HostPath, text: &str) -> Result<DocumentMut> {
         // Only the place and the parser's words: its usual excerpt of the line could be a
         // `token = "..."` line.
         let place = error.span().map_or_else(String::new, |span| {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before
-                .rsplit('\n')
-                .next()
-                .map_or(0, |rest| rest.chars().count())
-                + 1;
+            let (line, column) = crate::toml_source::line_column(text, span.start);
             format!("line {line}, column {column}: ")
         });
         anyhow!("{place}{}", error.message().trim()).context(format!(

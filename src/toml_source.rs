@@ -167,14 +167,7 @@ impl TomlSource {
     }
 
     fn line_column(&self, offset: usize) -> (usize, usize) {
-        let before = &self.text[..offset.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before
-            .rsplit('\n')
-            .next()
-            .map_or(0, |rest| rest.chars().count())
-            + 1;
-        (line, column)
+        line_column(&self.text, offset)
     }
 }
 
@@ -201,6 +194,18 @@ fn find_span(item: &toml_edit::Item, segments: &[Segment]) -> Option<usize> {
             _ => None,
         },
     }
+}
+
+/// The 1-based line and column of byte `offset` in `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |rest| rest.chars().count())
+        + 1;
+    (line, column)
 }
 
 fn covers(span: Option<std::ops::Range<usize>>, offset: usize) -> bool {

@@ -35,7 +35,7 @@ use crate::{
     },
     exec,
     host::{Host, HostPath},
-    inspect::{Config, ContainerInfo, ImageInfo, normalize_reference, short_image_id},
+    inspect::{Config, ContainerInfo, ImageInfo, Labelled, normalize_reference, short_image_id},
     plan::{Action, Change, Diff, FieldChange, ResourceId},
     profile::Profile,
     resource::{

@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 
 use crate::{
     container_spec::NetworkSpec,
-    inspect::{ContainerInfo, NetworkInfo},
+    inspect::{ContainerInfo, Labelled, NetworkInfo},
     plan::{Action, Change, Diff, FieldChange, ResourceId},
     resource::{
         Context, Resource,
@@ -248,7 +248,7 @@ impl Resource for Network {
             diff.push(change);
             return diff;
         }
-        let recorded = live.label(crate::container_spec::LABEL_SPEC_HASH);
+        let recorded = live.spec_hash();
         if fields.is_empty() && recorded == Some(self.hash.as_str()) {
             return diff;
         }

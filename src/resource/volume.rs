@@ -14,9 +14,9 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::Value as Json;
 
 use crate::{
-    container_spec::{LABEL_SPEC_HASH, VolumeSpec},
+    container_spec::VolumeSpec,
     host::{HostPath, host_path},
-    inspect::VolumeInfo,
+    inspect::{Labelled, VolumeInfo},
     plan::{Action, Change, Diff, FieldChange, ResourceId},
     resource::{
         Context, Resource,
@@ -210,7 +210,7 @@ impl Resource for Volume {
             &live.labels.clone().unwrap_or_default(),
             &self.spec.labels,
         ));
-        let recorded = live.label(LABEL_SPEC_HASH);
+        let recorded = live.spec_hash();
         if fields.is_empty() && recorded == Some(self.hash.as_str()) {
             return diff;
         }
@@ -249,7 +249,7 @@ impl Resource for Volume {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container_spec::{LABEL_MANAGED, ObjectName};
+    use crate::container_spec::{LABEL_MANAGED, LABEL_SPEC_HASH, ObjectName};
 
     fn volume(adopt: bool) -> Volume {
         Volume::new(
