@@ -27,6 +27,9 @@ pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// A temporary directory standing in for `/`.
 pub struct Root {
     dir: tempfile::TempDir,
+    /// Beside the root, for what is not part of the host (stub programs and their logs), removed
+    /// with it.
+    scratch: tempfile::TempDir,
 }
 
 impl Root {
@@ -36,7 +39,18 @@ impl Root {
                 .prefix("berth-root-")
                 .tempdir()
                 .unwrap(),
+            scratch: tempfile::Builder::new()
+                .prefix("berth-scratch-")
+                .tempdir()
+                .unwrap(),
         }
+    }
+
+    /// A directory outside the root (so scans and snapshots of the root do not see it).
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        let path = self.scratch.path().join(name);
+        fs::create_dir_all(&path).unwrap();
+        path
     }
 
     pub fn path(&self) -> &Path {
@@ -656,32 +670,28 @@ pub fn unprivileged_layer(containers: &[&str]) -> String {
         .collect()
 }
 
-/// A directory with `/bin/busybox` and its applets, built once per test run.
+/// A directory with `/bin/busybox` and its applets, built once per test run in cargo's scratch
+/// directory for tests (rebuilt each run, not accumulated in /tmp).
 fn busybox_rootfs() -> &'static Path {
-    static ROOTFS: OnceLock<tempfile::TempDir> = OnceLock::new();
-    ROOTFS
-        .get_or_init(|| {
-            let dir = tempfile::Builder::new()
-                .prefix("berth-rootfs-")
-                .tempdir()
-                .unwrap();
-            let bin = dir.path().join("bin");
-            fs::create_dir_all(&bin).unwrap();
-            let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-                .iter()
-                .find(|path| Path::new(path).exists())
-                .expect("busybox-static is installed (apt-get install busybox-static)");
-            fs::copy(busybox, bin.join("busybox")).unwrap();
-            for applet in [
-                "sh", "nc", "sleep", "cat", "echo", "ls", "env", "true", "kill", "wget", "grep",
-                "ps",
-            ] {
-                std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
-            }
-            for dir_name in ["tmp", "etc", "proc", "sys", "dev"] {
-                fs::create_dir_all(dir.path().join(dir_name)).unwrap();
-            }
-            dir
-        })
-        .path()
+    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTFS.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("busybox-rootfs");
+        let _ = fs::remove_dir_all(&dir);
+        let bin = dir.join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .iter()
+            .find(|path| Path::new(path).exists())
+            .expect("busybox-static is installed (apt-get install busybox-static)");
+        fs::copy(busybox, bin.join("busybox")).unwrap();
+        for applet in [
+            "sh", "nc", "sleep", "cat", "echo", "ls", "env", "true", "kill", "wget", "grep", "ps",
+        ] {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+        }
+        for dir_name in ["tmp", "etc", "proc", "sys", "dev"] {
+            fs::create_dir_all(dir.join(dir_name)).unwrap();
+        }
+        dir
+    })
 }

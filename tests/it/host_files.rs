@@ -6,10 +6,7 @@ use crate::harness::{Root, berth, profile_file, write_executable};
 /// A `modprobe` stand-in that logs its argv and "loads" the module by adding it to
 /// `<root>/proc/modules`, as the kernel would.
 fn stub_modprobe(root: &Root) -> std::path::PathBuf {
-    let bin = root.path().parent().unwrap().join(format!(
-        "{}-bin",
-        root.path().file_name().unwrap().to_string_lossy()
-    ));
+    let bin = root.scratch("bin");
     write_executable(
         &bin,
         "modprobe",
@@ -76,10 +73,7 @@ fn a_failing_modprobe_fails_the_module_but_the_rest_of_the_host_converges() {
     let root = Root::new();
     root.write("/proc/filesystems", "nodev\tsysfs\n")
         .write("/proc/modules", "");
-    let bin = root.path().parent().unwrap().join(format!(
-        "{}-failbin",
-        root.path().file_name().unwrap().to_string_lossy()
-    ));
+    let bin = root.scratch("failbin");
     write_executable(
         &bin,
         "modprobe",

@@ -841,10 +841,7 @@ fn no_token_appears_in_output_files_or_the_argv_of_any_program() {
         "/lib/systemd/system/docker.service",
         "[Service]\nExecStart=/usr/bin/dockerd -H fd://\n",
     );
-    let bin = root.path().parent().unwrap().join(format!(
-        "{}-bin",
-        root.path().file_name().unwrap().to_string_lossy()
-    ));
+    let bin = root.scratch("bin");
     let log = write_logging_stubs(
         &bin,
         &[
