@@ -513,17 +513,12 @@ impl Container {
                     .map(|argument| (mount.target.clone(), argument))
             })
             .collect();
-        let targets: BTreeSet<&String> = live_binds.keys().chain(wanted_binds.keys()).collect();
-        for target in targets {
-            let (live, wanted) = (live_binds.get(target), wanted_binds.get(target));
-            if live != wanted {
-                replace.push(FieldChange::new(
-                    format!("volumes[{target}]"),
-                    live.map(|bind| text(bind)),
-                    wanted.map(|bind| text(bind)),
-                ));
-            }
-        }
+        replace.extend(docker_objects::keyed_fields(
+            &live_binds,
+            &wanted_binds,
+            |target| format!("volumes[{target}]"),
+            |bind| text(bind),
+        ));
         let live_anonymous = live.config.volumes.clone().unwrap_or_default();
         for mount in &self.spec.mounts {
             if mount.source == MountSource::Anonymous
@@ -825,17 +820,12 @@ fn compare_ports(spec: &ContainerSpec, live: &ContainerInfo, replace: &mut Vec<F
     for list in wanted.values_mut().chain(have.values_mut()) {
         list.sort();
     }
-    let keys: BTreeSet<&String> = wanted.keys().chain(have.keys()).collect();
-    for key in keys {
-        let (live, wanted) = (have.get(key), wanted.get(key));
-        if live != wanted {
-            replace.push(FieldChange::new(
-                format!("ports[{key}]"),
-                live.map(|list| json_list(list)),
-                wanted.map(|list| json_list(list)),
-            ));
-        }
-    }
+    replace.extend(docker_objects::keyed_fields(
+        &have,
+        &wanted,
+        |key| format!("ports[{key}]"),
+        |list| json_list(list),
+    ));
 }
 
 /// A bind source that is a socket (`/var/run/docker.sock`) must exist: Docker, and berth,

@@ -120,6 +120,27 @@ pub fn short_hash(hash: &str) -> &str {
     &hash[..hash.len().min(12)]
 }
 
+/// One field change per key whose value differs between `live` and `wanted` (present on one
+/// side only counts), in key order; `path` names the field, `json` shows a value.
+pub fn keyed_fields<V: PartialEq>(
+    live: &BTreeMap<String, V>,
+    wanted: &BTreeMap<String, V>,
+    path: impl Fn(&str) -> String,
+    json: impl Fn(&V) -> Json,
+) -> Vec<FieldChange> {
+    let keys: std::collections::BTreeSet<&String> = live.keys().chain(wanted.keys()).collect();
+    keys.into_iter()
+        .filter(|key| live.get(*key) != wanted.get(*key))
+        .map(|key| {
+            FieldChange::new(
+                path(key),
+                live.get(key).map(&json),
+                wanted.get(key).map(&json),
+            )
+        })
+        .collect()
+}
+
 /// Field changes between two string maps (options, labels): `prefix.KEY`, one per key that
 /// differs, keys in order. Labels under `berth.` are berth's bookkeeping and never compared.
 pub fn map_fields(
@@ -127,20 +148,16 @@ pub fn map_fields(
     live: &BTreeMap<String, String>,
     wanted: &BTreeMap<String, String>,
 ) -> Vec<FieldChange> {
-    let mut keys: Vec<&String> = live.keys().chain(wanted.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter(|key| !key.starts_with("berth."))
-        .filter(|key| live.get(*key) != wanted.get(*key))
-        .map(|key| {
-            FieldChange::new(
-                format!("{prefix}.{key}"),
-                live.get(key).map(|value| Json::from(value.as_str())),
-                wanted.get(key).map(|value| Json::from(value.as_str())),
-            )
-        })
-        .collect()
+    let bookkeeping = format!("{prefix}.berth.");
+    keyed_fields(
+        live,
+        wanted,
+        |key| format!("{prefix}.{key}"),
+        |value| Json::from(value.as_str()),
+    )
+    .into_iter()
+    .filter(|field| !field.path.starts_with(&bookkeeping))
+    .collect()
 }
 
 /// `a, b, c`: the paths of the fields that differ, for a change's one-line detail.
