@@ -80,17 +80,24 @@ impl ArgPair for Berth {
     }
 }
 
+/// A host whose profile declares the docker runner with a glrt- token that GitLab knows:
+/// the root, the GitLab stand-in, the runner's id there, and the profile layer.
+fn glrt_host() -> (Root, GitLab, i64, PathBuf) {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    let runner_id = gitlab.add_runner(GLRT);
+    token_file(&root, GLRT_TOKEN_FILE, GLRT);
+    let profile = layer(&root, "site", &docker_runner(&gitlab));
+    (root, gitlab, runner_id, profile)
+}
+
 fn ledger(root: &Root) -> serde_json::Value {
     serde_json::from_str(&root.read(LEDGER).expect("the ledger exists")).unwrap()
 }
 
 #[test]
 fn two_applies_register_exactly_once_and_a_second_plan_asks_gitlab_nothing() {
-    let root = Root::new();
-    let gitlab = start_gitlab();
-    let runner_id = gitlab.add_runner(GLRT);
-    token_file(&root, GLRT_TOKEN_FILE, GLRT);
-    let profile = layer(&root, "site", &docker_runner(&gitlab));
+    let (root, gitlab, runner_id, profile) = glrt_host();
 
     let plan = run(&root, &gitlab, &["plan"], &[&profile]);
     plan.code(2);
@@ -286,11 +293,7 @@ fn a_create_token_creates_the_runner_once() {
 
 #[test]
 fn hand_edits_a_foreign_runner_a_comment_and_a_token_rotated_by_the_runner_are_kept() {
-    let root = Root::new();
-    let gitlab = start_gitlab();
-    let runner_id = gitlab.add_runner(GLRT);
-    token_file(&root, GLRT_TOKEN_FILE, GLRT);
-    let profile = layer(&root, "site", &docker_runner(&gitlab));
+    let (root, gitlab, runner_id, profile) = glrt_host();
     run(&root, &gitlab, &["apply"], &[&profile]).code(0);
 
     // gitlab-runner rotates its token and rewrites the file; an operator adds a runner of
@@ -340,11 +343,7 @@ fn hand_edits_a_foreign_runner_a_comment_and_a_token_rotated_by_the_runner_are_k
 
 #[test]
 fn a_new_token_in_the_token_file_is_found_by_fingerprint_and_verified() {
-    let root = Root::new();
-    let gitlab = start_gitlab();
-    let runner_id = gitlab.add_runner(GLRT);
-    token_file(&root, GLRT_TOKEN_FILE, GLRT);
-    let profile = layer(&root, "site", &docker_runner(&gitlab));
+    let (root, gitlab, runner_id, profile) = glrt_host();
     run(&root, &gitlab, &["apply"], &[&profile]).code(0);
     let fresh = "glrt-FreshFromTheUi42";
     gitlab.rotate_token(runner_id, fresh);
@@ -639,12 +638,8 @@ fn an_unreachable_gitlab_fails_that_runner_only() {
 
 #[test]
 fn server_errors_are_retried_with_backoff_but_never_for_a_registration() {
-    let root = Root::new();
-    let gitlab = start_gitlab();
-    gitlab.add_runner(GLRT);
+    let (root, gitlab, _, profile) = glrt_host();
     gitlab.script(VERIFY, &[500, 503]);
-    token_file(&root, GLRT_TOKEN_FILE, GLRT);
-    let profile = layer(&root, "site", &docker_runner(&gitlab));
     let apply = run(&root, &gitlab, &["apply"], &[&profile]);
     apply.code(0);
     assert_eq!(gitlab.calls(VERIFY), 3, "two 5xx, then success");
@@ -740,11 +735,7 @@ fn plan_as_a_non_root_user_warns_that_it_cannot_see_the_runners() {
         eprintln!("SKIPPED: needs root to set up root-only files and drop to nobody");
         return;
     }
-    let root = Root::new();
-    let gitlab = start_gitlab();
-    gitlab.add_runner(GLRT);
-    token_file(&root, GLRT_TOKEN_FILE, GLRT);
-    let profile = layer(&root, "site", &docker_runner(&gitlab));
+    let (root, gitlab, _, profile) = glrt_host();
     run(&root, &gitlab, &["apply"], &[&profile]).code(0);
     std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let output = std::process::Command::new("setpriv")
