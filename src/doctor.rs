@@ -10,7 +10,10 @@ use crate::{
     gitlab::GitLab,
     host::{Host, HostPath, host_path},
     profile::{ModuleName, Profile},
-    resource::kernel_module::{KernelModule, KernelView},
+    resource::{
+        kernel_module::{KernelModule, KernelView},
+        runner_config,
+    },
     runner_toml, service_unit, system_id,
 };
 
@@ -430,11 +433,8 @@ fn dind_from_runner(docker: &Docker, status: &DaemonStatus, profile: &Profile) -
 fn runner_tokens(host: &Host, profile: &Profile) -> Vec<Check> {
     let mut checks = Vec::new();
     let config = &profile.runner.config;
-    let document = match host.read_optional(config).and_then(|text| {
-        text.map(|text| runner_toml::parse(config, &text))
-            .transpose()
-    }) {
-        Ok(document) => document,
+    let document = match runner_config::read(host, config) {
+        Ok(read) => read.map(|(_, document)| document),
         Err(error) => {
             if !profile.runner.runners.is_empty() {
                 checks.push(Check::new(
