@@ -6,15 +6,14 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use crate::{
+    docker::unit,
     docker::{DaemonStatus, Docker},
-    gitlab::GitLab,
     host::{Host, HostPath, host_path},
-    profile::{ModuleName, Profile},
+    profile::Profile,
     resource::{
-        kernel_module::{KernelModule, KernelView},
-        runner_config,
+        kernel_module::{KernelModule, KernelView, ModuleName},
+        runner::{config, config_toml, gitlab::GitLab, system_id},
     },
-    runner_toml, service_unit, system_id,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -218,9 +217,10 @@ fn cgroup(host: &Host) -> Check {
 
 /// daemon.json as it is, else the profile's keys (what it will be).
 fn daemon_json(host: &Host, profile: Option<&Profile>) -> Option<Map<String, Json>> {
-    let path = profile.map_or_else(crate::profile::DockerSettings::default_config, |profile| {
-        profile.docker.config.clone()
-    });
+    let path = profile.map_or_else(
+        crate::resource::daemon::DockerSettings::default_config,
+        |profile| profile.docker.config.clone(),
+    );
     match host.read_optional(&path).ok().flatten() {
         Some(text) => match serde_json::from_str(&text) {
             Ok(Json::Object(object)) => Some(object),
@@ -231,7 +231,7 @@ fn daemon_json(host: &Host, profile: Option<&Profile>) -> Option<Map<String, Jso
 }
 
 fn flag_conflicts(host: &Host, profile: Option<&Profile>) -> Check {
-    let service = match service_unit::find_docker_service(host) {
+    let service = match unit::find_docker_service(host) {
         Ok(Some(service)) => service,
         Ok(None) => {
             return Check::new(
@@ -433,7 +433,7 @@ fn dind_from_runner(docker: &Docker, status: &DaemonStatus, profile: &Profile) -
 fn runner_tokens(host: &Host, profile: &Profile) -> Vec<Check> {
     let mut checks = Vec::new();
     let config = &profile.runner.config;
-    let document = match runner_config::read(host, config) {
+    let document = match config::read(host, config) {
         Ok(read) => read.map(|(_, document)| document),
         Err(error) => {
             if !profile.runner.runners.is_empty() {
@@ -450,8 +450,8 @@ fn runner_tokens(host: &Host, profile: &Profile) -> Vec<Check> {
     for spec in &profile.runner.runners {
         let name = format!("runner {}", spec.name);
         let token = document.as_ref().and_then(|document| {
-            runner_toml::find(document, &spec.name)
-                .and_then(|index| runner_toml::entry_token(document, index))
+            config_toml::find(document, &spec.name)
+                .and_then(|index| config_toml::entry_token(document, index))
         });
         let (Some(token), Some(system_id)) = (token, system_id.as_deref()) else {
             checks.push(

@@ -1,33 +1,22 @@
 //! berth converges a GitLab CI runner host to declarative TOML profiles: kernel modules,
-//! Docker's daemon.json and service, and (in later kinds) networks, volumes, containers and the
-//! runner's registration. `run` takes the parsed command line and returns the exit code.
+//! Docker's daemon.json and service, networks, volumes, containers, and the runners'
+//! registrations and config.toml. `run` takes the parsed command line and returns the exit code;
+//! `main.rs` only turns it into the process's exit status. See docs/ARCHITECTURE.md for the tree.
 
 #![warn(clippy::print_stdout, clippy::print_stderr, clippy::exit)]
 
 pub mod cli;
-pub mod container_spec;
-pub mod docker;
-pub mod doctor;
-pub mod engine;
-pub mod exec;
-pub mod gitlab;
-pub mod host;
-pub mod inspect;
-pub mod ledger;
-pub mod lock;
-pub mod output;
-pub mod plan;
-pub mod profile;
-pub mod resource;
-pub mod run_report;
-pub mod runner_spec;
-pub mod runner_toml;
-pub mod secret;
-pub mod service_unit;
-pub mod settings;
-pub mod system_id;
-pub mod text_diff;
-pub mod toml_source;
+mod docker;
+mod doctor;
+mod engine;
+mod host;
+mod output;
+mod plan;
+mod profile;
+mod resource;
+mod run_report;
+mod secret;
+mod settings;
 
 use std::time::Instant;
 
@@ -37,7 +26,7 @@ use crate::{
     cli::{Cli, Command},
     docker::Docker,
     engine::Mode,
-    lock::RunLock,
+    host::lock::RunLock,
     output::Printer,
     resource::Context,
     run_report::LastRun,

@@ -203,6 +203,17 @@ impl From<Vec<Change>> for Diff {
     }
 }
 
+/// The unified diff between `before` (empty for a new file) and `after`, headed by `path`, for
+/// a change that rewrites a file. Callers redact secrets before they get here: a diff is
+/// printed as it is.
+pub fn unified_diff(path: &str, before: &str, after: &str) -> String {
+    similar::TextDiff::from_lines(before, after)
+        .unified_diff()
+        .context_radius(3)
+        .header(path, path)
+        .to_string()
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub add: usize,
@@ -266,6 +277,15 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&change).unwrap(),
             serde_json::json!({"id": "kernel-module/overlay", "action": "load", "detail": "modprobe overlay"})
+        );
+    }
+
+    #[test]
+    fn diff_shows_the_changed_line_with_its_context() {
+        let diff = unified_diff("/etc/x", "a\nb\nc\n", "a\nB\nc\n");
+        assert_eq!(
+            diff,
+            "--- /etc/x\n+++ /etc/x\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n"
         );
     }
 }

@@ -9,9 +9,9 @@ use serde::Deserialize;
 use crate::{
     cli::{Cli, Command},
     host::{Host, HostPath, host_path},
+    profile::source::TomlSource,
     profile::{DEFAULT_PROFILE, ProfileRef},
     resource::Options,
-    toml_source::TomlSource,
 };
 
 /// The host's own berth settings.

@@ -7,14 +7,71 @@
 //! built in is converged as it is. Every path goes through the root.
 
 use anyhow::{Context as _, Result};
+use serde::Deserialize;
 
 use crate::{
-    exec::{self, CommandLine},
+    host::exec::{self, CommandLine},
     host::{Host, HostPath, host_path},
     plan::{Action, Change, Diff, ResourceId},
-    profile::ModuleName,
     resource::{Context, Resource},
 };
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelLayer {
+    pub modules: Option<Vec<ModuleName>>,
+}
+
+/// A kernel module name as `modprobe` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ModuleName(String);
+
+impl ModuleName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The kernel reports `-` in module names as `_` (`/proc/modules`, `/sys/module`).
+    pub fn kernel_form(&self) -> String {
+        self.0.replace('-', "_")
+    }
+}
+
+impl TryFrom<String> for ModuleName {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if valid {
+            Ok(Self(name))
+        } else {
+            Err(format!(
+                "`{name}` is not a kernel module name (letters, digits, `_` and `-`)"
+            ))
+        }
+    }
+}
+
+impl std::fmt::Display for ModuleName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The modules of the `[kernel]` section, each once, in the order written.
+pub(crate) fn resolve(layer: Option<KernelLayer>) -> Vec<ModuleName> {
+    let mut modules: Vec<ModuleName> = Vec::new();
+    for module in layer.and_then(|kernel| kernel.modules).unwrap_or_default() {
+        if !modules.contains(&module) {
+            modules.push(module);
+        }
+    }
+    modules
+}
 
 /// Where systemd-modules-load (and Debian's kmod init script) read module lists, most
 /// important first.

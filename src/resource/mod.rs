@@ -10,15 +10,13 @@
 //! Kinds are a closed enum ([`AnyResource`]) dispatched with `match`, so the compiler checks
 //! that every kind is handled everywhere. One kind per file.
 
-pub mod container;
-pub mod daemon_config;
-pub mod docker_daemon;
-pub mod docker_objects;
-pub mod kernel_module;
-pub mod network;
-pub mod runner;
-pub mod runner_config;
-pub mod volume;
+pub(crate) mod container;
+pub(crate) mod daemon;
+pub(crate) mod docker_object;
+pub(crate) mod kernel_module;
+pub(crate) mod network;
+pub(crate) mod runner;
+pub(crate) mod volume;
 
 use std::rc::Rc;
 
@@ -81,10 +79,10 @@ pub trait Resource {
 /// Every kind of resource berth manages.
 pub enum AnyResource {
     KernelModule(kernel_module::KernelModule),
-    DaemonConfig(daemon_config::DaemonConfig),
-    DockerDaemon(docker_daemon::DockerDaemon),
+    DaemonConfig(daemon::config::DaemonConfig),
+    DockerDaemon(daemon::service::DockerDaemon),
     Runner(runner::Runner),
-    RunnerConfig(runner_config::RunnerConfig),
+    RunnerConfig(runner::config::RunnerConfig),
     Network(network::Network),
     Volume(volume::Volume),
     Container(container::Container),
@@ -126,15 +124,13 @@ pub fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResource> {
         )));
     }
     if !profile.docker.daemon.is_empty() {
-        resources.push(AnyResource::DaemonConfig(daemon_config::DaemonConfig::new(
-            &profile.docker,
-            options.allow_storage_driver_change,
-        )));
+        resources.push(AnyResource::DaemonConfig(
+            daemon::config::DaemonConfig::new(&profile.docker, options.allow_storage_driver_change),
+        ));
     }
-    resources.push(AnyResource::DockerDaemon(docker_daemon::DockerDaemon::new(
-        &profile.docker,
-        options.allow_storage_driver_change,
-    )));
+    resources.push(AnyResource::DockerDaemon(
+        daemon::service::DockerDaemon::new(&profile.docker, options.allow_storage_driver_change),
+    ));
     // Registration first: it writes a runner's entry with its token, so config.toml never
     // holds an entry gitlab-runner cannot use.
     for spec in &profile.runner.runners {
@@ -144,11 +140,11 @@ pub fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResource> {
         )));
     }
     if profile.runner.is_declared() {
-        resources.push(AnyResource::RunnerConfig(runner_config::RunnerConfig::new(
-            &profile.runner,
-        )));
+        resources.push(AnyResource::RunnerConfig(
+            runner::config::RunnerConfig::new(&profile.runner),
+        ));
     }
-    let names = Rc::new(docker_objects::ObjectNames::from_profile(profile));
+    let names = Rc::new(docker_object::ObjectNames::from_profile(profile));
     let label = profile.label();
     for spec in &profile.networks {
         resources.push(AnyResource::Network(network::Network::new(

@@ -5,20 +5,95 @@
 //! every container is reconnected with the aliases it had. A network with the profile's name
 //! that berth did not create is a conflict, replaced only with `--adopt`.
 
-use std::rc::Rc;
+use std::{collections::BTreeMap, rc::Rc};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::Value as Json;
 
 use crate::{
-    container_spec::NetworkSpec,
-    inspect::{ContainerInfo, Labelled, NetworkInfo},
+    docker::inspect::{ContainerInfo, Labelled, NetworkInfo},
     plan::{Action, Change, Diff, FieldChange, ResourceId},
+    profile::{
+        Layers,
+        source::{KeyPath, LocatedError},
+    },
     resource::{
         Context, Resource,
-        docker_objects::{self, ObjectNames, Reach},
+        docker_object::{
+            self, ObjectName, ObjectNames, Reach, labels, non_empty, spec_hash, string_map,
+        },
     },
 };
+
+/// The option through which bridge and overlay networks take their MTU.
+pub const NETWORK_MTU_OPTION: &str = "com.docker.network.driver.mtu";
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkLayer {
+    pub driver: Option<String>,
+    pub options: Option<IndexMap<String, String>>,
+    pub internal: Option<bool>,
+    pub labels: Option<IndexMap<String, String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSpec {
+    pub name: ObjectName,
+    pub driver: String,
+    pub options: BTreeMap<String, String>,
+    pub internal: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl NetworkSpec {
+    pub fn spec_hash(&self) -> String {
+        spec_hash(&serde_json::json!({
+            "driver": self.driver,
+            "options": self.options,
+            "internal": self.internal,
+            "labels": self.labels,
+        }))
+    }
+}
+
+pub(crate) fn resolve_network(
+    name: ObjectName,
+    layer: NetworkLayer,
+    mtu: Option<u32>,
+    layers: &Layers,
+) -> Result<NetworkSpec, LocatedError> {
+    let key = KeyPath::parse_dotted("networks").key(name.as_str());
+    let driver = non_empty(layer.driver, "bridge", &key.key("driver"), layers)?;
+    let mut options = string_map(layer.options, &key.key("options"), layers)?;
+    // Only the bridge and overlay drivers take an MTU option; others refuse unknown options.
+    if let Some(mtu) = mtu
+        && matches!(driver.as_str(), "bridge" | "overlay")
+    {
+        let wanted = mtu.to_string();
+        match options.get(NETWORK_MTU_OPTION) {
+            Some(set) if *set != wanted => {
+                return Err(layers.error_at(
+                    &key.key("options").key(NETWORK_MTU_OPTION),
+                    format!("`{set}` contradicts the top-level `mtu = {mtu}`; set one MTU, at the top level"),
+                ));
+            }
+            _ => {
+                options.insert(NETWORK_MTU_OPTION.to_owned(), wanted);
+            }
+        }
+    }
+    Ok(NetworkSpec {
+        driver,
+        options,
+        internal: layer.internal.unwrap_or(false),
+        labels: labels(layer.labels, &key.key("labels"), layers)?,
+        name,
+    })
+}
 
 pub struct Network {
     spec: NetworkSpec,
@@ -54,7 +129,7 @@ impl Network {
                 Some(Json::from(self.spec.driver.as_str())),
             ));
         }
-        fields.extend(docker_objects::map_fields(
+        fields.extend(docker_object::map_fields(
             "options",
             &live.options.clone().unwrap_or_default(),
             &self.spec.options,
@@ -66,7 +141,7 @@ impl Network {
                 Some(Json::from(self.spec.internal)),
             ));
         }
-        fields.extend(docker_objects::map_fields(
+        fields.extend(docker_object::map_fields(
             "labels",
             &live.labels.clone().unwrap_or_default(),
             &self.spec.labels,
@@ -87,7 +162,7 @@ impl Network {
         for (key, value) in &self.spec.options {
             args.extend(["--opt".into(), format!("{key}={value}")]);
         }
-        args.extend(docker_objects::ownership_labels(&self.profile, &self.hash));
+        args.extend(docker_object::ownership_labels(&self.profile, &self.hash));
         for (key, value) in &self.spec.labels {
             args.extend(["--label".into(), format!("{key}={value}")]);
         }
@@ -185,7 +260,7 @@ impl Resource for Network {
     }
 
     fn observe(&self, cx: &Context) -> Result<NetworkState> {
-        match docker_objects::reach(cx) {
+        match docker_object::reach(cx) {
             Reach::Running => {}
             other => return Ok(NetworkState::Unavailable(other)),
         }
@@ -199,7 +274,7 @@ impl Resource for Network {
         let mut diff = Diff::none();
         let live = match observed {
             NetworkState::Unavailable(Reach::Unreachable(reason)) => {
-                diff.warn(docker_objects::unreachable_warning(reason));
+                diff.warn(docker_object::unreachable_warning(reason));
                 return diff;
             }
             NetworkState::Unavailable(_) => return diff,
@@ -236,10 +311,10 @@ impl Resource for Network {
                 Action::Replace,
                 format!(
                     "{}{reconnects}",
-                    docker_objects::conflict_detail("network", self.spec.name.as_str())
+                    docker_object::conflict_detail("network", self.spec.name.as_str())
                 ),
             )
-            .with_fields([vec![docker_objects::conflict_field()], fields].concat());
+            .with_fields([vec![docker_object::conflict_field()], fields].concat());
             if !self.adopt {
                 change = change.refused_because(
                     "berth does not touch a network it did not create; rerun with --adopt to replace it with the profile's (its containers are reconnected)",
@@ -253,13 +328,13 @@ impl Resource for Network {
             return diff;
         }
         let fields = if fields.is_empty() {
-            vec![docker_objects::hash_field(recorded, &self.hash)]
+            vec![docker_object::hash_field(recorded, &self.hash)]
         } else {
             fields
         };
         let detail = format!(
             "{} changed{reconnects}",
-            docker_objects::field_paths(&fields)
+            docker_object::field_paths(&fields)
         );
         diff.push(Change::new(self.id(), Action::Replace, detail).with_fields(fields));
         diff
@@ -285,10 +360,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::{
-        container_spec::{LABEL_MANAGED, LABEL_SPEC_HASH, ObjectName},
-        inspect::NetworkMember,
-    };
+    use crate::docker::inspect::{LABEL_MANAGED, LABEL_SPEC_HASH, NetworkMember};
 
     fn network(options: &[(&str, &str)], adopt: bool) -> Network {
         Network::new(

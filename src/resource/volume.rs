@@ -11,18 +11,54 @@
 use std::{collections::BTreeMap, rc::Rc};
 
 use anyhow::{Context as _, Result, bail};
+use indexmap::IndexMap;
+use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::{
-    container_spec::VolumeSpec,
+    docker::inspect::{Labelled, VolumeInfo},
     host::{HostPath, host_path},
-    inspect::{Labelled, VolumeInfo},
     plan::{Action, Change, Diff, FieldChange, ResourceId},
     resource::{
         Context, Resource,
-        docker_objects::{self, ObjectNames, Reach},
+        docker_object::{self, ObjectName, ObjectNames, Reach, spec_hash},
     },
 };
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeLayer {
+    pub driver: Option<String>,
+    pub options: Option<IndexMap<String, String>>,
+    pub labels: Option<IndexMap<String, String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    pub name: ObjectName,
+    pub driver: String,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl VolumeSpec {
+    pub(crate) fn with_defaults(name: ObjectName) -> Self {
+        Self {
+            name,
+            driver: "local".into(),
+            options: BTreeMap::new(),
+            labels: BTreeMap::new(),
+        }
+    }
+
+    pub fn spec_hash(&self) -> String {
+        spec_hash(&serde_json::json!({
+            "driver": self.driver,
+            "options": self.options,
+            "labels": self.labels,
+        }))
+    }
+}
 
 /// Volume name → `CreatedAt` of the volume adopted with `--adopt`.
 pub const ADOPTED_VOLUMES: &str = "/var/lib/berth/adopted-volumes.json";
@@ -70,7 +106,7 @@ impl Volume {
                 Some(Json::from(self.spec.driver.as_str())),
             ));
         }
-        fields.extend(docker_objects::map_fields(
+        fields.extend(docker_object::map_fields(
             "options",
             &live.options.clone().unwrap_or_default(),
             &self.spec.options,
@@ -88,7 +124,7 @@ impl Volume {
         for (key, value) in &self.spec.options {
             args.extend(["--opt".into(), format!("{key}={value}")]);
         }
-        args.extend(docker_objects::ownership_labels(&self.profile, &self.hash));
+        args.extend(docker_object::ownership_labels(&self.profile, &self.hash));
         for (key, value) in &self.spec.labels {
             args.extend(["--label".into(), format!("{key}={value}")]);
         }
@@ -101,7 +137,7 @@ impl Volume {
         Change::new(
             self.id(),
             Action::Replace,
-            format!("{} changed", docker_objects::field_paths(&fields)),
+            format!("{} changed", docker_object::field_paths(&fields)),
         )
         .with_fields(fields)
         .refused_because(format!(
@@ -134,7 +170,7 @@ impl Resource for Volume {
     }
 
     fn observe(&self, cx: &Context) -> Result<VolumeState> {
-        match docker_objects::reach(cx) {
+        match docker_object::reach(cx) {
             Reach::Running => {}
             other => return Ok(VolumeState::Unavailable(other)),
         }
@@ -156,7 +192,7 @@ impl Resource for Volume {
         let mut diff = Diff::none();
         let (live, adopted) = match observed {
             VolumeState::Unavailable(Reach::Unreachable(reason)) => {
-                diff.warn(docker_objects::unreachable_warning(reason));
+                diff.warn(docker_object::unreachable_warning(reason));
                 return diff;
             }
             VolumeState::Unavailable(_) => return diff,
@@ -187,10 +223,10 @@ impl Resource for Volume {
                 Action::Update,
                 format!(
                     "{}; adopt it, data included",
-                    docker_objects::conflict_detail("volume", self.spec.name.as_str())
+                    docker_object::conflict_detail("volume", self.spec.name.as_str())
                 ),
             )
-            .with_fields([vec![docker_objects::conflict_field()], storage.clone()].concat());
+            .with_fields([vec![docker_object::conflict_field()], storage.clone()].concat());
             if !self.adopt {
                 change = change.refused_because(
                     "berth does not touch a volume it did not create; rerun with --adopt to take it over as it is",
@@ -198,14 +234,14 @@ impl Resource for Volume {
             } else if !storage.is_empty() {
                 change = change.refused_because(format!(
                     "its {} differ from the profile's, and a volume cannot be changed without deleting its data",
-                    docker_objects::field_paths(&storage)
+                    docker_object::field_paths(&storage)
                 ));
             }
             diff.push(change);
             return diff;
         }
         let mut fields = storage;
-        fields.extend(docker_objects::map_fields(
+        fields.extend(docker_object::map_fields(
             "labels",
             &live.labels.clone().unwrap_or_default(),
             &self.spec.labels,
@@ -215,7 +251,7 @@ impl Resource for Volume {
             return diff;
         }
         if fields.is_empty() {
-            fields.push(docker_objects::hash_field(recorded, &self.hash));
+            fields.push(docker_object::hash_field(recorded, &self.hash));
         }
         diff.push(self.refuse_replacement(fields));
         diff
@@ -249,7 +285,7 @@ impl Resource for Volume {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container_spec::{LABEL_MANAGED, LABEL_SPEC_HASH, ObjectName};
+    use crate::docker::inspect::{LABEL_MANAGED, LABEL_SPEC_HASH};
 
     fn volume(adopt: bool) -> Volume {
         Volume::new(

@@ -2,11 +2,11 @@
 
 use super::*;
 use crate::{
-    container_spec::{LABEL_MANAGED, LABEL_SPEC_HASH},
-    inspect::{
-        ContainerState as LiveState, Endpoint, HostConfig, NetworkSettings, RestartPolicyInfo,
+    docker::inspect::{
+        ContainerState as LiveState, Endpoint, HostConfig, LABEL_MANAGED, LABEL_SPEC_HASH,
+        NetworkSettings, RestartPolicyInfo,
     },
-    toml_source::TomlSource,
+    profile::source::TomlSource,
 };
 
 const PROFILE: &str = r#"

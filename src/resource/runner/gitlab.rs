@@ -20,7 +20,7 @@ use serde_json::{Value as Json, json};
 
 use crate::{
     host::{Host, HostPath},
-    runner_spec::{RunnerScope, ServerParams, normalize_url},
+    resource::runner::section::{RunnerScope, ServerParams, normalize_url},
     secret::Secret,
 };
 

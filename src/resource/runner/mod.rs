@@ -19,23 +19,27 @@
 //! and its ledger record go. Entries not in the ledger are never touched. An HTTP failure fails
 //! this runner only. Tokens never reach output, errors or the ledger (see `secret`).
 
+pub(crate) mod config;
+pub(crate) mod config_toml;
+pub(crate) mod gitlab;
+pub(crate) mod ledger;
+pub(crate) mod section;
+pub(crate) mod system_id;
+
 use anyhow::{Context as _, Result, anyhow, bail};
 use toml_edit::DocumentMut;
 
 use crate::{
-    gitlab::{Deleted, GitLab},
     host::{FileMode, Host, HostPath},
-    ledger::{self, Ledger, Recorded, Source},
     plan::{Action, Change, Diff, FieldChange, ResourceId},
-    resource::{
-        Context, Resource,
-        runner_config::{self, FILE_MODE},
-    },
-    runner_spec::{RunnerSettings, RunnerSpec, TokenSource, normalize_url},
-    runner_toml::{self, Credentials},
+    resource::{Context, Resource},
     secret::{Fingerprint, Secret},
-    system_id,
 };
+use config::FILE_MODE;
+use config_toml::Credentials;
+use gitlab::{Deleted, GitLab};
+use ledger::{Ledger, Recorded, Source};
+use section::{RunnerSettings, RunnerSpec, TokenSource, normalize_url};
 
 pub struct Runner {
     name: String,
@@ -144,7 +148,7 @@ pub fn removed(settings: &RunnerSettings, host: &Host) -> Vec<Runner> {
             config: settings.config.clone(),
             role: Role::UnreadableLedger {
                 message: format!("{error:#}"),
-                permission: runner_config::permission_denied(&error),
+                permission: config::permission_denied(&error),
             },
         }],
     }
@@ -465,12 +469,12 @@ impl Runner {
 
     fn read_state(&self, host: &Host) -> Result<RunnerState> {
         let recorded = Ledger::load(host)?.runners.shift_remove(&self.name);
-        let entry = runner_config::read(host, &self.config)?.and_then(|(_, document)| {
-            let index = runner_toml::find(&document, &self.name)?;
+        let entry = config::read(host, &self.config)?.and_then(|(_, document)| {
+            let index = config_toml::find(&document, &self.name)?;
             Some(Entry {
-                url: runner_toml::entry_str(&document, index, "url"),
-                id: runner_toml::entry_id(&document, index),
-                token: runner_toml::entry_token(&document, index),
+                url: config_toml::entry_str(&document, index, "url"),
+                id: config_toml::entry_id(&document, index),
+                token: config_toml::entry_token(&document, index),
             })
         });
         let token = match self.spec() {
@@ -496,26 +500,26 @@ impl Runner {
         &self,
         host: &Host,
         url: &str,
-        registration: &crate::gitlab::Registration,
+        registration: &crate::resource::runner::gitlab::Registration,
     ) -> Result<()> {
-        let mut document = runner_config::read(host, &self.config)?
+        let mut document = config::read(host, &self.config)?
             .map_or_else(DocumentMut::new, |(_, document)| document);
-        let index = match runner_toml::find(&document, &self.name) {
+        let index = match config_toml::find(&document, &self.name) {
             Some(index) => index,
-            None => runner_toml::add_entry(&mut document, &self.name),
+            None => config_toml::add_entry(&mut document, &self.name),
         };
-        runner_toml::write_credentials(
+        config_toml::write_credentials(
             &mut document,
             index,
             &Credentials {
                 url,
                 id: registration.id,
                 token: &registration.token,
-                token_obtained_at: runner_toml::now(),
-                token_expires_at: runner_toml::expiry(registration.token_expires_at.as_deref()),
+                token_obtained_at: config_toml::now(),
+                token_expires_at: config_toml::expiry(registration.token_expires_at.as_deref()),
             },
         );
-        runner_config::write(host, &self.config, &document.to_string())
+        config::write(host, &self.config, &document.to_string())
     }
 
     fn record(
@@ -624,7 +628,7 @@ impl Runner {
         &self,
         host: &Host,
         spec: &RunnerSpec,
-        registration: &crate::gitlab::Registration,
+        registration: &crate::resource::runner::gitlab::Registration,
         source: Source,
     ) -> Result<()> {
         self.write_entry(host, &spec.url, registration)
@@ -671,11 +675,11 @@ impl Runner {
                 ),
                 Some(Deleted::Done) | None => {}
             }
-            if let Some((_, mut document)) = runner_config::read(host, &self.config)?
-                && let Some(index) = runner_toml::find(&document, &self.name)
+            if let Some((_, mut document)) = config::read(host, &self.config)?
+                && let Some(index) = config_toml::find(&document, &self.name)
             {
-                runner_toml::remove_entry(&mut document, index);
-                runner_config::write(host, &self.config, &document.to_string())?;
+                config_toml::remove_entry(&mut document, index);
+                config::write(host, &self.config, &document.to_string())?;
             }
         }
         Ledger::update(host, |ledger| {
@@ -725,7 +729,7 @@ impl Resource for Runner {
                     permission: true,
                     ..
                 }
-            ) || runner_config::permission_denied(error)
+            ) || config::permission_denied(error)
         };
         match state {
             Err(error) if denied(&error) => Ok(RunnerState {
@@ -742,7 +746,7 @@ impl Resource for Runner {
     fn diff(&self, observed: &RunnerState, _earlier: &[Change]) -> Diff {
         let mut diff = Diff::none();
         if let Some(reason) = &observed.unreadable {
-            diff.warn(runner_config::not_planned(reason));
+            diff.warn(config::not_planned(reason));
             return diff;
         }
         if let (Some(spec), TokenFile::Present { mode, .. }) = (self.spec(), &observed.token)
@@ -804,7 +808,8 @@ fn read_token_file(host: &Host, file: &HostPath) -> Result<TokenFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{host::host_path, runner_spec::ServerParams};
+    use crate::host::host_path;
+    use section::ServerParams;
 
     const URL: &str = "https://gitlab.example.com";
 
@@ -839,7 +844,7 @@ mod tests {
     fn removed_runner() -> Runner {
         Runner {
             name: "r".into(),
-            config: host_path(crate::runner_spec::DEFAULT_CONFIG),
+            config: host_path(crate::resource::runner::section::DEFAULT_CONFIG),
             role: Role::Removed,
         }
     }
@@ -850,7 +855,7 @@ mod tests {
             id: 18,
             source,
             token_fingerprint: Fingerprint::of(token),
-            config: host_path(crate::runner_spec::DEFAULT_CONFIG),
+            config: host_path(crate::resource::runner::section::DEFAULT_CONFIG),
             delete_on_remove: false,
             tls_ca_file: None,
         }

@@ -21,10 +21,14 @@ use toml_edit::DocumentMut;
 
 use crate::{
     host::{FileMode, Host, HostPath},
-    plan::{Action, Change, Diff, FieldChange, ResourceId},
-    resource::{Context, Resource},
-    runner_spec::{RunnerSettings, normalize_url},
-    runner_toml, text_diff,
+    plan::{self, Action, Change, Diff, FieldChange, ResourceId},
+    resource::{
+        Context, Resource,
+        runner::{
+            config_toml,
+            section::{RunnerSettings, normalize_url},
+        },
+    },
 };
 
 /// config.toml holds runner tokens: only its owner may read it, as gitlab-runner writes it.
@@ -81,11 +85,11 @@ impl RunnerConfig {
         earlier: &[Change],
     ) -> Option<Planned> {
         let mut document = current.map_or_else(DocumentMut::new, |(_, document)| document.clone());
-        let mut fields = runner_toml::merge(document.as_table_mut(), &self.globals, "");
+        let mut fields = config_toml::merge(document.as_table_mut(), &self.globals, "");
         for runner in &self.runners {
-            let index = match runner_toml::find(&document, &runner.name) {
+            let index = match config_toml::find(&document, &runner.name) {
                 Some(index)
-                    if runner_toml::entry_str(&document, index, "url")
+                    if config_toml::entry_str(&document, index, "url")
                         .is_some_and(|url| normalize_url(&url) == normalize_url(&runner.url)) =>
                 {
                     index
@@ -95,15 +99,15 @@ impl RunnerConfig {
                 // Not registered yet: shown as it will be after `runner/NAME` registered it in
                 // this run; left out when that is not planned (it failed or was refused).
                 None if registration_planned(earlier, &runner.name) => {
-                    let index = runner_toml::add_entry(&mut document, &runner.name);
-                    let entry = runner_toml::entry_mut(&mut document, index).expect("just added");
+                    let index = config_toml::add_entry(&mut document, &runner.name);
+                    let entry = config_toml::entry_mut(&mut document, index).expect("just added");
                     entry.insert("url", toml_edit::value(runner.url.as_str()));
                     index
                 }
                 None => continue,
             };
-            let entry = runner_toml::entry_mut(&mut document, index).expect("found above");
-            fields.extend(runner_toml::merge(
+            let entry = config_toml::entry_mut(&mut document, index).expect("found above");
+            fields.extend(config_toml::merge(
                 entry,
                 &runner.settings,
                 &format!("runners.{}", runner.name),
@@ -112,7 +116,7 @@ impl RunnerConfig {
         if fields.is_empty() {
             return None;
         }
-        runner_toml::separate_globals(&mut document);
+        config_toml::separate_globals(&mut document);
         Some(Planned {
             text: document.to_string(),
             fields,
@@ -178,10 +182,10 @@ impl Resource for RunnerConfig {
                 .current
                 .as_ref()
                 .map_or("", |(text, _)| text.as_str());
-            change = change.with_diff(text_diff::unified(
+            change = change.with_diff(plan::unified_diff(
                 &self.path.to_string(),
-                &runner_toml::redact(before),
-                &runner_toml::redact(&planned.text),
+                &config_toml::redact(before),
+                &config_toml::redact(&planned.text),
             ));
             fields = planned.fields;
         }
@@ -251,7 +255,7 @@ pub fn read(host: &Host, path: &HostPath) -> Result<Option<(String, DocumentMut)
     let Some(text) = host.read_optional(path)? else {
         return Ok(None);
     };
-    let document = runner_toml::parse(path, &text)?;
+    let document = config_toml::parse(path, &text)?;
     Ok(Some((text, document)))
 }
 
@@ -288,7 +292,7 @@ mod tests {
             current: text.map(|text| {
                 (
                     text.to_owned(),
-                    runner_toml::parse(&host_path("/c.toml"), text).unwrap(),
+                    config_toml::parse(&host_path("/c.toml"), text).unwrap(),
                 )
             }),
             mode: text.map(|_| FileMode(mode)),
@@ -320,7 +324,7 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("glrt-secret"), "{text}");
-        let whole = runner_toml::redact(FILE);
+        let whole = config_toml::redact(FILE);
         assert!(whole.contains("token = \"***\""), "{whole}");
     }
 

@@ -12,14 +12,17 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::{Map, Value as Json};
 
 use crate::{
-    docker::{DaemonStatus, Docker},
-    exec::{self, CommandLine},
-    host::{Host, HostPath, host_path},
-    plan::{Action, Change, Diff, FieldChange, ResourceId},
-    profile::DockerSettings,
-    resource::{Context, Resource},
-    service_unit::{self, DockerService},
-    text_diff,
+    docker::{
+        DaemonStatus, Docker,
+        unit::{self, DockerService},
+    },
+    host::{
+        Host, HostPath,
+        exec::{self, CommandLine},
+        host_path,
+    },
+    plan::{self, Action, Change, Diff, FieldChange, ResourceId},
+    resource::{Context, Resource, daemon::DockerSettings},
 };
 
 pub struct DaemonConfig {
@@ -255,7 +258,7 @@ impl Resource for DaemonConfig {
         Ok(ConfigState {
             current,
             storage,
-            service: service_unit::find_docker_service(cx.host)?,
+            service: unit::find_docker_service(cx.host)?,
             rejected: cx.host.read_optional(&rejected_path(&self.path))?,
         })
     }
@@ -274,7 +277,7 @@ impl Resource for DaemonConfig {
             Action::Create
         };
         let mut change = Change::new(self.id(), action, self.path.to_string()).with_diff(
-            text_diff::unified(&self.path.to_string(), before, &planned.text),
+            plan::unified_diff(&self.path.to_string(), before, &planned.text),
         );
         if let Some(reason) = self.refusal(observed, &planned) {
             change = change.refused_because(reason);

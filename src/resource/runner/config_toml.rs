@@ -16,7 +16,7 @@ use toml_edit::{DocumentMut, Item, TableLike, Value};
 use crate::{
     host::HostPath,
     plan::FieldChange,
-    profile::toml_to_json,
+    profile::source::toml_to_json,
     secret::{REDACTED, Secret},
 };
 
@@ -27,7 +27,7 @@ pub fn parse(path: &HostPath, text: &str) -> Result<DocumentMut> {
         // Only the place and the parser's words: its usual excerpt of the line could be a
         // `token = "..."` line.
         let place = error.span().map_or_else(String::new, |span| {
-            let (line, column) = crate::toml_source::line_column(text, span.start);
+            let (line, column) = crate::profile::source::line_column(text, span.start);
             format!("line {line}, column {column}: ")
         });
         anyhow!("{place}{}", error.message().trim()).context(format!(

@@ -12,15 +12,15 @@ use anyhow::Result;
 
 use crate::{
     host::{HostPath, host_path},
-    toml_source::{KeyPath, LocatedError},
+    profile::{
+        Layers,
+        source::{KeyPath, LocatedError},
+    },
 };
 
 /// Where the runner's config.toml lives when the profile does not say: the directory the
 /// runner container bind-mounts as `/etc/gitlab-runner`.
 pub const DEFAULT_CONFIG: &str = "/srv/gitlab-runner/config.toml";
-
-/// Places an error at a key of the merged profile, in the layer that set it.
-pub type Locate<'a> = &'a dyn Fn(&KeyPath, String) -> LocatedError;
 
 /// `[runner]` and `[runners.*]`, resolved.
 #[derive(Debug, Clone)]
@@ -289,23 +289,24 @@ const PULL_POLICIES: &[&str] = &["always", "if-not-present", "never"];
 
 /// Resolves `[runner]` and `[runners]` of the merged profile. Returns the settings and the
 /// warnings `validate` and `plan` print.
-pub fn resolve(
+pub(crate) fn resolve(
     runner: Option<toml::Table>,
     runners: Option<toml::Table>,
-    locate: Locate,
+    mtu: Option<u32>,
+    layers: &Layers,
 ) -> Result<(RunnerSettings, Vec<String>), LocatedError> {
     let mut warnings = Vec::new();
     let mut settings = RunnerSettings::default();
     let base = KeyPath::parse_dotted("runner");
     for (key, value) in runner.unwrap_or_default() {
         let path = base.key(&key);
-        let fail = |message: &str| Err(locate(&path, message.to_owned()));
+        let fail = |message: &str| Err(layers.error_at(&path, message.to_owned()));
         match key.as_str() {
             "config" => {
                 let Some(text) = value.as_str() else {
                     return fail("must be a path");
                 };
-                settings.config = HostPath::new(text).map_err(|message| locate(&path, message))?;
+                settings.config = HostPath::new(text).map_err(|message| layers.error_at(&path, message))?;
                 continue;
             }
             "runners" => {
@@ -349,19 +350,22 @@ pub fn resolve(
     for (name, value) in runners.unwrap_or_default() {
         let path = base.key(&name);
         let toml::Value::Table(table) = value else {
-            return Err(locate(
+            return Err(layers.error_at(
                 &path,
                 "must be a table: `[runners.NAME]` declares the runner NAME".to_owned(),
             ));
         };
         if name.trim().is_empty() || name.chars().any(char::is_control) {
-            return Err(locate(
+            return Err(layers.error_at(
                 &path,
                 "a runner name must be non-empty text without control characters".to_owned(),
             ));
         }
-        let spec = resolve_runner(&name, table, &path, locate, &mut warnings)?;
+        let spec = resolve_runner(&name, table, &path, layers, &mut warnings)?;
         settings.runners.push(spec);
+    }
+    if let Some(mtu) = mtu {
+        apply_mtu_to_runners(mtu, &mut settings, layers)?;
     }
     Ok((settings, warnings))
 }
@@ -370,10 +374,10 @@ fn resolve_runner(
     name: &str,
     mut table: toml::Table,
     base: &KeyPath,
-    locate: Locate,
+    layers: &Layers,
     warnings: &mut Vec<String>,
 ) -> Result<RunnerSpec, LocatedError> {
-    let at = |key: &str, message: String| locate(&base.key(key), message);
+    let at = |key: &str, message: String| layers.error_at(&base.key(key), message);
     for key in WRITTEN_BY_RUNNER {
         if table.contains_key(*key) {
             return Err(at(
@@ -394,9 +398,9 @@ fn resolve_runner(
         Some(toml::Value::String(url)) => url,
         Some(_) => return Err(at("url", "must be a string".into())),
         None => {
-            return Err(locate(
+            return Err(layers.error_at(
                 base,
-                "needs `url`, the GitLab instance the runner registers with".into(),
+                "needs `url`, the GitLab instance the runner registers with",
             ));
         }
     };
@@ -420,7 +424,7 @@ fn resolve_runner(
         Some(toml::Value::Boolean(flag)) => flag,
         Some(_) => return Err(at("delete_on_remove", "must be true or false".into())),
     };
-    let params = server_params(&mut table, base, locate)?;
+    let params = server_params(&mut table, base, layers)?;
     let scope_keys: Vec<&str> = ["runner_type", "group_id", "project_id"]
         .into_iter()
         .filter(|key| table.contains_key(*key))
@@ -454,7 +458,7 @@ fn resolve_runner(
             TokenSource::Registration { file, params }
         }
         (None, None, Some(file)) => {
-            let scope = runner_scope(&mut table, base, locate)?;
+            let scope = runner_scope(&mut table, base, layers)?;
             TokenSource::Create {
                 file,
                 scope,
@@ -462,23 +466,22 @@ fn resolve_runner(
             }
         }
         (None, None, None) => {
-            return Err(locate(
+            return Err(layers.error_at(
                 base,
-                "needs one of `token_file` (a glrt- runner authentication token), `create_token_file` (an access token with the create_runner scope) or `registration_token_file` (deprecated)".into(),
+                "needs one of `token_file` (a glrt- runner authentication token), `create_token_file` (an access token with the create_runner scope) or `registration_token_file` (deprecated)",
             ));
         }
         _ => {
-            return Err(locate(
+            return Err(layers.error_at(
                 base,
-                "takes only one of `token_file`, `registration_token_file` and `create_token_file`"
-                    .into(),
+                "takes only one of `token_file`, `registration_token_file` and `create_token_file`",
             ));
         }
     };
     for key in OWN_KEYS {
         table.remove(*key);
     }
-    check_entry(&table, base, locate, warnings)?;
+    check_entry(&table, base, layers, warnings)?;
     // `executor` first, as gitlab-runner writes it, then the rest in profile order.
     let mut settings = toml::Table::new();
     if let Some(executor) = table.remove("executor") {
@@ -514,9 +517,9 @@ impl ServerParams {
 fn server_params(
     table: &mut toml::Table,
     base: &KeyPath,
-    locate: Locate,
+    layers: &Layers,
 ) -> Result<ServerParams, LocatedError> {
-    let at = |key: &str, message: &str| locate(&base.key(key), message.to_owned());
+    let at = |key: &str, message: &str| layers.error_at(&base.key(key), message.to_owned());
     let string = |table: &mut toml::Table, key: &str| match table.remove(key) {
         None => Ok(None),
         Some(toml::Value::String(text)) => Ok(Some(text)),
@@ -569,9 +572,9 @@ fn server_params(
                         tags.push(tag.trim().to_owned());
                     }
                     _ => {
-                        return Err(locate(
+                        return Err(layers.error_at(
                             &base.key("tag_list").index(index),
-                            "a tag is non-empty text without commas".into(),
+                            "a tag is non-empty text without commas",
                         ));
                     }
                 }
@@ -586,9 +589,9 @@ fn server_params(
 fn runner_scope(
     table: &mut toml::Table,
     base: &KeyPath,
-    locate: Locate,
+    layers: &Layers,
 ) -> Result<RunnerScope, LocatedError> {
-    let at = |key: &str, message: &str| locate(&base.key(key), message.to_owned());
+    let at = |key: &str, message: &str| layers.error_at(&base.key(key), message.to_owned());
     let id = |table: &mut toml::Table, key: &str| match table.remove(key) {
         None => Ok(None),
         Some(toml::Value::Integer(id)) if id >= 1 => Ok(Some(id)),
@@ -600,10 +603,9 @@ fn runner_scope(
         Some(toml::Value::String(text)) => text,
         Some(_) => return Err(at("runner_type", "must be a string")),
         None => {
-            return Err(locate(
+            return Err(layers.error_at(
                 base,
-                "create_token_file needs `runner_type` (instance_type, group_type or project_type)"
-                    .into(),
+                "create_token_file needs `runner_type` (instance_type, group_type or project_type)",
             ));
         }
     };
@@ -650,19 +652,18 @@ pub fn normalize_url(url: &str) -> &str {
 fn check_entry(
     table: &toml::Table,
     base: &KeyPath,
-    locate: Locate,
+    layers: &Layers,
     warnings: &mut Vec<String>,
 ) -> Result<(), LocatedError> {
     match table.get("executor") {
         None => {
-            return Err(locate(
-                base,
-                format!("needs `executor` ({})", EXECUTORS.join(", ")),
-            ));
+            return Err(
+                layers.error_at(base, format!("needs `executor` ({})", EXECUTORS.join(", ")))
+            );
         }
         Some(toml::Value::String(executor)) if EXECUTORS.contains(&executor.as_str()) => {}
         Some(toml::Value::String(executor)) => {
-            return Err(locate(
+            return Err(layers.error_at(
                 &base.key("executor"),
                 format!(
                     "`{executor}` is not a gitlab-runner executor ({})",
@@ -670,7 +671,7 @@ fn check_entry(
                 ),
             ));
         }
-        Some(_) => return Err(locate(&base.key("executor"), "must be a string".into())),
+        Some(_) => return Err(layers.error_at(&base.key("executor"), "must be a string")),
     }
     for (key, value) in table {
         let path = base.key(key);
@@ -692,33 +693,27 @@ fn check_entry(
             | "monitoring" | "parallels" | "virtualbox"
                 if !value.is_table() =>
             {
-                return Err(locate(&path, format!("must be a table (`[{path}]`)")));
+                return Err(layers.error_at(&path, format!("must be a table (`[{path}]`)")));
             }
             "environment" if !is_string_list(value) => {
-                return Err(locate(
-                    &path,
-                    "must be a list of \"NAME=value\" strings".into(),
-                ));
+                return Err(layers.error_at(&path, "must be a list of \"NAME=value\" strings"));
             }
             "limit" | "output_limit" | "request_concurrency" => match value.as_integer() {
                 Some(0..) => {}
-                _ => return Err(locate(&path, "must be a whole number".into())),
+                _ => return Err(layers.error_at(&path, "must be a whole number")),
             },
             _ => {}
         }
         if key == "cache"
             && let Some(cache) = value.as_table()
         {
-            check_capitalised(cache, CACHE_KEYS, &path, locate)?;
+            check_capitalised(cache, CACHE_KEYS, &path, layers)?;
             if let Some(kind) = cache.get("Type")
                 && !kind
                     .as_str()
                     .is_some_and(|kind| ["s3", "gcs", "azure"].contains(&kind))
             {
-                return Err(locate(
-                    &path.key("Type"),
-                    "must be one of s3, gcs, azure".into(),
-                ));
+                return Err(layers.error_at(&path.key("Type"), "must be one of s3, gcs, azure"));
             }
             for (backend, keys) in [
                 ("s3", CACHE_S3_KEYS),
@@ -726,20 +721,20 @@ fn check_entry(
                 ("azure", CACHE_AZURE_KEYS),
             ] {
                 if let Some(backend_table) = cache.get(backend).and_then(toml::Value::as_table) {
-                    check_capitalised(backend_table, keys, &path.key(backend), locate)?;
+                    check_capitalised(backend_table, keys, &path.key(backend), layers)?;
                 }
             }
         }
         if key == "docker"
             && let Some(docker) = value.as_table()
         {
-            check_docker(docker, &path, locate)?;
+            check_docker(docker, &path, layers)?;
         }
     }
     Ok(())
 }
 
-fn check_docker(docker: &toml::Table, path: &KeyPath, locate: Locate) -> Result<(), LocatedError> {
+fn check_docker(docker: &toml::Table, path: &KeyPath, layers: &Layers) -> Result<(), LocatedError> {
     for (key, value) in docker {
         let at = path.key(key);
         match key.as_str() {
@@ -752,7 +747,7 @@ fn check_docker(docker: &toml::Table, path: &KeyPath, locate: Locate) -> Result<
             | "services_privileged"
                 if !value.is_bool() =>
             {
-                return Err(locate(&at, "must be true or false".into()));
+                return Err(layers.error_at(&at, "must be true or false"));
             }
             "volumes"
             | "dns"
@@ -770,14 +765,14 @@ fn check_docker(docker: &toml::Table, path: &KeyPath, locate: Locate) -> Result<
             | "group_add"
                 if !is_string_list(value) =>
             {
-                return Err(locate(&at, "must be a list of strings".into()));
+                return Err(layers.error_at(&at, "must be a list of strings"));
             }
             "network_mtu" | "shm_size" | "services_limit" | "wait_for_services_timeout" => {
                 if value.as_integer().is_none() {
-                    return Err(locate(&at, "must be a whole number".into()));
+                    return Err(layers.error_at(&at, "must be a whole number"));
                 }
                 if key == "network_mtu" && !matches!(value.as_integer(), Some(0 | 68..=65535)) {
-                    return Err(locate(&at, "must be 0 (unset) or from 68 to 65535".into()));
+                    return Err(layers.error_at(&at, "must be 0 (unset) or from 68 to 65535"));
                 }
             }
             "pull_policy" => {
@@ -790,7 +785,7 @@ fn check_docker(docker: &toml::Table, path: &KeyPath, locate: Locate) -> Result<
                         .as_str()
                         .is_some_and(|text| PULL_POLICIES.contains(&text))
                     {
-                        return Err(locate(
+                        return Err(layers.error_at(
                             &at,
                             format!("must be one or a list of {}", PULL_POLICIES.join(", ")),
                         ));
@@ -798,7 +793,7 @@ fn check_docker(docker: &toml::Table, path: &KeyPath, locate: Locate) -> Result<
                 }
             }
             "host" | "image" if value.as_str().is_none_or(str::is_empty) => {
-                return Err(locate(&at, "must be a non-empty string".into()));
+                return Err(layers.error_at(&at, "must be a non-empty string"));
             }
             _ => {}
         }
@@ -812,14 +807,14 @@ fn check_capitalised(
     table: &toml::Table,
     known: &[&str],
     path: &KeyPath,
-    locate: Locate,
+    layers: &Layers,
 ) -> Result<(), LocatedError> {
     for key in table.keys() {
         if known.contains(&key.as_str()) {
             continue;
         }
         if let Some(right) = known.iter().find(|known| known.eq_ignore_ascii_case(key)) {
-            return Err(locate(
+            return Err(layers.error_at(
                 &path.key(key),
                 format!(
                     "gitlab-runner spells this key `{right}` and ignores `{key}`: write `{right}`"
@@ -856,19 +851,66 @@ fn similar(a: &str, b: &str) -> bool {
     previous[b.len()] <= 2
 }
 
+/// The job networks a docker-executor runner creates get the host's MTU too: a job container
+/// whose MTU exceeds the path's drops large packets (gitlab-runner #28960).
+fn apply_mtu_to_runners(
+    mtu: u32,
+    runner: &mut RunnerSettings,
+    layers: &Layers,
+) -> Result<(), LocatedError> {
+    for spec in &mut runner.runners {
+        let executor = spec
+            .settings
+            .get("executor")
+            .and_then(toml::Value::as_str)
+            .unwrap_or_default();
+        if !executor.starts_with("docker") {
+            continue;
+        }
+        let docker = spec
+            .settings
+            .entry("docker")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let Some(docker) = docker.as_table_mut() else {
+            continue;
+        };
+        match docker.get("network_mtu") {
+            Some(set) if set.as_integer() != Some(i64::from(mtu)) => {
+                let key = KeyPath::root()
+                    .key("runners")
+                    .key(&spec.name)
+                    .key("docker")
+                    .key("network_mtu");
+                return Err(layers.error_at(
+                    &key,
+                    format!("{set} contradicts the top-level `mtu = {mtu}`; set one MTU, at the top level"),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                docker.insert("network_mtu".into(), toml::Value::Integer(i64::from(mtu)));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::toml_source::TomlSource;
+    use crate::profile::source::TomlSource;
 
     fn resolved(text: &str) -> Result<(RunnerSettings, Vec<String>), String> {
         let source = TomlSource::new("p.toml", text);
         let mut table: toml::Table = toml::from_str(text).unwrap();
         let runner = table.remove("runner").and_then(|v| v.as_table().cloned());
         let runners = table.remove("runners").and_then(|v| v.as_table().cloned());
-        resolve(runner, runners, &|key, message| {
-            source.error_at(key, message)
-        })
+        resolve(
+            runner,
+            runners,
+            None,
+            &Layers::new(std::slice::from_ref(&source)),
+        )
         .map_err(|error| error.to_string())
     }
 

@@ -3,6 +3,9 @@
 //! so `--root DIR` moves all of it under DIR: production uses `/`, tests a temporary directory.
 //! Paths shown to the user are host paths (`/etc/docker/daemon.json`), never the joined one.
 
+pub(crate) mod exec;
+pub(crate) mod lock;
+
 use std::{
     io::{self, Write},
     os::unix::fs::{MetadataExt, PermissionsExt},

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::container_spec::{LABEL_MANAGED, LABEL_SPEC_HASH};
+/// Labels berth puts on every network, volume and container it creates, and reads back here.
+pub(crate) const LABEL_MANAGED: &str = "berth.managed";
+pub(crate) const LABEL_PROFILE: &str = "berth.profile";
+pub(crate) const LABEL_SPEC_HASH: &str = "berth.spec-hash";
 
 pub type Labels = BTreeMap<String, String>;
 

@@ -19,6 +19,9 @@
 //! A container with the profile's name that berth did not create is a conflict, replaced only
 //! with `--adopt`.
 
+pub(crate) mod spec;
+pub(crate) mod values;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     rc::Rc,
@@ -29,20 +32,20 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::Value as Json;
 
 use crate::{
-    container_spec::{
-        ContainerSpec, MountSource, ObjectName, PullPolicy, RestartPolicy, normalize_capability,
-        normalize_signal,
+    docker::inspect::{
+        Config, ContainerInfo, ImageInfo, Labelled, normalize_reference, short_image_id,
     },
-    exec,
+    host::exec,
     host::{Host, HostPath},
-    inspect::{Config, ContainerInfo, ImageInfo, Labelled, normalize_reference, short_image_id},
     plan::{Action, Change, Diff, FieldChange, ResourceId},
     profile::Profile,
     resource::{
         Context, Resource,
-        docker_objects::{self, ObjectNames, Reach},
+        docker_object::{self, ObjectName, ObjectNames, Reach},
     },
 };
+use spec::ContainerSpec;
+use values::{MountSource, PullPolicy, RestartPolicy, normalize_capability, normalize_signal};
 
 /// How long a `docker pull` may take.
 const PULL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -163,7 +166,7 @@ impl Container {
             "--name".into(),
             spec.name.to_string(),
         ];
-        args.extend(docker_objects::ownership_labels(&self.profile, &self.hash));
+        args.extend(docker_object::ownership_labels(&self.profile, &self.hash));
         for (key, value) in &spec.labels {
             args.extend(["--label".into(), format!("{key}={value}")]);
         }
@@ -513,7 +516,7 @@ impl Container {
                     .map(|argument| (mount.target.clone(), argument))
             })
             .collect();
-        replace.extend(docker_objects::keyed_fields(
+        replace.extend(docker_object::keyed_fields(
             &live_binds,
             &wanted_binds,
             |target| format!("volumes[{target}]"),
@@ -820,7 +823,7 @@ fn compare_ports(spec: &ContainerSpec, live: &ContainerInfo, replace: &mut Vec<F
     for list in wanted.values_mut().chain(have.values_mut()) {
         list.sort();
     }
-    replace.extend(docker_objects::keyed_fields(
+    replace.extend(docker_object::keyed_fields(
         &have,
         &wanted,
         |key| format!("ports[{key}]"),
@@ -864,7 +867,7 @@ impl Resource for Container {
     }
 
     fn observe(&self, cx: &Context) -> Result<ContainerState> {
-        match docker_objects::reach(cx) {
+        match docker_object::reach(cx) {
             Reach::Running => {}
             other => return Ok(ContainerState::Unavailable(other)),
         }
@@ -910,7 +913,7 @@ impl Resource for Container {
         let mut diff = Diff::none();
         let seen = match observed {
             ContainerState::Unavailable(Reach::Unreachable(reason)) => {
-                diff.warn(docker_objects::unreachable_warning(reason));
+                diff.warn(docker_object::unreachable_warning(reason));
                 return diff;
             }
             ContainerState::Unavailable(_) => return diff,
@@ -934,9 +937,9 @@ impl Resource for Container {
             let mut change = Change::new(
                 self.id(),
                 Action::Replace,
-                docker_objects::conflict_detail("container", self.name()),
+                docker_object::conflict_detail("container", self.name()),
             )
-            .with_fields(vec![docker_objects::conflict_field()]);
+            .with_fields(vec![docker_object::conflict_field()]);
             change = if self.adopt {
                 refuse(change)
             } else {
@@ -964,9 +967,9 @@ impl Resource for Container {
             if fields.is_empty()
                 && let Some(recorded) = &drift.hash_changed
             {
-                fields.push(docker_objects::hash_field(recorded.as_deref(), &self.hash));
+                fields.push(docker_object::hash_field(recorded.as_deref(), &self.hash));
             }
-            let detail = format!("{why}: {}{note}", docker_objects::field_paths(&fields));
+            let detail = format!("{why}: {}{note}", docker_object::field_paths(&fields));
             diff.push(refuse(
                 Change::new(self.id(), Action::Replace, detail).with_fields(fields),
             ));
@@ -975,7 +978,7 @@ impl Resource for Container {
         if !drift.update.is_empty() {
             let detail = format!(
                 "changed outside berth: {} (repaired in place)",
-                docker_objects::field_paths(&drift.update)
+                docker_object::field_paths(&drift.update)
             );
             diff.push(Change::new(self.id(), Action::Update, detail).with_fields(drift.update));
         }

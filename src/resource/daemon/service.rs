@@ -14,16 +14,16 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::{Map, Value as Json};
 
 use crate::{
+    docker::unit,
     docker::{DaemonInfo, DaemonStatus, normalize_mirror},
-    exec::{self, CommandLine},
     host::HostPath,
+    host::exec::{self, CommandLine},
     plan::{Action, Change, Diff, ResourceId},
-    profile::DockerSettings,
     resource::{
         Context, Resource,
-        daemon_config::{StorageFacts, backup_path, rejected_path},
+        daemon::DockerSettings,
+        daemon::config::{StorageFacts, backup_path, rejected_path},
     },
-    service_unit,
 };
 
 /// daemon.json keys dockerd applies on SIGHUP; any other key needs a restart.
@@ -180,7 +180,7 @@ impl Resource for DockerDaemon {
     }
 
     fn observe(&self, cx: &Context) -> Result<DaemonState> {
-        let installed = service_unit::docker_installed(cx.host);
+        let installed = unit::docker_installed(cx.host);
         let file = cx
             .host
             .read_optional(&self.config)?

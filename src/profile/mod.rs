@@ -3,6 +3,8 @@
 //! has it, deep-merges the layers (tables merge, scalars and arrays replace) and checks the
 //! result. It never touches the host beyond reading profile files.
 
+pub(crate) mod source;
+
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -10,15 +12,18 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::{
-    container_spec::{
-        self, ContainerLayer, ContainerSpec, NetworkLayer, NetworkSpec, ObjectLayers, ObjectName,
-        VolumeLayer, VolumeSpec,
-    },
-    exec::CommandLine,
     host::{Host, HostPath, host_path},
-    runner_spec::{self, RunnerSettings},
-    toml_source::{KeyPath, LocatedError, TomlSource, deep_merge},
+    resource::{
+        container::spec::{ContainerLayer, ContainerSpec},
+        daemon::{self, DockerLayer, DockerSettings},
+        docker_object::{self, ObjectLayers, ObjectName},
+        kernel_module::{self, KernelLayer, ModuleName},
+        network::{NetworkLayer, NetworkSpec},
+        runner::{self, section::RunnerSettings},
+        volume::{VolumeLayer, VolumeSpec},
+    },
 };
+use source::{KeyPath, LocatedError, TomlSource, deep_merge};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded_profiles.rs"));
@@ -146,63 +151,6 @@ pub struct ProfileLayer {
     pub containers: Option<indexmap::IndexMap<ObjectName, ContainerLayer>>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KernelLayer {
-    pub modules: Option<Vec<ModuleName>>,
-}
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DockerLayer {
-    pub config: Option<HostPath>,
-    pub restart: Option<CommandLine>,
-    pub reload: Option<CommandLine>,
-    /// Seconds to wait for the daemon to answer after a restart or reload.
-    pub ready_timeout: Option<u64>,
-    pub daemon: Option<toml::Table>,
-}
-
-/// A kernel module name as `modprobe` takes it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(try_from = "String")]
-pub struct ModuleName(String);
-
-impl ModuleName {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The kernel reports `-` in module names as `_` (`/proc/modules`, `/sys/module`).
-    pub fn kernel_form(&self) -> String {
-        self.0.replace('-', "_")
-    }
-}
-
-impl TryFrom<String> for ModuleName {
-    type Error = String;
-    fn try_from(name: String) -> Result<Self, String> {
-        let valid = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if valid {
-            Ok(Self(name))
-        } else {
-            Err(format!(
-                "`{name}` is not a kernel module name (letters, digits, `_` and `-`)"
-            ))
-        }
-    }
-}
-
-impl std::fmt::Display for ModuleName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// The merged, checked desired state of a host, with defaults filled in.
 #[derive(Debug, Clone)]
 pub struct Profile {
@@ -221,22 +169,6 @@ pub struct Profile {
     pub containers: Vec<ContainerSpec>,
     /// Things worth knowing that are not errors; `validate` and `plan` print them.
     pub warnings: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct DockerSettings {
-    pub config: HostPath,
-    pub restart: CommandLine,
-    pub reload: CommandLine,
-    pub ready_timeout: std::time::Duration,
-    /// The daemon.json keys the profile owns, in the order the profile gives them.
-    pub daemon: serde_json::Map<String, Json>,
-}
-
-impl DockerSettings {
-    pub fn default_config() -> HostPath {
-        host_path("/etc/docker/daemon.json")
-    }
 }
 
 /// Why a set of profiles could not be used.
@@ -297,17 +229,8 @@ impl Profile {
         layer: ProfileLayer,
         layers: &Layers,
     ) -> Result<Self, ProfileError> {
-        let kernel = layer.kernel.unwrap_or_default();
-        let docker = layer.docker.unwrap_or_default();
-        let daemon_key = KeyPath::parse_dotted("docker.daemon");
-        let mut daemon = match docker.daemon {
-            Some(table) => daemon_json(&table, &daemon_key, layers)?,
-            None => serde_json::Map::new(),
-        };
-        if let Some(mtu) = layer.mtu {
-            apply_mtu(mtu, &mut daemon, layers)?;
-        }
-        let objects = container_spec::resolve(
+        let docker = daemon::resolve(layer.docker, layer.mtu, layers)?;
+        let objects = docker_object::resolve(
             ObjectLayers {
                 networks: layer.networks,
                 volumes: layer.volumes,
@@ -316,37 +239,13 @@ impl Profile {
             layer.mtu,
             layers,
         )?;
-        let ready_timeout = docker.ready_timeout.unwrap_or(60);
-        if ready_timeout == 0 {
-            return Err(layers
-                .error_at(
-                    &KeyPath::parse_dotted("docker.ready_timeout"),
-                    "must be at least 1 second",
-                )
-                .into());
-        }
-        let (mut runner, runner_warnings) =
-            runner_spec::resolve(layer.runner, layer.runners, &|key, message| {
-                layers.error_at(key, message)
-            })?;
-        if let Some(mtu) = layer.mtu {
-            apply_mtu_to_runners(mtu, &mut runner, layers)?;
-        }
+        let (runner, runner_warnings) =
+            runner::section::resolve(layer.runner, layer.runners, layer.mtu, layers)?;
         Ok(Self {
             names,
             description: layer.description,
-            kernel_modules: dedup(kernel.modules.unwrap_or_default()),
-            docker: DockerSettings {
-                config: docker.config.unwrap_or_else(DockerSettings::default_config),
-                restart: docker
-                    .restart
-                    .unwrap_or_else(|| CommandLine::new("systemctl", ["restart", "docker"])),
-                reload: docker
-                    .reload
-                    .unwrap_or_else(|| CommandLine::new("systemctl", ["reload", "docker"])),
-                ready_timeout: std::time::Duration::from_secs(ready_timeout),
-                daemon,
-            },
+            kernel_modules: kernel_module::resolve(layer.kernel),
+            docker,
             runner,
             mtu: layer.mtu,
             networks: objects.networks,
@@ -362,21 +261,15 @@ impl Profile {
     }
 }
 
-fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
-    let mut unique = Vec::with_capacity(items.len());
-    for item in items {
-        if !unique.contains(&item) {
-            unique.push(item);
-        }
-    }
-    unique
-}
-
 /// The layers a merged profile came from, to place errors found after merging: the last layer
 /// that sets a key is the one whose value won.
 pub(crate) struct Layers<'a>(&'a [TomlSource]);
 
-impl Layers<'_> {
+impl<'a> Layers<'a> {
+    pub(crate) fn new(sources: &'a [TomlSource]) -> Self {
+        Self(sources)
+    }
+
     pub(crate) fn error_at(&self, key: &KeyPath, message: impl Into<String>) -> LocatedError {
         let source = self
             .0
@@ -386,197 +279,6 @@ impl Layers<'_> {
             .or(self.0.last())
             .expect("a profile has at least one layer");
         source.error_at(key, message)
-    }
-}
-
-/// The top-level `mtu` goes into daemon.json (the host's own bridge) unless `[docker.daemon]`
-/// already says the same; two different MTUs in one profile are an error, not a guess.
-/// The job networks a docker-executor runner creates get the host's MTU too: a job container
-/// whose MTU exceeds the path's drops large packets (gitlab-runner #28960).
-fn apply_mtu_to_runners(
-    mtu: u32,
-    runner: &mut RunnerSettings,
-    layers: &Layers,
-) -> Result<(), LocatedError> {
-    for spec in &mut runner.runners {
-        let executor = spec
-            .settings
-            .get("executor")
-            .and_then(toml::Value::as_str)
-            .unwrap_or_default();
-        if !executor.starts_with("docker") {
-            continue;
-        }
-        let docker = spec
-            .settings
-            .entry("docker")
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let Some(docker) = docker.as_table_mut() else {
-            continue;
-        };
-        match docker.get("network_mtu") {
-            Some(set) if set.as_integer() != Some(i64::from(mtu)) => {
-                let key = KeyPath::root()
-                    .key("runners")
-                    .key(&spec.name)
-                    .key("docker")
-                    .key("network_mtu");
-                return Err(layers.error_at(
-                    &key,
-                    format!("{set} contradicts the top-level `mtu = {mtu}`; set one MTU, at the top level"),
-                ));
-            }
-            Some(_) => {}
-            None => {
-                docker.insert("network_mtu".into(), toml::Value::Integer(i64::from(mtu)));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn apply_mtu(
-    mtu: u32,
-    daemon: &mut serde_json::Map<String, Json>,
-    layers: &Layers,
-) -> Result<(), LocatedError> {
-    if !(68..=65535).contains(&mtu) {
-        return Err(layers.error_at(
-            &KeyPath::parse_dotted("mtu"),
-            "must be a whole number from 68 to 65535",
-        ));
-    }
-    match daemon.get("mtu") {
-        Some(set) if set.as_u64() != Some(u64::from(mtu)) => Err(layers.error_at(
-            &KeyPath::parse_dotted("docker.daemon.mtu"),
-            format!("{set} contradicts the top-level `mtu = {mtu}`; set one MTU, at the top level"),
-        )),
-        Some(_) => Ok(()),
-        None => {
-            daemon.insert("mtu".into(), Json::from(mtu));
-            Ok(())
-        }
-    }
-}
-
-/// Converts `[docker.daemon]` to daemon.json values, checking the keys whose shape dockerd
-/// insists on. dockerd refuses to start on a daemon.json it cannot read, so catching these here
-/// (with a line number) beats finding out from a dead daemon.
-fn daemon_json(
-    table: &toml::Table,
-    base: &KeyPath,
-    layers: &Layers,
-) -> Result<serde_json::Map<String, Json>, LocatedError> {
-    let mut object = serde_json::Map::new();
-    for (key, value) in table {
-        let path = base.key(key);
-        check_daemon_key(key, value, &path, layers)?;
-        object.insert(key.clone(), toml_to_json(value));
-    }
-    Ok(object)
-}
-
-fn check_daemon_key(
-    key: &str,
-    value: &toml::Value,
-    path: &KeyPath,
-    layers: &Layers,
-) -> Result<(), LocatedError> {
-    use toml::Value as T;
-    let fail = |message: String| Err(layers.error_at(path, message));
-    let string_list = |value: &T| matches!(value, T::Array(items) if items.iter().all(T::is_str));
-    match key {
-        "storage-driver"
-        | "data-root"
-        | "log-driver"
-        | "log-level"
-        | "default-cgroupns-mode"
-        | "bip"
-        | "group"
-        | "exec-root"
-        | "pidfile" => {
-            let Some(text) = value.as_str() else {
-                return fail("must be a string".into());
-            };
-            if matches!(key, "data-root" | "exec-root" | "pidfile") && !text.starts_with('/') {
-                return fail(format!("`{text}` must be an absolute path"));
-            }
-            if text.is_empty() {
-                return fail("must not be empty".into());
-            }
-        }
-        "registry-mirrors" => {
-            if !string_list(value) {
-                return fail("must be a list of URLs".into());
-            }
-            for (index, mirror) in value.as_array().into_iter().flatten().enumerate() {
-                let mirror = mirror.as_str().unwrap_or_default();
-                if !(mirror.starts_with("https://") || mirror.starts_with("http://")) {
-                    return Err(layers.error_at(&path.index(index), format!("`{mirror}` is not an http(s) URL: dockerd wants the scheme, e.g. `https://{mirror}`")));
-                }
-            }
-        }
-        "insecure-registries"
-        | "labels"
-        | "hosts"
-        | "dns"
-        | "dns-search"
-        | "dns-opts"
-        | "exec-opts"
-        | "storage-opts"
-            if !string_list(value) =>
-        {
-            return fail("must be a list of strings".into());
-        }
-        "mtu" => match value.as_integer() {
-            Some(68..=65535) => {}
-            _ => return fail("must be a whole number from 68 to 65535".into()),
-        },
-        "max-concurrent-downloads"
-        | "max-concurrent-uploads"
-        | "max-download-attempts"
-        | "shutdown-timeout" => match value.as_integer() {
-            Some(1..) => {}
-            _ => return fail("must be a whole number of at least 1".into()),
-        },
-        "debug" | "live-restore" | "ipv6" | "iptables" | "ip-forward" | "ip-masq"
-        | "userland-proxy" | "experimental" | "icc" | "selinux-enabled"
-            if !value.is_bool() =>
-        {
-            return fail("must be true or false".into());
-        }
-        "log-opts" => {
-            let Some(options) = value.as_table() else {
-                return fail("must be a table of strings".into());
-            };
-            for (option, option_value) in options {
-                if !option_value.is_str() {
-                    return Err(layers.error_at(&path.key(option), format!("must be a string: dockerd reads every log option as text, write `{option} = \"{option_value}\"`")));
-                }
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// TOML and JSON agree on everything daemon.json uses; datetimes become RFC 3339 strings.
-pub fn toml_to_json(value: &toml::Value) -> Json {
-    match value {
-        toml::Value::String(text) => Json::String(text.clone()),
-        toml::Value::Integer(number) => Json::from(*number),
-        toml::Value::Float(number) => {
-            serde_json::Number::from_f64(*number).map_or(Json::Null, Json::Number)
-        }
-        toml::Value::Boolean(flag) => Json::Bool(*flag),
-        toml::Value::Datetime(datetime) => Json::String(datetime.to_string()),
-        toml::Value::Array(items) => Json::Array(items.iter().map(toml_to_json).collect()),
-        toml::Value::Table(table) => Json::Object(
-            table
-                .iter()
-                .map(|(key, value)| (key.clone(), toml_to_json(value)))
-                .collect(),
-        ),
     }
 }
 

@@ -3,6 +3,9 @@
 //! are cached for one run so that observing N resources costs a constant number of calls; the
 //! engine drops the cache after anything is applied.
 
+pub(crate) mod inspect;
+pub(crate) mod unit;
+
 use std::{
     cell::RefCell,
     collections::{BTreeMap, BTreeSet},
@@ -14,8 +17,8 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, de::DeserializeOwned};
 
 use crate::{
-    exec::{self, CommandError, CommandLine},
-    inspect::{ContainerInfo, ImageInfo, NetworkInfo, VolumeInfo},
+    docker::inspect::{ContainerInfo, ImageInfo, NetworkInfo, VolumeInfo},
+    host::exec::{self, CommandError, CommandLine},
 };
 
 /// How long one `docker` query may take before berth treats the daemon as hung.

@@ -1,0 +1,502 @@
+//! The `[containers.NAME]` section: its layer as written (every field optional, so that a layer
+//! says only what it changes), the checked [`ContainerSpec`] with defaults filled in, the spec
+//! hash berth stamps on the container, the `after` order and what `validate` warns about.
+//! Nothing here touches the host or the daemon: host paths stay host paths until the resource
+//! resolves them under the root.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+};
+
+use indexmap::IndexMap;
+use serde::{
+    Deserialize, Deserializer, Serialize,
+    de::{MapAccess, SeqAccess, Visitor},
+};
+
+use super::values::{
+    Device, Mount, MountSource, Port, PullPolicy, RestartPolicy, normalize_capability,
+    normalize_signal,
+};
+use crate::{
+    profile::{
+        Layers,
+        source::{KeyPath, LocatedError},
+    },
+    resource::docker_object::{ObjectName, labels, spec_hash},
+};
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerLayer {
+    pub image: Option<String>,
+    pub privileged: Option<bool>,
+    pub restart: Option<RestartPolicy>,
+    pub networks: Option<NetworksLayer>,
+    pub volumes: Option<Vec<Mount>>,
+    pub env: Option<IndexMap<String, String>>,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub ports: Option<Vec<Port>>,
+    pub labels: Option<IndexMap<String, String>>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub cap_add: Option<Vec<String>>,
+    pub security_opt: Option<Vec<String>>,
+    pub devices: Option<Vec<Device>>,
+    pub stop_signal: Option<String>,
+    /// Seconds `docker stop` waits after the stop signal before it kills.
+    pub stop_timeout: Option<u32>,
+    pub pull: Option<PullPolicy>,
+    pub after: Option<Vec<ObjectName>>,
+    /// Runs a Docker daemon (gets `--mtu`); guessed from a `docker:*dind*` image when unset.
+    pub dind: Option<bool>,
+}
+
+/// `networks = ["a", "b"]` or `networks = { a = { aliases = ["x"] } }`. The table form merges
+/// across layers like any table; the list form replaces.
+#[derive(Debug, Default, Clone)]
+pub struct NetworksLayer(pub IndexMap<ObjectName, AttachmentLayer>);
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentLayer {
+    pub aliases: Option<Vec<String>>,
+}
+
+impl<'de> Deserialize<'de> for NetworksLayer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NetworksVisitor;
+        impl<'de> Visitor<'de> for NetworksVisitor {
+            type Value = NetworksLayer;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a list of network names, or a table of network name = { aliases = [...] }",
+                )
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut networks = IndexMap::new();
+                while let Some(name) = seq.next_element::<ObjectName>()? {
+                    networks.insert(name, AttachmentLayer::default());
+                }
+                Ok(NetworksLayer(networks))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut networks = IndexMap::new();
+                while let Some((name, attachment)) =
+                    map.next_entry::<ObjectName, AttachmentLayer>()?
+                {
+                    networks.insert(name, attachment);
+                }
+                Ok(NetworksLayer(networks))
+            }
+        }
+        deserializer.deserialize_any(NetworksVisitor)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    pub name: ObjectName,
+    pub image: String,
+    pub privileged: bool,
+    pub restart: RestartPolicy,
+    /// Network name → aliases, in profile order; the first is the one the container is created on.
+    pub networks: IndexMap<ObjectName, Vec<String>>,
+    pub mounts: Vec<Mount>,
+    pub env: BTreeMap<String, String>,
+    /// With `--mtu=N` appended for a dind container when the profile sets `mtu`.
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub ports: Vec<Port>,
+    pub labels: BTreeMap<String, String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    /// Normalized: upper case, without `CAP_`.
+    pub cap_add: Vec<String>,
+    pub security_opt: Vec<String>,
+    pub devices: Vec<Device>,
+    /// Normalized: `SIGQUIT`.
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<u32>,
+    pub pull: PullPolicy,
+    pub after: Vec<ObjectName>,
+    pub dind: bool,
+}
+
+/// What the spec hash covers: everything that shapes the container, and nothing that only
+/// steers berth (`pull`, `after`) or the run (`--root`). Every field that can be empty is left
+/// out when it is, so a field added in a later berth version does not change the hash of the
+/// containers that do not use it (and so does not replace them all on upgrade).
+#[derive(Serialize)]
+struct NormalizedContainer<'a> {
+    image: &'a str,
+    #[serde(skip_serializing_if = "is_false")]
+    privileged: bool,
+    restart: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    networks: BTreeMap<&'a str, Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    volumes: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    env: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command: Option<&'a Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entrypoint: Option<&'a Vec<String>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ports: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workdir: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cap_add: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    security_opt: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    devices: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_signal: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_timeout: Option<u32>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
+}
+
+fn sorted_str(items: &[String]) -> Vec<&str> {
+    let mut items: Vec<&str> = items.iter().map(String::as_str).collect();
+    items.sort_unstable();
+    items
+}
+
+impl ContainerSpec {
+    /// sha256 of the normalized spec: equal specs hash equal whatever the order they were
+    /// written in (sets are sorted; env and labels are maps).
+    pub fn spec_hash(&self) -> String {
+        let sorted = |items: Vec<String>| -> Vec<String> {
+            let mut items = items;
+            items.sort();
+            items
+        };
+        let normalized = NormalizedContainer {
+            image: &self.image,
+            privileged: self.privileged,
+            restart: self.restart.to_string(),
+            networks: self
+                .networks
+                .iter()
+                .map(|(name, aliases)| (name.as_str(), sorted_str(aliases)))
+                .collect(),
+            volumes: sorted(self.mounts.iter().map(Mount::normalized).collect()),
+            env: &self.env,
+            command: self.command.as_ref(),
+            entrypoint: self.entrypoint.as_ref(),
+            ports: sorted(self.ports.iter().map(Port::argument).collect()),
+            labels: &self.labels,
+            user: self.user.as_deref(),
+            workdir: self.workdir.as_deref(),
+            cap_add: sorted_str(&self.cap_add),
+            security_opt: sorted_str(&self.security_opt),
+            devices: sorted(
+                self.devices
+                    .iter()
+                    .map(|device| {
+                        format!(
+                            "{}:{}:{}",
+                            device.host, device.container, device.permissions
+                        )
+                    })
+                    .collect(),
+            ),
+            stop_signal: self.stop_signal.as_deref(),
+            stop_timeout: self.stop_timeout,
+        };
+        spec_hash(&normalized)
+    }
+
+    /// The named volumes this container mounts.
+    pub fn volume_names(&self) -> impl Iterator<Item = &ObjectName> {
+        self.mounts.iter().filter_map(Mount::volume)
+    }
+}
+
+/// True for the official Docker-in-Docker images: `docker:dind`, `docker:27-dind`,
+/// `docker:27.5-dind-rootless`, also behind a registry mirror (`mirror.example/library/docker`).
+pub fn is_dind_image(image: &str) -> bool {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let (repository, tag) = match without_digest.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => (repository, tag),
+        _ => (without_digest, "latest"),
+    };
+    let name = repository.rsplit('/').next().unwrap_or(repository);
+    name == "docker" && tag.split('-').any(|part| part == "dind")
+}
+
+pub(crate) fn resolve_container(
+    name: ObjectName,
+    layer: ContainerLayer,
+    mtu: Option<u32>,
+    layers: &Layers,
+) -> Result<ContainerSpec, LocatedError> {
+    let key = KeyPath::parse_dotted("containers").key(name.as_str());
+    let Some(image) = layer.image else {
+        return Err(layers.error_at(&key, "a container needs an `image`"));
+    };
+    if let Err(why) = check_image_reference(&image) {
+        return Err(layers.error_at(
+            &key.key("image"),
+            format!("`{image}` is not an image reference: {why}"),
+        ));
+    }
+    let mut networks = IndexMap::new();
+    for (network, attachment) in layer.networks.unwrap_or_default().0 {
+        let aliases = attachment.aliases.unwrap_or_default();
+        if let Some(bad) = aliases
+            .iter()
+            .find(|alias| alias.is_empty() || alias.contains(char::is_whitespace))
+        {
+            return Err(layers.error_at(
+                &key.key("networks").key(network.as_str()),
+                format!("`{bad}` is not a network alias"),
+            ));
+        }
+        networks.insert(network, aliases);
+    }
+    let mut env = BTreeMap::new();
+    for (variable, value) in layer.env.unwrap_or_default() {
+        if variable.is_empty() || variable.contains('=') {
+            return Err(layers.error_at(
+                &key.key("env").key(&variable),
+                "an environment variable name is not empty and has no `=`",
+            ));
+        }
+        env.insert(variable, value);
+    }
+    if layer.entrypoint.as_ref().is_some_and(Vec::is_empty) {
+        return Err(layers.error_at(
+            &key.key("entrypoint"),
+            "must name a program; leave it out to keep the image's entrypoint",
+        ));
+    }
+    let stop_signal = match layer.stop_signal {
+        Some(signal) => {
+            let normalized = normalize_signal(&signal);
+            let valid = normalized.chars().all(|c| c.is_ascii_digit())
+                || (normalized.len() > 3
+                    && normalized[3..]
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-'));
+            if !valid {
+                return Err(layers.error_at(
+                    &key.key("stop_signal"),
+                    format!("`{signal}` is not a signal (e.g. SIGQUIT)"),
+                ));
+            }
+            Some(normalized)
+        }
+        None => None,
+    };
+    let mut cap_add = Vec::new();
+    for capability in layer.cap_add.unwrap_or_default() {
+        let normalized = normalize_capability(&capability);
+        if normalized.is_empty()
+            || !normalized
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(layers.error_at(
+                &key.key("cap_add"),
+                format!("`{capability}` is not a capability (e.g. NET_ADMIN)"),
+            ));
+        }
+        if !cap_add.contains(&normalized) {
+            cap_add.push(normalized);
+        }
+    }
+    let dind = layer.dind.unwrap_or_else(|| is_dind_image(&image));
+    // `command = []` cannot be passed to `docker create` (no arguments means the image's CMD),
+    // so it means what it does there: the image's CMD.
+    let mut command = layer.command.filter(|command| !command.is_empty());
+    // One MTU: the daemon inside a dind container makes its own bridge, which must not be
+    // bigger than the path out (docker-library/docker #103).
+    if let Some(mtu) = mtu
+        && dind
+    {
+        let arguments = command.get_or_insert_with(Vec::new);
+        if !arguments
+            .iter()
+            .any(|argument| argument.starts_with("--mtu"))
+        {
+            arguments.push(format!("--mtu={mtu}"));
+        }
+    }
+    let after = layer.after.unwrap_or_default();
+    if after.contains(&name) {
+        return Err(layers.error_at(&key.key("after"), "a container cannot come after itself"));
+    }
+    Ok(ContainerSpec {
+        privileged: layer.privileged.unwrap_or(false),
+        restart: layer.restart.unwrap_or_default(),
+        networks,
+        mounts: layer.volumes.unwrap_or_default(),
+        env,
+        command,
+        entrypoint: layer.entrypoint,
+        ports: layer.ports.unwrap_or_default(),
+        labels: labels(layer.labels, &key.key("labels"), layers)?,
+        user: layer.user.filter(|user| !user.is_empty()),
+        workdir: layer.workdir.filter(|workdir| !workdir.is_empty()),
+        cap_add,
+        security_opt: layer.security_opt.unwrap_or_default(),
+        devices: layer.devices.unwrap_or_default(),
+        stop_signal,
+        stop_timeout: layer.stop_timeout,
+        pull: layer.pull.unwrap_or_default(),
+        after,
+        dind,
+        image,
+        name,
+    })
+}
+
+/// Catches what `docker` would refuse as an "invalid reference format" (and so fail every
+/// container's batched image inspect), without being a full reference parser.
+fn check_image_reference(image: &str) -> Result<(), &'static str> {
+    if image.is_empty() || image.starts_with('-') || image.contains(char::is_whitespace) {
+        return Err("empty, blank or an option");
+    }
+    let name = image.split('@').next().unwrap_or(image);
+    let repository = match name.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => repository,
+        _ => name,
+    };
+    // A registry host (`Registry.example:5000/x`) may have capitals; the path may not.
+    let path = match repository.split_once('/') {
+        Some((host, path)) if host.contains(['.', ':']) || host == "localhost" => path,
+        _ => repository,
+    };
+    if path.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err("repository names are lower case");
+    }
+    Ok(())
+}
+
+pub(crate) fn order_by_after(
+    containers: Vec<ContainerSpec>,
+    layers: &Layers,
+) -> Result<Vec<ContainerSpec>, LocatedError> {
+    let names: BTreeSet<&ObjectName> = containers.iter().map(|c| &c.name).collect();
+    for container in &containers {
+        if let Some(unknown) = container.after.iter().find(|name| !names.contains(name)) {
+            return Err(layers.error_at(
+                &KeyPath::parse_dotted("containers")
+                    .key(container.name.as_str())
+                    .key("after"),
+                format!("no container `{unknown}` in the profile"),
+            ));
+        }
+    }
+    let mut ordered: Vec<ContainerSpec> = Vec::with_capacity(containers.len());
+    let mut pending = containers;
+    while !pending.is_empty() {
+        let ready = pending.iter().position(|container| {
+            container
+                .after
+                .iter()
+                .all(|name| ordered.iter().any(|done| &done.name == name))
+        });
+        match ready {
+            Some(index) => ordered.push(pending.remove(index)),
+            None => {
+                let stuck = &pending[0];
+                let cycle: Vec<&str> = pending.iter().map(|c| c.name.as_str()).collect();
+                return Err(layers.error_at(
+                    &KeyPath::parse_dotted("containers")
+                        .key(stuck.name.as_str())
+                        .key("after"),
+                    format!("`after` goes round in a circle among {}", cycle.join(", ")),
+                ));
+            }
+        }
+    }
+    Ok(ordered)
+}
+
+/// What `validate` (and `plan`) should point out about a container that is not an error.
+pub(crate) fn container_warnings(container: &ContainerSpec) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let name = &container.name;
+    if container.dind
+        && !container
+            .mounts
+            .iter()
+            .any(|mount| mount.target == "/var/lib/docker" && mount.volume().is_some())
+    {
+        warnings.push(format!(
+            "container `{name}` runs Docker-in-Docker without a named volume at /var/lib/docker: the image declares VOLUME /var/lib/docker, so every replacement starts with an empty layer cache; add e.g. `volumes = [\"{name}-data:/var/lib/docker\"]`"
+        ));
+    }
+    for mount in &container.mounts {
+        if let MountSource::Bind(source) = &mount.source
+            && mount.target.ends_with("/config.toml")
+        {
+            warnings.push(format!(
+                "container `{name}` bind-mounts the file `{source}`: a file bind mount pins the inode, so a config.toml replaced atomically is never seen inside (moby/moby #22627); mount its directory instead"
+            ));
+        }
+    }
+    if container.stop_signal.is_some() && container.stop_timeout.is_none() {
+        warnings.push(format!(
+            "container `{name}` sets `stop_signal` but no `stop_timeout`: Docker kills it 10 s after the signal, which cuts running jobs short"
+        ));
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dind_images_are_recognised() {
+        for image in [
+            "docker:dind",
+            "docker:27-dind",
+            "docker:27.5.1-dind-rootless",
+            "mirror.example/library/docker:27-dind",
+            "docker:27-dind@sha256:abc",
+        ] {
+            assert!(is_dind_image(image), "{image}");
+        }
+        for image in [
+            "docker:27",
+            "docker:27-cli",
+            "gitlab/gitlab-runner:latest",
+            "registry:5000/dind:1",
+            "mydocker:dind",
+        ] {
+            assert!(!is_dind_image(image), "{image}");
+        }
+    }
+
+    #[test]
+    fn image_references_docker_would_refuse_are_caught() {
+        for good in [
+            "docker:27-dind",
+            "Registry.example:5000/team/app:V1",
+            "app@sha256:ab",
+            "localhost/x",
+        ] {
+            assert!(check_image_reference(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-x", "a b", "Team/App:1"] {
+            assert!(check_image_reference(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! What `network/NAME`, `volume/NAME` and `container/NAME` share: the names every one of them asks
+//! the daemon about (so each kind costs one batched inspect per run), whether the daemon can be
+//! asked at all, the labels that mark what berth created, and the wording of a conflict.
+//! Read-only helpers: nothing here changes the daemon.
+
+use std::{collections::BTreeMap, fmt};
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use serde_json::Value as Json;
+
+use crate::{
+    docker::{
+        DaemonStatus,
+        inspect::{LABEL_MANAGED, LABEL_PROFILE, LABEL_SPEC_HASH},
+        unit,
+    },
+    plan::FieldChange,
+    profile::{
+        Layers, Profile,
+        source::{KeyPath, LocatedError},
+    },
+    resource::{
+        Context,
+        container::spec::{
+            ContainerLayer, ContainerSpec, container_warnings, order_by_after, resolve_container,
+        },
+        network::{NetworkLayer, NetworkSpec, resolve_network},
+        volume::{VolumeLayer, VolumeSpec},
+    },
+};
+
+/// Profiles may not set labels under berth's own prefix: they would forge ownership.
+const RESERVED_LABEL_PREFIX: &str = "berth.";
+
+/// A container, network or volume name as Docker accepts it: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+/// Docker refuses one-character container names, so berth refuses them for every kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ObjectName(String);
+
+impl ObjectName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ObjectName {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        let mut chars = name.chars();
+        let valid = name.len() >= 2
+            && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if valid {
+            Ok(Self(name))
+        } else {
+            Err(format!(
+                "`{name}` is not a Docker object name (at least two characters: a letter or digit, then letters, digits, `_`, `.` or `-`)"
+            ))
+        }
+    }
+}
+
+impl From<ObjectName> for String {
+    fn from(name: ObjectName) -> String {
+        name.0
+    }
+}
+
+impl fmt::Display for ObjectName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// sha256 of a normalized spec, as berth stamps it on what it creates (`berth.spec-hash`).
+pub(crate) fn spec_hash(value: &impl Serialize) -> String {
+    let bytes = serde_json::to_vec(value).expect("a spec serializes");
+    hex::encode(Sha256::digest(&bytes))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resolving
+
+/// The networks, volumes and containers of a merged profile, in converge order, with what
+/// `validate` should say about them.
+#[derive(Debug, Clone, Default)]
+pub struct DockerObjects {
+    pub networks: Vec<NetworkSpec>,
+    pub volumes: Vec<VolumeSpec>,
+    /// Ordered so that every container comes after those in its `after`.
+    pub containers: Vec<ContainerSpec>,
+    pub warnings: Vec<String>,
+}
+
+/// The merged `[networks]`, `[volumes]` and `[containers]` sections.
+#[derive(Debug, Default, Clone)]
+pub struct ObjectLayers {
+    pub networks: Option<IndexMap<ObjectName, NetworkLayer>>,
+    pub volumes: Option<IndexMap<ObjectName, VolumeLayer>>,
+    pub containers: Option<IndexMap<ObjectName, ContainerLayer>>,
+}
+
+pub(crate) fn resolve(
+    objects: ObjectLayers,
+    mtu: Option<u32>,
+    layers: &Layers,
+) -> Result<DockerObjects, LocatedError> {
+    let mut resolved = DockerObjects::default();
+    for (name, layer) in objects.networks.unwrap_or_default() {
+        resolved
+            .networks
+            .push(resolve_network(name, layer, mtu, layers)?);
+    }
+    for (name, layer) in objects.volumes.unwrap_or_default() {
+        let key = KeyPath::parse_dotted("volumes").key(name.as_str());
+        resolved.volumes.push(VolumeSpec {
+            driver: non_empty(layer.driver, "local", &key.key("driver"), layers)?,
+            options: string_map(layer.options, &key.key("options"), layers)?,
+            labels: labels(layer.labels, &key.key("labels"), layers)?,
+            name,
+        });
+    }
+    let mut containers = Vec::new();
+    for (name, layer) in objects.containers.unwrap_or_default() {
+        let container = resolve_container(name, layer, mtu, layers)?;
+        resolved.warnings.extend(container_warnings(&container));
+        containers.push(container);
+    }
+    // A named volume a container mounts without declaring it is still berth's: declare it with
+    // the defaults, so it is created labelled (rather than implicitly by `docker create`).
+    for container in &containers {
+        for volume in container.volume_names() {
+            if !resolved.volumes.iter().any(|known| &known.name == volume) {
+                resolved
+                    .volumes
+                    .push(VolumeSpec::with_defaults(volume.clone()));
+            }
+        }
+    }
+    resolved.containers = order_by_after(containers, layers)?;
+    Ok(resolved)
+}
+
+pub(crate) fn non_empty(
+    value: Option<String>,
+    default: &str,
+    key: &KeyPath,
+    layers: &Layers,
+) -> Result<String, LocatedError> {
+    match value {
+        Some(value) if value.trim().is_empty() => Err(layers.error_at(key, "must not be empty")),
+        Some(value) => Ok(value),
+        None => Ok(default.to_owned()),
+    }
+}
+
+pub(crate) fn string_map(
+    map: Option<IndexMap<String, String>>,
+    key: &KeyPath,
+    layers: &Layers,
+) -> Result<BTreeMap<String, String>, LocatedError> {
+    let mut resolved = BTreeMap::new();
+    for (name, value) in map.unwrap_or_default() {
+        if name.is_empty() {
+            return Err(layers.error_at(key, "a key must not be empty"));
+        }
+        resolved.insert(name, value);
+    }
+    Ok(resolved)
+}
+
+pub(crate) fn labels(
+    map: Option<IndexMap<String, String>>,
+    key: &KeyPath,
+    layers: &Layers,
+) -> Result<BTreeMap<String, String>, LocatedError> {
+    let labels = string_map(map, key, layers)?;
+    if let Some(reserved) = labels
+        .keys()
+        .find(|label| label.starts_with(RESERVED_LABEL_PREFIX))
+    {
+        return Err(layers.error_at(
+            &key.key(reserved),
+            format!("labels under `{RESERVED_LABEL_PREFIX}` are berth's own: they say which objects berth created"),
+        ));
+    }
+    Ok(labels)
+}
+
+/// Orders containers so that each comes after those in its `after`, keeping the profile's
+
+/// The names a profile's Docker objects go by. Every resource of a kind asks about all of its
+/// kind's names at once, so the first asks the daemon and the rest read the cached answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectNames {
+    pub containers: Vec<String>,
+    /// Declared networks and those containers join without declaring them.
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+    /// The images the profile's containers name.
+    pub images: Vec<String>,
+}
+
+impl ObjectNames {
+    pub fn from_profile(profile: &Profile) -> Self {
+        let mut names = Self::default();
+        let add = |list: &mut Vec<String>, name: &str| {
+            if !list.iter().any(|known| known == name) {
+                list.push(name.to_owned());
+            }
+        };
+        for network in &profile.networks {
+            add(&mut names.networks, network.name.as_str());
+        }
+        for volume in &profile.volumes {
+            add(&mut names.volumes, volume.name.as_str());
+        }
+        for container in &profile.containers {
+            add(&mut names.containers, container.name.as_str());
+            add(&mut names.images, &container.image);
+            for network in container.networks.keys() {
+                add(&mut names.networks, network.as_str());
+            }
+        }
+        names
+    }
+}
+
+/// Whether Docker objects can be observed in this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    Running,
+    /// Docker is installed but does not answer (stopped, hung, no permission).
+    Unreachable(String),
+    /// No Docker under the root: `daemon/docker` already says so.
+    NotInstalled,
+}
+
+pub fn reach(cx: &Context) -> Reach {
+    match cx.docker.status() {
+        DaemonStatus::Running(_) => Reach::Running,
+        _ if !unit::docker_installed(cx.host) => Reach::NotInstalled,
+        DaemonStatus::CliMissing => Reach::Unreachable("the `docker` CLI is not installed".into()),
+        DaemonStatus::Unreachable(reason) | DaemonStatus::PermissionDenied(reason) => {
+            Reach::Unreachable(reason)
+        }
+    }
+}
+
+/// What `plan` says when it cannot look at a Docker object. In `apply`, `daemon/docker` starts
+/// Docker first and the object is observed afresh, so this is a plan-time notice.
+pub fn unreachable_warning(reason: &str) -> String {
+    format!(
+        "not compared: Docker does not answer ({reason}); apply starts Docker first and then converges it"
+    )
+}
+
+/// `--label` arguments that mark an object as berth's.
+pub fn ownership_labels(profile: &str, spec_hash: &str) -> Vec<String> {
+    [
+        format!("{LABEL_MANAGED}=true"),
+        format!("{LABEL_PROFILE}={profile}"),
+        format!("{LABEL_SPEC_HASH}={spec_hash}"),
+    ]
+    .into_iter()
+    .flat_map(|label| ["--label".to_owned(), label])
+    .collect()
+}
+
+pub fn conflict_detail(kind: &str, name: &str) -> String {
+    format!("a {kind} named `{name}` exists but berth did not create it (no {LABEL_MANAGED} label)")
+}
+
+/// The field that says why a conflict is one.
+pub fn conflict_field() -> FieldChange {
+    FieldChange::new(
+        format!("labels.{LABEL_MANAGED}"),
+        None,
+        Some(Json::from("true")),
+    )
+}
+
+/// When the spec hash is all that tells a change (nothing observable differs).
+pub fn hash_field(before: Option<&str>, after: &str) -> FieldChange {
+    FieldChange::new(
+        "spec-hash",
+        before.map(|hash| Json::from(short_hash(hash))),
+        Some(Json::from(short_hash(after))),
+    )
+}
+
+pub fn short_hash(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
+/// One field change per key whose value differs between `live` and `wanted` (present on one
+/// side only counts), in key order; `path` names the field, `json` shows a value.
+pub fn keyed_fields<V: PartialEq>(
+    live: &BTreeMap<String, V>,
+    wanted: &BTreeMap<String, V>,
+    path: impl Fn(&str) -> String,
+    json: impl Fn(&V) -> Json,
+) -> Vec<FieldChange> {
+    let keys: std::collections::BTreeSet<&String> = live.keys().chain(wanted.keys()).collect();
+    keys.into_iter()
+        .filter(|key| live.get(*key) != wanted.get(*key))
+        .map(|key| {
+            FieldChange::new(
+                path(key),
+                live.get(key).map(&json),
+                wanted.get(key).map(&json),
+            )
+        })
+        .collect()
+}
+
+/// Field changes between two string maps (options, labels): `prefix.KEY`, one per key that
+/// differs, keys in order. Labels under `berth.` are berth's bookkeeping and never compared.
+pub fn map_fields(
+    prefix: &str,
+    live: &BTreeMap<String, String>,
+    wanted: &BTreeMap<String, String>,
+) -> Vec<FieldChange> {
+    let bookkeeping = format!("{prefix}.berth.");
+    keyed_fields(
+        live,
+        wanted,
+        |key| format!("{prefix}.{key}"),
+        |value| Json::from(value.as_str()),
+    )
+    .into_iter()
+    .filter(|field| !field.path.starts_with(&bookkeeping))
+    .collect()
+}
+
+/// `a, b, c`: the paths of the fields that differ, for a change's one-line detail.
+pub fn field_paths(fields: &[FieldChange]) -> String {
+    fields
+        .iter()
+        .map(|field| field.path.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_fields_name_each_key_that_differs_and_skip_berth_labels() {
+        let live = BTreeMap::from([
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), "2".to_owned()),
+            ("berth.spec-hash".to_owned(), "x".to_owned()),
+        ]);
+        let wanted = BTreeMap::from([
+            ("b".to_owned(), "3".to_owned()),
+            ("c".to_owned(), "4".to_owned()),
+        ]);
+        let fields = map_fields("labels", &live, &wanted);
+        assert_eq!(field_paths(&fields), "labels.a, labels.b, labels.c");
+        assert_eq!(fields[0].after, None);
+        assert_eq!(fields[1].before, Some(Json::from("2")));
+    }
+
+    #[test]
+    fn names_follow_docker_rules() {
+        assert!(ObjectName::try_from("gitlab-runner".to_owned()).is_ok());
+        assert!(ObjectName::try_from("a".to_owned()).is_err());
+        assert!(ObjectName::try_from("-x".to_owned()).is_err());
+        assert!(ObjectName::try_from("a b".to_owned()).is_err());
+    }
+}
