@@ -9,7 +9,7 @@ use crate::{
     docker::unit,
     docker::{DaemonStatus, Docker},
     host::{Host, HostPath, host_path},
-    profile::Profile,
+    resource::profile::Profile,
     resource::{
         kernel_module::{KernelModule, KernelView, ModuleName},
         runner::{config, config_toml, gitlab::GitLab, system_id},

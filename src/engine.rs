@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 
 use anyhow::anyhow;
 use serde::Serialize;
-use serde_json::{Value as Json, json};
 
 use crate::{
     plan::{Change, ResourceId, Summary},
@@ -83,54 +82,6 @@ impl Report {
     pub fn failed(&self) -> bool {
         !self.failures.is_empty()
     }
-
-    /// Each change with its status, as `--json`, the run report and `status` show them.
-    pub fn changes_json(&self) -> Vec<Json> {
-        #[derive(Serialize)]
-        struct EntryJson<'a> {
-            #[serde(flatten)]
-            change: &'a Change,
-            status: Status,
-        }
-        self.entries
-            .iter()
-            .map(|entry| {
-                serde_json::to_value(EntryJson {
-                    change: &entry.change,
-                    status: entry.status,
-                })
-                .expect("a change serializes")
-            })
-            .collect()
-    }
-
-    pub fn errors_json(&self) -> Vec<Json> {
-        self.failures
-            .iter()
-            .map(|failure| error_json(Some(failure.id.as_str()), &failure.error))
-            .collect()
-    }
-
-    pub fn summary_json(&self) -> Json {
-        let summary = self.summary();
-        json!({
-            "add": summary.add,
-            "change": summary.change,
-            "destroy": summary.destroy,
-            "failed": self.failures.len(),
-        })
-    }
-}
-
-/// An error as JSON: its message, the causes beneath it, and the resource it belongs to.
-pub fn error_json(id: Option<&str>, error: &anyhow::Error) -> Json {
-    let mut chain = error.chain().map(ToString::to_string);
-    let message = chain.next().unwrap_or_default();
-    let mut value = json!({ "message": message, "causes": chain.collect::<Vec<_>>() });
-    if let Some(id) = id {
-        value["id"] = Json::from(id);
-    }
-    value
 }
 
 pub fn run(resources: &[AnyResource], cx: &Context, mode: Mode) -> Report {

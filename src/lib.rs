@@ -69,7 +69,7 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
         }
         Command::Apply(_) => apply(&settings, printer),
         Command::Validate => {
-            let profile = profile::load(&settings.profiles, &settings.host)?;
+            let profile = resource::profile::load(&settings.profiles, &settings.host)?;
             ignore_broken_pipe(printer.validated(&profile.names, &profile.warnings))?;
             Ok(exit::OK)
         }
@@ -83,7 +83,7 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
         }
         Command::Doctor => {
             // A broken profile is worth reporting, but the host checks still run.
-            let profile = profile::load(&settings.profiles, &settings.host)
+            let profile = resource::profile::load(&settings.profiles, &settings.host)
                 .inspect_err(|error| output::print_error(error, false))
                 .ok();
             let checks = doctor::run(&settings.host, &Docker::default(), profile.as_ref());
@@ -149,7 +149,7 @@ struct Converged {
 
 /// Loads the profiles, runs the engine and prints the report.
 fn converge(settings: &Settings, printer: &Printer, mode: Mode) -> Result<Converged> {
-    let profile = profile::load(&settings.profiles, &settings.host)?;
+    let profile = resource::profile::load(&settings.profiles, &settings.host)?;
     for warning in &profile.warnings {
         tracing::warn!("{warning}");
     }
@@ -159,7 +159,6 @@ fn converge(settings: &Settings, printer: &Printer, mode: Mode) -> Result<Conver
     let cx = Context {
         host: &settings.host,
         docker: &docker,
-        options: &settings.options,
     };
     let report = engine::run(&resources, &cx, mode);
     ignore_broken_pipe(printer.report(&report, &profile.names))?;

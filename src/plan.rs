@@ -237,10 +237,6 @@ impl Summary {
         }
         summary
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.add + self.change + self.destroy == 0
-    }
 }
 
 #[cfg(test)]

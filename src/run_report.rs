@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::{
-    engine::{Report, error_json},
+    engine::Report,
     host::{Host, HostPath, host_path},
+    output::json,
 };
 
 pub const LAST_RUN: &str = "/var/lib/berth/last-run.json";
@@ -40,7 +41,7 @@ impl LastRun {
     /// what happened.
     fn new(started: jiff::Timestamp, duration: Duration, profiles: &[String]) -> Self {
         Self {
-            schema_version: crate::output::SCHEMA_VERSION,
+            schema_version: json::SCHEMA_VERSION,
             berth_version: env!("CARGO_PKG_VERSION").to_owned(),
             started_at: started.to_string(),
             duration_seconds: duration.as_secs_f64(),
@@ -74,9 +75,9 @@ impl LastRun {
         Self {
             success: !report.failed(),
             drift_detected: report.has_changes(),
-            changes: report.changes_json(),
-            errors: report.errors_json(),
-            summary: report.summary_json(),
+            changes: json::changes(report),
+            errors: json::errors(report),
+            summary: json::summary(report),
             changes_by_kind,
             ..Self::new(started, duration, profiles)
         }
@@ -91,7 +92,7 @@ impl LastRun {
     ) -> Self {
         Self {
             success: false,
-            errors: vec![error_json(None, error)],
+            errors: vec![json::error(None, error)],
             summary: serde_json::json!({"add": 0, "change": 0, "destroy": 0, "failed": 1}),
             ..Self::new(started, duration, profiles)
         }

@@ -95,10 +95,6 @@ impl Host {
         Self { root: root.into() }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// True when berth manages the machine it runs on rather than a directory tree.
     pub fn is_machine_root(&self) -> bool {
         self.root == Path::new("/")
@@ -217,14 +213,6 @@ impl Host {
         fs_err::create_dir_all(&target)
             .and_then(|()| fs_err::set_permissions(&target, std::fs::Permissions::from_mode(mode)))
             .with_context(|| format!("failed to create directory `{path}`"))
-    }
-
-    pub fn remove_file(&self, path: &HostPath) -> Result<()> {
-        match fs_err::remove_file(self.path(path)) {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(error).with_context(|| format!("failed to remove `{path}`")),
-        }
     }
 
     /// Renames within the host (same filesystem), replacing `to`.

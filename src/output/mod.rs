@@ -4,6 +4,11 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+pub(crate) mod json;
+pub(crate) mod log;
+
+pub(crate) use log::init_logging;
+
 use std::io::{self, IsTerminal, Write};
 
 use anstyle::{AnsiColor, Style};
@@ -16,9 +21,6 @@ use crate::{
     plan::{Action, Effect},
     run_report::{self, LastRun},
 };
-
-/// Bumped when a field changes meaning or disappears; new fields do not bump it.
-pub const SCHEMA_VERSION: u32 = 1;
 
 /// Whether stdout gets colour: `--color`, else a terminal without `NO_COLOR`.
 pub fn use_color(choice: ColorChoice, stream_is_terminal: bool) -> bool {
@@ -36,11 +38,11 @@ pub struct Printer {
     color: bool,
 }
 
-const ADD: Style = AnsiColor::Green.on_default();
-const CHANGE: Style = AnsiColor::Yellow.on_default();
-const DESTROY: Style = AnsiColor::Red.on_default();
+pub(crate) const ADD: Style = AnsiColor::Green.on_default();
+pub(crate) const CHANGE: Style = AnsiColor::Yellow.on_default();
+pub(crate) const DESTROY: Style = AnsiColor::Red.on_default();
 const REPLACE: Style = AnsiColor::Magenta.on_default();
-const DIM: Style = Style::new().dimmed();
+pub(crate) const DIM: Style = Style::new().dimmed();
 const BOLD: Style = Style::new().bold();
 
 impl Printer {
@@ -63,13 +65,13 @@ impl Printer {
     pub fn report(&self, report: &Report, profiles: &[String]) -> io::Result<()> {
         let text = if self.json {
             let document = json!({
-                "schema_version": SCHEMA_VERSION,
+                "schema_version": json::SCHEMA_VERSION,
                 "command": report.mode,
                 "profiles": profiles,
-                "changes": report.changes_json(),
+                "changes": json::changes(report),
                 "warnings": report.notices,
-                "errors": report.errors_json(),
-                "summary": report.summary_json(),
+                "errors": json::errors(report),
+                "summary": json::summary(report),
             });
             format!(
                 "{}\n",
@@ -198,7 +200,7 @@ impl Printer {
     pub fn validated(&self, sources: &[String], warnings: &[String]) -> io::Result<()> {
         let text = if self.json {
             let document = json!({
-                "schema_version": SCHEMA_VERSION,
+                "schema_version": json::SCHEMA_VERSION,
                 "command": "validate",
                 "profiles": sources,
                 "valid": true,
@@ -233,7 +235,7 @@ impl Printer {
             let text = if self.json {
                 format!(
                     "{}\n",
-                    json!({"schema_version": SCHEMA_VERSION, "command": "status", "last_run": null})
+                    json!({"schema_version": json::SCHEMA_VERSION, "command": "status", "last_run": null})
                 )
             } else {
                 "berth has not applied on this host yet.\n".to_owned()
@@ -241,8 +243,7 @@ impl Printer {
             return write_stdout(&text);
         };
         if self.json {
-            let document =
-                json!({"schema_version": SCHEMA_VERSION, "command": "status", "last_run": run});
+            let document = json!({"schema_version": json::SCHEMA_VERSION, "command": "status", "last_run": run});
             return write_stdout(&format!(
                 "{}\n",
                 serde_json::to_string_pretty(&document).expect("serializes")
@@ -308,7 +309,7 @@ impl Printer {
     pub fn doctor(&self, checks: &[Check]) -> io::Result<()> {
         let healthy = doctor::healthy(checks);
         if self.json {
-            let document = json!({"schema_version": SCHEMA_VERSION, "command": "doctor", "healthy": healthy, "checks": checks});
+            let document = json!({"schema_version": json::SCHEMA_VERSION, "command": "doctor", "healthy": healthy, "checks": checks});
             return write_stdout(&format!(
                 "{}\n",
                 serde_json::to_string_pretty(&document).expect("serializes")
@@ -354,9 +355,9 @@ impl Printer {
     pub fn fatal(&self, command: &str, error: &anyhow::Error) {
         if self.json {
             let document = json!({
-                "schema_version": SCHEMA_VERSION,
+                "schema_version": json::SCHEMA_VERSION,
                 "command": command,
-                "errors": [crate::engine::error_json(None, error)],
+                "errors": [json::error(None, error)],
             });
             let _ = write_stdout(&format!(
                 "{}\n",
@@ -429,62 +430,6 @@ fn write_stdout(text: &str) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     stdout.flush()
-}
-
-/// Sets up logging to stderr: one line per event, `warning:`/`error:` prefixes, no timestamps
-/// (the journal adds its own). `-q`/`-v` pick the level; `RUST_LOG` overrides both.
-pub fn init_logging(quiet: u8, verbose: u8, color: ColorChoice) {
-    use tracing_subscriber::{EnvFilter, fmt};
-    let level = match (quiet, verbose) {
-        (0, 0) => "info",
-        (0, 1) => "debug",
-        (0, _) => "trace",
-        (1, _) => "warn",
-        _ => "error",
-    };
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("berth={level}")));
-    let ansi = use_color(color, io::stderr().is_terminal());
-    let _ = fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .event_format(LogLine { ansi })
-        .try_init();
-}
-
-struct LogLine {
-    ansi: bool,
-}
-
-impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for LogLine
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        context: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
-        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
-        event: &tracing::Event<'_>,
-    ) -> std::fmt::Result {
-        use tracing::Level;
-        let (prefix, style) = match *event.metadata().level() {
-            Level::ERROR => ("error: ", DESTROY),
-            Level::WARN => ("warning: ", CHANGE),
-            Level::INFO => ("", Style::new()),
-            Level::DEBUG => ("debug: ", DIM),
-            Level::TRACE => ("trace: ", DIM),
-        };
-        if self.ansi && !prefix.is_empty() {
-            write!(writer, "{}{prefix}{}", style.render(), style.render_reset())?;
-        } else {
-            write!(writer, "{prefix}")?;
-        }
-        context
-            .field_format()
-            .format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
-    }
 }
 
 #[cfg(test)]

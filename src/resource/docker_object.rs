@@ -19,7 +19,7 @@ use crate::{
     },
     plan::FieldChange,
     profile::{
-        Layers, Profile,
+        Layers,
         source::{KeyPath, LocatedError},
     },
     resource::{
@@ -28,6 +28,7 @@ use crate::{
             ContainerLayer, ContainerSpec, container_warnings, order_by_after, resolve_container,
         },
         network::{NetworkLayer, NetworkSpec, resolve_network},
+        profile::Profile,
         volume::{VolumeLayer, VolumeSpec},
     },
 };

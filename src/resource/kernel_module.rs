@@ -288,7 +288,7 @@ impl Resource for KernelModule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{docker::Docker, resource::Options};
+    use crate::docker::Docker;
 
     struct Fixture {
         _root: tempfile::TempDir,
@@ -314,11 +314,9 @@ mod tests {
         fn plan(&self, name: &str) -> Vec<(Action, bool)> {
             let module = KernelModule::new(ModuleName::try_from(name.to_owned()).unwrap());
             let docker = Docker::default();
-            let options = Options::default();
             let cx = Context {
                 host: &self.host,
                 docker: &docker,
-                options: &options,
             };
             let observed = module.observe(&cx).unwrap();
             module

@@ -15,6 +15,7 @@ pub(crate) mod daemon;
 pub(crate) mod docker_object;
 pub(crate) mod kernel_module;
 pub(crate) mod network;
+pub(crate) mod profile;
 pub(crate) mod runner;
 pub(crate) mod volume;
 
@@ -26,14 +27,13 @@ use crate::{
     docker::Docker,
     host::Host,
     plan::{Change, Diff, ResourceId},
-    profile::Profile,
+    resource::profile::Profile,
 };
 
 /// What every resource may use while it observes and applies.
 pub struct Context<'a> {
     pub host: &'a Host,
     pub docker: &'a Docker,
-    pub options: &'a Options,
 }
 
 /// Choices the operator makes on the command line that change what apply may do.

@@ -38,7 +38,7 @@ use crate::{
     host::exec,
     host::{Host, HostPath},
     plan::{Action, Change, Diff, FieldChange, ResourceId},
-    profile::Profile,
+    resource::profile::Profile,
     resource::{
         Context, Resource,
         docker_object::{self, ObjectName, ObjectNames, Reach},

@@ -1,0 +1,265 @@
+//! The whole profile: every kind's section of the merged layers, each resolved by its kind
+//! (defaults filled in, checked, errors placed in the layer that set the key), put together as
+//! the desired state of the host that [`super::from_profile`] turns into resources.
+
+use anyhow::Result;
+use serde::Deserialize;
+
+use crate::{
+    host::Host,
+    profile::{self, Layers, ProfileError, ProfileRef, source::TomlSource},
+    resource::{
+        container::spec::{ContainerLayer, ContainerSpec},
+        daemon::{self, DockerLayer, DockerSettings},
+        docker_object::{self, ObjectLayers, ObjectName},
+        kernel_module::{self, KernelLayer, ModuleName},
+        network::{NetworkLayer, NetworkSpec},
+        runner::{self, section::RunnerSettings},
+        volume::{VolumeLayer, VolumeSpec},
+    },
+};
+
+/// One profile file as written. Every field is optional so that a layer can say only what it
+/// changes; defaults are filled in by [`Profile::resolve`] after merging.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileLayer {
+    /// For the people who read the profile; berth only checks that it is text.
+    #[expect(dead_code, reason = "read by people, not by berth")]
+    pub description: Option<String>,
+    pub kernel: Option<KernelLayer>,
+    pub docker: Option<DockerLayer>,
+    /// gitlab-runner's global settings; checked and typed by `runner_spec`.
+    pub runner: Option<toml::Table>,
+    /// `[runners.NAME]`: the runners this host runs; checked and typed by `runner_spec`.
+    pub runners: Option<toml::Table>,
+    /// One MTU for daemon.json, the profile's networks and dind daemons (see container_spec).
+    pub mtu: Option<u32>,
+    pub networks: Option<indexmap::IndexMap<ObjectName, NetworkLayer>>,
+    pub volumes: Option<indexmap::IndexMap<ObjectName, VolumeLayer>>,
+    pub containers: Option<indexmap::IndexMap<ObjectName, ContainerLayer>>,
+}
+
+/// The merged, checked desired state of a host, with defaults filled in.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The names of the layers, in order (`dind`, `site`): recorded on what berth creates.
+    pub names: Vec<String>,
+    pub kernel_modules: Vec<ModuleName>,
+    pub docker: DockerSettings,
+    pub runner: RunnerSettings,
+    pub networks: Vec<NetworkSpec>,
+    pub volumes: Vec<VolumeSpec>,
+    /// In converge order: every container after those in its `after`.
+    pub containers: Vec<ContainerSpec>,
+    /// Things worth knowing that are not errors; `validate` and `plan` print them.
+    pub warnings: Vec<String>,
+}
+
+/// Reads, parses, merges and checks the given profiles, in order.
+pub(crate) fn load(refs: &[ProfileRef], host: &Host) -> Result<Profile> {
+    let (names, sources) = profile::read(refs, host)?;
+    Ok(Profile::from_sources(names, &sources)?)
+}
+
+impl Profile {
+    pub(crate) fn from_sources(
+        names: Vec<String>,
+        sources: &[TomlSource],
+    ) -> Result<Self, ProfileError> {
+        let layer: ProfileLayer = profile::merge(sources)?;
+        Self::resolve(names, layer, &Layers::new(sources))
+    }
+
+    fn resolve(
+        names: Vec<String>,
+        layer: ProfileLayer,
+        layers: &Layers,
+    ) -> Result<Self, ProfileError> {
+        let docker = daemon::resolve(layer.docker, layer.mtu, layers)?;
+        let objects = docker_object::resolve(
+            ObjectLayers {
+                networks: layer.networks,
+                volumes: layer.volumes,
+                containers: layer.containers,
+            },
+            layer.mtu,
+            layers,
+        )?;
+        let (runner, runner_warnings) =
+            runner::section::resolve(layer.runner, layer.runners, layer.mtu, layers)?;
+        Ok(Self {
+            names,
+            kernel_modules: kernel_module::resolve(layer.kernel),
+            docker,
+            runner,
+            networks: objects.networks,
+            volumes: objects.volumes,
+            containers: objects.containers,
+            warnings: [objects.warnings, runner_warnings].concat(),
+        })
+    }
+
+    /// A label value naming the profiles this host was converged to: `dind+site`.
+    pub fn label(&self) -> String {
+        self.names.join("+")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        host::host_path,
+        profile::{DEFAULT_PROFILE, embedded, embedded_text},
+    };
+    use serde_json::Value as Json;
+
+    fn profile(layers: &[&str]) -> Result<Profile, String> {
+        let sources: Vec<_> = layers
+            .iter()
+            .enumerate()
+            .map(|(index, text)| TomlSource::new(format!("layer{index}.toml"), *text))
+            .collect();
+        Profile::from_sources(vec!["t".into()], &sources).map_err(|error| error.problem.to_string())
+    }
+
+    #[test]
+    fn every_embedded_profile_is_valid() {
+        for (name, text) in embedded() {
+            let source = TomlSource::new(name, text);
+            Profile::from_sources(vec![name.into()], &[source])
+                .unwrap_or_else(|error| panic!("embedded profile `{name}`: {}", error.problem));
+        }
+        assert!(
+            embedded_text(DEFAULT_PROFILE).is_some(),
+            "the default profile is embedded"
+        );
+    }
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let profile = profile(&[""]).unwrap();
+        assert_eq!(profile.docker.config, host_path("/etc/docker/daemon.json"));
+        assert_eq!(
+            profile.docker.restart.to_string(),
+            "systemctl restart docker"
+        );
+        assert_eq!(profile.docker.reload.to_string(), "systemctl reload docker");
+        assert!(profile.kernel_modules.is_empty());
+    }
+
+    #[test]
+    fn later_layers_merge_tables_and_replace_arrays() {
+        let profile = profile(&[
+            "[kernel]\nmodules = [\"overlay\", \"br_netfilter\"]\n[docker.daemon]\nstorage-driver = \"overlay2\"\nregistry-mirrors = [\"https://a.example\"]\n",
+            "[kernel]\nmodules = [\"overlay\"]\n[docker.daemon]\nregistry-mirrors = [\"https://b.example\"]\n",
+        ])
+        .unwrap();
+        assert_eq!(
+            profile
+                .kernel_modules
+                .iter()
+                .map(ModuleName::as_str)
+                .collect::<Vec<_>>(),
+            ["overlay"]
+        );
+        assert_eq!(
+            Json::Object(profile.docker.daemon),
+            serde_json::json!({"storage-driver": "overlay2", "registry-mirrors": ["https://b.example"]})
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_located_in_its_layer() {
+        let error = profile(&["[docker]\n", "\n[docker]\nrestrat = [\"x\"]\n"]).unwrap_err();
+        assert!(
+            error.starts_with("layer1.toml:3:1: key `docker.restrat`: unknown field `restrat`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn bad_module_name_is_located() {
+        let error = profile(&["[kernel]\nmodules = [\"overlay\", \"no such\"]\n"]).unwrap_err();
+        // toml places a conversion error on the whole array, not the element.
+        assert!(
+            error.starts_with(
+                "layer0.toml:2:11: key `kernel.modules`: `no such` is not a kernel module name"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn empty_command_is_rejected() {
+        let error = profile(&["[docker]\nrestart = []\n"]).unwrap_err();
+        assert!(
+            error.contains("key `docker.restart`: a command is a non-empty list"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn daemon_values_dockerd_would_reject_are_located_in_the_layer_that_set_them() {
+        let error = profile(&[
+            "[docker.daemon]\nmtu = 1500\n",
+            "[docker.daemon]\nmtu = 10\n",
+        ])
+        .unwrap_err();
+        assert!(
+            error.starts_with("layer1.toml:2:1: key `docker.daemon.mtu`: must be a whole number"),
+            "{error}"
+        );
+        let error = profile(&["[docker.daemon.log-opts]\nmax-file = 3\n"]).unwrap_err();
+        assert!(
+            error.contains("key `docker.daemon.log-opts.max-file`: must be a string"),
+            "{error}"
+        );
+        let error = profile(&["[docker.daemon]\nregistry-mirrors = [\"mirror.example.com\"]\n"])
+            .unwrap_err();
+        assert!(error.contains("key `docker.daemon.registry-mirrors[0]`: `mirror.example.com` is not an http(s) URL"), "{error}");
+    }
+
+    #[test]
+    fn cli_references_tell_names_from_files() {
+        assert_eq!(
+            ProfileRef::parse_cli("dind"),
+            ProfileRef::Name("dind".into())
+        );
+        assert_eq!(
+            ProfileRef::parse_cli("site.toml"),
+            ProfileRef::LocalFile("site.toml".into())
+        );
+        assert_eq!(
+            ProfileRef::parse_host("site.toml"),
+            ProfileRef::HostFile(host_path("/etc/berth/site.toml"))
+        );
+    }
+
+    #[test]
+    fn the_top_level_mtu_reaches_docker_runners_job_networks() {
+        let runner = "[runners.r]\nurl = \"https://gitlab.example.com\"\ntoken_file = \"/etc/berth/tokens/r\"\nexecutor = \"docker\"\n";
+        let resolved = profile(&[&format!("mtu = 1400\n{runner}")]).unwrap();
+        let docker = resolved.runner.runners[0].settings["docker"]
+            .as_table()
+            .unwrap();
+        assert_eq!(docker["network_mtu"].as_integer(), Some(1400));
+        let error = profile(&[&format!(
+            "mtu = 1400\n{runner}[runners.r.docker]\nnetwork_mtu = 1500\n"
+        )])
+        .unwrap_err();
+        assert!(
+            error.contains(
+                "key `runners.r.docker.network_mtu`: 1500 contradicts the top-level `mtu = 1400`"
+            ),
+            "{error}"
+        );
+        let shell = "[runners.s]\nurl = \"https://gitlab.example.com\"\ntoken_file = \"/etc/berth/tokens/s\"\nexecutor = \"shell\"\n";
+        let resolved = profile(&[&format!("mtu = 1400\n{shell}")]).unwrap();
+        assert!(
+            resolved.runner.runners[0].settings.get("docker").is_none(),
+            "only docker executors"
+        );
+    }
+}
