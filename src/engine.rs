@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::{
     plan::{Change, ResourceId, Summary},
-    resource::{AnyResource, Context, Resource},
+    resource::{AnyResource, Context, Earlier, Resource},
     with_resource,
 };
 
@@ -84,18 +84,18 @@ impl Report {
     }
 }
 
-pub fn run(resources: &[AnyResource], cx: &Context, mode: Mode) -> Report {
+pub(crate) fn run(resources: &[AnyResource], context: &Context, mode: Mode) -> Report {
     let mut report = Report {
         mode,
         entries: Vec::new(),
         notices: Vec::new(),
         failures: Vec::new(),
     };
-    let mut earlier: Vec<Change> = Vec::new();
+    let mut earlier = Earlier::default();
     let mut failed: BTreeSet<ResourceId> = BTreeSet::new();
     for resource in resources {
         with_resource!(resource, resource => {
-            step(resource, cx, mode, &mut report, &mut earlier, &mut failed)
+            step(resource, context, mode, &mut report, &mut earlier, &mut failed)
         });
     }
     report
@@ -103,10 +103,10 @@ pub fn run(resources: &[AnyResource], cx: &Context, mode: Mode) -> Report {
 
 fn step<R: Resource>(
     resource: &R,
-    cx: &Context,
+    context: &Context,
     mode: Mode,
     report: &mut Report,
-    earlier: &mut Vec<Change>,
+    earlier: &mut Earlier,
     failed: &mut BTreeSet<ResourceId>,
 ) {
     let id = resource.id();
@@ -124,7 +124,7 @@ fn step<R: Resource>(
         failed.insert(id);
         return;
     }
-    let observed = match resource.observe(cx) {
+    let observed = match resource.observe(context) {
         Ok(observed) => observed,
         Err(error) => {
             report.failures.push(Failure {
@@ -144,7 +144,7 @@ fn step<R: Resource>(
         });
     }
     let mut changes = diff.changes.into_iter();
-    while let Some(change) = changes.next() {
+    while let Some((change, op)) = changes.next() {
         if mode == Mode::Plan {
             earlier.push(change.clone());
             report.entries.push(Entry {
@@ -153,20 +153,22 @@ fn step<R: Resource>(
             });
             continue;
         }
-        let outcome = match &change.refused {
-            Some(reason) => Err(anyhow!("{reason}")
+        let outcome = match (&change.refused, &op) {
+            (Some(reason), _) => Err(anyhow!("{reason}")
                 .context(format!("refused to {} `{id}`", change.action.as_str()))),
-            None => {
+            (None, Some(op)) => {
                 tracing::info!("{id}: {} {}", change.action.as_str(), change.detail);
-                resource
-                    .apply(cx, &observed, &change, earlier)
-                    .map_err(|error| {
-                        error.context(format!("failed to {} `{id}`", change.action.as_str()))
-                    })
+                resource.apply(context, &observed, op).map_err(|error| {
+                    error.context(format!("failed to {} `{id}`", change.action.as_str()))
+                })
             }
+            (None, None) => Err(anyhow!(
+                "berth planned `{}` of `{id}` without saying how; please report this",
+                change.action.as_str()
+            )),
         };
         // Whatever happened, the daemon may have changed: the next resource observes afresh.
-        cx.docker.invalidate();
+        context.docker.invalidate();
         match outcome {
             Ok(()) => {
                 earlier.push(change.clone());
@@ -184,7 +186,7 @@ fn step<R: Resource>(
                     id: id.clone(),
                     error,
                 });
-                for rest in changes.by_ref() {
+                for (rest, _) in changes.by_ref() {
                     report.entries.push(Entry {
                         change: rest,
                         status: Status::Skipped,

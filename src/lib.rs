@@ -156,11 +156,11 @@ fn converge(settings: &Settings, printer: &Printer, mode: Mode) -> Result<Conver
     let mut resources = resource::from_profile(&profile, &settings.options);
     resources.extend(resource::removed_runners(&profile, &settings.host));
     let docker = Docker::default();
-    let cx = Context {
+    let context = Context {
         host: &settings.host,
         docker: &docker,
     };
-    let report = engine::run(&resources, &cx, mode);
+    let report = engine::run(&resources, &context, mode);
     ignore_broken_pipe(printer.report(&report, &profile.names))?;
     let code = match mode {
         _ if report.failed() => exit::FAILURE,
@@ -169,7 +169,7 @@ fn converge(settings: &Settings, printer: &Printer, mode: Mode) -> Result<Conver
     };
     let mut kinds: Vec<String> = resources
         .iter()
-        .map(|resource| run_report::kind_of(resource.id().as_str()))
+        .map(|resource| resource.id().kind.as_str().to_owned())
         .collect();
     kinds.dedup();
     Ok(Converged {

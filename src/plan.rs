@@ -6,29 +6,77 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
+/// Every kind of resource berth manages, as its ids and the run report name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    KernelModule,
+    DaemonConfig,
+    Daemon,
+    /// A runner's registration with GitLab.
+    Runner,
+    /// berth's record of the runners it registered, when it cannot be read.
+    RunnerLedger,
+    RunnerConfig,
+    Network,
+    Volume,
+    Container,
+}
+
+impl Kind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::KernelModule => "kernel-module",
+            Self::DaemonConfig => "daemon-config",
+            Self::Daemon => "daemon",
+            Self::Runner => "runner",
+            Self::RunnerLedger => "runner-ledger",
+            Self::RunnerConfig => "runner-config",
+            Self::Network => "network",
+            Self::Volume => "volume",
+            Self::Container => "container",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// `kind/name` (`kernel-module/overlay`, `container/gitlab-runner`) or just `kind` for a
 /// resource of which a host has one (`daemon-config`, `runner-config`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct ResourceId(String);
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ResourceId {
+    pub(crate) kind: Kind,
+    pub(crate) name: Option<String>,
+}
 
 impl ResourceId {
-    pub fn new(kind: &str, name: &str) -> Self {
-        Self(format!("{kind}/{name}"))
+    pub(crate) fn new(kind: Kind, name: &str) -> Self {
+        Self {
+            kind,
+            name: Some(name.to_owned()),
+        }
     }
 
-    pub fn singleton(kind: &str) -> Self {
-        Self(kind.to_owned())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub(crate) fn singleton(kind: Kind) -> Self {
+        Self { kind, name: None }
     }
 }
 
 impl fmt::Display for ResourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match &self.name {
+            Some(name) => write!(f, "{}/{name}", self.kind),
+            None => f.write_str(self.kind.as_str()),
+        }
+    }
+}
+
+impl Serialize for ResourceId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -172,34 +220,49 @@ impl Change {
     }
 }
 
-/// What a resource's `diff` returns: the changes it needs, and what the operator should know
-/// even when nothing changes (Docker not installed, the kernel not visible under `--root`).
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Diff {
-    pub changes: Vec<Change>,
-    pub warnings: Vec<String>,
+/// What a resource's `diff` returns: each change it needs, as printed, with the operation apply
+/// will carry out for it (so apply never re-derives what diff decided), and what the operator
+/// should know even when nothing changes (Docker not installed, the kernel not visible under
+/// `--root`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Diff<Op> {
+    /// Each change with its operation; `None` for a change apply refuses whatever happens
+    /// (its `refused` says why), which has no operation to carry out.
+    pub(crate) changes: Vec<(Change, Option<Op>)>,
+    pub(crate) warnings: Vec<String>,
 }
 
-impl Diff {
-    pub fn none() -> Self {
+impl<Op> Default for Diff<Op> {
+    fn default() -> Self {
+        Self {
+            changes: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl<Op> Diff<Op> {
+    pub(crate) fn none() -> Self {
         Self::default()
     }
 
-    pub fn push(&mut self, change: Change) {
-        self.changes.push(change);
+    pub(crate) fn push(&mut self, change: Change, op: Op) {
+        self.changes.push((change, Some(op)));
     }
 
-    pub fn warn(&mut self, warning: impl Into<String>) {
+    /// A change apply will refuse, and why: plan shows it, apply reports it as failed.
+    pub(crate) fn refuse(&mut self, change: Change, reason: impl Into<String>) {
+        self.changes.push((change.refused_because(reason), None));
+    }
+
+    pub(crate) fn warn(&mut self, warning: impl Into<String>) {
         self.warnings.push(warning.into());
     }
-}
 
-impl From<Vec<Change>> for Diff {
-    fn from(changes: Vec<Change>) -> Self {
-        Self {
-            changes,
-            warnings: Vec::new(),
-        }
+    /// The printed changes alone, as plan shows them.
+    #[cfg(test)]
+    pub(crate) fn printed(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().map(|(change, _)| change)
     }
 }
 
@@ -245,7 +308,7 @@ mod tests {
 
     #[test]
     fn summary_counts_like_terraform() {
-        let id = ResourceId::singleton("x");
+        let id = ResourceId::singleton(Kind::DaemonConfig);
         let changes = [
             Change::new(id.clone(), Action::Persist, ""),
             Change::new(id.clone(), Action::Update, ""),
@@ -266,7 +329,7 @@ mod tests {
     #[test]
     fn change_json_omits_what_is_empty() {
         let change = Change::new(
-            ResourceId::new("kernel-module", "overlay"),
+            ResourceId::new(Kind::KernelModule, "overlay"),
             Action::Load,
             "modprobe overlay",
         );

@@ -39,7 +39,7 @@ pub(crate) fn errors(report: &Report) -> Vec<Json> {
     report
         .failures
         .iter()
-        .map(|failure| error(Some(failure.id.as_str()), &failure.error))
+        .map(|failure| error(Some(&failure.id.to_string()), &failure.error))
         .collect()
 }
 

@@ -96,7 +96,7 @@ impl Printer {
         let width = report
             .entries
             .iter()
-            .map(|entry| entry.change.id.as_str().len())
+            .map(|entry| entry.change.id.to_string().len())
             .max()
             .unwrap_or(0);
         let mut out = String::new();
@@ -150,7 +150,7 @@ impl Printer {
         };
         out.push_str(&format!(
             "{:<width$}  {} {:<9} {}{status}\n",
-            change.id.as_str(),
+            change.id.to_string(),
             self.paint(style, &format!("{:>3}", change.action.marker())),
             self.paint(style, change.action.as_str()),
             clean(&change.detail),

@@ -9,6 +9,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use anyhow::Result;
 use serde_json::Value as Json;
 
 use crate::{
@@ -17,7 +18,7 @@ use crate::{
         inspect::{LABEL_MANAGED, LABEL_PROFILE, LABEL_SPEC_HASH},
         unit,
     },
-    plan::FieldChange,
+    plan::{Diff, FieldChange},
     profile::{
         Layers,
         source::{KeyPath, LocatedError},
@@ -241,13 +242,43 @@ pub enum Reach {
     NotInstalled,
 }
 
-pub fn reach(cx: &Context) -> Reach {
-    match cx.docker.status() {
+pub fn reach(context: &Context) -> Reach {
+    match context.docker.status() {
         DaemonStatus::Running(_) => Reach::Running,
-        _ if !unit::docker_installed(cx.host) => Reach::NotInstalled,
+        _ if !unit::docker_installed(context.host) => Reach::NotInstalled,
         DaemonStatus::CliMissing => Reach::Unreachable("the `docker` CLI is not installed".into()),
         DaemonStatus::Unreachable(reason) | DaemonStatus::PermissionDenied(reason) => {
             Reach::Unreachable(reason)
+        }
+    }
+}
+
+/// What a network, volume or container resource observed: its `T`, or nothing when the daemon
+/// cannot be asked (not installed, or not answering in a plan).
+#[derive(Debug, Clone)]
+pub(crate) enum Observed<T> {
+    Unavailable(Reach),
+    Seen(T),
+}
+
+impl<T> Observed<T> {
+    /// Asks the daemon through `look` when it can be asked.
+    pub(crate) fn of(context: &Context, look: impl FnOnce() -> Result<T>) -> Result<Self> {
+        match reach(context) {
+            Reach::Running => Ok(Self::Seen(look()?)),
+            other => Ok(Self::Unavailable(other)),
+        }
+    }
+
+    /// What was seen; when nothing could be, the diff says why (once, as a notice) and is empty.
+    pub(crate) fn seen<Op>(&self, diff: &mut Diff<Op>) -> Option<&T> {
+        match self {
+            Self::Seen(seen) => Some(seen),
+            Self::Unavailable(Reach::Unreachable(reason)) => {
+                diff.warn(unreachable_warning(reason));
+                None
+            }
+            Self::Unavailable(_) => None,
         }
     }
 }

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use crate::{
     host::exec::{self, CommandLine},
     host::{Host, HostPath, host_path},
-    plan::{Action, Change, Diff, ResourceId},
-    resource::{Context, Resource},
+    plan::{Action, Change, Diff, Kind, ResourceId},
+    resource::{Context, Earlier, Resource},
 };
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -205,21 +205,31 @@ impl KernelModule {
     }
 }
 
+/// What apply does for a module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ModuleOp {
+    /// `modprobe NAME`.
+    Load,
+    /// Writes the modules-load.d file that loads it at boot.
+    Persist,
+}
+
 impl Resource for KernelModule {
     type Observed = ModuleState;
+    type Op = ModuleOp;
 
     fn id(&self) -> ResourceId {
-        ResourceId::new("kernel-module", self.name.as_str())
+        ResourceId::new(Kind::KernelModule, self.name.as_str())
     }
 
-    fn observe(&self, cx: &Context) -> Result<ModuleState> {
+    fn observe(&self, context: &Context) -> Result<ModuleState> {
         Ok(ModuleState {
-            kernel: self.observe_kernel(cx.host)?,
-            persisted_in: self.find_persistence(cx.host)?,
+            kernel: self.observe_kernel(context.host)?,
+            persisted_in: self.find_persistence(context.host)?,
         })
     }
 
-    fn diff(&self, observed: &ModuleState, _earlier: &[Change]) -> Diff {
+    fn diff(&self, observed: &ModuleState, _earlier: &Earlier) -> Diff<ModuleOp> {
         let mut diff = Diff::none();
         let needs_persistence = match observed.kernel {
             KernelView::NotVisible => {
@@ -236,50 +246,47 @@ impl Resource for KernelModule {
                         "this kernel cannot load modules (no /proc/modules) and `{}` is not built in",
                         self.name
                     )),
+                    ModuleOp::Load,
                 );
                 false
             }
             KernelView::Modular { loaded, built_in } => {
                 if !loaded {
-                    diff.push(Change::new(
-                        self.id(),
-                        Action::Load,
-                        self.modprobe().to_string(),
-                    ));
+                    diff.push(
+                        Change::new(self.id(), Action::Load, self.modprobe().to_string()),
+                        ModuleOp::Load,
+                    );
                 }
                 !built_in
             }
         };
         if needs_persistence && observed.persisted_in.is_none() {
-            diff.push(Change::new(
-                self.id(),
-                Action::Persist,
-                self.persistence_file().to_string(),
-            ));
+            diff.push(
+                Change::new(
+                    self.id(),
+                    Action::Persist,
+                    self.persistence_file().to_string(),
+                ),
+                ModuleOp::Persist,
+            );
         }
         diff
     }
 
-    fn apply(
-        &self,
-        cx: &Context,
-        _observed: &ModuleState,
-        change: &Change,
-        _earlier: &[Change],
-    ) -> Result<()> {
-        match change.action {
-            Action::Load => {
+    fn apply(&self, context: &Context, _observed: &ModuleState, op: &ModuleOp) -> Result<()> {
+        match op {
+            ModuleOp::Load => {
                 exec::run(&self.modprobe())?;
             }
-            Action::Persist => {
+            ModuleOp::Persist => {
                 let text = format!(
                     "# Written by berth: load {} at boot (systemd-modules-load).\n{}\n",
                     self.name, self.name
                 );
-                cx.host
+                context
+                    .host
                     .write_atomic(&self.persistence_file(), text.as_bytes(), 0o644)?;
             }
-            other => anyhow::bail!("kernel-module cannot `{}`", other.as_str()),
         }
         Ok(())
     }
@@ -314,16 +321,16 @@ mod tests {
         fn plan(&self, name: &str) -> Vec<(Action, bool)> {
             let module = KernelModule::new(ModuleName::try_from(name.to_owned()).unwrap());
             let docker = Docker::default();
-            let cx = Context {
+            let context = Context {
                 host: &self.host,
                 docker: &docker,
             };
-            let observed = module.observe(&cx).unwrap();
+            let observed = module.observe(&context).unwrap();
             module
-                .diff(&observed, &[])
+                .diff(&observed, &Earlier::default())
                 .changes
                 .into_iter()
-                .map(|change| (change.action, change.refused.is_some()))
+                .map(|(change, _)| (change.action, change.refused.is_some()))
                 .collect()
         }
     }

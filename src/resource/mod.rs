@@ -47,9 +47,11 @@ pub struct Options {
     pub adopt: bool,
 }
 
-pub trait Resource {
+pub(crate) trait Resource {
     /// What `observe` found; `diff` and `apply` read it.
     type Observed;
+    /// What apply does for one change: decided by `diff`, carried out by `apply` as it is.
+    type Op;
 
     fn id(&self) -> ResourceId;
 
@@ -59,28 +61,46 @@ pub trait Resource {
     }
 
     /// Reads the current state. Changes nothing on the host, the daemon or any remote service.
-    fn observe(&self, cx: &Context) -> Result<Self::Observed>;
+    fn observe(&self, context: &Context) -> Result<Self::Observed>;
 
-    /// The changes that would bring the observed state to the profile. Pure. `earlier` holds
-    /// the changes planned (plan) or made (apply) for the resources before this one, so that,
-    /// for instance, the Docker service restarts only when its configuration changed.
-    fn diff(&self, observed: &Self::Observed, earlier: &[Change]) -> Diff;
+    /// The changes that would bring the observed state to the profile, each with the operation
+    /// that makes it. Pure. `earlier` holds the changes planned (plan) or made (apply) for the
+    /// resources before this one, so that, for instance, the Docker service restarts only when
+    /// its configuration changed; ask it by kind ([`Earlier`]).
+    fn diff(&self, observed: &Self::Observed, earlier: &Earlier) -> Diff<Self::Op>;
 
-    /// Carries out one change from `diff`.
-    fn apply(
-        &self,
-        cx: &Context,
-        observed: &Self::Observed,
-        change: &Change,
-        earlier: &[Change],
-    ) -> Result<()>;
+    /// Carries out exactly one operation that `diff` returned.
+    fn apply(&self, context: &Context, observed: &Self::Observed, op: &Self::Op) -> Result<()>;
+}
+
+/// The changes planned or made so far in this run, asked by kind and name.
+#[derive(Debug, Default)]
+pub(crate) struct Earlier(Vec<Change>);
+
+impl Earlier {
+    pub(crate) fn push(&mut self, change: Change) {
+        self.0.push(change);
+    }
+
+    /// The changes of one resource that were not refused.
+    pub(crate) fn of(&self, id: &ResourceId) -> impl Iterator<Item = &Change> {
+        let id = id.clone();
+        self.0
+            .iter()
+            .filter(move |change| change.id == id && change.refused.is_none())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn from_changes(changes: Vec<Change>) -> Self {
+        Self(changes)
+    }
 }
 
 /// Every kind of resource berth manages.
 pub enum AnyResource {
     KernelModule(kernel_module::KernelModule),
     DaemonConfig(daemon::config::DaemonConfig),
-    DockerDaemon(daemon::service::DockerDaemon),
+    DaemonService(daemon::service::DaemonService),
     Runner(runner::Runner),
     RunnerConfig(runner::config::RunnerConfig),
     Network(network::Network),
@@ -95,7 +115,7 @@ macro_rules! with_resource {
         match $any {
             $crate::resource::AnyResource::KernelModule($resource) => $body,
             $crate::resource::AnyResource::DaemonConfig($resource) => $body,
-            $crate::resource::AnyResource::DockerDaemon($resource) => $body,
+            $crate::resource::AnyResource::DaemonService($resource) => $body,
             $crate::resource::AnyResource::Runner($resource) => $body,
             $crate::resource::AnyResource::RunnerConfig($resource) => $body,
             $crate::resource::AnyResource::Network($resource) => $body,
@@ -128,8 +148,8 @@ pub fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResource> {
             daemon::config::DaemonConfig::new(&profile.docker, options.allow_storage_driver_change),
         ));
     }
-    resources.push(AnyResource::DockerDaemon(
-        daemon::service::DockerDaemon::new(&profile.docker, options.allow_storage_driver_change),
+    resources.push(AnyResource::DaemonService(
+        daemon::service::DaemonService::new(&profile.docker, options.allow_storage_driver_change),
     ));
     // Registration first: it writes a runner's entry with its token, so config.toml never
     // holds an entry gitlab-runner cannot use.

@@ -10,20 +10,21 @@ use std::{collections::BTreeMap, rc::Rc};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use serde_json::Value as Json;
 
 use crate::{
     docker::inspect::{ContainerInfo, Labelled, NetworkInfo},
-    plan::{Action, Change, Diff, FieldChange, ResourceId},
+    plan::{Action, Change, Diff, FieldChange, Kind, ResourceId},
     profile::{
         Layers,
         source::{KeyPath, LocatedError},
     },
     resource::{
-        Context, Resource,
+        Context, Earlier, Resource,
+        daemon::service::DaemonService,
         docker_object::{
-            self, ObjectName, ObjectNames, Reach, labels, non_empty, spec_hash, string_map,
+            self, ObjectName, ObjectNames, Observed, labels, non_empty, spec_hash, string_map,
         },
     },
 };
@@ -103,10 +104,12 @@ pub struct Network {
     adopt: bool,
 }
 
-#[derive(Debug, Clone)]
-pub enum NetworkState {
-    Unavailable(Reach),
-    Seen(Option<NetworkInfo>),
+/// What apply does for a network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NetworkOp {
+    Create,
+    /// Recreates it with the profile's options and reconnects its containers.
+    Replace,
 }
 
 impl Network {
@@ -170,18 +173,18 @@ impl Network {
         args
     }
 
-    fn create(&self, cx: &Context) -> Result<()> {
-        run(cx, &self.create_arguments())?;
+    fn create(&self, context: &Context) -> Result<()> {
+        run(context, &self.create_arguments())?;
         Ok(())
     }
 
     /// Disconnects every container on the network, recreates it, and reconnects them with the
     /// aliases they had (less the container-ID alias Docker adds by itself).
-    fn replace(&self, cx: &Context) -> Result<()> {
+    fn replace(&self, context: &Context) -> Result<()> {
         let name = self.spec.name.as_str();
         // `network inspect` lists only running containers; `ps --filter network` all of them.
         let members: Vec<String> = run(
-            cx,
+            context,
             &[
                 "container",
                 "ls",
@@ -197,19 +200,19 @@ impl Network {
         .filter(|line| !line.is_empty())
         .map(str::to_owned)
         .collect();
-        let found = cx.docker.containers(&members)?;
+        let found = context.docker.containers(&members)?;
         let mut reconnect: Vec<(String, Vec<String>)> = Vec::new();
         for member in &members {
             let aliases = found
                 .get(member)
                 .map(|info| kept_aliases(info, name))
                 .unwrap_or_default();
-            run(cx, &["network", "disconnect", "--force", name, member])
+            run(context, &["network", "disconnect", "--force", name, member])
                 .with_context(|| format!("failed to disconnect `{member}` from `{name}`"))?;
             reconnect.push((member.clone(), aliases));
         }
-        run(cx, &["network", "rm", name])?;
-        self.create(cx).with_context(|| {
+        run(context, &["network", "rm", name])?;
+        self.create(context).with_context(|| {
             format!(
                 "the old network is removed; {} stay disconnected until the next apply",
                 if members.is_empty() {
@@ -225,7 +228,7 @@ impl Network {
                 args.extend(["--alias".to_owned(), alias]);
             }
             args.extend([name.to_owned(), member.clone()]);
-            run(cx, &args)
+            run(context, &args)
                 .with_context(|| format!("failed to reconnect `{member}` to `{name}`"))?;
         }
         Ok(())
@@ -243,53 +246,48 @@ fn kept_aliases(info: &ContainerInfo, network: &str) -> Vec<String> {
         .collect()
 }
 
-fn run<S: AsRef<str>>(cx: &Context, args: &[S]) -> Result<String> {
+fn run<S: AsRef<str>>(context: &Context, args: &[S]) -> Result<String> {
     let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
-    Ok(cx.docker.run(&args)?)
+    Ok(context.docker.run(&args)?)
 }
 
 impl Resource for Network {
-    type Observed = NetworkState;
+    type Observed = Observed<Option<NetworkInfo>>;
+    type Op = NetworkOp;
 
     fn id(&self) -> ResourceId {
-        ResourceId::new("network", self.spec.name.as_str())
+        ResourceId::new(Kind::Network, self.spec.name.as_str())
     }
 
     fn depends_on(&self) -> Vec<ResourceId> {
-        vec![ResourceId::new("daemon", "docker")]
+        vec![DaemonService::id()]
     }
 
-    fn observe(&self, cx: &Context) -> Result<NetworkState> {
-        match docker_object::reach(cx) {
-            Reach::Running => {}
-            other => return Ok(NetworkState::Unavailable(other)),
-        }
-        let found = cx.docker.networks(&self.names.networks)?;
-        Ok(NetworkState::Seen(
-            found.get(self.spec.name.as_str()).cloned(),
-        ))
+    fn observe(&self, context: &Context) -> Result<Self::Observed> {
+        Observed::of(context, || {
+            let found = context.docker.networks(&self.names.networks)?;
+            Ok(found.get(self.spec.name.as_str()).cloned())
+        })
     }
 
-    fn diff(&self, observed: &NetworkState, _earlier: &[Change]) -> Diff {
+    fn diff(&self, observed: &Self::Observed, _earlier: &Earlier) -> Diff<NetworkOp> {
         let mut diff = Diff::none();
-        let live = match observed {
-            NetworkState::Unavailable(Reach::Unreachable(reason)) => {
-                diff.warn(docker_object::unreachable_warning(reason));
-                return diff;
+        let Some(seen) = observed.seen(&mut diff) else {
+            return diff;
+        };
+        let Some(live) = seen else {
+            let mut detail = format!("driver={}", self.spec.driver);
+            if self.spec.internal {
+                detail.push_str(" internal");
             }
-            NetworkState::Unavailable(_) => return diff,
-            NetworkState::Seen(None) => {
-                let mut detail = format!("driver={}", self.spec.driver);
-                if self.spec.internal {
-                    detail.push_str(" internal");
-                }
-                for (key, value) in &self.spec.options {
-                    detail.push_str(&format!(" {key}={value}"));
-                }
-                diff.push(Change::new(self.id(), Action::Create, detail));
-                return diff;
+            for (key, value) in &self.spec.options {
+                detail.push_str(&format!(" {key}={value}"));
             }
-            NetworkState::Seen(Some(live)) => live,
+            diff.push(
+                Change::new(self.id(), Action::Create, detail),
+                NetworkOp::Create,
+            );
+            return diff;
         };
         // Keyed by container ID: sort by name so the plan reads the same every time.
         let mut members: Vec<&str> = live
@@ -306,7 +304,7 @@ impl Resource for Network {
         };
         let fields = self.fields(live);
         if !live.managed() {
-            let mut change = Change::new(
+            let change = Change::new(
                 self.id(),
                 Action::Replace,
                 format!(
@@ -315,12 +313,11 @@ impl Resource for Network {
                 ),
             )
             .with_fields([vec![docker_object::conflict_field()], fields].concat());
-            if !self.adopt {
-                change = change.refused_because(
-                    "berth does not touch a network it did not create; rerun with --adopt to replace it with the profile's (its containers are reconnected)",
-                );
+            if self.adopt {
+                diff.push(change, NetworkOp::Replace);
+            } else {
+                diff.refuse(change, "berth does not touch a network it did not create; rerun with --adopt to replace it with the profile's (its containers are reconnected)");
             }
-            diff.push(change);
             return diff;
         }
         let recorded = live.spec_hash();
@@ -336,21 +333,17 @@ impl Resource for Network {
             "{} changed{reconnects}",
             docker_object::field_paths(&fields)
         );
-        diff.push(Change::new(self.id(), Action::Replace, detail).with_fields(fields));
+        diff.push(
+            Change::new(self.id(), Action::Replace, detail).with_fields(fields),
+            NetworkOp::Replace,
+        );
         diff
     }
 
-    fn apply(
-        &self,
-        cx: &Context,
-        _observed: &NetworkState,
-        change: &Change,
-        _earlier: &[Change],
-    ) -> Result<()> {
-        match change.action {
-            Action::Create => self.create(cx),
-            Action::Replace => self.replace(cx),
-            other => bail!("a network cannot `{}`", other.as_str()),
+    fn apply(&self, context: &Context, _observed: &Self::Observed, op: &NetworkOp) -> Result<()> {
+        match op {
+            NetworkOp::Create => self.create(context),
+            NetworkOp::Replace => self.replace(context),
         }
     }
 }
@@ -361,6 +354,7 @@ mod tests {
 
     use super::*;
     use crate::docker::inspect::{LABEL_MANAGED, LABEL_SPEC_HASH, NetworkMember};
+    use crate::resource::docker_object::Reach;
 
     fn network(options: &[(&str, &str)], adopt: bool) -> Network {
         Network::new(
@@ -409,9 +403,8 @@ mod tests {
         }
     }
 
-    fn actions(diff: &Diff) -> Vec<(Action, String, bool)> {
-        diff.changes
-            .iter()
+    fn actions(diff: &Diff<NetworkOp>) -> Vec<(Action, String, bool)> {
+        diff.printed()
             .map(|c| (c.action, c.detail.clone(), c.refused.is_some()))
             .collect()
     }
@@ -421,11 +414,15 @@ mod tests {
         let mtu = [("com.docker.network.driver.mtu", "1450")];
         let managed = [(LABEL_MANAGED, "true")];
         let resource = network(&mtu, false);
-        type Case = (&'static str, NetworkState, Vec<(Action, String, bool)>);
+        type Case = (
+            &'static str,
+            Observed<Option<NetworkInfo>>,
+            Vec<(Action, String, bool)>,
+        );
         let cases: Vec<Case> = vec![
             (
                 "absent: created",
-                NetworkState::Seen(None),
+                Observed::Seen(None),
                 vec![(
                     Action::Create,
                     "driver=bridge com.docker.network.driver.mtu=1450".into(),
@@ -434,12 +431,12 @@ mod tests {
             ),
             (
                 "same spec: nothing",
-                NetworkState::Seen(Some(live(&resource, &mtu, &managed))),
+                Observed::Seen(Some(live(&resource, &mtu, &managed))),
                 vec![],
             ),
             (
                 "option changed: replaced and reconnected",
-                NetworkState::Seen(Some(live(
+                Observed::Seen(Some(live(
                     &resource,
                     &[("com.docker.network.driver.mtu", "1500")],
                     &managed,
@@ -453,7 +450,7 @@ mod tests {
             ),
             (
                 "not berth's: refused conflict",
-                NetworkState::Seen(Some(live(&resource, &mtu, &[]))),
+                Observed::Seen(Some(live(&resource, &mtu, &[]))),
                 vec![(
                     Action::Replace,
                     "a network named `ci-net` exists but berth did not create it (no berth.managed label); reconnects gitlab-runner".into(),
@@ -462,16 +459,20 @@ mod tests {
             ),
             (
                 "docker not installed: silent",
-                NetworkState::Unavailable(Reach::NotInstalled),
+                Observed::Unavailable(Reach::NotInstalled),
                 vec![],
             ),
         ];
         for (name, observed, expected) in cases {
-            assert_eq!(actions(&resource.diff(&observed, &[])), expected, "{name}");
+            assert_eq!(
+                actions(&resource.diff(&observed, &Earlier::default())),
+                expected,
+                "{name}"
+            );
         }
         let unreachable = resource.diff(
-            &NetworkState::Unavailable(Reach::Unreachable("no socket".into())),
-            &[],
+            &Observed::Unavailable(Reach::Unreachable("no socket".into())),
+            &Earlier::default(),
         );
         assert!(unreachable.changes.is_empty());
         assert_eq!(unreachable.warnings.len(), 1);
@@ -483,8 +484,9 @@ mod tests {
         let foreign = live(&resource, &[], &[]);
         assert!(
             resource
-                .diff(&NetworkState::Seen(Some(foreign)), &[])
+                .diff(&Observed::Seen(Some(foreign)), &Earlier::default())
                 .changes[0]
+                .0
                 .refused
                 .is_none()
         );
@@ -493,8 +495,8 @@ mod tests {
             .as_mut()
             .unwrap()
             .insert(LABEL_SPEC_HASH.into(), "0123456789abcdef".into());
-        let diff = resource.diff(&NetworkState::Seen(Some(old)), &[]);
-        assert_eq!(diff.changes[0].fields[0].path, "spec-hash");
+        let diff = resource.diff(&Observed::Seen(Some(old)), &Earlier::default());
+        assert_eq!(diff.changes[0].0.fields[0].path, "spec-hash");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use std::{collections::BTreeMap, rc::Rc};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::Value as Json;
@@ -18,10 +18,11 @@ use serde_json::Value as Json;
 use crate::{
     docker::inspect::{Labelled, VolumeInfo},
     host::{HostPath, host_path},
-    plan::{Action, Change, Diff, FieldChange, ResourceId},
+    plan::{Action, Change, Diff, FieldChange, Kind, ResourceId},
     resource::{
-        Context, Resource,
-        docker_object::{self, ObjectName, ObjectNames, Reach, spec_hash},
+        Context, Earlier, Resource,
+        daemon::service::DaemonService,
+        docker_object::{self, ObjectName, ObjectNames, Observed, spec_hash},
     },
 };
 
@@ -72,12 +73,19 @@ pub struct Volume {
 }
 
 #[derive(Debug, Clone)]
-pub enum VolumeState {
-    Unavailable(Reach),
-    Seen {
-        volume: Option<VolumeInfo>,
-        /// The creation time recorded when this volume was adopted.
-        adopted: Option<String>,
+pub(crate) struct SeenVolume {
+    volume: Option<VolumeInfo>,
+    /// The creation time recorded when this volume was adopted.
+    adopted: Option<String>,
+}
+
+/// What apply does for a volume. A volume is never replaced: that would delete its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum VolumeOp {
+    Create,
+    /// Takes over a volume berth did not create, as it is: records its creation time.
+    Adopt {
+        created_at: String,
     },
 }
 
@@ -132,93 +140,108 @@ impl Volume {
         args
     }
 
-    fn refuse_replacement(&self, fields: Vec<FieldChange>) -> Change {
+    fn refuse_replacement(&self, diff: &mut Diff<VolumeOp>, fields: Vec<FieldChange>) {
         let name = &self.spec.name;
-        Change::new(
+        diff.refuse(Change::new(
             self.id(),
             Action::Replace,
             format!("{} changed", docker_object::field_paths(&fields)),
         )
-        .with_fields(fields)
-        .refused_because(format!(
+        .with_fields(fields), format!(
             "replacing a volume deletes its data; save what `{name}` holds, remove it and the containers that use it (`docker volume rm {name}`), then apply again, or undo the profile change"
-        ))
+        ));
     }
 
-    fn adopt_record(&self, cx: &Context, created_at: &str) -> Result<()> {
+    fn adopt_record(&self, context: &Context, created_at: &str) -> Result<()> {
         let path = Self::record();
-        let mut record: BTreeMap<String, String> = match cx.host.read_optional(&path)? {
+        let mut record: BTreeMap<String, String> = match context.host.read_optional(&path)? {
             Some(text) => serde_json::from_str(&text)
                 .with_context(|| format!("`{path}` is not valid JSON"))?,
             None => BTreeMap::new(),
         };
         record.insert(self.spec.name.to_string(), created_at.to_owned());
         let text = serde_json::to_string_pretty(&record).expect("a map serializes") + "\n";
-        cx.host.write_atomic(&path, text.as_bytes(), 0o644)
+        context.host.write_atomic(&path, text.as_bytes(), 0o644)
     }
 }
 
 impl Resource for Volume {
-    type Observed = VolumeState;
+    type Observed = Observed<SeenVolume>;
+    type Op = VolumeOp;
 
     fn id(&self) -> ResourceId {
-        ResourceId::new("volume", self.spec.name.as_str())
+        ResourceId::new(Kind::Volume, self.spec.name.as_str())
     }
 
     fn depends_on(&self) -> Vec<ResourceId> {
-        vec![ResourceId::new("daemon", "docker")]
+        vec![DaemonService::id()]
     }
 
-    fn observe(&self, cx: &Context) -> Result<VolumeState> {
-        match docker_object::reach(cx) {
-            Reach::Running => {}
-            other => return Ok(VolumeState::Unavailable(other)),
+    fn observe(&self, context: &Context) -> Result<Self::Observed> {
+        Observed::of(context, || self.look(context))
+    }
+
+    fn diff(&self, observed: &Self::Observed, _earlier: &Earlier) -> Diff<VolumeOp> {
+        let mut diff = Diff::none();
+        let Some(SeenVolume { volume, adopted }) = observed.seen(&mut diff) else {
+            return diff;
+        };
+        let Some(live) = volume else {
+            diff.push(
+                Change::new(
+                    self.id(),
+                    Action::Create,
+                    format!("driver={}", self.spec.driver),
+                ),
+                VolumeOp::Create,
+            );
+            return diff;
+        };
+        self.compare(live, adopted.as_deref(), &mut diff);
+        diff
+    }
+
+    fn apply(&self, context: &Context, _observed: &Self::Observed, op: &VolumeOp) -> Result<()> {
+        match op {
+            VolumeOp::Create => {
+                let args = self.create_arguments();
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                context.docker.run(&args)?;
+                Ok(())
+            }
+            VolumeOp::Adopt { created_at } => self.adopt_record(context, created_at),
         }
-        let found = cx.docker.volumes(&self.names.volumes)?;
+    }
+}
+
+impl Volume {
+    fn look(&self, context: &Context) -> Result<SeenVolume> {
+        let found = context.docker.volumes(&self.names.volumes)?;
         let path = Self::record();
         // A record that does not parse adopts nothing; apply reports it when it writes.
-        let adopted = cx
+        let adopted = context
             .host
             .read_optional(&path)?
             .and_then(|text| serde_json::from_str::<BTreeMap<String, String>>(&text).ok())
             .and_then(|mut record| record.remove(self.spec.name.as_str()));
-        Ok(VolumeState::Seen {
+        Ok(SeenVolume {
             volume: found.get(self.spec.name.as_str()).cloned(),
             adopted,
         })
     }
 
-    fn diff(&self, observed: &VolumeState, _earlier: &[Change]) -> Diff {
-        let mut diff = Diff::none();
-        let (live, adopted) = match observed {
-            VolumeState::Unavailable(Reach::Unreachable(reason)) => {
-                diff.warn(docker_object::unreachable_warning(reason));
-                return diff;
-            }
-            VolumeState::Unavailable(_) => return diff,
-            VolumeState::Seen { volume: None, .. } => {
-                diff.push(Change::new(
-                    self.id(),
-                    Action::Create,
-                    format!("driver={}", self.spec.driver),
-                ));
-                return diff;
-            }
-            VolumeState::Seen {
-                volume: Some(live),
-                adopted,
-            } => (live, adopted),
-        };
+    /// Compares a volume that exists with the profile.
+    fn compare(&self, live: &VolumeInfo, adopted: Option<&str>, diff: &mut Diff<VolumeOp>) {
         let storage = self.storage_fields(live);
         if !live.managed() {
-            if adopted.as_deref() == Some(live.created_at.as_str()) {
+            if adopted == Some(live.created_at.as_str()) {
                 // Adopted: its labels cannot be changed, only its storage compared.
                 if !storage.is_empty() {
-                    diff.push(self.refuse_replacement(storage));
+                    self.refuse_replacement(diff, storage);
                 }
-                return diff;
+                return;
             }
-            let mut change = Change::new(
+            let change = Change::new(
                 self.id(),
                 Action::Update,
                 format!(
@@ -228,17 +251,23 @@ impl Resource for Volume {
             )
             .with_fields([vec![docker_object::conflict_field()], storage.clone()].concat());
             if !self.adopt {
-                change = change.refused_because(
+                diff.refuse(change,
                     "berth does not touch a volume it did not create; rerun with --adopt to take it over as it is",
                 );
             } else if !storage.is_empty() {
-                change = change.refused_because(format!(
+                diff.refuse(change, format!(
                     "its {} differ from the profile's, and a volume cannot be changed without deleting its data",
                     docker_object::field_paths(&storage)
                 ));
+            } else {
+                diff.push(
+                    change,
+                    VolumeOp::Adopt {
+                        created_at: live.created_at.clone(),
+                    },
+                );
             }
-            diff.push(change);
-            return diff;
+            return;
         }
         let mut fields = storage;
         fields.extend(docker_object::map_fields(
@@ -248,37 +277,12 @@ impl Resource for Volume {
         ));
         let recorded = live.spec_hash();
         if fields.is_empty() && recorded == Some(self.hash.as_str()) {
-            return diff;
+            return;
         }
         if fields.is_empty() {
             fields.push(docker_object::hash_field(recorded, &self.hash));
         }
-        diff.push(self.refuse_replacement(fields));
-        diff
-    }
-
-    fn apply(
-        &self,
-        cx: &Context,
-        observed: &VolumeState,
-        change: &Change,
-        _earlier: &[Change],
-    ) -> Result<()> {
-        match (change.action, observed) {
-            (Action::Create, _) => {
-                let args = self.create_arguments();
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                cx.docker.run(&args)?;
-                Ok(())
-            }
-            (
-                Action::Update,
-                VolumeState::Seen {
-                    volume: Some(live), ..
-                },
-            ) => self.adopt_record(cx, &live.created_at),
-            (other, _) => bail!("a volume cannot `{}` here", other.as_str()),
-        }
+        self.refuse_replacement(diff, fields);
     }
 }
 
@@ -316,11 +320,11 @@ mod tests {
         }
     }
 
-    fn seen(volume: Option<VolumeInfo>, adopted: Option<&str>) -> VolumeState {
-        VolumeState::Seen {
+    fn seen(volume: Option<VolumeInfo>, adopted: Option<&str>) -> Observed<SeenVolume> {
+        Observed::Seen(SeenVolume {
             volume,
             adopted: adopted.map(str::to_owned),
-        }
+        })
     }
 
     #[test]
@@ -328,7 +332,7 @@ mod tests {
         let resource = volume(false);
         let hash = resource.hash.clone();
         let ours = [(LABEL_MANAGED, "true"), (LABEL_SPEC_HASH, hash.as_str())];
-        type Case = (&'static str, VolumeState, Vec<(Action, bool)>);
+        type Case = (&'static str, Observed<SeenVolume>, Vec<(Action, bool)>);
         let cases: Vec<Case> = vec![
             (
                 "absent: created",
@@ -363,15 +367,15 @@ mod tests {
         ];
         for (name, observed, expected) in cases {
             let got: Vec<(Action, bool)> = resource
-                .diff(&observed, &[])
-                .changes
-                .iter()
+                .diff(&observed, &Earlier::default())
+                .printed()
                 .map(|change| (change.action, change.refused.is_some()))
                 .collect();
             assert_eq!(got, expected, "{name}");
         }
-        let adopting = volume(true).diff(&seen(Some(live(&[], "local")), None), &[]);
-        assert_eq!(adopting.changes[0].action, Action::Update);
-        assert!(adopting.changes[0].refused.is_none());
+        let adopting =
+            volume(true).diff(&seen(Some(live(&[], "local")), None), &Earlier::default());
+        assert_eq!(adopting.changes[0].0.action, Action::Update);
+        assert!(adopting.changes[0].0.refused.is_none());
     }
 }

@@ -19,33 +19,31 @@
 //! A container with the profile's name that berth did not create is a conflict, replaced only
 //! with `--adopt`.
 
+mod apply;
+mod drift;
 pub(crate) mod spec;
 pub(crate) mod values;
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    rc::Rc,
-    time::Duration,
-};
+use std::{collections::BTreeMap, rc::Rc, time::Duration};
 
-use anyhow::{Context as _, Result, bail};
-use serde_json::Value as Json;
+use anyhow::Result;
 
 use crate::{
-    docker::inspect::{
-        Config, ContainerInfo, ImageInfo, Labelled, normalize_reference, short_image_id,
-    },
+    docker::inspect::{ContainerInfo, ImageInfo, Labelled},
     host::exec,
     host::{Host, HostPath},
-    plan::{Action, Change, Diff, FieldChange, ResourceId},
-    resource::profile::Profile,
+    plan::{Action, Change, Diff, FieldChange, Kind, ResourceId},
     resource::{
-        Context, Resource,
-        docker_object::{self, ObjectName, ObjectNames, Reach},
+        Context, Earlier, Resource,
+        daemon::service::DaemonService,
+        docker_object::{self, ObjectName, ObjectNames, Observed},
+        profile::Profile,
     },
 };
+use apply::{is_socket_path, run};
+use drift::{Repair, text};
 use spec::ContainerSpec;
-use values::{MountSource, PullPolicy, RestartPolicy, normalize_capability, normalize_signal};
+use values::{MountSource, PullPolicy};
 
 /// How long a `docker pull` may take.
 const PULL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -67,10 +65,28 @@ pub struct Container {
     producers: Vec<(ObjectName, ObjectName)>,
 }
 
-#[derive(Debug, Clone)]
-pub enum ContainerState {
-    Unavailable(Reach),
-    Seen(Box<Seen>),
+/// What apply does for a container.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ContainerOp {
+    /// Pull the image when it is missing (or always), then create, connect and start.
+    Create {
+        image_present: bool,
+    },
+    /// Pull first, stop the old one with its own signal and timeout, set it aside, create the
+    /// new one, and remove the old one once the new one runs (or put it back).
+    Replace {
+        old: Box<ContainerInfo>,
+        image_present: bool,
+    },
+    /// Repairs in place, without stopping it.
+    Repair(Vec<Repair>),
+    Start,
+    /// `docker restart`, within its stop timeout.
+    Restart {
+        stop_timeout: u64,
+    },
+    /// `docker pull`, then replace it if the tag moved.
+    Pull,
 }
 
 #[derive(Debug, Clone)]
@@ -88,25 +104,6 @@ pub struct Seen {
     pub missing_sources: Vec<HostPath>,
 }
 
-/// How a live container differs from the profile.
-#[derive(Debug, Default, PartialEq)]
-struct Drift {
-    /// The recorded spec hash, when it is not the profile's.
-    hash_changed: Option<Option<String>>,
-    /// Differences only a new container can fix.
-    replace: Vec<FieldChange>,
-    /// Differences Docker can fix in place: restart policy, network attachments.
-    update: Vec<FieldChange>,
-}
-
-fn json_list(items: &[String]) -> Json {
-    Json::from(items.to_vec())
-}
-
-fn text(value: &str) -> Json {
-    Json::from(value)
-}
-
 impl Container {
     pub fn new(
         spec: ContainerSpec,
@@ -114,18 +111,18 @@ impl Container {
         names: Rc<ObjectNames>,
         adopt: bool,
     ) -> Self {
-        let mut dependencies = vec![ResourceId::new("daemon", "docker")];
+        let mut dependencies = vec![DaemonService::id()];
         for network in spec.networks.keys() {
             if profile.networks.iter().any(|known| &known.name == network) {
-                dependencies.push(ResourceId::new("network", network.as_str()));
+                dependencies.push(ResourceId::new(Kind::Network, network.as_str()));
             }
         }
         for volume in spec.volume_names() {
-            dependencies.push(ResourceId::new("volume", volume.as_str()));
+            dependencies.push(ResourceId::new(Kind::Volume, volume.as_str()));
         }
         let mut producers = Vec::new();
         for before in &spec.after {
-            dependencies.push(ResourceId::new("container", before.as_str()));
+            dependencies.push(ResourceId::new(Kind::Container, before.as_str()));
             let Some(producer) = profile.containers.iter().find(|c| &c.name == before) else {
                 continue;
             };
@@ -155,441 +152,6 @@ impl Container {
 
     fn name(&self) -> &str {
         self.spec.name.as_str()
-    }
-
-    /// The `docker container create` arguments for the profile's container.
-    fn create_arguments(&self, host: &Host) -> Vec<String> {
-        let spec = &self.spec;
-        let mut args: Vec<String> = vec![
-            "container".into(),
-            "create".into(),
-            "--name".into(),
-            spec.name.to_string(),
-        ];
-        args.extend(docker_object::ownership_labels(&self.profile, &self.hash));
-        for (key, value) in &spec.labels {
-            args.extend(["--label".into(), format!("{key}={value}")]);
-        }
-        args.extend(["--restart".into(), spec.restart.to_string()]);
-        if spec.privileged {
-            args.push("--privileged".into());
-        }
-        // API 1.41 creates a container on one network; the others are connected before start.
-        if let Some((network, aliases)) = spec.networks.first() {
-            args.extend(["--network".into(), network.to_string()]);
-            for alias in aliases {
-                args.extend(["--network-alias".into(), alias.clone()]);
-            }
-        }
-        for mount in &spec.mounts {
-            let argument = mount
-                .bind_argument(host)
-                .unwrap_or_else(|| mount.target.clone());
-            args.extend(["--volume".into(), argument]);
-        }
-        for (key, value) in &spec.env {
-            args.extend(["--env".into(), format!("{key}={value}")]);
-        }
-        for port in &spec.ports {
-            args.extend(["--publish".into(), port.argument()]);
-        }
-        if let Some(user) = &spec.user {
-            args.extend(["--user".into(), user.clone()]);
-        }
-        if let Some(workdir) = &spec.workdir {
-            args.extend(["--workdir".into(), workdir.clone()]);
-        }
-        for capability in &spec.cap_add {
-            args.extend(["--cap-add".into(), capability.clone()]);
-        }
-        for option in &spec.security_opt {
-            args.extend(["--security-opt".into(), option.clone()]);
-        }
-        for device in &spec.devices {
-            args.extend(["--device".into(), device.argument(host)]);
-        }
-        if let Some(signal) = &spec.stop_signal {
-            args.extend(["--stop-signal".into(), signal.clone()]);
-        }
-        if let Some(timeout) = spec.stop_timeout {
-            args.extend(["--stop-timeout".into(), timeout.to_string()]);
-        }
-        // `--entrypoint` takes one word; the rest of the entrypoint leads the arguments.
-        let mut trailing = Vec::new();
-        if let Some(entrypoint) = &spec.entrypoint {
-            args.extend(["--entrypoint".into(), entrypoint[0].clone()]);
-            trailing.extend(entrypoint[1..].iter().cloned());
-        }
-        trailing.extend(spec.command.iter().flatten().cloned());
-        args.push(spec.image.clone());
-        args.extend(trailing);
-        args
-    }
-
-    /// Compares a container berth created with the profile.
-    fn drift(&self, live: &ContainerInfo, seen: &Seen) -> Drift {
-        let spec = &self.spec;
-        let mut drift = Drift::default();
-        let recorded = live.config.spec_hash();
-        if recorded != Some(self.hash.as_str()) {
-            drift.hash_changed = Some(recorded.map(str::to_owned));
-        }
-        let replace = &mut drift.replace;
-        // What the image contributed, when the image the container runs is known.
-        let contributed: Option<&Config> = seen.running_image.as_ref().map(|image| &image.config);
-        let config = &live.config;
-
-        if normalize_reference(&config.image) != normalize_reference(&spec.image) {
-            replace.push(FieldChange::new(
-                "image",
-                Some(text(&config.image)),
-                Some(text(&spec.image)),
-            ));
-        } else if let Some(image) = &seen.image
-            && image.id != live.image
-        {
-            replace.push(FieldChange::new(
-                "image",
-                Some(text(&format!(
-                    "{} ({})",
-                    spec.image,
-                    short_image_id(&live.image)
-                ))),
-                Some(text(&format!(
-                    "{} ({})",
-                    spec.image,
-                    short_image_id(&image.id)
-                ))),
-            ));
-        }
-        if live.host_config.privileged != spec.privileged {
-            replace.push(FieldChange::new(
-                "privileged",
-                Some(Json::from(live.host_config.privileged)),
-                Some(Json::from(spec.privileged)),
-            ));
-        }
-
-        // Env: the profile's values must be there; anything else must be the image's.
-        let live_env = config.env_map();
-        let image_env = contributed.map(Config::env_map);
-        for (key, value) in &spec.env {
-            if live_env.get(key.as_str()) != Some(&value.as_str()) {
-                replace.push(FieldChange::new(
-                    format!("env.{key}"),
-                    live_env.get(key.as_str()).map(|value| text(value)),
-                    Some(text(value)),
-                ));
-            }
-        }
-        if let Some(image_env) = &image_env {
-            for (key, value) in &live_env {
-                if spec.env.contains_key(*key) || image_env.get(key) == Some(value) {
-                    continue;
-                }
-                replace.push(FieldChange::new(
-                    format!("env.{key}"),
-                    Some(text(value)),
-                    image_env.get(key).map(|value| text(value)),
-                ));
-            }
-        }
-
-        // Labels: the same, less berth's own.
-        let live_labels = config.labels.clone().unwrap_or_default();
-        for (key, value) in &spec.labels {
-            if live_labels.get(key) != Some(value) {
-                replace.push(FieldChange::new(
-                    format!("labels.{key}"),
-                    live_labels.get(key).map(|value| text(value)),
-                    Some(text(value)),
-                ));
-            }
-        }
-        if let Some(image) = contributed {
-            let image_labels = image.labels.clone().unwrap_or_default();
-            for (key, value) in &live_labels {
-                if key.starts_with("berth.")
-                    || spec.labels.contains_key(key)
-                    || image_labels.get(key) == Some(value)
-                {
-                    continue;
-                }
-                replace.push(FieldChange::new(
-                    format!("labels.{key}"),
-                    Some(text(value)),
-                    image_labels.get(key).map(|value| text(value)),
-                ));
-            }
-        }
-
-        self.compare_command(config, contributed, replace);
-        self.compare_mounts(live, &seen.host, replace);
-        compare_ports(spec, live, replace);
-
-        let set = |items: &[String], normalize: fn(&str) -> String| -> BTreeSet<String> {
-            items.iter().map(|item| normalize(item)).collect()
-        };
-        let live_caps = set(
-            live.host_config.cap_add.as_deref().unwrap_or_default(),
-            normalize_capability,
-        );
-        let wanted_caps = set(&spec.cap_add, normalize_capability);
-        if live_caps != wanted_caps {
-            replace.push(FieldChange::new(
-                "cap_add",
-                Some(Json::from(live_caps.into_iter().collect::<Vec<_>>())),
-                Some(Json::from(wanted_caps.into_iter().collect::<Vec<_>>())),
-            ));
-        }
-        let live_security: BTreeSet<&String> =
-            live.host_config.security_opt.iter().flatten().collect();
-        let wanted_security: BTreeSet<&String> = spec.security_opt.iter().collect();
-        if live_security != wanted_security {
-            replace.push(FieldChange::new(
-                "security_opt",
-                Some(Json::from(
-                    live_security.into_iter().cloned().collect::<Vec<_>>(),
-                )),
-                Some(Json::from(spec.security_opt.clone())),
-            ));
-        }
-        let live_devices: BTreeSet<String> = live
-            .host_config
-            .devices
-            .iter()
-            .flatten()
-            .map(|device| {
-                format!(
-                    "{}:{}:{}",
-                    device.path_on_host, device.path_in_container, device.cgroup_permissions
-                )
-            })
-            .collect();
-        let wanted_devices: BTreeSet<String> = spec
-            .devices
-            .iter()
-            .map(|device| device.argument(&seen.host))
-            .collect();
-        if live_devices != wanted_devices {
-            replace.push(FieldChange::new(
-                "devices",
-                Some(Json::from(live_devices.into_iter().collect::<Vec<_>>())),
-                Some(Json::from(wanted_devices.into_iter().collect::<Vec<_>>())),
-            ));
-        }
-
-        // Unset in the profile means "the image's": compare only when that is known.
-        let mut compare_text =
-            |path: &str, live: &str, wanted: Option<&str>, image: Option<&str>| {
-                let wanted = match (wanted, contributed) {
-                    (Some(wanted), _) => wanted.to_owned(),
-                    (None, Some(_)) => image.unwrap_or_default().to_owned(),
-                    (None, None) => return,
-                };
-                if live != wanted {
-                    replace.push(FieldChange::new(
-                        path,
-                        Some(text(live)),
-                        Some(text(&wanted)),
-                    ));
-                }
-            };
-        compare_text(
-            "user",
-            &config.user,
-            spec.user.as_deref(),
-            contributed.map(|image| image.user.as_str()),
-        );
-        compare_text(
-            "workdir",
-            &config.working_dir,
-            spec.workdir.as_deref(),
-            contributed.map(|image| image.working_dir.as_str()),
-        );
-        let live_signal = normalize_signal(config.stop_signal.as_deref().unwrap_or_default());
-        let image_signal = contributed
-            .map(|image| normalize_signal(image.stop_signal.as_deref().unwrap_or_default()));
-        compare_text(
-            "stop_signal",
-            &live_signal,
-            spec.stop_signal.as_deref(),
-            image_signal.as_deref(),
-        );
-        if config.stop_timeout != spec.stop_timeout {
-            replace.push(FieldChange::new(
-                "stop_timeout",
-                config.stop_timeout.map(Json::from),
-                spec.stop_timeout.map(Json::from),
-            ));
-        }
-
-        // In place: the restart policy and the network attachments.
-        let live_restart = RestartPolicy::from_docker(
-            &live.host_config.restart_policy.name,
-            live.host_config.restart_policy.maximum_retry_count,
-        );
-        if live_restart != spec.restart {
-            drift.update.push(FieldChange::new(
-                "restart",
-                Some(text(&live_restart.to_string())),
-                Some(text(&spec.restart.to_string())),
-            ));
-        }
-        self.compare_networks(live, seen, &mut drift.update);
-        drift
-    }
-
-    fn compare_command(
-        &self,
-        config: &Config,
-        image: Option<&Config>,
-        replace: &mut Vec<FieldChange>,
-    ) {
-        let spec = &self.spec;
-        let live_entrypoint = config.entrypoint.clone().unwrap_or_default();
-        let live_cmd = config.cmd.clone().unwrap_or_default();
-        let mut push = |path: &str, live: &[String], wanted: &[String]| {
-            if live != wanted {
-                replace.push(FieldChange::new(
-                    path,
-                    Some(json_list(live)),
-                    Some(json_list(wanted)),
-                ));
-            }
-        };
-        match &spec.entrypoint {
-            // `--entrypoint` took the first word; the rest led the arguments. Split the live
-            // argv at the same place to compare like with like.
-            Some(entrypoint) => {
-                let argv: Vec<String> = live_entrypoint.into_iter().chain(live_cmd).collect();
-                let split = entrypoint.len().min(argv.len());
-                push("entrypoint", &argv[..split], entrypoint);
-                push(
-                    "command",
-                    &argv[split..],
-                    spec.command.as_deref().unwrap_or_default(),
-                );
-            }
-            None => {
-                if let Some(image) = image {
-                    push(
-                        "entrypoint",
-                        &live_entrypoint,
-                        image.entrypoint.as_deref().unwrap_or_default(),
-                    );
-                }
-                match (&spec.command, image) {
-                    (Some(command), _) => push("command", &live_cmd, command),
-                    (None, Some(image)) => {
-                        push(
-                            "command",
-                            &live_cmd,
-                            image.cmd.as_deref().unwrap_or_default(),
-                        );
-                    }
-                    (None, None) => {}
-                }
-            }
-        }
-    }
-
-    /// Binds (host paths and named volumes) by target; anonymous volumes must be among the
-    /// container's volumes (which also lists the image's VOLUMEs, so extras are fine).
-    fn compare_mounts(&self, live: &ContainerInfo, host: &Host, replace: &mut Vec<FieldChange>) {
-        let target_of =
-            |bind: &str| -> String { bind.split(':').nth(1).unwrap_or(bind).to_owned() };
-        let live_binds: BTreeMap<String, String> = live
-            .host_config
-            .binds
-            .iter()
-            .flatten()
-            .map(|bind| (target_of(bind), bind.clone()))
-            .collect();
-        let wanted_binds: BTreeMap<String, String> = self
-            .spec
-            .mounts
-            .iter()
-            .filter_map(|mount| {
-                mount
-                    .bind_argument(host)
-                    .map(|argument| (mount.target.clone(), argument))
-            })
-            .collect();
-        replace.extend(docker_object::keyed_fields(
-            &live_binds,
-            &wanted_binds,
-            |target| format!("volumes[{target}]"),
-            |bind| text(bind),
-        ));
-        let live_anonymous = live.config.volumes.clone().unwrap_or_default();
-        for mount in &self.spec.mounts {
-            if mount.source == MountSource::Anonymous
-                && !live_anonymous.contains_key(&mount.target)
-                && !live_binds.contains_key(&mount.target)
-            {
-                replace.push(FieldChange::new(
-                    format!("volumes[{}]", mount.target),
-                    None,
-                    Some(text("anonymous volume")),
-                ));
-            }
-        }
-    }
-
-    fn compare_networks(&self, live: &ContainerInfo, seen: &Seen, update: &mut Vec<FieldChange>) {
-        if self.spec.networks.is_empty() {
-            // Docker's choice (the default bridge) is not berth's to keep.
-            return;
-        }
-        let attached = live.networks();
-        for (network, aliases) in &self.spec.networks {
-            let wanted: BTreeSet<&String> = aliases.iter().collect();
-            let path = format!("networks.{network}");
-            let Some(endpoint) = attached.get(network.as_str()) else {
-                update.push(FieldChange::new(path, None, Some(json_list(aliases))));
-                continue;
-            };
-            // An endpoint that names a network ID which is no longer the network of that name:
-            // the network was removed (and maybe created again) under the container.
-            if !endpoint.network_id.is_empty()
-                && seen.network_ids.get(network.as_str()) != Some(&endpoint.network_id)
-            {
-                update.push(FieldChange::new(
-                    path,
-                    Some(text("attached to a network that no longer exists")),
-                    Some(json_list(aliases)),
-                ));
-                continue;
-            }
-            let have: BTreeSet<&String> = endpoint
-                .aliases
-                .iter()
-                .flatten()
-                .filter(|alias| *alias != live.short_id() && *alias != live.plain_name())
-                .collect();
-            if have != wanted {
-                update.push(FieldChange::new(
-                    path,
-                    Some(Json::from(have.into_iter().cloned().collect::<Vec<_>>())),
-                    Some(json_list(aliases)),
-                ));
-            }
-        }
-        for (network, endpoint) in attached {
-            if !self
-                .spec
-                .networks
-                .keys()
-                .any(|name| name.as_str() == network)
-            {
-                update.push(FieldChange::new(
-                    format!("networks.{network}"),
-                    Some(Json::from(endpoint.aliases.clone().unwrap_or_default())),
-                    None,
-                ));
-            }
-        }
     }
 
     /// What the plan line says about the image and bind sources a create or replace needs.
@@ -628,250 +190,62 @@ impl Container {
                 format!("the bind source `{source}` does not exist, and berth will not make a directory where a socket belongs; is the service that creates it running?")
             })
     }
-
-    fn ensure_image(&self, cx: &Context, present: bool) -> Result<()> {
-        let pull = match self.spec.pull {
-            PullPolicy::Always => true,
-            PullPolicy::Missing => !present,
-            PullPolicy::Never if present => false,
-            PullPolicy::Never => bail!(
-                "image `{}` is not on the host and pull = \"never\"",
-                self.spec.image
-            ),
-        };
-        if pull {
-            exec::run_with_timeout(
-                &cx.docker.command(["pull", self.spec.image.as_str()]),
-                PULL_TIMEOUT,
-            )
-            .with_context(|| format!("image `{}` could not be pulled", self.spec.image))?;
-        }
-        Ok(())
-    }
-
-    /// Creates missing bind-source directories under the root, as `docker run -v` would, but
-    /// where berth can say so in the plan.
-    fn ensure_sources(&self, cx: &Context) -> Result<()> {
-        for mount in &self.spec.mounts {
-            if let MountSource::Bind(source) = &mount.source
-                && !cx.host.exists(source)
-            {
-                if is_socket_path(source) {
-                    bail!("the bind source `{source}` does not exist");
-                }
-                cx.host.ensure_dir(source, 0o755)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Creates, connects and starts the profile's container; removes it again when it cannot
-    /// be connected or started, so no half-made container is left behind.
-    fn create_and_start(&self, cx: &Context) -> Result<()> {
-        let args = self.create_arguments(cx.host);
-        let id = run(cx, &args)?.trim().to_owned();
-        let finish = || -> Result<()> {
-            for (network, aliases) in self.spec.networks.iter().skip(1) {
-                connect(cx, self.name(), network.as_str(), aliases)?;
-            }
-            run(cx, &["container", "start", self.name()])?;
-            Ok(())
-        };
-        finish().inspect_err(|_| {
-            let _ = run(
-                cx,
-                &["container", "rm", "--force", "--volumes", id.as_str()],
-            );
-        })
-    }
-
-    fn replace(&self, cx: &Context, live: &ContainerInfo, image_present: bool) -> Result<()> {
-        self.ensure_image(cx, image_present)?;
-        self.ensure_sources(cx)?;
-        let name = self.name();
-        let parked = format!("{name}.berth-old");
-        // Drain: `docker stop` without `-t` uses the container's own stop signal and timeout.
-        let timeout = live
-            .config
-            .stop_timeout
-            .map_or(DEFAULT_STOP_TIMEOUT, u64::from)
-            + STOP_MARGIN;
-        exec::run_with_timeout(
-            &cx.docker.command(["container", "stop", live.id.as_str()]),
-            Duration::from_secs(timeout),
-        )
-        .with_context(|| format!("failed to stop the old `{name}`"))?;
-        // A container set aside by an interrupted run is in the way; it is stopped already.
-        let _ = exec::run_unchecked(&cx.docker.command([
-            "container",
-            "rm",
-            "--volumes",
-            parked.as_str(),
-        ]));
-        run(
-            cx,
-            &["container", "rename", live.id.as_str(), parked.as_str()],
-        )?;
-        match self.create_and_start(cx) {
-            Ok(()) => {
-                run(cx, &["container", "rm", "--volumes", live.id.as_str()]).with_context(|| {
-                    format!("the new `{name}` runs, but the old one (`{parked}`) could not be removed")
-                })?;
-                Ok(())
-            }
-            Err(error) => {
-                let restored =
-                    run(cx, &["container", "rename", live.id.as_str(), name]).and_then(|_| {
-                        if live.state.running {
-                            run(cx, &["container", "start", name]).map(drop)
-                        } else {
-                            Ok(())
-                        }
-                    });
-                Err(match restored {
-                    Ok(()) => error.context(format!("the new `{name}` did not start; the previous container is back in place")),
-                    Err(second) => error.context(format!(
-                        "the new `{name}` did not start, and putting the previous one back failed ({second:#}); it is kept as `{parked}`"
-                    )),
-                })
-            }
-        }
-    }
-
-    /// In-place repairs, one per field the diff listed.
-    fn update(&self, cx: &Context, live: &ContainerInfo, change: &Change) -> Result<()> {
-        let name = self.name();
-        for field in &change.fields {
-            if field.path == "restart" {
-                run(
-                    cx,
-                    &[
-                        "container",
-                        "update",
-                        "--restart",
-                        &self.spec.restart.to_string(),
-                        name,
-                    ],
-                )?;
-            } else if let Some(network) = field.path.strip_prefix("networks.") {
-                if live.networks().contains_key(network) {
-                    run(cx, &["network", "disconnect", "--force", network, name])?;
-                }
-                if let Some(aliases) = self
-                    .spec
-                    .networks
-                    .iter()
-                    .find(|(known, _)| known.as_str() == network)
-                    .map(|(_, aliases)| aliases)
-                {
-                    connect(cx, name, network, aliases)?;
-                }
-            } else {
-                bail!("`{}` cannot be changed in place", field.path);
-            }
-        }
-        Ok(())
-    }
-
-    fn pull_and_follow(&self, cx: &Context) -> Result<()> {
-        self.ensure_image(cx, true)?;
-        cx.docker.invalidate();
-        let images = cx.docker.images(std::slice::from_ref(&self.spec.image))?;
-        let containers = cx.docker.containers(&[self.name().to_owned()])?;
-        let (Some(image), Some(live)) = (images.get(&self.spec.image), containers.get(self.name()))
-        else {
-            return Ok(());
-        };
-        if image.id != live.image {
-            tracing::info!(
-                "container/{}: the tag {} moved to {}; replacing",
-                self.name(),
-                self.spec.image,
-                short_image_id(&image.id)
-            );
-            self.replace(cx, live, true)?;
-        }
-        Ok(())
-    }
-}
-
-fn compare_ports(spec: &ContainerSpec, live: &ContainerInfo, replace: &mut Vec<FieldChange>) {
-    // Docker 20.10 reports an unset host IP as "", later versions as "0.0.0.0".
-    let address = |ip: &str, port: &str| {
-        let ip = if ip == "0.0.0.0" { "" } else { ip };
-        if ip.is_empty() {
-            port.to_owned()
-        } else {
-            format!("{ip}:{port}")
-        }
-    };
-    let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for port in &spec.ports {
-        wanted
-            .entry(port.key())
-            .or_default()
-            .push(address(&port.host_ip, &port.host_port));
-    }
-    let mut have: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (key, bindings) in live.host_config.port_bindings.iter().flatten() {
-        for binding in bindings.iter().flatten() {
-            have.entry(key.clone())
-                .or_default()
-                .push(address(&binding.host_ip, &binding.host_port));
-        }
-    }
-    for list in wanted.values_mut().chain(have.values_mut()) {
-        list.sort();
-    }
-    replace.extend(docker_object::keyed_fields(
-        &have,
-        &wanted,
-        |key| format!("ports[{key}]"),
-        |list| json_list(list),
-    ));
-}
-
-/// A bind source that is a socket (`/var/run/docker.sock`) must exist: Docker, and berth,
-/// would otherwise make a directory there.
-fn is_socket_path(path: &HostPath) -> bool {
-    path.as_path()
-        .extension()
-        .is_some_and(|extension| extension == "sock")
-}
-
-fn run<S: AsRef<str>>(cx: &Context, args: &[S]) -> Result<String> {
-    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
-    Ok(cx.docker.run(&args)?)
-}
-
-fn connect(cx: &Context, container: &str, network: &str, aliases: &[String]) -> Result<()> {
-    let mut args = vec!["network".to_owned(), "connect".to_owned()];
-    for alias in aliases {
-        args.extend(["--alias".to_owned(), alias.clone()]);
-    }
-    args.extend([network.to_owned(), container.to_owned()]);
-    run(cx, &args)
-        .map(drop)
-        .with_context(|| format!("failed to connect `{container}` to network `{network}`"))
 }
 
 impl Resource for Container {
-    type Observed = ContainerState;
+    type Observed = Observed<Box<Seen>>;
+    type Op = ContainerOp;
 
     fn id(&self) -> ResourceId {
-        ResourceId::new("container", self.name())
+        ResourceId::new(Kind::Container, self.name())
     }
 
     fn depends_on(&self) -> Vec<ResourceId> {
         self.dependencies.clone()
     }
 
-    fn observe(&self, cx: &Context) -> Result<ContainerState> {
-        match docker_object::reach(cx) {
-            Reach::Running => {}
-            other => return Ok(ContainerState::Unavailable(other)),
+    fn observe(&self, context: &Context) -> Result<Self::Observed> {
+        Observed::of(context, || self.look(context).map(Box::new))
+    }
+
+    fn diff(&self, observed: &Self::Observed, earlier: &Earlier) -> Diff<ContainerOp> {
+        let mut diff = Diff::none();
+        let Some(seen) = observed.seen(&mut diff) else {
+            return diff;
+        };
+        self.compare(seen, earlier, &mut diff);
+        diff
+    }
+
+    fn apply(&self, context: &Context, _observed: &Self::Observed, op: &ContainerOp) -> Result<()> {
+        match op {
+            ContainerOp::Create { image_present } => {
+                self.ensure_image(context, *image_present)?;
+                self.ensure_sources(context)?;
+                self.create_and_start(context)
+            }
+            ContainerOp::Replace { old, image_present } => {
+                self.replace(context, old, *image_present)
+            }
+            ContainerOp::Repair(repairs) => self.repair(context, repairs),
+            ContainerOp::Start => run(context, &["container", "start", self.name()]).map(drop),
+            ContainerOp::Restart { stop_timeout } => {
+                exec::run_with_timeout(
+                    &context
+                        .docker
+                        .command(["container", "restart", self.name()]),
+                    Duration::from_secs(*stop_timeout),
+                )?;
+                Ok(())
+            }
+            ContainerOp::Pull => self.pull_and_follow(context),
         }
-        let containers = cx.docker.containers(&self.names.containers)?;
+    }
+}
+
+impl Container {
+    fn look(&self, context: &Context) -> Result<Seen> {
+        let containers = context.docker.containers(&self.names.containers)?;
         // The images the profile names and those the containers run, in one batch that every
         // container resource asks for alike (so it is asked once).
         let mut references = self.names.images.clone();
@@ -880,8 +254,8 @@ impl Resource for Container {
                 references.push(info.image.clone());
             }
         }
-        let images = cx.docker.images(&references)?;
-        let networks = cx.docker.networks(&self.names.networks)?;
+        let images = context.docker.images(&references)?;
+        let networks = context.docker.networks(&self.names.networks)?;
         let container = containers.get(self.name()).cloned();
         let running_image = container
             .as_ref()
@@ -892,12 +266,12 @@ impl Resource for Container {
             .mounts
             .iter()
             .filter_map(|mount| match &mount.source {
-                MountSource::Bind(source) if !cx.host.exists(source) => Some(source.clone()),
+                MountSource::Bind(source) if !context.host.exists(source) => Some(source.clone()),
                 _ => None,
             })
             .collect();
-        Ok(ContainerState::Seen(Box::new(Seen {
-            host: cx.host.clone(),
+        Ok(Seen {
+            host: context.host.clone(),
             container,
             image: images.get(&self.spec.image).cloned(),
             running_image,
@@ -906,53 +280,62 @@ impl Resource for Container {
                 .map(|(name, info)| (name.clone(), info.id.clone()))
                 .collect(),
             missing_sources,
-        })))
+        })
     }
 
-    fn diff(&self, observed: &ContainerState, earlier: &[Change]) -> Diff {
-        let mut diff = Diff::none();
-        let seen = match observed {
-            ContainerState::Unavailable(Reach::Unreachable(reason)) => {
-                diff.warn(docker_object::unreachable_warning(reason));
-                return diff;
-            }
-            ContainerState::Unavailable(_) => return diff,
-            ContainerState::Seen(seen) => seen,
-        };
+    /// Time for `docker stop` or `restart` of `live`: its own stop timeout, and a margin.
+    fn stop_timeout(live: &ContainerInfo) -> u64 {
+        live.config
+            .stop_timeout
+            .map_or(DEFAULT_STOP_TIMEOUT, u64::from)
+            + STOP_MARGIN
+    }
+
+    /// Compares what was seen with the profile.
+    fn compare(&self, seen: &Seen, earlier: &Earlier, diff: &mut Diff<ContainerOp>) {
         let note = self.preparation_note(seen);
         let refusal = self.preparation_refusal(seen);
-        let refuse = |change: Change| match &refusal {
-            Some(reason) => change.refused_because(reason.clone()),
-            None => change,
+        let image_present = seen.image.is_some();
+        // A create or replace that cannot be prepared (an image that cannot be had, a missing
+        // socket) is refused, with what it would have done.
+        let mut create_or_replace = |change: Change, op: ContainerOp| match &refusal {
+            Some(reason) => diff.refuse(change, reason.clone()),
+            None => diff.push(change, op),
         };
         let Some(live) = &seen.container else {
-            diff.push(refuse(Change::new(
-                self.id(),
-                Action::Create,
-                format!("image {}{note}", self.spec.image),
-            )));
-            return diff;
+            create_or_replace(
+                Change::new(
+                    self.id(),
+                    Action::Create,
+                    format!("image {}{note}", self.spec.image),
+                ),
+                ContainerOp::Create { image_present },
+            );
+            return;
+        };
+        let replace_op = || ContainerOp::Replace {
+            old: Box::new(live.clone()),
+            image_present,
         };
         if !live.config.managed() {
-            let mut change = Change::new(
+            let change = Change::new(
                 self.id(),
                 Action::Replace,
                 docker_object::conflict_detail("container", self.name()),
             )
             .with_fields(vec![docker_object::conflict_field()]);
-            change = if self.adopt {
-                refuse(change)
+            if self.adopt {
+                create_or_replace(change, replace_op());
             } else {
-                change.refused_because("berth does not touch a container it did not create; rerun with --adopt to replace it with the profile's (named volumes are kept)")
-            };
-            diff.push(change);
-            return diff;
+                diff.refuse(change, "berth does not touch a container it did not create; rerun with --adopt to replace it with the profile's (named volumes are kept)");
+            }
+            return;
         }
         let drift = self.drift(live, seen);
         let dead = live.state.status == "dead";
         if drift.hash_changed.is_some() || !drift.replace.is_empty() || dead {
             let mut fields = drift.replace;
-            fields.extend(drift.update);
+            fields.extend(drift.update.into_iter().map(|(field, _)| field));
             if dead {
                 fields.push(FieldChange::new(
                     "state",
@@ -970,17 +353,23 @@ impl Resource for Container {
                 fields.push(docker_object::hash_field(recorded.as_deref(), &self.hash));
             }
             let detail = format!("{why}: {}{note}", docker_object::field_paths(&fields));
-            diff.push(refuse(
+            create_or_replace(
                 Change::new(self.id(), Action::Replace, detail).with_fields(fields),
-            ));
-            return diff;
+                replace_op(),
+            );
+            return;
         }
         if !drift.update.is_empty() {
+            let (fields, repairs): (Vec<FieldChange>, Vec<Repair>) =
+                drift.update.into_iter().unzip();
             let detail = format!(
                 "changed outside berth: {} (repaired in place)",
-                docker_object::field_paths(&drift.update)
+                docker_object::field_paths(&fields)
             );
-            diff.push(Change::new(self.id(), Action::Update, detail).with_fields(drift.update));
+            diff.push(
+                Change::new(self.id(), Action::Update, detail).with_fields(fields),
+                ContainerOp::Repair(repairs),
+            );
         }
         match live.state.status.as_str() {
             "running" | "restarting" => {}
@@ -990,81 +379,51 @@ impl Resource for Container {
                 diff.warn("the container is being removed; the next run creates it again")
             }
             status => {
-                diff.push(Change::new(
-                    self.id(),
-                    Action::Start,
-                    format!("the container is {status}"),
-                ));
-                return diff;
+                diff.push(
+                    Change::new(
+                        self.id(),
+                        Action::Start,
+                        format!("the container is {status}"),
+                    ),
+                    ContainerOp::Start,
+                );
+                return;
             }
         }
         if !diff.changes.is_empty() {
-            return diff;
+            return;
         }
         let replaced_producer = self.producers.iter().find(|(producer, _)| {
-            let id = ResourceId::new("container", producer.as_str());
-            earlier.iter().any(|change| {
-                change.id == id
-                    && change.refused.is_none()
-                    && matches!(change.action, Action::Replace | Action::Create)
-            })
+            let id = ResourceId::new(Kind::Container, producer.as_str());
+            earlier
+                .of(&id)
+                .any(|change| matches!(change.action, Action::Replace | Action::Create))
         });
         if let Some((producer, volume)) = replaced_producer {
-            diff.push(Change::new(
-                self.id(),
-                Action::Restart,
-                format!("`container/{producer}` is new and writes volume `{volume}`, which this container reads"),
-            ));
-            return diff;
+            diff.push(
+                Change::new(
+                    self.id(),
+                    Action::Restart,
+                    format!("`container/{producer}` is new and writes volume `{volume}`, which this container reads"),
+                ),
+                ContainerOp::Restart {
+                    stop_timeout: Self::stop_timeout(live),
+                },
+            );
+            return;
         }
         if self.spec.pull == PullPolicy::Always {
-            diff.push(Change::new(
-                self.id(),
-                Action::Pull,
-                format!(
-                    "{} (pull = \"always\"); replaces the container if the tag moved",
-                    self.spec.image
+            diff.push(
+                Change::new(
+                    self.id(),
+                    Action::Pull,
+                    format!(
+                        "{} (pull = \"always\"); replaces the container if the tag moved",
+                        self.spec.image
+                    ),
                 ),
-            ));
-        }
-        diff
-    }
-
-    fn apply(
-        &self,
-        cx: &Context,
-        observed: &ContainerState,
-        change: &Change,
-        _earlier: &[Change],
-    ) -> Result<()> {
-        let ContainerState::Seen(seen) = observed else {
-            bail!("Docker does not answer");
-        };
-        let live = seen.container.as_ref();
-        let image_present = seen.image.is_some();
-        match (change.action, live) {
-            (Action::Create, _) => {
-                self.ensure_image(cx, image_present)?;
-                self.ensure_sources(cx)?;
-                self.create_and_start(cx)
-            }
-            (Action::Replace, Some(live)) => self.replace(cx, live, image_present),
-            (Action::Update, Some(live)) => self.update(cx, live, change),
-            (Action::Start, Some(_)) => run(cx, &["container", "start", self.name()]).map(drop),
-            (Action::Restart, Some(live)) => {
-                let timeout = live
-                    .config
-                    .stop_timeout
-                    .map_or(DEFAULT_STOP_TIMEOUT, u64::from)
-                    + STOP_MARGIN;
-                exec::run_with_timeout(
-                    &cx.docker.command(["container", "restart", self.name()]),
-                    Duration::from_secs(timeout),
-                )?;
-                Ok(())
-            }
-            (Action::Pull, Some(_)) => self.pull_and_follow(cx),
-            (action, _) => bail!("a container cannot `{}` here", action.as_str()),
+                ContainerOp::Pull,
+            );
         }
     }
 }

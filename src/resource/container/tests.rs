@@ -1,12 +1,15 @@
 //! Table tests for `container/NAME`'s diff: what is drift, what is not, and how it is told.
 
 use super::*;
+use serde_json::Value as Json;
+
 use crate::{
     docker::inspect::{
-        ContainerState as LiveState, Endpoint, HostConfig, LABEL_MANAGED, LABEL_SPEC_HASH,
+        Config, ContainerState as LiveState, Endpoint, HostConfig, LABEL_MANAGED, LABEL_SPEC_HASH,
         NetworkSettings, RestartPolicyInfo,
     },
     profile::source::TomlSource,
+    resource::docker_object::Reach,
 };
 
 const PROFILE: &str = r#"
@@ -142,8 +145,8 @@ fn live(resource: &Container) -> ContainerInfo {
     }
 }
 
-fn seen(resource: &Container, container: Option<ContainerInfo>) -> ContainerState {
-    ContainerState::Seen(Box::new(Seen {
+fn seen(resource: &Container, container: Option<ContainerInfo>) -> Observed<Box<Seen>> {
+    Observed::Seen(Box::new(Seen {
         host: Host::new("/"),
         image: Some(image(&resource.spec.image, IMAGE_ID)),
         running_image: container
@@ -156,9 +159,9 @@ fn seen(resource: &Container, container: Option<ContainerInfo>) -> ContainerStat
 }
 
 /// Each change as `action detail` with its fields as `path: before → after`.
-fn told(diff: &Diff) -> Vec<String> {
+fn told(diff: &Diff<ContainerOp>) -> Vec<String> {
     let mut lines = Vec::new();
-    for change in &diff.changes {
+    for change in diff.printed() {
         let mut line = format!("{} {}", change.action.as_str(), change.detail);
         if let Some(reason) = &change.refused {
             line.push_str(&format!(" [refused: {reason}]"));
@@ -189,7 +192,7 @@ fn container_diff_table() {
     type Case<'a> = (
         &'static str,
         &'a Container,
-        ContainerState,
+        Observed<Box<Seen>>,
         Vec<&'static str>,
     );
     let cases: Vec<Case> = vec![
@@ -254,11 +257,11 @@ fn container_diff_table() {
         (
             "its network was removed and created again: reconnected",
             &dind,
-            ContainerState::Seen(Box::new(Seen {
+            Observed::Seen(Box::new(Seen {
                 network_ids: BTreeMap::from([("ci-net".into(), "net-2".into())]),
                 ..match seen(&dind, Some(live(&dind))) {
-                    ContainerState::Seen(seen) => *seen,
-                    ContainerState::Unavailable(_) => unreachable!(),
+                    Observed::Seen(seen) => *seen,
+                    Observed::Unavailable(_) => unreachable!(),
                 }
             })),
             vec![
@@ -324,14 +327,14 @@ fn container_diff_table() {
         (
             "the tag now names another image: replaced",
             &runner,
-            ContainerState::Seen(Box::new(Seen {
+            Observed::Seen(Box::new(Seen {
                 image: Some(image(
                     "gitlab/gitlab-runner:v17.11.0",
                     "sha256:2222222222222222",
                 )),
                 ..match seen(&runner, Some(live(&runner))) {
-                    ContainerState::Seen(seen) => *seen,
-                    ContainerState::Unavailable(_) => unreachable!(),
+                    Observed::Seen(seen) => *seen,
+                    Observed::Unavailable(_) => unreachable!(),
                 }
             })),
             vec![
@@ -394,12 +397,16 @@ fn container_diff_table() {
         (
             "Docker installed but not answering: a warning, no change",
             &runner,
-            ContainerState::Unavailable(Reach::Unreachable("no socket".into())),
+            Observed::Unavailable(Reach::Unreachable("no socket".into())),
             vec![],
         ),
     ];
     for (name, resource, observed, expected) in cases {
-        assert_eq!(told(&resource.diff(&observed, &[])), expected, "{name}");
+        assert_eq!(
+            told(&resource.diff(&observed, &Earlier::default())),
+            expected,
+            "{name}"
+        );
     }
 }
 
@@ -409,7 +416,7 @@ fn a_profile_change_is_told_field_by_field() {
     let new = profile("[containers.gitlab-runner.env]\nDOCKER_HOST = \"tcp://docker:2376\"\n");
     let before = container(&old, "gitlab-runner", false);
     let after = container(&new, "gitlab-runner", false);
-    let diff = after.diff(&seen(&after, Some(live(&before))), &[]);
+    let diff = after.diff(&seen(&after, Some(live(&before))), &Earlier::default());
     assert_eq!(
         told(&diff),
         [
@@ -428,11 +435,11 @@ fn a_changed_hash_with_nothing_observable_still_replaces_and_says_so() {
         .as_mut()
         .unwrap()
         .insert(LABEL_SPEC_HASH.into(), "0123456789abcdef".into());
-    let diff = resource.diff(&seen(&resource, Some(old)), &[]);
-    assert_eq!(diff.changes[0].action, Action::Replace);
-    assert_eq!(diff.changes[0].fields[0].path, "spec-hash");
+    let diff = resource.diff(&seen(&resource, Some(old)), &Earlier::default());
+    assert_eq!(diff.changes[0].0.action, Action::Replace);
+    assert_eq!(diff.changes[0].0.fields[0].path, "spec-hash");
     assert_eq!(
-        diff.changes[0].fields[0].before,
+        diff.changes[0].0.fields[0].before,
         Some(Json::from("0123456789ab"))
     );
 }
@@ -443,7 +450,7 @@ fn removing_a_command_from_the_profile_falls_back_to_the_image_cmd() {
     let without = profile("");
     let old = live(&container(&with, "gitlab-runner", false));
     let resource = container(&without, "gitlab-runner", false);
-    let diff = resource.diff(&seen(&resource, Some(old)), &[]);
+    let diff = resource.diff(&seen(&resource, Some(old)), &Earlier::default());
     assert_eq!(
         told(&diff),
         [
@@ -458,22 +465,23 @@ fn adopt_lifts_the_conflict_refusal() {
     let resource = container(&profile(""), "gitlab-runner", true);
     let mut foreign = live(&resource);
     foreign.config.labels = None;
-    let diff = resource.diff(&seen(&resource, Some(foreign)), &[]);
-    assert_eq!(diff.changes[0].action, Action::Replace);
-    assert!(diff.changes[0].refused.is_none());
+    let diff = resource.diff(&seen(&resource, Some(foreign)), &Earlier::default());
+    assert_eq!(diff.changes[0].0.action, Action::Replace);
+    assert!(diff.changes[0].0.refused.is_none());
 }
 
 #[test]
 fn a_missing_image_that_may_not_be_pulled_is_refused() {
     let never = profile("[containers.gitlab-runner]\npull = \"never\"\n");
     let resource = container(&never, "gitlab-runner", false);
-    let ContainerState::Seen(mut observed) = seen(&resource, None) else {
+    let Observed::Seen(mut observed) = seen(&resource, None) else {
         unreachable!()
     };
     observed.image = None;
-    let diff = resource.diff(&ContainerState::Seen(observed), &[]);
+    let diff = resource.diff(&Observed::Seen(observed), &Earlier::default());
     assert!(
         diff.changes[0]
+            .0
             .refused
             .as_deref()
             .is_some_and(|reason| reason.contains("pull = \"never\"")),
@@ -493,11 +501,14 @@ fn a_reader_restarts_when_the_container_writing_its_volume_is_replaced() {
         )]
     );
     let replaced = Change::new(
-        ResourceId::new("container", "gitlab-dind"),
+        ResourceId::new(Kind::Container, "gitlab-dind"),
         Action::Replace,
         "",
     );
-    let diff = runner.diff(&seen(&runner, Some(live(&runner))), &[replaced]);
+    let diff = runner.diff(
+        &seen(&runner, Some(live(&runner))),
+        &Earlier::from_changes(vec![replaced]),
+    );
     assert_eq!(
         told(&diff),
         [
@@ -510,13 +521,16 @@ fn a_reader_restarts_when_the_container_writing_its_volume_is_replaced() {
     );
     let runner = container(&plain, "gitlab-runner", false);
     let replaced = Change::new(
-        ResourceId::new("container", "gitlab-dind"),
+        ResourceId::new(Kind::Container, "gitlab-dind"),
         Action::Replace,
         "",
     );
     assert!(
         runner
-            .diff(&seen(&runner, Some(live(&runner))), &[replaced])
+            .diff(
+                &seen(&runner, Some(live(&runner))),
+                &Earlier::from_changes(vec![replaced])
+            )
             .changes
             .is_empty()
     );
@@ -526,9 +540,9 @@ fn a_reader_restarts_when_the_container_writing_its_volume_is_replaced() {
 fn pull_always_is_a_change_every_run() {
     let always = profile("[containers.gitlab-runner]\npull = \"always\"\n");
     let resource = container(&always, "gitlab-runner", false);
-    let diff = resource.diff(&seen(&resource, Some(live(&resource))), &[]);
+    let diff = resource.diff(&seen(&resource, Some(live(&resource))), &Earlier::default());
     assert_eq!(diff.changes.len(), 1);
-    assert_eq!(diff.changes[0].action, Action::Pull);
+    assert_eq!(diff.changes[0].0.action, Action::Pull);
 }
 
 #[test]

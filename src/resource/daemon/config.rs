@@ -21,8 +21,8 @@ use crate::{
         exec::{self, CommandLine},
         host_path,
     },
-    plan::{self, Action, Change, Diff, FieldChange, ResourceId},
-    resource::{Context, Resource, daemon::DockerSettings},
+    plan::{self, Action, Change, Diff, FieldChange, Kind, ResourceId},
+    resource::{Context, Earlier, Resource, daemon::DockerSettings},
 };
 
 pub struct DaemonConfig {
@@ -32,7 +32,7 @@ pub struct DaemonConfig {
 }
 
 #[derive(Debug, Clone)]
-pub struct ConfigState {
+pub struct DaemonJsonState {
     /// The file as it is; `None` when it does not exist.
     pub current: Option<CurrentFile>,
     /// Where images and containers live now; only gathered when the profile sets a driver.
@@ -162,7 +162,7 @@ impl DaemonConfig {
         }
     }
 
-    fn planned(&self, observed: &ConfigState) -> Option<Planned> {
+    fn planned(&self, observed: &DaemonJsonState) -> Option<Planned> {
         let mut object = observed
             .current
             .as_ref()
@@ -195,7 +195,7 @@ impl DaemonConfig {
         })
     }
 
-    fn refusal(&self, observed: &ConfigState, planned: &Planned) -> Option<String> {
+    fn refusal(&self, observed: &DaemonJsonState, planned: &Planned) -> Option<String> {
         if observed.rejected.as_deref() == Some(planned.text.as_str()) {
             return Some(format!(
                 "dockerd already refused exactly this daemon.json (kept at `{}`); fix the profile, or delete that file to try again",
@@ -231,15 +231,53 @@ impl DaemonConfig {
     }
 }
 
-impl Resource for DaemonConfig {
-    type Observed = ConfigState;
+/// A change of daemon.json made earlier in the run, as the Docker service needs to know it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ConfigChange {
+    /// Each key written, with its new value.
+    pub(crate) keys: Vec<(String, Option<Json>)>,
+    /// The file existed before, so its backup can be put back.
+    pub(crate) had_file: bool,
+}
 
-    fn id(&self) -> ResourceId {
-        ResourceId::singleton("daemon-config")
+/// What apply does to daemon.json: writes exactly the text the plan showed, after
+/// `dockerd --validate` accepts it, keeping the previous file as the backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WriteDaemonJson {
+    text: String,
+    replaces: bool,
+}
+
+impl DaemonConfig {
+    pub(crate) fn id() -> ResourceId {
+        ResourceId::singleton(Kind::DaemonConfig)
     }
 
-    fn observe(&self, cx: &Context) -> Result<ConfigState> {
-        let current = match cx.host.read_optional(&self.path)? {
+    /// What this run changed (apply) or would change (plan) in daemon.json, from the change
+    /// `daemon-config` listed in `earlier`; `None` when it listed none or it was refused.
+    pub(crate) fn change_in(earlier: &Earlier) -> Option<ConfigChange> {
+        let change = earlier.of(&Self::id()).next()?;
+        Some(ConfigChange {
+            keys: change
+                .fields
+                .iter()
+                .map(|field| (field.path.clone(), field.after.clone()))
+                .collect(),
+            had_file: change.action == Action::Update,
+        })
+    }
+}
+
+impl Resource for DaemonConfig {
+    type Observed = DaemonJsonState;
+    type Op = WriteDaemonJson;
+
+    fn id(&self) -> ResourceId {
+        Self::id()
+    }
+
+    fn observe(&self, context: &Context) -> Result<DaemonJsonState> {
+        let current = match context.host.read_optional(&self.path)? {
             None => None,
             Some(text) => Some(CurrentFile {
                 object: parse_existing(&self.path, &text)?,
@@ -248,24 +286,25 @@ impl Resource for DaemonConfig {
         };
         let storage = if self.keys.contains_key("storage-driver") {
             Some(StorageFacts::observe(
-                cx.docker,
-                cx.host,
+                context.docker,
+                context.host,
                 current.as_ref().map(|current| &current.object),
             )?)
         } else {
             None
         };
-        Ok(ConfigState {
+        Ok(DaemonJsonState {
             current,
             storage,
-            service: unit::find_docker_service(cx.host)?,
-            rejected: cx.host.read_optional(&rejected_path(&self.path))?,
+            service: unit::find_docker_service(context.host)?,
+            rejected: context.host.read_optional(&rejected_path(&self.path))?,
         })
     }
 
-    fn diff(&self, observed: &ConfigState, _earlier: &[Change]) -> Diff {
+    fn diff(&self, observed: &DaemonJsonState, _earlier: &Earlier) -> Diff<WriteDaemonJson> {
+        let mut diff = Diff::none();
         let Some(planned) = self.planned(observed) else {
-            return Diff::none();
+            return diff;
         };
         let before = observed
             .current
@@ -276,12 +315,14 @@ impl Resource for DaemonConfig {
         } else {
             Action::Create
         };
-        let mut change = Change::new(self.id(), action, self.path.to_string()).with_diff(
+        let mut change = Change::new(Self::id(), action, self.path.to_string()).with_diff(
             plan::unified_diff(&self.path.to_string(), before, &planned.text),
         );
         if let Some(reason) = self.refusal(observed, &planned) {
-            change = change.refused_because(reason);
-        } else if let (Some(storage), Some(field)) = (
+            diff.refuse(change.with_fields(planned.fields), reason);
+            return diff;
+        }
+        if let (Some(storage), Some(field)) = (
             &observed.storage,
             planned
                 .fields
@@ -299,28 +340,29 @@ impl Resource for DaemonConfig {
                 ));
             }
         }
-        Diff::from(vec![change.with_fields(planned.fields)])
+        let op = WriteDaemonJson {
+            text: planned.text,
+            replaces: observed.current.is_some(),
+        };
+        diff.push(change.with_fields(planned.fields), op);
+        diff
     }
 
     fn apply(
         &self,
-        cx: &Context,
-        observed: &ConfigState,
-        change: &Change,
-        _earlier: &[Change],
+        context: &Context,
+        _observed: &DaemonJsonState,
+        op: &WriteDaemonJson,
     ) -> Result<()> {
-        let Some(planned) = self.planned(observed) else {
-            return Ok(());
-        };
-        if !matches!(change.action, Action::Create | Action::Update) {
-            bail!("daemon-config cannot `{}`", change.action.as_str());
+        validate_with_dockerd(&op.text)?;
+        if op.replaces {
+            context
+                .host
+                .copy_atomic(&self.path, &backup_path(&self.path))?;
         }
-        validate_with_dockerd(&planned.text)?;
-        if observed.current.is_some() {
-            cx.host.copy_atomic(&self.path, &backup_path(&self.path))?;
-        }
-        cx.host
-            .write_atomic(&self.path, planned.text.as_bytes(), 0o644)
+        context
+            .host
+            .write_atomic(&self.path, op.text.as_bytes(), 0o644)
     }
 }
 
@@ -409,8 +451,8 @@ mod tests {
         }
     }
 
-    fn state(text: Option<&str>) -> ConfigState {
-        ConfigState {
+    fn state(text: Option<&str>) -> DaemonJsonState {
+        DaemonJsonState {
             current: text.map(|text| CurrentFile {
                 text: text.to_owned(),
                 object: parse_existing(&host_path("/etc/docker/daemon.json"), text).unwrap(),
@@ -448,16 +490,16 @@ mod tests {
         let observed = state(Some(
             "{\"log-opts\":{\"max-size\":\"10m\"},\"mtu\":1450,\"other\":1}",
         ));
-        assert_eq!(resource.diff(&observed, &[]), Diff::none());
+        assert_eq!(resource.diff(&observed, &Earlier::default()), Diff::none());
     }
 
     #[test]
     fn a_missing_file_is_created() {
         let resource = config(json!({"storage-driver": "overlay2"}));
-        let change = &resource.diff(&state(None), &[]).changes[0];
-        assert_eq!(change.action, Action::Create);
+        let change = &resource.diff(&state(None), &Earlier::default()).changes[0];
+        assert_eq!(change.0.action, Action::Create);
         assert_eq!(
-            change.fields,
+            change.0.fields,
             [FieldChange::new(
                 "storage-driver",
                 None,
@@ -486,17 +528,17 @@ mod tests {
             images: 3,
             containers: 1,
         });
-        let change = &resource.diff(&observed, &[]).changes[0];
+        let change = &resource.diff(&observed, &Earlier::default()).changes[0];
         assert_eq!(
-            change.refused.as_deref(),
+            change.0.refused.as_deref(),
             Some(
                 "switching the storage driver from `overlay2` to `vfs` hides 3 images and 1 container until it is switched back; rerun with --allow-storage-driver-change to switch anyway"
             )
         );
         resource.allow_storage_driver_change = true;
-        let change = &resource.diff(&observed, &[]).changes[0];
-        assert_eq!(change.refused, None);
-        assert_eq!(change.warnings.len(), 1);
+        let change = &resource.diff(&observed, &Earlier::default()).changes[0];
+        assert_eq!(change.0.refused, None);
+        assert_eq!(change.0.warnings.len(), 1);
     }
 
     #[test]
@@ -509,7 +551,12 @@ mod tests {
             images: 9,
             containers: 9,
         });
-        assert_eq!(resource.diff(&observed, &[]).changes[0].refused, None);
+        assert_eq!(
+            resource.diff(&observed, &Earlier::default()).changes[0]
+                .0
+                .refused,
+            None
+        );
     }
 
     #[test]
@@ -520,7 +567,8 @@ mod tests {
             unit: host_path("/lib/systemd/system/docker.service"),
             argv: vec!["/usr/sbin/dockerd".into(), "-H".into(), "fd://".into()],
         });
-        let refused = resource.diff(&observed, &[]).changes[0]
+        let refused = resource.diff(&observed, &Earlier::default()).changes[0]
+            .0
             .refused
             .clone()
             .unwrap();
@@ -533,7 +581,8 @@ mod tests {
         let mut observed = state(Some("{}"));
         observed.rejected = Some("{\n  \"bogus\": true\n}\n".into());
         assert!(
-            resource.diff(&observed, &[]).changes[0]
+            resource.diff(&observed, &Earlier::default()).changes[0]
+                .0
                 .refused
                 .as_deref()
                 .unwrap()

@@ -18,11 +18,11 @@ use crate::{
     docker::{DaemonInfo, DaemonStatus, normalize_mirror},
     host::HostPath,
     host::exec::{self, CommandLine},
-    plan::{Action, Change, Diff, ResourceId},
+    plan::{Action, Change, Diff, Kind, ResourceId},
     resource::{
-        Context, Resource,
+        Context, Earlier, Resource,
         daemon::DockerSettings,
-        daemon::config::{StorageFacts, backup_path, rejected_path},
+        daemon::config::{ConfigChange, DaemonConfig, StorageFacts, backup_path, rejected_path},
     },
 };
 
@@ -47,7 +47,7 @@ const RELOADABLE_KEYS: &[&str] = &[
 /// How often to ask the daemon while waiting for it.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
-pub struct DockerDaemon {
+pub struct DaemonService {
     config: HostPath,
     restart: CommandLine,
     reload: CommandLine,
@@ -73,7 +73,7 @@ struct Mismatch {
     file: Json,
 }
 
-impl DockerDaemon {
+impl DaemonService {
     pub fn new(settings: &DockerSettings, allow_storage_driver_change: bool) -> Self {
         Self {
             config: settings.config.clone(),
@@ -85,21 +85,20 @@ impl DockerDaemon {
         }
     }
 
-    /// The daemon-config change planned or made in this run, unless apply refuses it.
-    fn config_change<'a>(&self, earlier: &'a [Change]) -> Option<&'a Change> {
-        earlier.iter().find(|change| {
-            change.id == ResourceId::singleton("daemon-config") && change.refused.is_none()
-        })
+    pub(crate) fn id() -> ResourceId {
+        ResourceId::new(Kind::Daemon, "docker")
     }
 
     /// The profile's keys as daemon.json will hold them once this run's config change is made.
-    fn expected(&self, observed: &DaemonState, earlier: &[Change]) -> Map<String, Json> {
+    fn expected(
+        &self,
+        observed: &DaemonState,
+        config_change: Option<&ConfigChange>,
+    ) -> Map<String, Json> {
         let mut file = observed.file.clone().unwrap_or_default();
-        if let Some(change) = self.config_change(earlier) {
-            for field in &change.fields {
-                if let Some(after) = &field.after {
-                    file.insert(field.path.clone(), after.clone());
-                }
+        for (key, after) in config_change.iter().flat_map(|change| &change.keys) {
+            if let Some(after) = after {
+                file.insert(key.clone(), after.clone());
             }
         }
         file.into_iter()
@@ -107,19 +106,19 @@ impl DockerDaemon {
             .collect()
     }
 
-    fn restart_or_reload(keys: &[&str]) -> Action {
-        if keys.iter().all(|key| RELOADABLE_KEYS.contains(key)) {
-            Action::Reload
+    fn restart_or_reload<'a>(mut keys: impl Iterator<Item = &'a str>) -> (Action, Command) {
+        if keys.all(|key| RELOADABLE_KEYS.contains(&key)) {
+            (Action::Reload, Command::Reload)
         } else {
-            Action::Restart
+            (Action::Restart, Command::Restart)
         }
     }
 
     /// Waits until the daemon answers and reports `expected`; returns what it last said.
-    fn wait_until_ready(&self, cx: &Context, expected: &Map<String, Json>) -> Result<()> {
+    fn wait_until_ready(&self, context: &Context, expected: &Map<String, Json>) -> Result<()> {
         let deadline = Instant::now() + self.ready_timeout;
         loop {
-            let problem = match cx.docker.query_status() {
+            let problem = match context.docker.query_status() {
                 DaemonStatus::Running(info) => {
                     let mismatches = mismatches(&info, expected);
                     if mismatches.is_empty() {
@@ -148,40 +147,67 @@ impl DockerDaemon {
     /// Runs `command`, then waits for the daemon to show `expected`.
     fn run_and_wait(
         &self,
-        cx: &Context,
+        context: &Context,
         command: &CommandLine,
         expected: &Map<String, Json>,
     ) -> Result<()> {
         exec::run(command)?;
-        self.wait_until_ready(cx, expected)
+        self.wait_until_ready(context, expected)
     }
 
     /// Puts the previous daemon.json back after dockerd refused the new one, keeping the
     /// refused file for the operator (and so the next run does not try it again).
-    fn restore_previous_config(&self, cx: &Context, config_change: &Change) -> Result<()> {
-        cx.host.rename(&self.config, &rejected_path(&self.config))?;
-        if config_change.action == Action::Update {
-            cx.host
+    fn restore_previous_config(
+        &self,
+        context: &Context,
+        config_change: &ConfigChange,
+    ) -> Result<()> {
+        context
+            .host
+            .rename(&self.config, &rejected_path(&self.config))?;
+        if config_change.had_file {
+            context
+                .host
                 .copy_atomic(&backup_path(&self.config), &self.config)?;
         }
         Ok(())
     }
 }
 
-impl Resource for DockerDaemon {
+/// Which of the profile's commands apply runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Command {
+    /// `[docker] restart`, to start a daemon that does not answer.
+    Start,
+    Restart,
+    Reload,
+}
+
+/// What apply does to the daemon: run one command, then wait until `docker info` shows what
+/// daemon.json will hold; if the daemon refuses a daemon.json changed in this run, put the
+/// previous one back.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DaemonOp {
+    command: Command,
+    expected: Map<String, Json>,
+    config_change: Option<ConfigChange>,
+}
+
+impl Resource for DaemonService {
     type Observed = DaemonState;
+    type Op = DaemonOp;
 
     fn id(&self) -> ResourceId {
-        ResourceId::new("daemon", "docker")
+        Self::id()
     }
 
     fn depends_on(&self) -> Vec<ResourceId> {
-        vec![ResourceId::singleton("daemon-config")]
+        vec![DaemonConfig::id()]
     }
 
-    fn observe(&self, cx: &Context) -> Result<DaemonState> {
-        let installed = unit::docker_installed(cx.host);
-        let file = cx
+    fn observe(&self, context: &Context) -> Result<DaemonState> {
+        let installed = unit::docker_installed(context.host);
+        let file = context
             .host
             .read_optional(&self.config)?
             .and_then(|text| serde_json::from_str::<Json>(&text).ok())
@@ -192,7 +218,7 @@ impl Resource for DockerDaemon {
         Ok(DaemonState {
             installed,
             status: if installed {
-                cx.docker.status()
+                context.docker.status()
             } else {
                 DaemonStatus::Unreachable("not installed".into())
             },
@@ -200,8 +226,15 @@ impl Resource for DockerDaemon {
         })
     }
 
-    fn diff(&self, observed: &DaemonState, earlier: &[Change]) -> Diff {
+    fn diff(&self, observed: &DaemonState, earlier: &Earlier) -> Diff<DaemonOp> {
         let mut diff = Diff::none();
+        let config_change = DaemonConfig::change_in(earlier);
+        let expected = self.expected(observed, config_change.as_ref());
+        let op = |command| DaemonOp {
+            command,
+            expected: expected.clone(),
+            config_change: config_change.clone(),
+        };
         if !observed.installed {
             diff.warn("Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is");
             return diff;
@@ -209,15 +242,13 @@ impl Resource for DockerDaemon {
         let info = match &observed.status {
             DaemonStatus::Running(info) => info,
             DaemonStatus::CliMissing => {
-                diff.push(
+                diff.refuse(
                     Change::new(
                         self.id(),
                         Action::Start,
                         "dockerd is installed but the `docker` CLI is not",
-                    )
-                    .refused_because(
-                        "berth drives the daemon through the `docker` CLI; install it",
                     ),
+                    "berth drives the daemon through the `docker` CLI; install it",
                 );
                 return diff;
             }
@@ -228,34 +259,36 @@ impl Resource for DockerDaemon {
                 return diff;
             }
             DaemonStatus::Unreachable(reason) => {
-                diff.push(Change::new(
-                    self.id(),
-                    Action::Start,
-                    format!("the daemon does not answer: {reason}"),
-                ));
+                diff.push(
+                    Change::new(
+                        self.id(),
+                        Action::Start,
+                        format!("the daemon does not answer: {reason}"),
+                    ),
+                    op(Command::Start),
+                );
                 return diff;
             }
         };
-        let change = if let Some(config_change) = self.config_change(earlier) {
+        let (change, command, refusal) = if let Some(config_change) = &config_change {
             let keys: Vec<&str> = config_change
-                .fields
+                .keys
                 .iter()
-                .map(|field| field.path.as_str())
+                .map(|(key, _)| key.as_str())
                 .collect();
             let detail = format!("{} changed", keys.join(", "));
-            Change::new(self.id(), Self::restart_or_reload(&keys), detail)
+            let (action, command) = Self::restart_or_reload(keys.into_iter());
+            (Change::new(self.id(), action, detail), command, None)
         } else {
-            let mismatches = mismatches(info, &self.expected(observed, earlier));
+            let mismatches = mismatches(info, &expected);
             if mismatches.is_empty() {
                 return diff;
             }
-            let keys: Vec<&str> = mismatches
-                .iter()
-                .map(|mismatch| mismatch.key.as_str())
-                .collect();
-            let mut change = Change::new(
+            let (action, command) =
+                Self::restart_or_reload(mismatches.iter().map(|mismatch| mismatch.key.as_str()));
+            let change = Change::new(
                 self.id(),
-                Self::restart_or_reload(&keys),
+                action,
                 format!(
                     "the running daemon has not loaded daemon.json: {}",
                     describe(&mismatches)
@@ -272,14 +305,13 @@ impl Resource for DockerDaemon {
                     images: info.images,
                     containers: info.containers,
                 };
-                if let Some(refusal) = storage
+                let refusal = storage
                     .switch_refusal(wanted)
-                    .filter(|_| !self.allow_storage_driver_change)
-                {
-                    change = change.refused_because(refusal);
-                }
+                    .filter(|_| !self.allow_storage_driver_change);
+                (change, command, refusal)
+            } else {
+                (change, command, None)
             }
-            change
         };
         let change = if change.action == Action::Restart
             && !info.live_restore_enabled
@@ -293,42 +325,38 @@ impl Resource for DockerDaemon {
         } else {
             change
         };
-        diff.push(change);
+        match refusal {
+            Some(reason) => diff.refuse(change, reason),
+            None => diff.push(change, op(command)),
+        }
         diff
     }
 
-    fn apply(
-        &self,
-        cx: &Context,
-        observed: &DaemonState,
-        change: &Change,
-        earlier: &[Change],
-    ) -> Result<()> {
-        let expected = self.expected(observed, earlier);
-        let command = match change.action {
-            Action::Start | Action::Restart => &self.restart,
-            Action::Reload => &self.reload,
-            other => bail!("daemon/docker cannot `{}`", other.as_str()),
+    fn apply(&self, context: &Context, _observed: &DaemonState, op: &DaemonOp) -> Result<()> {
+        let command = match op.command {
+            Command::Start | Command::Restart => &self.restart,
+            Command::Reload => &self.reload,
         };
-        let outcome = self.run_and_wait(cx, command, &expected);
+        let outcome = self.run_and_wait(context, command, &op.expected);
         let Err(error) = outcome else {
             return Ok(());
         };
-        let Some(config_change) = self.config_change(earlier) else {
+        let Some(config_change) = &op.config_change else {
             return Err(error);
         };
         let rejected = rejected_path(&self.config);
-        self.restore_previous_config(cx, config_change).context(
-            "dockerd did not take the new daemon.json, and restoring the previous one failed",
-        )?;
-        if change.action == Action::Reload {
+        self.restore_previous_config(context, config_change)
+            .context(
+                "dockerd did not take the new daemon.json, and restoring the previous one failed",
+            )?;
+        if op.command == Command::Reload {
             // A refused reload leaves the daemon running on its old settings.
             return Err(error.context(format!(
                 "dockerd did not take the new daemon.json on reload; the previous file is restored (the refused one is kept at `{rejected}`)"
             )));
         }
         let previous: Map<String, Json> = Map::new();
-        match self.run_and_wait(cx, &self.restart, &previous) {
+        match self.run_and_wait(context, &self.restart, &previous) {
             Ok(()) => Err(error.context(format!(
                 "dockerd did not come back with the new daemon.json; the previous file is restored (the refused one is kept at `{rejected}`) and Docker is running again"
             ))),
@@ -408,8 +436,8 @@ mod tests {
     use crate::{host::host_path, plan::FieldChange};
     use serde_json::json;
 
-    fn daemon(keys: Json) -> DockerDaemon {
-        DockerDaemon {
+    fn daemon(keys: Json) -> DaemonService {
+        DaemonService {
             config: host_path("/etc/docker/daemon.json"),
             restart: CommandLine::new("systemctl", ["restart", "docker"]),
             reload: CommandLine::new("systemctl", ["reload", "docker"]),
@@ -436,7 +464,12 @@ mod tests {
     }
 
     fn config_change(fields: &[(&str, Json)]) -> Change {
-        Change::new(ResourceId::singleton("daemon-config"), Action::Update, "").with_fields(
+        Change::new(
+            ResourceId::singleton(Kind::DaemonConfig),
+            Action::Update,
+            "",
+        )
+        .with_fields(
             fields
                 .iter()
                 .map(|(key, value)| FieldChange::new(*key, None, Some(value.clone())))
@@ -444,9 +477,10 @@ mod tests {
         )
     }
 
-    fn actions(diff: Diff) -> Vec<(Action, String)> {
+    fn actions(diff: Diff<DaemonOp>) -> Vec<(Action, String)> {
         diff.changes
             .into_iter()
+            .map(|(change, _)| change)
             .map(|change| (change.action, change.detail))
             .collect()
     }
@@ -459,12 +493,12 @@ mod tests {
         let observed = running(overlay2(), json!({}));
         let mirrors = config_change(&[("registry-mirrors", json!(["https://m.example"]))]);
         assert_eq!(
-            actions(resource.diff(&observed, &[mirrors])),
+            actions(resource.diff(&observed, &Earlier::from_changes(vec![mirrors]))),
             [(Action::Reload, "registry-mirrors changed".into())]
         );
         let both = config_change(&[("registry-mirrors", json!([])), ("mtu", json!(1400))]);
         assert_eq!(
-            actions(resource.diff(&observed, &[both])),
+            actions(resource.diff(&observed, &Earlier::from_changes(vec![both]))),
             [(Action::Restart, "registry-mirrors, mtu changed".into())]
         );
     }
@@ -482,7 +516,7 @@ mod tests {
             info,
             json!({"registry-mirrors": ["https://m.example"], "storage-driver": "overlay2"}),
         );
-        assert_eq!(resource.diff(&observed, &[]), Diff::none());
+        assert_eq!(resource.diff(&observed, &Earlier::default()), Diff::none());
     }
 
     #[test]
@@ -492,7 +526,7 @@ mod tests {
             overlay2(),
             json!({"registry-mirrors": ["https://m.example"]}),
         );
-        let planned = actions(resource.diff(&observed, &[]));
+        let planned = actions(resource.diff(&observed, &Earlier::default()));
         assert_eq!(planned[0].0, Action::Reload);
         assert!(
             planned[0]
@@ -512,7 +546,9 @@ mod tests {
             file: None,
         };
         assert_eq!(
-            resource.diff(&stopped, &[]).changes[0].action,
+            resource.diff(&stopped, &Earlier::default()).changes[0]
+                .0
+                .action,
             Action::Start
         );
         let absent = DaemonState {
@@ -520,7 +556,7 @@ mod tests {
             status: DaemonStatus::CliMissing,
             file: None,
         };
-        let diff = resource.diff(&absent, &[]);
+        let diff = resource.diff(&absent, &Earlier::default());
         assert!(diff.changes.is_empty());
         assert_eq!(diff.warnings.len(), 1);
     }
@@ -532,10 +568,10 @@ mod tests {
         info.containers_running = 2;
         let diff = resource.diff(
             &running(info, json!({})),
-            &[config_change(&[("mtu", json!(1400))])],
+            &Earlier::from_changes(vec![config_change(&[("mtu", json!(1400))])]),
         );
         assert_eq!(
-            diff.changes[0].warnings,
+            diff.changes[0].0.warnings,
             [
                 "the restart stops 2 running containers (live-restore is off); those with a restart policy start again"
             ]
@@ -550,7 +586,10 @@ mod tests {
         let refused =
             config_change(&[("storage-driver", json!("vfs"))]).refused_because("hides images");
         assert_eq!(
-            resource.diff(&running(info, json!({})), &[refused]),
+            resource.diff(
+                &running(info, json!({})),
+                &Earlier::from_changes(vec![refused])
+            ),
             Diff::none()
         );
     }

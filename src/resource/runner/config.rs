@@ -16,16 +16,16 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use toml_edit::DocumentMut;
 
 use crate::{
     host::{FileMode, Host, HostPath},
-    plan::{self, Action, Change, Diff, FieldChange, ResourceId},
+    plan::{self, Action, Change, Diff, FieldChange, Kind, ResourceId},
     resource::{
-        Context, Resource,
+        Context, Earlier, Resource,
         runner::{
-            config_toml,
+            self, config_toml,
             section::{RunnerSettings, normalize_url},
         },
     },
@@ -47,7 +47,7 @@ struct Declared {
     settings: toml::Table,
 }
 
-pub struct ConfigState {
+pub struct ConfigTomlState {
     /// The file as it is, parsed; `None` when it does not exist.
     current: Option<(String, DocumentMut)>,
     mode: Option<FileMode>,
@@ -82,7 +82,7 @@ impl RunnerConfig {
     fn planned(
         &self,
         current: Option<&(String, DocumentMut)>,
-        earlier: &[Change],
+        registered: &[String],
     ) -> Option<Planned> {
         let mut document = current.map_or_else(DocumentMut::new, |(_, document)| document.clone());
         let mut fields = config_toml::merge(document.as_table_mut(), &self.globals, "");
@@ -98,7 +98,7 @@ impl RunnerConfig {
                 Some(_) => continue,
                 // Not registered yet: shown as it will be after `runner/NAME` registered it in
                 // this run; left out when that is not planned (it failed or was refused).
-                None if registration_planned(earlier, &runner.name) => {
+                None if registered.contains(&runner.name) => {
                     let index = config_toml::add_entry(&mut document, &runner.name);
                     let entry = config_toml::entry_mut(&mut document, index).expect("just added");
                     entry.insert("url", toml_edit::value(runner.url.as_str()));
@@ -124,31 +124,37 @@ impl RunnerConfig {
     }
 }
 
-/// True when `runner/NAME` plans (plan) or made (apply) a registration in this run.
-fn registration_planned(earlier: &[Change], name: &str) -> bool {
-    let id = ResourceId::new("runner", name);
-    earlier.iter().any(|change| {
-        change.id == id && change.action == Action::Register && change.refused.is_none()
-    })
+/// What apply does to config.toml: merge the profile's keys into the file as it is then (the
+/// runner's registration may have written an entry since it was observed, and gitlab-runner
+/// may have rotated a token), and make it mode 0600.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MergeConfigToml {
+    /// Runners registered earlier in this run, whose entries get the profile's settings too.
+    registered: Vec<String>,
 }
 
 impl Resource for RunnerConfig {
-    type Observed = ConfigState;
+    type Observed = ConfigTomlState;
+    type Op = MergeConfigToml;
 
     fn id(&self) -> ResourceId {
-        ResourceId::singleton("runner-config")
+        ResourceId::singleton(Kind::RunnerConfig)
     }
 
-    fn observe(&self, cx: &Context) -> Result<ConfigState> {
-        let read_both =
-            || -> Result<_> { Ok((cx.host.mode(&self.path)?, read(cx.host, &self.path)?)) };
+    fn observe(&self, context: &Context) -> Result<ConfigTomlState> {
+        let read_both = || -> Result<_> {
+            Ok((
+                context.host.mode(&self.path)?,
+                read(context.host, &self.path)?,
+            ))
+        };
         match read_both() {
-            Ok((mode, current)) => Ok(ConfigState {
+            Ok((mode, current)) => Ok(ConfigTomlState {
                 current,
                 mode,
                 unreadable: None,
             }),
-            Err(error) if permission_denied(&error) => Ok(ConfigState {
+            Err(error) if permission_denied(&error) => Ok(ConfigTomlState {
                 current: None,
                 mode: None,
                 unreadable: Some(format!("{error:#}")),
@@ -157,18 +163,26 @@ impl Resource for RunnerConfig {
         }
     }
 
-    fn diff(&self, observed: &ConfigState, earlier: &[Change]) -> Diff {
+    fn diff(&self, observed: &ConfigTomlState, earlier: &Earlier) -> Diff<MergeConfigToml> {
+        let mut diff = Diff::none();
         if let Some(reason) = &observed.unreadable {
-            let mut diff = Diff::none();
             diff.warn(not_planned(reason));
             return diff;
         }
-        let planned = self.planned(observed.current.as_ref(), earlier);
+        // Not registered yet: an entry is shown as it will be after `runner/NAME` registered it
+        // in this run, and left out when that is not planned (it failed or was refused).
+        let registered: Vec<String> = self
+            .runners
+            .iter()
+            .filter(|runner| runner::Runner::registers_in(earlier, &runner.name))
+            .map(|runner| runner.name.clone())
+            .collect();
+        let planned = self.planned(observed.current.as_ref(), &registered);
         let mode_wrong = observed
             .mode
             .is_some_and(|FileMode(mode)| mode != FILE_MODE);
         if planned.is_none() && !mode_wrong {
-            return Diff::none();
+            return diff;
         }
         let action = if observed.current.is_some() {
             Action::Update
@@ -202,31 +216,28 @@ impl Resource for RunnerConfig {
                 );
             }
         }
-        Diff::from(vec![change.with_fields(fields)])
+        diff.push(change.with_fields(fields), MergeConfigToml { registered });
+        diff
     }
 
     fn apply(
         &self,
-        cx: &Context,
-        _observed: &ConfigState,
-        change: &Change,
-        earlier: &[Change],
+        context: &Context,
+        _observed: &ConfigTomlState,
+        op: &MergeConfigToml,
     ) -> Result<()> {
-        if !matches!(change.action, Action::Create | Action::Update) {
-            bail!("runner-config cannot `{}`", change.action.as_str());
-        }
         // Read again: gitlab-runner may have rewritten the file (a token rotation) since.
-        let current = read(cx.host, &self.path)?;
-        if let Some(planned) = self.planned(current.as_ref(), earlier) {
-            write(cx.host, &self.path, &planned.text)?;
+        let current = read(context.host, &self.path)?;
+        if let Some(planned) = self.planned(current.as_ref(), &op.registered) {
+            write(context.host, &self.path, &planned.text)?;
         }
-        if cx
+        if context
             .host
             .mode(&self.path)?
             .is_some_and(|FileMode(mode)| mode != FILE_MODE)
         {
             fs_err::set_permissions(
-                cx.host.path(&self.path),
+                context.host.path(&self.path),
                 std::fs::Permissions::from_mode(FILE_MODE),
             )
             .with_context(|| format!("failed to make `{}` mode {FILE_MODE:04o}", self.path))?;
@@ -287,8 +298,8 @@ mod tests {
         }
     }
 
-    fn state(text: Option<&str>, mode: u32) -> ConfigState {
-        ConfigState {
+    fn state(text: Option<&str>, mode: u32) -> ConfigTomlState {
+        ConfigTomlState {
             current: text.map(|text| {
                 (
                     text.to_owned(),
@@ -308,17 +319,20 @@ mod tests {
             "concurrent = 4\n",
             &[("r", "https://g.example", "executor = \"docker\"\n")],
         );
-        assert_eq!(resource.diff(&state(Some(FILE), 0o600), &[]), Diff::none());
-        let diff = resource.diff(&state(Some(FILE), 0o644), &[]);
-        assert_eq!(diff.changes[0].fields[0].path, "mode");
-        assert!(diff.changes[0].diff.is_none());
+        assert_eq!(
+            resource.diff(&state(Some(FILE), 0o600), &Earlier::default()),
+            Diff::none()
+        );
+        let diff = resource.diff(&state(Some(FILE), 0o644), &Earlier::default());
+        assert_eq!(diff.changes[0].0.fields[0].path, "mode");
+        assert!(diff.changes[0].0.diff.is_none());
     }
 
     #[test]
     fn the_diff_shows_tokens_as_stars() {
         let resource = resource("concurrent = 8\n", &[]);
-        let diff = resource.diff(&state(Some(FILE), 0o600), &[]);
-        let text = diff.changes[0].diff.clone().unwrap();
+        let diff = resource.diff(&state(Some(FILE), 0o600), &Earlier::default());
+        let text = diff.changes[0].0.diff.clone().unwrap();
         assert!(
             text.contains("-concurrent = 4\n+concurrent = 8\n"),
             "{text}"
@@ -334,22 +348,32 @@ mod tests {
             "",
             &[("new", "https://g.example", "executor = \"shell\"\n")],
         );
-        assert_eq!(resource.diff(&state(None, 0), &[]), Diff::none());
-        let register = Change::new(ResourceId::new("runner", "new"), Action::Register, "");
-        let diff = resource.diff(&state(None, 0), std::slice::from_ref(&register));
+        assert_eq!(
+            resource.diff(&state(None, 0), &Earlier::default()),
+            Diff::none()
+        );
+        let register = Change::new(ResourceId::new(Kind::Runner, "new"), Action::Register, "");
+        let diff = resource.diff(
+            &state(None, 0),
+            &Earlier::from_changes(vec![register.clone()]),
+        );
         let change = &diff.changes[0];
-        assert_eq!(change.action, Action::Create);
+        assert_eq!(change.0.action, Action::Create);
         assert!(
             change
+                .0
                 .diff
                 .as_ref()
                 .unwrap()
                 .contains("+name = \"new\"\n+url = \"https://g.example\"\n+executor = \"shell\"\n"),
             "{:?}",
-            change.diff
+            change.0.diff
         );
         let refused = register.refused_because("no token");
-        assert_eq!(resource.diff(&state(None, 0), &[refused]), Diff::none());
+        assert_eq!(
+            resource.diff(&state(None, 0), &Earlier::from_changes(vec![refused])),
+            Diff::none()
+        );
     }
 
     #[test]
@@ -358,6 +382,9 @@ mod tests {
             "",
             &[("r", "https://other.example", "executor = \"shell\"\n")],
         );
-        assert_eq!(resource.diff(&state(Some(FILE), 0o600), &[]), Diff::none());
+        assert_eq!(
+            resource.diff(&state(Some(FILE), 0o600), &Earlier::default()),
+            Diff::none()
+        );
     }
 }

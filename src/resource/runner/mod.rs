@@ -31,15 +31,15 @@ use toml_edit::DocumentMut;
 
 use crate::{
     host::{FileMode, Host, HostPath},
-    plan::{Action, Change, Diff, FieldChange, ResourceId},
-    resource::{Context, Resource},
+    plan::{Action, Change, Diff, FieldChange, Kind, ResourceId},
+    resource::{Context, Earlier, Resource},
     secret::{Fingerprint, Secret},
 };
 use config::FILE_MODE;
 use config_toml::Credentials;
 use gitlab::{Deleted, GitLab};
 use ledger::{Ledger, Recorded, Source};
-use section::{RunnerSettings, RunnerSpec, TokenSource, normalize_url};
+use section::{RunnerScope, RunnerSettings, RunnerSpec, ServerParams, TokenSource, normalize_url};
 
 pub struct Runner {
     name: String,
@@ -92,40 +92,67 @@ enum TokenFile {
     Present { token: Secret, mode: u32 },
 }
 
-/// What apply will call, decided from the observed state alone.
+/// What the observed state calls for, decided from it alone.
 #[derive(Debug, Clone, PartialEq)]
 enum Decision {
     InSync,
-    Refuse {
-        detail: String,
-        reason: String,
-    },
+    Refuse { detail: String, reason: String },
+    Do(RunnerOp),
+}
+
+/// What apply calls and writes, with everything it needs: decided once, by `diff`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RunnerOp {
     /// `POST /runners/verify` with the token file's glrt- token, then write it.
     Verify {
+        spec: Box<RunnerSpec>,
+        token: Secret,
+        /// The token it replaces, when it replaces one.
         changed_from: Option<Fingerprint>,
     },
     /// `POST /runners` with a registration token.
-    Register,
+    Register {
+        spec: Box<RunnerSpec>,
+        token: Secret,
+        params: ServerParams,
+    },
     /// `POST /user/runners`, then verify.
-    Create,
+    Create {
+        spec: Box<RunnerSpec>,
+        token: Secret,
+        scope: RunnerScope,
+        params: ServerParams,
+    },
     /// Record an existing entry in the ledger; no GitLab call.
     Adopt {
+        spec: Box<RunnerSpec>,
         source: Source,
         fingerprint: Fingerprint,
         id: i64,
     },
     /// Update what the ledger remembers for removal.
-    Record(Vec<FieldChange>),
+    Record {
+        spec: Box<RunnerSpec>,
+        recorded: Recorded,
+        fields: Vec<FieldChange>,
+    },
     /// Removed from the profile: call GitLab (or not), then drop the entry and the record.
-    Unregister(Call),
+    Unregister {
+        call: Call,
+        token: Secret,
+        recorded: Recorded,
+    },
     /// Removed from the profile, but its entry (and token) are already gone.
-    Forget,
+    Forget { recorded: Recorded },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Call {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Call {
     DeleteRunner,
-    DeleteManager,
+    /// This host's manager, named by its system id.
+    DeleteManager {
+        system_id: String,
+    },
     None,
 }
 
@@ -227,33 +254,43 @@ impl Runner {
                 };
                 let fingerprint = token.fingerprint();
                 let entry_token = entry.and_then(|entry| entry.token.as_ref());
+                let verify = |changed_from| {
+                    Decision::Do(RunnerOp::Verify {
+                        spec: Box::new(spec.clone()),
+                        token: token.clone(),
+                        changed_from,
+                    })
+                };
                 match (&observed.recorded, entry_token) {
-                    _ if !complete => Decision::Verify { changed_from: None },
-                    (None, Some(current)) if current == token => Decision::Adopt {
+                    _ if !complete => verify(None),
+                    (None, Some(current)) if current == token => Decision::Do(RunnerOp::Adopt {
+                        spec: Box::new(spec.clone()),
                         source: Source::Verified,
                         fingerprint,
                         id: entry.and_then(|entry| entry.id).unwrap_or_default(),
-                    },
-                    (None, current) => Decision::Verify {
-                        changed_from: current.map(Secret::fingerprint),
-                    },
+                    }),
+                    (None, current) => verify(current.map(Secret::fingerprint)),
                     (Some(recorded), _) if recorded.token_fingerprint == fingerprint => {
                         self.record_changes(spec, observed)
                     }
-                    (Some(recorded), _) => Decision::Verify {
-                        changed_from: Some(recorded.token_fingerprint.clone()),
-                    },
+                    (Some(recorded), _) => verify(Some(recorded.token_fingerprint.clone())),
                 }
             }
-            TokenSource::Registration { .. } | TokenSource::Create { .. } => {
-                if complete {
-                    return match (&observed.recorded, entry) {
-                        (None, Some(entry)) => Decision::Adopt {
+            TokenSource::Registration { params, .. } | TokenSource::Create { params, .. } => {
+                if let Some(Entry {
+                    token: Some(token),
+                    id: Some(id),
+                    ..
+                }) = entry
+                {
+                    return match &observed.recorded {
+                        None => Decision::Do(RunnerOp::Adopt {
+                            spec: Box::new(spec.clone()),
                             source: Source::Adopted,
-                            fingerprint: entry.token.as_ref().expect("complete").fingerprint(),
-                            id: entry.id.unwrap_or_default(),
-                        },
-                        _ => self.record_changes(spec, observed),
+                            fingerprint: token.fingerprint(),
+                            id: *id,
+                        }),
+                        Some(_) => self.record_changes(spec, observed),
                     };
                 }
                 if let Some(recorded) = &observed.recorded {
@@ -270,14 +307,21 @@ impl Runner {
                         ),
                     };
                 }
-                match observed.token {
-                    TokenFile::Present { .. }
-                        if matches!(spec.token, TokenSource::Create { .. }) =>
-                    {
-                        Decision::Create
+                match (&observed.token, &spec.token) {
+                    (TokenFile::Present { token, .. }, TokenSource::Create { scope, .. }) => {
+                        Decision::Do(RunnerOp::Create {
+                            spec: Box::new(spec.clone()),
+                            token: token.clone(),
+                            scope: scope.clone(),
+                            params: params.clone(),
+                        })
                     }
-                    TokenFile::Present { .. } => Decision::Register,
-                    TokenFile::Empty => missing("is empty"),
+                    (TokenFile::Present { token, .. }, _) => Decision::Do(RunnerOp::Register {
+                        spec: Box::new(spec.clone()),
+                        token: token.clone(),
+                        params: params.clone(),
+                    }),
+                    (TokenFile::Empty, _) => missing("is empty"),
                     _ => missing("does not exist"),
                 }
             }
@@ -315,7 +359,11 @@ impl Runner {
         if fields.is_empty() {
             Decision::InSync
         } else {
-            Decision::Record(fields)
+            Decision::Do(RunnerOp::Record {
+                spec: Box::new(spec.clone()),
+                recorded: recorded.clone(),
+                fields,
+            })
         }
     }
 
@@ -324,22 +372,29 @@ impl Runner {
             return Decision::InSync;
         };
         let ours = observed.entry.as_ref().filter(|entry| {
-            entry.token.is_some()
-                && entry
-                    .url
-                    .as_deref()
-                    .is_none_or(|url| normalize_url(url) == normalize_url(&recorded.url))
+            entry
+                .url
+                .as_deref()
+                .is_none_or(|url| normalize_url(url) == normalize_url(&recorded.url))
         });
-        if ours.is_none() {
-            return Decision::Forget;
-        }
-        let call = match recorded.source {
-            _ if recorded.delete_on_remove => Call::DeleteRunner,
-            Source::Registered | Source::Created => Call::DeleteRunner,
-            Source::Verified if observed.system_id.is_some() => Call::DeleteManager,
-            Source::Verified | Source::Adopted => Call::None,
+        let Some(token) = ours.and_then(|entry| entry.token.clone()) else {
+            return Decision::Do(RunnerOp::Forget {
+                recorded: recorded.clone(),
+            });
         };
-        Decision::Unregister(call)
+        let call = match (&recorded.source, &observed.system_id) {
+            _ if recorded.delete_on_remove => Call::DeleteRunner,
+            (Source::Registered | Source::Created, _) => Call::DeleteRunner,
+            (Source::Verified, Some(system_id)) => Call::DeleteManager {
+                system_id: system_id.clone(),
+            },
+            (Source::Verified | Source::Adopted, _) => Call::None,
+        };
+        Decision::Do(RunnerOp::Unregister {
+            call,
+            token,
+            recorded: recorded.clone(),
+        })
     }
 
     fn register_detail(&self, spec: &RunnerSpec, observed: &RunnerState) -> String {
@@ -365,25 +420,25 @@ impl Runner {
         }
     }
 
-    fn change(&self, decision: &Decision, observed: &RunnerState) -> Option<Change> {
+    /// The change that shows `op` in the plan.
+    fn change(&self, op: &RunnerOp, observed: &RunnerState) -> Change {
         let id = self.id();
-        let recorded = observed.recorded.as_ref();
-        Some(match decision {
-            Decision::InSync => return None,
-            Decision::Refuse { detail, reason } => {
-                Change::new(id, Action::Register, detail.clone()).refused_because(reason.clone())
+        match op {
+            RunnerOp::Verify {
+                spec,
+                changed_from: None,
+                ..
             }
-            Decision::Verify { changed_from: None } | Decision::Register | Decision::Create => {
-                let spec = self.spec().expect("declared");
+            | RunnerOp::Register { spec, .. }
+            | RunnerOp::Create { spec, .. } => {
                 Change::new(id, Action::Register, self.register_detail(spec, observed))
             }
-            Decision::Verify {
+            RunnerOp::Verify {
+                token,
                 changed_from: Some(before),
+                ..
             } => {
-                let after = match &observed.token {
-                    TokenFile::Present { token, .. } => token.fingerprint(),
-                    _ => unreachable!("a verify has a token"),
-                };
+                let after = token.fingerprint();
                 Change::new(
                     id,
                     Action::Update,
@@ -395,7 +450,7 @@ impl Runner {
                     Some(after.as_str().into()),
                 )])
             }
-            Decision::Adopt {
+            RunnerOp::Adopt {
                 source,
                 id: runner_id,
                 ..
@@ -407,7 +462,7 @@ impl Runner {
                     source.as_str()
                 ),
             ),
-            Decision::Record(fields) => Change::new(
+            RunnerOp::Record { fields, .. } => Change::new(
                 id,
                 Action::Update,
                 format!(
@@ -420,14 +475,13 @@ impl Runner {
                 ),
             )
             .with_fields(fields.clone()),
-            Decision::Unregister(call) => {
-                let recorded = recorded.expect("an unregister has a record");
+            RunnerOp::Unregister { call, recorded, .. } => {
                 let what = match call {
                     Call::DeleteRunner => format!(
                         "delete runner #{} in {} (DELETE /api/v4/runners)",
                         recorded.id, recorded.url
                     ),
-                    Call::DeleteManager => format!(
+                    Call::DeleteManager { .. } => format!(
                         "remove this host's runner manager from runner #{} (DELETE /api/v4/runners/managers); the runner stays in GitLab",
                         recorded.id
                     ),
@@ -449,8 +503,7 @@ impl Runner {
                 }
                 change
             }
-            Decision::Forget => {
-                let recorded = recorded.expect("a forget has a record");
+            RunnerOp::Forget { recorded } => {
                 Change::new(
                     id,
                     Action::Delete,
@@ -464,7 +517,7 @@ impl Runner {
                     recorded.id, recorded.url
                 ))
             }
-        })
+        }
     }
 
     fn read_state(&self, host: &Host) -> Result<RunnerState> {
@@ -544,29 +597,15 @@ impl Runner {
         })
     }
 
-    fn apply_declared(
-        &self,
-        cx: &Context,
-        spec: &RunnerSpec,
-        observed: &RunnerState,
-        decision: &Decision,
-    ) -> Result<()> {
-        let host = cx.host;
-        let token = || match &observed.token {
-            TokenFile::Present { token, .. } => Ok(token.clone()),
-            _ => Err(anyhow!(
-                "the {} `{}` is missing",
-                spec.token.key(),
-                spec.token.file()
-            )),
-        };
-        match decision {
-            Decision::Verify { .. } => {
-                let token = token()?;
+    /// Carries out what `diff` decided.
+    fn carry_out(&self, context: &Context, op: &RunnerOp) -> Result<()> {
+        let host = context.host;
+        match op {
+            RunnerOp::Verify { spec, token, .. } => {
                 let system_id = system_id::ensure(host, &self.config)?;
                 let registration = self
                     .gitlab(host, &spec.url, spec.tls_ca_file.as_ref())?
-                    .verify(&token, &system_id)?;
+                    .verify(token, &system_id)?;
                 self.write_entry(host, &spec.url, &registration)?;
                 self.record(
                     host,
@@ -576,21 +615,24 @@ impl Runner {
                     token.fingerprint(),
                 )
             }
-            Decision::Register => {
-                let TokenSource::Registration { params, .. } = &spec.token else {
-                    bail!("not a registration-token runner");
-                };
+            RunnerOp::Register {
+                spec,
+                token,
+                params,
+            } => {
                 let registration = self
                     .gitlab(host, &spec.url, spec.tls_ca_file.as_ref())?
-                    .register(&token()?, &self.name, params)?;
+                    .register(token, &self.name, params)?;
                 self.keep(host, spec, &registration, Source::Registered)
             }
-            Decision::Create => {
-                let TokenSource::Create { scope, params, .. } = &spec.token else {
-                    bail!("not a create-token runner");
-                };
+            RunnerOp::Create {
+                spec,
+                token,
+                scope,
+                params,
+            } => {
                 let gitlab = self.gitlab(host, &spec.url, spec.tls_ca_file.as_ref())?;
-                let registration = gitlab.create(&token()?, &self.name, scope, params)?;
+                let registration = gitlab.create(token, &self.name, scope, params)?;
                 self.keep(host, spec, &registration, Source::Created)?;
                 // As `gitlab-runner register --token` would next: make this host a manager.
                 let system_id = system_id::ensure(host, &self.config)?;
@@ -602,23 +644,28 @@ impl Runner {
                 })?;
                 Ok(())
             }
-            Decision::Adopt {
+            RunnerOp::Adopt {
+                spec,
                 source,
                 fingerprint,
                 id,
             } => self.record(host, spec, *id, *source, fingerprint.clone()),
-            Decision::Record(_) => {
-                let recorded = observed.recorded.as_ref().context("no ledger record")?;
-                self.record(
-                    host,
-                    spec,
-                    recorded.id,
-                    recorded.source,
-                    recorded.token_fingerprint.clone(),
-                )
+            RunnerOp::Record { spec, recorded, .. } => self.record(
+                host,
+                spec,
+                recorded.id,
+                recorded.source,
+                recorded.token_fingerprint.clone(),
+            ),
+            RunnerOp::Unregister {
+                call,
+                token,
+                recorded,
+            } => {
+                self.unregister(host, call, token, recorded)?;
+                self.forget(host)
             }
-            Decision::InSync | Decision::Refuse { .. } => Ok(()),
-            Decision::Unregister(_) | Decision::Forget => bail!("`{}` is declared", self.id()),
+            RunnerOp::Forget { .. } => self.forget(host),
         }
     }
 
@@ -641,50 +688,52 @@ impl Runner {
             })
     }
 
-    fn apply_removed(
+    /// Tells GitLab (or not, as `call` says), then drops the runner's entry from config.toml.
+    fn unregister(
         &self,
-        cx: &Context,
-        observed: &RunnerState,
-        decision: &Decision,
+        host: &Host,
+        call: &Call,
+        token: &Secret,
+        recorded: &Recorded,
     ) -> Result<()> {
-        let host = cx.host;
-        let recorded = observed.recorded.as_ref().context("no ledger record")?;
-        if let Decision::Unregister(call) = decision {
-            let token = observed
-                .entry
-                .as_ref()
-                .and_then(|entry| entry.token.clone())
-                .context("the entry has no token")?;
-            let gitlab = || self.gitlab(host, &recorded.url, recorded.tls_ca_file.as_ref());
-            let outcome = match call {
-                Call::DeleteRunner => Some(gitlab()?.delete_runner(&token)?),
-                Call::DeleteManager => {
-                    let system_id = observed.system_id.as_deref().context("no system id")?;
-                    Some(gitlab()?.delete_manager(&token, system_id)?)
-                }
-                Call::None => None,
-            };
-            match outcome {
-                Some(Deleted::UnknownToken) => tracing::warn!(
-                    "{}: GitLab does not know the runner's token any more (deleted or revoked there); removing the entry",
-                    self.id()
-                ),
-                Some(Deleted::NoSuchManager) => tracing::warn!(
-                    "{}: GitLab lists no runner manager for this host; removing the entry",
-                    self.id()
-                ),
-                Some(Deleted::Done) | None => {}
-            }
-            if let Some((_, mut document)) = config::read(host, &self.config)?
-                && let Some(index) = config_toml::find(&document, &self.name)
-            {
-                config_toml::remove_entry(&mut document, index);
-                config::write(host, &self.config, &document.to_string())?;
-            }
+        let gitlab = || self.gitlab(host, &recorded.url, recorded.tls_ca_file.as_ref());
+        let outcome = match call {
+            Call::DeleteRunner => Some(gitlab()?.delete_runner(token)?),
+            Call::DeleteManager { system_id } => Some(gitlab()?.delete_manager(token, system_id)?),
+            Call::None => None,
+        };
+        match outcome {
+            Some(Deleted::UnknownToken) => tracing::warn!(
+                "{}: GitLab does not know the runner's token any more (deleted or revoked there); removing the entry",
+                self.id()
+            ),
+            Some(Deleted::NoSuchManager) => tracing::warn!(
+                "{}: GitLab lists no runner manager for this host; removing the entry",
+                self.id()
+            ),
+            Some(Deleted::Done) | None => {}
         }
+        if let Some((_, mut document)) = config::read(host, &self.config)?
+            && let Some(index) = config_toml::find(&document, &self.name)
+        {
+            config_toml::remove_entry(&mut document, index);
+            config::write(host, &self.config, &document.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Drops the runner from berth's ledger.
+    fn forget(&self, host: &Host) -> Result<()> {
         Ledger::update(host, |ledger| {
             ledger.runners.shift_remove(&self.name);
         })
+    }
+
+    /// True when `runner/NAME` plans (plan) or made (apply) a registration in this run.
+    pub(crate) fn registers_in(earlier: &Earlier, name: &str) -> bool {
+        earlier
+            .of(&ResourceId::new(Kind::Runner, name))
+            .any(|change| change.action == Action::Register)
     }
 }
 
@@ -705,22 +754,23 @@ fn token_hint(source: &TokenSource) -> &'static str {
 
 impl Resource for Runner {
     type Observed = RunnerState;
+    type Op = RunnerOp;
 
     fn id(&self) -> ResourceId {
         match self.role {
-            Role::UnreadableLedger { .. } => ResourceId::singleton("runner-ledger"),
-            _ => ResourceId::new("runner", &self.name),
+            Role::UnreadableLedger { .. } => ResourceId::singleton(Kind::RunnerLedger),
+            _ => ResourceId::new(Kind::Runner, &self.name),
         }
     }
 
-    fn observe(&self, cx: &Context) -> Result<RunnerState> {
+    fn observe(&self, context: &Context) -> Result<RunnerState> {
         let state = match &self.role {
             Role::UnreadableLedger {
                 message,
                 permission,
             } if *permission => Err(anyhow!("{message}")),
             Role::UnreadableLedger { message, .. } => bail!("{message}"),
-            _ => self.read_state(cx.host),
+            _ => self.read_state(context.host),
         };
         let denied = |error: &anyhow::Error| {
             matches!(
@@ -743,7 +793,7 @@ impl Resource for Runner {
         }
     }
 
-    fn diff(&self, observed: &RunnerState, _earlier: &[Change]) -> Diff {
+    fn diff(&self, observed: &RunnerState, _earlier: &Earlier) -> Diff<RunnerOp> {
         let mut diff = Diff::none();
         if let Some(reason) = &observed.unreadable {
             diff.warn(config::not_planned(reason));
@@ -758,31 +808,18 @@ impl Resource for Runner {
                 spec.token.file()
             ));
         }
-        if let Some(change) = self.change(&self.decide(observed), observed) {
-            diff.push(change);
+        match self.decide(observed) {
+            Decision::InSync => {}
+            Decision::Refuse { detail, reason } => {
+                diff.refuse(Change::new(self.id(), Action::Register, detail), reason);
+            }
+            Decision::Do(op) => diff.push(self.change(&op, observed), op),
         }
         diff
     }
 
-    fn apply(
-        &self,
-        cx: &Context,
-        observed: &RunnerState,
-        change: &Change,
-        _earlier: &[Change],
-    ) -> Result<()> {
-        let decision = self.decide(observed);
-        let expected = self
-            .change(&decision, observed)
-            .map(|expected| expected.action);
-        if expected != Some(change.action) {
-            bail!("`{}` cannot `{}` now", self.id(), change.action.as_str());
-        }
-        match &self.role {
-            Role::Declared(spec) => self.apply_declared(cx, spec, observed, &decision),
-            Role::Removed => self.apply_removed(cx, observed, &decision),
-            Role::UnreadableLedger { message, .. } => bail!("{message}"),
-        }
+    fn apply(&self, context: &Context, _observed: &RunnerState, op: &RunnerOp) -> Result<()> {
+        self.carry_out(context, op)
     }
 }
 
@@ -889,17 +926,25 @@ mod tests {
     #[test]
     fn a_glrt_token_is_verified_once_and_then_in_sync() {
         let runner = runner(glrt());
-        assert_eq!(
+        assert!(matches!(
             runner.decide(&state(None, None, Some("glrt-a"))),
-            Decision::Verify { changed_from: None }
-        );
+            Decision::Do(RunnerOp::Verify {
+                changed_from: None,
+                ..
+            })
+        ));
         let registered = state(
             Some(entry("glrt-a")),
             Some(recorded(Source::Verified, "glrt-a")),
             Some("glrt-a"),
         );
         assert_eq!(runner.decide(&registered), Decision::InSync);
-        assert!(runner.diff(&registered, &[]).changes.is_empty());
+        assert!(
+            runner
+                .diff(&registered, &Earlier::default())
+                .changes
+                .is_empty()
+        );
     }
 
     #[test]
@@ -921,33 +966,38 @@ mod tests {
             Some(recorded(Source::Verified, "glrt-a")),
             Some("glrt-b"),
         );
-        let diff = runner.diff(&observed, &[]);
+        let diff = runner.diff(&observed, &Earlier::default());
         let change = &diff.changes[0];
-        assert_eq!(change.action, Action::Update);
+        assert_eq!(change.0.action, Action::Update);
         let (before, after) = (Fingerprint::of("glrt-a"), Fingerprint::of("glrt-b"));
         assert_eq!(
-            change.detail,
+            change.0.detail,
             format!("token (fingerprint {} → {})", before.short(), after.short())
         );
-        let json = serde_json::to_string(change).unwrap();
+        let json = serde_json::to_string(&change.0).unwrap();
         assert!(!json.contains("glrt-"), "{json}");
     }
 
     #[test]
     fn legacy_registration_happens_only_without_an_entry() {
         let runner = runner(legacy());
-        assert_eq!(
+        assert!(matches!(
             runner.decide(&state(None, None, Some("reg-token"))),
-            Decision::Register
-        );
+            Decision::Do(RunnerOp::Register { .. })
+        ));
         let existing = state(Some(entry("glrtr-issued")), None, Some("reg-token"));
+        let Decision::Do(RunnerOp::Adopt {
+            source,
+            fingerprint,
+            id,
+            ..
+        }) = runner.decide(&existing)
+        else {
+            panic!("an existing entry is adopted");
+        };
         assert_eq!(
-            runner.decide(&existing),
-            Decision::Adopt {
-                source: Source::Adopted,
-                fingerprint: Fingerprint::of("glrtr-issued"),
-                id: 18
-            }
+            (source, fingerprint, id),
+            (Source::Adopted, Fingerprint::of("glrtr-issued"), 18)
         );
         let lost = state(
             None,
@@ -966,11 +1016,12 @@ mod tests {
     #[test]
     fn a_missing_token_file_is_a_refused_registration_not_an_error() {
         let runner = runner(glrt());
-        let diff = runner.diff(&state(None, None, None), &[]);
+        let diff = runner.diff(&state(None, None, None), &Earlier::default());
         let change = &diff.changes[0];
-        assert_eq!(change.action, Action::Register);
+        assert_eq!(change.0.action, Action::Register);
         assert!(
             change
+                .0
                 .refused
                 .as_deref()
                 .unwrap()
@@ -997,32 +1048,25 @@ mod tests {
         let with = |source, delete_on_remove| {
             let mut record = recorded(source, "t");
             record.delete_on_remove = delete_on_remove;
-            runner.decide(&state(Some(entry("t")), Some(record), None))
+            match runner.decide(&state(Some(entry("t")), Some(record), None)) {
+                Decision::Do(RunnerOp::Unregister { call, .. }) => call,
+                other => panic!("not an unregister: {other:?}"),
+            }
         };
         assert_eq!(
             with(Source::Verified, false),
-            Decision::Unregister(Call::DeleteManager)
+            Call::DeleteManager {
+                system_id: "s_0123456789ab".into()
+            }
         );
-        assert_eq!(
-            with(Source::Verified, true),
-            Decision::Unregister(Call::DeleteRunner)
-        );
-        assert_eq!(
-            with(Source::Registered, false),
-            Decision::Unregister(Call::DeleteRunner)
-        );
-        assert_eq!(
-            with(Source::Created, false),
-            Decision::Unregister(Call::DeleteRunner)
-        );
-        assert_eq!(
-            with(Source::Adopted, false),
-            Decision::Unregister(Call::None)
-        );
-        assert_eq!(
+        assert_eq!(with(Source::Verified, true), Call::DeleteRunner);
+        assert_eq!(with(Source::Registered, false), Call::DeleteRunner);
+        assert_eq!(with(Source::Created, false), Call::DeleteRunner);
+        assert_eq!(with(Source::Adopted, false), Call::None);
+        assert!(matches!(
             runner.decide(&state(None, Some(recorded(Source::Registered, "t")), None)),
-            Decision::Forget
-        );
+            Decision::Do(RunnerOp::Forget { .. })
+        ));
         assert_eq!(
             runner.decide(&state(Some(entry("t")), None, None)),
             Decision::InSync

@@ -1,0 +1,279 @@
+//! What apply does to a container: pull its image, create and start it, replace it without
+//! losing data or a running job, repair it in place. Each function carries out one operation
+//! the diff returned; none decides anything the diff did not.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+
+use super::{
+    Container, PULL_TIMEOUT,
+    drift::Repair,
+    values::{MountSource, PullPolicy},
+};
+use crate::{
+    docker::inspect::{ContainerInfo, short_image_id},
+    host::{Host, HostPath, exec},
+    resource::{Context, docker_object},
+};
+
+impl Container {
+    /// The `docker container create` arguments for the profile's container.
+    pub(super) fn create_arguments(&self, host: &Host) -> Vec<String> {
+        let spec = &self.spec;
+        let mut args: Vec<String> = vec![
+            "container".into(),
+            "create".into(),
+            "--name".into(),
+            spec.name.to_string(),
+        ];
+        args.extend(docker_object::ownership_labels(&self.profile, &self.hash));
+        for (key, value) in &spec.labels {
+            args.extend(["--label".into(), format!("{key}={value}")]);
+        }
+        args.extend(["--restart".into(), spec.restart.to_string()]);
+        if spec.privileged {
+            args.push("--privileged".into());
+        }
+        // API 1.41 creates a container on one network; the others are connected before start.
+        if let Some((network, aliases)) = spec.networks.first() {
+            args.extend(["--network".into(), network.to_string()]);
+            for alias in aliases {
+                args.extend(["--network-alias".into(), alias.clone()]);
+            }
+        }
+        for mount in &spec.mounts {
+            let argument = mount
+                .bind_argument(host)
+                .unwrap_or_else(|| mount.target.clone());
+            args.extend(["--volume".into(), argument]);
+        }
+        for (key, value) in &spec.env {
+            args.extend(["--env".into(), format!("{key}={value}")]);
+        }
+        for port in &spec.ports {
+            args.extend(["--publish".into(), port.argument()]);
+        }
+        if let Some(user) = &spec.user {
+            args.extend(["--user".into(), user.clone()]);
+        }
+        if let Some(workdir) = &spec.workdir {
+            args.extend(["--workdir".into(), workdir.clone()]);
+        }
+        for capability in &spec.cap_add {
+            args.extend(["--cap-add".into(), capability.clone()]);
+        }
+        for option in &spec.security_opt {
+            args.extend(["--security-opt".into(), option.clone()]);
+        }
+        for device in &spec.devices {
+            args.extend(["--device".into(), device.argument(host)]);
+        }
+        if let Some(signal) = &spec.stop_signal {
+            args.extend(["--stop-signal".into(), signal.clone()]);
+        }
+        if let Some(timeout) = spec.stop_timeout {
+            args.extend(["--stop-timeout".into(), timeout.to_string()]);
+        }
+        // `--entrypoint` takes one word; the rest of the entrypoint leads the arguments.
+        let mut trailing = Vec::new();
+        if let Some(entrypoint) = &spec.entrypoint {
+            args.extend(["--entrypoint".into(), entrypoint[0].clone()]);
+            trailing.extend(entrypoint[1..].iter().cloned());
+        }
+        trailing.extend(spec.command.iter().flatten().cloned());
+        args.push(spec.image.clone());
+        args.extend(trailing);
+        args
+    }
+
+    pub(super) fn ensure_image(&self, context: &Context, present: bool) -> Result<()> {
+        let pull = match self.spec.pull {
+            PullPolicy::Always => true,
+            PullPolicy::Missing => !present,
+            PullPolicy::Never if present => false,
+            PullPolicy::Never => bail!(
+                "image `{}` is not on the host and pull = \"never\"",
+                self.spec.image
+            ),
+        };
+        if pull {
+            exec::run_with_timeout(
+                &context.docker.command(["pull", self.spec.image.as_str()]),
+                PULL_TIMEOUT,
+            )
+            .with_context(|| format!("image `{}` could not be pulled", self.spec.image))?;
+        }
+        Ok(())
+    }
+
+    /// Creates missing bind-source directories under the root, as `docker run -v` would, but
+    /// where berth can say so in the plan.
+    pub(super) fn ensure_sources(&self, context: &Context) -> Result<()> {
+        for mount in &self.spec.mounts {
+            if let MountSource::Bind(source) = &mount.source
+                && !context.host.exists(source)
+            {
+                if is_socket_path(source) {
+                    bail!("the bind source `{source}` does not exist");
+                }
+                context.host.ensure_dir(source, 0o755)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates, connects and starts the profile's container; removes it again when it cannot
+    /// be connected or started, so no half-made container is left behind.
+    pub(super) fn create_and_start(&self, context: &Context) -> Result<()> {
+        let args = self.create_arguments(context.host);
+        let id = run(context, &args)?.trim().to_owned();
+        let finish = || -> Result<()> {
+            for (network, aliases) in self.spec.networks.iter().skip(1) {
+                connect(context, self.name(), network.as_str(), aliases)?;
+            }
+            run(context, &["container", "start", self.name()])?;
+            Ok(())
+        };
+        finish().inspect_err(|_| {
+            let _ = run(
+                context,
+                &["container", "rm", "--force", "--volumes", id.as_str()],
+            );
+        })
+    }
+
+    pub(super) fn replace(
+        &self,
+        context: &Context,
+        live: &ContainerInfo,
+        image_present: bool,
+    ) -> Result<()> {
+        self.ensure_image(context, image_present)?;
+        self.ensure_sources(context)?;
+        let name = self.name();
+        let parked = format!("{name}.berth-old");
+        // Drain: `docker stop` without `-t` uses the container's own stop signal and timeout.
+        exec::run_with_timeout(
+            &context
+                .docker
+                .command(["container", "stop", live.id.as_str()]),
+            Duration::from_secs(Self::stop_timeout(live)),
+        )
+        .with_context(|| format!("failed to stop the old `{name}`"))?;
+        // A container set aside by an interrupted run is in the way; it is stopped already.
+        let _ = exec::run_unchecked(&context.docker.command([
+            "container",
+            "rm",
+            "--volumes",
+            parked.as_str(),
+        ]));
+        run(
+            context,
+            &["container", "rename", live.id.as_str(), parked.as_str()],
+        )?;
+        match self.create_and_start(context) {
+            Ok(()) => {
+                run(context, &["container", "rm", "--volumes", live.id.as_str()]).with_context(|| {
+                    format!("the new `{name}` runs, but the old one (`{parked}`) could not be removed")
+                })?;
+                Ok(())
+            }
+            Err(error) => {
+                let restored = run(context, &["container", "rename", live.id.as_str(), name])
+                    .and_then(|_| {
+                        if live.state.running {
+                            run(context, &["container", "start", name]).map(drop)
+                        } else {
+                            Ok(())
+                        }
+                    });
+                Err(match restored {
+                    Ok(()) => error.context(format!("the new `{name}` did not start; the previous container is back in place")),
+                    Err(second) => error.context(format!(
+                        "the new `{name}` did not start, and putting the previous one back failed ({second:#}); it is kept as `{parked}`"
+                    )),
+                })
+            }
+        }
+    }
+
+    /// The in-place repairs the diff listed, in order.
+    pub(super) fn repair(&self, context: &Context, repairs: &[Repair]) -> Result<()> {
+        let name = self.name();
+        for repair in repairs {
+            match repair {
+                Repair::RestartPolicy => {
+                    let policy = self.spec.restart.to_string();
+                    run(
+                        context,
+                        &["container", "update", "--restart", &policy, name],
+                    )?;
+                }
+                Repair::Network {
+                    name: network,
+                    attached,
+                    aliases,
+                } => {
+                    if *attached {
+                        run(
+                            context,
+                            &["network", "disconnect", "--force", network, name],
+                        )?;
+                    }
+                    if let Some(aliases) = aliases {
+                        connect(context, name, network, aliases)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn pull_and_follow(&self, context: &Context) -> Result<()> {
+        self.ensure_image(context, true)?;
+        context.docker.invalidate();
+        let images = context
+            .docker
+            .images(std::slice::from_ref(&self.spec.image))?;
+        let containers = context.docker.containers(&[self.name().to_owned()])?;
+        let (Some(image), Some(live)) = (images.get(&self.spec.image), containers.get(self.name()))
+        else {
+            return Ok(());
+        };
+        if image.id != live.image {
+            tracing::info!(
+                "container/{}: the tag {} moved to {}; replacing",
+                self.name(),
+                self.spec.image,
+                short_image_id(&image.id)
+            );
+            self.replace(context, live, true)?;
+        }
+        Ok(())
+    }
+}
+
+/// A bind source that is a socket (`/var/run/docker.sock`) must exist: Docker, and berth,
+/// would otherwise make a directory there.
+pub(super) fn is_socket_path(path: &HostPath) -> bool {
+    path.as_path()
+        .extension()
+        .is_some_and(|extension| extension == "sock")
+}
+
+pub(super) fn run<S: AsRef<str>>(context: &Context, args: &[S]) -> Result<String> {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    Ok(context.docker.run(&args)?)
+}
+
+fn connect(context: &Context, container: &str, network: &str, aliases: &[String]) -> Result<()> {
+    let mut args = vec!["network".to_owned(), "connect".to_owned()];
+    for alias in aliases {
+        args.extend(["--alias".to_owned(), alias.clone()]);
+    }
+    args.extend([network.to_owned(), container.to_owned()]);
+    run(context, &args)
+        .map(drop)
+        .with_context(|| format!("failed to connect `{container}` to network `{network}`"))
+}
