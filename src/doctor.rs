@@ -18,7 +18,7 @@ use crate::{
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Ok,
     Warn,
     Fail,
@@ -27,7 +27,7 @@ pub enum Verdict {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Check {
+pub(crate) struct Check {
     pub name: String,
     pub verdict: Verdict,
     pub detail: String,
@@ -58,7 +58,7 @@ const MIN_FREE_BYTES: u64 = 2 << 30;
 /// Below this (or 10 %), it is worth a warning.
 const LOW_FREE_BYTES: u64 = 10 << 30;
 
-pub fn run(host: &Host, docker: &Docker, profile: Option<&Profile>) -> Vec<Check> {
+pub(crate) fn run(host: &Host, docker: &Docker, profile: Option<&Profile>) -> Vec<Check> {
     let mut checks = vec![kernel_release(host), overlay(host)];
     let status = docker.status();
     checks.push(match &status {
@@ -475,6 +475,6 @@ fn runner_tokens(host: &Host, profile: &Profile) -> Vec<Check> {
     checks
 }
 
-pub fn healthy(checks: &[Check]) -> bool {
+pub(crate) fn healthy(checks: &[Check]) -> bool {
     checks.iter().all(|check| check.verdict != Verdict::Fail)
 }

@@ -16,14 +16,14 @@ use crate::{
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
+pub(crate) enum Mode {
     Plan,
     Apply,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Status {
+pub(crate) enum Status {
     /// plan: would be done.
     Planned,
     /// apply: done.
@@ -35,25 +35,25 @@ pub enum Status {
 }
 
 #[derive(Debug)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub change: Change,
     pub status: Status,
 }
 
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     pub id: ResourceId,
     pub error: anyhow::Error,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Notice {
+pub(crate) struct Notice {
     pub id: ResourceId,
     pub message: String,
 }
 
 #[derive(Debug)]
-pub struct Report {
+pub(crate) struct Report {
     pub mode: Mode,
     pub entries: Vec<Entry>,
     pub notices: Vec<Notice>,
@@ -62,7 +62,7 @@ pub struct Report {
 
 impl Report {
     /// What was planned (plan) or done (apply).
-    pub fn summary(&self) -> Summary {
+    pub(crate) fn summary(&self) -> Summary {
         let counted = match self.mode {
             Mode::Plan => Status::Planned,
             Mode::Apply => Status::Done,
@@ -75,11 +75,11 @@ impl Report {
         )
     }
 
-    pub fn has_changes(&self) -> bool {
+    pub(crate) fn has_changes(&self) -> bool {
         !self.entries.is_empty()
     }
 
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         !self.failures.is_empty()
     }
 }

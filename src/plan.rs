@@ -82,7 +82,7 @@ impl Serialize for ResourceId {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Action {
+pub(crate) enum Action {
     Create,
     Update,
     Replace,
@@ -100,7 +100,7 @@ pub enum Action {
 
 /// How an action counts in the summary line, the way Terraform counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Effect {
+pub(crate) enum Effect {
     Add,
     Change,
     Destroy,
@@ -109,7 +109,7 @@ pub enum Effect {
 }
 
 impl Action {
-    pub fn effect(self) -> Effect {
+    pub(crate) fn effect(self) -> Effect {
         match self {
             Self::Create | Self::Load | Self::Persist | Self::Register | Self::Start => Effect::Add,
             Self::Update | Self::Restart | Self::Reload | Self::Pull => Effect::Change,
@@ -119,7 +119,7 @@ impl Action {
     }
 
     /// The marker printed before the action; colour only repeats what it says.
-    pub fn marker(self) -> &'static str {
+    pub(crate) fn marker(self) -> &'static str {
         match self.effect() {
             Effect::Add => "+",
             Effect::Change => "~",
@@ -128,7 +128,7 @@ impl Action {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Create => "create",
             Self::Update => "update",
@@ -150,7 +150,7 @@ impl Action {
 /// from JSON (absent is not the same as a JSON `null` value). Secret fields carry a fingerprint
 /// or `"***"`, never the value.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FieldChange {
+pub(crate) struct FieldChange {
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub before: Option<Value>,
@@ -159,7 +159,11 @@ pub struct FieldChange {
 }
 
 impl FieldChange {
-    pub fn new(path: impl Into<String>, before: Option<Value>, after: Option<Value>) -> Self {
+    pub(crate) fn new(
+        path: impl Into<String>,
+        before: Option<Value>,
+        after: Option<Value>,
+    ) -> Self {
         Self {
             path: path.into(),
             before,
@@ -169,7 +173,7 @@ impl FieldChange {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Change {
+pub(crate) struct Change {
     pub id: ResourceId,
     pub action: Action,
     /// One line for humans: a path, or why the action is needed.
@@ -187,7 +191,7 @@ pub struct Change {
 }
 
 impl Change {
-    pub fn new(id: ResourceId, action: Action, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(id: ResourceId, action: Action, detail: impl Into<String>) -> Self {
         Self {
             id,
             action,
@@ -199,22 +203,22 @@ impl Change {
         }
     }
 
-    pub fn with_fields(mut self, fields: Vec<FieldChange>) -> Self {
+    pub(crate) fn with_fields(mut self, fields: Vec<FieldChange>) -> Self {
         self.fields = fields;
         self
     }
 
-    pub fn with_diff(mut self, diff: impl Into<String>) -> Self {
+    pub(crate) fn with_diff(mut self, diff: impl Into<String>) -> Self {
         self.diff = Some(diff.into());
         self
     }
 
-    pub fn with_warning(mut self, warning: impl Into<String>) -> Self {
+    pub(crate) fn with_warning(mut self, warning: impl Into<String>) -> Self {
         self.warnings.push(warning.into());
         self
     }
 
-    pub fn refused_because(mut self, reason: impl Into<String>) -> Self {
+    pub(crate) fn refused_because(mut self, reason: impl Into<String>) -> Self {
         self.refused = Some(reason.into());
         self
     }
@@ -269,7 +273,7 @@ impl<Op> Diff<Op> {
 /// The unified diff between `before` (empty for a new file) and `after`, headed by `path`, for
 /// a change that rewrites a file. Callers redact secrets before they get here: a diff is
 /// printed as it is.
-pub fn unified_diff(path: &str, before: &str, after: &str) -> String {
+pub(crate) fn unified_diff(path: &str, before: &str, after: &str) -> String {
     similar::TextDiff::from_lines(before, after)
         .unified_diff()
         .context_radius(3)
@@ -278,14 +282,14 @@ pub fn unified_diff(path: &str, before: &str, after: &str) -> String {
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub add: usize,
     pub change: usize,
     pub destroy: usize,
 }
 
 impl Summary {
-    pub fn count<'a>(changes: impl IntoIterator<Item = &'a Change>) -> Self {
+    pub(crate) fn count<'a>(changes: impl IntoIterator<Item = &'a Change>) -> Self {
         let mut summary = Self::default();
         for change in changes {
             match change.action.effect() {

@@ -14,10 +14,10 @@ use crate::{
     output::json,
 };
 
-pub const LAST_RUN: &str = "/var/lib/berth/last-run.json";
+pub(crate) const LAST_RUN: &str = "/var/lib/berth/last-run.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LastRun {
+pub(crate) struct LastRun {
     pub schema_version: u32,
     pub berth_version: String,
     /// RFC 3339, UTC.
@@ -56,7 +56,7 @@ impl LastRun {
     }
 
     /// The report of a run that got as far as the engine.
-    pub fn from_report(
+    pub(crate) fn from_report(
         report: &Report,
         started: jiff::Timestamp,
         duration: Duration,
@@ -84,7 +84,7 @@ impl LastRun {
     }
 
     /// The report of a run that failed before it looked at the host (a profile error).
-    pub fn from_error(
+    pub(crate) fn from_error(
         error: &anyhow::Error,
         started: jiff::Timestamp,
         duration: Duration,
@@ -98,11 +98,11 @@ impl LastRun {
         }
     }
 
-    pub fn started(&self) -> Option<jiff::Timestamp> {
+    pub(crate) fn started(&self) -> Option<jiff::Timestamp> {
         self.started_at.parse().ok()
     }
 
-    pub fn write(&self, host: &Host) -> Result<()> {
+    pub(crate) fn write(&self, host: &Host) -> Result<()> {
         let path = host_path(LAST_RUN);
         if let Some(parent) = path.parent() {
             host.ensure_dir(&parent, 0o700)?;
@@ -113,7 +113,7 @@ impl LastRun {
     }
 
     /// The last run's report; `None` when berth has not applied on this host yet.
-    pub fn read(host: &Host) -> Result<Option<Self>> {
+    pub(crate) fn read(host: &Host) -> Result<Option<Self>> {
         let path = host_path(LAST_RUN);
         let Some(text) = host.read_optional(&path)? else {
             return Ok(None);
@@ -124,7 +124,7 @@ impl LastRun {
     }
 
     /// The report as node_exporter textfile metrics.
-    pub fn metrics(&self) -> String {
+    pub(crate) fn metrics(&self) -> String {
         let mut out = String::new();
         let mut gauge = |name: &str, help: &str, samples: &[(String, String)]| {
             let _ = writeln!(out, "# HELP {name} {help}");
@@ -177,7 +177,7 @@ impl LastRun {
 
     /// Writes [`LastRun::metrics`] to `path` (a node_exporter textfile, e.g.
     /// `/var/lib/prometheus/node-exporter/berth.prom`).
-    pub fn write_metrics(&self, host: &Host, path: &HostPath) -> Result<()> {
+    pub(crate) fn write_metrics(&self, host: &Host, path: &HostPath) -> Result<()> {
         host.write_atomic(path, self.metrics().as_bytes(), 0o644)
     }
 }
@@ -200,7 +200,7 @@ fn escape_label(value: &str) -> String {
 }
 
 /// "42 s ago", "5 min ago", "3 h ago", "2 days ago".
-pub fn ago(seconds: i64) -> String {
+pub(crate) fn ago(seconds: i64) -> String {
     match seconds {
         ..0 => "in the future (clock skew?)".to_owned(),
         0..60 => format!("{seconds} s ago"),

@@ -16,28 +16,28 @@ use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 /// What every secret prints as.
-pub const REDACTED: &str = "***";
+pub(crate) const REDACTED: &str = "***";
 
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
-    pub fn new(text: impl Into<String>) -> Self {
+    pub(crate) fn new(text: impl Into<String>) -> Self {
         Self(text.into())
     }
 
     /// The secret itself, for the one place that must send or store it.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 
-    pub fn fingerprint(&self) -> Fingerprint {
+    pub(crate) fn fingerprint(&self) -> Fingerprint {
         Fingerprint::of(&self.0)
     }
 
     /// Replaces every occurrence of this secret in `text` (an error message from GitLab, say)
     /// with `***`.
-    pub fn scrub(&self, text: &str) -> String {
+    pub(crate) fn scrub(&self, text: &str) -> String {
         if self.0.is_empty() {
             text.to_owned()
         } else {
@@ -68,20 +68,20 @@ impl Serialize for Secret {
 /// help guess one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct Fingerprint(String);
+pub(crate) struct Fingerprint(String);
 
 impl Fingerprint {
-    pub fn of(text: &str) -> Self {
+    pub(crate) fn of(text: &str) -> Self {
         let digest = Sha256::digest(text.as_bytes());
         Self(hex::encode(&digest[..8]))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// The short form people read in a plan: `3f2a…`.
-    pub fn short(&self) -> String {
+    pub(crate) fn short(&self) -> String {
         format!("{}…", &self.0[..self.0.len().min(4)])
     }
 }

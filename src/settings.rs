@@ -15,12 +15,12 @@ use crate::{
 };
 
 /// The host's own berth settings.
-pub const HOST_CONFIG: &str = "/etc/berth/berth.toml";
+pub(crate) const HOST_CONFIG: &str = "/etc/berth/berth.toml";
 
 /// `/etc/berth/berth.toml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HostConfig {
+pub(crate) struct HostConfig {
     /// The profiles this host converges to when `-p` is not given, in layering order.
     pub profiles: Option<Vec<String>>,
     /// Where apply writes node_exporter textfile metrics.
@@ -29,7 +29,7 @@ pub struct HostConfig {
 
 impl HostConfig {
     /// berth.toml under the root; all defaults when it does not exist.
-    pub fn read(host: &Host) -> Result<Self> {
+    pub(crate) fn read(host: &Host) -> Result<Self> {
         let path = host_path(HOST_CONFIG);
         let Some(text) = host.read_optional(&path)? else {
             return Ok(Self::default());
@@ -42,7 +42,7 @@ impl HostConfig {
 }
 
 #[derive(Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub host: Host,
     pub profiles: Vec<ProfileRef>,
     pub options: Options,
@@ -53,7 +53,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn resolve(cli: &Cli) -> Result<Self> {
+    pub(crate) fn resolve(cli: &Cli) -> Result<Self> {
         let root = absolute(&cli.root)?;
         if !root.is_dir() {
             bail!("the root `{}` is not a directory", cli.root.display());

@@ -11,10 +11,10 @@ pub(crate) const LABEL_MANAGED: &str = "berth.managed";
 pub(crate) const LABEL_PROFILE: &str = "berth.profile";
 pub(crate) const LABEL_SPEC_HASH: &str = "berth.spec-hash";
 
-pub type Labels = BTreeMap<String, String>;
+pub(crate) type Labels = BTreeMap<String, String>;
 
 /// Anything Docker labels: containers (their config), networks and volumes.
-pub trait Labelled {
+pub(crate) trait Labelled {
     fn labels(&self) -> Option<&Labels>;
 
     fn label(&self, key: &str) -> Option<&str> {
@@ -34,7 +34,7 @@ pub trait Labelled {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct ContainerInfo {
+pub(crate) struct ContainerInfo {
     pub id: String,
     /// With Docker's leading `/`.
     pub name: String,
@@ -47,15 +47,15 @@ pub struct ContainerInfo {
 }
 
 impl ContainerInfo {
-    pub fn short_id(&self) -> &str {
+    pub(crate) fn short_id(&self) -> &str {
         &self.id[..self.id.len().min(12)]
     }
 
-    pub fn plain_name(&self) -> &str {
+    pub(crate) fn plain_name(&self) -> &str {
         self.name.trim_start_matches('/')
     }
 
-    pub fn networks(&self) -> &BTreeMap<String, Endpoint> {
+    pub(crate) fn networks(&self) -> &BTreeMap<String, Endpoint> {
         static EMPTY: BTreeMap<String, Endpoint> = BTreeMap::new();
         self.network_settings.networks.as_ref().unwrap_or(&EMPTY)
     }
@@ -63,7 +63,7 @@ impl ContainerInfo {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct ContainerState {
+pub(crate) struct ContainerState {
     /// created, running, paused, restarting, removing, exited, dead.
     pub status: String,
     pub running: bool,
@@ -73,7 +73,7 @@ pub struct ContainerState {
 /// A container's `Config`, and an image's: the daemon merges the image's into the container's.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct Config {
+pub(crate) struct Config {
     pub image: String,
     pub env: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
@@ -88,7 +88,7 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn env_map(&self) -> BTreeMap<&str, &str> {
+    pub(crate) fn env_map(&self) -> BTreeMap<&str, &str> {
         self.env
             .iter()
             .flatten()
@@ -105,7 +105,7 @@ impl Labelled for Config {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct HostConfig {
+pub(crate) struct HostConfig {
     pub binds: Option<Vec<String>>,
     pub privileged: bool,
     pub restart_policy: RestartPolicyInfo,
@@ -117,21 +117,21 @@ pub struct HostConfig {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct RestartPolicyInfo {
+pub(crate) struct RestartPolicyInfo {
     pub name: String,
     pub maximum_retry_count: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct PortBindingInfo {
+pub(crate) struct PortBindingInfo {
     pub host_ip: String,
     pub host_port: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct DeviceInfo {
+pub(crate) struct DeviceInfo {
     pub path_on_host: String,
     pub path_in_container: String,
     pub cgroup_permissions: String,
@@ -139,13 +139,13 @@ pub struct DeviceInfo {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct NetworkSettings {
+pub(crate) struct NetworkSettings {
     pub networks: Option<BTreeMap<String, Endpoint>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     pub aliases: Option<Vec<String>>,
     /// Empty until the container first starts on the network.
     #[serde(rename = "NetworkID")]
@@ -154,7 +154,7 @@ pub struct Endpoint {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct NetworkInfo {
+pub(crate) struct NetworkInfo {
     pub name: String,
     pub id: String,
     pub driver: String,
@@ -173,13 +173,13 @@ impl Labelled for NetworkInfo {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct NetworkMember {
+pub(crate) struct NetworkMember {
     pub name: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct VolumeInfo {
+pub(crate) struct VolumeInfo {
     pub name: String,
     pub driver: String,
     pub options: Option<Labels>,
@@ -195,7 +195,7 @@ impl Labelled for VolumeInfo {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct ImageInfo {
+pub(crate) struct ImageInfo {
     pub id: String,
     pub repo_tags: Option<Vec<String>>,
     pub repo_digests: Option<Vec<String>>,
@@ -204,7 +204,7 @@ pub struct ImageInfo {
 
 impl ImageInfo {
     /// True when `reference` (a tag, a digest reference or an ID) names this image.
-    pub fn answers_to(&self, reference: &str) -> bool {
+    pub(crate) fn answers_to(&self, reference: &str) -> bool {
         if reference.starts_with("sha256:") {
             return self.id == reference;
         }
@@ -219,7 +219,7 @@ impl ImageInfo {
 
 /// `docker.io/library/docker:27-dind` and `docker:27-dind` name one image, as do `busybox`
 /// and `busybox:latest`; Docker lists tags in the short form.
-pub fn normalize_reference(reference: &str) -> String {
+pub(crate) fn normalize_reference(reference: &str) -> String {
     let mut name = reference;
     for prefix in ["docker.io/", "index.docker.io/", "registry-1.docker.io/"] {
         if let Some(rest) = name.strip_prefix(prefix) {
@@ -237,7 +237,7 @@ pub fn normalize_reference(reference: &str) -> String {
     }
 }
 
-pub fn short_image_id(id: &str) -> &str {
+pub(crate) fn short_image_id(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
 }

@@ -26,7 +26,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What `docker info` could tell.
 #[derive(Debug, Clone)]
-pub enum DaemonStatus {
+pub(crate) enum DaemonStatus {
     Running(Box<DaemonInfo>),
     /// No `docker` program on PATH.
     CliMissing,
@@ -40,7 +40,7 @@ pub enum DaemonStatus {
 /// add fields with every release.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct DaemonInfo {
+pub(crate) struct DaemonInfo {
     pub server_version: String,
     pub driver: String,
     pub driver_status: Option<Vec<(String, String)>>,
@@ -57,14 +57,14 @@ pub struct DaemonInfo {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct RegistryConfig {
+pub(crate) struct RegistryConfig {
     pub mirrors: Option<Vec<String>>,
 }
 
 impl DaemonInfo {
     /// The containerd image store names its snapshotter (`overlayfs`) where the classic store
     /// names a graph driver (`overlay2`); it marks itself with this driver-status entry.
-    pub fn uses_containerd_store(&self) -> bool {
+    pub(crate) fn uses_containerd_store(&self) -> bool {
         self.driver_status
             .iter()
             .flatten()
@@ -72,13 +72,13 @@ impl DaemonInfo {
     }
 
     /// True when the running storage matches a daemon.json `storage-driver` value.
-    pub fn storage_driver_is(&self, wanted: &str) -> bool {
+    pub(crate) fn storage_driver_is(&self, wanted: &str) -> bool {
         self.driver == wanted
             || (wanted == "overlay2" && self.driver == "overlayfs" && self.uses_containerd_store())
     }
 
     /// The registry mirrors, as daemon.json spells them (dockerd adds a trailing `/`).
-    pub fn mirrors(&self) -> Vec<String> {
+    pub(crate) fn mirrors(&self) -> Vec<String> {
         self.registry_config
             .as_ref()
             .and_then(|config| config.mirrors.clone())
@@ -90,11 +90,11 @@ impl DaemonInfo {
 }
 
 /// dockerd stores every mirror with exactly one trailing `/`; compare in that form.
-pub fn normalize_mirror(mirror: &str) -> String {
+pub(crate) fn normalize_mirror(mirror: &str) -> String {
     format!("{}/", mirror.trim_end_matches('/'))
 }
 
-pub struct Docker {
+pub(crate) struct Docker {
     program: String,
     status: RefCell<Option<DaemonStatus>>,
     inspected: RefCell<Inspected>,
@@ -102,7 +102,7 @@ pub struct Docker {
 
 /// What one batched `docker … inspect` found, keyed by the name it was asked for; a name that is
 /// not a key does not exist.
-pub type Found<T> = Rc<BTreeMap<String, T>>;
+pub(crate) type Found<T> = Rc<BTreeMap<String, T>>;
 
 /// The answers of this run's batched inspects, one per object kind.
 #[derive(Default)]
@@ -135,7 +135,7 @@ impl Default for Docker {
 }
 
 impl Docker {
-    pub fn new(program: &str) -> Self {
+    pub(crate) fn new(program: &str) -> Self {
         Self {
             program: program.to_owned(),
             status: RefCell::new(None),
@@ -143,7 +143,7 @@ impl Docker {
         }
     }
 
-    pub fn command<I, S>(&self, args: I) -> CommandLine
+    pub(crate) fn command<I, S>(&self, args: I) -> CommandLine
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -152,7 +152,7 @@ impl Docker {
     }
 
     /// The daemon's status, asked once per run (until [`Docker::invalidate`]).
-    pub fn status(&self) -> DaemonStatus {
+    pub(crate) fn status(&self) -> DaemonStatus {
         if let Some(status) = self.status.borrow().as_ref() {
             return status.clone();
         }
@@ -162,13 +162,13 @@ impl Docker {
     }
 
     /// Forgets cached answers; the engine calls this after it changed something.
-    pub fn invalidate(&self) {
+    pub(crate) fn invalidate(&self) {
         self.status.borrow_mut().take();
         *self.inspected.borrow_mut() = Inspected::default();
     }
 
     /// Asks the daemon now, bypassing the cache: for waiting on a restart.
-    pub fn query_status(&self) -> DaemonStatus {
+    pub(crate) fn query_status(&self) -> DaemonStatus {
         let command = self.command(["info", "--format", "{{json .}}"]);
         match exec::run_with_timeout(&command, QUERY_TIMEOUT) {
             Ok(output) => match serde_json::from_str::<DaemonInfo>(&output.stdout) {
@@ -195,7 +195,7 @@ impl Docker {
     }
 
     /// Runs a docker command and returns its stdout; errors keep the command and stderr.
-    pub fn run(&self, args: &[&str]) -> Result<String, CommandError> {
+    pub(crate) fn run(&self, args: &[&str]) -> Result<String, CommandError> {
         Ok(exec::run_with_timeout(&self.command(args.iter().copied()), QUERY_TIMEOUT)?.stdout)
     }
 }
@@ -204,7 +204,7 @@ impl Docker {
 /// [`Docker::invalidate`]), however many resources ask, as long as every resource asks for the
 /// same list (the profile's): observing N objects costs a constant number of CLI calls.
 impl Docker {
-    pub fn containers(&self, names: &[String]) -> Result<Found<ContainerInfo>> {
+    pub(crate) fn containers(&self, names: &[String]) -> Result<Found<ContainerInfo>> {
         self.batch(
             |cache| &mut cache.containers,
             "container",
@@ -213,7 +213,7 @@ impl Docker {
         )
     }
 
-    pub fn networks(&self, names: &[String]) -> Result<Found<NetworkInfo>> {
+    pub(crate) fn networks(&self, names: &[String]) -> Result<Found<NetworkInfo>> {
         self.batch(
             |cache| &mut cache.networks,
             "network",
@@ -222,7 +222,7 @@ impl Docker {
         )
     }
 
-    pub fn volumes(&self, names: &[String]) -> Result<Found<VolumeInfo>> {
+    pub(crate) fn volumes(&self, names: &[String]) -> Result<Found<VolumeInfo>> {
         self.batch(
             |cache| &mut cache.volumes,
             "volume",
@@ -232,7 +232,7 @@ impl Docker {
     }
 
     /// Images by reference (`docker:27-dind`) or ID (`sha256:…`).
-    pub fn images(&self, references: &[String]) -> Result<Found<ImageInfo>> {
+    pub(crate) fn images(&self, references: &[String]) -> Result<Found<ImageInfo>> {
         self.batch(
             |cache| &mut cache.images,
             "image",

@@ -26,7 +26,7 @@ const DOCKERD_PATHS: &[&str] = &[
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DockerService {
+pub(crate) struct DockerService {
     /// The unit file that defines the service (drop-ins may change its ExecStart).
     pub unit: HostPath,
     /// The effective ExecStart command line, with environment variables expanded.
@@ -35,13 +35,13 @@ pub struct DockerService {
 
 /// A daemon.json key that ExecStart also sets as a flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlagConflict {
+pub(crate) struct FlagConflict {
     pub key: String,
     pub flag: String,
 }
 
 /// True when Docker is installed under the root: a docker.service unit or a dockerd binary.
-pub fn docker_installed(host: &Host) -> bool {
+pub(crate) fn docker_installed(host: &Host) -> bool {
     UNIT_DIRS
         .iter()
         .any(|dir| host.exists(&host_path(dir).join("docker.service")))
@@ -52,7 +52,7 @@ pub fn docker_installed(host: &Host) -> bool {
 
 /// Finds and reads `docker.service`; `None` when no unit exists (Docker not installed as a
 /// systemd service).
-pub fn find_docker_service(host: &Host) -> Result<Option<DockerService>> {
+pub(crate) fn find_docker_service(host: &Host) -> Result<Option<DockerService>> {
     let Some((unit, text)) = first_existing(host, "docker.service")? else {
         return Ok(None);
     };
@@ -85,7 +85,10 @@ pub fn find_docker_service(host: &Host) -> Result<Option<DockerService>> {
 
 impl DockerService {
     /// The daemon.json keys among `keys` that ExecStart also sets.
-    pub fn conflicts<'a>(&self, keys: impl IntoIterator<Item = &'a String>) -> Vec<FlagConflict> {
+    pub(crate) fn conflicts<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a String>,
+    ) -> Vec<FlagConflict> {
         let flags = self.flag_keys();
         keys.into_iter()
             .filter_map(|key| {
@@ -101,7 +104,7 @@ impl DockerService {
     }
 
     /// Each flag on the command line, with the daemon.json key it corresponds to.
-    pub fn flag_keys(&self) -> Vec<(String, String)> {
+    pub(crate) fn flag_keys(&self) -> Vec<(String, String)> {
         let mut found = Vec::new();
         let mut args = self.argv.iter().skip(1).peekable();
         while let Some(arg) = args.next() {
@@ -355,6 +358,10 @@ fn split_words(text: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests build fixture trees beside the host layer"
+)]
 mod tests {
     use super::*;
 

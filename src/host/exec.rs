@@ -68,21 +68,21 @@ impl fmt::Display for CommandLine {
 
 /// What a finished program left behind.
 #[derive(Debug, Clone)]
-pub struct Output {
+pub(crate) struct Output {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
 
 impl Output {
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.code == Some(0)
     }
 }
 
 /// The trimmed stderr of a failed program, shown as the innermost cause of an error.
 #[derive(Debug)]
-pub struct Stderr(pub String);
+pub(crate) struct Stderr(pub String);
 
 impl fmt::Display for Stderr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -93,7 +93,7 @@ impl fmt::Display for Stderr {
 impl std::error::Error for Stderr {}
 
 #[derive(Debug, thiserror::Error)]
-pub enum CommandError {
+pub(crate) enum CommandError {
     #[error("`{program}` is not installed (not found on PATH)")]
     NotFound { program: String },
     #[error("failed to run `{command}`")]
@@ -121,12 +121,12 @@ fn describe_code(code: Option<i32>) -> String {
 }
 
 impl CommandError {
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, Self::NotFound { .. })
     }
 
     /// The program's stderr, when it ran and failed.
-    pub fn stderr(&self) -> Option<&str> {
+    pub(crate) fn stderr(&self) -> Option<&str> {
         match self {
             Self::Failed {
                 stderr: Some(stderr),
@@ -139,14 +139,17 @@ impl CommandError {
 
 /// How long any one external program may run before berth gives up on it. A wedged `docker`
 /// call must not hang a systemd timer run forever.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Runs `command` and treats a non-zero exit as an error.
-pub fn run(command: &CommandLine) -> Result<Output, CommandError> {
+pub(crate) fn run(command: &CommandLine) -> Result<Output, CommandError> {
     run_with_timeout(command, DEFAULT_TIMEOUT)
 }
 
-pub fn run_with_timeout(command: &CommandLine, timeout: Duration) -> Result<Output, CommandError> {
+pub(crate) fn run_with_timeout(
+    command: &CommandLine,
+    timeout: Duration,
+) -> Result<Output, CommandError> {
     let output = run_unchecked_with_timeout(command, timeout)?;
     if output.success() {
         Ok(output)
@@ -162,11 +165,11 @@ pub fn run_with_timeout(command: &CommandLine, timeout: Duration) -> Result<Outp
 
 /// Runs `command` and returns its output whatever the exit status: for programs whose
 /// non-zero exit is an answer (`docker network inspect` on a missing network).
-pub fn run_unchecked(command: &CommandLine) -> Result<Output, CommandError> {
+pub(crate) fn run_unchecked(command: &CommandLine) -> Result<Output, CommandError> {
     run_unchecked_with_timeout(command, DEFAULT_TIMEOUT)
 }
 
-pub fn run_unchecked_with_timeout(
+pub(crate) fn run_unchecked_with_timeout(
     command: &CommandLine,
     timeout: Duration,
 ) -> Result<Output, CommandError> {

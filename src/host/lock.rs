@@ -14,19 +14,19 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::host::{Host, host_path};
 
-pub const LOCK_FILE: &str = "/run/berth.lock";
+pub(crate) const LOCK_FILE: &str = "/run/berth.lock";
 
 /// How often a waiting run tries the lock again.
 const RETRY_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Held while it lives.
-pub struct RunLock {
+pub(crate) struct RunLock {
     _lock: Flock<std::fs::File>,
 }
 
 impl RunLock {
     /// Takes the lock, waiting up to `timeout` for another run to finish.
-    pub fn acquire(host: &Host, timeout: Duration) -> Result<Self> {
+    pub(crate) fn acquire(host: &Host, timeout: Duration) -> Result<Self> {
         let path = host_path(LOCK_FILE);
         let full = host.path(&path);
         if let Some(parent) = path.parent() {

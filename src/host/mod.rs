@@ -3,6 +3,11 @@
 //! so `--root DIR` moves all of it under DIR: production uses `/`, tests a temporary directory.
 //! Paths shown to the user are host paths (`/etc/docker/daemon.json`), never the joined one.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the host layer is the one door to the filesystem"
+)]
+
 pub(crate) mod exec;
 pub(crate) mod lock;
 
@@ -77,41 +82,41 @@ impl std::fmt::Display for HostPath {
 }
 
 /// Builds a [`HostPath`] from a literal known to be valid.
-pub fn host_path(literal: &str) -> HostPath {
+pub(crate) fn host_path(literal: &str) -> HostPath {
     HostPath::new(literal).expect("literal host paths are absolute")
 }
 
 /// What an atomic write found and left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileMode(pub u32);
+pub(crate) struct FileMode(pub u32);
 
 #[derive(Debug, Clone)]
-pub struct Host {
+pub(crate) struct Host {
     root: PathBuf,
 }
 
 impl Host {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
     }
 
     /// True when berth manages the machine it runs on rather than a directory tree.
-    pub fn is_machine_root(&self) -> bool {
+    pub(crate) fn is_machine_root(&self) -> bool {
         self.root == Path::new("/")
     }
 
     /// Where `path` lives for this run: `path` itself on `/`, `<root>/path` otherwise.
-    pub fn path(&self, path: &HostPath) -> PathBuf {
+    pub(crate) fn path(&self, path: &HostPath) -> PathBuf {
         let relative = path.as_path().strip_prefix("/").unwrap_or(path.as_path());
         self.root.join(relative)
     }
 
-    pub fn exists(&self, path: &HostPath) -> bool {
+    pub(crate) fn exists(&self, path: &HostPath) -> bool {
         self.path(path).exists()
     }
 
     /// Reads a text file; `None` when it does not exist (or cannot, because a parent is a file).
-    pub fn read_optional(&self, path: &HostPath) -> Result<Option<String>> {
+    pub(crate) fn read_optional(&self, path: &HostPath) -> Result<Option<String>> {
         match fs_err::read_to_string(self.path(path)) {
             Ok(text) => Ok(Some(text)),
             Err(error)
@@ -127,7 +132,7 @@ impl Host {
     }
 
     /// The names in a directory, sorted; empty when the directory does not exist.
-    pub fn list_dir(&self, path: &HostPath) -> Result<Vec<String>> {
+    pub(crate) fn list_dir(&self, path: &HostPath) -> Result<Vec<String>> {
         let entries = match fs_err::read_dir(self.path(path)) {
             Ok(entries) => entries,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -143,7 +148,7 @@ impl Host {
     }
 
     /// Permission bits of an existing file.
-    pub fn mode(&self, path: &HostPath) -> Result<Option<FileMode>> {
+    pub(crate) fn mode(&self, path: &HostPath) -> Result<Option<FileMode>> {
         match fs_err::metadata(self.path(path)) {
             Ok(metadata) => Ok(Some(FileMode(metadata.permissions().mode() & 0o7777))),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -154,7 +159,12 @@ impl Host {
     /// Replaces `path` atomically: a temporary file in the same directory is written, synced,
     /// given the old file's mode and owner (or `new_mode` for a new file) and renamed over the
     /// target, then the directory is synced. A reader sees the old or the new file, never half.
-    pub fn write_atomic(&self, path: &HostPath, contents: &[u8], new_mode: u32) -> Result<()> {
+    pub(crate) fn write_atomic(
+        &self,
+        path: &HostPath,
+        contents: &[u8],
+        new_mode: u32,
+    ) -> Result<()> {
         let target = self.path(path);
         let Some(parent) = target.parent() else {
             bail!("`{path}` has no parent directory");
@@ -205,7 +215,7 @@ impl Host {
 
     /// Creates a directory (and its parents) with `mode` when it does not exist; an existing
     /// directory keeps its mode.
-    pub fn ensure_dir(&self, path: &HostPath, mode: u32) -> Result<()> {
+    pub(crate) fn ensure_dir(&self, path: &HostPath, mode: u32) -> Result<()> {
         let target = self.path(path);
         if target.is_dir() {
             return Ok(());
@@ -215,19 +225,31 @@ impl Host {
             .with_context(|| format!("failed to create directory `{path}`"))
     }
 
+    /// Sets the permission bits of an existing file.
+    pub(crate) fn set_mode(&self, path: &HostPath, mode: u32) -> Result<()> {
+        fs_err::set_permissions(self.path(path), std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("failed to make `{path}` mode {mode:04o}"))
+    }
+
     /// Renames within the host (same filesystem), replacing `to`.
-    pub fn rename(&self, from: &HostPath, to: &HostPath) -> Result<()> {
+    pub(crate) fn rename(&self, from: &HostPath, to: &HostPath) -> Result<()> {
         fs_err::rename(self.path(from), self.path(to))
             .with_context(|| format!("failed to move `{from}` to `{to}`"))
     }
 
     /// Copies `from` over `to` atomically, keeping `from`'s mode.
-    pub fn copy_atomic(&self, from: &HostPath, to: &HostPath) -> Result<()> {
+    pub(crate) fn copy_atomic(&self, from: &HostPath, to: &HostPath) -> Result<()> {
         let contents =
             fs_err::read(self.path(from)).with_context(|| format!("failed to read `{from}`"))?;
         let mode = self.mode(from)?.map_or(0o644, |FileMode(mode)| mode);
         self.write_atomic(to, &contents, mode)
     }
+}
+
+/// Reads a file named on the command line (`-p ./site.toml`): a path on the machine berth runs
+/// on, not under `--root`. The one file berth reads that is not the host's.
+pub(crate) fn read_local(path: &Path) -> Result<String> {
+    fs_err::read_to_string(path).with_context(|| format!("failed to read `{}`", path.display()))
 }
 
 #[cfg(test)]

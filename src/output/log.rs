@@ -10,7 +10,7 @@ use crate::cli::ColorChoice;
 
 /// Sets up logging to stderr: one line per event, `warning:`/`error:` prefixes, no timestamps
 /// (the journal adds its own). `-q`/`-v` pick the level; `RUST_LOG` overrides both.
-pub fn init_logging(quiet: u8, verbose: u8, color: ColorChoice) {
+pub(crate) fn init_logging(quiet: u8, verbose: u8, color: ColorChoice) {
     use tracing_subscriber::{EnvFilter, fmt};
     let level = match (quiet, verbose) {
         (0, 0) => "info",

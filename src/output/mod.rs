@@ -23,7 +23,7 @@ use crate::{
 };
 
 /// Whether stdout gets colour: `--color`, else a terminal without `NO_COLOR`.
-pub fn use_color(choice: ColorChoice, stream_is_terminal: bool) -> bool {
+pub(crate) fn use_color(choice: ColorChoice, stream_is_terminal: bool) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
@@ -33,7 +33,7 @@ pub fn use_color(choice: ColorChoice, stream_is_terminal: bool) -> bool {
     }
 }
 
-pub struct Printer {
+pub(crate) struct Printer {
     json: bool,
     color: bool,
 }
@@ -46,7 +46,7 @@ pub(crate) const DIM: Style = Style::new().dimmed();
 const BOLD: Style = Style::new().bold();
 
 impl Printer {
-    pub fn new(json: bool, color: ColorChoice) -> Self {
+    pub(crate) fn new(json: bool, color: ColorChoice) -> Self {
         Self {
             json,
             color: !json && use_color(color, io::stdout().is_terminal()),
@@ -62,7 +62,7 @@ impl Printer {
     }
 
     /// Prints the outcome of `plan` or `apply`.
-    pub fn report(&self, report: &Report, profiles: &[String]) -> io::Result<()> {
+    pub(crate) fn report(&self, report: &Report, profiles: &[String]) -> io::Result<()> {
         let text = if self.json {
             let document = json!({
                 "schema_version": json::SCHEMA_VERSION,
@@ -197,7 +197,7 @@ impl Printer {
     }
 
     /// Prints `validate`'s verdict for the profiles that loaded.
-    pub fn validated(&self, sources: &[String], warnings: &[String]) -> io::Result<()> {
+    pub(crate) fn validated(&self, sources: &[String], warnings: &[String]) -> io::Result<()> {
         let text = if self.json {
             let document = json!({
                 "schema_version": json::SCHEMA_VERSION,
@@ -230,7 +230,7 @@ impl Printer {
     }
 
     /// Prints `berth status`: the last run, how long ago, and what it changed.
-    pub fn status(&self, last_run: Option<&LastRun>) -> io::Result<()> {
+    pub(crate) fn status(&self, last_run: Option<&LastRun>) -> io::Result<()> {
         let Some(run) = last_run else {
             let text = if self.json {
                 format!(
@@ -306,7 +306,7 @@ impl Printer {
     }
 
     /// Prints `berth doctor`'s checklist.
-    pub fn doctor(&self, checks: &[Check]) -> io::Result<()> {
+    pub(crate) fn doctor(&self, checks: &[Check]) -> io::Result<()> {
         let healthy = doctor::healthy(checks);
         if self.json {
             let document = json!({"schema_version": json::SCHEMA_VERSION, "command": "doctor", "healthy": healthy, "checks": checks});
@@ -352,7 +352,7 @@ impl Printer {
     }
 
     /// Reports an error that ended the run before any resource was looked at.
-    pub fn fatal(&self, command: &str, error: &anyhow::Error) {
+    pub(crate) fn fatal(&self, command: &str, error: &anyhow::Error) {
         if self.json {
             let document = json!({
                 "schema_version": json::SCHEMA_VERSION,
@@ -386,7 +386,7 @@ fn show_value(value: Option<&Json>) -> String {
 
 /// Makes text from other programs safe for a terminal: control characters (escape sequences
 /// in a docker error, say) are shown escaped instead of being interpreted.
-pub fn clean(text: &str) -> String {
+pub(crate) fn clean(text: &str) -> String {
     if !text
         .chars()
         .any(|c| c.is_control() && c != '\n' && c != '\t')
@@ -405,7 +405,7 @@ pub fn clean(text: &str) -> String {
 }
 
 /// Writes an error and its causes to stderr, one cause per line.
-pub fn print_error(error: &anyhow::Error, color: bool) {
+pub(crate) fn print_error(error: &anyhow::Error, color: bool) {
     let mut text = String::new();
     let label = if color {
         format!(

@@ -20,17 +20,17 @@ mod embedded {
 }
 
 /// The profile berth converges to when neither `-p` nor `/etc/berth/berth.toml` names one.
-pub const DEFAULT_PROFILE: &str = "dind";
+pub(crate) const DEFAULT_PROFILE: &str = "dind";
 
 /// Where operators put their own profiles; a name is looked up here before the embedded ones.
-pub const PROFILE_DIR: &str = "/etc/berth/profiles";
+pub(crate) const PROFILE_DIR: &str = "/etc/berth/profiles";
 
 /// The profiles compiled into the binary: every file in the repository's `profiles/`.
-pub fn embedded() -> impl Iterator<Item = (&'static str, &'static str)> {
+pub(crate) fn embedded() -> impl Iterator<Item = (&'static str, &'static str)> {
     embedded::EMBEDDED.iter().copied()
 }
 
-pub fn embedded_text(name: &str) -> Option<&'static str> {
+pub(crate) fn embedded_text(name: &str) -> Option<&'static str> {
     embedded()
         .find(|(embedded_name, _)| *embedded_name == name)
         .map(|(_, text)| text)
@@ -38,7 +38,7 @@ pub fn embedded_text(name: &str) -> Option<&'static str> {
 
 /// How the user named a profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProfileRef {
+pub(crate) enum ProfileRef {
     /// `dind`: `/etc/berth/profiles/dind.toml` under the root, else the embedded `dind`.
     Name(String),
     /// `./site.toml` on the command line: a path on the machine berth runs on.
@@ -49,7 +49,7 @@ pub enum ProfileRef {
 
 impl ProfileRef {
     /// A bare word is a name; anything with a `/` or a `.toml` suffix is a file.
-    pub fn parse_cli(text: &str) -> Self {
+    pub(crate) fn parse_cli(text: &str) -> Self {
         if text.contains('/') || text.ends_with(".toml") {
             Self::LocalFile(PathBuf::from(text))
         } else {
@@ -59,7 +59,7 @@ impl ProfileRef {
 
     /// Like [`ProfileRef::parse_cli`], but files are host paths; relative ones are relative to
     /// `/etc/berth`.
-    pub fn parse_host(text: &str) -> Self {
+    pub(crate) fn parse_host(text: &str) -> Self {
         if text.contains('/') || text.ends_with(".toml") {
             let path = if text.starts_with('/') {
                 PathBuf::from(text)
@@ -76,7 +76,7 @@ impl ProfileRef {
     }
 
     /// A short name for labels and reports: the file stem or the name.
-    pub fn short_name(&self) -> String {
+    pub(crate) fn short_name(&self) -> String {
         match self {
             Self::Name(name) => name.clone(),
             Self::LocalFile(path) => stem(path),
@@ -101,7 +101,7 @@ impl ProfileRef {
                 Ok(TomlSource::new(format!("{name} (embedded)"), text))
             }
             Self::LocalFile(path) => {
-                let text = fs_err::read_to_string(path)
+                let text = crate::host::read_local(path)
                     .with_context(|| format!("failed to read profile `{}`", path.display()))?;
                 Ok(TomlSource::new(path.display().to_string(), text))
             }
@@ -125,7 +125,7 @@ fn stem(path: &std::path::Path) -> String {
 /// Why a set of profiles could not be used.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid profile `{file}`")]
-pub struct ProfileError {
+pub(crate) struct ProfileError {
     pub file: String,
     #[source]
     pub problem: LocatedError,

@@ -9,14 +9,14 @@ use serde::de::DeserializeOwned;
 /// Where a TOML text came from (`/etc/berth/profiles/site.toml`, `dind (embedded)`) and the
 /// text itself.
 #[derive(Debug, Clone)]
-pub struct TomlSource {
+pub(crate) struct TomlSource {
     pub name: String,
     pub text: String,
 }
 
 /// A dotted key path: `docker.daemon.registry-mirrors`, `kernel.modules[1]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyPath(Vec<Segment>);
+pub(crate) struct KeyPath(Vec<Segment>);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
@@ -25,11 +25,11 @@ enum Segment {
 }
 
 impl KeyPath {
-    pub fn root() -> Self {
+    pub(crate) fn root() -> Self {
         Self::default()
     }
 
-    pub fn parse_dotted(dotted: &str) -> Self {
+    pub(crate) fn parse_dotted(dotted: &str) -> Self {
         Self(
             dotted
                 .split('.')
@@ -38,19 +38,19 @@ impl KeyPath {
         )
     }
 
-    pub fn key(&self, key: &str) -> Self {
+    pub(crate) fn key(&self, key: &str) -> Self {
         let mut path = self.clone();
         path.0.push(Segment::Key(key.to_owned()));
         path
     }
 
-    pub fn index(&self, index: usize) -> Self {
+    pub(crate) fn index(&self, index: usize) -> Self {
         let mut path = self.clone();
         path.0.push(Segment::Index(index));
         path
     }
 
-    pub fn is_root(&self) -> bool {
+    pub(crate) fn is_root(&self) -> bool {
         self.0.is_empty()
     }
 }
@@ -82,7 +82,7 @@ impl fmt::Display for KeyPath {
 
 /// A problem in a TOML file, with its place.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct LocatedError {
+pub(crate) struct LocatedError {
     pub file: String,
     /// 1-based line and column, when the place is known.
     pub position: Option<(usize, usize)>,
@@ -105,7 +105,7 @@ impl fmt::Display for LocatedError {
 }
 
 impl TomlSource {
-    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
+    pub(crate) fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             text: text.into(),
@@ -113,7 +113,7 @@ impl TomlSource {
     }
 
     /// Parses the whole text as `T`; also returns it as a plain table for layering.
-    pub fn parse<T: DeserializeOwned>(&self) -> Result<(T, toml::Table), LocatedError> {
+    pub(crate) fn parse<T: DeserializeOwned>(&self) -> Result<(T, toml::Table), LocatedError> {
         let table: toml::Table =
             toml::from_str(&self.text).map_err(|error| self.located(&error))?;
         let typed = toml::from_str::<T>(&self.text).map_err(|error| self.located(&error))?;
@@ -131,7 +131,7 @@ impl TomlSource {
     }
 
     /// An error about `key`, placed where this file sets it (or at the file when it does not).
-    pub fn error_at(&self, key: &KeyPath, message: impl Into<String>) -> LocatedError {
+    pub(crate) fn error_at(&self, key: &KeyPath, message: impl Into<String>) -> LocatedError {
         LocatedError {
             file: self.name.clone(),
             position: self.position_of(key),
@@ -141,12 +141,12 @@ impl TomlSource {
     }
 
     /// True when this file sets `key` (or something below it).
-    pub fn sets(&self, key: &KeyPath) -> bool {
+    pub(crate) fn sets(&self, key: &KeyPath) -> bool {
         self.span_of(key).is_some()
     }
 
     /// Where `key` is set, or else where its nearest parent is.
-    pub fn position_of(&self, key: &KeyPath) -> Option<(usize, usize)> {
+    pub(crate) fn position_of(&self, key: &KeyPath) -> Option<(usize, usize)> {
         (0..=key.0.len())
             .rev()
             .find_map(|length| self.span_of(&KeyPath(key.0[..length].to_vec())))
@@ -197,7 +197,7 @@ fn find_span(item: &toml_edit::Item, segments: &[Segment]) -> Option<usize> {
 }
 
 /// The 1-based line and column of byte `offset` in `text`.
-pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before
@@ -265,7 +265,7 @@ fn contains_offset(item: &toml_edit::Item, offset: usize) -> bool {
 
 /// Layers `overlay` onto `base`: tables merge key by key, everything else (scalars, arrays)
 /// is replaced by the later layer.
-pub fn deep_merge(base: &mut toml::Table, overlay: toml::Table) {
+pub(crate) fn deep_merge(base: &mut toml::Table, overlay: toml::Table) {
     for (key, value) in overlay {
         match (base.get_mut(&key), value) {
             (Some(toml::Value::Table(existing)), toml::Value::Table(incoming)) => {
@@ -279,7 +279,7 @@ pub fn deep_merge(base: &mut toml::Table, overlay: toml::Table) {
 }
 
 /// TOML and JSON agree on everything daemon.json uses; datetimes become RFC 3339 strings.
-pub fn toml_to_json(value: &toml::Value) -> serde_json::Value {
+pub(crate) fn toml_to_json(value: &toml::Value) -> serde_json::Value {
     match value {
         toml::Value::String(text) => serde_json::Value::String(text.clone()),
         toml::Value::Integer(number) => serde_json::Value::from(*number),

@@ -90,7 +90,7 @@ pub(crate) fn spec_hash(value: &impl Serialize) -> String {
 /// The networks, volumes and containers of a merged profile, in converge order, with what
 /// `validate` should say about them.
 #[derive(Debug, Clone, Default)]
-pub struct DockerObjects {
+pub(crate) struct DockerObjects {
     pub networks: Vec<NetworkSpec>,
     pub volumes: Vec<VolumeSpec>,
     /// Ordered so that every container comes after those in its `after`.
@@ -100,7 +100,7 @@ pub struct DockerObjects {
 
 /// The merged `[networks]`, `[volumes]` and `[containers]` sections.
 #[derive(Debug, Default, Clone)]
-pub struct ObjectLayers {
+pub(crate) struct ObjectLayers {
     pub networks: Option<IndexMap<ObjectName, NetworkLayer>>,
     pub volumes: Option<IndexMap<ObjectName, VolumeLayer>>,
     pub containers: Option<IndexMap<ObjectName, ContainerLayer>>,
@@ -193,12 +193,10 @@ pub(crate) fn labels(
     Ok(labels)
 }
 
-/// Orders containers so that each comes after those in its `after`, keeping the profile's
-
 /// The names a profile's Docker objects go by. Every resource of a kind asks about all of its
 /// kind's names at once, so the first asks the daemon and the rest read the cached answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ObjectNames {
+pub(crate) struct ObjectNames {
     pub containers: Vec<String>,
     /// Declared networks and those containers join without declaring them.
     pub networks: Vec<String>,
@@ -208,7 +206,7 @@ pub struct ObjectNames {
 }
 
 impl ObjectNames {
-    pub fn from_profile(profile: &Profile) -> Self {
+    pub(crate) fn from_profile(profile: &Profile) -> Self {
         let mut names = Self::default();
         let add = |list: &mut Vec<String>, name: &str| {
             if !list.iter().any(|known| known == name) {
@@ -234,7 +232,7 @@ impl ObjectNames {
 
 /// Whether Docker objects can be observed in this run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reach {
+pub(crate) enum Reach {
     Running,
     /// Docker is installed but does not answer (stopped, hung, no permission).
     Unreachable(String),
@@ -242,7 +240,7 @@ pub enum Reach {
     NotInstalled,
 }
 
-pub fn reach(context: &Context) -> Reach {
+pub(crate) fn reach(context: &Context) -> Reach {
     match context.docker.status() {
         DaemonStatus::Running(_) => Reach::Running,
         _ if !unit::docker_installed(context.host) => Reach::NotInstalled,
@@ -285,14 +283,14 @@ impl<T> Observed<T> {
 
 /// What `plan` says when it cannot look at a Docker object. In `apply`, `daemon/docker` starts
 /// Docker first and the object is observed afresh, so this is a plan-time notice.
-pub fn unreachable_warning(reason: &str) -> String {
+pub(crate) fn unreachable_warning(reason: &str) -> String {
     format!(
         "not compared: Docker does not answer ({reason}); apply starts Docker first and then converges it"
     )
 }
 
 /// `--label` arguments that mark an object as berth's.
-pub fn ownership_labels(profile: &str, spec_hash: &str) -> Vec<String> {
+pub(crate) fn ownership_labels(profile: &str, spec_hash: &str) -> Vec<String> {
     [
         format!("{LABEL_MANAGED}=true"),
         format!("{LABEL_PROFILE}={profile}"),
@@ -303,12 +301,12 @@ pub fn ownership_labels(profile: &str, spec_hash: &str) -> Vec<String> {
     .collect()
 }
 
-pub fn conflict_detail(kind: &str, name: &str) -> String {
+pub(crate) fn conflict_detail(kind: &str, name: &str) -> String {
     format!("a {kind} named `{name}` exists but berth did not create it (no {LABEL_MANAGED} label)")
 }
 
 /// The field that says why a conflict is one.
-pub fn conflict_field() -> FieldChange {
+pub(crate) fn conflict_field() -> FieldChange {
     FieldChange::new(
         format!("labels.{LABEL_MANAGED}"),
         None,
@@ -317,7 +315,7 @@ pub fn conflict_field() -> FieldChange {
 }
 
 /// When the spec hash is all that tells a change (nothing observable differs).
-pub fn hash_field(before: Option<&str>, after: &str) -> FieldChange {
+pub(crate) fn hash_field(before: Option<&str>, after: &str) -> FieldChange {
     FieldChange::new(
         "spec-hash",
         before.map(|hash| Json::from(short_hash(hash))),
@@ -325,13 +323,13 @@ pub fn hash_field(before: Option<&str>, after: &str) -> FieldChange {
     )
 }
 
-pub fn short_hash(hash: &str) -> &str {
+pub(crate) fn short_hash(hash: &str) -> &str {
     &hash[..hash.len().min(12)]
 }
 
 /// One field change per key whose value differs between `live` and `wanted` (present on one
 /// side only counts), in key order; `path` names the field, `json` shows a value.
-pub fn keyed_fields<V: PartialEq>(
+pub(crate) fn keyed_fields<V: PartialEq>(
     live: &BTreeMap<String, V>,
     wanted: &BTreeMap<String, V>,
     path: impl Fn(&str) -> String,
@@ -352,7 +350,7 @@ pub fn keyed_fields<V: PartialEq>(
 
 /// Field changes between two string maps (options, labels): `prefix.KEY`, one per key that
 /// differs, keys in order. Labels under `berth.` are berth's bookkeeping and never compared.
-pub fn map_fields(
+pub(crate) fn map_fields(
     prefix: &str,
     live: &BTreeMap<String, String>,
     wanted: &BTreeMap<String, String>,
@@ -370,7 +368,7 @@ pub fn map_fields(
 }
 
 /// `a, b, c`: the paths of the fields that differ, for a change's one-line detail.
-pub fn field_paths(fields: &[FieldChange]) -> String {
+pub(crate) fn field_paths(fields: &[FieldChange]) -> String {
     fields
         .iter()
         .map(|field| field.path.as_str())

@@ -18,22 +18,22 @@ use crate::{
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KernelLayer {
+pub(crate) struct KernelLayer {
     pub modules: Option<Vec<ModuleName>>,
 }
 
 /// A kernel module name as `modprobe` takes it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
-pub struct ModuleName(String);
+pub(crate) struct ModuleName(String);
 
 impl ModuleName {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// The kernel reports `-` in module names as `_` (`/proc/modules`, `/sys/module`).
-    pub fn kernel_form(&self) -> String {
+    pub(crate) fn kernel_form(&self) -> String {
         self.0.replace('-', "_")
     }
 }
@@ -83,13 +83,13 @@ const MODULES_LOAD_DIRS: &[&str] = &[
     "/lib/modules-load.d",
 ];
 
-pub struct KernelModule {
+pub(crate) struct KernelModule {
     name: ModuleName,
 }
 
 /// What the running kernel says about the module, as far as the root lets berth see.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KernelView {
+pub(crate) enum KernelView {
     /// No `/proc` under the root (a directory tree, not a running system): only persistence
     /// can be managed.
     NotVisible,
@@ -104,19 +104,19 @@ pub enum KernelView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModuleState {
+pub(crate) struct ModuleState {
     pub kernel: KernelView,
     /// The file that already loads the module at boot.
     pub persisted_in: Option<HostPath>,
 }
 
 impl KernelModule {
-    pub fn new(name: ModuleName) -> Self {
+    pub(crate) fn new(name: ModuleName) -> Self {
         Self { name }
     }
 
     /// The file berth writes to load the module at boot.
-    pub fn persistence_file(&self) -> HostPath {
+    pub(crate) fn persistence_file(&self) -> HostPath {
         host_path("/etc/modules-load.d").join(format!("{}.conf", self.name))
     }
 
@@ -124,7 +124,7 @@ impl KernelModule {
         CommandLine::new("modprobe", [self.name.as_str()])
     }
 
-    pub fn observe_kernel(&self, host: &Host) -> Result<KernelView> {
+    pub(crate) fn observe_kernel(&self, host: &Host) -> Result<KernelView> {
         let filesystems = host.read_optional(&host_path("/proc/filesystems"))?;
         let modules = host.read_optional(&host_path("/proc/modules"))?;
         let kernel_name = self.name.kernel_form();
@@ -293,6 +293,10 @@ impl Resource for KernelModule {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests build fixture trees beside the host layer"
+)]
 mod tests {
     use super::*;
     use crate::docker::Docker;

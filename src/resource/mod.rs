@@ -31,14 +31,14 @@ use crate::{
 };
 
 /// What every resource may use while it observes and applies.
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     pub host: &'a Host,
     pub docker: &'a Docker,
 }
 
 /// Choices the operator makes on the command line that change what apply may do.
 #[derive(Debug, Clone, Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// Let daemon-config switch the storage driver even though images and containers would
     /// vanish from view until it is switched back.
     pub allow_storage_driver_change: bool,
@@ -97,7 +97,7 @@ impl Earlier {
 }
 
 /// Every kind of resource berth manages.
-pub enum AnyResource {
+pub(crate) enum AnyResource {
     KernelModule(kernel_module::KernelModule),
     DaemonConfig(daemon::config::DaemonConfig),
     DaemonService(daemon::service::DaemonService),
@@ -126,7 +126,7 @@ macro_rules! with_resource {
 }
 
 impl AnyResource {
-    pub fn id(&self) -> ResourceId {
+    pub(crate) fn id(&self) -> ResourceId {
         with_resource!(self, resource => resource.id())
     }
 }
@@ -136,7 +136,7 @@ impl AnyResource {
 /// registrations and their config.toml (files and HTTP, no Docker), which must exist before
 /// the runner container that mounts it is created, then the networks and volumes containers
 /// use, then the containers, each after those in its `after`.
-pub fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResource> {
+pub(crate) fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResource> {
     let mut resources = Vec::new();
     for module in &profile.kernel_modules {
         resources.push(AnyResource::KernelModule(kernel_module::KernelModule::new(
@@ -196,7 +196,7 @@ pub fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResource> {
 /// The runners berth registered that the profile no longer declares, read from berth's ledger
 /// (which `from_profile` cannot: it does not look at the host). They go last: unregistering
 /// waits for nothing else.
-pub fn removed_runners(profile: &Profile, host: &Host) -> Vec<AnyResource> {
+pub(crate) fn removed_runners(profile: &Profile, host: &Host) -> Vec<AnyResource> {
     runner::removed(&profile.runner, host)
         .into_iter()
         .map(AnyResource::Runner)

@@ -30,11 +30,11 @@ use crate::{
 };
 
 /// The option through which bridge and overlay networks take their MTU.
-pub const NETWORK_MTU_OPTION: &str = "com.docker.network.driver.mtu";
+pub(crate) const NETWORK_MTU_OPTION: &str = "com.docker.network.driver.mtu";
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NetworkLayer {
+pub(crate) struct NetworkLayer {
     pub driver: Option<String>,
     pub options: Option<IndexMap<String, String>>,
     pub internal: Option<bool>,
@@ -42,7 +42,7 @@ pub struct NetworkLayer {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkSpec {
+pub(crate) struct NetworkSpec {
     pub name: ObjectName,
     pub driver: String,
     pub options: BTreeMap<String, String>,
@@ -51,7 +51,7 @@ pub struct NetworkSpec {
 }
 
 impl NetworkSpec {
-    pub fn spec_hash(&self) -> String {
+    pub(crate) fn spec_hash(&self) -> String {
         spec_hash(&serde_json::json!({
             "driver": self.driver,
             "options": self.options,
@@ -96,7 +96,7 @@ pub(crate) fn resolve_network(
     })
 }
 
-pub struct Network {
+pub(crate) struct Network {
     spec: NetworkSpec,
     hash: String,
     profile: String,
@@ -113,7 +113,12 @@ pub(crate) enum NetworkOp {
 }
 
 impl Network {
-    pub fn new(spec: NetworkSpec, profile: String, names: Rc<ObjectNames>, adopt: bool) -> Self {
+    pub(crate) fn new(
+        spec: NetworkSpec,
+        profile: String,
+        names: Rc<ObjectNames>,
+        adopt: bool,
+    ) -> Self {
         Self {
             hash: spec.spec_hash(),
             spec,

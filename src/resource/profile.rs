@@ -23,7 +23,7 @@ use crate::{
 /// changes; defaults are filled in by [`Profile::resolve`] after merging.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProfileLayer {
+pub(crate) struct ProfileLayer {
     /// For the people who read the profile; berth only checks that it is text.
     #[expect(dead_code, reason = "read by people, not by berth")]
     pub description: Option<String>,
@@ -42,7 +42,7 @@ pub struct ProfileLayer {
 
 /// The merged, checked desired state of a host, with defaults filled in.
 #[derive(Debug, Clone)]
-pub struct Profile {
+pub(crate) struct Profile {
     /// The names of the layers, in order (`dind`, `site`): recorded on what berth creates.
     pub names: Vec<String>,
     pub kernel_modules: Vec<ModuleName>,
@@ -101,7 +101,7 @@ impl Profile {
     }
 
     /// A label value naming the profiles this host was converged to: `dind+site`.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         self.names.join("+")
     }
 }

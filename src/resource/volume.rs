@@ -28,14 +28,14 @@ use crate::{
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct VolumeLayer {
+pub(crate) struct VolumeLayer {
     pub driver: Option<String>,
     pub options: Option<IndexMap<String, String>>,
     pub labels: Option<IndexMap<String, String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VolumeSpec {
+pub(crate) struct VolumeSpec {
     pub name: ObjectName,
     pub driver: String,
     pub options: BTreeMap<String, String>,
@@ -52,7 +52,7 @@ impl VolumeSpec {
         }
     }
 
-    pub fn spec_hash(&self) -> String {
+    pub(crate) fn spec_hash(&self) -> String {
         spec_hash(&serde_json::json!({
             "driver": self.driver,
             "options": self.options,
@@ -62,9 +62,9 @@ impl VolumeSpec {
 }
 
 /// Volume name → `CreatedAt` of the volume adopted with `--adopt`.
-pub const ADOPTED_VOLUMES: &str = "/var/lib/berth/adopted-volumes.json";
+pub(crate) const ADOPTED_VOLUMES: &str = "/var/lib/berth/adopted-volumes.json";
 
-pub struct Volume {
+pub(crate) struct Volume {
     spec: VolumeSpec,
     hash: String,
     profile: String,
@@ -90,7 +90,12 @@ pub(crate) enum VolumeOp {
 }
 
 impl Volume {
-    pub fn new(spec: VolumeSpec, profile: String, names: Rc<ObjectNames>, adopt: bool) -> Self {
+    pub(crate) fn new(
+        spec: VolumeSpec,
+        profile: String,
+        names: Rc<ObjectNames>,
+        adopt: bool,
+    ) -> Self {
         Self {
             hash: spec.spec_hash(),
             spec,

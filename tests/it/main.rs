@@ -1,3 +1,12 @@
+#![allow(
+    unreachable_pub,
+    clippy::too_many_lines,
+    reason = "test harness items and long end-to-end scenarios"
+)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests build and read the temporary root directly"
+)]
 //! Integration tests: the real `berth` binary against temporary roots and a private dockerd.
 
 mod harness;

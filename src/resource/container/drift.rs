@@ -21,13 +21,17 @@ use crate::{
 /// How a live container differs from the profile.
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Drift {
-    /// The recorded spec hash, when it is not the profile's.
-    pub(super) hash_changed: Option<Option<String>>,
+    /// Set when the recorded spec hash is not the profile's.
+    pub(super) hash_changed: Option<RecordedHash>,
     /// Differences only a new container can fix.
     pub(super) replace: Vec<FieldChange>,
     /// Differences Docker can fix in place: restart policy, network attachments.
     pub(super) update: Vec<(FieldChange, Repair)>,
 }
+
+/// The spec hash a container carries (`None`: it carries none, made by an old berth).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct RecordedHash(pub(super) Option<String>);
 
 /// One in-place repair, as `docker container update` or `docker network (dis)connect` make it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +62,7 @@ impl Container {
         let mut drift = Drift::default();
         let recorded = live.config.spec_hash();
         if recorded != Some(self.hash.as_str()) {
-            drift.hash_changed = Some(recorded.map(str::to_owned));
+            drift.hash_changed = Some(RecordedHash(recorded.map(str::to_owned)));
         }
         let replace = &mut drift.replace;
         // What the image contributed, when the image the container runs is known.

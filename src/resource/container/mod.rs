@@ -41,7 +41,7 @@ use crate::{
     },
 };
 use apply::{is_socket_path, run};
-use drift::{Repair, text};
+use drift::{RecordedHash, Repair, text};
 use spec::ContainerSpec;
 use values::{MountSource, PullPolicy};
 
@@ -52,7 +52,7 @@ const DEFAULT_STOP_TIMEOUT: u64 = 10;
 /// Added to a container's stop timeout for the `docker stop` call itself.
 const STOP_MARGIN: u64 = 60;
 
-pub struct Container {
+pub(crate) struct Container {
     /// Boxed: the spec is most of a container's size, and resources live in one enum.
     spec: Box<ContainerSpec>,
     hash: String,
@@ -90,7 +90,7 @@ pub(crate) enum ContainerOp {
 }
 
 #[derive(Debug, Clone)]
-pub struct Seen {
+pub(crate) struct Seen {
     /// To resolve bind sources under the root (a pure join).
     pub host: Host,
     pub container: Option<ContainerInfo>,
@@ -105,7 +105,7 @@ pub struct Seen {
 }
 
 impl Container {
-    pub fn new(
+    pub(crate) fn new(
         spec: ContainerSpec,
         profile: &Profile,
         names: Rc<ObjectNames>,
@@ -292,6 +292,10 @@ impl Container {
     }
 
     /// Compares what was seen with the profile.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one decision ladder: create, conflict, replace, repair, start, restart, pull"
+    )]
     fn compare(&self, seen: &Seen, earlier: &Earlier, diff: &mut Diff<ContainerOp>) {
         let note = self.preparation_note(seen);
         let refusal = self.preparation_refusal(seen);
@@ -348,7 +352,7 @@ impl Container {
                 None => "changed outside berth",
             };
             if fields.is_empty()
-                && let Some(recorded) = &drift.hash_changed
+                && let Some(RecordedHash(recorded)) = &drift.hash_changed
             {
                 fields.push(docker_object::hash_field(recorded.as_deref(), &self.hash));
             }

@@ -29,7 +29,7 @@ use crate::{
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ContainerLayer {
+pub(crate) struct ContainerLayer {
     pub image: Option<String>,
     pub privileged: Option<bool>,
     pub restart: Option<RestartPolicy>,
@@ -57,11 +57,11 @@ pub struct ContainerLayer {
 /// `networks = ["a", "b"]` or `networks = { a = { aliases = ["x"] } }`. The table form merges
 /// across layers like any table; the list form replaces.
 #[derive(Debug, Default, Clone)]
-pub struct NetworksLayer(pub IndexMap<ObjectName, AttachmentLayer>);
+pub(crate) struct NetworksLayer(pub IndexMap<ObjectName, AttachmentLayer>);
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AttachmentLayer {
+pub(crate) struct AttachmentLayer {
     pub aliases: Option<Vec<String>>,
 }
 
@@ -97,7 +97,7 @@ impl<'de> Deserialize<'de> for NetworksLayer {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerSpec {
+pub(crate) struct ContainerSpec {
     pub name: ObjectName,
     pub image: String,
     pub privileged: bool,
@@ -178,7 +178,7 @@ fn sorted_str(items: &[String]) -> Vec<&str> {
 impl ContainerSpec {
     /// sha256 of the normalized spec: equal specs hash equal whatever the order they were
     /// written in (sets are sorted; env and labels are maps).
-    pub fn spec_hash(&self) -> String {
+    pub(crate) fn spec_hash(&self) -> String {
         let sorted = |items: Vec<String>| -> Vec<String> {
             let mut items = items;
             items.sort();
@@ -221,14 +221,14 @@ impl ContainerSpec {
     }
 
     /// The named volumes this container mounts.
-    pub fn volume_names(&self) -> impl Iterator<Item = &ObjectName> {
+    pub(crate) fn volume_names(&self) -> impl Iterator<Item = &ObjectName> {
         self.mounts.iter().filter_map(Mount::volume)
     }
 }
 
 /// True for the official Docker-in-Docker images: `docker:dind`, `docker:27-dind`,
 /// `docker:27.5-dind-rootless`, also behind a registry mirror (`mirror.example/library/docker`).
-pub fn is_dind_image(image: &str) -> bool {
+pub(crate) fn is_dind_image(image: &str) -> bool {
     let without_digest = image.split('@').next().unwrap_or(image);
     let (repository, tag) = match without_digest.rsplit_once(':') {
         Some((repository, tag)) if !tag.contains('/') => (repository, tag),
@@ -238,6 +238,10 @@ pub fn is_dind_image(image: &str) -> bool {
     name == "docker" && tag.split('-').any(|part| part == "dind")
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one check per field, in the order the fields are documented"
+)]
 pub(crate) fn resolve_container(
     name: ObjectName,
     layer: ContainerLayer,

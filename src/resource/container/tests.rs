@@ -185,6 +185,7 @@ fn told(diff: &Diff<ContainerOp>) -> Vec<String> {
 }
 
 #[test]
+#[expect(clippy::too_many_lines, reason = "a table of cases")]
 fn container_diff_table() {
     let base = profile("");
     let runner = container(&base, "gitlab-runner", false);

@@ -12,7 +12,7 @@ use crate::resource::docker_object::ObjectName;
 /// `no | always | unless-stopped | on-failure[:N]`, as `docker run --restart` takes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(try_from = "String")]
-pub enum RestartPolicy {
+pub(crate) enum RestartPolicy {
     #[default]
     No,
     Always,
@@ -23,7 +23,7 @@ pub enum RestartPolicy {
 
 impl RestartPolicy {
     /// The policy as Docker reports it: `Name` and `MaximumRetryCount`.
-    pub fn from_docker(name: &str, maximum_retries: u32) -> Self {
+    pub(crate) fn from_docker(name: &str, maximum_retries: u32) -> Self {
         match name {
             "always" => Self::Always,
             "unless-stopped" => Self::UnlessStopped,
@@ -66,7 +66,7 @@ impl fmt::Display for RestartPolicy {
 /// When berth pulls a container's image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum PullPolicy {
+pub(crate) enum PullPolicy {
     /// Pull only when the image is not on the host.
     #[default]
     Missing,
@@ -88,7 +88,7 @@ impl fmt::Display for PullPolicy {
 
 /// Where a mount's data comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MountSource {
+pub(crate) enum MountSource {
     /// A host directory or file: resolved under `--root`.
     Bind(HostPath),
     /// A named volume: survives the container.
@@ -101,7 +101,7 @@ pub enum MountSource {
 /// -v` takes it. A source starting with `/` is a host path; anything else names a volume.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
-pub struct Mount {
+pub(crate) struct Mount {
     pub source: MountSource,
     pub target: String,
     /// `ro`, `z`, `rshared`, ...: kept as written, in order.
@@ -171,11 +171,11 @@ fn parse_source(source: &str) -> Result<MountSource, String> {
 }
 
 impl Mount {
-    pub fn read_only(&self) -> bool {
+    pub(crate) fn read_only(&self) -> bool {
         self.options.iter().any(|option| option == "ro")
     }
 
-    pub fn volume(&self) -> Option<&ObjectName> {
+    pub(crate) fn volume(&self) -> Option<&ObjectName> {
         match &self.source {
             MountSource::Volume(name) => Some(name),
             _ => None,
@@ -184,7 +184,7 @@ impl Mount {
 
     /// The `-v` argument, with a bind source resolved under the root: what Docker reports back
     /// in `HostConfig.Binds`. `None` for an anonymous volume, which Docker lists elsewhere.
-    pub fn bind_argument(&self, host: &Host) -> Option<String> {
+    pub(crate) fn bind_argument(&self, host: &Host) -> Option<String> {
         let source = match &self.source {
             MountSource::Bind(path) => host.path(path).display().to_string(),
             MountSource::Volume(name) => name.to_string(),
@@ -212,7 +212,7 @@ impl Mount {
 /// One `ports` entry: `[IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]`, as `docker run -p` takes it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
-pub struct Port {
+pub(crate) struct Port {
     pub host_ip: String,
     /// Empty: Docker picks a free port.
     pub host_port: String,
@@ -273,11 +273,11 @@ impl TryFrom<String> for Port {
 
 impl Port {
     /// `2375/tcp`: how Docker keys `HostConfig.PortBindings`.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         format!("{}/{}", self.container_port, self.protocol)
     }
 
-    pub fn argument(&self) -> String {
+    pub(crate) fn argument(&self) -> String {
         let ip = if self.host_ip.contains(':') {
             format!("[{}]", self.host_ip)
         } else {
@@ -294,7 +294,7 @@ impl Port {
 /// One `devices` entry: `HOST_PATH[:CONTAINER_PATH[:PERMISSIONS]]`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
-pub struct Device {
+pub(crate) struct Device {
     pub host: HostPath,
     pub container: String,
     pub permissions: String,
@@ -331,7 +331,7 @@ impl TryFrom<String> for Device {
 }
 
 impl Device {
-    pub fn argument(&self, host: &Host) -> String {
+    pub(crate) fn argument(&self, host: &Host) -> String {
         format!(
             "{}:{}:{}",
             host.path(&self.host).display(),
@@ -343,7 +343,7 @@ impl Device {
 
 /// `SIGQUIT`, `QUIT` and `3` all name one signal; Docker keeps what it was given. Compare and
 /// pass them in one form: `SIGQUIT` (numbers stay numbers).
-pub fn normalize_signal(signal: &str) -> String {
+pub(crate) fn normalize_signal(signal: &str) -> String {
     let upper = signal.trim().to_ascii_uppercase();
     if upper.is_empty() || upper.chars().all(|c| c.is_ascii_digit()) || upper.starts_with("SIG") {
         upper
@@ -353,7 +353,7 @@ pub fn normalize_signal(signal: &str) -> String {
 }
 
 /// Docker takes capabilities with or without `CAP_`, in any case.
-pub fn normalize_capability(capability: &str) -> String {
+pub(crate) fn normalize_capability(capability: &str) -> String {
     let upper = capability.trim().to_ascii_uppercase();
     upper
         .strip_prefix("CAP_")

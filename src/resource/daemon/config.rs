@@ -25,14 +25,14 @@ use crate::{
     resource::{Context, Earlier, Resource, daemon::DockerSettings},
 };
 
-pub struct DaemonConfig {
+pub(crate) struct DaemonConfig {
     path: HostPath,
     keys: Map<String, Json>,
     allow_storage_driver_change: bool,
 }
 
 #[derive(Debug, Clone)]
-pub struct DaemonJsonState {
+pub(crate) struct DaemonJsonState {
     /// The file as it is; `None` when it does not exist.
     pub current: Option<CurrentFile>,
     /// Where images and containers live now; only gathered when the profile sets a driver.
@@ -43,14 +43,14 @@ pub struct DaemonJsonState {
 }
 
 #[derive(Debug, Clone)]
-pub struct CurrentFile {
+pub(crate) struct CurrentFile {
     pub text: String,
     pub object: Map<String, Json>,
 }
 
 /// The storage driver in use and what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StorageFacts {
+pub(crate) struct StorageFacts {
     /// The driver in use; `None` when neither the daemon nor the data-root tells.
     pub driver: Option<String>,
     /// The containerd image store reports `overlayfs` for what daemon.json calls `overlay2`.
@@ -68,7 +68,7 @@ impl StorageFacts {
     }
 
     /// What switching to `wanted` would hide from view, when it hides anything.
-    pub fn switch_hides(&self, wanted: &str) -> Option<String> {
+    pub(crate) fn switch_hides(&self, wanted: &str) -> Option<String> {
         if self.is(wanted) || self.images + self.containers == 0 {
             return None;
         }
@@ -81,13 +81,13 @@ impl StorageFacts {
     }
 
     /// Why apply refuses to switch to `wanted` without `--allow-storage-driver-change`.
-    pub fn switch_refusal(&self, wanted: &str) -> Option<String> {
+    pub(crate) fn switch_refusal(&self, wanted: &str) -> Option<String> {
         self.switch_hides(wanted).map(|hidden| {
             format!("{hidden}; rerun with --allow-storage-driver-change to switch anyway")
         })
     }
 
-    pub fn observe(
+    pub(crate) fn observe(
         docker: &Docker,
         host: &Host,
         current: Option<&Map<String, Json>>,
@@ -144,17 +144,17 @@ struct Planned {
 }
 
 /// Where the previous daemon.json is kept when berth replaces it.
-pub fn backup_path(config: &HostPath) -> HostPath {
+pub(crate) fn backup_path(config: &HostPath) -> HostPath {
     config.with_suffix(".berth.bak")
 }
 
 /// Where a daemon.json that dockerd refused is set aside.
-pub fn rejected_path(config: &HostPath) -> HostPath {
+pub(crate) fn rejected_path(config: &HostPath) -> HostPath {
     config.with_suffix(".berth-rejected")
 }
 
 impl DaemonConfig {
-    pub fn new(settings: &DockerSettings, allow_storage_driver_change: bool) -> Self {
+    pub(crate) fn new(settings: &DockerSettings, allow_storage_driver_change: bool) -> Self {
         Self {
             path: settings.config.clone(),
             keys: settings.daemon.clone(),

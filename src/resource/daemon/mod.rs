@@ -18,7 +18,7 @@ use crate::{
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DockerLayer {
+pub(crate) struct DockerLayer {
     pub config: Option<HostPath>,
     pub restart: Option<CommandLine>,
     pub reload: Option<CommandLine>,
@@ -28,7 +28,7 @@ pub struct DockerLayer {
 }
 
 #[derive(Debug, Clone)]
-pub struct DockerSettings {
+pub(crate) struct DockerSettings {
     pub config: HostPath,
     pub restart: CommandLine,
     pub reload: CommandLine,
@@ -38,7 +38,7 @@ pub struct DockerSettings {
 }
 
 impl DockerSettings {
-    pub fn default_config() -> HostPath {
+    pub(crate) fn default_config() -> HostPath {
         host_path("/etc/docker/daemon.json")
     }
 }

@@ -47,7 +47,7 @@ const RELOADABLE_KEYS: &[&str] = &[
 /// How often to ask the daemon while waiting for it.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
-pub struct DaemonService {
+pub(crate) struct DaemonService {
     config: HostPath,
     restart: CommandLine,
     reload: CommandLine,
@@ -57,7 +57,7 @@ pub struct DaemonService {
 }
 
 #[derive(Debug, Clone)]
-pub struct DaemonState {
+pub(crate) struct DaemonState {
     /// A docker.service unit or a dockerd binary exists under the root.
     pub installed: bool,
     pub status: DaemonStatus,
@@ -74,7 +74,7 @@ struct Mismatch {
 }
 
 impl DaemonService {
-    pub fn new(settings: &DockerSettings, allow_storage_driver_change: bool) -> Self {
+    pub(crate) fn new(settings: &DockerSettings, allow_storage_driver_change: bool) -> Self {
         Self {
             config: settings.config.clone(),
             restart: settings.restart.clone(),
@@ -226,6 +226,10 @@ impl Resource for DaemonService {
         })
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one decision ladder over the daemon's states"
+    )]
     fn diff(&self, observed: &DaemonState, earlier: &Earlier) -> Diff<DaemonOp> {
         let mut diff = Diff::none();
         let config_change = DaemonConfig::change_in(earlier);

@@ -14,9 +14,7 @@
 //! is all gitlab-runner needs to reload it (it checks every 3 s). A config.toml that does not
 //! parse is never overwritten. Diffs show every token as `"***"`.
 
-use std::os::unix::fs::PermissionsExt;
-
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use toml_edit::DocumentMut;
 
 use crate::{
@@ -32,10 +30,10 @@ use crate::{
 };
 
 /// config.toml holds runner tokens: only its owner may read it, as gitlab-runner writes it.
-pub const FILE_MODE: u32 = 0o600;
-pub const DIR_MODE: u32 = 0o700;
+pub(crate) const FILE_MODE: u32 = 0o600;
+pub(crate) const DIR_MODE: u32 = 0o700;
 
-pub struct RunnerConfig {
+pub(crate) struct RunnerConfig {
     path: HostPath,
     globals: toml::Table,
     runners: Vec<Declared>,
@@ -47,7 +45,7 @@ struct Declared {
     settings: toml::Table,
 }
 
-pub struct ConfigTomlState {
+pub(crate) struct ConfigTomlState {
     /// The file as it is, parsed; `None` when it does not exist.
     current: Option<(String, DocumentMut)>,
     mode: Option<FileMode>,
@@ -62,7 +60,7 @@ struct Planned {
 }
 
 impl RunnerConfig {
-    pub fn new(settings: &RunnerSettings) -> Self {
+    pub(crate) fn new(settings: &RunnerSettings) -> Self {
         Self {
             path: settings.config.clone(),
             globals: settings.globals.clone(),
@@ -236,11 +234,7 @@ impl Resource for RunnerConfig {
             .mode(&self.path)?
             .is_some_and(|FileMode(mode)| mode != FILE_MODE)
         {
-            fs_err::set_permissions(
-                context.host.path(&self.path),
-                std::fs::Permissions::from_mode(FILE_MODE),
-            )
-            .with_context(|| format!("failed to make `{}` mode {FILE_MODE:04o}", self.path))?;
+            context.host.set_mode(&self.path, FILE_MODE)?;
         }
         Ok(())
     }
@@ -248,7 +242,7 @@ impl Resource for RunnerConfig {
 
 /// True when `error` comes from a file this user may not read: `plan` as non-root, where
 /// config.toml, the ledger and token files are root's alone.
-pub fn permission_denied(error: &anyhow::Error) -> bool {
+pub(crate) fn permission_denied(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
@@ -257,12 +251,12 @@ pub fn permission_denied(error: &anyhow::Error) -> bool {
 }
 
 /// The warning for what could not be read.
-pub fn not_planned(reason: &str) -> String {
+pub(crate) fn not_planned(reason: &str) -> String {
     format!("{reason}: its changes are not planned; run as root to see them")
 }
 
 /// Reads and parses config.toml; `None` when absent. Unparseable text is an error.
-pub fn read(host: &Host, path: &HostPath) -> Result<Option<(String, DocumentMut)>> {
+pub(crate) fn read(host: &Host, path: &HostPath) -> Result<Option<(String, DocumentMut)>> {
     let Some(text) = host.read_optional(path)? else {
         return Ok(None);
     };
@@ -271,7 +265,7 @@ pub fn read(host: &Host, path: &HostPath) -> Result<Option<(String, DocumentMut)
 }
 
 /// Writes config.toml atomically: mode 0600, its directory created 0700.
-pub fn write(host: &Host, path: &HostPath, text: &str) -> Result<()> {
+pub(crate) fn write(host: &Host, path: &HostPath, text: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
         host.ensure_dir(&dir, DIR_MODE)?;
     }

@@ -22,7 +22,7 @@ use crate::{
 
 /// Reads config.toml. Text that does not parse is an error, so the file is never overwritten:
 /// gitlab-runner keeps running on the copy it loaded, and berth must not make that worse.
-pub fn parse(path: &HostPath, text: &str) -> Result<DocumentMut> {
+pub(crate) fn parse(path: &HostPath, text: &str) -> Result<DocumentMut> {
     let document: DocumentMut = text.parse().map_err(|error: toml_edit::TomlError| {
         // Only the place and the parser's words: its usual excerpt of the line could be a
         // `token = "..."` line.
@@ -44,7 +44,7 @@ pub fn parse(path: &HostPath, text: &str) -> Result<DocumentMut> {
 }
 
 /// The index of the `[[runners]]` entry named `name`.
-pub fn find(document: &DocumentMut, name: &str) -> Option<usize> {
+pub(crate) fn find(document: &DocumentMut, name: &str) -> Option<usize> {
     document
         .get("runners")?
         .as_array_of_tables()?
@@ -56,7 +56,7 @@ fn entry(document: &DocumentMut, index: usize) -> Option<&toml_edit::Table> {
     document.get("runners")?.as_array_of_tables()?.get(index)
 }
 
-pub fn entry_mut(document: &mut DocumentMut, index: usize) -> Option<&mut toml_edit::Table> {
+pub(crate) fn entry_mut(document: &mut DocumentMut, index: usize) -> Option<&mut toml_edit::Table> {
     document
         .get_mut("runners")?
         .as_array_of_tables_mut()?
@@ -64,7 +64,7 @@ pub fn entry_mut(document: &mut DocumentMut, index: usize) -> Option<&mut toml_e
 }
 
 /// A string key of an entry (`url`, `executor`).
-pub fn entry_str(document: &DocumentMut, index: usize, key: &str) -> Option<String> {
+pub(crate) fn entry_str(document: &DocumentMut, index: usize, key: &str) -> Option<String> {
     entry(document, index)?
         .get(key)
         .and_then(Item::as_str)
@@ -72,19 +72,19 @@ pub fn entry_str(document: &DocumentMut, index: usize, key: &str) -> Option<Stri
 }
 
 /// The entry's `token`, as a secret.
-pub fn entry_token(document: &DocumentMut, index: usize) -> Option<Secret> {
+pub(crate) fn entry_token(document: &DocumentMut, index: usize) -> Option<Secret> {
     entry_str(document, index, "token")
         .filter(|token| !token.is_empty())
         .map(Secret::new)
 }
 
-pub fn entry_id(document: &DocumentMut, index: usize) -> Option<i64> {
+pub(crate) fn entry_id(document: &DocumentMut, index: usize) -> Option<i64> {
     entry(document, index)?.get("id").and_then(Item::as_integer)
 }
 
 /// Puts a blank line between the global keys and the first table when there is none, as
 /// gitlab-runner writes it (a file begun by registering a runner has no global keys at first).
-pub fn separate_globals(document: &mut DocumentMut) {
+pub(crate) fn separate_globals(document: &mut DocumentMut) {
     let root = document.as_table_mut();
     if !root.iter().any(|(_, item)| item.is_value()) {
         return;
@@ -116,7 +116,7 @@ pub fn separate_globals(document: &mut DocumentMut) {
 }
 
 /// Appends a `[[runners]]` entry with just its name; returns its index.
-pub fn add_entry(document: &mut DocumentMut, name: &str) -> usize {
+pub(crate) fn add_entry(document: &mut DocumentMut, name: &str) -> usize {
     let runners = document
         .entry("runners")
         .or_insert_with(|| Item::ArrayOfTables(toml_edit::ArrayOfTables::new()));
@@ -131,7 +131,7 @@ pub fn add_entry(document: &mut DocumentMut, name: &str) -> usize {
     runners.len() - 1
 }
 
-pub fn remove_entry(document: &mut DocumentMut, index: usize) {
+pub(crate) fn remove_entry(document: &mut DocumentMut, index: usize) {
     if let Some(runners) = document
         .get_mut("runners")
         .and_then(Item::as_array_of_tables_mut)
@@ -141,7 +141,7 @@ pub fn remove_entry(document: &mut DocumentMut, index: usize) {
 }
 
 /// What berth writes into an entry from GitLab's answer, in gitlab-runner's key order.
-pub struct Credentials<'a> {
+pub(crate) struct Credentials<'a> {
     pub url: &'a str,
     pub id: i64,
     pub token: &'a Secret,
@@ -150,7 +150,11 @@ pub struct Credentials<'a> {
 }
 
 /// Sets the entry's credentials: existing keys change in place, missing ones are added.
-pub fn write_credentials(document: &mut DocumentMut, index: usize, credentials: &Credentials) {
+pub(crate) fn write_credentials(
+    document: &mut DocumentMut,
+    index: usize,
+    credentials: &Credentials,
+) {
     let entry = entry_mut(document, index).expect("the entry exists");
     let values: [(&str, Value); 5] = [
         ("url", credentials.url.into()),
@@ -187,7 +191,11 @@ fn set_value(table: &mut dyn TableLike, key: &str, mut value: Value, indent: Opt
 
 /// Merges `desired` into `table` key by key: tables merge, everything else is replaced; keys
 /// not in `desired` stay. Returns the fields that change, under `path` (`runners.docker.image`).
-pub fn merge(table: &mut dyn TableLike, desired: &toml::Table, path: &str) -> Vec<FieldChange> {
+pub(crate) fn merge(
+    table: &mut dyn TableLike,
+    desired: &toml::Table,
+    path: &str,
+) -> Vec<FieldChange> {
     let mut changes = Vec::new();
     merge_into(table, desired, path, false, None, &mut changes);
     changes
@@ -377,7 +385,7 @@ fn value_to_toml(value: &Value) -> toml::Value {
 }
 
 /// Keys whose values are secrets: runner tokens, cache credentials, passwords.
-pub fn is_secret_key(key: &str) -> bool {
+pub(crate) fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     matches!(
         key.as_str(),
@@ -395,7 +403,7 @@ pub fn is_secret_key(key: &str) -> bool {
 }
 
 /// config.toml text with every secret value shown as `"***"`, for plans, diffs and logs.
-pub fn redact(text: &str) -> String {
+pub(crate) fn redact(text: &str) -> String {
     match text.parse::<DocumentMut>() {
         Ok(mut document) => {
             redact_table(document.as_table_mut());
@@ -442,7 +450,7 @@ fn redact_table(table: &mut dyn TableLike) {
 
 /// Now, in UTC, truncated to whole seconds, as `gitlab-runner register` writes
 /// `token_obtained_at`.
-pub fn now() -> toml_edit::Datetime {
+pub(crate) fn now() -> toml_edit::Datetime {
     let seconds = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs() as i64);
@@ -450,7 +458,7 @@ pub fn now() -> toml_edit::Datetime {
 }
 
 /// Seconds since the Unix epoch as a TOML datetime in UTC (`2024-09-26T03:24:18Z`).
-pub fn utc_datetime(seconds: i64) -> toml_edit::Datetime {
+pub(crate) fn utc_datetime(seconds: i64) -> toml_edit::Datetime {
     let days = seconds.div_euclid(86_400);
     let rest = seconds.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
@@ -466,7 +474,7 @@ pub fn utc_datetime(seconds: i64) -> toml_edit::Datetime {
 
 /// `token_expires_at` from GitLab's answer; a token that never expires is written as Go's zero
 /// time, `0001-01-01T00:00:00Z`, exactly as gitlab-runner writes it.
-pub fn expiry(gitlab_time: Option<&str>) -> toml_edit::Datetime {
+pub(crate) fn expiry(gitlab_time: Option<&str>) -> toml_edit::Datetime {
     let zero = || {
         "0001-01-01T00:00:00Z"
             .parse()

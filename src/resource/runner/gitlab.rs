@@ -35,7 +35,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
 /// What GitLab answered to a registration, verification or creation.
 #[derive(Debug, Clone)]
-pub struct Registration {
+pub(crate) struct Registration {
     pub id: i64,
     pub token: Secret,
     /// As GitLab sent it (ISO 8601), `None` when the token does not expire.
@@ -44,7 +44,7 @@ pub struct Registration {
 
 /// How a delete ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deleted {
+pub(crate) enum Deleted {
     Done,
     /// 403: GitLab knows no runner with this token (deleted in GitLab, or the token revoked).
     UnknownToken,
@@ -53,7 +53,7 @@ pub enum Deleted {
 }
 
 /// A client for one GitLab instance.
-pub struct GitLab {
+pub(crate) struct GitLab {
     /// `https://gitlab.example.com/api/v4/`.
     base: String,
     agent: ureq::Agent,
@@ -90,7 +90,7 @@ enum Repeatable {
 impl GitLab {
     /// A client for `url` (as a profile gives it), trusting the system's CAs and those in
     /// `tls_ca_file` (a host path).
-    pub fn new(host: &Host, url: &str, tls_ca_file: Option<&HostPath>) -> Result<Self> {
+    pub(crate) fn new(host: &Host, url: &str, tls_ca_file: Option<&HostPath>) -> Result<Self> {
         let base = format!("{}/api/v4/", normalize_url(url));
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -114,7 +114,7 @@ impl GitLab {
 
     /// `POST /runners/verify`, as `gitlab-runner register --token glrt-...` does: checks the
     /// token and makes GitLab record this host (`system_id`) as one of the runner's managers.
-    pub fn verify(&self, token: &Secret, system_id: &str) -> Result<Registration> {
+    pub(crate) fn verify(&self, token: &Secret, system_id: &str) -> Result<Registration> {
         let body = json!({"token": token.expose(), "system_id": system_id});
         let answer = self.call(
             Method::Post,
@@ -133,7 +133,7 @@ impl GitLab {
     }
 
     /// `POST /runners` with a registration token (the flow deprecated since GitLab 15.6).
-    pub fn register(
+    pub(crate) fn register(
         &self,
         registration_token: &Secret,
         description: &str,
@@ -172,7 +172,7 @@ impl GitLab {
 
     /// `POST /user/runners`: creates a runner with an access token that has the `create_runner`
     /// scope; the answer's token is shown this once.
-    pub fn create(
+    pub(crate) fn create(
         &self,
         access_token: &Secret,
         description: &str,
@@ -216,7 +216,7 @@ impl GitLab {
     }
 
     /// `DELETE /runners`: deletes the runner in GitLab, every manager with it.
-    pub fn delete_runner(&self, token: &Secret) -> Result<Deleted> {
+    pub(crate) fn delete_runner(&self, token: &Secret) -> Result<Deleted> {
         let body = json!({"token": token.expose()});
         let answer = self.call(
             Method::Delete,
@@ -235,7 +235,7 @@ impl GitLab {
 
     /// `DELETE /runners/managers`: removes only this host (`system_id`) from the runner, as
     /// `gitlab-runner unregister` does for a glrt- token; the runner stays in GitLab.
-    pub fn delete_manager(&self, token: &Secret, system_id: &str) -> Result<Deleted> {
+    pub(crate) fn delete_manager(&self, token: &Secret, system_id: &str) -> Result<Deleted> {
         let body = json!({"token": token.expose(), "system_id": system_id});
         let answer = self.call(
             Method::Delete,
@@ -504,7 +504,10 @@ fn root_certs(host: &Host, tls_ca_file: Option<&HostPath>) -> Result<ureq::tls::
 }
 
 /// Reads the PEM certificates in a `tls_ca_file`.
-pub fn read_ca_file(host: &Host, file: &HostPath) -> Result<Vec<ureq::tls::Certificate<'static>>> {
+pub(crate) fn read_ca_file(
+    host: &Host,
+    file: &HostPath,
+) -> Result<Vec<ureq::tls::Certificate<'static>>> {
     let bytes = fs_err::read(host.path(file))
         .with_context(|| format!("failed to read `tls_ca_file` `{file}`"))?;
     let mut certs = Vec::new();
@@ -526,6 +529,10 @@ pub fn read_ca_file(host: &Host, file: &HostPath) -> Result<Vec<ureq::tls::Certi
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests build fixture trees beside the host layer"
+)]
 mod tests {
     use super::*;
 

@@ -17,13 +17,13 @@ use crate::{
 };
 
 /// Where the ledger lives.
-pub const PATH: &str = "/var/lib/berth/state.json";
+pub(crate) const PATH: &str = "/var/lib/berth/state.json";
 
 /// Bumped when a field changes meaning.
 const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     #[serde(default)]
     pub schema_version: u32,
     /// By runner name, in the order berth recorded them.
@@ -33,7 +33,7 @@ pub struct Ledger {
 
 /// One runner berth answers for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     pub url: String,
     /// GitLab's runner id.
     pub id: i64,
@@ -56,7 +56,7 @@ pub struct Recorded {
 /// How berth came to answer for a runner; decides what removal does in GitLab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Source {
+pub(crate) enum Source {
     /// A glrt- token from `token_file`, verified with `POST /runners/verify`. On removal only
     /// this host's runner manager goes; the runner was created in GitLab and stays there.
     Verified,
@@ -70,7 +70,7 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Verified => "verified",
             Self::Registered => "registered",
@@ -80,13 +80,13 @@ impl Source {
     }
 }
 
-pub fn path() -> HostPath {
+pub(crate) fn path() -> HostPath {
     host_path(PATH)
 }
 
 impl Ledger {
     /// Reads the ledger; an absent one is empty.
-    pub fn load(host: &Host) -> Result<Self> {
+    pub(crate) fn load(host: &Host) -> Result<Self> {
         let path = path();
         let Some(text) = host.read_optional(&path)? else {
             return Ok(Self::default());
@@ -104,7 +104,7 @@ impl Ledger {
     }
 
     /// Writes the ledger atomically, mode 0600 in a 0700 directory.
-    pub fn save(&self, host: &Host) -> Result<()> {
+    pub(crate) fn save(&self, host: &Host) -> Result<()> {
         let path = path();
         if let Some(dir) = path.parent() {
             host.ensure_dir(&dir, 0o700)?;
@@ -117,7 +117,7 @@ impl Ledger {
     }
 
     /// Loads, changes and saves the ledger in one step.
-    pub fn update(host: &Host, change: impl FnOnce(&mut Self)) -> Result<()> {
+    pub(crate) fn update(host: &Host, change: impl FnOnce(&mut Self)) -> Result<()> {
         let mut ledger = Self::load(host)?;
         change(&mut ledger);
         ledger.save(host)
@@ -125,6 +125,10 @@ impl Ledger {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests build fixture trees beside the host layer"
+)]
 mod tests {
     use super::*;
 

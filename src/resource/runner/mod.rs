@@ -41,7 +41,7 @@ use gitlab::{Deleted, GitLab};
 use ledger::{Ledger, Recorded, Source};
 use section::{RunnerScope, RunnerSettings, RunnerSpec, ServerParams, TokenSource, normalize_url};
 
-pub struct Runner {
+pub(crate) struct Runner {
     name: String,
     /// config.toml: the profile's for a declared runner, the ledger's for a removed one.
     config: HostPath,
@@ -60,7 +60,7 @@ enum Role {
     },
 }
 
-pub struct RunnerState {
+pub(crate) struct RunnerState {
     /// Why this user cannot read what the runner's state is made of (`plan` as non-root).
     unreadable: Option<String>,
     entry: Option<Entry>,
@@ -158,7 +158,7 @@ pub(crate) enum Call {
 
 /// The runners in berth's ledger that the profile no longer declares, to unregister. A ledger
 /// that cannot be read becomes one resource that fails, so the run exits 1 and says why.
-pub fn removed(settings: &RunnerSettings, host: &Host) -> Vec<Runner> {
+pub(crate) fn removed(settings: &RunnerSettings, host: &Host) -> Vec<Runner> {
     match Ledger::load(host) {
         Ok(ledger) => ledger
             .runners
@@ -182,7 +182,7 @@ pub fn removed(settings: &RunnerSettings, host: &Host) -> Vec<Runner> {
 }
 
 impl Runner {
-    pub fn declared(settings: &RunnerSettings, spec: &RunnerSpec) -> Self {
+    pub(crate) fn declared(settings: &RunnerSettings, spec: &RunnerSpec) -> Self {
         Self {
             name: spec.name.clone(),
             config: settings.config.clone(),
@@ -205,6 +205,10 @@ impl Runner {
         }
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one decision table over token source, entry and ledger record"
+    )]
     fn decide_declared(&self, spec: &RunnerSpec, observed: &RunnerState) -> Decision {
         let same_url = |url: &str| normalize_url(url) == normalize_url(&spec.url);
         if let Some(recorded) = &observed.recorded

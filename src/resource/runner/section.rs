@@ -20,11 +20,11 @@ use crate::{
 
 /// Where the runner's config.toml lives when the profile does not say: the directory the
 /// runner container bind-mounts as `/etc/gitlab-runner`.
-pub const DEFAULT_CONFIG: &str = "/srv/gitlab-runner/config.toml";
+pub(crate) const DEFAULT_CONFIG: &str = "/srv/gitlab-runner/config.toml";
 
 /// `[runner]` and `[runners.*]`, resolved.
 #[derive(Debug, Clone)]
-pub struct RunnerSettings {
+pub(crate) struct RunnerSettings {
     /// Host path of gitlab-runner's config.toml.
     pub config: HostPath,
     /// The global keys berth owns (`concurrent`, `check_interval`, `[session_server]`, ...), in
@@ -46,14 +46,14 @@ impl Default for RunnerSettings {
 
 impl RunnerSettings {
     /// True when the profile says anything about gitlab-runner.
-    pub fn is_declared(&self) -> bool {
+    pub(crate) fn is_declared(&self) -> bool {
         !self.globals.is_empty() || !self.runners.is_empty()
     }
 }
 
 /// One `[runners.NAME]`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunnerSpec {
+pub(crate) struct RunnerSpec {
     /// The table name; gitlab-runner's `name`, by which berth finds its `[[runners]]` entry.
     pub name: String,
     /// GitLab's URL as written; also written to the entry.
@@ -69,7 +69,7 @@ pub struct RunnerSpec {
 
 /// Where a runner's token comes from, which decides how it is registered.
 #[derive(Debug, Clone, PartialEq)]
-pub enum TokenSource {
+pub(crate) enum TokenSource {
     /// `token_file`: a runner authentication token (`glrt-...`) of a runner created in GitLab;
     /// verified with `POST /runners/verify`.
     Authentication { file: HostPath },
@@ -88,7 +88,7 @@ pub enum TokenSource {
 }
 
 impl TokenSource {
-    pub fn file(&self) -> &HostPath {
+    pub(crate) fn file(&self) -> &HostPath {
         match self {
             Self::Authentication { file }
             | Self::Registration { file, .. }
@@ -97,7 +97,7 @@ impl TokenSource {
     }
 
     /// The profile key that names the file.
-    pub fn key(&self) -> &'static str {
+    pub(crate) fn key(&self) -> &'static str {
         match self {
             Self::Authentication { .. } => "token_file",
             Self::Registration { .. } => "registration_token_file",
@@ -109,7 +109,7 @@ impl TokenSource {
 /// Settings GitLab keeps for the runner, sent when berth registers or creates it. With a
 /// `glrt-` token they are set in GitLab's UI instead (gitlab-runner refuses them too).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ServerParams {
+pub(crate) struct ServerParams {
     pub description: Option<String>,
     pub tag_list: Option<Vec<String>>,
     pub run_untagged: Option<bool>,
@@ -122,14 +122,14 @@ pub struct ServerParams {
 
 /// Which kind of runner `POST /user/runners` creates.
 #[derive(Debug, Clone, PartialEq)]
-pub enum RunnerScope {
+pub(crate) enum RunnerScope {
     Instance,
     Group(i64),
     Project(i64),
 }
 
 impl RunnerScope {
-    pub fn runner_type(&self) -> &'static str {
+    pub(crate) fn runner_type(&self) -> &'static str {
         match self {
             Self::Instance => "instance_type",
             Self::Group(_) => "group_type",
@@ -167,7 +167,7 @@ const SERVER_KEYS: &[&str] = &[
 const WRITTEN_BY_RUNNER: &[&str] = &["id", "token", "token_obtained_at", "token_expires_at"];
 
 /// gitlab-runner's executors (`docker-ssh` and `docker-ssh+machine` are gone since 17.0).
-pub const EXECUTORS: &[&str] = &[
+pub(crate) const EXECUTORS: &[&str] = &[
     "shell",
     "docker",
     "docker-windows",
@@ -370,6 +370,7 @@ pub(crate) fn resolve(
     Ok((settings, warnings))
 }
 
+#[expect(clippy::too_many_lines, reason = "one check per key of a runner entry")]
 fn resolve_runner(
     name: &str,
     mut table: toml::Table,
@@ -643,7 +644,7 @@ fn check_url(url: &str) -> Result<(), String> {
 }
 
 /// GitLab's URL as gitlab-runner compares and calls it: no trailing `/`, no trailing `/ci`.
-pub fn normalize_url(url: &str) -> &str {
+pub(crate) fn normalize_url(url: &str) -> &str {
     let url = url.trim_end_matches('/');
     url.strip_suffix("/ci").unwrap_or(url).trim_end_matches('/')
 }

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::host::{Host, HostPath, host_path};
 
 /// The file's name, beside config.toml.
-pub const FILE_NAME: &str = ".runner_system_id";
+pub(crate) const FILE_NAME: &str = ".runner_system_id";
 
 /// Where gitlab-runner looks for the machine ID, in order (as its machineid library does).
 const MACHINE_ID_FILES: &[&str] = &[
@@ -23,7 +23,7 @@ const MACHINE_ID_FILES: &[&str] = &[
 ];
 
 /// `.runner_system_id` beside `config`.
-pub fn path(config: &HostPath) -> HostPath {
+pub(crate) fn path(config: &HostPath) -> HostPath {
     config
         .parent()
         .unwrap_or_else(|| host_path("/"))
@@ -31,7 +31,7 @@ pub fn path(config: &HostPath) -> HostPath {
 }
 
 /// True for what gitlab-runner accepts: `s_` or `r_` and 12 letters or digits.
-pub fn is_valid(id: &str) -> bool {
+pub(crate) fn is_valid(id: &str) -> bool {
     let Some(rest) = id.strip_prefix("s_").or_else(|| id.strip_prefix("r_")) else {
         return false;
     };
@@ -39,7 +39,7 @@ pub fn is_valid(id: &str) -> bool {
 }
 
 /// The system ID in the file beside `config`, if there is a valid one.
-pub fn read(host: &Host, config: &HostPath) -> Result<Option<String>> {
+pub(crate) fn read(host: &Host, config: &HostPath) -> Result<Option<String>> {
     Ok(host
         .read_optional(&path(config))?
         .map(|text| text.trim().to_owned())
@@ -47,7 +47,7 @@ pub fn read(host: &Host, config: &HostPath) -> Result<Option<String>> {
 }
 
 /// The system ID beside `config`, written first when absent or invalid (as gitlab-runner would).
-pub fn ensure(host: &Host, config: &HostPath) -> Result<String> {
+pub(crate) fn ensure(host: &Host, config: &HostPath) -> Result<String> {
     if let Some(id) = read(host, config)? {
         return Ok(id);
     }
@@ -62,7 +62,7 @@ pub fn ensure(host: &Host, config: &HostPath) -> Result<String> {
 }
 
 /// A new system ID for this host.
-pub fn generate(host: &Host) -> Result<String> {
+pub(crate) fn generate(host: &Host) -> Result<String> {
     for file in MACHINE_ID_FILES {
         if let Some(text) = host.read_optional(&host_path(file))? {
             let machine_id = text.trim();
@@ -76,7 +76,7 @@ pub fn generate(host: &Host) -> Result<String> {
 
 /// `s_` + the first 12 hex digits of HMAC-SHA256 keyed with the machine ID over
 /// `gitlab-runner`.
-pub fn from_machine_id(machine_id: &str) -> String {
+pub(crate) fn from_machine_id(machine_id: &str) -> String {
     let mac = hmac_sha256(machine_id.as_bytes(), b"gitlab-runner");
     format!("s_{}", &hex::encode(mac)[..12])
 }
@@ -115,6 +115,10 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests build fixture trees beside the host layer"
+)]
 mod tests {
     use super::*;
 
