@@ -16,7 +16,7 @@ fn main() {
         .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
         .collect();
     entries.sort();
-    let mut generated = String::from("pub static EMBEDDED: &[(&str, &str)] = &[\n");
+    let mut generated = String::from("pub(crate) static EMBEDDED: &[(&str, &str)] = &[\n");
     for path in entries {
         println!("cargo:rerun-if-changed={}", path.display());
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();

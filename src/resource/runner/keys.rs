@@ -1,0 +1,320 @@
+//! The gitlab-runner config.toml keys berth knows (global, `[[runners]]`, `[runners.docker]`,
+//! `[runners.cache]` and its backends, as gitlab-runner 17.11's `common/config.go` names them)
+//! and the checks a profile's runner entry passes before it reaches config.toml. Unknown keys
+//! pass through with a warning (a newer gitlab-runner may know them); known ones are checked for
+//! the shape gitlab-runner reads.
+
+use super::section::{EXECUTORS, OWN_KEYS, SERVER_KEYS};
+use crate::profile::{
+    Layers,
+    source::{KeyPath, LocatedError},
+};
+
+/// gitlab-runner's global keys; others are written too, with a warning.
+pub(super) const GLOBAL_KEYS: &[&str] = &[
+    "concurrent",
+    "check_interval",
+    "log_level",
+    "log_format",
+    "listen_address",
+    "shutdown_timeout",
+    "sentry_dsn",
+    "connection_max_age",
+    "user",
+    "labels",
+    "session_server",
+    "experimental",
+];
+
+/// Keys of a `[[runners]]` entry besides the credentials.
+pub(super) const ENTRY_KEYS: &[&str] = &[
+    "executor",
+    "tls-ca-file",
+    "tls-cert-file",
+    "tls-key-file",
+    "limit",
+    "output_limit",
+    "request_concurrency",
+    "strict_check_interval",
+    "unhealthy_requests_limit",
+    "unhealthy_interval",
+    "job_status_final_update_retry_limit",
+    "labels",
+    "builds_dir",
+    "cache_dir",
+    "clone_url",
+    "environment",
+    "proxy_exec",
+    "pre_get_sources_script",
+    "post_get_sources_script",
+    "pre_build_script",
+    "post_build_script",
+    "debug_trace_disabled",
+    "safe_directory_checkout",
+    "clean_git_config",
+    "shell",
+    "feature_flags",
+    "use_slot_cgroups",
+    "slot_cgroup_template",
+    "step_runner_image",
+    "custom_build_dir",
+    "referees",
+    "cache",
+    "monitoring",
+    "instance",
+    "ssh",
+    "docker",
+    "parallels",
+    "virtualbox",
+    "machine",
+    "kubernetes",
+    "custom",
+    "autoscaler",
+];
+
+/// `[runners.cache]` and its backends: gitlab-runner spells these keys capitalised and ignores
+/// any other spelling, so a lowercase `type = "s3"` silently means no cache.
+pub(super) const CACHE_KEYS: &[&str] = &[
+    "Type",
+    "Path",
+    "Shared",
+    "MaxUploadedArchiveSize",
+    "s3",
+    "gcs",
+    "azure",
+];
+pub(super) const CACHE_S3_KEYS: &[&str] = &[
+    "ServerAddress",
+    "AccessKey",
+    "SecretKey",
+    "SessionToken",
+    "BucketName",
+    "BucketLocation",
+    "Insecure",
+    "AuthenticationType",
+    "ServerSideEncryption",
+    "ServerSideEncryptionKeyID",
+    "DualStack",
+    "PathStyle",
+    "Accelerate",
+    "RoleARN",
+    "UploadRoleARN",
+];
+pub(super) const CACHE_GCS_KEYS: &[&str] = &[
+    "AccessID",
+    "PrivateKey",
+    "CredentialsFile",
+    "BucketName",
+    "UniverseDomain",
+];
+pub(super) const CACHE_AZURE_KEYS: &[&str] = &[
+    "AccountName",
+    "AccountKey",
+    "ContainerName",
+    "StorageDomain",
+];
+
+pub(super) const PULL_POLICIES: &[&str] = &["always", "if-not-present", "never"];
+
+/// Checks the keys with known meaning in what goes to the `[[runners]]` entry.
+pub(super) fn check_entry(
+    table: &toml::Table,
+    base: &KeyPath,
+    layers: &Layers,
+    warnings: &mut Vec<String>,
+) -> Result<(), LocatedError> {
+    match table.get("executor") {
+        None => {
+            return Err(
+                layers.error_at(base, format!("needs `executor` ({})", EXECUTORS.join(", ")))
+            );
+        }
+        Some(toml::Value::String(executor)) if EXECUTORS.contains(&executor.as_str()) => {}
+        Some(toml::Value::String(executor)) => {
+            return Err(layers.error_at(
+                &base.key("executor"),
+                format!(
+                    "`{executor}` is not a gitlab-runner executor ({})",
+                    EXECUTORS.join(", ")
+                ),
+            ));
+        }
+        Some(_) => return Err(layers.error_at(&base.key("executor"), "must be a string")),
+    }
+    for (key, value) in table {
+        let path = base.key(key);
+        if !ENTRY_KEYS.contains(&key.as_str()) {
+            let hint = OWN_KEYS
+                .iter()
+                .chain(SERVER_KEYS)
+                .find(|own| similar(own, key))
+                .map(|own| format!(" (did you mean berth's `{own}`?)"))
+                .unwrap_or_default();
+            warnings.push(format!(
+                "`{path}` is not a gitlab-runner setting berth knows; it is written to config.toml as it is{hint}"
+            ));
+            continue;
+        }
+        match key.as_str() {
+            "docker" | "cache" | "kubernetes" | "custom_build_dir" | "feature_flags"
+            | "machine" | "autoscaler" | "ssh" | "custom" | "instance" | "referees"
+            | "monitoring" | "parallels" | "virtualbox"
+                if !value.is_table() =>
+            {
+                return Err(layers.error_at(&path, format!("must be a table (`[{path}]`)")));
+            }
+            "environment" if !is_string_list(value) => {
+                return Err(layers.error_at(&path, "must be a list of \"NAME=value\" strings"));
+            }
+            "limit" | "output_limit" | "request_concurrency" => match value.as_integer() {
+                Some(0..) => {}
+                _ => return Err(layers.error_at(&path, "must be a whole number")),
+            },
+            _ => {}
+        }
+        if key == "cache"
+            && let Some(cache) = value.as_table()
+        {
+            check_capitalised(cache, CACHE_KEYS, &path, layers)?;
+            if let Some(kind) = cache.get("Type")
+                && !kind
+                    .as_str()
+                    .is_some_and(|kind| ["s3", "gcs", "azure"].contains(&kind))
+            {
+                return Err(layers.error_at(&path.key("Type"), "must be one of s3, gcs, azure"));
+            }
+            for (backend, keys) in [
+                ("s3", CACHE_S3_KEYS),
+                ("gcs", CACHE_GCS_KEYS),
+                ("azure", CACHE_AZURE_KEYS),
+            ] {
+                if let Some(backend_table) = cache.get(backend).and_then(toml::Value::as_table) {
+                    check_capitalised(backend_table, keys, &path.key(backend), layers)?;
+                }
+            }
+        }
+        if key == "docker"
+            && let Some(docker) = value.as_table()
+        {
+            check_docker(docker, &path, layers)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_docker(docker: &toml::Table, path: &KeyPath, layers: &Layers) -> Result<(), LocatedError> {
+    for (key, value) in docker {
+        let at = path.key(key);
+        match key.as_str() {
+            "privileged"
+            | "tls_verify"
+            | "disable_cache"
+            | "disable_entrypoint_overwrite"
+            | "oom_kill_disable"
+            | "enable_ipv6"
+            | "services_privileged"
+                if !value.is_bool() =>
+            {
+                return Err(layers.error_at(&at, "must be true or false"));
+            }
+            "volumes"
+            | "dns"
+            | "dns_search"
+            | "extra_hosts"
+            | "cap_add"
+            | "cap_drop"
+            | "security_opt"
+            | "devices"
+            | "allowed_images"
+            | "allowed_services"
+            | "allowed_pull_policies"
+            | "volumes_from"
+            | "links"
+            | "group_add"
+                if !is_string_list(value) =>
+            {
+                return Err(layers.error_at(&at, "must be a list of strings"));
+            }
+            "network_mtu" | "shm_size" | "services_limit" | "wait_for_services_timeout" => {
+                if value.as_integer().is_none() {
+                    return Err(layers.error_at(&at, "must be a whole number"));
+                }
+                if key == "network_mtu" && !matches!(value.as_integer(), Some(0 | 68..=65535)) {
+                    return Err(layers.error_at(&at, "must be 0 (unset) or from 68 to 65535"));
+                }
+            }
+            "pull_policy" => {
+                let policies: Vec<&toml::Value> = match value {
+                    toml::Value::Array(items) => items.iter().collect(),
+                    single => vec![single],
+                };
+                for policy in policies {
+                    if !policy
+                        .as_str()
+                        .is_some_and(|text| PULL_POLICIES.contains(&text))
+                    {
+                        return Err(layers.error_at(
+                            &at,
+                            format!("must be one or a list of {}", PULL_POLICIES.join(", ")),
+                        ));
+                    }
+                }
+            }
+            "host" | "image" if value.as_str().is_none_or(str::is_empty) => {
+                return Err(layers.error_at(&at, "must be a non-empty string"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a key that differs from a known capitalised one only in case: gitlab-runner would
+/// ignore it and run without the setting.
+fn check_capitalised(
+    table: &toml::Table,
+    known: &[&str],
+    path: &KeyPath,
+    layers: &Layers,
+) -> Result<(), LocatedError> {
+    for key in table.keys() {
+        if known.contains(&key.as_str()) {
+            continue;
+        }
+        if let Some(right) = known.iter().find(|known| known.eq_ignore_ascii_case(key)) {
+            return Err(layers.error_at(
+                &path.key(key),
+                format!(
+                    "gitlab-runner spells this key `{right}` and ignores `{key}`: write `{right}`"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_string_list(value: &toml::Value) -> bool {
+    value
+        .as_array()
+        .is_some_and(|items| items.iter().all(toml::Value::is_str))
+}
+
+/// True when `a` and `b` differ by at most two edits (a typo of a berth key).
+pub(super) fn similar(a: &str, b: &str) -> bool {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            current.push(
+                (previous[j] + cost)
+                    .min(previous[j + 1] + 1)
+                    .min(current[j] + 1),
+            );
+        }
+        previous = current;
+    }
+    previous[b.len()] <= 2
+}

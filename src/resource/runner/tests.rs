@@ -1,0 +1,230 @@
+//! Table tests for `runner/NAME`'s decisions: what is registered, verified, adopted,
+//! recorded, unregistered or refused, from the observed state alone.
+
+use super::*;
+use crate::host::host_path;
+use section::ServerParams;
+
+const URL: &str = "https://gitlab.example.com";
+
+fn spec(token: TokenSource) -> RunnerSpec {
+    RunnerSpec {
+        name: "r".into(),
+        url: URL.into(),
+        token,
+        tls_ca_file: None,
+        delete_on_remove: false,
+        settings: toml::Table::new(),
+    }
+}
+
+fn glrt() -> TokenSource {
+    TokenSource::Authentication {
+        file: host_path("/etc/berth/tokens/r"),
+    }
+}
+
+fn legacy() -> TokenSource {
+    TokenSource::Registration {
+        file: host_path("/etc/berth/tokens/reg"),
+        params: ServerParams::default(),
+    }
+}
+
+fn runner(token: TokenSource) -> Runner {
+    Runner::declared(&RunnerSettings::default(), &spec(token))
+}
+
+fn removed_runner() -> Runner {
+    Runner {
+        name: "r".into(),
+        config: host_path(crate::resource::runner::section::DEFAULT_CONFIG),
+        role: Role::Removed,
+    }
+}
+
+fn recorded(source: Source, token: &str) -> Recorded {
+    Recorded {
+        url: URL.into(),
+        id: 18,
+        source,
+        token_fingerprint: Fingerprint::of(token),
+        config: host_path(crate::resource::runner::section::DEFAULT_CONFIG),
+        delete_on_remove: false,
+        tls_ca_file: None,
+    }
+}
+
+fn entry(token: &str) -> Entry {
+    Entry {
+        url: Some(format!("{URL}/")),
+        id: Some(18),
+        token: Some(Secret::new(token)),
+    }
+}
+
+fn state(
+    entry: Option<Entry>,
+    recorded: Option<Recorded>,
+    file_token: Option<&str>,
+) -> RunnerState {
+    RunnerState {
+        unreadable: None,
+        entry,
+        recorded,
+        token: file_token.map_or(TokenFile::Missing, |token| TokenFile::Present {
+            token: Secret::new(token),
+            mode: 0o600,
+        }),
+        system_id: Some("s_0123456789ab".into()),
+    }
+}
+
+#[test]
+fn a_glrt_token_is_verified_once_and_then_in_sync() {
+    let runner = runner(glrt());
+    assert!(matches!(
+        runner.decide(&state(None, None, Some("glrt-a"))),
+        Decision::Do(RunnerOp::Verify {
+            changed_from: None,
+            ..
+        })
+    ));
+    let registered = state(
+        Some(entry("glrt-a")),
+        Some(recorded(Source::Verified, "glrt-a")),
+        Some("glrt-a"),
+    );
+    assert_eq!(runner.decide(&registered), Decision::InSync);
+    assert!(
+        runner
+            .diff(&registered, &Earlier::default())
+            .changes
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_token_the_runner_rotated_itself_is_in_sync() {
+    let runner = runner(glrt());
+    let rotated = state(
+        Some(entry("glrt-rotated")),
+        Some(recorded(Source::Verified, "glrt-a")),
+        Some("glrt-a"),
+    );
+    assert_eq!(runner.decide(&rotated), Decision::InSync);
+}
+
+#[test]
+fn a_new_token_in_the_file_is_an_update_shown_by_fingerprint() {
+    let runner = runner(glrt());
+    let observed = state(
+        Some(entry("glrt-a")),
+        Some(recorded(Source::Verified, "glrt-a")),
+        Some("glrt-b"),
+    );
+    let diff = runner.diff(&observed, &Earlier::default());
+    let change = &diff.changes[0];
+    assert_eq!(change.0.action, Action::Update);
+    let (before, after) = (Fingerprint::of("glrt-a"), Fingerprint::of("glrt-b"));
+    assert_eq!(
+        change.0.detail,
+        format!("token (fingerprint {} → {})", before.short(), after.short())
+    );
+    let json = serde_json::to_string(&change.0).unwrap();
+    assert!(!json.contains("glrt-"), "{json}");
+}
+
+#[test]
+fn legacy_registration_happens_only_without_an_entry() {
+    let runner = runner(legacy());
+    assert!(matches!(
+        runner.decide(&state(None, None, Some("reg-token"))),
+        Decision::Do(RunnerOp::Register { .. })
+    ));
+    let existing = state(Some(entry("glrtr-issued")), None, Some("reg-token"));
+    let Decision::Do(RunnerOp::Adopt {
+        source,
+        fingerprint,
+        id,
+        ..
+    }) = runner.decide(&existing)
+    else {
+        panic!("an existing entry is adopted");
+    };
+    assert_eq!(
+        (source, fingerprint, id),
+        (Source::Adopted, Fingerprint::of("glrtr-issued"), 18)
+    );
+    let lost = state(
+        None,
+        Some(recorded(Source::Registered, "glrtr-issued")),
+        Some("reg-token"),
+    );
+    let Decision::Refuse { reason, .. } = runner.decide(&lost) else {
+        panic!("a lost entry is never registered again");
+    };
+    assert!(
+        reason.contains("registering again would leave runner #18 behind"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_missing_token_file_is_a_refused_registration_not_an_error() {
+    let runner = runner(glrt());
+    let diff = runner.diff(&state(None, None, None), &Earlier::default());
+    let change = &diff.changes[0];
+    assert_eq!(change.0.action, Action::Register);
+    assert!(
+        change
+            .0
+            .refused
+            .as_deref()
+            .unwrap()
+            .starts_with("the token_file `/etc/berth/tokens/r` does not exist")
+    );
+}
+
+#[test]
+fn a_foreign_entry_of_the_same_name_is_not_taken_over() {
+    let runner = runner(legacy());
+    let mut foreign = entry("glrt-foreign");
+    foreign.url = Some("https://other.example".into());
+    let Decision::Refuse { reason, .. } = runner.decide(&state(Some(foreign), None, Some("reg")))
+    else {
+        panic!("refused");
+    };
+    assert!(reason.contains("which berth did not register"), "{reason}");
+}
+
+#[test]
+fn removal_calls_what_the_source_allows() {
+    let runner = removed_runner();
+    let with = |source, delete_on_remove| {
+        let mut record = recorded(source, "t");
+        record.delete_on_remove = delete_on_remove;
+        match runner.decide(&state(Some(entry("t")), Some(record), None)) {
+            Decision::Do(RunnerOp::Unregister { call, .. }) => call,
+            other => panic!("not an unregister: {other:?}"),
+        }
+    };
+    assert_eq!(
+        with(Source::Verified, false),
+        Call::DeleteManager {
+            system_id: "s_0123456789ab".into()
+        }
+    );
+    assert_eq!(with(Source::Verified, true), Call::DeleteRunner);
+    assert_eq!(with(Source::Registered, false), Call::DeleteRunner);
+    assert_eq!(with(Source::Created, false), Call::DeleteRunner);
+    assert_eq!(with(Source::Adopted, false), Call::None);
+    assert!(matches!(
+        runner.decide(&state(None, Some(recorded(Source::Registered, "t")), None)),
+        Decision::Do(RunnerOp::Forget { .. })
+    ));
+    assert_eq!(
+        runner.decide(&state(Some(entry("t")), None, None)),
+        Decision::InSync
+    );
+}
