@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::{
     cli::{Cli, Command},
     host::{Host, HostPath, host_path},
-    profile::source::TomlSource,
+    profile::source::TomlFile,
     profile::{DEFAULT_PROFILE, ProfileRef},
     resource::Options,
 };
@@ -20,21 +20,21 @@ pub(crate) const HOST_CONFIG: &str = "/etc/berth/berth.toml";
 /// `/etc/berth/berth.toml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct HostConfig {
+pub(crate) struct BerthToml {
     /// The profiles this host converges to when `-p` is not given, in layering order.
     pub profiles: Option<Vec<String>>,
     /// Where apply writes node_exporter textfile metrics.
     pub metrics_file: Option<HostPath>,
 }
 
-impl HostConfig {
+impl BerthToml {
     /// berth.toml under the root; all defaults when it does not exist.
     pub(crate) fn read(host: &Host) -> Result<Self> {
         let path = host_path(HOST_CONFIG);
         let Some(text) = host.read_optional(&path)? else {
             return Ok(Self::default());
         };
-        let (config, _) = TomlSource::new(path.to_string(), text)
+        let (config, _) = TomlFile::new(path.to_string(), text)
             .parse::<Self>()
             .with_context(|| format!("invalid berth settings `{path}`"))?;
         Ok(config)
@@ -59,7 +59,7 @@ impl Settings {
             bail!("the root `{}` is not a directory", cli.root.display());
         }
         let host = Host::new(root);
-        let host_config = HostConfig::read(&host)?;
+        let host_config = BerthToml::read(&host)?;
         let profiles = if !cli.profiles.is_empty() {
             cli.profiles
                 .iter()

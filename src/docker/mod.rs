@@ -3,12 +3,12 @@
 //! are cached for one run so that observing N resources costs a constant number of calls; the
 //! engine drops the cache after anything is applied.
 
-pub(crate) mod inspect;
 pub(crate) mod unit;
 
 use std::{
+    any::Any,
     cell::RefCell,
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     rc::Rc,
     time::Duration,
 };
@@ -16,10 +16,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, de::DeserializeOwned};
 
-use crate::{
-    docker::inspect::{ContainerInfo, ImageInfo, NetworkInfo, VolumeInfo},
-    host::exec::{self, CommandError, CommandLine},
-};
+use crate::host::exec::{self, CommandError, CommandLine};
 
 /// How long one `docker` query may take before berth treats the daemon as hung.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -97,22 +94,26 @@ pub(crate) fn normalize_mirror(mirror: &str) -> String {
 pub(crate) struct Docker {
     program: String,
     status: RefCell<Option<DaemonStatus>>,
-    inspected: RefCell<Inspected>,
+    /// One `Batch<T>` per kind, keyed by [`Inspect::KIND`].
+    inspected: RefCell<HashMap<&'static str, Box<dyn Any>>>,
 }
 
 /// What one batched `docker … inspect` found, keyed by the name it was asked for; a name that is
 /// not a key does not exist.
 pub(crate) type Found<T> = Rc<BTreeMap<String, T>>;
 
-/// The answers of this run's batched inspects, one per object kind.
-#[derive(Default)]
-struct Inspected {
-    containers: Option<Batch<ContainerInfo>>,
-    networks: Option<Batch<NetworkInfo>>,
-    volumes: Option<Batch<VolumeInfo>>,
-    images: Option<Batch<ImageInfo>>,
+/// A kind of Docker object berth inspects in batches. Each resource kind owns its type (with
+/// only the fields it reads); this client knows none of them.
+pub(crate) trait Inspect: DeserializeOwned + Clone + 'static {
+    /// The CLI's word for the kind: `container`, `network`, `volume`, `image`.
+    const KIND: &'static str;
+
+    /// True when this object is the answer to `name`: `inspect` also matches ID prefixes, and
+    /// only an exact name (or reference) answers a name.
+    fn answers_to(&self, name: &str) -> bool;
 }
 
+/// This run's batched answers, one per kind.
 struct Batch<T> {
     asked: BTreeSet<String>,
     found: Found<T>,
@@ -139,7 +140,7 @@ impl Docker {
         Self {
             program: program.to_owned(),
             status: RefCell::new(None),
-            inspected: RefCell::new(Inspected::default()),
+            inspected: RefCell::new(HashMap::new()),
         }
     }
 
@@ -164,7 +165,7 @@ impl Docker {
     /// Forgets cached answers; the engine calls this after it changed something.
     pub(crate) fn invalidate(&self) {
         self.status.borrow_mut().take();
-        *self.inspected.borrow_mut() = Inspected::default();
+        self.inspected.borrow_mut().clear();
     }
 
     /// Asks the daemon now, bypassing the cache: for waiting on a restart.
@@ -204,72 +205,35 @@ impl Docker {
 /// [`Docker::invalidate`]), however many resources ask, as long as every resource asks for the
 /// same list (the profile's): observing N objects costs a constant number of CLI calls.
 impl Docker {
-    pub(crate) fn containers(&self, names: &[String]) -> Result<Found<ContainerInfo>> {
-        self.batch(
-            |cache| &mut cache.containers,
-            "container",
-            names,
-            |info, name| info.plain_name() == name,
-        )
-    }
-
-    pub(crate) fn networks(&self, names: &[String]) -> Result<Found<NetworkInfo>> {
-        self.batch(
-            |cache| &mut cache.networks,
-            "network",
-            names,
-            |info, name| info.name == name,
-        )
-    }
-
-    pub(crate) fn volumes(&self, names: &[String]) -> Result<Found<VolumeInfo>> {
-        self.batch(
-            |cache| &mut cache.volumes,
-            "volume",
-            names,
-            |info, name| info.name == name,
-        )
-    }
-
-    /// Images by reference (`docker:27-dind`) or ID (`sha256:…`).
-    pub(crate) fn images(&self, references: &[String]) -> Result<Found<ImageInfo>> {
-        self.batch(
-            |cache| &mut cache.images,
-            "image",
-            references,
-            ImageInfo::answers_to,
-        )
-    }
-
-    fn batch<T: DeserializeOwned + Clone>(
-        &self,
-        slot: fn(&mut Inspected) -> &mut Option<Batch<T>>,
-        kind: &str,
-        names: &[String],
-        answers_to: impl Fn(&T, &str) -> bool,
-    ) -> Result<Found<T>> {
-        if let Some(found) = slot(&mut self.inspected.borrow_mut())
-            .as_ref()
+    /// The objects of kind `T` among `names` (names, or image references and IDs).
+    pub(crate) fn inspect_all<T: Inspect>(&self, names: &[String]) -> Result<Found<T>> {
+        if let Some(found) = self
+            .inspected
+            .borrow()
+            .get(T::KIND)
+            .and_then(|batch| batch.downcast_ref::<Batch<T>>())
             .and_then(|batch| batch.covers(names))
         {
             return Ok(found);
         }
-        let items: Vec<T> = self.inspect(kind, names)?;
-        // `inspect` also matches ID prefixes; only an exact name answers a name.
+        let items: Vec<T> = self.inspect(T::KIND, names)?;
         let found: BTreeMap<String, T> = names
             .iter()
             .filter_map(|name| {
                 items
                     .iter()
-                    .find(|item| answers_to(item, name))
+                    .find(|item| item.answers_to(name))
                     .map(|item| (name.clone(), item.clone()))
             })
             .collect();
         let found = Rc::new(found);
-        *slot(&mut self.inspected.borrow_mut()) = Some(Batch {
-            asked: names.iter().cloned().collect(),
-            found: Rc::clone(&found),
-        });
+        self.inspected.borrow_mut().insert(
+            T::KIND,
+            Box::new(Batch {
+                asked: names.iter().cloned().collect(),
+                found: Rc::clone(&found),
+            }),
+        );
         Ok(found)
     }
 

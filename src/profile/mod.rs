@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use serde::de::DeserializeOwned;
 
 use crate::host::{Host, HostPath, host_path};
-use source::{KeyPath, LocatedError, TomlSource, deep_merge};
+use source::{KeyPath, LocatedError, TomlFile, deep_merge};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded_profiles.rs"));
@@ -84,12 +84,12 @@ impl ProfileRef {
         }
     }
 
-    fn read(&self, host: &Host) -> Result<TomlSource> {
+    fn read(&self, host: &Host) -> Result<TomlFile> {
         match self {
             Self::Name(name) => {
                 let operator_copy = host_path(PROFILE_DIR).join(format!("{name}.toml"));
                 if let Some(text) = host.read_optional(&operator_copy)? {
-                    return Ok(TomlSource::new(operator_copy.to_string(), text));
+                    return Ok(TomlFile::new(operator_copy.to_string(), text));
                 }
                 let text = embedded_text(name).with_context(|| {
                     let known: Vec<_> = embedded().map(|(name, _)| name).collect();
@@ -98,18 +98,18 @@ impl ProfileRef {
                         known.join(", ")
                     )
                 })?;
-                Ok(TomlSource::new(format!("{name} (embedded)"), text))
+                Ok(TomlFile::new(format!("{name} (embedded)"), text))
             }
             Self::LocalFile(path) => {
                 let text = crate::host::read_local(path)
                     .with_context(|| format!("failed to read profile `{}`", path.display()))?;
-                Ok(TomlSource::new(path.display().to_string(), text))
+                Ok(TomlFile::new(path.display().to_string(), text))
             }
             Self::HostFile(path) => {
                 let text = host
                     .read_optional(path)?
                     .with_context(|| format!("profile `{path}` does not exist"))?;
-                Ok(TomlSource::new(path.to_string(), text))
+                Ok(TomlFile::new(path.to_string(), text))
             }
         }
     }
@@ -141,7 +141,7 @@ impl From<LocatedError> for ProfileError {
 }
 
 /// Reads the given profiles, in order: their short names and their text.
-pub(crate) fn read(refs: &[ProfileRef], host: &Host) -> Result<(Vec<String>, Vec<TomlSource>)> {
+pub(crate) fn read(refs: &[ProfileRef], host: &Host) -> Result<(Vec<String>, Vec<TomlFile>)> {
     let mut sources = Vec::new();
     for profile_ref in refs {
         sources.push(profile_ref.read(host)?);
@@ -151,7 +151,7 @@ pub(crate) fn read(refs: &[ProfileRef], host: &Host) -> Result<(Vec<String>, Vec
 
 /// Parses every layer as `T` on its own (so an error points into the file that has it), then
 /// deep-merges them and reads the merged table as `T`.
-pub(crate) fn merge<T: DeserializeOwned>(sources: &[TomlSource]) -> Result<T, ProfileError> {
+pub(crate) fn merge<T: DeserializeOwned>(sources: &[TomlFile]) -> Result<T, ProfileError> {
     let mut merged = toml::Table::new();
     for source in sources {
         let (_checked, table) = source.parse::<T>()?;
@@ -175,10 +175,10 @@ pub(crate) fn merge<T: DeserializeOwned>(sources: &[TomlSource]) -> Result<T, Pr
 
 /// The layers a merged profile came from, to place errors found after merging: the last layer
 /// that sets a key is the one whose value won.
-pub(crate) struct Layers<'a>(&'a [TomlSource]);
+pub(crate) struct Layers<'a>(&'a [TomlFile]);
 
 impl<'a> Layers<'a> {
-    pub(crate) fn new(sources: &'a [TomlSource]) -> Self {
+    pub(crate) fn new(sources: &'a [TomlFile]) -> Self {
         Self(sources)
     }
 

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 /// Where a TOML text came from (`/etc/berth/profiles/site.toml`, `dind (embedded)`) and the
 /// text itself.
 #[derive(Debug, Clone)]
-pub(crate) struct TomlSource {
+pub(crate) struct TomlFile {
     pub name: String,
     pub text: String,
 }
@@ -104,7 +104,7 @@ impl fmt::Display for LocatedError {
     }
 }
 
-impl TomlSource {
+impl TomlFile {
     pub(crate) fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
         Self {
             name: name.into(),
@@ -320,7 +320,7 @@ mod tests {
     }
 
     fn error(text: &str) -> String {
-        TomlSource::new("p.toml", text)
+        TomlFile::new("p.toml", text)
             .parse::<Doc>()
             .unwrap_err()
             .to_string()
@@ -352,7 +352,7 @@ mod tests {
 
     #[test]
     fn later_checks_can_place_an_error_at_a_key() {
-        let source = TomlSource::new("p.toml", "[section.inner]\nmtu = \"x\"\n");
+        let source = TomlFile::new("p.toml", "[section.inner]\nmtu = \"x\"\n");
         let key = KeyPath::parse_dotted("section.inner.mtu");
         assert_eq!(
             source.error_at(&key, "must be a number").to_string(),

@@ -13,11 +13,7 @@ use anyhow::Result;
 use serde_json::Value as Json;
 
 use crate::{
-    docker::{
-        DaemonStatus,
-        inspect::{LABEL_MANAGED, LABEL_PROFILE, LABEL_SPEC_HASH},
-        unit,
-    },
+    docker::{DaemonStatus, unit},
     plan::{Diff, FieldChange},
     profile::{
         Layers,
@@ -26,16 +22,42 @@ use crate::{
     resource::{
         Context,
         container::spec::{
-            ContainerLayer, ContainerSpec, container_warnings, order_by_after, resolve_container,
+            ContainerSection, ContainerSpec, container_warnings, order_by_after, resolve_container,
         },
-        network::{NetworkLayer, NetworkSpec, resolve_network},
+        network::{NetworkSection, NetworkSpec, resolve_network},
         profile::Profile,
-        volume::{VolumeLayer, VolumeSpec},
+        volume::{VolumeSection, VolumeSpec},
     },
 };
 
 /// Profiles may not set labels under berth's own prefix: they would forge ownership.
 const RESERVED_LABEL_PREFIX: &str = "berth.";
+
+/// Labels berth puts on every network, volume and container it creates, and reads back.
+pub(crate) const LABEL_MANAGED: &str = "berth.managed";
+pub(crate) const LABEL_PROFILE: &str = "berth.profile";
+pub(crate) const LABEL_SPEC_HASH: &str = "berth.spec-hash";
+
+pub(crate) type Labels = BTreeMap<String, String>;
+
+/// Anything Docker labels: containers (their config), networks and volumes.
+pub(crate) trait Labelled {
+    fn labels(&self) -> Option<&Labels>;
+
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels()?.get(key).map(String::as_str)
+    }
+
+    /// True when berth created the object: only berth sets `berth.managed=true`.
+    fn managed(&self) -> bool {
+        self.label(LABEL_MANAGED) == Some("true")
+    }
+
+    /// The hash of the spec berth created the object from.
+    fn spec_hash(&self) -> Option<&str> {
+        self.label(LABEL_SPEC_HASH)
+    }
+}
 
 /// A container, network or volume name as Docker accepts it: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
 /// Docker refuses one-character container names, so berth refuses them for every kind.
@@ -100,14 +122,14 @@ pub(crate) struct DockerObjects {
 
 /// The merged `[networks]`, `[volumes]` and `[containers]` sections.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct ObjectLayers {
-    pub networks: Option<IndexMap<ObjectName, NetworkLayer>>,
-    pub volumes: Option<IndexMap<ObjectName, VolumeLayer>>,
-    pub containers: Option<IndexMap<ObjectName, ContainerLayer>>,
+pub(crate) struct ObjectSections {
+    pub networks: Option<IndexMap<ObjectName, NetworkSection>>,
+    pub volumes: Option<IndexMap<ObjectName, VolumeSection>>,
+    pub containers: Option<IndexMap<ObjectName, ContainerSection>>,
 }
 
 pub(crate) fn resolve(
-    objects: ObjectLayers,
+    objects: ObjectSections,
     mtu: Option<u32>,
     layers: &Layers,
 ) -> Result<DockerObjects, LocatedError> {

@@ -18,7 +18,7 @@ use crate::{
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct KernelLayer {
+pub(crate) struct KernelSection {
     pub modules: Option<Vec<ModuleName>>,
 }
 
@@ -63,7 +63,7 @@ impl std::fmt::Display for ModuleName {
 }
 
 /// The modules of the `[kernel]` section, each once, in the order written.
-pub(crate) fn resolve(layer: Option<KernelLayer>) -> Vec<ModuleName> {
+pub(crate) fn resolve(layer: Option<KernelSection>) -> Vec<ModuleName> {
     let mut modules: Vec<ModuleName> = Vec::new();
     for module in layer.and_then(|kernel| kernel.modules).unwrap_or_default() {
         if !modules.contains(&module) {

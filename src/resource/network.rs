@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result};
 use serde_json::Value as Json;
 
 use crate::{
-    docker::inspect::{ContainerInfo, Labelled, NetworkInfo},
+    docker::Inspect,
     plan::{Action, Change, Diff, FieldChange, Kind, ResourceId},
     profile::{
         Layers,
@@ -22,9 +22,11 @@ use crate::{
     },
     resource::{
         Context, Earlier, Resource,
+        container::inspect::ContainerInfo,
         daemon::service::DaemonService,
         docker_object::{
-            self, ObjectName, ObjectNames, Observed, labels, non_empty, spec_hash, string_map,
+            self, Labelled, Labels, ObjectName, ObjectNames, Observed, labels, non_empty,
+            spec_hash, string_map,
         },
     },
 };
@@ -34,7 +36,7 @@ pub(crate) const NETWORK_MTU_OPTION: &str = "com.docker.network.driver.mtu";
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct NetworkLayer {
+pub(crate) struct NetworkSection {
     pub driver: Option<String>,
     pub options: Option<IndexMap<String, String>>,
     pub internal: Option<bool>,
@@ -63,7 +65,7 @@ impl NetworkSpec {
 
 pub(crate) fn resolve_network(
     name: ObjectName,
-    layer: NetworkLayer,
+    layer: NetworkSection,
     mtu: Option<u32>,
     layers: &Layers,
 ) -> Result<NetworkSpec, LocatedError> {
@@ -205,7 +207,7 @@ impl Network {
         .filter(|line| !line.is_empty())
         .map(str::to_owned)
         .collect();
-        let found = context.docker.containers(&members)?;
+        let found = context.docker.inspect_all::<ContainerInfo>(&members)?;
         let mut reconnect: Vec<(String, Vec<String>)> = Vec::new();
         for member in &members {
             let aliases = found
@@ -270,7 +272,9 @@ impl Resource for Network {
 
     fn observe(&self, context: &Context) -> Result<Self::Observed> {
         Observed::of(context, || {
-            let found = context.docker.networks(&self.names.networks)?;
+            let found = context
+                .docker
+                .inspect_all::<NetworkInfo>(&self.names.networks)?;
             Ok(found.get(self.spec.name.as_str()).cloned())
         })
     }
@@ -353,13 +357,47 @@ impl Resource for Network {
     }
 }
 
+/// What `docker network inspect` reports: only the fields berth reads.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct NetworkInfo {
+    pub name: String,
+    pub id: String,
+    pub driver: String,
+    pub options: Option<Labels>,
+    pub internal: bool,
+    pub labels: Option<Labels>,
+    /// Only containers with a live endpoint (running ones).
+    pub containers: Option<BTreeMap<String, NetworkMember>>,
+}
+
+impl Labelled for NetworkInfo {
+    fn labels(&self) -> Option<&Labels> {
+        self.labels.as_ref()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct NetworkMember {
+    pub name: String,
+}
+
+impl Inspect for NetworkInfo {
+    const KIND: &'static str = "network";
+
+    fn answers_to(&self, name: &str) -> bool {
+        self.name == name
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::docker::inspect::{LABEL_MANAGED, LABEL_SPEC_HASH, NetworkMember};
     use crate::resource::docker_object::Reach;
+    use crate::resource::docker_object::{LABEL_MANAGED, LABEL_SPEC_HASH};
 
     fn network(options: &[(&str, &str)], adopt: bool) -> Network {
         Network::new(

@@ -7,15 +7,15 @@ use serde::Deserialize;
 
 use crate::{
     host::Host,
-    profile::{self, Layers, ProfileError, ProfileRef, source::TomlSource},
+    profile::{self, Layers, ProfileError, ProfileRef, source::TomlFile},
     resource::{
-        container::spec::{ContainerLayer, ContainerSpec},
-        daemon::{self, DockerLayer, DockerSettings},
-        docker_object::{self, ObjectLayers, ObjectName},
-        kernel_module::{self, KernelLayer, ModuleName},
-        network::{NetworkLayer, NetworkSpec},
+        container::spec::{ContainerSection, ContainerSpec},
+        daemon::{self, DockerSection, DockerSettings},
+        docker_object::{self, ObjectName, ObjectSections},
+        kernel_module::{self, KernelSection, ModuleName},
+        network::{NetworkSection, NetworkSpec},
         runner::{self, section::RunnerSettings},
-        volume::{VolumeLayer, VolumeSpec},
+        volume::{VolumeSection, VolumeSpec},
     },
 };
 
@@ -27,17 +27,17 @@ pub(crate) struct ProfileLayer {
     /// For the people who read the profile; berth only checks that it is text.
     #[expect(dead_code, reason = "read by people, not by berth")]
     pub description: Option<String>,
-    pub kernel: Option<KernelLayer>,
-    pub docker: Option<DockerLayer>,
+    pub kernel: Option<KernelSection>,
+    pub docker: Option<DockerSection>,
     /// gitlab-runner's global settings; checked and typed by `runner_spec`.
     pub runner: Option<toml::Table>,
     /// `[runners.NAME]`: the runners this host runs; checked and typed by `runner_spec`.
     pub runners: Option<toml::Table>,
     /// One MTU for daemon.json, the profile's networks and dind daemons (see container_spec).
     pub mtu: Option<u32>,
-    pub networks: Option<indexmap::IndexMap<ObjectName, NetworkLayer>>,
-    pub volumes: Option<indexmap::IndexMap<ObjectName, VolumeLayer>>,
-    pub containers: Option<indexmap::IndexMap<ObjectName, ContainerLayer>>,
+    pub networks: Option<indexmap::IndexMap<ObjectName, NetworkSection>>,
+    pub volumes: Option<indexmap::IndexMap<ObjectName, VolumeSection>>,
+    pub containers: Option<indexmap::IndexMap<ObjectName, ContainerSection>>,
 }
 
 /// The merged, checked desired state of a host, with defaults filled in.
@@ -65,7 +65,7 @@ pub(crate) fn load(refs: &[ProfileRef], host: &Host) -> Result<Profile> {
 impl Profile {
     pub(crate) fn from_sources(
         names: Vec<String>,
-        sources: &[TomlSource],
+        sources: &[TomlFile],
     ) -> Result<Self, ProfileError> {
         let layer: ProfileLayer = profile::merge(sources)?;
         Self::resolve(names, layer, &Layers::new(sources))
@@ -78,7 +78,7 @@ impl Profile {
     ) -> Result<Self, ProfileError> {
         let docker = daemon::resolve(layer.docker, layer.mtu, layers)?;
         let objects = docker_object::resolve(
-            ObjectLayers {
+            ObjectSections {
                 networks: layer.networks,
                 volumes: layer.volumes,
                 containers: layer.containers,
@@ -119,7 +119,7 @@ mod tests {
         let sources: Vec<_> = layers
             .iter()
             .enumerate()
-            .map(|(index, text)| TomlSource::new(format!("layer{index}.toml"), *text))
+            .map(|(index, text)| TomlFile::new(format!("layer{index}.toml"), *text))
             .collect();
         Profile::from_sources(vec!["t".into()], &sources).map_err(|error| error.problem.to_string())
     }
@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn every_embedded_profile_is_valid() {
         for (name, text) in embedded() {
-            let source = TomlSource::new(name, text);
+            let source = TomlFile::new(name, text);
             Profile::from_sources(vec![name.into()], &[source])
                 .unwrap_or_else(|error| panic!("embedded profile `{name}`: {}", error.problem));
         }

@@ -16,19 +16,19 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::{
-    docker::inspect::{Labelled, VolumeInfo},
+    docker::Inspect,
     host::{HostPath, host_path},
     plan::{Action, Change, Diff, FieldChange, Kind, ResourceId},
     resource::{
         Context, Earlier, Resource,
         daemon::service::DaemonService,
-        docker_object::{self, ObjectName, ObjectNames, Observed, spec_hash},
+        docker_object::{self, Labelled, Labels, ObjectName, ObjectNames, Observed, spec_hash},
     },
 };
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct VolumeLayer {
+pub(crate) struct VolumeSection {
     pub driver: Option<String>,
     pub options: Option<IndexMap<String, String>>,
     pub labels: Option<IndexMap<String, String>>,
@@ -221,7 +221,9 @@ impl Resource for Volume {
 
 impl Volume {
     fn look(&self, context: &Context) -> Result<SeenVolume> {
-        let found = context.docker.volumes(&self.names.volumes)?;
+        let found = context
+            .docker
+            .inspect_all::<VolumeInfo>(&self.names.volumes)?;
         let path = Self::record();
         // A record that does not parse adopts nothing; apply reports it when it writes.
         let adopted = context
@@ -291,10 +293,35 @@ impl Volume {
     }
 }
 
+/// What `docker volume inspect` reports: only the fields berth reads.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct VolumeInfo {
+    pub name: String,
+    pub driver: String,
+    pub options: Option<Labels>,
+    pub labels: Option<Labels>,
+    pub created_at: String,
+}
+
+impl Labelled for VolumeInfo {
+    fn labels(&self) -> Option<&Labels> {
+        self.labels.as_ref()
+    }
+}
+
+impl Inspect for VolumeInfo {
+    const KIND: &'static str = "volume";
+
+    fn answers_to(&self, name: &str) -> bool {
+        self.name == name
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docker::inspect::{LABEL_MANAGED, LABEL_SPEC_HASH};
+    use crate::resource::docker_object::{LABEL_MANAGED, LABEL_SPEC_HASH};
 
     fn volume(adopt: bool) -> Volume {
         Volume::new(

@@ -9,10 +9,10 @@ use anyhow::{Context as _, Result, bail};
 use super::{
     Container, PULL_TIMEOUT,
     drift::Repair,
+    inspect::{ContainerInfo, ImageInfo, short_image_id},
     values::{MountSource, PullPolicy},
 };
 use crate::{
-    docker::inspect::{ContainerInfo, short_image_id},
     host::{Host, HostPath, exec},
     resource::{Context, docker_object},
 };
@@ -235,8 +235,10 @@ impl Container {
         context.docker.invalidate();
         let images = context
             .docker
-            .images(std::slice::from_ref(&self.spec.image))?;
-        let containers = context.docker.containers(&[self.name().to_owned()])?;
+            .inspect_all::<ImageInfo>(std::slice::from_ref(&self.spec.image))?;
+        let containers = context
+            .docker
+            .inspect_all::<ContainerInfo>(&[self.name().to_owned()])?;
         let (Some(image), Some(live)) = (images.get(&self.spec.image), containers.get(self.name()))
         else {
             return Ok(());

@@ -21,6 +21,7 @@
 
 mod apply;
 mod drift;
+pub(crate) mod inspect;
 pub(crate) mod spec;
 pub(crate) mod values;
 
@@ -28,20 +29,21 @@ use std::{collections::BTreeMap, rc::Rc, time::Duration};
 
 use anyhow::Result;
 
+use crate::resource::network::NetworkInfo;
 use crate::{
-    docker::inspect::{ContainerInfo, ImageInfo, Labelled},
     host::exec,
     host::{Host, HostPath},
     plan::{Action, Change, Diff, FieldChange, Kind, ResourceId},
     resource::{
         Context, Earlier, Resource,
         daemon::service::DaemonService,
-        docker_object::{self, ObjectName, ObjectNames, Observed},
+        docker_object::{self, Labelled, ObjectName, ObjectNames, Observed},
         profile::Profile,
     },
 };
 use apply::{is_socket_path, run};
 use drift::{RecordedHash, Repair, text};
+use inspect::{ContainerInfo, ImageInfo};
 use spec::ContainerSpec;
 use values::{MountSource, PullPolicy};
 
@@ -245,7 +247,9 @@ impl Resource for Container {
 
 impl Container {
     fn look(&self, context: &Context) -> Result<Seen> {
-        let containers = context.docker.containers(&self.names.containers)?;
+        let containers = context
+            .docker
+            .inspect_all::<ContainerInfo>(&self.names.containers)?;
         // The images the profile names and those the containers run, in one batch that every
         // container resource asks for alike (so it is asked once).
         let mut references = self.names.images.clone();
@@ -254,8 +258,10 @@ impl Container {
                 references.push(info.image.clone());
             }
         }
-        let images = context.docker.images(&references)?;
-        let networks = context.docker.networks(&self.names.networks)?;
+        let images = context.docker.inspect_all::<ImageInfo>(&references)?;
+        let networks = context
+            .docker
+            .inspect_all::<NetworkInfo>(&self.names.networks)?;
         let container = containers.get(self.name()).cloned();
         let running_image = container
             .as_ref()

@@ -29,11 +29,11 @@ use crate::{
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ContainerLayer {
+pub(crate) struct ContainerSection {
     pub image: Option<String>,
     pub privileged: Option<bool>,
     pub restart: Option<RestartPolicy>,
-    pub networks: Option<NetworksLayer>,
+    pub networks: Option<NetworksSection>,
     pub volumes: Option<Vec<Mount>>,
     pub env: Option<IndexMap<String, String>>,
     pub command: Option<Vec<String>>,
@@ -57,19 +57,19 @@ pub(crate) struct ContainerLayer {
 /// `networks = ["a", "b"]` or `networks = { a = { aliases = ["x"] } }`. The table form merges
 /// across layers like any table; the list form replaces.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct NetworksLayer(pub IndexMap<ObjectName, AttachmentLayer>);
+pub(crate) struct NetworksSection(pub IndexMap<ObjectName, AttachmentSection>);
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct AttachmentLayer {
+pub(crate) struct AttachmentSection {
     pub aliases: Option<Vec<String>>,
 }
 
-impl<'de> Deserialize<'de> for NetworksLayer {
+impl<'de> Deserialize<'de> for NetworksSection {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct NetworksVisitor;
         impl<'de> Visitor<'de> for NetworksVisitor {
-            type Value = NetworksLayer;
+            type Value = NetworksSection;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(
                     "a list of network names, or a table of network name = { aliases = [...] }",
@@ -78,18 +78,18 @@ impl<'de> Deserialize<'de> for NetworksLayer {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut networks = IndexMap::new();
                 while let Some(name) = seq.next_element::<ObjectName>()? {
-                    networks.insert(name, AttachmentLayer::default());
+                    networks.insert(name, AttachmentSection::default());
                 }
-                Ok(NetworksLayer(networks))
+                Ok(NetworksSection(networks))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut networks = IndexMap::new();
                 while let Some((name, attachment)) =
-                    map.next_entry::<ObjectName, AttachmentLayer>()?
+                    map.next_entry::<ObjectName, AttachmentSection>()?
                 {
                     networks.insert(name, attachment);
                 }
-                Ok(NetworksLayer(networks))
+                Ok(NetworksSection(networks))
             }
         }
         deserializer.deserialize_any(NetworksVisitor)
@@ -244,7 +244,7 @@ pub(crate) fn is_dind_image(image: &str) -> bool {
 )]
 pub(crate) fn resolve_container(
     name: ObjectName,
-    layer: ContainerLayer,
+    layer: ContainerSection,
     mtu: Option<u32>,
     layers: &Layers,
 ) -> Result<ContainerSpec, LocatedError> {

@@ -4,12 +4,14 @@ use super::*;
 use serde_json::Value as Json;
 
 use crate::{
-    docker::inspect::{
-        Config, ContainerState as LiveState, Endpoint, HostConfig, LABEL_MANAGED, LABEL_SPEC_HASH,
-        NetworkSettings, RestartPolicyInfo,
+    profile::source::TomlFile,
+    resource::{
+        container::inspect::{
+            Config, ContainerState as LiveState, Endpoint, HostConfig, NetworkSettings,
+            RestartPolicyInfo,
+        },
+        docker_object::{LABEL_MANAGED, LABEL_SPEC_HASH, Reach},
     },
-    profile::source::TomlSource,
-    resource::docker_object::Reach,
 };
 
 const PROFILE: &str = r#"
@@ -35,8 +37,8 @@ fn profile(extra: &str) -> Profile {
     Profile::from_sources(
         vec!["test".into()],
         &[
-            TomlSource::new("base.toml", PROFILE),
-            TomlSource::new("extra.toml", extra),
+            TomlFile::new("base.toml", PROFILE),
+            TomlFile::new("extra.toml", extra),
         ],
     )
     .unwrap_or_else(|error| panic!("{}", error.problem))

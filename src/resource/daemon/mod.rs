@@ -18,7 +18,7 @@ use crate::{
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct DockerLayer {
+pub(crate) struct DockerSection {
     pub config: Option<HostPath>,
     pub restart: Option<CommandLine>,
     pub reload: Option<CommandLine>,
@@ -172,7 +172,7 @@ fn check_daemon_key(
 
 /// Checks `[docker]` and fills in its defaults; the top-level `mtu` joins `[docker.daemon]`.
 pub(crate) fn resolve(
-    layer: Option<DockerLayer>,
+    layer: Option<DockerSection>,
     mtu: Option<u32>,
     layers: &Layers,
 ) -> Result<DockerSettings, LocatedError> {

@@ -451,25 +451,17 @@ fn redact_table(table: &mut dyn TableLike) {
 /// Now, in UTC, truncated to whole seconds, as `gitlab-runner register` writes
 /// `token_obtained_at`.
 pub(crate) fn now() -> toml_edit::Datetime {
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs() as i64);
-    utc_datetime(seconds)
+    utc_datetime(jiff::Timestamp::now().as_second())
 }
 
 /// Seconds since the Unix epoch as a TOML datetime in UTC (`2024-09-26T03:24:18Z`).
 pub(crate) fn utc_datetime(seconds: i64) -> toml_edit::Datetime {
-    let days = seconds.div_euclid(86_400);
-    let rest = seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-    .parse()
-    .expect("a formatted RFC 3339 time parses")
+    let timestamp = jiff::Timestamp::from_second(seconds).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    timestamp
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+        .parse()
+        .expect("a formatted RFC 3339 time parses")
 }
 
 /// `token_expires_at` from GitLab's answer; a token that never expires is written as Go's zero
@@ -489,21 +481,6 @@ pub(crate) fn expiry(gitlab_time: Option<&str>) -> toml_edit::Datetime {
             zero()
         }),
     }
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub(crate) enum RunnerOp {
     /// Record an existing entry in the ledger; no GitLab call.
     Adopt {
         spec: Box<RunnerSpec>,
-        source: Source,
+        source: Origin,
         fingerprint: Fingerprint,
         id: i64,
     },
@@ -141,7 +141,7 @@ impl Runner {
                     _ if !complete => verify(None),
                     (None, Some(current)) if current == token => Decision::Do(RunnerOp::Adopt {
                         spec: Box::new(spec.clone()),
-                        source: Source::Verified,
+                        source: Origin::Verified,
                         fingerprint,
                         id: entry.and_then(|entry| entry.id).unwrap_or_default(),
                     }),
@@ -162,7 +162,7 @@ impl Runner {
                     return match &observed.recorded {
                         None => Decision::Do(RunnerOp::Adopt {
                             spec: Box::new(spec.clone()),
-                            source: Source::Adopted,
+                            source: Origin::Adopted,
                             fingerprint: token.fingerprint(),
                             id: *id,
                         }),
@@ -260,11 +260,11 @@ impl Runner {
         };
         let call = match (&recorded.source, &observed.system_id) {
             _ if recorded.delete_on_remove => Call::DeleteRunner,
-            (Source::Registered | Source::Created, _) => Call::DeleteRunner,
-            (Source::Verified, Some(system_id)) => Call::DeleteManager {
+            (Origin::Registered | Origin::Created, _) => Call::DeleteRunner,
+            (Origin::Verified, Some(system_id)) => Call::DeleteManager {
                 system_id: system_id.clone(),
             },
-            (Source::Verified | Source::Adopted, _) => Call::None,
+            (Origin::Verified | Origin::Adopted, _) => Call::None,
         };
         Decision::Do(RunnerOp::Unregister {
             call,
@@ -371,7 +371,7 @@ impl Runner {
                     Action::Unregister,
                     format!("{what}; its entry leaves `{}`", self.config),
                 );
-                if *call == Call::None && recorded.source == Source::Verified {
+                if *call == Call::None && recorded.source == Origin::Verified {
                     change = change.with_warning(format!(
                         "`{}` is missing, so this host's runner manager cannot be named; it stays in GitLab until GitLab drops stale managers",
                         system_id::path(&self.config)

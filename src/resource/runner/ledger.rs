@@ -37,7 +37,7 @@ pub(crate) struct Recorded {
     pub url: String,
     /// GitLab's runner id.
     pub id: i64,
-    pub source: Source,
+    pub source: Origin,
     /// Of the token berth was given (glrt- token file) or got from GitLab (registered,
     /// created). For a verified runner it tells when the operator put a new token in place;
     /// gitlab-runner rotating its own token later does not change it.
@@ -56,7 +56,7 @@ pub(crate) struct Recorded {
 /// How berth came to answer for a runner; decides what removal does in GitLab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub(crate) enum Source {
+pub(crate) enum Origin {
     /// A glrt- token from `token_file`, verified with `POST /runners/verify`. On removal only
     /// this host's runner manager goes; the runner was created in GitLab and stays there.
     Verified,
@@ -69,7 +69,7 @@ pub(crate) enum Source {
     Adopted,
 }
 
-impl Source {
+impl Origin {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Verified => "verified",
@@ -144,7 +144,7 @@ mod tests {
                 Recorded {
                     url: "https://g.example".into(),
                     id: 7,
-                    source: Source::Verified,
+                    source: Origin::Verified,
                     token_fingerprint: Fingerprint::of(token),
                     config: host_path("/srv/gitlab-runner/config.toml"),
                     delete_on_remove: false,
@@ -155,7 +155,7 @@ mod tests {
         .unwrap();
         let loaded = Ledger::load(&host).unwrap();
         assert_eq!(loaded.runners["r"].id, 7);
-        assert_eq!(loaded.runners["r"].source, Source::Verified);
+        assert_eq!(loaded.runners["r"].source, Origin::Verified);
         let text = std::fs::read_to_string(root.path().join("var/lib/berth/state.json")).unwrap();
         assert!(!text.contains(token));
         assert!(text.contains("\"source\": \"verified\""), "{text}");

@@ -41,7 +41,7 @@ use config::FILE_MODE;
 use config_toml::Credentials;
 use decision::{Call, Decision, RunnerOp};
 use gitlab::{Deleted, GitLab};
-use ledger::{Ledger, Recorded, Source};
+use ledger::{Ledger, Origin, Recorded};
 use section::{RunnerScope, RunnerSettings, RunnerSpec, ServerParams, TokenSource, normalize_url};
 
 pub(crate) struct Runner {
@@ -196,7 +196,7 @@ impl Runner {
         host: &Host,
         spec: &RunnerSpec,
         id: i64,
-        source: Source,
+        source: Origin,
         fingerprint: Fingerprint,
     ) -> Result<()> {
         let recorded = Recorded {
@@ -227,7 +227,7 @@ impl Runner {
                     host,
                     spec,
                     registration.id,
-                    Source::Verified,
+                    Origin::Verified,
                     token.fingerprint(),
                 )
             }
@@ -239,7 +239,7 @@ impl Runner {
                 let registration = self
                     .gitlab(host, &spec.url, spec.tls_ca_file.as_ref())?
                     .register(token, &self.name, params)?;
-                self.keep(host, spec, &registration, Source::Registered)
+                self.keep(host, spec, &registration, Origin::Registered)
             }
             RunnerOp::Create {
                 spec,
@@ -249,7 +249,7 @@ impl Runner {
             } => {
                 let gitlab = self.gitlab(host, &spec.url, spec.tls_ca_file.as_ref())?;
                 let registration = gitlab.create(token, &self.name, scope, params)?;
-                self.keep(host, spec, &registration, Source::Created)?;
+                self.keep(host, spec, &registration, Origin::Created)?;
                 // As `gitlab-runner register --token` would next: make this host a manager.
                 let system_id = system_id::ensure(host, &self.config)?;
                 gitlab.verify(&registration.token, &system_id).with_context(|| {
@@ -292,7 +292,7 @@ impl Runner {
         host: &Host,
         spec: &RunnerSpec,
         registration: &crate::resource::runner::gitlab::Registration,
-        source: Source,
+        source: Origin,
     ) -> Result<()> {
         self.write_entry(host, &spec.url, registration)
             .and_then(|()| self.record(host, spec, registration.id, source, registration.token.fingerprint()))

@@ -591,10 +591,10 @@ fn apply_mtu_to_runners(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::source::TomlSource;
+    use crate::profile::source::TomlFile;
 
     fn resolved(text: &str) -> Result<(RunnerSettings, Vec<String>), String> {
-        let source = TomlSource::new("p.toml", text);
+        let source = TomlFile::new("p.toml", text);
         let mut table: toml::Table = toml::from_str(text).unwrap();
         let runner = table.remove("runner").and_then(|v| v.as_table().cloned());
         let runners = table.remove("runners").and_then(|v| v.as_table().cloned());

@@ -43,7 +43,7 @@ fn removed_runner() -> Runner {
     }
 }
 
-fn recorded(source: Source, token: &str) -> Recorded {
+fn recorded(source: Origin, token: &str) -> Recorded {
     Recorded {
         url: URL.into(),
         id: 18,
@@ -92,7 +92,7 @@ fn a_glrt_token_is_verified_once_and_then_in_sync() {
     ));
     let registered = state(
         Some(entry("glrt-a")),
-        Some(recorded(Source::Verified, "glrt-a")),
+        Some(recorded(Origin::Verified, "glrt-a")),
         Some("glrt-a"),
     );
     assert_eq!(runner.decide(&registered), Decision::InSync);
@@ -109,7 +109,7 @@ fn a_token_the_runner_rotated_itself_is_in_sync() {
     let runner = runner(glrt());
     let rotated = state(
         Some(entry("glrt-rotated")),
-        Some(recorded(Source::Verified, "glrt-a")),
+        Some(recorded(Origin::Verified, "glrt-a")),
         Some("glrt-a"),
     );
     assert_eq!(runner.decide(&rotated), Decision::InSync);
@@ -120,7 +120,7 @@ fn a_new_token_in_the_file_is_an_update_shown_by_fingerprint() {
     let runner = runner(glrt());
     let observed = state(
         Some(entry("glrt-a")),
-        Some(recorded(Source::Verified, "glrt-a")),
+        Some(recorded(Origin::Verified, "glrt-a")),
         Some("glrt-b"),
     );
     let diff = runner.diff(&observed, &Earlier::default());
@@ -154,11 +154,11 @@ fn legacy_registration_happens_only_without_an_entry() {
     };
     assert_eq!(
         (source, fingerprint, id),
-        (Source::Adopted, Fingerprint::of("glrtr-issued"), 18)
+        (Origin::Adopted, Fingerprint::of("glrtr-issued"), 18)
     );
     let lost = state(
         None,
-        Some(recorded(Source::Registered, "glrtr-issued")),
+        Some(recorded(Origin::Registered, "glrtr-issued")),
         Some("reg-token"),
     );
     let Decision::Refuse { reason, .. } = runner.decide(&lost) else {
@@ -210,17 +210,17 @@ fn removal_calls_what_the_source_allows() {
         }
     };
     assert_eq!(
-        with(Source::Verified, false),
+        with(Origin::Verified, false),
         Call::DeleteManager {
             system_id: "s_0123456789ab".into()
         }
     );
-    assert_eq!(with(Source::Verified, true), Call::DeleteRunner);
-    assert_eq!(with(Source::Registered, false), Call::DeleteRunner);
-    assert_eq!(with(Source::Created, false), Call::DeleteRunner);
-    assert_eq!(with(Source::Adopted, false), Call::None);
+    assert_eq!(with(Origin::Verified, true), Call::DeleteRunner);
+    assert_eq!(with(Origin::Registered, false), Call::DeleteRunner);
+    assert_eq!(with(Origin::Created, false), Call::DeleteRunner);
+    assert_eq!(with(Origin::Adopted, false), Call::None);
     assert!(matches!(
-        runner.decide(&state(None, Some(recorded(Source::Registered, "t")), None)),
+        runner.decide(&state(None, Some(recorded(Origin::Registered, "t")), None)),
         Decision::Do(RunnerOp::Forget { .. })
     ));
     assert_eq!(

@@ -1,36 +1,15 @@
-//! What `docker container|network|volume|image inspect` reports, typed: only the fields berth
-//! reads. Unknown fields are ignored and missing ones default, because the CLI and the daemon add
-//! and drop fields between releases (and fill some only once a container ran).
+//! What `docker container inspect` and `docker image inspect` report, typed: only the fields
+//! berth reads. Unknown fields are ignored and missing ones default, because the CLI and the
+//! daemon add and drop fields between releases (and fill some only once a container ran).
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-/// Labels berth puts on every network, volume and container it creates, and reads back here.
-pub(crate) const LABEL_MANAGED: &str = "berth.managed";
-pub(crate) const LABEL_PROFILE: &str = "berth.profile";
-pub(crate) const LABEL_SPEC_HASH: &str = "berth.spec-hash";
-
-pub(crate) type Labels = BTreeMap<String, String>;
-
-/// Anything Docker labels: containers (their config), networks and volumes.
-pub(crate) trait Labelled {
-    fn labels(&self) -> Option<&Labels>;
-
-    fn label(&self, key: &str) -> Option<&str> {
-        self.labels()?.get(key).map(String::as_str)
-    }
-
-    /// True when berth created the object: only berth sets `berth.managed=true`.
-    fn managed(&self) -> bool {
-        self.label(LABEL_MANAGED) == Some("true")
-    }
-
-    /// The hash of the spec berth created the object from.
-    fn spec_hash(&self) -> Option<&str> {
-        self.label(LABEL_SPEC_HASH)
-    }
-}
+use crate::{
+    docker::Inspect,
+    resource::docker_object::{Labelled, Labels},
+};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -154,67 +133,11 @@ pub(crate) struct Endpoint {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub(crate) struct NetworkInfo {
-    pub name: String,
-    pub id: String,
-    pub driver: String,
-    pub options: Option<Labels>,
-    pub internal: bool,
-    pub labels: Option<Labels>,
-    /// Only containers with a live endpoint (running ones).
-    pub containers: Option<BTreeMap<String, NetworkMember>>,
-}
-
-impl Labelled for NetworkInfo {
-    fn labels(&self) -> Option<&Labels> {
-        self.labels.as_ref()
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub(crate) struct NetworkMember {
-    pub name: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub(crate) struct VolumeInfo {
-    pub name: String,
-    pub driver: String,
-    pub options: Option<Labels>,
-    pub labels: Option<Labels>,
-    pub created_at: String,
-}
-
-impl Labelled for VolumeInfo {
-    fn labels(&self) -> Option<&Labels> {
-        self.labels.as_ref()
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
 pub(crate) struct ImageInfo {
     pub id: String,
     pub repo_tags: Option<Vec<String>>,
     pub repo_digests: Option<Vec<String>>,
     pub config: Config,
-}
-
-impl ImageInfo {
-    /// True when `reference` (a tag, a digest reference or an ID) names this image.
-    pub(crate) fn answers_to(&self, reference: &str) -> bool {
-        if reference.starts_with("sha256:") {
-            return self.id == reference;
-        }
-        let wanted = normalize_reference(reference);
-        self.repo_tags
-            .iter()
-            .flatten()
-            .chain(self.repo_digests.iter().flatten())
-            .any(|known| normalize_reference(known) == wanted)
-    }
 }
 
 /// `docker.io/library/docker:27-dind` and `docker:27-dind` name one image, as do `busybox`
@@ -240,6 +163,31 @@ pub(crate) fn normalize_reference(reference: &str) -> String {
 pub(crate) fn short_image_id(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
+}
+
+impl Inspect for ContainerInfo {
+    const KIND: &'static str = "container";
+
+    fn answers_to(&self, name: &str) -> bool {
+        self.plain_name() == name
+    }
+}
+
+impl Inspect for ImageInfo {
+    const KIND: &'static str = "image";
+
+    /// True when `reference` (a tag, a digest reference or an ID) names this image.
+    fn answers_to(&self, reference: &str) -> bool {
+        if reference.starts_with("sha256:") {
+            return self.id == reference;
+        }
+        let wanted = normalize_reference(reference);
+        self.repo_tags
+            .iter()
+            .flatten()
+            .chain(self.repo_digests.iter().flatten())
+            .any(|known| normalize_reference(known) == wanted)
+    }
 }
 
 #[cfg(test)]
