@@ -249,7 +249,7 @@ fn kept_aliases(info: &ContainerInfo, network: &str) -> Vec<String> {
         .and_then(|endpoint| endpoint.aliases.clone())
         .unwrap_or_default()
         .into_iter()
-        .filter(|alias| alias != info.short_id() && alias != info.plain_name())
+        .filter(|alias| !info.is_automatic_alias(alias))
         .collect()
 }
 

@@ -627,6 +627,7 @@ ports = ["2375", "127.0.0.1:18080:80", "5353/udp"]
 labels = { team = "ci" }
 user = "1000:1000"
 workdir = "/tmp"
+hostname = "kitchen.ci"
 cap_add = ["NET_ADMIN", "cap_sys_admin"]
 security_opt = ["no-new-privileges"]
 devices = ["/dev/berth-null:/dev/x:rw"]
@@ -662,6 +663,7 @@ fn every_container_field_round_trips_without_false_drift_and_each_change_is_name
     run(&root, &dockerd, "plan", &profile, &[]).code(0);
     let live = dockerd.inspect_container("kitchen-sink");
     assert_eq!(live["State"]["Running"], true);
+    assert_eq!(live["Config"]["Hostname"], "kitchen.ci");
     assert_eq!(
         live["HostConfig"]["CapAdd"],
         serde_json::json!(["CAP_NET_ADMIN", "CAP_SYS_ADMIN"]),

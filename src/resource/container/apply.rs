@@ -60,6 +60,9 @@ impl Container {
         if let Some(workdir) = &spec.workdir {
             args.extend(["--workdir".into(), workdir.clone()]);
         }
+        if let Some(hostname) = &spec.hostname {
+            args.extend(["--hostname".into(), hostname.clone()]);
+        }
         for capability in &spec.cap_add {
             args.extend(["--cap-add".into(), capability.clone()]);
         }

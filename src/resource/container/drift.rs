@@ -272,6 +272,17 @@ impl Container {
         replace: &mut Vec<FieldChange>,
     ) {
         let spec = &self.spec;
+        // Unset, Docker names the container after its ID: only a hostname the profile sets is
+        // compared.
+        if let Some(hostname) = &spec.hostname
+            && config.hostname != *hostname
+        {
+            replace.push(FieldChange::new(
+                "hostname",
+                Some(text(&config.hostname)),
+                Some(text(hostname)),
+            ));
+        }
         let mut compare_text =
             |path: &str, live: &str, wanted: Option<&str>, image: Option<&str>| {
                 let wanted = match (wanted, contributed) {
@@ -459,7 +470,8 @@ impl Container {
                 .aliases
                 .iter()
                 .flatten()
-                .filter(|alias| *alias != live.short_id() && *alias != live.plain_name())
+                // An alias the profile asks for counts even when Docker would add it anyway.
+                .filter(|alias| wanted.contains(alias) || !live.is_automatic_alias(alias))
                 .collect();
             if have != wanted {
                 update.push((

@@ -34,6 +34,14 @@ impl ContainerInfo {
         self.name.trim_start_matches('/')
     }
 
+    /// True for an alias Docker gives the container on a user-defined network by itself: its
+    /// short ID, its name, and (Docker 20.10) a hostname set with `--hostname`.
+    pub(crate) fn is_automatic_alias(&self, alias: &str) -> bool {
+        alias == self.short_id()
+            || alias == self.plain_name()
+            || (!self.config.hostname.is_empty() && alias == self.config.hostname)
+    }
+
     pub(crate) fn networks(&self) -> &BTreeMap<String, Endpoint> {
         static EMPTY: BTreeMap<String, Endpoint> = BTreeMap::new();
         self.network_settings.networks.as_ref().unwrap_or(&EMPTY)
@@ -60,6 +68,7 @@ pub(crate) struct Config {
     pub labels: Option<Labels>,
     pub user: String,
     pub working_dir: String,
+    pub hostname: String,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<u32>,
     /// Anonymous volumes: the image's VOLUMEs and `-v /path`.

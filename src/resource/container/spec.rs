@@ -42,6 +42,8 @@ pub(crate) struct ContainerSection {
     pub labels: Option<IndexMap<String, String>>,
     pub user: Option<String>,
     pub workdir: Option<String>,
+    /// The container's hostname; Docker's default (its short ID) when unset.
+    pub hostname: Option<String>,
     pub cap_add: Option<Vec<String>>,
     pub security_opt: Option<Vec<String>>,
     pub devices: Option<Vec<Device>>,
@@ -113,6 +115,8 @@ pub(crate) struct ContainerSpec {
     pub labels: BTreeMap<String, String>,
     pub user: Option<String>,
     pub workdir: Option<String>,
+    /// The container's hostname; Docker's default (its short ID) when unset.
+    pub hostname: Option<String>,
     /// Normalized: upper case, without `CAP_`.
     pub cap_add: Vec<String>,
     pub security_opt: Vec<String>,
@@ -153,6 +157,8 @@ struct NormalizedContainer<'a> {
     user: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     workdir: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hostname: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     cap_add: Vec<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -201,6 +207,7 @@ impl ContainerSpec {
             labels: &self.labels,
             user: self.user.as_deref(),
             workdir: self.workdir.as_deref(),
+            hostname: self.hostname.as_deref(),
             cap_add: sorted_str(&self.cap_add),
             security_opt: sorted_str(&self.security_opt),
             devices: sorted(
@@ -323,6 +330,14 @@ pub(crate) fn resolve_container(
             cap_add.push(normalized);
         }
     }
+    if let Some(hostname) = &layer.hostname
+        && !is_hostname(hostname)
+    {
+        return Err(layers.error_at(
+            &key.key("hostname"),
+            format!("`{hostname}` is not a hostname (letters, digits and `-`, in dot-separated labels of at most 63 characters)"),
+        ));
+    }
     let dind = layer.dind.unwrap_or_else(|| is_dind_image(&image));
     // `command = []` cannot be passed to `docker create` (no arguments means the image's CMD),
     // so it means what it does there: the image's CMD.
@@ -356,6 +371,7 @@ pub(crate) fn resolve_container(
         labels: labels(layer.labels, &key.key("labels"), layers)?,
         user: layer.user.filter(|user| !user.is_empty()),
         workdir: layer.workdir.filter(|workdir| !workdir.is_empty()),
+        hostname: layer.hostname,
         cap_add,
         security_opt: layer.security_opt.unwrap_or_default(),
         devices: layer.devices.unwrap_or_default(),
@@ -367,6 +383,17 @@ pub(crate) fn resolve_container(
         image,
         name,
     })
+}
+
+/// An RFC 1123 hostname, as the container's `/etc/hostname` holds it.
+fn is_hostname(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 /// Catches what `docker` would refuse as an "invalid reference format" (and so fail every

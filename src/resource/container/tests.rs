@@ -109,6 +109,8 @@ fn live(resource: &Container) -> ContainerInfo {
             stop_signal: spec.stop_signal.clone(),
             stop_timeout: spec.stop_timeout,
             volumes: image.config.volumes.clone(),
+            // Unset, Docker names the container after the start of its ID.
+            hostname: spec.hostname.clone().unwrap_or_else(|| id[..12].to_owned()),
             ..Config::default()
         },
         host_config: HostConfig {
@@ -583,5 +585,55 @@ fn create_arguments_carry_the_spec_and_the_ownership_labels() {
     assert!(
         args.contains("--stop-signal SIGQUIT --stop-timeout 3600"),
         "{args}"
+    );
+}
+
+#[test]
+fn hostname_is_set_compared_only_when_the_profile_sets_it_and_checked() {
+    let unset = container(&profile(""), "gitlab-runner", false);
+    assert!(
+        !unset
+            .create_arguments(&Host::new("/"))
+            .contains(&"--hostname".to_owned())
+    );
+    let set = profile("[containers.gitlab-runner]\nhostname = \"runner-1.ci\"\n");
+    let named = container(&set, "gitlab-runner", false);
+    let args = named.create_arguments(&Host::new("/"));
+    assert!(
+        args.windows(2)
+            .any(|pair| pair == ["--hostname", "runner-1.ci"]),
+        "{args:?}"
+    );
+    // A field added later does not change the hash of containers that do not use it.
+    assert_ne!(named.hash, unset.hash);
+    assert_eq!(
+        unset.hash,
+        container(&profile(""), "gitlab-runner", false).hash
+    );
+    let in_sync = named.diff(&seen(&named, Some(live(&named))), &Earlier::default());
+    assert!(told(&in_sync).is_empty(), "{:?}", told(&in_sync));
+    let mut renamed = live(&named);
+    renamed.config.hostname = "someone-else".into();
+    assert_eq!(
+        told(&named.diff(&seen(&named, Some(renamed)), &Earlier::default())),
+        [
+            "replace changed outside berth: hostname",
+            "  hostname: \"someone-else\" → \"runner-1.ci\"",
+        ]
+    );
+    let bad = Profile::from_sources(
+        vec!["test".into()],
+        &[
+            TomlFile::new("base.toml", PROFILE),
+            TomlFile::new(
+                "extra.toml",
+                "[containers.gitlab-runner]\nhostname = \"not_a host\"\n",
+            ),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(
+        bad.problem.to_string(),
+        "extra.toml:2:1: key `containers.gitlab-runner.hostname`: `not_a host` is not a hostname (letters, digits and `-`, in dot-separated labels of at most 63 characters)"
     );
 }
