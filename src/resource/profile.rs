@@ -29,11 +29,11 @@ pub(crate) struct ProfileLayer {
     pub description: Option<String>,
     pub kernel: Option<KernelSection>,
     pub docker: Option<DockerSection>,
-    /// gitlab-runner's global settings; checked and typed by `runner_spec`.
+    /// gitlab-runner's global settings; checked and typed by `runner::section`.
     pub runner: Option<toml::Table>,
-    /// `[runners.NAME]`: the runners this host runs; checked and typed by `runner_spec`.
+    /// `[runners.NAME]`: the runners this host runs; checked and typed by `runner::section`.
     pub runners: Option<toml::Table>,
-    /// One MTU for daemon.json, the profile's networks and dind daemons (see container_spec).
+    /// One MTU for daemon.json, the profile's networks and dind daemons (each kind applies it).
     pub mtu: Option<u32>,
     pub networks: Option<indexmap::IndexMap<ObjectName, NetworkSection>>,
     pub volumes: Option<indexmap::IndexMap<ObjectName, VolumeSection>>,
