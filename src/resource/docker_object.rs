@@ -311,6 +311,64 @@ pub(crate) fn unreachable_warning(reason: &str) -> String {
     )
 }
 
+/// What a network or a volume is made of: its driver and the options it takes, as written
+/// for `docker KIND create` and compared with what `docker KIND inspect` reports.
+pub(crate) struct Driven<'a> {
+    pub(crate) driver: &'a str,
+    pub(crate) options: &'a BTreeMap<String, String>,
+}
+
+impl Driven<'_> {
+    /// `driver` and `options.KEY` fields where `live` differs.
+    pub(crate) fn fields(
+        &self,
+        live_driver: &str,
+        live_options: Option<&Labels>,
+    ) -> Vec<FieldChange> {
+        let mut fields = Vec::new();
+        if live_driver != self.driver {
+            fields.push(FieldChange::new(
+                "driver",
+                Some(Json::from(live_driver)),
+                Some(Json::from(self.driver)),
+            ));
+        }
+        fields.extend(map_fields(
+            "options",
+            &live_options.cloned().unwrap_or_default(),
+            self.options,
+        ));
+        fields
+    }
+
+    /// `docker KIND create --driver D [FLAGS] --opt K=V... --label ... NAME`, labelled as berth's.
+    pub(crate) fn create_arguments(
+        &self,
+        kind: &str,
+        flags: &[&str],
+        (profile, hash): (&str, &str),
+        labels: &BTreeMap<String, String>,
+        name: &str,
+    ) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            kind.into(),
+            "create".into(),
+            "--driver".into(),
+            self.driver.into(),
+        ];
+        args.extend(flags.iter().map(|flag| (*flag).to_owned()));
+        for (key, value) in self.options {
+            args.extend(["--opt".into(), format!("{key}={value}")]);
+        }
+        args.extend(ownership_labels(profile, hash));
+        for (key, value) in labels {
+            args.extend(["--label".into(), format!("{key}={value}")]);
+        }
+        args.push(name.to_owned());
+        args
+    }
+}
+
 /// `--label` arguments that mark an object as berth's.
 pub(crate) fn ownership_labels(profile: &str, spec_hash: &str) -> Vec<String> {
     [

@@ -25,7 +25,7 @@ use crate::{
         container::inspect::ContainerInfo,
         daemon::service::DaemonService,
         docker_object::{
-            self, Labelled, Labels, ObjectName, ObjectNames, Observed, labels, non_empty,
+            self, Driven, Labelled, Labels, ObjectName, ObjectNames, Observed, labels, non_empty,
             spec_hash, string_map,
         },
     },
@@ -130,20 +130,15 @@ impl Network {
         }
     }
 
-    fn fields(&self, live: &NetworkInfo) -> Vec<FieldChange> {
-        let mut fields = Vec::new();
-        if live.driver != self.spec.driver {
-            fields.push(FieldChange::new(
-                "driver",
-                Some(Json::from(live.driver.as_str())),
-                Some(Json::from(self.spec.driver.as_str())),
-            ));
+    fn driven(&self) -> Driven<'_> {
+        Driven {
+            driver: &self.spec.driver,
+            options: &self.spec.options,
         }
-        fields.extend(docker_object::map_fields(
-            "options",
-            &live.options.clone().unwrap_or_default(),
-            &self.spec.options,
-        ));
+    }
+
+    fn fields(&self, live: &NetworkInfo) -> Vec<FieldChange> {
+        let mut fields = self.driven().fields(&live.driver, live.options.as_ref());
         if live.internal != self.spec.internal {
             fields.push(FieldChange::new(
                 "internal",
@@ -160,24 +155,18 @@ impl Network {
     }
 
     fn create_arguments(&self) -> Vec<String> {
-        let mut args: Vec<String> = vec![
-            "network".into(),
-            "create".into(),
-            "--driver".into(),
-            self.spec.driver.clone(),
-        ];
-        if self.spec.internal {
-            args.push("--internal".into());
-        }
-        for (key, value) in &self.spec.options {
-            args.extend(["--opt".into(), format!("{key}={value}")]);
-        }
-        args.extend(docker_object::ownership_labels(&self.profile, &self.hash));
-        for (key, value) in &self.spec.labels {
-            args.extend(["--label".into(), format!("{key}={value}")]);
-        }
-        args.push(self.spec.name.to_string());
-        args
+        let flags: &[&str] = if self.spec.internal {
+            &["--internal"]
+        } else {
+            &[]
+        };
+        self.driven().create_arguments(
+            "network",
+            flags,
+            (&self.profile, &self.hash),
+            &self.spec.labels,
+            self.spec.name.as_str(),
+        )
     }
 
     fn create(&self, context: &Context) -> Result<()> {

@@ -13,7 +13,6 @@ use std::{collections::BTreeMap, rc::Rc};
 use anyhow::{Context as _, Result};
 use indexmap::IndexMap;
 use serde::Deserialize;
-use serde_json::Value as Json;
 
 use crate::{
     docker::Inspect,
@@ -22,7 +21,9 @@ use crate::{
     resource::{
         Context, Earlier, Resource,
         daemon::service::DaemonService,
-        docker_object::{self, Labelled, Labels, ObjectName, ObjectNames, Observed, spec_hash},
+        docker_object::{
+            self, Driven, Labelled, Labels, ObjectName, ObjectNames, Observed, spec_hash,
+        },
     },
 };
 
@@ -111,38 +112,24 @@ impl Volume {
 
     /// Driver and options: what makes the data what it is. Labels are compared separately.
     fn storage_fields(&self, live: &VolumeInfo) -> Vec<FieldChange> {
-        let mut fields = Vec::new();
-        if live.driver != self.spec.driver {
-            fields.push(FieldChange::new(
-                "driver",
-                Some(Json::from(live.driver.as_str())),
-                Some(Json::from(self.spec.driver.as_str())),
-            ));
+        self.driven().fields(&live.driver, live.options.as_ref())
+    }
+
+    fn driven(&self) -> Driven<'_> {
+        Driven {
+            driver: &self.spec.driver,
+            options: &self.spec.options,
         }
-        fields.extend(docker_object::map_fields(
-            "options",
-            &live.options.clone().unwrap_or_default(),
-            &self.spec.options,
-        ));
-        fields
     }
 
     fn create_arguments(&self) -> Vec<String> {
-        let mut args: Vec<String> = vec![
-            "volume".into(),
-            "create".into(),
-            "--driver".into(),
-            self.spec.driver.clone(),
-        ];
-        for (key, value) in &self.spec.options {
-            args.extend(["--opt".into(), format!("{key}={value}")]);
-        }
-        args.extend(docker_object::ownership_labels(&self.profile, &self.hash));
-        for (key, value) in &self.spec.labels {
-            args.extend(["--label".into(), format!("{key}={value}")]);
-        }
-        args.push(self.spec.name.to_string());
-        args
+        self.driven().create_arguments(
+            "volume",
+            &[],
+            (&self.profile, &self.hash),
+            &self.spec.labels,
+            self.spec.name.as_str(),
+        )
     }
 
     fn refuse_replacement(&self, diff: &mut Diff<VolumeOp>, fields: Vec<FieldChange>) {
