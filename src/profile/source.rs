@@ -299,6 +299,32 @@ pub(crate) fn toml_to_json(value: &toml::Value) -> serde_json::Value {
     }
 }
 
+/// The edit distance (Levenshtein) between two names, by characters: what "did you mean"
+/// suggestions are measured by.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            current.push(
+                (previous[j] + cost)
+                    .min(previous[j + 1] + 1)
+                    .min(current[j] + 1),
+            );
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// True when `written` is at most two edits from `known`: a typo of a known name.
+pub(crate) fn is_typo_of(written: &str, known: &str) -> bool {
+    edit_distance(written, known) <= 2
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,5 +396,14 @@ mod tests {
             base,
             toml::from_str("a = [2]\n[t]\nx = 1\ny = 3\n").unwrap()
         );
+    }
+
+    #[test]
+    fn edit_distance_counts_characters() {
+        assert_eq!(edit_distance("registry-mirror", "registry-mirrors"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert!(is_typo_of("concurent", "concurrent"));
+        assert!(!is_typo_of("bogus", "bip"));
     }
 }

@@ -10,7 +10,7 @@ use crate::{
     profile::{self, Layers, ProfileError, ProfileRef, source::TomlFile},
     resource::{
         container::spec::{ContainerSection, ContainerSpec},
-        daemon::{self, DockerSection, DockerSettings},
+        daemon::{self, DockerSection, DockerSettings, keys::DockerdVersion},
         docker_object::{self, ObjectName, ObjectSections},
         kernel_module::{self, KernelSection, ModuleName},
         network::{NetworkSection, NetworkSpec},
@@ -59,24 +59,40 @@ pub(crate) struct Profile {
 /// Reads, parses, merges and checks the given profiles, in order.
 pub(crate) fn load(refs: &[ProfileRef], host: &Host) -> Result<Profile> {
     let (names, sources) = profile::read(refs, host)?;
-    Ok(Profile::from_sources(names, &sources)?)
+    Ok(Profile::from_sources_for(
+        names,
+        &sources,
+        daemon::installed_dockerd(),
+    )?)
 }
 
 impl Profile {
+    /// The profile, with daemon.json keys checked against any dockerd version berth knows.
+    #[cfg(test)]
     pub(crate) fn from_sources(
         names: Vec<String>,
         sources: &[TomlFile],
     ) -> Result<Self, ProfileError> {
+        Self::from_sources_for(names, sources, None)
+    }
+
+    /// The profile, with daemon.json keys checked against `dockerd` (the installed version).
+    pub(crate) fn from_sources_for(
+        names: Vec<String>,
+        sources: &[TomlFile],
+        dockerd: Option<DockerdVersion>,
+    ) -> Result<Self, ProfileError> {
         let layer: ProfileLayer = profile::merge(sources)?;
-        Self::resolve(names, layer, &Layers::new(sources))
+        Self::resolve(names, layer, dockerd, &Layers::new(sources))
     }
 
     fn resolve(
         names: Vec<String>,
         layer: ProfileLayer,
+        dockerd: Option<DockerdVersion>,
         layers: &Layers,
     ) -> Result<Self, ProfileError> {
-        let docker = daemon::resolve(layer.docker, layer.mtu, layers)?;
+        let docker = daemon::resolve(layer.docker, layer.mtu, dockerd, layers)?;
         let objects = docker_object::resolve(
             ObjectSections {
                 networks: layer.networks,
@@ -219,6 +235,10 @@ mod tests {
         let error = profile(&["[docker.daemon]\nregistry-mirrors = [\"mirror.example.com\"]\n"])
             .unwrap_err();
         assert!(error.contains("key `docker.daemon.registry-mirrors[0]`: `mirror.example.com` is not an http(s) URL"), "{error}");
+        // Issue 9 case 8: a key dockerd does not know never reaches daemon.json.
+        let error =
+            profile(&["[docker.daemon]\nregistry-mirror = [\"https://m.example\"]\n"]).unwrap_err();
+        assert!(error.starts_with("layer0.toml:2:1: key `docker.daemon.registry-mirror`: `registry-mirror` is not a daemon.json key; did you mean `registry-mirrors`?"), "{error}");
     }
 
     #[test]

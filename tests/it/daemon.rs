@@ -133,7 +133,7 @@ fn a_daemon_json_dockerd_rejects_is_rolled_back_and_the_daemon_is_back() {
     let root = Root::new();
     let dockerd = require_dockerd!(&root);
     let original = root.read("/etc/docker/daemon.json").unwrap();
-    let profiles = layers(&root, &dockerd, "[docker.daemon]\nno-such-option = true\n");
+    let profiles = layers(&root, &dockerd, "[docker.daemon]\nlog-level = \"loud\"\n");
     let apply = berth(&root)
         .docker(&dockerd)
         .args(["apply"])
@@ -146,7 +146,7 @@ fn a_daemon_json_dockerd_rejects_is_rolled_back_and_the_daemon_is_back() {
         apply.stderr
     );
     assert!(
-        apply.stderr.contains("no-such-option"),
+        apply.stderr.contains("loud"),
         "dockerd's own complaint is shown: {}",
         apply.stderr
     );
@@ -158,7 +158,7 @@ fn a_daemon_json_dockerd_rejects_is_rolled_back_and_the_daemon_is_back() {
     assert!(
         root.read("/etc/docker/daemon.json.berth-rejected")
             .unwrap()
-            .contains("no-such-option")
+            .contains("\"log-level\": \"loud\"")
     );
     assert_eq!(
         dockerd.info()["Driver"],
@@ -377,12 +377,12 @@ fn dockerd_validate_rejecting_the_file_leaves_it_untouched() {
     write_executable(
         &bin,
         "dockerd",
-        "#!/bin/sh\ncase \"$1\" in\n--help) echo '      --validate    Validate daemon configuration and exit' ;;\n--validate) echo \"unable to configure the Docker daemon with file $3: the following directives don't match any configuration option: bogus\" >&2; exit 1 ;;\nesac\n",
+        "#!/bin/sh\ncase \"$1\" in\n--help) echo '      --validate    Validate daemon configuration and exit' ;;\n--validate) echo \"unable to configure the Docker daemon with file $3: invalid logging level: loud\" >&2; exit 1 ;;\nesac\n",
     );
     let profile = profile_file(
         &root.join("/work"),
         "site",
-        "[docker.daemon]\nbogus = true\n",
+        "[docker.daemon]\nlog-level = \"loud\"\n",
     );
     let run = berth(&root)
         .path_first(&bin)
@@ -397,8 +397,7 @@ fn dockerd_validate_rejecting_the_file_leaves_it_untouched() {
         run.stderr
     );
     assert!(
-        run.stderr
-            .contains("the following directives don't match any configuration option: bogus"),
+        run.stderr.contains("invalid logging level: loud"),
         "{}",
         run.stderr
     );

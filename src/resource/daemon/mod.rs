@@ -3,13 +3,20 @@
 //! profile's `[docker]` section they share, checked and with its defaults filled in.
 
 pub(crate) mod config;
+pub(crate) mod keys;
 pub(crate) mod service;
+
+use keys::DockerdVersion;
 
 use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::{
-    host::{HostPath, exec::CommandLine, host_path},
+    host::{
+        HostPath,
+        exec::{self, CommandLine},
+        host_path,
+    },
     profile::{
         Layers,
         source::{KeyPath, LocatedError, toml_to_json},
@@ -75,111 +82,59 @@ fn apply_mtu(
 fn daemon_json(
     table: &toml::Table,
     base: &KeyPath,
+    dockerd: Option<DockerdVersion>,
     layers: &Layers,
 ) -> Result<serde_json::Map<String, Json>, LocatedError> {
     let mut object = serde_json::Map::new();
     for (key, value) in table {
         let path = base.key(key);
-        check_daemon_key(key, value, &path, layers)?;
+        check_daemon_key(key, value, &path, dockerd, layers)?;
         object.insert(key.clone(), toml_to_json(value));
     }
     Ok(object)
 }
 
+/// The daemon.json knowledge lives in [`keys`]; this places its complaint on the key (or the
+/// mirror, or the log option) in the layer that set it.
 fn check_daemon_key(
     key: &str,
     value: &toml::Value,
     path: &KeyPath,
+    dockerd: Option<DockerdVersion>,
     layers: &Layers,
 ) -> Result<(), LocatedError> {
-    use toml::Value as T;
-    let fail = |message: String| Err(layers.error_at(path, message));
-    let string_list = |value: &T| matches!(value, T::Array(items) if items.iter().all(T::is_str));
-    match key {
-        "storage-driver"
-        | "data-root"
-        | "log-driver"
-        | "log-level"
-        | "default-cgroupns-mode"
-        | "bip"
-        | "group"
-        | "exec-root"
-        | "pidfile" => {
-            let Some(text) = value.as_str() else {
-                return fail("must be a string".into());
-            };
-            if matches!(key, "data-root" | "exec-root" | "pidfile") && !text.starts_with('/') {
-                return fail(format!("`{text}` must be an absolute path"));
-            }
-            if text.is_empty() {
-                return fail("must not be empty".into());
-            }
-        }
-        "registry-mirrors" => {
-            if !string_list(value) {
-                return fail("must be a list of URLs".into());
-            }
-            for (index, mirror) in value.as_array().into_iter().flatten().enumerate() {
-                let mirror = mirror.as_str().unwrap_or_default();
-                if !(mirror.starts_with("https://") || mirror.starts_with("http://")) {
-                    return Err(layers.error_at(&path.index(index), format!("`{mirror}` is not an http(s) URL: dockerd wants the scheme, e.g. `https://{mirror}`")));
-                }
-            }
-        }
-        "insecure-registries"
-        | "labels"
-        | "hosts"
-        | "dns"
-        | "dns-search"
-        | "dns-opts"
-        | "exec-opts"
-        | "storage-opts"
-            if !string_list(value) =>
-        {
-            return fail("must be a list of strings".into());
-        }
-        "mtu" => match value.as_integer() {
-            Some(68..=65535) => {}
-            _ => return fail("must be a whole number from 68 to 65535".into()),
-        },
-        "max-concurrent-downloads"
-        | "max-concurrent-uploads"
-        | "max-download-attempts"
-        | "shutdown-timeout" => match value.as_integer() {
-            Some(1..) => {}
-            _ => return fail("must be a whole number of at least 1".into()),
-        },
-        "debug" | "live-restore" | "ipv6" | "iptables" | "ip-forward" | "ip-masq"
-        | "userland-proxy" | "experimental" | "icc" | "selinux-enabled"
-            if !value.is_bool() =>
-        {
-            return fail("must be true or false".into());
-        }
-        "log-opts" => {
-            let Some(options) = value.as_table() else {
-                return fail("must be a table of strings".into());
-            };
-            for (option, option_value) in options {
-                if !option_value.is_str() {
-                    return Err(layers.error_at(&path.key(option), format!("must be a string: dockerd reads every log option as text, write `{option} = \"{option_value}\"`")));
-                }
-            }
-        }
-        _ => {}
-    }
-    Ok(())
+    keys::check(key, value, dockerd).map_err(|problem| {
+        let at = match (problem.index, &problem.sub_key) {
+            (Some(index), _) => path.index(index),
+            (None, Some(sub_key)) => path.key(sub_key),
+            (None, None) => path.clone(),
+        };
+        layers.error_at(&at, problem.message)
+    })
+}
+
+/// The version of the dockerd berth would start (`dockerd` on PATH, the one `dockerd --validate`
+/// runs), whose daemon.json keys the profile is checked against; `None` when there is none.
+pub(crate) fn installed_dockerd() -> Option<DockerdVersion> {
+    let output = exec::run_unchecked_with_timeout(
+        &CommandLine::new("dockerd", ["--version"]),
+        std::time::Duration::from_secs(10),
+    )
+    .ok()?;
+    DockerdVersion::parse(&output.stdout)
 }
 
 /// Checks `[docker]` and fills in its defaults; the top-level `mtu` joins `[docker.daemon]`.
 pub(crate) fn resolve(
     layer: Option<DockerSection>,
     mtu: Option<u32>,
+    dockerd: Option<DockerdVersion>,
     layers: &Layers,
 ) -> Result<DockerSettings, LocatedError> {
     let docker = layer.unwrap_or_default();
     let daemon_key = KeyPath::parse_dotted("docker.daemon");
     let mut daemon = match docker.daemon {
-        Some(table) => daemon_json(&table, &daemon_key, layers)?,
+        Some(table) => daemon_json(&table, &daemon_key, dockerd, layers)?,
         None => serde_json::Map::new(),
     };
     if let Some(mtu) = mtu {

@@ -7,7 +7,7 @@
 use super::section::{EXECUTORS, OWN_KEYS, SERVER_KEYS};
 use crate::profile::{
     Layers,
-    source::{KeyPath, LocatedError},
+    source::{KeyPath, LocatedError, is_typo_of},
 };
 
 /// gitlab-runner's global keys; others are written too, with a warning.
@@ -147,7 +147,7 @@ pub(super) fn check_entry(
             let hint = OWN_KEYS
                 .iter()
                 .chain(SERVER_KEYS)
-                .find(|own| similar(own, key))
+                .find(|own| is_typo_of(key, own))
                 .map(|own| format!(" (did you mean berth's `{own}`?)"))
                 .unwrap_or_default();
             warnings.push(format!(
@@ -297,24 +297,4 @@ fn is_string_list(value: &toml::Value) -> bool {
     value
         .as_array()
         .is_some_and(|items| items.iter().all(toml::Value::is_str))
-}
-
-/// True when `a` and `b` differ by at most two edits (a typo of a berth key).
-pub(super) fn similar(a: &str, b: &str) -> bool {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            current.push(
-                (previous[j] + cost)
-                    .min(previous[j + 1] + 1)
-                    .min(current[j] + 1),
-            );
-        }
-        previous = current;
-    }
-    previous[b.len()] <= 2
 }
