@@ -20,6 +20,10 @@
 //! - `DELETE /api/v4/runners` (token): 204; 403 unknown token.
 //! - `DELETE /api/v4/runners/managers` (token, system_id): 204; 403 unknown token; 404 no
 //!   such manager.
+//!
+//! Faults: `script` answers the next calls with given statuses instead; `answer_late` lets the
+//! next call do its work (a runner is created) but sends the answer only after a delay, as a
+//! slow GitLab behind a proxy does to a client that already gave up.
 
 #![allow(dead_code)]
 
@@ -80,6 +84,8 @@ struct State {
     next_id: i64,
     /// Statuses to answer instead, per endpoint, before the real behaviour.
     scripted: BTreeMap<String, VecDeque<u16>>,
+    /// Per endpoint: the next calls do what they do, but the answer is sent only this late.
+    late: BTreeMap<String, VecDeque<std::time::Duration>>,
 }
 
 pub struct GitLab {
@@ -266,6 +272,18 @@ impl GitLab {
         });
     }
 
+    /// The next call to `endpoint` does what it does (a runner is really created), but its
+    /// answer is sent only after `delay`: a client that gave up before then never heard it.
+    pub fn answer_late(&self, endpoint: &str, delay: std::time::Duration) {
+        self.with(|state| {
+            state
+                .late
+                .entry(endpoint.into())
+                .or_default()
+                .push_back(delay)
+        });
+    }
+
     pub fn calls(&self, endpoint: &str) -> usize {
         self.with(|state| state.calls.get(endpoint).copied().unwrap_or(0))
     }
@@ -373,8 +391,9 @@ fn handle(state: &Mutex<State>, mut request: tiny_http::Request) {
         .iter()
         .map(|header| (header.field.to_string(), header.value.to_string()))
         .collect();
-    let (status, answer) = {
+    let (status, answer, late) = {
         let mut state = state.lock().unwrap();
+        let late = state.late.get_mut(&endpoint).and_then(VecDeque::pop_front);
         *state.calls.entry(endpoint.clone()).or_default() += 1;
         state.seen.push(Seen {
             endpoint: endpoint.clone(),
@@ -386,7 +405,7 @@ fn handle(state: &Mutex<State>, mut request: tiny_http::Request) {
             .scripted
             .get_mut(&endpoint)
             .and_then(VecDeque::pop_front);
-        match scripted {
+        let (status, answer) = match scripted {
             Some(status) => (status, Some(json!({"message": status_line(status)}))),
             None => {
                 let params: Json = serde_json::from_str(&body).unwrap_or(Json::Null);
@@ -396,7 +415,8 @@ fn handle(state: &Mutex<State>, mut request: tiny_http::Request) {
                     .map(|(_, value)| value.clone());
                 route(&mut state, &endpoint, &params, private_token.as_deref())
             }
-        }
+        };
+        (status, answer, late)
     };
     let response = match answer {
         None => tiny_http::Response::from_data(Vec::new()).with_status_code(status),
@@ -408,7 +428,18 @@ fn handle(state: &Mutex<State>, mut request: tiny_http::Request) {
                     .unwrap(),
             ),
     };
-    let _ = request.respond(response);
+    match late {
+        // Answered from a thread of its own, so other calls are served meanwhile.
+        Some(delay) => {
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let _ = request.respond(response);
+            });
+        }
+        None => {
+            let _ = request.respond(response);
+        }
+    }
 }
 
 fn status_line(status: u16) -> String {

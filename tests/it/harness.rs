@@ -602,6 +602,55 @@ exit 1
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
     }
+
+    /// The daemon's pidfile.
+    pub fn pidfile(&self) -> PathBuf {
+        self.dir.path().join("pid")
+    }
+
+    /// The script that restarts this daemon as `systemctl restart docker` would (stop, start,
+    /// exit 1 when the new one does not come up), for stubs that wrap it.
+    pub fn restart_script(&self) -> PathBuf {
+        self.dir.path().join("restart.sh")
+    }
+
+    /// The script that reloads this daemon (SIGHUP).
+    pub fn reload_script(&self) -> PathBuf {
+        self.dir.path().join("reload.sh")
+    }
+
+    /// Starts (or restarts) the daemon on the daemon.json now on disk; panics when it does not
+    /// come up.
+    #[track_caller]
+    pub fn restart(&self) {
+        let started = Command::new("sh")
+            .arg(self.restart_script())
+            .output()
+            .unwrap();
+        assert!(
+            started.status.success(),
+            "the private dockerd did not start: {}\n{}",
+            String::from_utf8_lossy(&started.stderr),
+            self.log()
+        );
+    }
+
+    /// Whether the daemon answers `docker version` now.
+    pub fn answers(&self) -> bool {
+        self.docker_unchecked(["version"]).status.success()
+    }
+
+    /// The names of every container, running or not.
+    pub fn container_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .docker(["container", "ls", "--all", "--format", "{{.Names}}"])
+            .lines()
+            .map(str::to_owned)
+            .filter(|name| !name.is_empty())
+            .collect();
+        names.sort();
+        names
+    }
 }
 
 impl Drop for Dockerd {

@@ -15,6 +15,8 @@ mod bad_input;
 mod cli;
 mod containers;
 mod daemon;
+mod fault_tools;
+mod faults;
 mod gitlab_server;
 mod host_files;
 mod operations;
