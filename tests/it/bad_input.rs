@@ -3,73 +3,101 @@
 
 use crate::harness::{Root, berth, profile_file};
 
-/// Runs `plan` and `apply` with `profile_text` and asserts both fail with `expected` in stderr
-/// and leave the root exactly as they found it.
+/// Runs `plan` and `apply` with `profile_text`, asserts both fail with exit 1 and leave the
+/// root exactly as they found it, and returns what each printed on stderr, for the snapshot.
 #[track_caller]
-fn rejected(root: &Root, profile_text: &str, expected: &str) {
+fn rejected(root: &Root, profile_text: &str) -> String {
     let profile = profile_file(&root.join("/work"), "site", profile_text);
     let before = root.snapshot();
+    let mut stderr = String::new();
     for command in ["plan", "apply"] {
         let run = berth(root).args([command, "-p"]).args([&profile]).run();
         run.code(1);
-        assert!(
-            run.stderr.contains(expected),
-            "{command}: expected {expected:?} in:\n{}",
-            run.stderr
-        );
         assert_eq!(root.snapshot(), before, "{command} changed the host");
+        stderr.push_str(&format!("--- {command}\n{}", run.stderr));
     }
+    stderr
 }
 
 #[test]
 fn unknown_key_names_file_line_column_and_key() {
     let root = Root::new();
-    rejected(
+    let stderr = rejected(
         &root,
         "[kernel]\nmodules = [\"overlay\"]\n\n[docker.daemon]\nstorage-driver = \"overlay2\"\n\n[docker.deamon]\ndebug = true\n",
-        "error: invalid profile `[ROOT]/work/site.toml`\n  caused by: [ROOT]/work/site.toml:7:9: key `docker.deamon`: unknown field `deamon`, expected one of `config`, `restart`, `reload`, `ready_timeout`, `daemon`",
     );
+    insta::assert_snapshot!(stderr, @r"
+    --- plan
+    error: invalid profile `[ROOT]/work/site.toml`
+      caused by: [ROOT]/work/site.toml:7:9: key `docker.deamon`: unknown field `deamon`, expected one of `config`, `restart`, `reload`, `ready_timeout`, `daemon`
+    --- apply
+    error: invalid profile `[ROOT]/work/site.toml`
+      caused by: [ROOT]/work/site.toml:7:9: key `docker.deamon`: unknown field `deamon`, expected one of `config`, `restart`, `reload`, `ready_timeout`, `daemon`
+    ");
 }
 
 #[test]
 fn wrong_type_names_the_key() {
     let root = Root::new();
-    rejected(
-        &root,
-        "[kernel]\nmodules = \"overlay\"\n",
-        "[ROOT]/work/site.toml:2:11: key `kernel.modules`: invalid type: string \"overlay\", expected a sequence",
-    );
+    let stderr = rejected(&root, "[kernel]\nmodules = \"overlay\"\n");
+    insta::assert_snapshot!(stderr, @r#"
+    --- plan
+    error: invalid profile `[ROOT]/work/site.toml`
+      caused by: [ROOT]/work/site.toml:2:11: key `kernel.modules`: invalid type: string "overlay", expected a sequence
+    --- apply
+    error: invalid profile `[ROOT]/work/site.toml`
+      caused by: [ROOT]/work/site.toml:2:11: key `kernel.modules`: invalid type: string "overlay", expected a sequence
+    "#);
 }
 
 #[test]
 fn a_daemon_value_dockerd_would_choke_on_is_caught_with_its_line() {
     let root = Root::new();
-    rejected(
+    let stderr = rejected(
         &root,
         "[docker.daemon]\nlog-driver = \"json-file\"\n[docker.daemon.log-opts]\nmax-size = \"10m\"\nmax-file = 3\n",
-        "[ROOT]/work/site.toml:5:1: key `docker.daemon.log-opts.max-file`: must be a string: dockerd reads every log option as text, write `max-file = \"3\"`",
     );
+    insta::assert_snapshot!(stderr, @r#"
+    --- plan
+    error: invalid profile `[ROOT]/work/site.toml`
+      caused by: [ROOT]/work/site.toml:5:1: key `docker.daemon.log-opts.max-file`: must be a string: dockerd reads every log option as text, write `max-file = "3"`
+    --- apply
+    error: invalid profile `[ROOT]/work/site.toml`
+      caused by: [ROOT]/work/site.toml:5:1: key `docker.daemon.log-opts.max-file`: must be a string: dockerd reads every log option as text, write `max-file = "3"`
+    "#);
 }
 
 #[test]
 fn malformed_toml_has_a_position() {
     let root = Root::new();
-    rejected(
-        &root,
-        "[kernel\nmodules = []\n",
-        "[ROOT]/work/site.toml:1:8: ",
-    );
+    let stderr = rejected(&root, "[kernel\nmodules = []\n");
+    insta::assert_snapshot!(stderr, @r"
+    --- plan
+    error: invalid profile `[ROOT]/work/site.toml`
+      caused by: [ROOT]/work/site.toml:1:8: unclosed table, expected `]`
+    --- apply
+    error: invalid profile `[ROOT]/work/site.toml`
+      caused by: [ROOT]/work/site.toml:1:8: unclosed table, expected `]`
+    ");
 }
 
 #[test]
 fn malformed_existing_daemon_json_is_never_overwritten() {
     let root = Root::new();
     root.write("/etc/docker/daemon.json", "{\n  \"debug\": true,\n}\n");
-    rejected(
-        &root,
-        "[docker.daemon]\nstorage-driver = \"overlay2\"\n",
-        "error: failed to observe `daemon-config`\n  caused by: `/etc/docker/daemon.json` is not valid JSON; berth will not overwrite it: fix it by hand first\n  caused by: trailing comma at line 3 column 1",
-    );
+    let stderr = rejected(&root, "[docker.daemon]\nstorage-driver = \"overlay2\"\n");
+    insta::assert_snapshot!(stderr, @r"
+    --- plan
+    warning: daemon/docker: Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is
+    error: failed to observe `daemon-config`
+      caused by: `/etc/docker/daemon.json` is not valid JSON; berth will not overwrite it: fix it by hand first
+      caused by: trailing comma at line 3 column 1
+    --- apply
+    error: failed to observe `daemon-config`
+      caused by: `/etc/docker/daemon.json` is not valid JSON; berth will not overwrite it: fix it by hand first
+      caused by: trailing comma at line 3 column 1
+    error: not attempted because `daemon-config` failed
+    ");
 }
 
 #[test]
@@ -85,7 +113,13 @@ fn an_unwritable_target_fails_with_its_path_and_changes_nothing() {
     let before = root.snapshot();
     let run = berth(&root).args(["apply", "-p"]).args([&profile]).run();
     run.code(1);
-    assert!(run.stderr.contains("error: failed to create `daemon-config`\n  caused by: failed to write `/etc/docker/daemon.json`"), "{}", run.stderr);
+    insta::assert_snapshot!(run.stderr, @r"
+    daemon-config: create /etc/docker/daemon.json
+    error: failed to create `daemon-config`
+      caused by: failed to write `/etc/docker/daemon.json`
+      caused by: failed to create directory `[ROOT]/etc/docker`: File exists (os error 17)
+    error: not attempted because `daemon-config` failed
+    ");
     assert_eq!(root.snapshot(), before);
 }
 
@@ -98,7 +132,10 @@ fn bad_berth_toml_is_located() {
     );
     let run = berth(&root).args(["plan"]).run();
     run.code(1);
-    assert!(run.stderr.contains("caused by: /etc/berth/berth.toml:2:1: key `profile`: unknown field `profile`, expected `profiles`"), "{}", run.stderr);
+    insta::assert_snapshot!(run.stderr, @r"
+    error: invalid berth settings `/etc/berth/berth.toml`
+      caused by: /etc/berth/berth.toml:2:1: key `profile`: unknown field `profile`, expected `profiles` or `metrics_file`
+    ");
 }
 
 #[test]
@@ -110,7 +147,7 @@ fn a_root_that_is_not_a_directory_is_an_error() {
         .args([root.join("/file")])
         .run();
     run.code(1);
-    assert!(run.stderr.contains("is not a directory"), "{}", run.stderr);
+    insta::assert_snapshot!(run.stderr, @"error: the root `[ROOT]/file` is not a directory");
 }
 
 #[test]

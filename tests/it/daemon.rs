@@ -68,12 +68,7 @@ fn a_restart_key_restarts_the_daemon_once_and_a_second_run_changes_nothing() {
     assert_eq!(info["LoggingDriver"], "json-file");
 
     let mtime = root.mtime("/etc/docker/daemon.json");
-    let plan = berth(&root)
-        .docker(&dockerd)
-        .args(["plan"])
-        .args(&profiles)
-        .run();
-    plan.code(0);
+    berth(&root).docker(&dockerd).args(&profiles).converged();
     berth(&root)
         .docker(&dockerd)
         .args(["apply"])
@@ -108,13 +103,26 @@ fn a_registry_mirror_is_reloaded_not_restarted_and_docker_info_shows_it() {
         .args(p_args(&profiles))
         .run();
     apply.code(0);
-    assert!(
-        apply
-            .stdout
-            .contains("daemon/docker    ~ reload    registry-mirrors changed"),
-        "{}",
-        apply.stdout
-    );
+    insta::assert_snapshot!(apply.transcript(), @r#"
+    exit: 0
+    --- stdout
+    daemon-config    ~ update    /etc/docker/daemon.json
+        --- /etc/docker/daemon.json
+        +++ /etc/docker/daemon.json
+        @@ -1 +1,5 @@
+        -{}
+        +{
+        +  "registry-mirrors": [
+        +    "https://mirror.example.com"
+        +  ]
+        +}
+    daemon/docker    ~ reload    registry-mirrors changed
+
+    Apply complete: 0 added, 2 changed, 0 destroyed.
+    --- stderr
+    daemon-config: update /etc/docker/daemon.json
+    daemon/docker: reload registry-mirrors changed
+    "#);
     assert_eq!(dockerd.pid(), pid, "SIGHUP, not a restart");
     assert_eq!(
         dockerd.info()["RegistryConfig"]["Mirrors"],
@@ -122,10 +130,8 @@ fn a_registry_mirror_is_reloaded_not_restarted_and_docker_info_shows_it() {
     );
     berth(&root)
         .docker(&dockerd)
-        .args(["plan"])
         .args(p_args(&profiles))
-        .run()
-        .code(0);
+        .converged();
 }
 
 #[test]
@@ -140,16 +146,30 @@ fn a_daemon_json_dockerd_rejects_is_rolled_back_and_the_daemon_is_back() {
         .args(p_args(&profiles))
         .run();
     apply.code(1);
-    assert!(
-        apply.stderr.contains("error: failed to restart `daemon/docker`\n  caused by: dockerd did not come back with the new daemon.json; the previous file is restored (the refused one is kept at `/etc/docker/daemon.json.berth-rejected`) and Docker is running again"),
-        "{}",
-        apply.stderr
-    );
-    assert!(
-        apply.stderr.contains("loud"),
-        "dockerd's own complaint is shown: {}",
-        apply.stderr
-    );
+    // dockerd's own complaint is shown.
+    insta::assert_snapshot!(apply.transcript(), @r#"
+    exit: 1
+    --- stdout
+    daemon-config    ~ update    /etc/docker/daemon.json
+        --- /etc/docker/daemon.json
+        +++ /etc/docker/daemon.json
+        @@ -1 +1,3 @@
+        -{}
+        +{
+        +  "log-level": "loud"
+        +}
+    daemon/docker    ~ restart   log-level changed  (failed)
+
+    Apply failed: 0 added, 1 changed, 0 destroyed, 1 failed.
+    --- stderr
+    daemon-config: update /etc/docker/daemon.json
+    daemon/docker: restart log-level changed
+    error: failed to restart `daemon/docker`
+      caused by: dockerd did not come back with the new daemon.json; the previous file is restored (the refused one is kept at `/etc/docker/daemon.json.berth-rejected`) and Docker is running again
+      caused by: `sh [DOCKERD]/restart.sh` exited with status 1
+      caused by: dockerd exited during start:
+    unable to parse logging level: loud
+    "#);
     assert_eq!(
         root.read("/etc/docker/daemon.json").unwrap(),
         original,
@@ -174,13 +194,25 @@ fn a_daemon_json_dockerd_rejects_is_rolled_back_and_the_daemon_is_back() {
         .args(p_args(&profiles))
         .run();
     again.code(1);
-    assert!(
-        again
-            .stderr
-            .contains("dockerd already refused exactly this daemon.json"),
-        "{}",
-        again.stderr
-    );
+    insta::assert_snapshot!(again.transcript(), @r#"
+    exit: 1
+    --- stdout
+    daemon-config    ~ update    /etc/docker/daemon.json  (failed)
+        --- /etc/docker/daemon.json
+        +++ /etc/docker/daemon.json
+        @@ -1 +1,3 @@
+        -{}
+        +{
+        +  "log-level": "loud"
+        +}
+        refused: dockerd already refused exactly this daemon.json (kept at `/etc/docker/daemon.json.berth-rejected`); fix the profile, or delete that file to try again
+
+    Apply failed: 0 added, 0 changed, 0 destroyed, 2 failed.
+    --- stderr
+    error: refused to update `daemon-config`
+      caused by: dockerd already refused exactly this daemon.json (kept at `/etc/docker/daemon.json.berth-rejected`); fix the profile, or delete that file to try again
+    error: not attempted because `daemon-config` failed
+    "#);
     assert_eq!(dockerd.pid(), pid);
     assert_eq!(root.read("/etc/docker/daemon.json").unwrap(), original);
 }
@@ -204,7 +236,22 @@ fn a_storage_driver_switch_that_hides_images_is_refused() {
         .args(p_args(&profiles))
         .run();
     plan.code(2);
-    assert!(plan.stdout.contains("refused: switching the storage driver from `overlay2` to `vfs` hides 1 image and 0 containers"), "{}", plan.stdout);
+    insta::assert_snapshot!(plan.transcript(), @r#"
+    exit: 2
+    --- stdout
+    daemon-config    ~ update    /etc/docker/daemon.json
+        --- /etc/docker/daemon.json
+        +++ /etc/docker/daemon.json
+        @@ -1 +1,3 @@
+        -{}
+        +{
+        +  "storage-driver": "vfs"
+        +}
+        refused: switching the storage driver from `overlay2` to `vfs` hides 1 image and 0 containers until it is switched back; rerun with --allow-storage-driver-change to switch anyway
+
+    Plan: 0 to add, 1 to change, 0 to destroy.
+    --- stderr
+    "#);
 
     let apply = berth(&root)
         .docker(&dockerd)
@@ -212,13 +259,25 @@ fn a_storage_driver_switch_that_hides_images_is_refused() {
         .args(p_args(&profiles))
         .run();
     apply.code(1);
-    assert!(
-        apply
-            .stderr
-            .contains("rerun with --allow-storage-driver-change"),
-        "{}",
-        apply.stderr
-    );
+    insta::assert_snapshot!(apply.transcript(), @r#"
+    exit: 1
+    --- stdout
+    daemon-config    ~ update    /etc/docker/daemon.json  (failed)
+        --- /etc/docker/daemon.json
+        +++ /etc/docker/daemon.json
+        @@ -1 +1,3 @@
+        -{}
+        +{
+        +  "storage-driver": "vfs"
+        +}
+        refused: switching the storage driver from `overlay2` to `vfs` hides 1 image and 0 containers until it is switched back; rerun with --allow-storage-driver-change to switch anyway
+
+    Apply failed: 0 added, 0 changed, 0 destroyed, 2 failed.
+    --- stderr
+    error: refused to update `daemon-config`
+      caused by: switching the storage driver from `overlay2` to `vfs` hides 1 image and 0 containers until it is switched back; rerun with --allow-storage-driver-change to switch anyway
+    error: not attempted because `daemon-config` failed
+    "#);
     assert_eq!(root.read("/etc/docker/daemon.json").unwrap(), original);
     assert_eq!(dockerd.pid(), pid, "Docker was not restarted");
     assert_eq!(dockerd.info()["Images"], 1);
@@ -254,20 +313,27 @@ fn a_key_the_service_also_passes_as_a_flag_is_refused() {
         .args(p_args(&profiles))
         .run();
     apply.code(1);
-    assert!(
-        apply
-            .stderr
-            .contains("dockerd would refuse to start: `hosts` (flag `-H unix://"),
-        "{}",
-        apply.stderr
-    );
-    assert!(
-        apply
-            .stderr
-            .contains("in `/lib/systemd/system/docker.service`"),
-        "{}",
-        apply.stderr
-    );
+    insta::assert_snapshot!(apply.transcript(), @r#"
+    exit: 1
+    --- stdout
+    daemon-config    ~ update    /etc/docker/daemon.json  (failed)
+        --- /etc/docker/daemon.json
+        +++ /etc/docker/daemon.json
+        @@ -1 +1,5 @@
+        -{}
+        +{
+        +  "hosts": [
+        +    "unix:///var/run/docker.sock"
+        +  ]
+        +}
+        refused: dockerd would refuse to start: `hosts` (flag `-H unix://[DOCKERD]/docker.sock`) also set on its command line in `/lib/systemd/system/docker.service`; remove the key from the profile or the flag from the unit
+
+    Apply failed: 0 added, 0 changed, 0 destroyed, 2 failed.
+    --- stderr
+    error: refused to update `daemon-config`
+      caused by: dockerd would refuse to start: `hosts` (flag `-H unix://[DOCKERD]/docker.sock`) also set on its command line in `/lib/systemd/system/docker.service`; remove the key from the profile or the flag from the unit
+    error: not attempted because `daemon-config` failed
+    "#);
     assert_eq!(root.read("/etc/docker/daemon.json").unwrap(), original);
     assert_eq!(dockerd.pid(), pid);
 }
@@ -295,12 +361,25 @@ fn a_stopped_daemon_is_planned_as_start_and_started_by_apply() {
         .args(p_args(&profiles))
         .run();
     plan.code(2);
-    assert!(
-        plan.stdout.contains("daemon-config    ~ update"),
-        "file changes are still shown: {}",
-        plan.stdout
-    );
-    assert!(plan.stdout.contains("daemon/docker    + start     the daemon does not answer: Cannot connect to the Docker daemon"), "{}", plan.stdout);
+    // The file changes are still shown.
+    insta::assert_snapshot!(plan.transcript(), @r#"
+    exit: 2
+    --- stdout
+    daemon-config    ~ update    /etc/docker/daemon.json
+        --- /etc/docker/daemon.json
+        +++ /etc/docker/daemon.json
+        @@ -1 +1,5 @@
+        -{}
+        +{
+        +  "registry-mirrors": [
+        +    "https://mirror.example.com"
+        +  ]
+        +}
+    daemon/docker    + start     the daemon does not answer: Cannot connect to the Docker daemon at unix://[DOCKERD]/docker.sock. Is the docker daemon running?
+
+    Plan: 1 to add, 1 to change, 0 to destroy.
+    --- stderr
+    "#);
     berth(&root)
         .docker(&dockerd)
         .args(["apply"])
@@ -313,10 +392,8 @@ fn a_stopped_daemon_is_planned_as_start_and_started_by_apply() {
     );
     berth(&root)
         .docker(&dockerd)
-        .args(["plan"])
         .args(p_args(&profiles))
-        .run()
-        .code(0);
+        .converged();
 }
 
 #[test]
@@ -339,7 +416,14 @@ fn a_daemon_that_never_loaded_daemon_json_is_reloaded() {
         .args(p_args(&profiles))
         .run();
     plan.code(2);
-    assert!(plan.stdout.contains("daemon/docker    ~ reload    the running daemon has not loaded daemon.json: registry-mirrors is []"), "{}", plan.stdout);
+    insta::assert_snapshot!(plan.transcript(), @r#"
+    exit: 2
+    --- stdout
+    daemon/docker    ~ reload    the running daemon has not loaded daemon.json: registry-mirrors is [] (daemon.json: ["https://mirror.example.com/"])
+
+    Plan: 0 to add, 1 to change, 0 to destroy.
+    --- stderr
+    "#);
     berth(&root)
         .docker(&dockerd)
         .args(["apply"])
@@ -348,10 +432,8 @@ fn a_daemon_that_never_loaded_daemon_json_is_reloaded() {
         .code(0);
     berth(&root)
         .docker(&dockerd)
-        .args(["plan"])
         .args(p_args(&profiles))
-        .run()
-        .code(0);
+        .converged();
 }
 
 #[test]
@@ -359,13 +441,28 @@ fn plan_without_docker_installed_says_so_and_shows_the_file_changes() {
     let root = Root::new();
     let run = berth(&root).args(["plan"]).run();
     run.code(2);
-    assert!(
-        run.stderr
-            .contains("warning: daemon/docker: Docker is not installed"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stdout.contains("daemon-config"), "{}", run.stdout);
+    insta::assert_snapshot!(run.transcript(), @r#"
+    exit: 2
+    --- stdout
+    kernel-module/overlay    + persist   /etc/modules-load.d/overlay.conf
+    daemon-config            + create    /etc/docker/daemon.json
+        --- /etc/docker/daemon.json
+        +++ /etc/docker/daemon.json
+        @@ -0,0 +1,8 @@
+        +{
+        +  "storage-driver": "overlay2",
+        +  "log-driver": "json-file",
+        +  "log-opts": {
+        +    "max-size": "50m",
+        +    "max-file": "3"
+        +  }
+        +}
+
+    Plan: 2 to add, 0 to change, 0 to destroy.
+    --- stderr
+    warning: kernel-module/overlay: the running kernel is not visible under the root (no /proc/filesystems or /proc/modules): `overlay` is only persisted, not loaded
+    warning: daemon/docker: Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is
+    "#);
 }
 
 #[test]
@@ -390,16 +487,28 @@ fn dockerd_validate_rejecting_the_file_leaves_it_untouched() {
         .args([&profile])
         .run();
     run.code(1);
-    assert!(
-        run.stderr
-            .contains("caused by: dockerd rejects the new daemon.json; the file was not changed"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("invalid logging level: loud"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(root.read("/etc/docker/daemon.json").unwrap(), "{}\n");
+    // berth hands dockerd the new file under a temporary name.
+    insta::with_settings!({filters => vec![(r"/\S*/berth-daemon-\w+\.json", "[TMP]/berth-daemon-[ID].json")]}, {
+        insta::assert_snapshot!(run.transcript(), @r#"
+        exit: 1
+        --- stdout
+        daemon-config    ~ update    /etc/docker/daemon.json  (failed)
+            --- /etc/docker/daemon.json
+            +++ /etc/docker/daemon.json
+            @@ -1 +1,3 @@
+            -{}
+            +{
+            +  "log-level": "loud"
+            +}
+
+        Apply failed: 0 added, 0 changed, 0 destroyed, 2 failed.
+        --- stderr
+        daemon-config: update /etc/docker/daemon.json
+        error: failed to update `daemon-config`
+          caused by: dockerd rejects the new daemon.json; the file was not changed
+          caused by: `dockerd --validate --config-file [TMP]/berth-daemon-[ID].json` exited with status 1
+          caused by: unable to configure the Docker daemon with file [TMP]/berth-daemon-[ID].json: invalid logging level: loud
+        error: not attempted because `daemon-config` failed
+        "#);
+    });
 }

@@ -238,6 +238,21 @@ impl Berth {
         self
     }
 
+    /// `plan` with the arguments given so far (profiles and `--json` are global, so they may
+    /// come first): asserts the host is converged, exit 0 and nothing planned, and returns
+    /// the run for what else the test checks.
+    #[track_caller]
+    pub fn converged(self) -> Run {
+        let run = self.args(["plan"]).run();
+        run.code(0);
+        assert_eq!(
+            run.stdout, "No changes: the host matches the profile.\n",
+            "a converged plan plans nothing\n--- stderr\n{}",
+            run.stderr
+        );
+        run
+    }
+
     pub fn run(mut self) -> Run {
         let output = self.command.output().expect("berth runs");
         let filter = |text: &[u8]| {
@@ -338,17 +353,58 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|value| value == "true")
 }
 
-/// Whether `program` can run here; skips loudly (or fails under CI) when it cannot.
-pub fn tool_available(program: &str, install_hint: &str) -> bool {
-    if Command::new(program).arg("--version").output().is_ok() {
+/// Whether a test's prerequisite holds: `missing` is why not, if it does not. A missing one
+/// skips the test loudly, or fails it under CI.
+#[track_caller]
+pub fn require(missing: Option<String>) -> bool {
+    let Some(reason) = missing else {
         return true;
-    }
-    assert!(
-        !in_ci(),
-        "CI=true but `{program}` is not installed ({install_hint})"
-    );
-    eprintln!("SKIPPED: `{program}` is not installed ({install_hint})");
+    };
+    assert!(!in_ci(), "CI=true but {reason}");
+    eprintln!("SKIPPED: {reason}");
     false
+}
+
+/// Whether `program` can run here; skips loudly (or fails under CI) when it cannot.
+#[track_caller]
+pub fn tool_available(program: &str, install_hint: &str) -> bool {
+    require(
+        Command::new(program)
+            .arg("--version")
+            .output()
+            .is_err()
+            .then(|| format!("`{program}` is not installed ({install_hint})")),
+    )
+}
+
+/// A command that runs `program` as the `nobody` user through setpriv, for what berth does
+/// without root; `None` (skipped loudly, or failed under CI) where the test is not root or
+/// setpriv or a `nobody` user is missing.
+#[track_caller]
+pub fn as_nobody(program: impl AsRef<std::ffi::OsStr>) -> Option<Command> {
+    if !require(
+        (!nix::unistd::geteuid().is_root())
+            .then(|| "dropping to `nobody` needs root to start from".to_owned()),
+    ) || !tool_available("setpriv", "Debian: apt-get install util-linux")
+    {
+        return None;
+    }
+    let nobody = nix::unistd::User::from_name("nobody").ok().flatten();
+    if !require(
+        nobody
+            .is_none()
+            .then(|| "there is no `nobody` user (getent passwd nobody)".to_owned()),
+    ) {
+        return None;
+    }
+    let nobody = nobody.unwrap();
+    let mut command = Command::new("setpriv");
+    command
+        .arg(format!("--reuid={}", nobody.uid))
+        .arg(format!("--regid={}", nobody.gid))
+        .args(["--clear-groups", "--"])
+        .arg(program);
+    Some(command)
 }
 
 /// Skips a Docker test loudly, or fails it under CI.

@@ -57,10 +57,9 @@ fn a_module_that_is_not_loaded_is_loaded_with_modprobe_and_persisted() {
     );
     berth(&root)
         .path_first(&bin)
-        .args(["plan", "-p"])
+        .args(["-p"])
         .args([&profile])
-        .run()
-        .code(0);
+        .converged();
     assert_eq!(
         std::fs::read_to_string(bin.join("modprobe.log")).unwrap(),
         "br_netfilter\n",
@@ -204,11 +203,7 @@ fn a_key_dropped_from_the_profile_stays_in_the_file() {
         .args([&first])
         .run()
         .code(0);
-    berth(&root)
-        .args(["plan", "-p"])
-        .args([&second])
-        .run()
-        .code(0);
+    berth(&root).args(["-p"]).args([&second]).converged();
     assert!(
         root.read("/etc/docker/daemon.json")
             .unwrap()

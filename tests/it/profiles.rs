@@ -11,7 +11,8 @@ use std::{
 
 use crate::{
     harness::{
-        DIND_IMAGE, Dockerd, Root, Run, berth, is_docker_ping, profile_file, unprivileged_layer,
+        Berth, DIND_IMAGE, Dockerd, Root, Run, berth, is_docker_ping, profile_file,
+        unprivileged_layer,
     },
     require_dockerd,
 };
@@ -60,23 +61,23 @@ impl<'a> Converged<'a> {
         let name = PathBuf::from(profile);
         let mut layers = vec![name];
         layers.extend(converged.layers.clone());
-        let converged = Self {
+        let host = Self {
             layers,
             ..converged
         };
-        converged.run("plan").code(2);
-        converged.run("apply").code(0);
-        converged.run("plan").code(0);
-        let ids = converged.ids();
-        let apply = converged.run("apply");
+        host.run("plan").code(2);
+        host.run("apply").code(0);
+        host.converged();
+        let ids = host.ids();
+        let apply = host.run("apply");
         apply.code(0);
         assert!(
             apply.stdout.contains("Nothing to do"),
             "a converged apply does nothing:\n{}",
             apply.stdout
         );
-        assert_eq!(converged.ids(), ids);
-        converged
+        assert_eq!(host.ids(), ids);
+        host
     }
 
     pub fn args(&self) -> Vec<OsString> {
@@ -84,6 +85,17 @@ impl<'a> Converged<'a> {
             .iter()
             .flat_map(|layer| ["-p".into(), layer.clone().into_os_string()])
             .collect()
+    }
+
+    /// berth on this host, its daemon and its layers, the subcommand still to come.
+    pub fn berth(&self) -> Berth {
+        berth(self.root).docker(self.dockerd).args(self.args())
+    }
+
+    /// `plan` finds nothing to do (see [`Berth::converged`]).
+    #[track_caller]
+    pub fn converged(&self) -> Run {
+        self.berth().converged()
     }
 
     pub fn run(&self, command: &str) -> Run {
@@ -154,12 +166,8 @@ impl<'a> Converged<'a> {
             "{what}: apply fixes it\n{}{}",
             apply.stdout, apply.stderr
         );
-        let plan = self.run("plan");
-        assert_eq!(
-            plan.code, 0,
-            "{what}: converged after one apply\n{}",
-            plan.stdout
-        );
+        // Converged after one apply.
+        self.converged();
         let after = self.ids();
         for (name, id) in &before {
             if !touched.contains(&name.as_str()) {
