@@ -73,7 +73,7 @@ pub(crate) fn run(host: &Host, docker: &Docker, profile: Option<&Profile>) -> Ve
         DaemonStatus::CliMissing => Check::new("docker daemon", Verdict::Skip, "no docker CLI to ask it"),
         DaemonStatus::PermissionDenied(reason) => Check::new("docker daemon", Verdict::Fail, reason.clone())
             .fix("run berth doctor as root (or a member of the docker group)"),
-        DaemonStatus::Unreachable(reason) => Check::new("docker daemon", Verdict::Fail, format!("does not answer: {reason}"))
+        DaemonStatus::Unreachable(reason) | DaemonStatus::NotAnswering(reason) => Check::new("docker daemon", Verdict::Fail, format!("does not answer: {reason}"))
             .fix("start it (`systemctl start docker`) and read `journalctl -u docker` if it does not stay up"),
     });
     checks.push(match &status {

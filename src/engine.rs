@@ -93,12 +93,73 @@ pub(crate) fn run(resources: &[AnyResource], context: &Context, mode: Mode) -> R
     };
     let mut earlier = Earlier::default();
     let mut failed: BTreeSet<ResourceId> = BTreeSet::new();
+    // Recovery first: what an interrupted run left half done is finished or undone before
+    // anything else is observed, so the rest converges from a host in one state.
+    for resource in resources {
+        with_resource!(resource, resource => {
+            recover(resource, context, mode, &mut report, &mut failed)
+        });
+    }
     for resource in resources {
         with_resource!(resource, resource => {
             step(resource, context, mode, &mut report, &mut earlier, &mut failed)
         });
     }
     report
+}
+
+/// Plan shows what an interrupted run left; apply finishes or undoes it. A resource whose
+/// recovery fails is not converged in this run: its state is not what diff would assume.
+fn recover<R: Resource>(
+    resource: &R,
+    context: &Context,
+    mode: Mode,
+    report: &mut Report,
+    failed: &mut BTreeSet<ResourceId>,
+) {
+    let id = resource.id();
+    let leftover = match resource.leftover(context) {
+        Ok(Some(leftover)) => leftover,
+        Ok(None) => return,
+        Err(error) => {
+            report.failures.push(Failure {
+                error: error.context(format!(
+                    "failed to read what an interrupted run left of `{id}`"
+                )),
+                id: id.clone(),
+            });
+            failed.insert(id);
+            return;
+        }
+    };
+    let (change, op) = leftover;
+    if mode == Mode::Plan {
+        report.entries.push(Entry {
+            change,
+            status: Status::Planned,
+        });
+        return;
+    }
+    tracing::info!("{id}: recover {}", change.detail);
+    let outcome = resource.apply(context, &op);
+    context.docker.invalidate();
+    match outcome {
+        Ok(()) => report.entries.push(Entry {
+            change,
+            status: Status::Done,
+        }),
+        Err(error) => {
+            report.entries.push(Entry {
+                change,
+                status: Status::Failed,
+            });
+            report.failures.push(Failure {
+                id: id.clone(),
+                error: error.context(format!("failed to recover `{id}`")),
+            });
+            failed.insert(id);
+        }
+    }
 }
 
 fn step<R: Resource>(
@@ -158,7 +219,7 @@ fn step<R: Resource>(
                 .context(format!("refused to {} `{id}`", change.action.as_str()))),
             (None, Some(op)) => {
                 tracing::info!("{id}: {} {}", change.action.as_str(), change.detail);
-                resource.apply(context, &observed, op).map_err(|error| {
+                resource.apply(context, op).map_err(|error| {
                     error.context(format!("failed to {} `{id}`", change.action.as_str()))
                 })
             }

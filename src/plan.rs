@@ -96,6 +96,8 @@ pub(crate) enum Action {
     Unregister,
     /// Pull an image (`pull = "always"`), replacing the container if the tag moved.
     Pull,
+    /// Finish or undo what an interrupted run left half done.
+    Recover,
 }
 
 /// How an action counts in the summary line, the way Terraform counts it.
@@ -106,6 +108,8 @@ pub(crate) enum Effect {
     Destroy,
     /// Counts as one destroy and one add.
     Replace,
+    /// Repairs what an interrupted run left; counts as a change.
+    Recover,
 }
 
 impl Action {
@@ -115,6 +119,7 @@ impl Action {
             Self::Update | Self::Restart | Self::Reload | Self::Pull => Effect::Change,
             Self::Delete | Self::Unregister => Effect::Destroy,
             Self::Replace => Effect::Replace,
+            Self::Recover => Effect::Recover,
         }
     }
 
@@ -125,6 +130,7 @@ impl Action {
             Effect::Change => "~",
             Effect::Destroy => "-",
             Effect::Replace => "-/+",
+            Effect::Recover => "!",
         }
     }
 
@@ -142,6 +148,7 @@ impl Action {
             Self::Register => "register",
             Self::Unregister => "unregister",
             Self::Pull => "pull",
+            Self::Recover => "recover",
         }
     }
 }
@@ -294,7 +301,7 @@ impl Summary {
         for change in changes {
             match change.action.effect() {
                 Effect::Add => summary.add += 1,
-                Effect::Change => summary.change += 1,
+                Effect::Change | Effect::Recover => summary.change += 1,
                 Effect::Destroy => summary.destroy += 1,
                 Effect::Replace => {
                     summary.add += 1;

@@ -27,8 +27,11 @@ pub(crate) enum DaemonStatus {
     Running(Box<DaemonInfo>),
     /// No `docker` program on PATH.
     CliMissing,
-    /// The CLI runs but cannot reach a daemon: not running, wrong DOCKER_HOST, hung.
+    /// The CLI runs but cannot reach a daemon: not running, no socket, wrong DOCKER_HOST.
     Unreachable(String),
+    /// The daemon takes the connection but does not answer (hung): restarting it stops every
+    /// running container, so berth does it only when the profile says so.
+    NotAnswering(String),
     /// The socket exists but this user may not use it (plan as non-root).
     PermissionDenied(String),
 }
@@ -184,6 +187,9 @@ impl Docker {
                 )),
             },
             Err(error) if error.is_not_found() => DaemonStatus::CliMissing,
+            Err(exec::CommandError::TimedOut { timeout, .. }) => DaemonStatus::NotAnswering(
+                format!("`docker info` got no answer within {} s", timeout.as_secs()),
+            ),
             Err(error) => {
                 let reason = error.stderr().map_or_else(|| error.to_string(), first_line);
                 if reason.to_ascii_lowercase().contains("permission denied") {

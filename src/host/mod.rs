@@ -165,7 +165,11 @@ impl Host {
         contents: &[u8],
         new_mode: u32,
     ) -> Result<()> {
-        let target = self.path(path);
+        // A link (config management, NixOS's /etc/static) stays a link: its target is what
+        // gets replaced, or the link would silently stop being read.
+        let target = self
+            .through_links(path)
+            .with_context(|| format!("failed to write `{path}`"))?;
         let Some(parent) = target.parent() else {
             bail!("`{path}` has no parent directory");
         };
@@ -225,25 +229,71 @@ impl Host {
             .with_context(|| format!("failed to create directory `{path}`"))
     }
 
+    /// Removes a file; one that is not there is fine.
+    pub(crate) fn remove_file(&self, path: &HostPath) -> Result<()> {
+        match fs_err::remove_file(self.path(path)) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error).with_context(|| format!("failed to remove `{path}`")),
+        }
+    }
+
     /// Sets the permission bits of an existing file.
     pub(crate) fn set_mode(&self, path: &HostPath, mode: u32) -> Result<()> {
         fs_err::set_permissions(self.path(path), std::fs::Permissions::from_mode(mode))
             .with_context(|| format!("failed to make `{path}` mode {mode:04o}"))
     }
 
-    /// Renames within the host (same filesystem), replacing `to`.
-    pub(crate) fn rename(&self, from: &HostPath, to: &HostPath) -> Result<()> {
-        fs_err::rename(self.path(from), self.path(to))
-            .with_context(|| format!("failed to move `{from}` to `{to}`"))
+    /// Copies `from` over `to` atomically, keeping `from`'s mode.
+    /// Where `path` really is: its symbolic links followed (an absolute target is a host path,
+    /// under the root like any other), refusing one that leads out of the root.
+    fn through_links(&self, path: &HostPath) -> Result<PathBuf> {
+        const MAX_LINKS: usize = 16;
+        let mut current = self.path(path);
+        for _ in 0..MAX_LINKS {
+            let is_link = fs_err::symlink_metadata(&current)
+                .is_ok_and(|metadata| metadata.file_type().is_symlink());
+            if !is_link {
+                return Ok(current);
+            }
+            let target = fs_err::read_link(&current)?;
+            let next = if target.is_absolute() {
+                self.root.join(target.strip_prefix("/").unwrap_or(&target))
+            } else {
+                current.parent().unwrap_or(&self.root).join(target)
+            };
+            current = lexically_normal(&next);
+            if !current.starts_with(&self.root) {
+                bail!(
+                    "it is a link that leads out of the root (to `{}`); berth writes only under the root",
+                    current.display()
+                );
+            }
+        }
+        bail!("it is a link through more than {MAX_LINKS} links")
     }
 
-    /// Copies `from` over `to` atomically, keeping `from`'s mode.
     pub(crate) fn copy_atomic(&self, from: &HostPath, to: &HostPath) -> Result<()> {
         let contents =
             fs_err::read(self.path(from)).with_context(|| format!("failed to read `{from}`"))?;
         let mode = self.mode(from)?.map_or(0o644, |FileMode(mode)| mode);
         self.write_atomic(to, &contents, mode)
     }
+}
+
+/// `a/b/../c` as `a/c`, without asking the filesystem.
+fn lexically_normal(path: &Path) -> PathBuf {
+    let mut normal = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                normal.pop();
+            }
+            Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    normal
 }
 
 /// Reads a file named on the command line (`-p ./site.toml`): a path on the machine berth runs

@@ -22,11 +22,20 @@ pub(crate) fn init_logging(quiet: u8, verbose: u8, color: ColorChoice) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("berth={level}")));
     let ansi = use_color(color, io::stderr().is_terminal());
-    let _ = fmt()
+    let subscriber = fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
         .event_format(LogLine { ansi })
-        .try_init();
+        .finish();
+    if tracing::subscriber::set_global_default(subscriber).is_ok() {
+        // ureq and rustls log through the `log` crate, and below info they dump HTTP
+        // exchanges byte by byte: runner tokens, the access token's header, cache keys. No
+        // `RUST_LOG` lets them through (issue 9 case 7); berth's own debug logs name what it
+        // runs and never a secret.
+        let _ = tracing_log::LogTracer::builder()
+            .with_max_level(log::LevelFilter::Info)
+            .init();
+    }
 }
 
 struct LogLine {

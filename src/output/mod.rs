@@ -377,6 +377,7 @@ fn action_style(action: Action) -> Style {
         Effect::Change => CHANGE,
         Effect::Destroy => DESTROY,
         Effect::Replace => REPLACE,
+        Effect::Recover => DESTROY.bold(),
     }
 }
 

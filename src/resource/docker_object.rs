@@ -267,9 +267,9 @@ pub(crate) fn reach(context: &Context) -> Reach {
         DaemonStatus::Running(_) => Reach::Running,
         _ if !unit::docker_installed(context.host) => Reach::NotInstalled,
         DaemonStatus::CliMissing => Reach::Unreachable("the `docker` CLI is not installed".into()),
-        DaemonStatus::Unreachable(reason) | DaemonStatus::PermissionDenied(reason) => {
-            Reach::Unreachable(reason)
-        }
+        DaemonStatus::Unreachable(reason)
+        | DaemonStatus::NotAnswering(reason)
+        | DaemonStatus::PermissionDenied(reason) => Reach::Unreachable(reason),
     }
 }
 

@@ -273,7 +273,7 @@ impl Resource for KernelModule {
         diff
     }
 
-    fn apply(&self, context: &Context, _observed: &ModuleState, op: &ModuleOp) -> Result<()> {
+    fn apply(&self, context: &Context, op: &ModuleOp) -> Result<()> {
         match op {
             ModuleOp::Load => {
                 exec::run(&self.modprobe())?;

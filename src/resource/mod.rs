@@ -13,6 +13,7 @@
 pub(crate) mod container;
 pub(crate) mod daemon;
 pub(crate) mod docker_object;
+pub(crate) mod journal;
 pub(crate) mod kernel_module;
 pub(crate) mod network;
 pub(crate) mod profile;
@@ -70,7 +71,15 @@ pub(crate) trait Resource {
     fn diff(&self, observed: &Self::Observed, earlier: &Earlier) -> Diff<Self::Op>;
 
     /// Carries out exactly one operation that `diff` returned.
-    fn apply(&self, context: &Context, observed: &Self::Observed, op: &Self::Op) -> Result<()>;
+    fn apply(&self, context: &Context, op: &Self::Op) -> Result<()>;
+
+    /// What an interrupted run left of a multi-step change of this resource (its journal
+    /// entry, or what it finds on the host, such as a container set aside), as the change that
+    /// finishes or undoes it. Read-only. The engine asks every resource before anything else,
+    /// and apply carries these out first.
+    fn leftover(&self, _context: &Context) -> Result<Option<(Change, Self::Op)>> {
+        Ok(None)
+    }
 }
 
 /// The changes planned or made so far in this run, asked by kind and name.

@@ -338,7 +338,7 @@ impl Resource for Network {
         diff
     }
 
-    fn apply(&self, context: &Context, _observed: &Self::Observed, op: &NetworkOp) -> Result<()> {
+    fn apply(&self, context: &Context, op: &NetworkOp) -> Result<()> {
         match op {
             NetworkOp::Create => self.create(context),
             NetworkOp::Replace => self.replace(context),

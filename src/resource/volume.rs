@@ -193,7 +193,7 @@ impl Resource for Volume {
         diff
     }
 
-    fn apply(&self, context: &Context, _observed: &Self::Observed, op: &VolumeOp) -> Result<()> {
+    fn apply(&self, context: &Context, op: &VolumeOp) -> Result<()> {
         match op {
             VolumeOp::Create => {
                 let args = self.create_arguments();

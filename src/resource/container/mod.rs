@@ -219,7 +219,7 @@ impl Resource for Container {
         diff
     }
 
-    fn apply(&self, context: &Context, _observed: &Self::Observed, op: &ContainerOp) -> Result<()> {
+    fn apply(&self, context: &Context, op: &ContainerOp) -> Result<()> {
         match op {
             ContainerOp::Create { image_present } => {
                 self.ensure_image(context, *image_present)?;

@@ -348,12 +348,7 @@ impl Resource for DaemonConfig {
         diff
     }
 
-    fn apply(
-        &self,
-        context: &Context,
-        _observed: &DaemonJsonState,
-        op: &WriteDaemonJson,
-    ) -> Result<()> {
+    fn apply(&self, context: &Context, op: &WriteDaemonJson) -> Result<()> {
         validate_with_dockerd(&op.text)?;
         if op.replaces {
             context

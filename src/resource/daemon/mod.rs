@@ -4,6 +4,7 @@
 
 pub(crate) mod config;
 pub(crate) mod keys;
+mod restart;
 pub(crate) mod service;
 
 use keys::DockerdVersion;
@@ -29,8 +30,12 @@ pub(crate) struct DockerSection {
     pub config: Option<HostPath>,
     pub restart: Option<CommandLine>,
     pub reload: Option<CommandLine>,
-    /// Seconds to wait for the daemon to answer after a restart or reload.
+    /// Seconds a restart or reload may take in all: the command, then the daemon answering
+    /// with the file's settings.
     pub ready_timeout: Option<u64>,
+    /// Restart a daemon that takes connections but does not answer (it stops every running
+    /// container, so only when asked).
+    pub restart_unresponsive: Option<bool>,
     pub daemon: Option<toml::Table>,
 }
 
@@ -40,6 +45,7 @@ pub(crate) struct DockerSettings {
     pub restart: CommandLine,
     pub reload: CommandLine,
     pub ready_timeout: std::time::Duration,
+    pub restart_unresponsive: bool,
     /// The daemon.json keys the profile owns, in the order the profile gives them.
     pub daemon: serde_json::Map<String, Json>,
 }
@@ -156,6 +162,7 @@ pub(crate) fn resolve(
             .reload
             .unwrap_or_else(|| CommandLine::new("systemctl", ["reload", "docker"])),
         ready_timeout: std::time::Duration::from_secs(ready_timeout),
+        restart_unresponsive: docker.restart_unresponsive.unwrap_or(false),
         daemon,
     })
 }

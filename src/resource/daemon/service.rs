@@ -8,21 +8,23 @@
 //! daemon.json is restored, the refused one set aside, and the daemon restarted again: berth
 //! never leaves Docker down on a configuration it rejected.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::Result;
 use serde_json::{Map, Value as Json};
 
 use crate::{
     docker::unit,
     docker::{DaemonInfo, DaemonStatus, normalize_mirror},
     host::HostPath,
-    host::exec::{self, CommandLine},
+    host::exec::CommandLine,
     plan::{Action, Change, Diff, Kind, ResourceId},
     resource::{
         Context, Earlier, Resource,
         daemon::DockerSettings,
-        daemon::config::{ConfigChange, DaemonConfig, StorageFacts, backup_path, rejected_path},
+        daemon::config::{ConfigChange, DaemonConfig, StorageFacts},
+        daemon::restart::RestartIntent,
+        journal,
     },
 };
 
@@ -44,14 +46,13 @@ const RELOADABLE_KEYS: &[&str] = &[
     "features",
 ];
 
-/// How often to ask the daemon while waiting for it.
-const POLL_INTERVAL: Duration = Duration::from_millis(250);
-
 pub(crate) struct DaemonService {
-    config: HostPath,
-    restart: CommandLine,
-    reload: CommandLine,
-    ready_timeout: Duration,
+    pub(super) config: HostPath,
+    pub(super) restart: CommandLine,
+    pub(super) reload: CommandLine,
+    /// The whole bound of a restart or reload: the command, then the daemon answering.
+    pub(super) ready_timeout: Duration,
+    restart_unresponsive: bool,
     keys: Map<String, Json>,
     allow_storage_driver_change: bool,
 }
@@ -67,7 +68,7 @@ pub(crate) struct DaemonState {
 
 /// A setting the running daemon reports differently from daemon.json.
 #[derive(Debug, Clone, PartialEq)]
-struct Mismatch {
+pub(super) struct Mismatch {
     key: String,
     running: Json,
     file: Json,
@@ -80,6 +81,7 @@ impl DaemonService {
             restart: settings.restart.clone(),
             reload: settings.reload.clone(),
             ready_timeout: settings.ready_timeout,
+            restart_unresponsive: settings.restart_unresponsive,
             keys: settings.daemon.clone(),
             allow_storage_driver_change,
         }
@@ -113,65 +115,6 @@ impl DaemonService {
             (Action::Restart, Command::Restart)
         }
     }
-
-    /// Waits until the daemon answers and reports `expected`; returns what it last said.
-    fn wait_until_ready(&self, context: &Context, expected: &Map<String, Json>) -> Result<()> {
-        let deadline = Instant::now() + self.ready_timeout;
-        loop {
-            let problem = match context.docker.query_status() {
-                DaemonStatus::Running(info) => {
-                    let mismatches = mismatches(&info, expected);
-                    if mismatches.is_empty() {
-                        return Ok(());
-                    }
-                    format!(
-                        "it answers but has not loaded daemon.json: {}",
-                        describe(&mismatches)
-                    )
-                }
-                DaemonStatus::CliMissing => bail!("the `docker` CLI is not installed"),
-                DaemonStatus::Unreachable(reason) | DaemonStatus::PermissionDenied(reason) => {
-                    reason
-                }
-            };
-            if Instant::now() >= deadline {
-                bail!(
-                    "the Docker daemon was not ready within {} s: {problem}",
-                    self.ready_timeout.as_secs()
-                );
-            }
-            std::thread::sleep(POLL_INTERVAL);
-        }
-    }
-
-    /// Runs `command`, then waits for the daemon to show `expected`.
-    fn run_and_wait(
-        &self,
-        context: &Context,
-        command: &CommandLine,
-        expected: &Map<String, Json>,
-    ) -> Result<()> {
-        exec::run(command)?;
-        self.wait_until_ready(context, expected)
-    }
-
-    /// Puts the previous daemon.json back after dockerd refused the new one, keeping the
-    /// refused file for the operator (and so the next run does not try it again).
-    fn restore_previous_config(
-        &self,
-        context: &Context,
-        config_change: &ConfigChange,
-    ) -> Result<()> {
-        context
-            .host
-            .rename(&self.config, &rejected_path(&self.config))?;
-        if config_change.had_file {
-            context
-                .host
-                .copy_atomic(&backup_path(&self.config), &self.config)?;
-        }
-        Ok(())
-    }
 }
 
 /// Which of the profile's commands apply runs.
@@ -183,14 +126,24 @@ pub(crate) enum Command {
     Reload,
 }
 
-/// What apply does to the daemon: run one command, then wait until `docker info` shows what
-/// daemon.json will hold; if the daemon refuses a daemon.json changed in this run, put the
-/// previous one back.
+/// What apply does to the daemon.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct DaemonOp {
-    command: Command,
-    expected: Map<String, Json>,
-    config_change: Option<ConfigChange>,
+pub(crate) enum DaemonOp {
+    /// Run one command, then wait until `docker info` shows what daemon.json holds; if dockerd
+    /// refuses a daemon.json changed in this run, put the previous one back (see `restart`).
+    Run {
+        command: Command,
+        expected: Map<String, Json>,
+        config_change: Option<ConfigChange>,
+    },
+    /// An interrupted restart: run it again, and undo it (the previous daemon.json back) when
+    /// dockerd refuses the file. Either way ends with Docker up; only Docker down is a failure.
+    Recover {
+        expected: Map<String, Json>,
+        had_file: bool,
+    },
+    /// An interrupted restart had finished after all: clear its journal entry.
+    Forget,
 }
 
 impl Resource for DaemonService {
@@ -234,7 +187,7 @@ impl Resource for DaemonService {
         let mut diff = Diff::none();
         let config_change = DaemonConfig::change_in(earlier);
         let expected = self.expected(observed, config_change.as_ref());
-        let op = |command| DaemonOp {
+        let op = |command| DaemonOp::Run {
             command,
             expected: expected.clone(),
             config_change: config_change.clone(),
@@ -271,6 +224,23 @@ impl Resource for DaemonService {
                     ),
                     op(Command::Start),
                 );
+                return diff;
+            }
+            DaemonStatus::NotAnswering(reason) => {
+                // A hung dockerd still runs its containers: this is a restart, never a start.
+                let change = Change::new(
+                    self.id(),
+                    Action::Restart,
+                    format!("the daemon takes connections but does not answer: {reason}"),
+                );
+                if self.restart_unresponsive {
+                    diff.push(
+                        change.with_warning("the restart stops every running container"),
+                        op(Command::Restart),
+                    );
+                } else {
+                    diff.refuse(change, "a hung daemon is restarted only when the profile sets `[docker] restart_unresponsive = true`, since that stops every running container; see `journalctl -u docker` for why it hangs");
+                }
                 return diff;
             }
         };
@@ -336,43 +306,73 @@ impl Resource for DaemonService {
         diff
     }
 
-    fn apply(&self, context: &Context, _observed: &DaemonState, op: &DaemonOp) -> Result<()> {
-        let command = match op.command {
-            Command::Start | Command::Restart => &self.restart,
-            Command::Reload => &self.reload,
-        };
-        let outcome = self.run_and_wait(context, command, &op.expected);
-        let Err(error) = outcome else {
-            return Ok(());
-        };
-        let Some(config_change) = &op.config_change else {
-            return Err(error);
-        };
-        let rejected = rejected_path(&self.config);
-        self.restore_previous_config(context, config_change)
-            .context(
-                "dockerd did not take the new daemon.json, and restoring the previous one failed",
-            )?;
-        if op.command == Command::Reload {
-            // A refused reload leaves the daemon running on its old settings.
-            return Err(error.context(format!(
-                "dockerd did not take the new daemon.json on reload; the previous file is restored (the refused one is kept at `{rejected}`)"
-            )));
+    fn apply(&self, context: &Context, op: &DaemonOp) -> Result<()> {
+        match op {
+            DaemonOp::Run {
+                command,
+                expected,
+                config_change,
+            } => self.run(context, *command, expected, config_change.as_ref()),
+            DaemonOp::Recover { expected, had_file } => {
+                let change = ConfigChange {
+                    keys: Vec::new(),
+                    had_file: *had_file,
+                };
+                match self.run(context, Command::Restart, expected, Some(&change)) {
+                    Ok(()) => {
+                        tracing::info!("{}: the interrupted restart is finished", Self::id());
+                        Ok(())
+                    }
+                    Err(error)
+                        if matches!(context.docker.query_status(), DaemonStatus::Running(_)) =>
+                    {
+                        tracing::warn!(
+                            "{}: the interrupted restart is undone: {error:#}",
+                            Self::id()
+                        );
+                        Ok(())
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+            DaemonOp::Forget => journal::clear(context.host, &Self::id()),
         }
-        let previous: Map<String, Json> = Map::new();
-        match self.run_and_wait(context, &self.restart, &previous) {
-            Ok(()) => Err(error.context(format!(
-                "dockerd did not come back with the new daemon.json; the previous file is restored (the refused one is kept at `{rejected}`) and Docker is running again"
-            ))),
-            Err(second) => Err(anyhow!(
-                "dockerd did not come back with the new daemon.json ({error:#}), nor after the previous file was restored ({second:#}): Docker is down; the refused file is kept at `{rejected}`"
-            )),
-        }
+    }
+
+    fn leftover(&self, context: &Context) -> Result<Option<(Change, DaemonOp)>> {
+        let Some(intent) = journal::read::<RestartIntent>(context.host, &Self::id())? else {
+            return Ok(None);
+        };
+        let observed = self.observe(context)?;
+        let expected = self.expected(&observed, None);
+        let text = context.host.read_optional(&self.config)?;
+        let recover = |detail: &str| Change::new(Self::id(), Action::Recover, detail);
+        Ok(Some(match &observed.status {
+            _ if !intent.wrote(text.as_deref()) => (
+                recover(
+                    "an interrupted restart left daemon.json, which has changed since; it converges as it is",
+                ),
+                DaemonOp::Forget,
+            ),
+            DaemonStatus::Running(info) if mismatches(info, &expected).is_empty() => (
+                recover("an interrupted restart had finished: the daemon runs on daemon.json"),
+                DaemonOp::Forget,
+            ),
+            _ => (
+                recover(
+                    "an interrupted run left Docker restarting into a daemon.json it had not confirmed: restart it, and put the previous file back if dockerd refuses it",
+                ),
+                DaemonOp::Recover {
+                    expected,
+                    had_file: intent.had_file,
+                },
+            ),
+        }))
     }
 }
 
 /// The profile keys whose running value `docker info` shows and that differ from the file.
-fn mismatches(info: &DaemonInfo, expected: &Map<String, Json>) -> Vec<Mismatch> {
+pub(super) fn mismatches(info: &DaemonInfo, expected: &Map<String, Json>) -> Vec<Mismatch> {
     let mut found = Vec::new();
     for (key, file) in expected {
         let (running, file) = match key.as_str() {
@@ -421,7 +421,7 @@ fn strings(value: &Json) -> impl Iterator<Item = &str> {
         .filter_map(Json::as_str)
 }
 
-fn describe(mismatches: &[Mismatch]) -> String {
+pub(super) fn describe(mismatches: &[Mismatch]) -> String {
     mismatches
         .iter()
         .map(|mismatch| {
@@ -446,6 +446,7 @@ mod tests {
             restart: CommandLine::new("systemctl", ["restart", "docker"]),
             reload: CommandLine::new("systemctl", ["reload", "docker"]),
             ready_timeout: Duration::from_secs(1),
+            restart_unresponsive: false,
             keys: keys.as_object().unwrap().clone(),
             allow_storage_driver_change: false,
         }

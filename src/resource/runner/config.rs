@@ -218,12 +218,7 @@ impl Resource for RunnerConfig {
         diff
     }
 
-    fn apply(
-        &self,
-        context: &Context,
-        _observed: &ConfigTomlState,
-        op: &MergeConfigToml,
-    ) -> Result<()> {
+    fn apply(&self, context: &Context, op: &MergeConfigToml) -> Result<()> {
         // Read again: gitlab-runner may have rewritten the file (a token rotation) since.
         let current = read(context.host, &self.path)?;
         if let Some(planned) = self.planned(current.as_ref(), &op.registered) {

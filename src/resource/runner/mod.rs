@@ -419,7 +419,7 @@ impl Resource for Runner {
         diff
     }
 
-    fn apply(&self, context: &Context, _observed: &RunnerState, op: &RunnerOp) -> Result<()> {
+    fn apply(&self, context: &Context, op: &RunnerOp) -> Result<()> {
         self.carry_out(context, op)
     }
 }
