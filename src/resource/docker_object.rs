@@ -243,6 +243,11 @@ impl ObjectNames {
         }
         for container in &profile.containers {
             add(&mut names.containers, container.name.as_str());
+            // What an interrupted replacement may have left, asked in the same batch.
+            add(
+                &mut names.containers,
+                &crate::resource::container::set_aside_name(container.name.as_str()),
+            );
             add(&mut names.images, &container.image);
             for network in container.networks.keys() {
                 add(&mut names.networks, network.as_str());

@@ -2,8 +2,6 @@
 //! losing data or a running job, repair it in place. Each function carries out one operation
 //! the diff returned; none decides anything the diff did not.
 
-use std::time::Duration;
-
 use anyhow::{Context as _, Result, bail};
 
 use super::{
@@ -144,61 +142,6 @@ impl Container {
                 &["container", "rm", "--force", "--volumes", id.as_str()],
             );
         })
-    }
-
-    pub(super) fn replace(
-        &self,
-        context: &Context,
-        live: &ContainerInfo,
-        image_present: bool,
-    ) -> Result<()> {
-        self.ensure_image(context, image_present)?;
-        self.ensure_sources(context)?;
-        let name = self.name();
-        let parked = format!("{name}.berth-old");
-        // Drain: `docker stop` without `-t` uses the container's own stop signal and timeout.
-        exec::run_with_timeout(
-            &context
-                .docker
-                .command(["container", "stop", live.id.as_str()]),
-            Duration::from_secs(Self::stop_timeout(live)),
-        )
-        .with_context(|| format!("failed to stop the old `{name}`"))?;
-        // A container set aside by an interrupted run is in the way; it is stopped already.
-        let _ = exec::run_unchecked(&context.docker.command([
-            "container",
-            "rm",
-            "--volumes",
-            parked.as_str(),
-        ]));
-        run(
-            context,
-            &["container", "rename", live.id.as_str(), parked.as_str()],
-        )?;
-        match self.create_and_start(context) {
-            Ok(()) => {
-                run(context, &["container", "rm", "--volumes", live.id.as_str()]).with_context(|| {
-                    format!("the new `{name}` runs, but the old one (`{parked}`) could not be removed")
-                })?;
-                Ok(())
-            }
-            Err(error) => {
-                let restored = run(context, &["container", "rename", live.id.as_str(), name])
-                    .and_then(|_| {
-                        if live.state.running {
-                            run(context, &["container", "start", name]).map(drop)
-                        } else {
-                            Ok(())
-                        }
-                    });
-                Err(match restored {
-                    Ok(()) => error.context(format!("the new `{name}` did not start; the previous container is back in place")),
-                    Err(second) => error.context(format!(
-                        "the new `{name}` did not start, and putting the previous one back failed ({second:#}); it is kept as `{parked}`"
-                    )),
-                })
-            }
-        }
     }
 
     /// The in-place repairs the diff listed, in order.

@@ -22,6 +22,7 @@
 mod apply;
 mod drift;
 pub(crate) mod inspect;
+mod replace;
 pub(crate) mod spec;
 pub(crate) mod values;
 
@@ -38,12 +39,15 @@ use crate::{
         Context, Earlier, Resource,
         daemon::service::DaemonService,
         docker_object::{self, Labelled, ObjectName, ObjectNames, Observed},
+        journal,
         profile::Profile,
     },
 };
 use apply::{is_socket_path, run};
 use drift::{RecordedHash, Repair, text};
 use inspect::{ContainerInfo, ImageInfo};
+pub(crate) use replace::set_aside_name;
+use replace::{Leftover, ReplaceIntent};
 use spec::ContainerSpec;
 use values::{MountSource, PullPolicy};
 
@@ -89,6 +93,8 @@ pub(crate) enum ContainerOp {
     },
     /// `docker pull`, then replace it if the tag moved.
     Pull,
+    /// Finish or undo what an interrupted replacement left.
+    Recover(Leftover),
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +110,10 @@ pub(crate) struct Seen {
     pub network_ids: BTreeMap<String, String>,
     /// Bind sources that do not exist on the host.
     pub missing_sources: Vec<HostPath>,
+    /// A container of this one's set-aside name (`NAME.berth-old`).
+    pub set_aside: Option<ContainerInfo>,
+    /// The replacement an interrupted run journaled.
+    pub intent: Option<ReplaceIntent>,
 }
 
 impl Container {
@@ -241,7 +251,15 @@ impl Resource for Container {
                 Ok(())
             }
             ContainerOp::Pull => self.pull_and_follow(context),
+            ContainerOp::Recover(leftover) => self.recover(context, leftover),
         }
+    }
+
+    fn leftover(&self, context: &Context) -> Result<Option<(Change, ContainerOp)>> {
+        Ok(match self.observe(context)? {
+            Observed::Seen(seen) => self.leftover_of(&seen),
+            Observed::Unavailable(_) => None,
+        })
     }
 }
 
@@ -263,6 +281,8 @@ impl Container {
             .docker
             .inspect_all::<NetworkInfo>(&self.names.networks)?;
         let container = containers.get(self.name()).cloned();
+        let set_aside = containers.get(&set_aside_name(self.name())).cloned();
+        let intent = journal::read(context.host, &self.id())?;
         let running_image = container
             .as_ref()
             .and_then(|info| images.get(&info.image))
@@ -286,6 +306,8 @@ impl Container {
                 .map(|(name, info)| (name.clone(), info.id.clone()))
                 .collect(),
             missing_sources,
+            set_aside,
+            intent,
         })
     }
 
@@ -303,6 +325,12 @@ impl Container {
         reason = "one decision ladder: create, conflict, replace, repair, start, restart, pull"
     )]
     fn compare(&self, seen: &Seen, earlier: &Earlier, diff: &mut Diff<ContainerOp>) {
+        // Left by an interrupted run and not recovered yet (the daemon was down when the run
+        // began): that first; the rest is compared once it is done.
+        if let Some((change, op)) = self.leftover_of(seen) {
+            diff.push(change, op);
+            return;
+        }
         let note = self.preparation_note(seen);
         let refusal = self.preparation_refusal(seen);
         let image_present = seen.image.is_some();

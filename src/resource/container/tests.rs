@@ -159,6 +159,8 @@ fn seen(resource: &Container, container: Option<ContainerInfo>) -> Observed<Box<
         container,
         network_ids: BTreeMap::from([("ci-net".into(), NETWORK_ID.into())]),
         missing_sources: Vec::new(),
+        set_aside: None,
+        intent: None,
     }))
 }
 
@@ -635,5 +637,66 @@ fn hostname_is_set_compared_only_when_the_profile_sets_it_and_checked() {
     assert_eq!(
         bad.problem.to_string(),
         "extra.toml:2:1: key `containers.gitlab-runner.hostname`: `not_a host` is not a hostname (letters, digits and `-`, in dot-separated labels of at most 63 characters)"
+    );
+}
+
+/// issue 9 cases 2 and 3: what an interrupted replacement left is finished or undone, decided
+/// from what is seen.
+#[test]
+fn an_interrupted_replacement_is_finished_or_undone() {
+    let base = profile("");
+    let runner = container(&base, "gitlab-runner", false);
+    let mut parked = live(&runner);
+    parked.name = "/gitlab-runner.berth-old".into();
+    parked.host_config.restart_policy.name = "no".into();
+    let mut seen_with = |container: Option<ContainerInfo>, set_aside: Option<ContainerInfo>| {
+        let Observed::Seen(mut seen) = seen(&runner, container) else {
+            unreachable!("seen() sees")
+        };
+        seen.set_aside = set_aside;
+        seen
+    };
+    let leftover = |seen: &Seen| {
+        runner
+            .leftover_of(seen)
+            .map(|(change, op)| (change.detail, op))
+    };
+
+    assert_eq!(
+        leftover(&seen_with(Some(live(&runner)), None)),
+        None,
+        "nothing left"
+    );
+    let (detail, op) = leftover(&seen_with(Some(live(&runner)), Some(parked.clone()))).unwrap();
+    assert_eq!(
+        detail,
+        "an interrupted replacement left `gitlab-runner.berth-old` beside the new container: remove it"
+    );
+    assert_eq!(
+        op,
+        ContainerOp::Recover(Leftover::Finish {
+            set_aside: Some("gitlab-runner.berth-old".into())
+        })
+    );
+    let (_, op) = leftover(&seen_with(None, Some(parked.clone()))).unwrap();
+    assert_eq!(
+        op,
+        ContainerOp::Recover(Leftover::Undo {
+            set_aside: "gitlab-runner.berth-old".into(),
+            restart: "always".into(),
+        }),
+        "no journal: the profile's restart policy comes back"
+    );
+    let mut foreign = parked;
+    foreign
+        .config
+        .labels
+        .as_mut()
+        .unwrap()
+        .remove(LABEL_MANAGED);
+    assert_eq!(
+        leftover(&seen_with(None, Some(foreign))),
+        None,
+        "a container someone else named so is not berth's"
     );
 }

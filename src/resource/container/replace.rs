@@ -1,0 +1,210 @@
+//! Replacing a container without a window in which an interrupted run leaves two of it, or
+//! none. The steps, each one journaled first:
+//!
+//! 1. pull the image and make the bind sources (nothing stopped yet);
+//! 2. turn the old container's restart policy off, so a daemon restart cannot revive it once it
+//!    is set aside (a second gitlab-runner on one config.toml);
+//! 3. stop it with its own stop signal and timeout (gitlab-runner drains on SIGQUIT);
+//! 4. set it aside as `NAME.berth-old`;
+//! 5. create, connect and start the new one;
+//! 6. remove the old one (named volumes stay, anonymous ones go with it).
+//!
+//! If step 5 fails, the old one is put back as it was. A run killed anywhere in between leaves
+//! a journal entry or a set-aside container (berth's labels, `.berth-old` name): the next run
+//! finishes (the new one exists: the set-aside goes) or undoes (it does not: the set-aside is
+//! renamed back, its restart policy restored) before anything else.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Container, ContainerOp, Seen, apply::run, inspect::ContainerInfo, values::RestartPolicy,
+};
+use crate::{
+    host::exec,
+    plan::{Action, Change},
+    resource::{Context, Resource, docker_object::Labelled, journal},
+};
+
+/// What a container set aside by berth is called while its replacement is made.
+pub(crate) fn set_aside_name(name: &str) -> String {
+    format!("{name}.berth-old")
+}
+
+/// What the journal keeps while a container is replaced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ReplaceIntent {
+    /// The container being replaced.
+    old_id: String,
+    /// Its restart policy, as `docker update --restart` takes it, to give it back on undo.
+    restart: String,
+}
+
+/// What recovery does with what an interrupted replacement left.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Leftover {
+    /// The new container exists: remove the set-aside one (if any) and forget the step.
+    Finish { set_aside: Option<String> },
+    /// No new container: put the set-aside one back under its name with its restart policy.
+    Undo { set_aside: String, restart: String },
+    /// The old container was never set aside: give it its restart policy back.
+    Restore { id: String, restart: String },
+}
+
+impl Container {
+    /// What an interrupted replacement left, from the journal and what `look` saw.
+    pub(super) fn leftover_of(&self, seen: &Seen) -> Option<(Change, ContainerOp)> {
+        // Only berth's: a container someone else named so is not berth's to touch.
+        let set_aside = seen.set_aside.as_ref().filter(|info| info.config.managed());
+        let parked = set_aside_name(self.name());
+        let restart = |info: Option<&ContainerInfo>| match (&seen.intent, info) {
+            (Some(intent), _) => intent.restart.clone(),
+            (None, Some(info)) if info.host_config.restart_policy.name != "no" => {
+                RestartPolicy::from_docker(
+                    &info.host_config.restart_policy.name,
+                    info.host_config.restart_policy.maximum_retry_count,
+                )
+                .to_string()
+            }
+            (None, _) => self.spec.restart.to_string(),
+        };
+        let new_exists = seen.container.is_some();
+        let (detail, leftover) = match (set_aside, &seen.intent) {
+            (Some(_), _) if new_exists => (
+                format!("an interrupted replacement left `{parked}` beside the new container: remove it"),
+                Leftover::Finish {
+                    set_aside: Some(parked),
+                },
+            ),
+            (Some(info), _) => (
+                format!("an interrupted replacement left `{parked}` and no new container: put it back as `{}`", self.name()),
+                Leftover::Undo {
+                    set_aside: parked,
+                    restart: restart(Some(info)),
+                },
+            ),
+            (None, None) => return None,
+            (None, Some(intent)) => match &seen.container {
+                Some(live) if live.id == intent.old_id => (
+                    "an interrupted replacement stopped before the container was set aside: give it its restart policy back".to_owned(),
+                    Leftover::Restore {
+                        id: intent.old_id.clone(),
+                        restart: intent.restart.clone(),
+                    },
+                ),
+                _ => (
+                    "an interrupted replacement had finished".to_owned(),
+                    Leftover::Finish { set_aside: None },
+                ),
+            },
+        };
+        Some((
+            Change::new(self.id(), Action::Recover, detail),
+            ContainerOp::Recover(leftover),
+        ))
+    }
+
+    pub(super) fn recover(&self, context: &Context, leftover: &Leftover) -> Result<()> {
+        match leftover {
+            Leftover::Finish { set_aside } => {
+                if let Some(set_aside) = set_aside {
+                    run(
+                        context,
+                        &["container", "rm", "--force", "--volumes", set_aside],
+                    )?;
+                }
+            }
+            Leftover::Undo { set_aside, restart } => {
+                run(context, &["container", "rename", set_aside, self.name()])?;
+                run(
+                    context,
+                    &["container", "update", "--restart", restart, self.name()],
+                )?;
+            }
+            Leftover::Restore { id, restart } => {
+                run(context, &["container", "update", "--restart", restart, id])?;
+            }
+        }
+        journal::clear(context.host, &self.id())
+    }
+
+    pub(super) fn replace(
+        &self,
+        context: &Context,
+        live: &ContainerInfo,
+        image_present: bool,
+    ) -> Result<()> {
+        self.ensure_image(context, image_present)?;
+        self.ensure_sources(context)?;
+        let name = self.name();
+        let parked = set_aside_name(name);
+        let policy = RestartPolicy::from_docker(
+            &live.host_config.restart_policy.name,
+            live.host_config.restart_policy.maximum_retry_count,
+        )
+        .to_string();
+        journal::record(
+            context.host,
+            &self.id(),
+            &ReplaceIntent {
+                old_id: live.id.clone(),
+                restart: policy.clone(),
+            },
+        )?;
+        run(
+            context,
+            &["container", "update", "--restart", "no", &live.id],
+        )
+        .with_context(|| format!("failed to turn off the old `{name}`'s restart policy"))?;
+        // Drain: `docker stop` without `-t` uses the container's own stop signal and timeout.
+        exec::run_with_timeout(
+            &context
+                .docker
+                .command(["container", "stop", live.id.as_str()]),
+            Duration::from_secs(Self::stop_timeout(live)),
+        )
+        .with_context(|| format!("failed to stop the old `{name}`"))?;
+        run(context, &["container", "rename", &live.id, &parked])?;
+        let outcome = match self.create_and_start(context) {
+            Ok(()) => run(context, &["container", "rm", "--volumes", &live.id])
+                .map(drop)
+                .with_context(|| {
+                    format!(
+                        "the new `{name}` runs, but the old one (`{parked}`) could not be removed"
+                    )
+                }),
+            Err(error) => {
+                let restored = run(context, &["container", "rename", &live.id, name])
+                    .and_then(|_| {
+                        run(
+                            context,
+                            &["container", "update", "--restart", &policy, name],
+                        )
+                    })
+                    .and_then(|_| {
+                        if live.state.running {
+                            run(context, &["container", "start", name]).map(drop)
+                        } else {
+                            Ok(())
+                        }
+                    });
+                match restored {
+                    Ok(()) => {
+                        journal::clear(context.host, &self.id())?;
+                        Err(error.context(format!("the new `{name}` did not start; the previous container is back in place")))
+                    }
+                    // Still journaled: the next run puts it back.
+                    Err(second) => Err(error.context(format!(
+                        "the new `{name}` did not start, and putting the previous one back failed ({second:#}); it is kept as `{parked}`, and the next run puts it back"
+                    ))),
+                }
+            }
+        };
+        if outcome.is_ok() {
+            journal::clear(context.host, &self.id())?;
+        }
+        outcome
+    }
+}
