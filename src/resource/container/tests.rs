@@ -649,7 +649,7 @@ fn an_interrupted_replacement_is_finished_or_undone() {
     let mut parked = live(&runner);
     parked.name = "/gitlab-runner.berth-old".into();
     parked.host_config.restart_policy.name = "no".into();
-    let mut seen_with = |container: Option<ContainerInfo>, set_aside: Option<ContainerInfo>| {
+    let seen_with = |container: Option<ContainerInfo>, set_aside: Option<ContainerInfo>| {
         let Observed::Seen(mut seen) = seen(&runner, container) else {
             unreachable!("seen() sees")
         };
