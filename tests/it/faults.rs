@@ -298,6 +298,55 @@ fn a_network_change_docker_refuses_keeps_the_old_network_attached() {
     );
 }
 
+/// A network replacement is a multi-step change too: berth killed right after it removed the
+/// old network (members disconnected, nothing created yet). The next apply creates it and puts
+/// every member back with its aliases, before anything else.
+#[test]
+fn berth_killed_in_the_middle_of_a_network_replacement() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    let mut host = Converged::new(&root, &dockerd, "dind", "");
+    host.layer(
+        "mtu",
+        "[networks.gitlab-runner-net.options]\n\"com.docker.network.driver.mtu\" = \"1400\"\n",
+    );
+    let fault = FaultDocker::install(&root, &dockerd);
+    // The first two remove the probe network (a stale one, then the one just made).
+    fault.arm("network rm", 3, Target::Berth, Then::Proceed);
+    let killed = faulted(&host, &fault, "apply");
+    fault.wait_settled();
+    fault.disarm();
+    assert_eq!(killed.code, -1, "berth was killed: {}", killed.transcript());
+    assert_eq!(
+        networks_named(&dockerd, NETWORK),
+        0,
+        "killed with the network removed"
+    );
+
+    let plan = host.run("plan");
+    plan.code(2);
+    assert!(
+        plan.stdout.lines().any(|line| line.contains("recover")),
+        "plan shows the interrupted replacement:\n{}",
+        plan.stdout
+    );
+    host.run("apply").code(0);
+    assert_eq!(networks_named(&dockerd, NETWORK), 1);
+    for container in [DIND, RUNNER] {
+        let networks = &dockerd.inspect_container(container)["NetworkSettings"]["Networks"];
+        assert!(
+            networks.get(NETWORK).is_some(),
+            "`{container}` is back on `{NETWORK}`: {networks}"
+        );
+    }
+    let answer = host.exec(RUNNER, "nc gitlab-dind 2375");
+    assert!(
+        crate::harness::is_docker_ping(&answer),
+        "the runner reaches dind by its alias again: {answer:?}"
+    );
+    host.run("plan").code(0);
+}
+
 /// issue 9 case 5: the disk where config.toml lives is full. However many applies run, GitLab
 /// must end with at most one runner: berth refuses before registering, or records what it
 /// registered and does not create another.

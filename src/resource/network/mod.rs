@@ -10,8 +10,12 @@ use std::{collections::BTreeMap, rc::Rc};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use serde_json::Value as Json;
+
+mod replace;
+
+use replace::ReplaceIntent;
 
 use crate::{
     docker::Inspect,
@@ -28,6 +32,7 @@ use crate::{
             self, Driven, Labelled, Labels, ObjectName, ObjectNames, Observed, labels, non_empty,
             spec_hash, string_map,
         },
+        journal,
     },
 };
 
@@ -107,11 +112,16 @@ pub(crate) struct Network {
 }
 
 /// What apply does for a network.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum NetworkOp {
     Create,
-    /// Recreates it with the profile's options and reconnects its containers.
-    Replace,
+    /// Recreates it with the profile's options and reconnects its containers (see `replace`);
+    /// `old` is the way back if Docker refuses the new one.
+    Replace {
+        old: Box<NetworkInfo>,
+    },
+    /// Create it if missing and reconnect what an interrupted replacement left cut off.
+    Recover(ReplaceIntent),
 }
 
 impl Network {
@@ -154,7 +164,7 @@ impl Network {
         fields
     }
 
-    fn create_arguments(&self) -> Vec<String> {
+    pub(super) fn create_arguments(&self) -> Vec<String> {
         let flags: &[&str] = if self.spec.internal {
             &["--internal"]
         } else {
@@ -169,70 +179,14 @@ impl Network {
         )
     }
 
-    fn create(&self, context: &Context) -> Result<()> {
+    pub(super) fn create(&self, context: &Context) -> Result<()> {
         run(context, &self.create_arguments())?;
-        Ok(())
-    }
-
-    /// Disconnects every container on the network, recreates it, and reconnects them with the
-    /// aliases they had (less the container-ID alias Docker adds by itself).
-    fn replace(&self, context: &Context) -> Result<()> {
-        let name = self.spec.name.as_str();
-        // `network inspect` lists only running containers; `ps --filter network` all of them.
-        let members: Vec<String> = run(
-            context,
-            &[
-                "container",
-                "ls",
-                "--all",
-                "--filter",
-                &format!("network={name}"),
-                "--format",
-                "{{.Names}}",
-            ],
-        )?
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .map(str::to_owned)
-        .collect();
-        let found = context.docker.inspect_all::<ContainerInfo>(&members)?;
-        let mut reconnect: Vec<(String, Vec<String>)> = Vec::new();
-        for member in &members {
-            let aliases = found
-                .get(member)
-                .map(|info| kept_aliases(info, name))
-                .unwrap_or_default();
-            run(context, &["network", "disconnect", "--force", name, member])
-                .with_context(|| format!("failed to disconnect `{member}` from `{name}`"))?;
-            reconnect.push((member.clone(), aliases));
-        }
-        run(context, &["network", "rm", name])?;
-        self.create(context).with_context(|| {
-            format!(
-                "the old network is removed; {} stay disconnected until the next apply",
-                if members.is_empty() {
-                    "no containers".to_owned()
-                } else {
-                    members.join(", ")
-                }
-            )
-        })?;
-        for (member, aliases) in reconnect {
-            let mut args = vec!["network".to_owned(), "connect".to_owned()];
-            for alias in aliases {
-                args.extend(["--alias".to_owned(), alias]);
-            }
-            args.extend([name.to_owned(), member.clone()]);
-            run(context, &args)
-                .with_context(|| format!("failed to reconnect `{member}` to `{name}`"))?;
-        }
         Ok(())
     }
 }
 
 /// The aliases a container has on `network` that someone gave it: Docker adds the short ID.
-fn kept_aliases(info: &ContainerInfo, network: &str) -> Vec<String> {
+pub(super) fn kept_aliases(info: &ContainerInfo, network: &str) -> Vec<String> {
     info.networks()
         .get(network)
         .and_then(|endpoint| endpoint.aliases.clone())
@@ -242,7 +196,7 @@ fn kept_aliases(info: &ContainerInfo, network: &str) -> Vec<String> {
         .collect()
 }
 
-fn run<S: AsRef<str>>(context: &Context, args: &[S]) -> Result<String> {
+pub(super) fn run<S: AsRef<str>>(context: &Context, args: &[S]) -> Result<String> {
     let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
     Ok(context.docker.run(&args)?)
 }
@@ -312,7 +266,12 @@ impl Resource for Network {
             )
             .with_fields([vec![docker_object::conflict_field()], fields].concat());
             if self.adopt {
-                diff.push(change, NetworkOp::Replace);
+                diff.push(
+                    change,
+                    NetworkOp::Replace {
+                        old: Box::new(live.clone()),
+                    },
+                );
             } else {
                 diff.refuse(change, "berth does not touch a network it did not create; rerun with --adopt to replace it with the profile's (its containers are reconnected)");
             }
@@ -333,7 +292,9 @@ impl Resource for Network {
         );
         diff.push(
             Change::new(self.id(), Action::Replace, detail).with_fields(fields),
-            NetworkOp::Replace,
+            NetworkOp::Replace {
+                old: Box::new(live.clone()),
+            },
         );
         diff
     }
@@ -341,8 +302,13 @@ impl Resource for Network {
     fn apply(&self, context: &Context, op: &NetworkOp) -> Result<()> {
         match op {
             NetworkOp::Create => self.create(context),
-            NetworkOp::Replace => self.replace(context),
+            NetworkOp::Replace { old } => self.replace(context, old),
+            NetworkOp::Recover(intent) => self.recover(context, intent),
         }
+    }
+
+    fn leftover(&self, context: &Context) -> Result<Option<(Change, NetworkOp)>> {
+        Ok(self.leftover_of(journal::read(context.host, &self.id())?))
     }
 }
 
