@@ -9,6 +9,7 @@ use anyhow::anyhow;
 use serde::Serialize;
 
 use crate::{
+    host,
     plan::{Change, ResourceId, Summary},
     resource::{AnyResource, Context, Earlier, Resource},
     with_resource,
@@ -93,11 +94,12 @@ pub(crate) fn run(resources: &[AnyResource], context: &Context, mode: Mode) -> R
     };
     let mut earlier = Earlier::default();
     let mut failed: BTreeSet<ResourceId> = BTreeSet::new();
+    let mut journal_unreadable = false;
     // Recovery first: what an interrupted run left half done is finished or undone before
     // anything else is observed, so the rest converges from a host in one state.
     for resource in resources {
         with_resource!(resource, resource => {
-            recover(resource, context, mode, &mut report, &mut failed)
+            recover(resource, context, mode, &mut report, &mut failed, &mut journal_unreadable)
         });
     }
     for resource in resources {
@@ -116,11 +118,23 @@ fn recover<R: Resource>(
     mode: Mode,
     report: &mut Report,
     failed: &mut BTreeSet<ResourceId>,
+    journal_unreadable: &mut bool,
 ) {
     let id = resource.id();
     let leftover = match resource.leftover(context) {
         Ok(Some(leftover)) => leftover,
         Ok(None) => return,
+        // `plan` as non-root: berth's state is root's alone. Said once, not per resource.
+        Err(error) if host::permission_denied(&error) => {
+            if !std::mem::replace(journal_unreadable, true) {
+                let message = format!(
+                    "{error:#}: what an interrupted run left is not shown; run as root to see it"
+                );
+                tracing::warn!("{message}");
+                report.notices.push(Notice { id, message });
+            }
+            return;
+        }
         Err(error) => {
             report.failures.push(Failure {
                 error: error.context(format!(

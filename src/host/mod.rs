@@ -296,6 +296,16 @@ fn lexically_normal(path: &Path) -> PathBuf {
     normal
 }
 
+/// True when `error` comes from a file this user may not read: `plan` as non-root, where
+/// config.toml, the ledger, the journal and token files are root's alone.
+pub(crate) fn permission_denied(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+    })
+}
+
 /// Reads a file named on the command line (`-p ./site.toml`): a path on the machine berth runs
 /// on, not under `--root`. The one file berth reads that is not the host's.
 pub(crate) fn read_local(path: &Path) -> Result<String> {

@@ -18,7 +18,7 @@ use anyhow::Result;
 use toml_edit::DocumentMut;
 
 use crate::{
-    host::{FileMode, Host, HostPath},
+    host::{self, FileMode, Host, HostPath},
     plan::{self, Action, Change, Diff, FieldChange, Kind, ResourceId},
     resource::{
         Context, Earlier, Resource,
@@ -152,7 +152,7 @@ impl Resource for RunnerConfig {
                 mode,
                 unreadable: None,
             }),
-            Err(error) if permission_denied(&error) => Ok(ConfigTomlState {
+            Err(error) if host::permission_denied(&error) => Ok(ConfigTomlState {
                 current: None,
                 mode: None,
                 unreadable: Some(format!("{error:#}")),
@@ -233,16 +233,6 @@ impl Resource for RunnerConfig {
         }
         Ok(())
     }
-}
-
-/// True when `error` comes from a file this user may not read: `plan` as non-root, where
-/// config.toml, the ledger and token files are root's alone.
-pub(crate) fn permission_denied(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
-    })
 }
 
 /// The warning for what could not be read.

@@ -56,6 +56,8 @@ pub(crate) enum RunnerOp {
     },
     /// Removed from the profile, but its entry (and token) are already gone.
     Forget { recorded: Recorded },
+    /// A registration an interrupted run sent was kept after all: clear its journal entry.
+    ForgetRequest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +169,19 @@ impl Runner {
                             id: *id,
                         }),
                         Some(_) => self.record_changes(spec, observed),
+                    };
+                }
+                if let Some(pending) = &observed.pending {
+                    return Decision::Refuse {
+                        detail: self.register_detail(spec, observed),
+                        reason: format!(
+                            "a registration of `{}` was sent to {} at {} and its answer was lost (a timeout or a server error): GitLab may hold a runner berth has no token for, and registering again would make a second one; look in GitLab for a runner `{}` created then and delete it, then remove `{}` (it lists only such unfinished steps) and apply again",
+                            self.name,
+                            pending.url,
+                            pending.sent_at,
+                            self.name,
+                            crate::resource::journal::PATH
+                        ),
                     };
                 }
                 if let Some(recorded) = &observed.recorded {
@@ -300,6 +315,11 @@ impl Runner {
     pub(super) fn change(&self, op: &RunnerOp, observed: &RunnerState) -> Change {
         let id = self.id();
         match op {
+            RunnerOp::ForgetRequest => Change::new(
+                id,
+                Action::Recover,
+                "an interrupted registration had finished: its answer is kept",
+            ),
             RunnerOp::Verify {
                 spec,
                 changed_from: None,

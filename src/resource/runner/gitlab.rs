@@ -79,6 +79,15 @@ impl Method {
     }
 }
 
+/// Marks an error after which GitLab may have created what was asked for: the request was
+/// sent, and no answer that says otherwise came back (a timeout after sending, a 5xx). Such
+/// a call is never repeated, in this run or the next (`runner/NAME` keeps it journaled).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the request reached GitLab, or may have: GitLab may have created the runner without berth hearing of it"
+)]
+pub(crate) struct MayHaveArrived;
+
 /// Whether a call may be repeated after an error that may have reached GitLab.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Repeatable {
@@ -296,9 +305,9 @@ impl GitLab {
                     } else {
                         if status >= 500 && repeatable == Repeatable::OnlyUnsent {
                             let answer = Answer { status, body };
-                            return Err(self.unexpected(endpoint, &answer, secrets).context(
-                                "not retried: GitLab may have created the runner before failing; look for it in GitLab (and delete it) before running berth again",
-                            ));
+                            return Err(self
+                                .unexpected(endpoint, &answer, secrets)
+                                .context(MayHaveArrived));
                         }
                         return Ok(Answer { status, body });
                     }
@@ -319,6 +328,9 @@ impl GitLab {
                             failure = failure.context(
                                 "GitLab's TLS certificate is not trusted: set the runner's `tls_ca_file` to the CA that signed it",
                             );
+                        }
+                        if !unsent && repeatable == Repeatable::OnlyUnsent {
+                            failure = failure.context(MayHaveArrived);
                         }
                         return Err(failure);
                     }

@@ -29,18 +29,19 @@ pub(crate) mod section;
 pub(crate) mod system_id;
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
 use toml_edit::DocumentMut;
 
 use crate::{
     host::{FileMode, Host, HostPath},
     plan::{Action, Change, Diff, FieldChange, Kind, ResourceId},
-    resource::{Context, Earlier, Resource},
+    resource::{Context, Earlier, Resource, journal},
     secret::{Fingerprint, Secret},
 };
 use config::FILE_MODE;
 use config_toml::Credentials;
 use decision::{Call, Decision, RunnerOp};
-use gitlab::{Deleted, GitLab};
+use gitlab::{Deleted, GitLab, MayHaveArrived};
 use ledger::{Ledger, Origin, Recorded};
 use section::{RunnerScope, RunnerSettings, RunnerSpec, ServerParams, TokenSource, normalize_url};
 
@@ -72,6 +73,17 @@ pub(crate) struct RunnerState {
     token: TokenFile,
     /// This host's valid `.runner_system_id`, if there is one.
     system_id: Option<String>,
+    /// A registration an earlier run sent without hearing how it ended.
+    pending: Option<Registering>,
+}
+
+/// What the journal keeps while a runner is requested from GitLab: nothing secret, enough for
+/// an operator to find the runner GitLab may have created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Registering {
+    url: String,
+    /// When the request was sent (RFC 3339): a runner created then, named like this one, is it.
+    sent_at: String,
 }
 
 /// The runner's `[[runners]]` entry as found by name.
@@ -114,7 +126,7 @@ pub(crate) fn removed(settings: &RunnerSettings, host: &Host) -> Vec<Runner> {
             config: settings.config.clone(),
             role: Role::UnreadableLedger {
                 message: format!("{error:#}"),
-                permission: config::permission_denied(&error),
+                permission: crate::host::permission_denied(&error),
             },
         }],
     }
@@ -156,7 +168,50 @@ impl Runner {
             recorded,
             token,
             system_id: system_id::read(host, &self.config)?,
+            pending: journal::read(host, &self.id())?,
         })
+    }
+
+    /// A request that may create a runner in GitLab: the config.toml directory is checked
+    /// writable first (a runner created whose token cannot be kept is an orphan), the request
+    /// is journaled, and the entry cleared only once its answer is kept or GitLab surely did
+    /// not act on it.
+    fn requesting<T>(
+        &self,
+        host: &Host,
+        url: &str,
+        request: impl FnOnce() -> Result<T>,
+        keep: impl FnOnce(T) -> Result<()>,
+    ) -> Result<()> {
+        check_writable(host, &self.config)?;
+        let id = self.id();
+        journal::record(
+            host,
+            &id,
+            &Registering {
+                url: url.to_owned(),
+                sent_at: jiff::Timestamp::now()
+                    .strftime("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string(),
+            },
+        )?;
+        let answer = match request() {
+            Ok(answer) => answer,
+            Err(error) if error.downcast_ref::<MayHaveArrived>().is_some() => {
+                return Err(error.context(format!(
+                    "not retried: GitLab may have created the runner before failing; berth will not register `{}` again until that is looked into (see the next plan)",
+                    self.name
+                )));
+            }
+            Err(error) => {
+                journal::clear(host, &id)?;
+                return Err(error);
+            }
+        };
+        // A kept answer clears the entry; one that could not be kept leaves it, and the
+        // refusal the next run prints names the runner to delete.
+        keep(answer)?;
+        journal::clear(host, &id)
     }
 
     fn gitlab(&self, host: &Host, url: &str, tls_ca_file: Option<&HostPath>) -> Result<GitLab> {
@@ -236,10 +291,13 @@ impl Runner {
                 token,
                 params,
             } => {
-                let registration = self
-                    .gitlab(host, &spec.url, spec.tls_ca_file.as_ref())?
-                    .register(token, &self.name, params)?;
-                self.keep(host, spec, &registration, Origin::Registered)
+                let gitlab = self.gitlab(host, &spec.url, spec.tls_ca_file.as_ref())?;
+                self.requesting(
+                    host,
+                    &spec.url,
+                    || gitlab.register(token, &self.name, params),
+                    |registration| self.keep(host, spec, &registration, Origin::Registered),
+                )
             }
             RunnerOp::Create {
                 spec,
@@ -248,8 +306,18 @@ impl Runner {
                 params,
             } => {
                 let gitlab = self.gitlab(host, &spec.url, spec.tls_ca_file.as_ref())?;
-                let registration = gitlab.create(token, &self.name, scope, params)?;
-                self.keep(host, spec, &registration, Origin::Created)?;
+                let mut created = None;
+                self.requesting(
+                    host,
+                    &spec.url,
+                    || gitlab.create(token, &self.name, scope, params),
+                    |registration| {
+                        self.keep(host, spec, &registration, Origin::Created)?;
+                        created = Some(registration);
+                        Ok(())
+                    },
+                )?;
+                let registration = created.context("a kept registration")?;
                 // As `gitlab-runner register --token` would next: make this host a manager.
                 let system_id = system_id::ensure(host, &self.config)?;
                 gitlab.verify(&registration.token, &system_id).with_context(|| {
@@ -282,6 +350,7 @@ impl Runner {
                 self.forget(host)
             }
             RunnerOp::Forget { .. } => self.forget(host),
+            RunnerOp::ForgetRequest => journal::clear(host, &self.id()),
         }
     }
 
@@ -380,7 +449,7 @@ impl Resource for Runner {
                     permission: true,
                     ..
                 }
-            ) || config::permission_denied(error)
+            ) || crate::host::permission_denied(error)
         };
         match state {
             Err(error) if denied(&error) => Ok(RunnerState {
@@ -389,6 +458,7 @@ impl Resource for Runner {
                 recorded: None,
                 token: TokenFile::NotNeeded,
                 system_id: None,
+                pending: None,
             }),
             other => other,
         }
@@ -422,6 +492,35 @@ impl Resource for Runner {
     fn apply(&self, context: &Context, op: &RunnerOp) -> Result<()> {
         self.carry_out(context, op)
     }
+
+    fn leftover(&self, context: &Context) -> Result<Option<(Change, RunnerOp)>> {
+        // Only a request whose answer was kept after all is finished here; one whose answer
+        // was lost is refused by `diff` until the operator looked.
+        let Ok(state) = self.read_state(context.host) else {
+            return Ok(None);
+        };
+        let kept = state.entry.as_ref().is_some_and(Entry::is_complete) && state.recorded.is_some();
+        Ok((state.pending.is_some() && kept).then(|| {
+            let op = RunnerOp::ForgetRequest;
+            (self.change(&op, &state), op)
+        }))
+    }
+}
+
+/// Fails unless a file can be written, synced and removed beside config.toml: berth asks
+/// GitLab for a runner only when it can keep the answer.
+fn check_writable(host: &Host, config: &HostPath) -> Result<()> {
+    let dir = config
+        .parent()
+        .with_context(|| format!("`{config}` has no directory"))?;
+    let probe = dir.join(".berth-write-check");
+    host.ensure_dir(&dir, 0o700)?;
+    // About what an entry with its token takes.
+    host.write_atomic(&probe, &[b'#'; 4096], 0o600)
+        .and_then(|()| host.remove_file(&probe))
+        .with_context(|| {
+            format!("`{dir}` cannot take config.toml's new entry (disk full or read-only?); GitLab was not asked for a runner")
+        })
 }
 
 /// Reads a token file: trimmed, since `echo token > file` adds a newline.

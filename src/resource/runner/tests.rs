@@ -77,6 +77,7 @@ fn state(
             mode: 0o600,
         }),
         system_id: Some("s_0123456789ab".into()),
+        pending: None,
     }
 }
 
