@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     host::{Host, HostPath, exec},
-    resource::{Context, docker_object},
+    resource::{Context, Resource, docker_object},
 };
 
 impl Container {
@@ -191,8 +191,8 @@ impl Container {
         };
         if image.id != live.image {
             tracing::info!(
-                "container/{}: the tag {} moved to {}; replacing",
-                self.name(),
+                "{}: the tag {} moved to {}; replacing",
+                self.id(),
                 self.spec.image,
                 short_image_id(&image.id)
             );

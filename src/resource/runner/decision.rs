@@ -312,6 +312,7 @@ impl Runner {
     }
 
     /// The change that shows `op` in the plan.
+    #[expect(clippy::too_many_lines, reason = "one plan line per operation")]
     pub(super) fn change(&self, op: &RunnerOp, observed: &RunnerState) -> Change {
         let id = self.id();
         match op {
