@@ -14,7 +14,6 @@ mod output;
 mod plan;
 mod profile;
 mod resource;
-mod run_report;
 mod secret;
 mod settings;
 
@@ -28,8 +27,8 @@ use crate::{
     engine::Mode,
     host::lock::RunLock,
     output::Printer,
+    output::run_report::LastRun,
     resource::Context,
-    run_report::LastRun,
     settings::Settings,
 };
 

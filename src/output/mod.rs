@@ -6,6 +6,7 @@
 
 pub(crate) mod json;
 pub(crate) mod log;
+pub(crate) mod run_report;
 
 pub(crate) use log::init_logging;
 
@@ -14,12 +15,13 @@ use std::io::{self, IsTerminal, Write};
 use anstyle::{AnsiColor, Style};
 use serde_json::{Value as Json, json};
 
+use run_report::LastRun;
+
 use crate::{
     cli::ColorChoice,
     doctor::{self, Check, Verdict},
     engine::{Entry, Mode, Report, Status},
     plan::{Action, Effect},
-    run_report::{self, LastRun},
 };
 
 /// Whether stdout gets colour: `--color`, else a terminal without `NO_COLOR`.

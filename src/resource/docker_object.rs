@@ -19,15 +19,7 @@ use crate::{
         Layers,
         source::{KeyPath, LocatedError},
     },
-    resource::{
-        Context,
-        container::spec::{
-            ContainerSection, ContainerSpec, container_warnings, order_by_after, resolve_container,
-        },
-        network::{NetworkSection, NetworkSpec, resolve_network},
-        profile::Profile,
-        volume::{VolumeSection, VolumeSpec},
-    },
+    resource::Context,
 };
 
 /// Profiles may not set labels under berth's own prefix: they would forge ownership.
@@ -109,66 +101,6 @@ pub(crate) fn spec_hash(value: &impl Serialize) -> String {
 // ---------------------------------------------------------------------------------------------
 // Resolving
 
-/// The networks, volumes and containers of a merged profile, in converge order, with what
-/// `validate` should say about them.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct DockerObjects {
-    pub networks: Vec<NetworkSpec>,
-    pub volumes: Vec<VolumeSpec>,
-    /// Ordered so that every container comes after those in its `after`.
-    pub containers: Vec<ContainerSpec>,
-    pub warnings: Vec<String>,
-}
-
-/// The merged `[networks]`, `[volumes]` and `[containers]` sections.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct ObjectSections {
-    pub networks: Option<IndexMap<ObjectName, NetworkSection>>,
-    pub volumes: Option<IndexMap<ObjectName, VolumeSection>>,
-    pub containers: Option<IndexMap<ObjectName, ContainerSection>>,
-}
-
-pub(crate) fn resolve(
-    objects: ObjectSections,
-    mtu: Option<u32>,
-    layers: &Layers,
-) -> Result<DockerObjects, LocatedError> {
-    let mut resolved = DockerObjects::default();
-    for (name, layer) in objects.networks.unwrap_or_default() {
-        resolved
-            .networks
-            .push(resolve_network(name, layer, mtu, layers)?);
-    }
-    for (name, layer) in objects.volumes.unwrap_or_default() {
-        let key = KeyPath::parse_dotted("volumes").key(name.as_str());
-        resolved.volumes.push(VolumeSpec {
-            driver: non_empty(layer.driver, "local", &key.key("driver"), layers)?,
-            options: string_map(layer.options, &key.key("options"), layers)?,
-            labels: labels(layer.labels, &key.key("labels"), layers)?,
-            name,
-        });
-    }
-    let mut containers = Vec::new();
-    for (name, layer) in objects.containers.unwrap_or_default() {
-        let container = resolve_container(name, layer, mtu, layers)?;
-        resolved.warnings.extend(container_warnings(&container));
-        containers.push(container);
-    }
-    // A named volume a container mounts without declaring it is still berth's: declare it with
-    // the defaults, so it is created labelled (rather than implicitly by `docker create`).
-    for container in &containers {
-        for volume in container.volume_names() {
-            if !resolved.volumes.iter().any(|known| &known.name == volume) {
-                resolved
-                    .volumes
-                    .push(VolumeSpec::with_defaults(volume.clone()));
-            }
-        }
-    }
-    resolved.containers = order_by_after(containers, layers)?;
-    Ok(resolved)
-}
-
 pub(crate) fn non_empty(
     value: Option<String>,
     default: &str,
@@ -225,36 +157,6 @@ pub(crate) struct ObjectNames {
     pub volumes: Vec<String>,
     /// The images the profile's containers name.
     pub images: Vec<String>,
-}
-
-impl ObjectNames {
-    pub(crate) fn from_profile(profile: &Profile) -> Self {
-        let mut names = Self::default();
-        let add = |list: &mut Vec<String>, name: &str| {
-            if !list.iter().any(|known| known == name) {
-                list.push(name.to_owned());
-            }
-        };
-        for network in &profile.networks {
-            add(&mut names.networks, network.name.as_str());
-        }
-        for volume in &profile.volumes {
-            add(&mut names.volumes, volume.name.as_str());
-        }
-        for container in &profile.containers {
-            add(&mut names.containers, container.name.as_str());
-            // What an interrupted replacement may have left, asked in the same batch.
-            add(
-                &mut names.containers,
-                &crate::resource::container::set_aside_name(container.name.as_str()),
-            );
-            add(&mut names.images, &container.image);
-            for network in container.networks.keys() {
-                add(&mut names.networks, network.as_str());
-            }
-        }
-        names
-    }
 }
 
 /// Whether Docker objects can be observed in this run.

@@ -3,16 +3,25 @@
 //! the desired state of the host that [`super::from_profile`] turns into resources.
 
 use anyhow::Result;
+use indexmap::IndexMap;
 use serde::Deserialize;
 
 use crate::{
     host::Host,
-    profile::{self, Layers, ProfileError, ProfileRef, source::TomlFile},
+    profile::{
+        self, Layers, ProfileError, ProfileRef,
+        source::{KeyPath, LocatedError, TomlFile},
+    },
     resource::{
         container::spec::{ContainerSection, ContainerSpec},
+        container::{
+            self,
+            spec::{container_warnings, order_by_after, resolve_container},
+        },
         daemon::{self, DockerSection, DockerSettings, keys::DockerdVersion},
-        docker_object::{self, ObjectName, ObjectSections},
+        docker_object::{ObjectName, ObjectNames, labels, non_empty, string_map},
         kernel_module::{self, KernelSection, ModuleName},
+        network::resolve_network,
         network::{NetworkSection, NetworkSpec},
         runner::{self, section::RunnerSettings},
         volume::{VolumeSection, VolumeSpec},
@@ -93,7 +102,7 @@ impl Profile {
         layers: &Layers,
     ) -> Result<Self, ProfileError> {
         let docker = daemon::resolve(layer.docker, layer.mtu, dockerd, layers)?;
-        let objects = docker_object::resolve(
+        let objects = resolve_objects(
             ObjectSections {
                 networks: layer.networks,
                 volumes: layer.volumes,
@@ -119,6 +128,97 @@ impl Profile {
     /// A label value naming the profiles this host was converged to: `dind+site`.
     pub(crate) fn label(&self) -> String {
         self.names.join("+")
+    }
+}
+
+/// The networks, volumes and containers of a merged profile, in converge order, with what
+/// `validate` should say about them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DockerObjects {
+    pub networks: Vec<NetworkSpec>,
+    pub volumes: Vec<VolumeSpec>,
+    /// Ordered so that every container comes after those in its `after`.
+    pub containers: Vec<ContainerSpec>,
+    pub warnings: Vec<String>,
+}
+
+/// The merged `[networks]`, `[volumes]` and `[containers]` sections.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ObjectSections {
+    pub networks: Option<IndexMap<ObjectName, NetworkSection>>,
+    pub volumes: Option<IndexMap<ObjectName, VolumeSection>>,
+    pub containers: Option<IndexMap<ObjectName, ContainerSection>>,
+}
+
+fn resolve_objects(
+    objects: ObjectSections,
+    mtu: Option<u32>,
+    layers: &Layers,
+) -> Result<DockerObjects, LocatedError> {
+    let mut resolved = DockerObjects::default();
+    for (name, layer) in objects.networks.unwrap_or_default() {
+        resolved
+            .networks
+            .push(resolve_network(name, layer, mtu, layers)?);
+    }
+    for (name, layer) in objects.volumes.unwrap_or_default() {
+        let key = KeyPath::parse_dotted("volumes").key(name.as_str());
+        resolved.volumes.push(VolumeSpec {
+            driver: non_empty(layer.driver, "local", &key.key("driver"), layers)?,
+            options: string_map(layer.options, &key.key("options"), layers)?,
+            labels: labels(layer.labels, &key.key("labels"), layers)?,
+            name,
+        });
+    }
+    let mut containers = Vec::new();
+    for (name, layer) in objects.containers.unwrap_or_default() {
+        let container = resolve_container(name, layer, mtu, layers)?;
+        resolved.warnings.extend(container_warnings(&container));
+        containers.push(container);
+    }
+    // A named volume a container mounts without declaring it is still berth's: declare it with
+    // the defaults, so it is created labelled (rather than implicitly by `docker create`).
+    for container in &containers {
+        for volume in container.volume_names() {
+            if !resolved.volumes.iter().any(|known| &known.name == volume) {
+                resolved
+                    .volumes
+                    .push(VolumeSpec::with_defaults(volume.clone()));
+            }
+        }
+    }
+    resolved.containers = order_by_after(containers, layers)?;
+    Ok(resolved)
+}
+
+impl ObjectNames {
+    /// Every name the profile's Docker objects go by, each kind's in one list.
+    pub(crate) fn from_profile(profile: &Profile) -> Self {
+        let mut names = Self::default();
+        let add = |list: &mut Vec<String>, name: &str| {
+            if !list.iter().any(|known| known == name) {
+                list.push(name.to_owned());
+            }
+        };
+        for network in &profile.networks {
+            add(&mut names.networks, network.name.as_str());
+        }
+        for volume in &profile.volumes {
+            add(&mut names.volumes, volume.name.as_str());
+        }
+        for container in &profile.containers {
+            add(&mut names.containers, container.name.as_str());
+            // What an interrupted replacement may have left, asked in the same batch.
+            add(
+                &mut names.containers,
+                &container::set_aside_name(container.name.as_str()),
+            );
+            add(&mut names.images, &container.image);
+            for network in container.networks.keys() {
+                add(&mut names.networks, network.as_str());
+            }
+        }
+        names
     }
 }
 
