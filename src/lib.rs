@@ -28,7 +28,7 @@ use crate::{
     host::lock::RunLock,
     output::Printer,
     output::run_report::LastRun,
-    resource::Context,
+    resource::{Context, docker_object::ObjectNames},
     settings::Settings,
 };
 
@@ -159,6 +159,12 @@ fn converge(settings: &Settings, printer: &Printer, mode: Mode) -> Result<Conver
         host: &settings.host,
         docker: &docker,
     };
+    if resources
+        .iter()
+        .any(|resource| resource.id().kind.is_docker_object())
+    {
+        resource::docker_object::prefetch(&context, &ObjectNames::from_profile(&profile));
+    }
     let report = engine::run(&resources, &context, mode);
     ignore_broken_pipe(printer.report(&report, &profile.names))?;
     let code = match mode {

@@ -23,6 +23,11 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
+    /// Networks, volumes and containers: what berth asks the daemon about in batches.
+    pub(crate) fn is_docker_object(self) -> bool {
+        matches!(self, Self::Network | Self::Volume | Self::Container)
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::KernelModule => "kernel-module",

@@ -173,38 +173,79 @@ impl Docker {
 
     /// Asks the daemon now, bypassing the cache: for waiting on a restart.
     pub(crate) fn query_status(&self) -> DaemonStatus {
-        let command = self.command(["info", "--format", "{{json .}}"]);
-        match exec::run_with_timeout(&command, QUERY_TIMEOUT) {
-            Ok(output) => match serde_json::from_str::<DaemonInfo>(&output.stdout) {
-                Ok(info) if !info.server_version.is_empty() => {
-                    DaemonStatus::Running(Box::new(info))
-                }
-                Ok(_) => {
-                    DaemonStatus::Unreachable("`docker info` returned no server information".into())
-                }
-                Err(error) => DaemonStatus::Unreachable(format!(
-                    "`docker info` printed something that is not JSON: {error}"
-                )),
-            },
-            Err(error) if error.is_not_found() => DaemonStatus::CliMissing,
-            Err(exec::CommandError::TimedOut { timeout, .. }) => DaemonStatus::NotAnswering(
-                format!("`docker info` got no answer within {} s", timeout.as_secs()),
-            ),
-            Err(error) => {
-                let reason = error.stderr().map_or_else(|| error.to_string(), first_line);
-                if reason.to_ascii_lowercase().contains("permission denied") {
-                    DaemonStatus::PermissionDenied(reason)
-                } else {
-                    DaemonStatus::Unreachable(reason)
-                }
-            }
-        }
+        query_status(&self.program)
+    }
+
+    /// The CLI program berth runs, for queries made on other threads ([`query_status`],
+    /// [`fetch`]) whose answers [`Docker::remember`] then keeps.
+    pub(crate) fn program(&self) -> &str {
+        &self.program
+    }
+
+    /// Keeps a status asked on another thread as this run's answer.
+    pub(crate) fn remember_status(&self, status: DaemonStatus) {
+        *self.status.borrow_mut() = Some(status);
+    }
+
+    /// Keeps a batch fetched on another thread as this run's answer for `names`.
+    pub(crate) fn remember<T: Inspect>(&self, names: &[String], found: BTreeMap<String, T>) {
+        self.inspected.borrow_mut().insert(
+            T::KIND,
+            Box::new(Batch {
+                asked: names.iter().cloned().collect(),
+                found: Rc::new(found),
+            }),
+        );
     }
 
     /// Runs a docker command and returns its stdout; errors keep the command and stderr.
     pub(crate) fn run(&self, args: &[&str]) -> Result<String, CommandError> {
         Ok(exec::run_with_timeout(&self.command(args.iter().copied()), QUERY_TIMEOUT)?.stdout)
     }
+}
+
+/// `docker info`, through `program`: what the daemon says of itself, or why it cannot.
+pub(crate) fn query_status(program: &str) -> DaemonStatus {
+    let command = CommandLine::new(program, ["info", "--format", "{{json .}}"]);
+    match exec::run_with_timeout(&command, QUERY_TIMEOUT) {
+        Ok(output) => match serde_json::from_str::<DaemonInfo>(&output.stdout) {
+            Ok(info) if !info.server_version.is_empty() => DaemonStatus::Running(Box::new(info)),
+            Ok(_) => {
+                DaemonStatus::Unreachable("`docker info` returned no server information".into())
+            }
+            Err(error) => DaemonStatus::Unreachable(format!(
+                "`docker info` printed something that is not JSON: {error}"
+            )),
+        },
+        Err(error) if error.is_not_found() => DaemonStatus::CliMissing,
+        Err(exec::CommandError::TimedOut { timeout, .. }) => DaemonStatus::NotAnswering(format!(
+            "`docker info` got no answer within {} s",
+            timeout.as_secs()
+        )),
+        Err(error) => {
+            let reason = error.stderr().map_or_else(|| error.to_string(), first_line);
+            if reason.to_ascii_lowercase().contains("permission denied") {
+                DaemonStatus::PermissionDenied(reason)
+            } else {
+                DaemonStatus::Unreachable(reason)
+            }
+        }
+    }
+}
+
+/// One batched `docker KIND inspect` through `program`, keyed by the name each object answers
+/// to; callable from any thread.
+pub(crate) fn fetch<T: Inspect>(program: &str, names: &[String]) -> Result<BTreeMap<String, T>> {
+    let items: Vec<T> = inspect(program, T::KIND, names)?;
+    Ok(names
+        .iter()
+        .filter_map(|name| {
+            items
+                .iter()
+                .find(|item| item.answers_to(name))
+                .map(|item| (name.clone(), item.clone()))
+        })
+        .collect())
 }
 
 /// Batched inspects: each kind costs one `docker … inspect a b c` per run (until
@@ -222,58 +263,48 @@ impl Docker {
         {
             return Ok(found);
         }
-        let items: Vec<T> = self.inspect(T::KIND, names)?;
-        let found: BTreeMap<String, T> = names
-            .iter()
-            .filter_map(|name| {
-                items
-                    .iter()
-                    .find(|item| item.answers_to(name))
-                    .map(|item| (name.clone(), item.clone()))
-            })
-            .collect();
-        let found = Rc::new(found);
-        self.inspected.borrow_mut().insert(
-            T::KIND,
-            Box::new(Batch {
-                asked: names.iter().cloned().collect(),
-                found: Rc::clone(&found),
-            }),
-        );
-        Ok(found)
+        let found = fetch::<T>(&self.program, names)?;
+        self.remember(names, found);
+        Ok(self
+            .inspected
+            .borrow()
+            .get(T::KIND)
+            .and_then(|batch| batch.downcast_ref::<Batch<T>>())
+            .map(|batch| Rc::clone(&batch.found))
+            .expect("just remembered"))
     }
+}
 
-    /// `docker KIND inspect NAME…`. For names that do not exist the CLI prints the others and
-    /// exits 1 with one "No such …"/"not found" line each: that is an answer, not a failure.
-    fn inspect<T: DeserializeOwned>(&self, kind: &str, names: &[String]) -> Result<Vec<T>> {
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut args = vec![kind.to_owned(), "inspect".to_owned(), "--".to_owned()];
-        args.extend(names.iter().cloned());
-        let command = self.command(args);
-        let output = exec::run_unchecked_with_timeout(&command, QUERY_TIMEOUT)?;
-        if !output.success() {
-            let only_missing = output.stderr.lines().all(|line| {
-                let line = line.to_ascii_lowercase();
-                line.trim().is_empty() || line.contains("no such") || line.contains("not found")
-            });
-            if !only_missing || output.stderr.trim().is_empty() {
-                let stderr = output.stderr.trim();
-                return Err(CommandError::Failed {
-                    command: command.to_string(),
-                    code: output.code,
-                    stderr: (!stderr.is_empty()).then(|| exec::Stderr(stderr.to_owned())),
-                }
-                .into());
-            }
-        }
-        if output.stdout.trim().is_empty() {
-            return Ok(Vec::new());
-        }
-        serde_json::from_str(&output.stdout)
-            .with_context(|| format!("`{command}` printed something berth cannot read"))
+/// `docker KIND inspect NAME…`. For names that do not exist the CLI prints the others and
+/// exits 1 with one "No such …"/"not found" line each: that is an answer, not a failure.
+fn inspect<T: DeserializeOwned>(program: &str, kind: &str, names: &[String]) -> Result<Vec<T>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
     }
+    let mut args = vec![kind.to_owned(), "inspect".to_owned(), "--".to_owned()];
+    args.extend(names.iter().cloned());
+    let command = CommandLine::new(program, args);
+    let output = exec::run_unchecked_with_timeout(&command, QUERY_TIMEOUT)?;
+    if !output.success() {
+        let only_missing = output.stderr.lines().all(|line| {
+            let line = line.to_ascii_lowercase();
+            line.trim().is_empty() || line.contains("no such") || line.contains("not found")
+        });
+        if !only_missing || output.stderr.trim().is_empty() {
+            let stderr = output.stderr.trim();
+            return Err(CommandError::Failed {
+                command: command.to_string(),
+                code: output.code,
+                stderr: (!stderr.is_empty()).then(|| exec::Stderr(stderr.to_owned())),
+            }
+            .into());
+        }
+    }
+    if output.stdout.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str(&output.stdout)
+        .with_context(|| format!("`{command}` printed something berth cannot read"))
 }
 
 fn first_line(text: &str) -> String {

@@ -210,6 +210,56 @@ impl<T> Observed<T> {
     }
 }
 
+/// Asks the daemon everything this run's resources will ask, at once: `docker info` and the
+/// batched inspects of networks, volumes and containers run side by side (images follow the
+/// containers, whose images they include), and their answers are kept as the run's. The same
+/// queries as one after another, in the time of the slowest; a query that fails is left for
+/// its resource to ask again and report.
+pub(crate) fn prefetch(context: &Context, names: &ObjectNames) {
+    use crate::{
+        docker::{self as client},
+        resource::{
+            container::{self, inspect::ContainerInfo, inspect::ImageInfo},
+            network::NetworkInfo,
+            volume::VolumeInfo,
+        },
+    };
+    let program = context.docker.program();
+    let (status, networks, volumes, containers) = std::thread::scope(|scope| {
+        let status = scope.spawn(|| client::query_status(program));
+        let networks = scope.spawn(|| client::fetch::<NetworkInfo>(program, &names.networks));
+        let volumes = scope.spawn(|| client::fetch::<VolumeInfo>(program, &names.volumes));
+        let containers = scope.spawn(|| {
+            let containers = client::fetch::<ContainerInfo>(program, &names.containers)?;
+            let references = container::image_references(&names.images, &containers);
+            let images = client::fetch::<ImageInfo>(program, &references)?;
+            Ok::<_, anyhow::Error>((containers, references, images))
+        });
+        (
+            status.join().ok(),
+            networks.join().ok().and_then(Result::ok),
+            volumes.join().ok().and_then(Result::ok),
+            containers.join().ok().and_then(Result::ok),
+        )
+    });
+    let Some(status) = status else { return };
+    let running = matches!(status, DaemonStatus::Running(_));
+    context.docker.remember_status(status);
+    if !running {
+        return;
+    }
+    if let Some(networks) = networks {
+        context.docker.remember(&names.networks, networks);
+    }
+    if let Some(volumes) = volumes {
+        context.docker.remember(&names.volumes, volumes);
+    }
+    if let Some((containers, references, images)) = containers {
+        context.docker.remember(&names.containers, containers);
+        context.docker.remember(&references, images);
+    }
+}
+
 /// What `plan` says when it cannot look at a Docker object. In `apply`, `daemon/docker` starts
 /// Docker first and the object is observed afresh, so this is a plan-time notice.
 pub(crate) fn unreachable_warning(reason: &str) -> String {

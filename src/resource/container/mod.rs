@@ -268,14 +268,7 @@ impl Container {
         let containers = context
             .docker
             .inspect_all::<ContainerInfo>(&self.names.containers)?;
-        // The images the profile names and those the containers run, in one batch that every
-        // container resource asks for alike (so it is asked once).
-        let mut references = self.names.images.clone();
-        for info in containers.values() {
-            if !info.image.is_empty() && !references.contains(&info.image) {
-                references.push(info.image.clone());
-            }
-        }
+        let references = image_references(&self.names.images, &containers);
         let images = context.docker.inspect_all::<ImageInfo>(&references)?;
         let networks = context
             .docker
@@ -464,6 +457,21 @@ impl Container {
             );
         }
     }
+}
+
+/// The images the profile names and those the containers run, in one batch that every
+/// container resource asks for alike (so it is asked once).
+pub(crate) fn image_references(
+    profile_images: &[String],
+    containers: &BTreeMap<String, ContainerInfo>,
+) -> Vec<String> {
+    let mut references = profile_images.to_vec();
+    for info in containers.values() {
+        if !info.image.is_empty() && !references.contains(&info.image) {
+            references.push(info.image.clone());
+        }
+    }
+    references
 }
 
 #[cfg(test)]
