@@ -174,6 +174,10 @@ EOF
     install_file "$unit" "$unit_dir/berth.service" 0644
     sed "s|/usr/local/share/doc/berth|$doc_dir|" "$here/systemd/berth.timer" >"$unit"
     install_file "$unit" "$unit_dir/berth.timer" 0644
+    # Installed, never enabled here: the faster alternative to the timer, for the operator to
+    # turn on (`systemctl enable --now berth-watch`).
+    sed "s|/usr/local/bin/berth|$bin_dir/berth|; s|/usr/local/share/doc/berth|$doc_dir|" "$here/systemd/berth-watch.service" >"$unit"
+    install_file "$unit" "$unit_dir/berth-watch.service" 0644
     rm -f "$unit"
 
     if [ "$enable" = yes ]; then
@@ -204,6 +208,7 @@ do_uninstall() {
     [ -f "$destdir$manifest" ] || die "nothing to uninstall: no $destdir$manifest"
     if [ "$live" = yes ]; then
         systemctl disable --now berth.timer 2>/dev/null || true
+        systemctl disable --now berth-watch.service 2>/dev/null || true
     fi
     while read -r sum path; do
         if [ "$sum" = symlink ]; then

@@ -48,6 +48,9 @@ pub enum Command {
     Plan(ConvergeArgs),
     /// Converge the host to the profiles. Exit 0: converged; 1: something failed
     Apply(ApplyArgs),
+    /// Converge, then again on every drift of what berth owns (Docker events, file changes),
+    /// until SIGTERM. Exit 0: stopped by a signal; 1: could not start
+    Watch(WatchArgs),
     /// Check the profiles without looking at the host. Exit 0: valid; 1: invalid
     Validate,
     /// Show what the last apply did and how long ago. Exit 0: it converged; 1: it failed, or
@@ -71,6 +74,21 @@ pub struct ApplyArgs {
     /// Seconds to wait for another berth run to finish before giving up
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub lock_timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+
+    /// Milliseconds of quiet after the last event before converging
+    #[arg(long, value_name = "MS", default_value_t = 300)]
+    pub debounce_ms: u64,
+
+    /// Converges one object may cause in a minute (a container in a crash loop) before it is
+    /// left to the timer's pace
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub heals_per_minute: usize,
 }
 
 #[derive(Debug, Clone, Args)]

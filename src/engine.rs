@@ -3,7 +3,10 @@
 //! on with the resources that do not depend on it, so one broken piece does not stop the rest of
 //! the host from converging.
 
-use std::collections::BTreeSet;
+use std::{
+    collections::BTreeSet,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use anyhow::anyhow;
 use serde::Serialize;
@@ -83,6 +86,18 @@ impl Report {
     pub(crate) fn failed(&self) -> bool {
         !self.failures.is_empty()
     }
+}
+
+/// Set by `berth watch` on SIGTERM: the run ends after the step it is in, so a multi-step change
+/// is finished or left journaled, never cut mid-command.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn request_stop() {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+pub(crate) fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
 }
 
 pub(crate) fn run(resources: &[AnyResource], context: &Context, mode: Mode) -> Report {
@@ -185,6 +200,13 @@ fn step<R: Resource>(
     failed: &mut BTreeSet<ResourceId>,
 ) {
     let id = resource.id();
+    if stop_requested() {
+        report.failures.push(Failure {
+            error: anyhow!("not attempted: berth is stopping"),
+            id: id.clone(),
+        });
+        return;
+    }
     let failed_dependency = resource
         .depends_on()
         .into_iter()
@@ -220,6 +242,13 @@ fn step<R: Resource>(
     }
     let mut changes = diff.changes.into_iter();
     while let Some((change, op)) = changes.next() {
+        if stop_requested() && mode == Mode::Apply {
+            report.entries.push(Entry {
+                change,
+                status: Status::Skipped,
+            });
+            continue;
+        }
         if mode == Mode::Plan {
             earlier.push(change.clone());
             report.entries.push(Entry {

@@ -16,6 +16,7 @@ mod profile;
 mod resource;
 mod secret;
 mod settings;
+mod watch;
 
 use std::time::Instant;
 
@@ -47,6 +48,7 @@ pub fn run(cli: Cli) -> u8 {
     let command = match cli.command {
         Command::Plan(_) => "plan",
         Command::Apply(_) => "apply",
+        Command::Watch(_) => "watch",
         Command::Validate => "validate",
         Command::Status => "status",
         Command::Doctor => "doctor",
@@ -64,9 +66,19 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
     let settings = Settings::resolve(cli)?;
     match cli.command {
         Command::Plan(_) => {
-            converge(&settings, printer, Mode::Plan).map(|converged| converged.code)
+            converge(&settings, printer, Mode::Plan, true).map(|converged| converged.code)
         }
-        Command::Apply(_) => apply(&settings, printer),
+        Command::Apply(_) => apply(&settings, printer, true).map(|(code, _)| code),
+        Command::Watch(ref args) => watch::run(
+            &settings,
+            printer,
+            watch::Pace {
+                debounce: std::time::Duration::from_millis(args.debounce_ms),
+                heals_per_minute: args.heals_per_minute.max(1),
+            },
+            // A converge that changed nothing is not worth a line in the journal.
+            &|settings, printer| apply(settings, printer, false),
+        ),
         Command::Validate => {
             let profile = resource::profile::load(&settings.profiles, &settings.host)?;
             ignore_broken_pipe(printer.validated(&profile.names, &profile.warnings))?;
@@ -74,7 +86,11 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
         }
         Command::Status => {
             let last_run = LastRun::read(&settings.host)?;
-            ignore_broken_pipe(printer.status(last_run.as_ref()))?;
+            let watch = watch::state::WatchState::read(&settings.host)
+                .inspect_err(|error| tracing::warn!("{error:#}"))
+                .ok()
+                .flatten();
+            ignore_broken_pipe(printer.status(last_run.as_ref(), watch.as_ref()))?;
             Ok(match last_run {
                 Some(run) if run.success => exit::OK,
                 _ => exit::FAILURE,
@@ -97,7 +113,9 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
 }
 
 /// `apply`: one run at a time, and a run report (and metrics) whatever happens after the lock.
-fn apply(settings: &Settings, printer: &Printer) -> Result<u8> {
+/// Returns the exit code and whether anything changed; `print_converged` prints the report of
+/// a run that changed nothing too.
+fn apply(settings: &Settings, printer: &Printer, print_converged: bool) -> Result<(u8, bool)> {
     if settings.host.is_machine_root() && !nix::unistd::geteuid().is_root() {
         bail!(
             "berth apply changes /etc and the Docker daemon and must run as root (try `sudo berth apply`); `berth plan` works as any user"
@@ -106,7 +124,7 @@ fn apply(settings: &Settings, printer: &Printer) -> Result<u8> {
     let _lock = RunLock::acquire(&settings.host, settings.lock_timeout)?;
     let started = jiff::Timestamp::now();
     let clock = Instant::now();
-    let outcome = converge(settings, printer, Mode::Apply);
+    let outcome = converge(settings, printer, Mode::Apply, print_converged);
     let last_run = match &outcome {
         Ok(converged) => LastRun::from_report(
             &converged.report,
@@ -134,7 +152,14 @@ fn apply(settings: &Settings, printer: &Printer) -> Result<u8> {
     {
         tracing::warn!("failed to write metrics to `{path}`: {error:#}");
     }
-    outcome.map(|converged| converged.code)
+    outcome.map(|converged| {
+        let changed = converged
+            .report
+            .entries
+            .iter()
+            .any(|entry| entry.status == engine::Status::Done);
+        (converged.code, changed)
+    })
 }
 
 /// What one plan or apply found and did.
@@ -147,7 +172,12 @@ struct Converged {
 }
 
 /// Loads the profiles, runs the engine and prints the report.
-fn converge(settings: &Settings, printer: &Printer, mode: Mode) -> Result<Converged> {
+fn converge(
+    settings: &Settings,
+    printer: &Printer,
+    mode: Mode,
+    print_converged: bool,
+) -> Result<Converged> {
     let profile = resource::profile::load(&settings.profiles, &settings.host)?;
     for warning in &profile.warnings {
         tracing::warn!("{warning}");
@@ -166,7 +196,9 @@ fn converge(settings: &Settings, printer: &Printer, mode: Mode) -> Result<Conver
         resource::docker_object::prefetch(&context, &ObjectNames::from_profile(&profile));
     }
     let report = engine::run(&resources, &context, mode);
-    ignore_broken_pipe(printer.report(&report, &profile.names))?;
+    if print_converged || report.has_changes() || report.failed() {
+        ignore_broken_pipe(printer.report(&report, &profile.names))?;
+    }
     let code = match mode {
         _ if report.failed() => exit::FAILURE,
         Mode::Plan if report.has_changes() => exit::CHANGES_PENDING,

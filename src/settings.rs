@@ -77,14 +77,20 @@ impl Settings {
         let converge = match &cli.command {
             Command::Plan(args) => Some(args),
             Command::Apply(args) => Some(&args.converge),
+            Command::Watch(args) => Some(&args.apply.converge),
             Command::Validate | Command::Status | Command::Doctor => None,
         };
         let options = converge.map_or_else(Options::default, |args| Options {
             allow_storage_driver_change: args.allow_storage_driver_change,
             adopt: args.adopt,
         });
-        let (metrics_file, lock_timeout) = match &cli.command {
-            Command::Apply(args) => {
+        let apply = match &cli.command {
+            Command::Apply(args) => Some(args),
+            Command::Watch(args) => Some(&args.apply),
+            _ => None,
+        };
+        let (metrics_file, lock_timeout) = match apply {
+            Some(args) => {
                 let metrics_file = match &args.metrics_file {
                     Some(path) => Some(
                         HostPath::new(path.as_str())
@@ -95,7 +101,7 @@ impl Settings {
                 };
                 (metrics_file, Duration::from_secs(args.lock_timeout))
             }
-            _ => (None, Duration::ZERO),
+            None => (None, Duration::ZERO),
         };
         Ok(Self {
             host,

@@ -17,6 +17,8 @@ use serde_json::{Value as Json, json};
 
 use run_report::LastRun;
 
+use crate::watch::state::WatchState;
+
 use crate::{
     cli::ColorChoice,
     doctor::{self, Check, Verdict},
@@ -232,20 +234,45 @@ impl Printer {
     }
 
     /// Prints `berth status`: the last run, how long ago, and what it changed.
-    pub(crate) fn status(&self, last_run: Option<&LastRun>) -> io::Result<()> {
+    pub(crate) fn status(
+        &self,
+        last_run: Option<&LastRun>,
+        watch: Option<&WatchState>,
+    ) -> io::Result<()> {
+        let watch_json = watch.map(|state| {
+            let mut value = serde_json::to_value(state).expect("serializes");
+            value["running"] = Json::from(state.running());
+            value
+        });
+        let watch_line = watch.map(|state| {
+            if !state.running() {
+                return "watch:     not running (it stopped, or was killed)\n".to_owned();
+            }
+            let last = state
+                .last_heal_seconds
+                .map(|seconds| format!(", the last in {seconds:.2} s"))
+                .unwrap_or_default();
+            format!(
+                "watch:     running since {} (pid {}): {} converges, {} heals{last}\n",
+                state.started_at, state.pid, state.converges, state.heals
+            )
+        });
         let Some(run) = last_run else {
             let text = if self.json {
                 format!(
                     "{}\n",
-                    json!({"schema_version": json::SCHEMA_VERSION, "command": "status", "last_run": null})
+                    json!({"schema_version": json::SCHEMA_VERSION, "command": "status", "last_run": null, "watch": watch_json})
                 )
             } else {
-                "berth has not applied on this host yet.\n".to_owned()
+                format!(
+                    "berth has not applied on this host yet.\n{}",
+                    watch_line.unwrap_or_default()
+                )
             };
             return write_stdout(&text);
         };
         if self.json {
-            let document = json!({"schema_version": json::SCHEMA_VERSION, "command": "status", "last_run": run});
+            let document = json!({"schema_version": json::SCHEMA_VERSION, "command": "status", "last_run": run, "watch": watch_json});
             return write_stdout(&format!(
                 "{}\n",
                 serde_json::to_string_pretty(&document).expect("serializes")
@@ -269,6 +296,9 @@ impl Printer {
             run.berth_version,
             run.profiles.join(", "),
         );
+        if let Some(line) = watch_line {
+            out.push_str(&line);
+        }
         if run.changes.is_empty() {
             out.push_str("changes:   none, the host matched its profiles\n");
         } else {

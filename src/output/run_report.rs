@@ -177,8 +177,13 @@ impl LastRun {
 
     /// Writes [`LastRun::metrics`] to `path` (a node_exporter textfile, e.g.
     /// `/var/lib/prometheus/node-exporter/berth.prom`).
+    /// The run's metrics, and `berth watch`'s when it has run here.
     pub(crate) fn write_metrics(&self, host: &Host, path: &HostPath) -> Result<()> {
-        host.write_atomic(path, self.metrics().as_bytes(), 0o644)
+        let mut text = self.metrics();
+        if let Ok(Some(watch)) = crate::watch::state::WatchState::read(host) {
+            text.push_str(&watch.metrics());
+        }
+        host.write_atomic(path, text.as_bytes(), 0o644)
     }
 }
 

@@ -12,6 +12,7 @@ fn help_for_every_subcommand_is_stable() {
         Some("validate"),
         Some("status"),
         Some("doctor"),
+        Some("watch"),
     ] {
         let mut args = Vec::from_iter(subcommand);
         args.push("--help");

@@ -253,6 +253,28 @@ impl Berth {
         run
     }
 
+    /// Starts berth without waiting for it (`berth watch`): its stdout and stderr go to files
+    /// beside the root, read with [`Running::output`].
+    pub fn spawn(mut self) -> Running {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-spawned-")
+            .tempdir()
+            .unwrap();
+        let stdout = dir.path().join("stdout");
+        let stderr = dir.path().join("stderr");
+        self.command
+            .stdin(std::process::Stdio::null())
+            .stdout(fs::File::create(&stdout).unwrap())
+            .stderr(fs::File::create(&stderr).unwrap());
+        let child = self.command.spawn().expect("berth starts");
+        Running {
+            child,
+            stdout,
+            stderr,
+            _dir: dir,
+        }
+    }
+
     pub fn run(mut self) -> Run {
         let output = self.command.output().expect("berth runs");
         let filter = |text: &[u8]| {
@@ -269,6 +291,68 @@ impl Berth {
             stderr: filter(&output.stderr),
         }
     }
+}
+
+/// A berth process the test started and stops (killed on drop).
+pub struct Running {
+    pub child: std::process::Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap()
+    }
+
+    /// What it printed so far.
+    pub fn output(&self) -> String {
+        format!(
+            "--- stdout\n{}--- stderr\n{}",
+            fs::read_to_string(&self.stdout).unwrap_or_default(),
+            fs::read_to_string(&self.stderr).unwrap_or_default()
+        )
+    }
+
+    /// Sends `signal` and waits up to `within` for it to exit; its exit code, if it did.
+    pub fn signal_and_wait(&mut self, signal: i32, within: Duration) -> Option<i32> {
+        Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 50 ms until it is true or `within` passed; how long it took, if it did.
+pub fn within(within: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if check() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }
 
 /// Writes an executable script into `dir`.

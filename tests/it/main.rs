@@ -22,3 +22,4 @@ mod host_files;
 mod operations;
 mod profiles;
 mod runner;
+mod watch;

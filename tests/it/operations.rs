@@ -86,9 +86,15 @@ fn install_sh_into_a_destdir_installs_the_tree_is_idempotent_and_uninstalls_clea
         "etc/berth/profiles/dind.toml",
         "usr/local/lib/systemd/system/berth.service",
         "usr/local/lib/systemd/system/berth.timer",
+        "usr/local/lib/systemd/system/berth-watch.service",
     ] {
         assert!(d.join(file).is_file(), "{file} is installed");
     }
+    assert!(
+        !d.join("etc/systemd/system/multi-user.target.wants/berth-watch.service")
+            .exists(),
+        "berth-watch is installed, not enabled"
+    );
     for profile in std::fs::read_dir(repository().join("profiles")).unwrap() {
         let name = profile.unwrap().file_name();
         assert!(
@@ -205,10 +211,22 @@ fn systemd_units_verify() {
         units.path().join("berth.timer"),
     )
     .unwrap();
+    let watch = std::fs::read_to_string(repository().join("systemd/berth-watch.service")).unwrap();
+    assert!(watch.contains("ExecStart=/usr/local/bin/berth watch"));
+    assert!(
+        watch.contains("Restart=always"),
+        "a watcher that dies comes back"
+    );
+    std::fs::write(
+        units.path().join("berth-watch.service"),
+        watch.replace("/usr/local/bin/berth", BERTH),
+    )
+    .unwrap();
     let output = Command::new("systemd-analyze")
         .arg("verify")
         .arg(units.path().join("berth.service"))
         .arg(units.path().join("berth.timer"))
+        .arg(units.path().join("berth-watch.service"))
         .output()
         .unwrap();
     assert!(

@@ -1,0 +1,286 @@
+//! Where `berth watch` hears of drift: Docker's event stream, filtered to berth's objects, and
+//! inotify on the directories of every file berth owns. Each runs on a thread of its own and
+//! sends what it heard on one channel; neither changes anything.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex, mpsc::Sender},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use serde::Deserialize;
+
+use super::Event;
+
+/// What berth owns, as the sources match it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Targets {
+    /// Real paths (under the root) of the files berth writes or reads its profiles from.
+    pub(crate) files: BTreeSet<PathBuf>,
+    /// Names of the profile's containers (and their set-aside names), networks and volumes.
+    pub(crate) names: BTreeSet<String>,
+}
+
+/// The directories of the target files, watched with inotify: a file replaced by a rename (as
+/// berth and most editors write) is seen as a new entry of its directory.
+pub(crate) struct FileWatch {
+    inotify: Arc<Inotify>,
+    watched: Arc<Mutex<HashMap<WatchDescriptor, PathBuf>>>,
+}
+
+const FILE_EVENTS: AddWatchFlags = AddWatchFlags::IN_CLOSE_WRITE
+    .union(AddWatchFlags::IN_MOVED_TO)
+    .union(AddWatchFlags::IN_MOVED_FROM)
+    .union(AddWatchFlags::IN_CREATE)
+    .union(AddWatchFlags::IN_DELETE)
+    .union(AddWatchFlags::IN_ATTRIB);
+
+impl FileWatch {
+    pub(crate) fn start(targets: Arc<Mutex<Targets>>, events: Sender<Event>) -> Result<Self> {
+        let inotify = Arc::new(
+            Inotify::init(InitFlags::IN_CLOEXEC).context("failed to start watching files")?,
+        );
+        let watched: Arc<Mutex<HashMap<WatchDescriptor, PathBuf>>> = Arc::default();
+        let watch = Self {
+            inotify: Arc::clone(&inotify),
+            watched: Arc::clone(&watched),
+        };
+        watch.refresh(&targets.lock().expect("targets").clone());
+        std::thread::Builder::new()
+            .name("berth-files".into())
+            .spawn(move || {
+                loop {
+                    let Ok(heard) = inotify.read_events() else {
+                        return;
+                    };
+                    for event in heard {
+                        let Some(name) = event.name else { continue };
+                        let Some(dir) = watched.lock().expect("watched").get(&event.wd).cloned()
+                        else {
+                            continue;
+                        };
+                        let path = dir.join(name);
+                        if targets.lock().expect("targets").files.contains(&path) {
+                            let what = format!("file {}", path.display());
+                            if events.send(Event::changed(what)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            })
+            .context("failed to start the file watcher")?;
+        Ok(watch)
+    }
+
+    /// Watches the directory of every target file that exists now (a converge may have made
+    /// new ones); adding a directory twice is harmless.
+    pub(crate) fn refresh(&self, targets: &Targets) {
+        let dirs: BTreeSet<&Path> = targets
+            .files
+            .iter()
+            .filter_map(|file| file.parent())
+            .collect();
+        let mut watched = self.watched.lock().expect("watched");
+        for dir in dirs {
+            if watched.values().any(|known| known == dir) || !dir.is_dir() {
+                continue;
+            }
+            match self.inotify.add_watch(dir, FILE_EVENTS) {
+                Ok(descriptor) => {
+                    watched.insert(descriptor, dir.to_owned());
+                }
+                Err(error) => tracing::warn!("cannot watch `{}`: {error}", dir.display()),
+            }
+        }
+    }
+}
+
+/// One line of `docker events --format '{{json .}}'`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerEvent {
+    #[serde(rename = "Type")]
+    kind: String,
+    action: String,
+    actor: Actor,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Actor {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(default)]
+    attributes: HashMap<String, String>,
+}
+
+/// The actions that can leave berth's objects other than the profile says.
+fn drifts(kind: &str, action: &str) -> bool {
+    match kind {
+        "container" => matches!(
+            action,
+            "die" | "stop" | "kill" | "destroy" | "rename" | "oom" | "pause" | "update"
+        ),
+        "network" => matches!(action, "destroy" | "disconnect"),
+        "volume" => action == "destroy",
+        _ => false,
+    }
+}
+
+impl DockerEvent {
+    /// `container/NAME` when the event is of one of berth's objects and can be drift.
+    fn of_interest(&self, targets: &Targets) -> Option<String> {
+        if !drifts(&self.kind, &self.action) {
+            return None;
+        }
+        let name = self
+            .actor
+            .attributes
+            .get("name")
+            .cloned()
+            // A volume event names the volume by its ID.
+            .unwrap_or_else(|| self.actor.id.clone());
+        let berths = self
+            .actor
+            .attributes
+            .get(crate::resource::docker_object::LABEL_MANAGED)
+            .is_some_and(|value| value == "true");
+        (berths || targets.names.contains(&name)).then(|| format!("{}/{name}", self.kind))
+    }
+}
+
+/// Follows `docker events` through the `docker` CLI, started again with backoff whenever the
+/// stream ends (the daemon went away); a stream that ended after running a while is itself
+/// news worth a converge (the daemon restarted, or stopped and needs starting).
+pub(crate) struct DockerEvents {
+    child: Arc<Mutex<Option<Child>>>,
+}
+
+impl DockerEvents {
+    pub(crate) fn start(
+        program: String,
+        targets: Arc<Mutex<Targets>>,
+        events: Sender<Event>,
+    ) -> Self {
+        let child: Arc<Mutex<Option<Child>>> = Arc::default();
+        let running = Arc::clone(&child);
+        let spawned = std::thread::Builder::new()
+            .name("berth-docker-events".into())
+            .spawn(move || {
+                let mut backoff = Duration::from_secs(1);
+                loop {
+                    let started = Instant::now();
+                    let stream = Command::new(&program)
+                        .args([
+                            "events",
+                            "--format",
+                            "{{json .}}",
+                            "--filter",
+                            "type=container",
+                            "--filter",
+                            "type=network",
+                            "--filter",
+                            "type=volume",
+                        ])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::null())
+                        .spawn();
+                    if let Ok(mut process) = stream {
+                        let stdout = process.stdout.take();
+                        *running.lock().expect("child") = Some(process);
+                        for line in stdout
+                            .into_iter()
+                            .flat_map(|out| BufReader::new(out).lines())
+                        {
+                            let Ok(line) = line else { break };
+                            let Ok(event) = serde_json::from_str::<DockerEvent>(&line) else {
+                                continue;
+                            };
+                            let of_interest = event.of_interest(&targets.lock().expect("targets"));
+                            if let Some(what) = of_interest
+                                && events.send(Event::changed(what)).is_err()
+                            {
+                                return;
+                            }
+                        }
+                        if let Some(mut process) = running.lock().expect("child").take() {
+                            let _ = process.kill();
+                            let _ = process.wait();
+                        }
+                    }
+                    if started.elapsed() > Duration::from_secs(5) {
+                        backoff = Duration::from_secs(1);
+                        if events
+                            .send(Event::changed("the Docker daemon".into()))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::warn!("cannot follow Docker's events: {error}");
+        }
+        Self { child }
+    }
+
+    /// Ends the `docker events` process, so it does not outlive berth.
+    pub(crate) fn stop(&self) {
+        if let Some(mut process) = self.child.lock().expect("child").take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_drift_of_berths_objects_is_of_interest() {
+        let targets = Targets {
+            files: BTreeSet::new(),
+            names: ["gitlab-runner".to_owned()].into(),
+        };
+        let event = |line: &str| serde_json::from_str::<DockerEvent>(line).unwrap();
+        assert_eq!(
+            event(r#"{"Type":"container","Action":"destroy","Actor":{"ID":"abc","Attributes":{"name":"gitlab-runner"}}}"#)
+                .of_interest(&targets),
+            Some("container/gitlab-runner".into())
+        );
+        assert_eq!(
+            event(r#"{"Type":"container","Action":"start","Actor":{"ID":"abc","Attributes":{"name":"gitlab-runner"}}}"#)
+                .of_interest(&targets),
+            None,
+            "a start is not drift"
+        );
+        assert_eq!(
+            event(r#"{"Type":"container","Action":"die","Actor":{"ID":"abc","Attributes":{"name":"job-1234"}}}"#)
+                .of_interest(&targets),
+            None,
+            "a job container is none of berth's business"
+        );
+        assert_eq!(
+            event(r#"{"Type":"container","Action":"die","Actor":{"ID":"abc","Attributes":{"name":"renamed","berth.managed":"true"}}}"#)
+                .of_interest(&targets),
+            Some("container/renamed".into()),
+            "berth's label counts, whatever the name"
+        );
+        assert_eq!(
+            event(r#"{"Type":"volume","Action":"destroy","Actor":{"ID":"gitlab-runner","Attributes":{"driver":"local"}}}"#)
+                .of_interest(&targets),
+            Some("volume/gitlab-runner".into())
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! `berth watch` against a private dockerd: drift of containers, networks, daemon.json and
+//! config.toml healed as it happens; a crash loop not chased; SIGTERM in the middle of a slow
+//! restart; a timer `apply` beside it. (Issue 14.)
+
+use std::time::Duration;
+
+use crate::{
+    fault_tools::{Restart, RestartStub},
+    harness::{Dockerd, Root, Running, within},
+    profiles::Converged,
+    require_dockerd,
+};
+
+const RUNNER: &str = "gitlab-runner";
+const DIND: &str = "gitlab-dind";
+const NETWORK: &str = "gitlab-runner-net";
+const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+const CONFIG: &str = "/srv/gitlab-runner/config.toml";
+const WATCH_STATE: &str = "/var/lib/berth/watch.json";
+
+fn watch_state(root: &Root) -> Option<serde_json::Value> {
+    serde_json::from_str(&root.read(WATCH_STATE)?).ok()
+}
+
+/// Starts `berth watch` on the host and waits until its first converge is done.
+fn start_watch(host: &Converged, more: &[&str]) -> Running {
+    let mut watch = host.berth().args(["watch"]).args(more).spawn();
+    let started = within(Duration::from_secs(60), || {
+        watch_state(host.root).is_some_and(|state| state["converges"].as_u64() >= Some(1))
+    });
+    assert!(
+        started.is_some() && watch.alive(),
+        "watch converged once at start\n{}",
+        watch.output()
+    );
+    watch
+}
+
+fn running(dockerd: &Dockerd, name: &str) -> bool {
+    let output = dockerd.docker_unchecked([
+        "container",
+        "inspect",
+        "--format",
+        "{{.State.Running}}",
+        name,
+    ]);
+    output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "true"
+}
+
+fn spec_hash(dockerd: &Dockerd, name: &str) -> String {
+    dockerd.inspect_container(name)["Config"]["Labels"]["berth.spec-hash"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn watch_heals_drift_as_it_happens() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    let host = Converged::new(
+        &root,
+        &dockerd,
+        "dind",
+        "[docker.daemon]\ndebug = false\n[runner]\nconcurrent = 4\n",
+    );
+    let hash = spec_hash(&dockerd, RUNNER);
+    let mut watch = start_watch(&host, &[]);
+
+    // A job ran `docker rm -f $(docker ps -aq)` through the socket.
+    dockerd.docker(["rm", "--force", RUNNER]);
+    let healed = within(Duration::from_secs(5), || running(&dockerd, RUNNER));
+    assert!(
+        healed.is_some(),
+        "the runner is back within 5 s\n{}",
+        watch.output()
+    );
+    assert_eq!(spec_hash(&dockerd, RUNNER), hash, "with the same spec");
+
+    // A hand edit of daemon.json drops a key berth owns.
+    let text = root.read(DAEMON_JSON).unwrap();
+    let mut edited: serde_json::Value = serde_json::from_str(&text).unwrap();
+    edited.as_object_mut().unwrap().remove("debug");
+    root.write(DAEMON_JSON, &serde_json::to_string_pretty(&edited).unwrap());
+    let restored = within(Duration::from_secs(10), || {
+        root.read(DAEMON_JSON)
+            .is_some_and(|text| text.contains("\"debug\""))
+    });
+    assert!(
+        restored.is_some(),
+        "daemon.json is whole again\n{}",
+        watch.output()
+    );
+
+    // A hand edit of config.toml changes a key berth owns.
+    let config = root.read(CONFIG).unwrap();
+    assert!(config.contains("concurrent = 4"), "{config}");
+    root.write(CONFIG, &config.replace("concurrent = 4", "concurrent = 9"));
+    let restored = within(Duration::from_secs(5), || {
+        root.read(CONFIG)
+            .is_some_and(|text| text.contains("concurrent = 4"))
+    });
+    assert!(
+        restored.is_some(),
+        "config.toml is back\n{}",
+        watch.output()
+    );
+
+    // The runner network is deleted by hand, members first, in one go (the watch would heal a
+    // disconnect before the next command otherwise).
+    let deleted = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "docker network disconnect --force {NETWORK} {DIND} && docker network disconnect --force {NETWORK} {RUNNER} && docker network rm {NETWORK}"
+        ))
+        .env("DOCKER_HOST", dockerd.host())
+        .status()
+        .unwrap();
+    assert!(deleted.success());
+    let reconnected = within(Duration::from_secs(10), || {
+        [DIND, RUNNER].iter().all(|member| {
+            dockerd.inspect_container(member)["NetworkSettings"]["Networks"]
+                .get(NETWORK)
+                .is_some()
+        })
+    });
+    assert!(
+        reconnected.is_some(),
+        "the network is back with its members\n{}",
+        watch.output()
+    );
+    let answer = host.exec(RUNNER, "nc gitlab-dind 2375");
+    assert!(crate::harness::is_docker_ping(&answer), "{answer:?}");
+
+    // Each drift above was healed by a converge that changed something (some may share one).
+    let state = watch_state(&root).unwrap();
+    assert!(state["heals"].as_u64().unwrap() >= 3, "{state}");
+    assert!(
+        state["last_heal_seconds"].as_f64().unwrap() < 5.0,
+        "{state}"
+    );
+    let status = host.run("status");
+    assert!(
+        status.stdout.contains("watch:     running since"),
+        "{}",
+        status.stdout
+    );
+
+    assert_eq!(
+        watch.signal_and_wait(15, Duration::from_secs(10)),
+        Some(0),
+        "SIGTERM stops it\n{}",
+        watch.output()
+    );
+    assert!(
+        !root.exists(WATCH_STATE),
+        "a stopped watch leaves no state behind"
+    );
+    host.converged();
+}
+
+#[test]
+fn a_container_in_a_crash_loop_is_not_chased() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    dockerd.import_busybox("berth-test/crash:1");
+    let mut host = Converged::new(&root, &dockerd, "dind", "");
+    host.layer(
+        "crash",
+        "[containers.berth-test-crash]\nimage = \"berth-test/crash:1\"\ncommand = [\"sh\", \"-c\", \"exit 3\"]\n",
+    );
+    let mut watch = start_watch(&host, &["--heals-per-minute", "3"]);
+    std::thread::sleep(Duration::from_secs(15));
+    assert!(watch.alive(), "watch keeps running\n{}", watch.output());
+    let converges = watch_state(&root).unwrap()["converges"].as_u64().unwrap();
+    // The first converge, then three heals the limit allows, each with its own follow-up.
+    assert!(
+        converges <= 8,
+        "at most the bounded number of converges in 15 s, not a tight loop: {converges}\n{}",
+        watch.output()
+    );
+    assert!(
+        watch.output().contains("left to the timer's pace"),
+        "it says so\n{}",
+        watch.output()
+    );
+}
+
+#[test]
+fn sigterm_during_a_slow_restart_stops_after_the_step_and_the_next_apply_converges() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    let stub = RestartStub::new(
+        &root,
+        "slow",
+        Some(&dockerd),
+        Restart::SleepThenReal(Duration::from_secs(3)),
+    );
+    let mut host = Converged::new(&root, &dockerd, "dind", "");
+    host.layer("slow-restart", &stub.layer(Some(&dockerd), 60));
+    host.run("apply").code(0);
+    let mut watch = start_watch(&host, &[]);
+
+    // Drop a key that needs a restart: the watch rewrites daemon.json and restarts, slowly.
+    let text = root.read(DAEMON_JSON).unwrap();
+    let mut edited: serde_json::Value = serde_json::from_str(&text).unwrap();
+    edited.as_object_mut().unwrap().remove("log-opts");
+    root.write(DAEMON_JSON, &serde_json::to_string_pretty(&edited).unwrap());
+    let restarting = within(Duration::from_secs(10), || stub.calls() >= 1);
+    assert!(
+        restarting.is_some(),
+        "the watch restarts Docker\n{}",
+        watch.output()
+    );
+
+    let code = watch.signal_and_wait(15, Duration::from_secs(30));
+    assert_eq!(
+        code,
+        Some(0),
+        "watch exits within the restart's bound\n{}",
+        watch.output()
+    );
+    stub.wait_finished();
+    host.run("apply").code(0);
+    assert!(dockerd.answers(), "Docker is up");
+    let names = dockerd.container_names();
+    assert!(
+        !names.iter().any(|name| name.ends_with(".berth-old")),
+        "{names:?}"
+    );
+    host.converged();
+}
+
+#[test]
+fn a_timer_apply_beside_the_watch_waits_and_nothing_runs_twice() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    let host = Converged::new(&root, &dockerd, "dind", "");
+    let watch = start_watch(&host, &["--debounce-ms", "0"]);
+    dockerd.docker(["rm", "--force", RUNNER]);
+    // The timer fires at the same moment.
+    let apply = host.run("apply");
+    apply.code(0);
+    let healed = within(Duration::from_secs(10), || running(&dockerd, RUNNER));
+    assert!(healed.is_some(), "{}", watch.output());
+    std::thread::sleep(Duration::from_secs(1));
+    let runners: Vec<String> = dockerd
+        .container_names()
+        .into_iter()
+        .filter(|name| name.starts_with(RUNNER))
+        .collect();
+    assert_eq!(runners, [RUNNER], "one runner, made once");
+    let created_by_apply = apply.stdout.contains("container/gitlab-runner");
+    let created_by_watch = watch
+        .output()
+        .contains("container/gitlab-runner    + create");
+    assert!(
+        created_by_apply != created_by_watch,
+        "exactly one of them created it (apply: {created_by_apply}, watch: {created_by_watch})\n--- apply\n{}\n--- watch\n{}",
+        apply.stdout,
+        watch.output()
+    );
+    host.converged();
+}
