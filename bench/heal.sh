@@ -19,7 +19,7 @@ now() { date +%s%N; }
 running() { [ "$(docker container inspect --format '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
 wait_running() { # NAME: polls until it runs (at most 30 s)
     for _ in $(seq 3000); do running "$1" && return 0; sleep 0.01; done
-    echo "$1 never ran" >&2; exit 1
+    echo "$1 never ran" >&2; cat "$T/watch.log" >&2; exit 1
 }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2) / 1000}'; }
 

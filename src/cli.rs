@@ -82,7 +82,7 @@ pub struct WatchArgs {
     pub apply: ApplyArgs,
 
     /// Milliseconds of quiet after the last event before converging
-    #[arg(long, value_name = "MS", default_value_t = 300)]
+    #[arg(long, value_name = "MS", default_value_t = 100)]
     pub debounce_ms: u64,
 
     /// Converges one object may cause in a minute (a container in a crash loop) before it is

@@ -4,7 +4,7 @@
 //! It hears of drift from Docker's event stream (berth's containers, networks and volumes:
 //! destroyed, died, stopped, renamed, disconnected) and from inotify on every file berth owns
 //! (daemon.json, config.toml, the modules-load file, the profiles and berth.toml; a profile
-//! edit is applied like any drift). Events are debounced (300 ms of quiet), then one converge
+//! edit is applied like any drift). Events are debounced (100 ms of quiet: the events of one `docker rm -f` come within a few ms), then one converge
 //! runs: the same `apply`, under the same run lock, with the same report, metrics and journal.
 //! berth's own actions raise events too; they bring one more converge, which finds nothing and
 //! ends the chain. An object that keeps drifting (a container in a crash loop) gets at most a
