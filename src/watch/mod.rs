@@ -250,3 +250,21 @@ fn targets_of(settings: &Settings) -> Result<Targets> {
             .collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_object_gets_a_bounded_number_of_converges_a_minute_others_are_not_held_up() {
+        let mut limiter = Limiter::new(3);
+        let allowed = (0..10)
+            .filter(|_| limiter.allows("container/crash"))
+            .count();
+        assert_eq!(allowed, 3, "a crash loop is not chased");
+        assert!(
+            limiter.allows("container/gitlab-runner"),
+            "another object still heals at once"
+        );
+    }
+}
