@@ -164,6 +164,10 @@ pub(super) const SERVER_KEYS: &[&str] = &[
     "maintenance_note",
 ];
 
+/// The smallest `maximum_timeout` GitLab accepts (`Ci::Runner`'s validation in
+/// `app/models/ci/runner.rb`: `greater_than_or_equal_to: 600`).
+const MINIMUM_TIMEOUT: i64 = 600;
+
 /// Keys gitlab-runner writes itself (or berth writes from GitLab's answer).
 const WRITTEN_BY_RUNNER: &[&str] = &["id", "token", "token_obtained_at", "token_expires_at"];
 
@@ -218,8 +222,10 @@ pub(crate) fn resolve(
                 _ => return fail("must be a whole number of seconds"),
             },
             "log_level" => {
-                const LEVELS: &[&str] =
-                    &["debug", "info", "warn", "warning", "error", "fatal", "panic"];
+                // What gitlab-runner's `log.Configuration().SetLevel` takes: logrus's levels.
+                const LEVELS: &[&str] = &[
+                    "trace", "debug", "info", "warn", "warning", "error", "fatal", "panic",
+                ];
                 if !value.as_str().is_some_and(|level| LEVELS.contains(&level)) {
                     return fail(&format!("must be one of {}", LEVELS.join(", ")));
                 }
@@ -455,7 +461,17 @@ fn server_params(
     }
     params.maximum_timeout = match table.remove("maximum_timeout") {
         None => None,
-        Some(toml::Value::Integer(seconds)) if seconds >= 1 => Some(seconds),
+        // GitLab's `Ci::Runner` validates `maximum_timeout` as at least 600 (10 minutes) and
+        // answers 400 otherwise, after berth has journaled a registration.
+        Some(toml::Value::Integer(seconds)) if seconds >= MINIMUM_TIMEOUT => Some(seconds),
+        Some(toml::Value::Integer(seconds)) => {
+            return Err(at(
+                "maximum_timeout",
+                &format!(
+                    "{seconds} is below GitLab's minimum of {MINIMUM_TIMEOUT} seconds (10 minutes); GitLab refuses the runner"
+                ),
+            ));
+        }
         Some(_) => return Err(at("maximum_timeout", "must be a whole number of seconds")),
     };
     params.tag_list = match table.remove("tag_list") {
@@ -737,6 +753,37 @@ mod tests {
         assert!(error.contains("is not an http(s) URL"), "{error}");
         let error = resolved("[runner]\nconcurrent = 0\n").unwrap_err();
         assert!(error.contains("key `runner.concurrent`"), "{error}");
+    }
+
+    /// Issue 12, minor items: `trace` is a gitlab-runner log level; GitLab refuses a
+    /// `maximum_timeout` under 600 with a 400, so it is caught at load.
+    #[test]
+    fn trace_logs_and_a_short_maximum_timeout_is_caught_at_load() {
+        let (settings, _) = resolved("[runner]\nlog_level = \"trace\"\n").unwrap();
+        assert_eq!(settings.globals["log_level"].as_str(), Some("trace"));
+        let registering = "[runners.r]\nurl = \"https://g.example\"\nregistration_token_file = \"/t\"\nexecutor = \"shell\"\n";
+        let error = resolved(&format!("{registering}maximum_timeout = 300\n")).unwrap_err();
+        assert!(
+            error.contains("key `runners.r.maximum_timeout`: 300 is below GitLab's minimum of 600 seconds"),
+            "{error}"
+        );
+        let (settings, _) = resolved(&format!("{registering}maximum_timeout = 600\n")).unwrap();
+        let TokenSource::Registration { params, .. } = &settings.runners[0].token else {
+            panic!("a registration token");
+        };
+        assert_eq!(params.maximum_timeout, Some(600));
+    }
+
+    /// Issue 12, item 4: gitlab-runner 17.11 registers the `s3v2` and `gcsv2` cache adapters
+    /// (`cache/s3v2/adapter.go`, `cache/gcsv2/adapter.go`).
+    #[test]
+    fn every_cache_type_of_gitlab_runner_is_taken() {
+        for kind in ["s3", "s3v2", "gcs", "gcsv2", "azure"] {
+            resolved(&format!("{GLRT}[runners.r.cache]\nType = \"{kind}\"\n"))
+                .unwrap_or_else(|error| panic!("{kind}: {error}"));
+        }
+        let error = resolved(&format!("{GLRT}[runners.r.cache]\nType = \"s4\"\n")).unwrap_err();
+        assert!(error.contains("must be one of s3, s3v2, gcs, gcsv2, azure"), "{error}");
     }
 
     #[test]
