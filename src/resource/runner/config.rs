@@ -204,6 +204,38 @@ impl RunnerConfig {
     }
 }
 
+/// Global keys gitlab-runner reads only when it starts (`commands/multi.go`, 17.11: `run` sets
+/// up the metrics and debug server from `listen_address` and the session server from
+/// `[session_server]` once; `reloadConfig` re-reads the log level and format, `concurrent`,
+/// `check_interval`, `sentry_dsn`, `connection_max_age` and the runners, but not these).
+const READ_AT_START: &[&str] = &["listen_address", "session_server"];
+
+impl RunnerConfig {
+    pub(crate) fn id() -> ResourceId {
+        ResourceId::singleton(Kind::RunnerConfig)
+    }
+
+    /// The keys gitlab-runner reads only at start that this run changed (apply) or would
+    /// change (plan) in config.toml, from the change `runner-config` listed in `earlier`:
+    /// the container that runs gitlab-runner restarts for them.
+    pub(crate) fn read_at_start_changed_in(earlier: &Earlier) -> Vec<String> {
+        earlier
+            .of(&Self::id())
+            .flat_map(|change| &change.fields)
+            .filter(|field| {
+                READ_AT_START.iter().any(|key| {
+                    field.path == *key
+                        || field
+                            .path
+                            .strip_prefix(key)
+                            .is_some_and(|rest| rest.starts_with('.'))
+                })
+            })
+            .map(|field| field.path.clone())
+            .collect()
+    }
+}
+
 /// What apply does to config.toml: merge the profile's keys into the file as it is then (the
 /// runner's registration may have written an entry since it was observed, and gitlab-runner
 /// may have rotated a token), and make it mode 0600.
@@ -220,7 +252,7 @@ impl Resource for RunnerConfig {
     type Op = MergeConfigToml;
 
     fn id(&self) -> ResourceId {
-        ResourceId::singleton(Kind::RunnerConfig)
+        Self::id()
     }
 
     fn observe(&self, context: &Context) -> Result<ConfigTomlState> {
@@ -532,6 +564,26 @@ mod tests {
                 "-----BEGIN CERTIFICATE-----\n".to_owned()
             )]
         );
+    }
+
+    /// Issue 12, item 8: the keys gitlab-runner reads only at start are named for the runner
+    /// container; the others it reloads by itself.
+    #[test]
+    fn keys_read_only_at_start_are_told_apart() {
+        let restarting = resource(
+            "concurrent = 8\nlisten_address = \":9252\"\n[session_server]\nlisten_address = \"[::]:8093\"\n",
+            &[],
+        );
+        let diff = restarting.diff(&state(Some(FILE), 0o600), &Earlier::default());
+        let earlier = Earlier::from_changes(vec![diff.changes[0].0.clone()]);
+        assert_eq!(
+            RunnerConfig::read_at_start_changed_in(&earlier),
+            ["listen_address", "session_server.listen_address"]
+        );
+        let reloaded = resource("concurrent = 8\n", &[]);
+        let diff = reloaded.diff(&state(Some(FILE), 0o600), &Earlier::default());
+        let earlier = Earlier::from_changes(vec![diff.changes[0].0.clone()]);
+        assert!(RunnerConfig::read_at_start_changed_in(&earlier).is_empty());
     }
 
     #[test]
