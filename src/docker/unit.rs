@@ -436,9 +436,15 @@ mod tests {
     fn runtimes_merge_with_add_runtime_and_host_gateway_ip_names_both_keys() {
         let service = DockerService {
             unit: host_path("/lib/systemd/system/docker.service"),
-            argv: ["/usr/bin/dockerd", "--add-runtime", "nvidia=/usr/bin/nvidia-container-runtime", "--host-gateway-ip", "192.0.2.1"]
-                .map(str::to_owned)
-                .to_vec(),
+            argv: [
+                "/usr/bin/dockerd",
+                "--add-runtime",
+                "nvidia=/usr/bin/nvidia-container-runtime",
+                "--host-gateway-ip",
+                "192.0.2.1",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
         };
         let keys = ["runtimes", "host-gateway-ips", "host-gateway-ip"].map(str::to_owned);
         let conflicts: Vec<_> = service

@@ -285,10 +285,13 @@ mod tests {
         );
         let elsewhere = runner.replace("tcp://gitlab-dind:2376", "tcp://other:2376");
         let resolved = profile(&[dind_tls, &elsewhere]).unwrap();
-        let docker = resolved.runner.runners[0].settings["docker"].as_table().unwrap();
+        let docker = resolved.runner.runners[0].settings["docker"]
+            .as_table()
+            .unwrap();
         assert!(!docker.contains_key("tls_verify"));
         assert!(
-            resolved.warnings.iter().any(|warning| warning.contains("gitlab-runner ignores the runner container's DOCKER_TLS_VERIFY")),
+            resolved.warnings.iter().any(|warning| warning
+                .contains("gitlab-runner ignores the runner container's DOCKER_TLS_VERIFY")),
             "{:?}",
             resolved.warnings
         );

@@ -499,7 +499,9 @@ fn handle(state: &Mutex<State>, mut request: tiny_http::Request) {
             // `check_if_backoff_required!`, before the endpoint runs.
             (None, Some(retry_after)) => Reply {
                 status: 429,
-                body: Some(json!({"message": "Executing database migrations. Please retry later."})),
+                body: Some(
+                    json!({"message": "Executing database migrations. Please retry later."}),
+                ),
                 headers: vec![("Retry-After", retry_after.to_string())],
             },
             (None, None) => {
@@ -525,9 +527,8 @@ fn handle(state: &Mutex<State>, mut request: tiny_http::Request) {
             ),
     };
     for (name, value) in reply.headers {
-        response = response.with_header(
-            tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap(),
-        );
+        response = response
+            .with_header(tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap());
     }
     match late {
         // Answered from a thread of its own, so other calls are served meanwhile.
@@ -632,7 +633,9 @@ fn route(
             {
                 return (
                     400,
-                    Some(json!({"message": {"maximum_timeout": ["needs to be at least 10 minutes"]}})),
+                    Some(
+                        json!({"message": {"maximum_timeout": ["needs to be at least 10 minutes"]}}),
+                    ),
                 );
             }
             if let Some(level) = text("access_level")
@@ -725,7 +728,9 @@ fn route(
             let Some(runner) = state.runners.iter().find(|runner| runner.token == token) else {
                 return forbidden(None);
             };
-            if let Some(answer) = orphaned(runner.orphaned).filter(|_| runner.orphaned == Orphaned::Rejected) {
+            if let Some(answer) =
+                orphaned(runner.orphaned).filter(|_| runner.orphaned == Orphaned::Rejected)
+            {
                 return answer;
             }
             state.runners.retain(|runner| runner.token != token);
@@ -745,7 +750,9 @@ fn route(
             else {
                 return forbidden(None);
             };
-            if let Some(answer) = orphaned(runner.orphaned).filter(|_| runner.orphaned == Orphaned::Rejected) {
+            if let Some(answer) =
+                orphaned(runner.orphaned).filter(|_| runner.orphaned == Orphaned::Rejected)
+            {
                 return answer;
             }
             if runner.managers.remove(&system_id).is_some() {

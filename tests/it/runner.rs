@@ -663,7 +663,9 @@ fn an_unknown_registration_token_is_403_even_where_registration_is_disabled() {
             "[runners.legacy]\nurl = \"{}\"\nregistration_token_file = \"/etc/berth/tokens/registration\"\nexecutor = \"shell\"\n",
             gitlab.url()
         ),
-        &["caused by: registration token invalid (403) (GitLab said: 403 Forbidden - invalid token supplied)"],
+        &[
+            "caused by: registration token invalid (403) (GitLab said: 403 Forbidden - invalid token supplied)",
+        ],
     );
 }
 
@@ -673,7 +675,11 @@ fn an_access_token_without_the_create_runner_scope_is_403_insufficient_scope() {
     let root = Root::new();
     let gitlab = start_gitlab();
     gitlab.add_scoped_access_token("glpat-NoCreateRunnerScope", &[7], false);
-    token_file(&root, "/etc/berth/tokens/create", "glpat-NoCreateRunnerScope");
+    token_file(
+        &root,
+        "/etc/berth/tokens/create",
+        "glpat-NoCreateRunnerScope",
+    );
     refused(
         &root,
         &gitlab,
@@ -705,7 +711,9 @@ fn a_rate_limited_gitlab_is_waited_for_as_retry_after_says() {
     );
     assert_eq!(gitlab.calls(VERIFY), 2);
     assert!(
-        apply.stderr.contains("answered 429 (rate limited, Retry-After: 2 s); trying again in 2000 ms"),
+        apply
+            .stderr
+            .contains("answered 429 (rate limited, Retry-After: 2 s); trying again in 2000 ms"),
         "{}",
         apply.stderr
     );

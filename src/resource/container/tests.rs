@@ -709,8 +709,16 @@ fn the_runner_container_restarts_for_a_key_gitlab_runner_reads_only_at_start() {
     let declared = profile("[runner]\nlisten_address = \":9252\"\n");
     let runner = container(&declared, "gitlab-runner", false);
     let config_change = |path: &str| {
-        Change::new(ResourceId::singleton(Kind::RunnerConfig), Action::Update, "")
-            .with_fields(vec![FieldChange::new(path, None, Some(Json::from(":9252")))])
+        Change::new(
+            ResourceId::singleton(Kind::RunnerConfig),
+            Action::Update,
+            "",
+        )
+        .with_fields(vec![FieldChange::new(
+            path,
+            None,
+            Some(Json::from(":9252")),
+        )])
     };
     let diff = runner.diff(
         &seen(&runner, Some(live(&runner))),

@@ -530,7 +530,9 @@ mod tests {
         ));
         assert_eq!(
             change.warnings,
-            ["the restart stops 1 running container (live-restore is off); those with a restart policy start again"]
+            [
+                "the restart stops 1 running container (live-restore is off); those with a restart policy start again"
+            ]
         );
     }
 

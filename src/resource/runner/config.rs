@@ -88,11 +88,9 @@ impl RunnerConfig {
         let mut runners = Vec::new();
         for runner in &settings.runners {
             let mut entry = runner.settings.clone();
-            if let (Some(source), Some(directory), Some(host)) = (
-                &runner.tls_ca_file,
-                &directory,
-                url_host(&runner.url),
-            ) {
+            if let (Some(source), Some(directory), Some(host)) =
+                (&runner.tls_ca_file, &directory, url_host(&runner.url))
+            {
                 let file = format!("certs/{host}.crt");
                 let certificate = Certificate {
                     source: source.clone(),
@@ -345,10 +343,7 @@ impl Resource for RunnerConfig {
             }
         }
         if change.diff.is_none() && !mode_wrong {
-            change.detail = format!(
-                "{} (the CA certificate of its GitLab beside it)",
-                self.path
-            );
+            change.detail = format!("{} (the CA certificate of its GitLab beside it)", self.path);
         }
         fields.extend(certificate_fields);
         diff.push(
@@ -522,17 +517,19 @@ mod tests {
             seen_directory: Some("/etc/gitlab-runner".into()),
             ..RunnerSettings::default()
         };
-        settings.runners.push(crate::resource::runner::section::RunnerSpec {
-            name: "r".into(),
-            url: "https://g.example:8443/".into(),
-            token: crate::resource::runner::section::TokenSource::Authentication {
-                file: host_path("/t"),
-            },
-            tls_ca_file: Some(host_path("/etc/berth/ca.pem")),
-            delete_on_remove: false,
-            settings: toml::from_str("executor = \"shell\"\n").unwrap(),
-            runner_image: None,
-        });
+        settings
+            .runners
+            .push(crate::resource::runner::section::RunnerSpec {
+                name: "r".into(),
+                url: "https://g.example:8443/".into(),
+                token: crate::resource::runner::section::TokenSource::Authentication {
+                    file: host_path("/t"),
+                },
+                tls_ca_file: Some(host_path("/etc/berth/ca.pem")),
+                delete_on_remove: false,
+                settings: toml::from_str("executor = \"shell\"\n").unwrap(),
+                runner_image: None,
+            });
         let resource = RunnerConfig::new(&settings);
         let file = "[[runners]]\n  name = \"r\"\n  url = \"https://g.example:8443/\"\n  id = 1\n  token = \"glrt-x\"\n  executor = \"shell\"\n";
         let mut observed = state(Some(file), 0o600);

@@ -109,11 +109,16 @@ impl RunnerInfo {
 /// `…:alpine-v17.11.0`, `…:ubuntu-v17.11.0@sha256:…` give `17.11.0`; `latest` gives `None`.
 pub(crate) fn runner_version(image: &str) -> Option<String> {
     let reference = image.split('@').next().unwrap_or(image);
-    let (_, tag) = reference.rsplit_once(':').filter(|(_, tag)| !tag.contains('/'))?;
+    let (_, tag) = reference
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))?;
     let version = tag.rsplit('-').next()?.strip_prefix('v')?;
     let parts: Vec<&str> = version.split('.').collect();
-    (parts.len() == 3 && parts.iter().all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit())))
-        .then(|| version.to_owned())
+    (parts.len() == 3
+        && parts
+            .iter()
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit())))
+    .then(|| version.to_owned())
 }
 
 /// A client for one GitLab instance.
@@ -151,6 +156,13 @@ impl Method {
     "the request reached GitLab, or may have: GitLab may have created the runner without berth hearing of it"
 )]
 pub(crate) struct MayHaveArrived;
+
+/// A 429's `Retry-After`, and which attempt it answered.
+struct RateLimit<'a> {
+    retry_after: Option<&'a str>,
+    attempt: u32,
+    last: bool,
+}
 
 /// Whether a call may be repeated after an error that may have reached GitLab.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -377,31 +389,28 @@ impl GitLab {
                     let body = response.body_mut().read_to_string().unwrap_or_default();
                     if status == 429 {
                         let answer = Answer { status, body };
-                        match rate_limit_wait(retry_after.as_deref(), rate_limited, backoff) {
-                            Err(why) => {
-                                return Err(self.unexpected(endpoint, &answer, secrets).context(why));
-                            }
-                            Ok(_) if last => {
-                                return Err(self
-                                    .unexpected(endpoint, &answer, secrets)
-                                    .context(format!("GitLab was still rate-limiting after {attempt} attempts ({} s waited for its Retry-After)", rate_limited.as_secs())));
-                            }
-                            Ok(asked) => {
-                                wait = asked;
-                                if retry_after.is_some() {
-                                    rate_limited += asked;
-                                }
-                                tracing::warn!(
-                                    "{} {url} answered 429 (rate limited{}); trying again in {} ms",
-                                    method.as_str(),
-                                    retry_after
-                                        .as_deref()
-                                        .map(|seconds| format!(", Retry-After: {seconds} s"))
-                                        .unwrap_or_default(),
-                                    wait.as_millis()
-                                );
-                            }
-                        }
+                        let limit = RateLimit {
+                            retry_after: retry_after.as_deref(),
+                            attempt,
+                            last,
+                        };
+                        wait = self.rate_limited(
+                            endpoint,
+                            &answer,
+                            secrets,
+                            &limit,
+                            &mut rate_limited,
+                            backoff,
+                        )?;
+                        tracing::warn!(
+                            "{} {url} answered 429 (rate limited{}); trying again in {} ms",
+                            method.as_str(),
+                            retry_after
+                                .as_deref()
+                                .map(|seconds| format!(", Retry-After: {seconds} s"))
+                                .unwrap_or_default(),
+                            wait.as_millis()
+                        );
                     } else if status >= 500 && repeatable == Repeatable::Yes && !last {
                         tracing::warn!(
                             "{} {url} answered {status}; trying again in {} ms",
@@ -451,6 +460,32 @@ impl GitLab {
             backoff *= 2;
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// How long to wait after a 429, adding a `Retry-After` to what this call waited; an error
+    /// when GitLab asks for more than berth waits or this was the last attempt.
+    fn rate_limited(
+        &self,
+        endpoint: &str,
+        answer: &Answer,
+        secrets: &[&Secret],
+        limit: &RateLimit<'_>,
+        waited: &mut Duration,
+        backoff: Duration,
+    ) -> Result<Duration> {
+        let asked = rate_limit_wait(limit.retry_after, *waited, backoff)
+            .map_err(|why| self.unexpected(endpoint, answer, secrets).context(why))?;
+        if limit.last {
+            return Err(self.unexpected(endpoint, answer, secrets).context(format!(
+                "GitLab was still rate-limiting after {} attempts ({} s waited for its Retry-After)",
+                limit.attempt,
+                waited.as_secs()
+            )));
+        }
+        if limit.retry_after.is_some() {
+            *waited += asked;
+        }
+        Ok(asked)
     }
 
     /// An answer GitLab gives on purpose, with the meaning berth knows for it.
@@ -503,7 +538,8 @@ fn go_architecture() -> &'static str {
 }
 
 /// What berth says for GitLab's 403 `Runner is orphaned`.
-const ORPHANED_403: &str = "runner is orphaned (403): its project or group is gone; create a new runner in GitLab";
+const ORPHANED_403: &str =
+    "runner is orphaned (403): its project or group is gone; create a new runner in GitLab";
 
 /// A 403 that is GitLab's `forbidden!('Runner is orphaned')` (`authenticate_runner!` with
 /// `reject_orphaned_runners`, GitLab 17.x on), not an unknown token.
@@ -759,7 +795,10 @@ mod tests {
             Ok(Duration::from_secs(60))
         );
         assert_eq!(rate_limit_wait(None, Duration::ZERO, backoff), Ok(backoff));
-        assert_eq!(rate_limit_wait(Some("soon"), Duration::ZERO, backoff), Ok(backoff));
+        assert_eq!(
+            rate_limit_wait(Some("soon"), Duration::ZERO, backoff),
+            Ok(backoff)
+        );
         let error = rate_limit_wait(Some("60"), Duration::from_secs(90), backoff).unwrap_err();
         assert!(
             error.starts_with("GitLab asks to retry after 60 s (Retry-After), more than berth waits in one run (120 s in all)"),
@@ -774,7 +813,10 @@ mod tests {
         for (image, version) in [
             ("gitlab/gitlab-runner:v17.11.0", Some("17.11.0")),
             ("gitlab/gitlab-runner:alpine-v17.11.0", Some("17.11.0")),
-            ("registry.example:5000/gitlab-runner:ubuntu-v18.2.1@sha256:abc", Some("18.2.1")),
+            (
+                "registry.example:5000/gitlab-runner:ubuntu-v18.2.1@sha256:abc",
+                Some("18.2.1"),
+            ),
             ("gitlab/gitlab-runner:latest", None),
             ("gitlab/gitlab-runner", None),
             ("registry.example:5000/gitlab-runner", None),

@@ -879,7 +879,9 @@ mod tests {
         let registering = "[runners.r]\nurl = \"https://g.example\"\nregistration_token_file = \"/t\"\nexecutor = \"shell\"\n";
         let error = resolved(&format!("{registering}maximum_timeout = 300\n")).unwrap_err();
         assert!(
-            error.contains("key `runners.r.maximum_timeout`: 300 is below GitLab's minimum of 600 seconds"),
+            error.contains(
+                "key `runners.r.maximum_timeout`: 300 is below GitLab's minimum of 600 seconds"
+            ),
             "{error}"
         );
         let (settings, _) = resolved(&format!("{registering}maximum_timeout = 600\n")).unwrap();
@@ -898,7 +900,10 @@ mod tests {
                 .unwrap_or_else(|error| panic!("{kind}: {error}"));
         }
         let error = resolved(&format!("{GLRT}[runners.r.cache]\nType = \"s4\"\n")).unwrap_err();
-        assert!(error.contains("must be one of s3, s3v2, gcs, gcsv2, azure"), "{error}");
+        assert!(
+            error.contains("must be one of s3, s3v2, gcs, gcsv2, azure"),
+            "{error}"
+        );
     }
 
     #[test]
