@@ -465,7 +465,7 @@ fn runner_tokens(host: &Host, profile: &Profile) -> Vec<Check> {
             continue;
         };
         let verified = GitLab::new(host, &spec.url, spec.tls_ca_file.as_ref())
-            .and_then(|gitlab| gitlab.verify(&token, system_id));
+            .and_then(|gitlab| gitlab.verify(&token, system_id, &spec.info()));
         checks.push(match verified {
             Ok(registration) => Check::new(&name, Verdict::Ok, format!("its token verifies with {} (runner {})", spec.url, registration.id)),
             Err(error) => Check::new(&name, Verdict::Fail, format!("{error:#}"))

@@ -84,17 +84,25 @@ pub(crate) fn find_docker_service(host: &Host) -> Result<Option<DockerService>> 
 }
 
 impl DockerService {
-    /// The daemon.json keys among `keys` that ExecStart also sets.
+    /// The daemon.json keys among `keys` that ExecStart also sets, as dockerd's
+    /// `findConfigurationConflicts` (moby `daemon/config/config.go`) finds them: `runtimes` is
+    /// in its `skipDuplicates` (the file's runtimes and `--add-runtime` are merged), and from
+    /// 28.0 `--host-gateway-ip` fills `host-gateway-ips` while the file's old `host-gateway-ip`
+    /// (`migratedNamedConfig`) still conflicts with it.
     pub(crate) fn conflicts<'a>(
         &self,
         keys: impl IntoIterator<Item = &'a String>,
     ) -> Vec<FlagConflict> {
         let flags = self.flag_keys();
         keys.into_iter()
+            .filter(|key| !MERGED_WITH_FLAGS.contains(&key.as_str()))
             .filter_map(|key| {
                 flags
                     .iter()
-                    .find(|(flag_key, _)| flag_key == key)
+                    .find(|(flag_key, _)| {
+                        flag_key == key
+                            || (flag_key == "host-gateway-ip" && key == "host-gateway-ips")
+                    })
                     .map(|(_, flag)| FlagConflict {
                         key: key.clone(),
                         flag: flag.clone(),
@@ -137,6 +145,9 @@ impl DockerService {
         found
     }
 }
+
+/// daemon.json keys dockerd merges with the same flag instead of refusing to start.
+const MERGED_WITH_FLAGS: &[&str] = &["runtimes"];
 
 /// dockerd names a daemon.json key after its long flag, except where a repeatable flag takes
 /// a plural key.
@@ -417,6 +428,31 @@ mod tests {
                 },
             ]
         );
+    }
+
+    /// Issue 12, item 3 and the `--host-gateway-ip` note: dockerd merges `runtimes` with
+    /// `--add-runtime`, and from 28.0 `--host-gateway-ip` is the flag of `host-gateway-ips`.
+    #[test]
+    fn runtimes_merge_with_add_runtime_and_host_gateway_ip_names_both_keys() {
+        let service = DockerService {
+            unit: host_path("/lib/systemd/system/docker.service"),
+            argv: [
+                "/usr/bin/dockerd",
+                "--add-runtime",
+                "nvidia=/usr/bin/nvidia-container-runtime",
+                "--host-gateway-ip",
+                "192.0.2.1",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        };
+        let keys = ["runtimes", "host-gateway-ips", "host-gateway-ip"].map(str::to_owned);
+        let conflicts: Vec<_> = service
+            .conflicts(&keys)
+            .into_iter()
+            .map(|conflict| conflict.key)
+            .collect();
+        assert_eq!(conflicts, ["host-gateway-ips", "host-gateway-ip"]);
     }
 
     #[test]

@@ -111,8 +111,22 @@ impl Profile {
             layer.mtu,
             layers,
         )?;
-        let (runner, runner_warnings) =
+        let (mut runner, mut runner_warnings) =
             runner::section::resolve(layer.runner, layer.runners, layer.mtu, layers)?;
+        let runner_container = objects
+            .containers
+            .iter()
+            .find(|container| runner.is_declared() && runner.mounted_by(&container.mounts));
+        runner.run_in(
+            runner_container.map(|container| {
+                (
+                    container.image.as_str(),
+                    &container.env,
+                    container.mounts.as_slice(),
+                )
+            }),
+            &mut runner_warnings,
+        );
         Ok(Self {
             names,
             kernel_modules: kernel_module::resolve(layer.kernel),
@@ -250,6 +264,36 @@ mod tests {
         assert!(
             embedded_text(DEFAULT_PROFILE).is_some(),
             "the default profile is embedded"
+        );
+    }
+
+    /// Issue 12, item 9: with `[runners.NAME.docker] host` set, gitlab-runner ignores
+    /// DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, so `dind-tls` plus such a runner gets
+    /// `tls_verify` and `tls_cert_path` in config.toml to match the container's.
+    #[test]
+    fn a_runner_with_a_docker_host_gets_the_containers_tls_settings() {
+        let dind_tls = embedded_text("dind-tls").unwrap();
+        let runner = "[runners.r]\nurl = \"https://g.example\"\ntoken_file = \"/t\"\nexecutor = \"docker\"\n[runners.r.docker]\nhost = \"tcp://gitlab-dind:2376\"\nimage = \"docker:27\"\n";
+        let resolved = profile(&[dind_tls, runner]).unwrap();
+        let spec = &resolved.runner.runners[0];
+        let docker = spec.settings["docker"].as_table().unwrap();
+        assert_eq!(docker["tls_verify"].as_bool(), Some(true));
+        assert_eq!(docker["tls_cert_path"].as_str(), Some("/certs/client"));
+        assert_eq!(
+            spec.runner_image.as_deref(),
+            Some("gitlab/gitlab-runner:v17.11.0")
+        );
+        let elsewhere = runner.replace("tcp://gitlab-dind:2376", "tcp://other:2376");
+        let resolved = profile(&[dind_tls, &elsewhere]).unwrap();
+        let docker = resolved.runner.runners[0].settings["docker"]
+            .as_table()
+            .unwrap();
+        assert!(!docker.contains_key("tls_verify"));
+        assert!(
+            resolved.warnings.iter().any(|warning| warning
+                .contains("gitlab-runner ignores the runner container's DOCKER_TLS_VERIFY")),
+            "{:?}",
+            resolved.warnings
         );
     }
 

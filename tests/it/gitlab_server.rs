@@ -2,24 +2,42 @@
 //!
 //! GitLab itself cannot run here (Rails, PostgreSQL, Redis and Gitaly, and no network to fetch
 //! them), so this is a faithful stand-in for the five endpoints berth calls, not a mock of
-//! berth's expectations: each answers with the status codes and bodies of GitLab's REST API
-//! docs (`doc/api/runners.md`, `doc/api/users.md`) and of `lib/api/ci/runner.rb` and
-//! `lib/api/user_runners.rb`, including the error bodies GitLab's helpers render
+//! berth's expectations: each answers with the status codes, headers and bodies of GitLab's
+//! REST API docs (`doc/api/runners.md`, `doc/api/users.md`) and of `lib/api/ci/runner.rb`,
+//! `lib/api/ci/helpers/runner.rb` and `lib/api/user_runners.rb`, in GitLab's order (the token is
+//! checked before anything else is decided), including the error bodies GitLab's helpers render
 //! (`{"message": "403 Forbidden"}`, `{"message": "410 Gone - runner registration disallowed"}`,
-//! `{"message": "Runner is orphaned"}`, Grape's `{"error": "token is missing"}`). It keeps
-//! runners, their tokens and their managers (by system ID) as GitLab does, so a second
-//! registration would really create a second runner, and it counts every call per endpoint.
+//! `{"message": "403 Forbidden - Runner is orphaned"}`, Grape's `{"error": "token is missing"}`,
+//! the OAuth `{"error": "insufficient_scope", ...}`). It keeps runners, their tokens, their
+//! token expiry and their managers (by system ID) as GitLab does, so a second registration would
+//! really create a second runner, and it counts every call per endpoint. A stand-in kinder than
+//! GitLab hides bugs: where GitLab versions differ, it can answer as either.
 //!
-//! - `POST /api/v4/runners/verify` (token, system_id): 200 + RunnerRegistrationDetails, and
-//!   the system ID becomes one of the runner's managers; 403 unknown token; 422 orphaned.
-//! - `POST /api/v4/runners` (registration token): 201 with a new `glrtr-` token; 403 unknown
-//!   token; 410 when registration tokens are disabled (the default since GitLab 17.0).
-//! - `POST /api/v4/user/runners` (`PRIVATE-TOKEN` header): 201 with a new `glrt-` token; 401
-//!   unknown access token; 403 no permission on the group or project (or not admin for an
-//!   instance runner); 400 missing or invalid scope.
-//! - `DELETE /api/v4/runners` (token): 204; 403 unknown token.
-//! - `DELETE /api/v4/runners/managers` (token, system_id): 204; 403 unknown token; 404 no
-//!   such manager.
+//! Every endpoint first runs `check_if_backoff_required!` (`lib/api/ci/runner.rb`, `before`):
+//! while GitLab runs database migrations (`migrating`) it answers 429 with `Retry-After: 60`
+//! (`too_many_requests!(..., retry_after: 1.minute)`, `lib/api/ci/helpers/runner.rb`).
+//!
+//! - `POST /api/v4/runners/verify` (token, system_id, info): `authenticate_runner!`
+//!   (`lib/api/ci/helpers/runner.rb`): 403 unknown token; 403 `Runner is orphaned` with
+//!   `reject_orphaned_runners` (GitLab 17.x on), or 422 `Runner is orphaned` before it
+//!   (`UnknownRunnerOwnerError` rescued in `lib/api/ci/runner.rb`); then 200 +
+//!   RunnerRegistrationDetails (`lib/api/entities/ci/runner_registration_details.rb`: id, token,
+//!   token_expires_at), and the system ID becomes one of the runner's managers with `info`.
+//! - `POST /api/v4/runners` (registration token): `Ci::Runners::RegisterRunnerService`
+//!   (`app/services/ci/runners/register_runner_service.rb`): 403 `invalid token supplied` first,
+//!   then 410 when registration tokens are disallowed (the default since GitLab 17.0), 400 on
+//!   the runner's validations (`maximum_timeout` >= 600, `app/models/ci/runner.rb`), else 201
+//!   with a new `glrtr-` token.
+//! - `POST /api/v4/user/runners` (`PRIVATE-TOKEN` header, `lib/api/user_runners.rb`): 401
+//!   unknown access token; 403 `insufficient_scope` without the `create_runner` scope
+//!   (`lib/gitlab/auth/auth_finders.rb`, `InsufficientScopeError`, rendered by
+//!   `lib/api/helpers.rb`); 400 missing or invalid runner type, group or project; 403 no
+//!   permission on the group or project (or not admin for an instance runner); 201 with a new
+//!   `glrt-` token.
+//! - `DELETE /api/v4/runners` (token): `authenticate_runner!(ensure_runner_manager: false)`:
+//!   403 unknown token or orphaned; 204.
+//! - `DELETE /api/v4/runners/managers` (token, system_id): the same, then 404 `Runner manager
+//!   not found`; 204.
 //!
 //! Faults: `script` answers the next calls with given statuses instead; `answer_late` lets the
 //! next call do its work (a runner is created) but sends the answer only after a delay, as a
@@ -61,9 +79,22 @@ pub struct Seen {
 pub struct FakeRunner {
     pub id: i64,
     pub token: String,
+    /// ISO 8601, as GitLab sends it; `None` when the token does not expire.
+    pub token_expires_at: Option<String>,
     pub description: Option<String>,
-    pub managers: BTreeSet<String>,
-    pub orphaned: bool,
+    /// By system ID: the `info` its last verify sent.
+    pub managers: BTreeMap<String, Json>,
+    pub orphaned: Orphaned,
+}
+
+/// Whether a runner's project or group is gone, and how this GitLab says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orphaned {
+    No,
+    /// GitLab 17.x on (`reject_orphaned_runners`): 403 `Runner is orphaned` on every call.
+    Rejected,
+    /// Before that: 422 `Runner is orphaned` from verify.
+    Unprocessable,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +102,25 @@ struct AccessToken {
     admin: bool,
     groups: BTreeSet<i64>,
     projects: BTreeSet<i64>,
+    /// Has the `create_runner` scope.
+    create_runner: bool,
+}
+
+/// One answer: status, JSON body, extra headers.
+struct Reply {
+    status: u16,
+    body: Option<Json>,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl From<(u16, Option<Json>)> for Reply {
+    fn from((status, body): (u16, Option<Json>)) -> Self {
+        Self {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -82,6 +132,10 @@ struct State {
     registration_disallowed: bool,
     access_tokens: BTreeMap<String, AccessToken>,
     next_id: i64,
+    /// `token_expires_at` of the runners registered or created from now on.
+    new_tokens_expire_at: Option<String>,
+    /// Calls left that answer 429 while migrations run, and the Retry-After they send.
+    migrating: Option<(usize, u64)>,
     /// Statuses to answer instead, per endpoint, before the real behaviour.
     scripted: BTreeMap<String, VecDeque<u16>>,
     /// Per endpoint: the next calls do what they do, but the answer is sent only this late.
@@ -201,18 +255,35 @@ impl GitLab {
 
     /// A runner created in GitLab's UI, whose `glrt-` token is handed to the host.
     pub fn add_runner(&self, token: &str) -> i64 {
+        self.add_runner_expiring(token, None)
+    }
+
+    /// A runner created in GitLab's UI whose token expires at `expires_at` (ISO 8601).
+    pub fn add_runner_expiring(&self, token: &str, expires_at: Option<&str>) -> i64 {
         self.with(|state| {
             state.next_id += 1;
             let id = state.next_id;
             state.runners.push(FakeRunner {
                 id,
                 token: token.into(),
+                token_expires_at: expires_at.map(str::to_owned),
                 description: None,
-                managers: BTreeSet::new(),
-                orphaned: false,
+                managers: BTreeMap::new(),
+                orphaned: Orphaned::No,
             });
             id
         })
+    }
+
+    /// Runner tokens made from now on expire then (`runner_token_expiration_interval`).
+    pub fn expire_new_tokens_at(&self, expires_at: &str) {
+        self.with(|state| state.new_tokens_expire_at = Some(expires_at.into()));
+    }
+
+    /// The next `calls` calls, to any endpoint, come while GitLab runs database migrations:
+    /// 429 with `Retry-After: retry_after`.
+    pub fn migrating(&self, calls: usize, retry_after: u64) {
+        self.with(|state| state.migrating = Some((calls, retry_after)));
     }
 
     /// The runner's token changes, as when gitlab-runner rotates it
@@ -228,11 +299,16 @@ impl GitLab {
         });
     }
 
+    /// The runner's project or group is deleted, on a GitLab with `reject_orphaned_runners`.
     pub fn orphan(&self, token: &str) {
+        self.orphan_as(token, Orphaned::Rejected);
+    }
+
+    pub fn orphan_as(&self, token: &str, how: Orphaned) {
         self.with(|state| {
             for runner in &mut state.runners {
                 if runner.token == token {
-                    runner.orphaned = true;
+                    runner.orphaned = how;
                 }
             }
         });
@@ -249,6 +325,11 @@ impl GitLab {
 
     /// A personal access token with the create_runner scope, Owner of these groups.
     pub fn add_access_token(&self, token: &str, groups: &[i64]) {
+        self.add_scoped_access_token(token, groups, true);
+    }
+
+    /// A personal access token, Owner of these groups, with or without `create_runner`.
+    pub fn add_scoped_access_token(&self, token: &str, groups: &[i64], create_runner: bool) {
         self.with(|state| {
             state.access_tokens.insert(
                 token.into(),
@@ -256,6 +337,7 @@ impl GitLab {
                     admin: false,
                     groups: groups.iter().copied().collect(),
                     projects: BTreeSet::new(),
+                    create_runner,
                 },
             )
         });
@@ -391,7 +473,7 @@ fn handle(state: &Mutex<State>, mut request: tiny_http::Request) {
         .iter()
         .map(|header| (header.field.to_string(), header.value.to_string()))
         .collect();
-    let (status, answer, late) = {
+    let (status, late) = {
         let mut state = state.lock().unwrap();
         let late = state.late.get_mut(&endpoint).and_then(VecDeque::pop_front);
         *state.calls.entry(endpoint.clone()).or_default() += 1;
@@ -405,29 +487,49 @@ fn handle(state: &Mutex<State>, mut request: tiny_http::Request) {
             .scripted
             .get_mut(&endpoint)
             .and_then(VecDeque::pop_front);
-        let (status, answer) = match scripted {
-            Some(status) => (status, Some(json!({"message": status_line(status)}))),
-            None => {
+        let migrating = match &mut state.migrating {
+            Some((left, retry_after)) if *left > 0 => {
+                *left -= 1;
+                Some(*retry_after)
+            }
+            _ => None,
+        };
+        let reply: Reply = match (scripted, migrating) {
+            (Some(status), _) => (status, Some(json!({"message": status_line(status)}))).into(),
+            // `check_if_backoff_required!`, before the endpoint runs.
+            (None, Some(retry_after)) => Reply {
+                status: 429,
+                body: Some(
+                    json!({"message": "Executing database migrations. Please retry later."}),
+                ),
+                headers: vec![("Retry-After", retry_after.to_string())],
+            },
+            (None, None) => {
                 let params: Json = serde_json::from_str(&body).unwrap_or(Json::Null);
                 let private_token = headers
                     .iter()
                     .find(|(name, _)| name.eq_ignore_ascii_case("PRIVATE-TOKEN"))
                     .map(|(_, value)| value.clone());
-                route(&mut state, &endpoint, &params, private_token.as_deref())
+                route(&mut state, &endpoint, &params, private_token.as_deref()).into()
             }
         };
-        (status, answer, late)
+        (reply, late)
     };
-    let response = match answer {
-        None => tiny_http::Response::from_data(Vec::new()).with_status_code(status),
+    let (reply, late) = (status, late);
+    let mut response = match reply.body {
+        None => tiny_http::Response::from_data(Vec::new()).with_status_code(reply.status),
         Some(body) => tiny_http::Response::from_data(body.to_string().into_bytes())
-            .with_status_code(status)
+            .with_status_code(reply.status)
             .with_header(
                 "Content-Type: application/json"
                     .parse::<tiny_http::Header>()
                     .unwrap(),
             ),
     };
+    for (name, value) in reply.headers {
+        response = response
+            .with_header(tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap());
+    }
     match late {
         // Answered from a thread of its own, so other calls are served meanwhile.
         Some(delay) => {
@@ -466,7 +568,16 @@ fn missing(param: &str) -> (u16, Option<Json>) {
 }
 
 fn details(runner: &FakeRunner) -> Json {
-    json!({"id": runner.id, "token": runner.token, "token_expires_at": null})
+    json!({"id": runner.id, "token": runner.token, "token_expires_at": runner.token_expires_at})
+}
+
+/// `forbidden!('Runner is orphaned')` or, on an older GitLab, `unprocessable_entity!`.
+fn orphaned(how: Orphaned) -> Option<(u16, Option<Json>)> {
+    match how {
+        Orphaned::No => None,
+        Orphaned::Rejected => Some(forbidden(Some("Runner is orphaned"))),
+        Orphaned::Unprocessable => Some((422, Some(json!({"message": "Runner is orphaned"})))),
+    }
 }
 
 fn new_token(prefix: &str, id: i64) -> String {
@@ -493,24 +604,39 @@ fn route(
             else {
                 return forbidden(None);
             };
-            if runner.orphaned {
-                return (422, Some(json!({"message": "Runner is orphaned"})));
+            if let Some(answer) = orphaned(runner.orphaned) {
+                return answer;
             }
-            runner.managers.insert(system_id);
+            runner
+                .managers
+                .insert(system_id, params.get("info").cloned().unwrap_or(Json::Null));
             (200, Some(details(runner)))
         }
         REGISTER => {
             let Some(token) = text("token") else {
                 return missing("token");
             };
+            // RegisterRunnerService: the token first, then whether registration is allowed.
+            if !state.registration_tokens.contains(&token) {
+                return forbidden(Some("invalid token supplied"));
+            }
             if state.registration_disallowed {
                 return (
                     410,
                     Some(json!({"message": "410 Gone - runner registration disallowed"})),
                 );
             }
-            if !state.registration_tokens.contains(&token) {
-                return forbidden(Some("invalid token supplied"));
+            if params
+                .get("maximum_timeout")
+                .and_then(Json::as_i64)
+                .is_some_and(|seconds| seconds < 600)
+            {
+                return (
+                    400,
+                    Some(
+                        json!({"message": {"maximum_timeout": ["needs to be at least 10 minutes"]}}),
+                    ),
+                );
             }
             if let Some(level) = text("access_level")
                 && !["not_protected", "ref_protected"].contains(&level.as_str())
@@ -524,9 +650,10 @@ fn route(
             let runner = FakeRunner {
                 id: state.next_id,
                 token: new_token("glrtr-", state.next_id),
+                token_expires_at: state.new_tokens_expire_at.clone(),
                 description: text("description"),
-                managers: BTreeSet::new(),
-                orphaned: false,
+                managers: BTreeMap::new(),
+                orphaned: Orphaned::No,
             };
             let answer = details(&runner);
             state.runners.push(runner);
@@ -537,6 +664,16 @@ fn route(
             else {
                 return (401, Some(json!({"message": "401 Unauthorized"})));
             };
+            if !access.create_runner {
+                return (
+                    403,
+                    Some(json!({
+                        "error": "insufficient_scope",
+                        "error_description": "The request requires higher privileges than provided by the access token.",
+                        "scope": "create_runner",
+                    })),
+                );
+            }
             let Some(runner_type) = text("runner_type") else {
                 return missing("runner_type");
             };
@@ -575,9 +712,10 @@ fn route(
             let runner = FakeRunner {
                 id: state.next_id,
                 token: new_token("glrt-", state.next_id),
+                token_expires_at: state.new_tokens_expire_at.clone(),
                 description: text("description"),
-                managers: BTreeSet::new(),
-                orphaned: false,
+                managers: BTreeMap::new(),
+                orphaned: Orphaned::No,
             };
             let answer = details(&runner);
             state.runners.push(runner);
@@ -587,13 +725,16 @@ fn route(
             let Some(token) = text("token") else {
                 return missing("token");
             };
-            let before = state.runners.len();
-            state.runners.retain(|runner| runner.token != token);
-            if state.runners.len() == before {
-                forbidden(None)
-            } else {
-                (204, None)
+            let Some(runner) = state.runners.iter().find(|runner| runner.token == token) else {
+                return forbidden(None);
+            };
+            if let Some(answer) =
+                orphaned(runner.orphaned).filter(|_| runner.orphaned == Orphaned::Rejected)
+            {
+                return answer;
             }
+            state.runners.retain(|runner| runner.token != token);
+            (204, None)
         }
         DELETE_MANAGER => {
             let Some(token) = text("token") else {
@@ -609,7 +750,12 @@ fn route(
             else {
                 return forbidden(None);
             };
-            if runner.managers.remove(&system_id) {
+            if let Some(answer) =
+                orphaned(runner.orphaned).filter(|_| runner.orphaned == Orphaned::Rejected)
+            {
+                return answer;
+            }
+            if runner.managers.remove(&system_id).is_some() {
                 (204, None)
             } else {
                 (

@@ -158,16 +158,21 @@ fn two_applies_register_exactly_once_and_a_second_plan_asks_gitlab_nothing() {
             .runner(runner_id)
             .unwrap()
             .managers
-            .into_iter()
+            .into_keys()
             .collect::<Vec<_>>(),
         std::slice::from_ref(&system_id),
         "GitLab knows this host by the runner's own system id"
     );
+    // Issue 12, item 5 (this expectation changed with it: verify without `info` was wrong):
+    // verify tells GitLab what gitlab-runner would, as gitlab-runner itself does.
     let verify = &gitlab.seen()[0];
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&verify.body).unwrap(),
-        serde_json::json!({"token": GLRT, "system_id": system_id})
-    );
+    let body = serde_json::from_str::<serde_json::Value>(&verify.body).unwrap();
+    assert_eq!(body["token"], GLRT);
+    assert_eq!(body["system_id"], system_id.as_str());
+    assert_eq!(body["info"]["name"], "gitlab-runner");
+    assert_eq!(body["info"]["executor"], "docker");
+    assert_eq!(body["info"]["platform"], "linux");
+    assert_eq!(body["info"]["features"]["cancel_gracefully"], true);
 
     let recorded = &ledger(&root)["runners"]["docker-runner"];
     assert_eq!(recorded["id"], runner_id);
@@ -247,6 +252,7 @@ fn a_create_token_creates_the_runner_once() {
     let root = Root::new();
     let gitlab = start_gitlab();
     gitlab.add_access_token("glpat-createRunnerScope", &[7]);
+    gitlab.expire_new_tokens_at("2030-06-01T00:00:00.000Z");
     token_file(&root, "/etc/berth/tokens/pat", "glpat-createRunnerScope");
     let profile = layer(
         &root,
@@ -267,6 +273,15 @@ fn a_create_token_creates_the_runner_once() {
     let created = &gitlab.runners()[0];
     assert!(created.token.starts_with("glrt-"));
     assert_eq!(created.managers.len(), 1);
+    let parsed: toml::Table = toml::from_str(&root.read(CONFIG).unwrap()).unwrap();
+    let expires = parsed["runners"].as_array().unwrap()[0]["token_expires_at"]
+        .as_datetime()
+        .unwrap()
+        .to_string();
+    assert!(
+        expires.starts_with("2030-06-01T00:00:00") && expires.ends_with('Z'),
+        "GitLab's token_expires_at round-trips: {expires}"
+    );
     let create = gitlab
         .seen()
         .into_iter()
@@ -561,12 +576,38 @@ fn a_revoked_token_is_403_token_invalid_or_revoked() {
     );
 }
 
+/// Issue 12, orphaned-manager note: GitLab 17.x on answers 403 `Runner is orphaned`, which is
+/// not a revoked token.
+#[test]
+fn an_orphaned_runner_is_403_runner_is_orphaned_on_a_newer_gitlab() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    gitlab.add_runner("glrt-OrphanedRunnerTok");
+    gitlab.orphan("glrt-OrphanedRunnerTok");
+    token_file(&root, "/etc/berth/tokens/orphan", "glrt-OrphanedRunnerTok");
+    refused(
+        &root,
+        &gitlab,
+        &format!(
+            "[runners.orphan]\nurl = \"{}\"\ntoken_file = \"/etc/berth/tokens/orphan\"\nexecutor = \"shell\"\n",
+            gitlab.url()
+        ),
+        &[
+            "caused by: runner is orphaned (403): its project or group is gone",
+            "(GitLab said: 403 Forbidden - Runner is orphaned)",
+        ],
+    );
+}
+
 #[test]
 fn an_orphaned_runner_is_422_runner_is_orphaned() {
     let root = Root::new();
     let gitlab = start_gitlab();
     gitlab.add_runner("glrt-OrphanedRunnerTok");
-    gitlab.orphan("glrt-OrphanedRunnerTok");
+    gitlab.orphan_as(
+        "glrt-OrphanedRunnerTok",
+        crate::gitlab_server::Orphaned::Unprocessable,
+    );
     token_file(&root, "/etc/berth/tokens/orphan", "glrt-OrphanedRunnerTok");
     refused(
         &root,
@@ -606,6 +647,107 @@ fn disabled_registration_tokens_are_410_with_the_way_out() {
         2,
         "one call per apply, never retried"
     );
+}
+
+/// GitLab checks the registration token before it says registration is disabled.
+#[test]
+fn an_unknown_registration_token_is_403_even_where_registration_is_disabled() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    gitlab.disallow_registration_tokens();
+    token_file(&root, "/etc/berth/tokens/registration", "GR1348941unknown");
+    refused(
+        &root,
+        &gitlab,
+        &format!(
+            "[runners.legacy]\nurl = \"{}\"\nregistration_token_file = \"/etc/berth/tokens/registration\"\nexecutor = \"shell\"\n",
+            gitlab.url()
+        ),
+        &[
+            "caused by: registration token invalid (403) (GitLab said: 403 Forbidden - invalid token supplied)",
+        ],
+    );
+}
+
+/// An access token without the `create_runner` scope: GitLab's OAuth 403.
+#[test]
+fn an_access_token_without_the_create_runner_scope_is_403_insufficient_scope() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    gitlab.add_scoped_access_token("glpat-NoCreateRunnerScope", &[7], false);
+    token_file(
+        &root,
+        "/etc/berth/tokens/create",
+        "glpat-NoCreateRunnerScope",
+    );
+    refused(
+        &root,
+        &gitlab,
+        &format!(
+            "[runners.made]\nurl = \"{}\"\ncreate_token_file = \"/etc/berth/tokens/create\"\nrunner_type = \"group_type\"\ngroup_id = 7\nexecutor = \"shell\"\n",
+            gitlab.url()
+        ),
+        &[
+            "caused by: the access token may not create this runner (403): it needs the create_runner scope",
+            "(GitLab said: insufficient_scope)",
+        ],
+    );
+    assert_eq!(gitlab.runners().len(), 1, "only the good runner");
+}
+
+/// Issue 12, item 6: a 429 while GitLab runs migrations is retried after its Retry-After, and
+/// one longer than berth waits fails now, saying so.
+#[test]
+fn a_rate_limited_gitlab_is_waited_for_as_retry_after_says() {
+    let (root, gitlab, _, profile) = glrt_host();
+    gitlab.migrating(1, 2);
+    let started = std::time::Instant::now();
+    let apply = run(&root, &gitlab, &["apply"], &[&profile]);
+    apply.code(0);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(gitlab.calls(VERIFY), 2);
+    assert!(
+        apply
+            .stderr
+            .contains("answered 429 (rate limited, Retry-After: 2 s); trying again in 2000 ms"),
+        "{}",
+        apply.stderr
+    );
+
+    let (root, gitlab, _, profile) = glrt_host();
+    gitlab.migrating(1, 600);
+    let started = std::time::Instant::now();
+    let apply = run(&root, &gitlab, &["apply"], &[&profile]);
+    apply.code(1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert!(
+        apply.stderr.contains("GitLab asks to retry after 600 s (Retry-After), more than berth waits in one run (120 s in all); the next run tries again"),
+        "{}",
+        apply.stderr
+    );
+    assert_eq!(gitlab.calls(VERIFY), 1);
+}
+
+/// GitLab's token_expires_at reaches config.toml as gitlab-runner writes it.
+#[test]
+fn a_token_expiry_round_trips_into_config_toml() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    gitlab.add_runner_expiring(GLRT, Some("2031-01-02T03:04:05.678Z"));
+    token_file(&root, GLRT_TOKEN_FILE, GLRT);
+    let profile = layer(&root, "site", &docker_runner(&gitlab));
+    run(&root, &gitlab, &["apply"], &[&profile]).code(0);
+    let parsed: toml::Table = toml::from_str(&root.read(CONFIG).unwrap()).unwrap();
+    let entry = parsed["runners"].as_array().unwrap()[0].as_table().unwrap();
+    assert_eq!(
+        entry["token_expires_at"].as_datetime().unwrap().to_string(),
+        "2031-01-02T03:04:05.678Z"
+    );
+    command(&root, &gitlab, &[], &[&profile]).converged();
 }
 
 #[test]
@@ -1043,6 +1185,20 @@ fn a_self_signed_gitlab_is_trusted_through_tls_ca_file_and_only_then() {
     run(&root, &gitlab, &["apply"], &[&trusted]).code(0);
     assert_eq!(gitlab.calls(VERIFY), 1);
     command(&root, &gitlab, &[], &[&trusted]).converged();
+
+    // Issue 12, item 7: gitlab-runner trusts the CA too: it is where gitlab-runner looks
+    // (`certs/HOST.crt` beside config.toml) and the entry names it as gitlab-runner sees it.
+    let copied = root
+        .read("/srv/gitlab-runner/certs/127.0.0.1.crt")
+        .expect("the CA beside config.toml");
+    assert_eq!(copied, crate::gitlab_server::test_ca_pem());
+    let parsed: toml::Table = toml::from_str(&root.read(CONFIG).unwrap()).unwrap();
+    let entry = parsed["runners"].as_array().unwrap()[0].as_table().unwrap();
+    assert_eq!(
+        entry["tls-ca-file"].as_str(),
+        Some("/srv/gitlab-runner/certs/127.0.0.1.crt"),
+        "no runner container in this profile: gitlab-runner runs on the host"
+    );
 }
 
 /// Every string that must never leave config.toml (and the token files themselves).

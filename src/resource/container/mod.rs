@@ -41,6 +41,7 @@ use crate::{
         docker_object::{self, Labelled, ObjectName, ObjectNames, Observed},
         journal,
         profile::Profile,
+        runner::config::RunnerConfig,
     },
 };
 use apply::{is_socket_path, run};
@@ -69,6 +70,9 @@ pub(crate) struct Container {
     dependencies: Vec<ResourceId>,
     /// Containers in its `after` that write a named volume this one mounts read-only.
     producers: Vec<(ObjectName, ObjectName)>,
+    /// It runs gitlab-runner on the profile's config.toml (it bind-mounts its directory), so
+    /// it restarts when a key gitlab-runner reads only at start changed.
+    runs_gitlab_runner: bool,
 }
 
 /// What apply does for a container.
@@ -132,6 +136,8 @@ impl Container {
         for volume in spec.volume_names() {
             dependencies.push(ResourceId::new(Kind::Volume, volume.as_str()));
         }
+        let runs_gitlab_runner =
+            profile.runner.is_declared() && profile.runner.mounted_by(&spec.mounts);
         let mut producers = Vec::new();
         for before in &spec.after {
             dependencies.push(ResourceId::new(Kind::Container, before.as_str()));
@@ -159,6 +165,7 @@ impl Container {
             adopt,
             dependencies,
             producers,
+            runs_gitlab_runner,
         }
     }
 
@@ -436,6 +443,38 @@ impl Container {
                     self.id(),
                     Action::Restart,
                     format!("`container/{producer}` is new and writes volume `{volume}`, which this container reads"),
+                ),
+                ContainerOp::Restart {
+                    stop_timeout: Self::stop_timeout(live),
+                },
+            );
+            return;
+        }
+        let read_at_start = if self.runs_gitlab_runner {
+            RunnerConfig::read_at_start_changed_in(earlier)
+        } else {
+            Vec::new()
+        };
+        if !read_at_start.is_empty() {
+            let drained = match (&self.spec.stop_signal, self.spec.stop_timeout) {
+                (Some(signal), Some(timeout)) => {
+                    format!(", drained: {signal}, up to {timeout} s for running jobs")
+                }
+                (Some(signal), None) => format!(", drained: {signal}"),
+                _ => String::new(),
+            };
+            diff.push(
+                Change::new(
+                    self.id(),
+                    Action::Restart,
+                    format!(
+                        "config.toml changed {}, which gitlab-runner reads only when it starts{drained}",
+                        read_at_start
+                            .iter()
+                            .map(|key| format!("`{key}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 ),
                 ContainerOp::Restart {
                     stop_timeout: Self::stop_timeout(live),

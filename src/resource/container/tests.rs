@@ -700,3 +700,53 @@ fn an_interrupted_replacement_is_finished_or_undone() {
         "a container someone else named so is not berth's"
     );
 }
+
+/// Issue 12, item 8: a key gitlab-runner reads only at start restarts the container that runs
+/// it on the profile's config.toml, drained with its stop signal; a reloaded key does not.
+#[test]
+fn the_runner_container_restarts_for_a_key_gitlab_runner_reads_only_at_start() {
+    use crate::plan::FieldChange;
+    let declared = profile("[runner]\nlisten_address = \":9252\"\n");
+    let runner = container(&declared, "gitlab-runner", false);
+    let config_change = |path: &str| {
+        Change::new(
+            ResourceId::singleton(Kind::RunnerConfig),
+            Action::Update,
+            "",
+        )
+        .with_fields(vec![FieldChange::new(
+            path,
+            None,
+            Some(Json::from(":9252")),
+        )])
+    };
+    let diff = runner.diff(
+        &seen(&runner, Some(live(&runner))),
+        &Earlier::from_changes(vec![config_change("listen_address")]),
+    );
+    assert_eq!(
+        told(&diff),
+        [
+            "restart config.toml changed `listen_address`, which gitlab-runner reads only when it starts, drained: SIGQUIT, up to 3600 s for running jobs"
+        ]
+    );
+    assert!(matches!(
+        diff.changes[0].1,
+        Some(ContainerOp::Restart { stop_timeout: 3660 })
+    ));
+    let reloaded = runner.diff(
+        &seen(&runner, Some(live(&runner))),
+        &Earlier::from_changes(vec![config_change("concurrent")]),
+    );
+    assert!(reloaded.changes.is_empty());
+    // The dind container does not run gitlab-runner.
+    let dind = container(&declared, "gitlab-dind", false);
+    assert!(
+        dind.diff(
+            &seen(&dind, Some(live(&dind))),
+            &Earlier::from_changes(vec![config_change("listen_address")])
+        )
+        .changes
+        .is_empty()
+    );
+}

@@ -1,6 +1,6 @@
 //! What dockerd accepts at the top level of daemon.json: which keys exist in which dockerd
-//! version, the shape of the values dockerd insists on, and registry mirrors checked the way
-//! dockerd checks them. dockerd refuses to start on a daemon.json it cannot read, so a profile
+//! version, which of them it re-reads on SIGHUP (reload) in which version, the shape of the
+//! values dockerd insists on, and registry mirrors checked the way dockerd checks them. dockerd refuses to start on a daemon.json it cannot read, so a profile
 //! is checked against this before the file is written.
 //!
 //! Pure: no I/O; values come as `toml::Value`, errors as [`KeyProblem`]s that the `[docker]`
@@ -102,6 +102,20 @@ pub(crate) fn known_in(key: &str, version: DockerdVersion) -> bool {
     entry(key).is_some_and(|known| known.in_version(version))
 }
 
+/// Whether the given dockerd applies a change of `key` on SIGHUP, without a restart. With the
+/// version unknown, only a key every version in the table reloads counts. A key the table does
+/// not know is taken to need a restart: a restart always applies it.
+pub(crate) fn reloadable_in(key: &str, version: Option<DockerdVersion>) -> bool {
+    let Some(known) = entry(key) else {
+        return false;
+    };
+    match (known.reload, version) {
+        (None, _) => false,
+        (Some(since), Some(version)) => known.in_version(version) && version.max(OLDEST) >= since,
+        (Some(since), None) => since <= known.since,
+    }
+}
+
 /// Masks credentials in a URL for printing: `https://user:pw@mirror.example` becomes
 /// `https://***@mirror.example`. Everything up to the last `@` is masked, so a password with a
 /// `/`, `?`, `#` or `@` in it does not leak either.
@@ -143,11 +157,26 @@ pub(crate) fn redact_url_credentials(url: &str) -> String {
 // and are ignored after that.
 //
 // Windows-only keys are left out: berth provisions Linux hosts.
+//
+// `reload` is the first release whose SIGHUP applies the key (`.reload(..)` below); a key without
+// it is read only when dockerd starts, so changing it means a restart. Read (names only) from
+// `Daemon.Reload` in moby's `daemon/reload.go`, which lists the reload steps, and the
+// `IsValueSet("...")` checks in each step there and in `daemon/reload_unix.go`
+// (`reloadPlatform`: runtimes, default-runtime, default-shm-size, default-ipc-mode,
+// default-cgroupns-mode), plus `authorization-plugins`, reloaded by the daemon command's reload
+// callback (`cmd/dockerd/daemon.go`, `daemon/command/daemon.go` in 29.x), at the same tags as
+// the keys: `reloadClusterDiscovery` (cluster-*) is gone in 23.0, `reloadNRI` (nri-opts) came in
+// 29.2, `reloadDefaultStopTimeout` in 29.7. `features` has a reload step, but it only records
+// the new value: what features switch (the containerd image store, buildkit) is set up at
+// start, so a reload reports success and the change lands at the next restart (for
+// `containerd-snapshotter`: images and containers seem to vanish then). berth restarts for it.
 
 struct KnownKey {
     name: &'static str,
     since: DockerdVersion,
     until: Option<DockerdVersion>,
+    /// The first version that applies a change of the key on SIGHUP; `None`: only at start.
+    reload: Option<DockerdVersion>,
 }
 
 impl KnownKey {
@@ -166,6 +195,7 @@ const fn key(name: &'static str, since: DockerdVersion) -> KnownKey {
         name,
         since,
         until: None,
+        reload: None,
     }
 }
 
@@ -174,6 +204,22 @@ const fn gone(name: &'static str, since: DockerdVersion, until: DockerdVersion) 
         name,
         since,
         until: Some(until),
+        reload: None,
+    }
+}
+
+impl KnownKey {
+    /// dockerd applies the key on SIGHUP from the release it appeared in.
+    const fn reload(self) -> Self {
+        let since = self.since;
+        self.reload_from(since)
+    }
+
+    const fn reload_from(self, since: DockerdVersion) -> Self {
+        Self {
+            reload: Some(since),
+            ..self
+        }
     }
 }
 
@@ -184,9 +230,9 @@ const NEWEST: DockerdVersion = v(29, 7);
 
 const KEYS: &[KnownKey] = &[
     key("allow-direct-routing", v(28, 2)),
-    gone("allow-nondistributable-artifacts", v(20, 10), v(28, 1)),
+    gone("allow-nondistributable-artifacts", v(20, 10), v(28, 1)).reload(),
     gone("api-cors-header", v(20, 10), v(28, 0)),
-    key("authorization-plugins", v(20, 10)),
+    key("authorization-plugins", v(20, 10)).reload(),
     key("bip", v(20, 10)),
     key("bip6", v(28, 0)),
     key("bridge", v(20, 10)),
@@ -194,9 +240,9 @@ const KEYS: &[KnownKey] = &[
     key("builder", v(20, 10)),
     key("cdi-spec-dirs", v(25, 0)),
     key("cgroup-parent", v(20, 10)),
-    gone("cluster-advertise", v(20, 10), v(23, 0)),
-    gone("cluster-store", v(20, 10), v(23, 0)),
-    gone("cluster-store-opts", v(20, 10), v(23, 0)),
+    gone("cluster-advertise", v(20, 10), v(23, 0)).reload(),
+    gone("cluster-store", v(20, 10), v(23, 0)).reload(),
+    gone("cluster-store-opts", v(20, 10), v(23, 0)).reload(),
     key("containerd", v(20, 10)),
     key("containerd-namespace", v(20, 10)),
     key("containerd-plugin-namespace", v(20, 10)),
@@ -204,17 +250,17 @@ const KEYS: &[KnownKey] = &[
     key("cpu-rt-runtime", v(20, 10)),
     key("cri-containerd", v(20, 10)),
     key("data-root", v(20, 10)),
-    key("debug", v(20, 10)),
+    key("debug", v(20, 10)).reload(),
     key("default-address-pools", v(20, 10)),
-    key("default-cgroupns-mode", v(20, 10)),
+    key("default-cgroupns-mode", v(20, 10)).reload(),
     key("default-gateway", v(20, 10)),
     key("default-gateway-v6", v(20, 10)),
     key("default-init", v(20, 10)),
-    key("default-ipc-mode", v(20, 10)),
+    key("default-ipc-mode", v(20, 10)).reload(),
     key("default-network-opts", v(24, 0)),
-    key("default-runtime", v(20, 10)),
-    key("default-shm-size", v(20, 10)),
-    key("default-stop-timeout", v(29, 7)),
+    key("default-runtime", v(20, 10)).reload(),
+    key("default-shm-size", v(20, 10)).reload(),
+    key("default-stop-timeout", v(29, 7)).reload(),
     key("default-ulimits", v(20, 10)),
     gone("deprecated-key-path", v(20, 10), v(24, 0)),
     key("dns", v(20, 10)),
@@ -235,7 +281,7 @@ const KEYS: &[KnownKey] = &[
     key("icc", v(20, 10)),
     key("init", v(20, 10)),
     key("init-path", v(20, 10)),
-    key("insecure-registries", v(20, 10)),
+    key("insecure-registries", v(20, 10)).reload(),
     key("ip", v(20, 10)),
     key("ip-forward", v(20, 10)),
     key("ip-forward-no-drop", v(28, 0)),
@@ -243,34 +289,34 @@ const KEYS: &[KnownKey] = &[
     key("ip6tables", v(20, 10)),
     key("iptables", v(20, 10)),
     key("ipv6", v(20, 10)),
-    key("labels", v(20, 10)),
-    key("live-restore", v(20, 10)),
+    key("labels", v(20, 10)).reload(),
+    key("live-restore", v(20, 10)).reload(),
     key("log-driver", v(20, 10)),
     key("log-format", v(25, 0)),
     key("log-level", v(20, 10)),
     key("log-opts", v(20, 10)),
-    key("max-concurrent-downloads", v(20, 10)),
-    key("max-concurrent-uploads", v(20, 10)),
-    key("max-download-attempts", v(20, 10)),
+    key("max-concurrent-downloads", v(20, 10)).reload(),
+    key("max-concurrent-uploads", v(20, 10)).reload(),
+    key("max-download-attempts", v(20, 10)).reload(),
     key("metrics-addr", v(20, 10)),
     key("min-api-version", v(29, 0)),
     key("mtu", v(20, 10)),
     key("network-control-plane-mtu", v(20, 10)),
-    key("network-diagnostic-port", v(20, 10)),
+    key("network-diagnostic-port", v(20, 10)).reload(),
     key("no-new-privileges", v(20, 10)),
     key("node-generic-resources", v(20, 10)),
-    key("nri-opts", v(29, 2)),
+    key("nri-opts", v(29, 2)).reload(),
     gone("oom-score-adjust", v(20, 10), v(25, 0)),
     key("pidfile", v(20, 10)),
     key("proxies", v(23, 0)),
     key("raw-logs", v(20, 10)),
-    key("registry-mirrors", v(20, 10)),
+    key("registry-mirrors", v(20, 10)).reload(),
     key("resolv-conf", v(20, 10)),
     key("rootless", v(20, 10)),
-    key("runtimes", v(20, 10)),
+    key("runtimes", v(20, 10)).reload(),
     key("seccomp-profile", v(20, 10)),
     key("selinux-enabled", v(20, 10)),
-    key("shutdown-timeout", v(20, 10)),
+    key("shutdown-timeout", v(20, 10)).reload(),
     key("storage-driver", v(20, 10)),
     key("storage-opts", v(20, 10)),
     key("swarm-default-advertise-addr", v(20, 10)),

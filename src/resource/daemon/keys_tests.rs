@@ -431,3 +431,32 @@ fn the_table_is_sorted_unique_and_within_its_versions() {
         assert!(entry(other).is_some(), "{name} -> {other}");
     }
 }
+
+/// Issue 12, items 1 and 2: the reload column of the table.
+#[test]
+fn reloadable_keys_follow_the_dockerd_version() {
+    let at = |major, minor| Some(v(major, minor));
+    for key in [
+        "default-shm-size",
+        "default-ipc-mode",
+        "default-cgroupns-mode",
+        "network-diagnostic-port",
+        "registry-mirrors",
+        "runtimes",
+        "authorization-plugins",
+    ] {
+        assert!(reloadable_in(key, at(20, 10)), "{key}");
+        assert!(reloadable_in(key, None), "{key}");
+    }
+    assert!(!reloadable_in("features", at(20, 10)));
+    assert!(!reloadable_in("features", at(29, 7)));
+    assert!(!reloadable_in("features", None));
+    assert!(!reloadable_in("nri-opts", at(29, 1)));
+    assert!(reloadable_in("nri-opts", at(29, 2)));
+    assert!(reloadable_in("default-stop-timeout", at(29, 7)));
+    assert!(!reloadable_in("default-stop-timeout", at(28, 5)));
+    assert!(reloadable_in("cluster-store", at(20, 10)));
+    assert!(!reloadable_in("cluster-store", at(23, 0)), "gone in 23.0");
+    assert!(!reloadable_in("mtu", at(29, 7)));
+    assert!(!reloadable_in("no-such-key", None));
+}

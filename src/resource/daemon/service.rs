@@ -23,28 +23,11 @@ use crate::{
         Context, Earlier, Resource,
         daemon::DockerSettings,
         daemon::config::{ConfigChange, DaemonConfig, StorageFacts},
+        daemon::keys::{self, DockerdVersion},
         daemon::restart::RestartIntent,
         journal,
     },
 };
-
-/// daemon.json keys dockerd applies on SIGHUP; any other key needs a restart.
-const RELOADABLE_KEYS: &[&str] = &[
-    "debug",
-    "labels",
-    "live-restore",
-    "max-concurrent-downloads",
-    "max-concurrent-uploads",
-    "max-download-attempts",
-    "default-runtime",
-    "runtimes",
-    "authorization-plugins",
-    "allow-nondistributable-artifacts",
-    "insecure-registries",
-    "registry-mirrors",
-    "shutdown-timeout",
-    "features",
-];
 
 pub(crate) struct DaemonService {
     pub(super) config: HostPath,
@@ -108,8 +91,14 @@ impl DaemonService {
             .collect()
     }
 
-    fn restart_or_reload<'a>(mut keys: impl Iterator<Item = &'a str>) -> (Action, Command) {
-        if keys.all(|key| RELOADABLE_KEYS.contains(&key)) {
+    /// A reload when the running dockerd re-reads every changed key on SIGHUP (the key table
+    /// in [`keys`], per dockerd version), a restart otherwise.
+    fn restart_or_reload<'a>(
+        info: &DaemonInfo,
+        mut keys: impl Iterator<Item = &'a str>,
+    ) -> (Action, Command) {
+        let version = DockerdVersion::parse(&info.server_version);
+        if keys.all(|key| keys::reloadable_in(key, version)) {
             (Action::Reload, Command::Reload)
         } else {
             (Action::Restart, Command::Restart)
@@ -251,15 +240,17 @@ impl Resource for DaemonService {
                 .map(|(key, _)| key.as_str())
                 .collect();
             let detail = format!("{} changed", keys.join(", "));
-            let (action, command) = Self::restart_or_reload(keys.into_iter());
+            let (action, command) = Self::restart_or_reload(info, keys.into_iter());
             (Change::new(self.id(), action, detail), command, None)
         } else {
             let mismatches = mismatches(info, &expected);
             if mismatches.is_empty() {
                 return diff;
             }
-            let (action, command) =
-                Self::restart_or_reload(mismatches.iter().map(|mismatch| mismatch.key.as_str()));
+            let (action, command) = Self::restart_or_reload(
+                info,
+                mismatches.iter().map(|mismatch| mismatch.key.as_str()),
+            );
             let change = Change::new(
                 self.id(),
                 action,
@@ -505,6 +496,86 @@ mod tests {
         assert_eq!(
             actions(resource.diff(&observed, &Earlier::from_changes(vec![both]))),
             [(Action::Restart, "registry-mirrors, mtu changed".into())]
+        );
+    }
+
+    fn planned_action(resource: &DaemonService, info: DaemonInfo, key: &str) -> Action {
+        let change = config_change(&[(key, json!(true))]);
+        let diff = resource.diff(
+            &running(info, json!({})),
+            &Earlier::from_changes(vec![change]),
+        );
+        diff.changes[0].0.action
+    }
+
+    /// Issue 12, item 1: dockerd reads `features` (the containerd image store) only at start.
+    #[test]
+    fn a_features_change_restarts_with_the_live_restore_warning() {
+        let resource = daemon(json!({"features": {"containerd-snapshotter": true}}));
+        let mut info = overlay2();
+        info.containers_running = 1;
+        let change = config_change(&[("features", json!({"containerd-snapshotter": true}))]);
+        let diff = resource.diff(
+            &running(info, json!({})),
+            &Earlier::from_changes(vec![change]),
+        );
+        let (change, op) = &diff.changes[0];
+        assert_eq!(change.action, Action::Restart);
+        assert!(matches!(
+            op,
+            Some(DaemonOp::Run {
+                command: Command::Restart,
+                ..
+            })
+        ));
+        assert_eq!(
+            change.warnings,
+            [
+                "the restart stops 1 running container (live-restore is off); those with a restart policy start again"
+            ]
+        );
+    }
+
+    /// Issue 12, item 2: what the running dockerd reloads follows its version.
+    #[test]
+    fn reloadable_keys_follow_the_running_dockerd_version() {
+        let resource = daemon(json!({}));
+        let version = |server_version: &str| DaemonInfo {
+            server_version: server_version.into(),
+            ..overlay2()
+        };
+        for key in [
+            "default-shm-size",
+            "default-ipc-mode",
+            "default-cgroupns-mode",
+            "network-diagnostic-port",
+        ] {
+            assert_eq!(
+                planned_action(&resource, version("20.10.24+dfsg1"), key),
+                Action::Reload,
+                "{key}"
+            );
+        }
+        assert_eq!(
+            planned_action(&resource, version("29.7.1"), "default-stop-timeout"),
+            Action::Reload
+        );
+        assert_eq!(
+            planned_action(&resource, version("29.2.0"), "nri-opts"),
+            Action::Reload
+        );
+        assert_eq!(
+            planned_action(&resource, version("29.1.5"), "nri-opts"),
+            Action::Restart,
+            "29.1 has no reloadNRI"
+        );
+        assert_eq!(
+            planned_action(&resource, version("20.10.24"), "cluster-store"),
+            Action::Reload
+        );
+        assert_eq!(
+            planned_action(&resource, version("20.10.24"), "mtu"),
+            Action::Restart
         );
     }
 

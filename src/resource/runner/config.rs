@@ -15,6 +15,7 @@
 //! parse is never overwritten. Diffs show every token as `"***"`.
 
 use anyhow::Result;
+use serde_json::Value as Json;
 use toml_edit::DocumentMut;
 
 use crate::{
@@ -37,6 +38,8 @@ pub(crate) struct RunnerConfig {
     path: HostPath,
     globals: toml::Table,
     runners: Vec<Declared>,
+    /// The private CAs of the runners' GitLabs, placed where gitlab-runner looks for them.
+    certificates: Vec<Certificate>,
 }
 
 struct Declared {
@@ -45,9 +48,28 @@ struct Declared {
     settings: toml::Table,
 }
 
+/// A runner's `tls_ca_file`, copied to `certs/HOST.crt` beside config.toml: where gitlab-runner
+/// looks for a GitLab's CA (`network/client.go`: `CertificateDirectory`, `HOST.crt`), and what
+/// the entry's `tls-ca-file` names as gitlab-runner sees it. Without it berth registers fine
+/// against a GitLab with a private CA, but gitlab-runner cannot poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Certificate {
+    source: HostPath,
+    target: HostPath,
+}
+
+/// A certificate's source and copy as they are.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CertificateState {
+    source: Option<String>,
+    target: Option<String>,
+}
+
 pub(crate) struct ConfigTomlState {
     /// The file as it is, parsed; `None` when it does not exist.
     current: Option<(String, DocumentMut)>,
+    /// Each of [`RunnerConfig::certificates`], in order.
+    certificates: Vec<CertificateState>,
     mode: Option<FileMode>,
     /// Why the file could not be read by this user (`plan` as non-root), if so.
     unreadable: Option<String>,
@@ -61,19 +83,77 @@ struct Planned {
 
 impl RunnerConfig {
     pub(crate) fn new(settings: &RunnerSettings) -> Self {
+        let directory = settings.config.parent();
+        let mut certificates = Vec::new();
+        let mut runners = Vec::new();
+        for runner in &settings.runners {
+            let mut entry = runner.settings.clone();
+            if let (Some(source), Some(directory), Some(host)) =
+                (&runner.tls_ca_file, &directory, url_host(&runner.url))
+            {
+                let file = format!("certs/{host}.crt");
+                let certificate = Certificate {
+                    source: source.clone(),
+                    target: directory.join(&file),
+                };
+                if !certificates.contains(&certificate) {
+                    certificates.push(certificate);
+                }
+                if let Some(seen) = &settings.seen_directory
+                    && !entry.contains_key("tls-ca-file")
+                {
+                    entry.insert(
+                        "tls-ca-file".into(),
+                        toml::Value::String(format!("{seen}/{file}")),
+                    );
+                }
+            }
+            runners.push(Declared {
+                name: runner.name.clone(),
+                url: runner.url.clone(),
+                settings: entry,
+            });
+        }
         Self {
             path: settings.config.clone(),
             globals: settings.globals.clone(),
-            runners: settings
-                .runners
-                .iter()
-                .map(|runner| Declared {
-                    name: runner.name.clone(),
-                    url: runner.url.clone(),
-                    settings: runner.settings.clone(),
-                })
-                .collect(),
+            runners,
+            certificates,
         }
+    }
+
+    /// The certificates whose copy differs from their source, with the change each makes.
+    fn certificate_updates(
+        &self,
+        observed: &ConfigTomlState,
+        diff: &mut Diff<MergeConfigToml>,
+    ) -> (Vec<FieldChange>, Vec<(HostPath, String)>) {
+        let mut fields = Vec::new();
+        let mut writes = Vec::new();
+        for (certificate, state) in self.certificates.iter().zip(&observed.certificates) {
+            let Some(source) = &state.source else {
+                diff.warn(format!(
+                    "`tls_ca_file` `{}` does not exist: gitlab-runner gets no CA for its GitLab",
+                    certificate.source
+                ));
+                continue;
+            };
+            if state.target.as_ref() == Some(source) {
+                continue;
+            }
+            let fingerprint = |text: &str| {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(text.as_bytes());
+                Json::from(format!("sha256:{}", &hex::encode(digest)[..16]))
+            };
+            fields.push(FieldChange::new(
+                certificate.target.to_string(),
+                state.target.as_deref().map(fingerprint),
+                Some(fingerprint(source)),
+            ));
+            writes.push((certificate.target.clone(), source.clone()));
+        }
+        (fields, writes)
     }
 
     /// The file with the profile's keys merged in; `None` when nothing would change.
@@ -122,6 +202,38 @@ impl RunnerConfig {
     }
 }
 
+/// Global keys gitlab-runner reads only when it starts (`commands/multi.go`, 17.11: `run` sets
+/// up the metrics and debug server from `listen_address` and the session server from
+/// `[session_server]` once; `reloadConfig` re-reads the log level and format, `concurrent`,
+/// `check_interval`, `sentry_dsn`, `connection_max_age` and the runners, but not these).
+const READ_AT_START: &[&str] = &["listen_address", "session_server"];
+
+impl RunnerConfig {
+    pub(crate) fn id() -> ResourceId {
+        ResourceId::singleton(Kind::RunnerConfig)
+    }
+
+    /// The keys gitlab-runner reads only at start that this run changed (apply) or would
+    /// change (plan) in config.toml, from the change `runner-config` listed in `earlier`:
+    /// the container that runs gitlab-runner restarts for them.
+    pub(crate) fn read_at_start_changed_in(earlier: &Earlier) -> Vec<String> {
+        earlier
+            .of(&Self::id())
+            .flat_map(|change| &change.fields)
+            .filter(|field| {
+                READ_AT_START.iter().any(|key| {
+                    field.path == *key
+                        || field
+                            .path
+                            .strip_prefix(key)
+                            .is_some_and(|rest| rest.starts_with('.'))
+                })
+            })
+            .map(|field| field.path.clone())
+            .collect()
+    }
+}
+
 /// What apply does to config.toml: merge the profile's keys into the file as it is then (the
 /// runner's registration may have written an entry since it was observed, and gitlab-runner
 /// may have rotated a token), and make it mode 0600.
@@ -129,6 +241,8 @@ impl RunnerConfig {
 pub(crate) struct MergeConfigToml {
     /// Runners registered earlier in this run, whose entries get the profile's settings too.
     registered: Vec<String>,
+    /// CA certificates to place beside config.toml (`certs/HOST.crt`), with their text.
+    certificates: Vec<(HostPath, String)>,
 }
 
 impl Resource for RunnerConfig {
@@ -136,7 +250,7 @@ impl Resource for RunnerConfig {
     type Op = MergeConfigToml;
 
     fn id(&self) -> ResourceId {
-        ResourceId::singleton(Kind::RunnerConfig)
+        Self::id()
     }
 
     fn observe(&self, context: &Context) -> Result<ConfigTomlState> {
@@ -146,14 +260,27 @@ impl Resource for RunnerConfig {
                 read(context.host, &self.path)?,
             ))
         };
-        match read_both() {
-            Ok((mode, current)) => Ok(ConfigTomlState {
+        let read_certificates = || -> Result<Vec<CertificateState>> {
+            self.certificates
+                .iter()
+                .map(|certificate| {
+                    Ok(CertificateState {
+                        source: context.host.read_optional(&certificate.source)?,
+                        target: context.host.read_optional(&certificate.target)?,
+                    })
+                })
+                .collect()
+        };
+        match read_both().and_then(|(mode, current)| Ok((mode, current, read_certificates()?))) {
+            Ok((mode, current, certificates)) => Ok(ConfigTomlState {
                 current,
+                certificates,
                 mode,
                 unreadable: None,
             }),
             Err(error) if host::permission_denied(&error) => Ok(ConfigTomlState {
                 current: None,
+                certificates: Vec::new(),
                 mode: None,
                 unreadable: Some(format!("{error:#}")),
             }),
@@ -179,7 +306,8 @@ impl Resource for RunnerConfig {
         let mode_wrong = observed
             .mode
             .is_some_and(|FileMode(mode)| mode != FILE_MODE);
-        if planned.is_none() && !mode_wrong {
+        let (certificate_fields, certificates) = self.certificate_updates(observed, &mut diff);
+        if planned.is_none() && !mode_wrong && certificates.is_empty() {
             return diff;
         }
         let action = if observed.current.is_some() {
@@ -214,13 +342,29 @@ impl Resource for RunnerConfig {
                 );
             }
         }
-        diff.push(change.with_fields(fields), MergeConfigToml { registered });
+        if change.diff.is_none() && !mode_wrong {
+            change.detail = format!("{} (the CA certificate of its GitLab beside it)", self.path);
+        }
+        fields.extend(certificate_fields);
+        diff.push(
+            change.with_fields(fields),
+            MergeConfigToml {
+                registered,
+                certificates,
+            },
+        );
         diff
     }
 
     fn apply(&self, context: &Context, op: &MergeConfigToml) -> Result<()> {
         // Read again: gitlab-runner may have rewritten the file (a token rotation) since.
         let current = read(context.host, &self.path)?;
+        for (target, text) in &op.certificates {
+            if let Some(dir) = target.parent() {
+                context.host.ensure_dir(&dir, DIR_MODE)?;
+            }
+            context.host.write_atomic(target, text.as_bytes(), 0o644)?;
+        }
         if let Some(planned) = self.planned(current.as_ref(), &op.registered) {
             write(context.host, &self.path, &planned.text)?;
         }
@@ -233,6 +377,15 @@ impl Resource for RunnerConfig {
         }
         Ok(())
     }
+}
+
+/// The host of a GitLab URL, as gitlab-runner names its CA file after it (`url.Host` up to the
+/// first `:`).
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next()?;
+    let host = authority.split(':').next()?;
+    (!host.is_empty()).then_some(host)
 }
 
 /// The warning for what could not be read.
@@ -260,7 +413,7 @@ pub(crate) fn write(host: &Host, path: &HostPath, text: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::host_path;
+    use crate::{host::host_path, resource::runner::section::RunnerSettings};
 
     fn resource(globals: &str, runners: &[(&str, &str, &str)]) -> RunnerConfig {
         RunnerConfig {
@@ -274,11 +427,13 @@ mod tests {
                     settings: toml::from_str(settings).unwrap(),
                 })
                 .collect(),
+            certificates: Vec::new(),
         }
     }
 
     fn state(text: Option<&str>, mode: u32) -> ConfigTomlState {
         ConfigTomlState {
+            certificates: Vec::new(),
             current: text.map(|text| {
                 (
                     text.to_owned(),
@@ -353,6 +508,79 @@ mod tests {
             resource.diff(&state(None, 0), &Earlier::from_changes(vec![refused])),
             Diff::none()
         );
+    }
+
+    /// Issue 12, item 7: a private GitLab CA reaches gitlab-runner, not only berth's client.
+    #[test]
+    fn a_private_ca_is_placed_for_gitlab_runner_and_named_in_the_entry() {
+        let mut settings = RunnerSettings {
+            seen_directory: Some("/etc/gitlab-runner".into()),
+            ..RunnerSettings::default()
+        };
+        settings
+            .runners
+            .push(crate::resource::runner::section::RunnerSpec {
+                name: "r".into(),
+                url: "https://g.example:8443/".into(),
+                token: crate::resource::runner::section::TokenSource::Authentication {
+                    file: host_path("/t"),
+                },
+                tls_ca_file: Some(host_path("/etc/berth/ca.pem")),
+                delete_on_remove: false,
+                settings: toml::from_str("executor = \"shell\"\n").unwrap(),
+                runner_image: None,
+            });
+        let resource = RunnerConfig::new(&settings);
+        let file = "[[runners]]\n  name = \"r\"\n  url = \"https://g.example:8443/\"\n  id = 1\n  token = \"glrt-x\"\n  executor = \"shell\"\n";
+        let mut observed = state(Some(file), 0o600);
+        observed.certificates = vec![CertificateState {
+            source: Some("-----BEGIN CERTIFICATE-----\n".into()),
+            target: None,
+        }];
+        let diff = resource.diff(&observed, &Earlier::default());
+        let (change, op) = &diff.changes[0];
+        assert!(
+            change
+                .diff
+                .as_deref()
+                .unwrap()
+                .contains("+  tls-ca-file = \"/etc/gitlab-runner/certs/g.example.crt\""),
+            "{:?}",
+            change.diff
+        );
+        assert!(
+            change
+                .fields
+                .iter()
+                .any(|field| field.path == "/srv/gitlab-runner/certs/g.example.crt")
+        );
+        assert_eq!(
+            op.as_ref().unwrap().certificates,
+            [(
+                host_path("/srv/gitlab-runner/certs/g.example.crt"),
+                "-----BEGIN CERTIFICATE-----\n".to_owned()
+            )]
+        );
+    }
+
+    /// Issue 12, item 8: the keys gitlab-runner reads only at start are named for the runner
+    /// container; the others it reloads by itself.
+    #[test]
+    fn keys_read_only_at_start_are_told_apart() {
+        let restarting = resource(
+            "concurrent = 8\nlisten_address = \":9252\"\n[session_server]\nlisten_address = \"[::]:8093\"\n",
+            &[],
+        );
+        let diff = restarting.diff(&state(Some(FILE), 0o600), &Earlier::default());
+        let earlier = Earlier::from_changes(vec![diff.changes[0].0.clone()]);
+        assert_eq!(
+            RunnerConfig::read_at_start_changed_in(&earlier),
+            ["listen_address", "session_server.listen_address"]
+        );
+        let reloaded = resource("concurrent = 8\n", &[]);
+        let diff = reloaded.diff(&state(Some(FILE), 0o600), &Earlier::default());
+        let earlier = Earlier::from_changes(vec![diff.changes[0].0.clone()]);
+        assert!(RunnerConfig::read_at_start_changed_in(&earlier).is_empty());
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //!
 //! Transport: HTTPS with the system's CA certificates plus an optional per-runner CA file (a
 //! self-signed GitLab), connect and overall timeouts, no redirects (a redirect would carry the
-//! token to another URL), and a bounded retry with backoff. A call that may create something
+//! token to another URL), and a bounded retry with backoff. A 429 is retried after the
+//! `Retry-After` GitLab sends (60 s while it runs database migrations, `check_if_backoff_required!`
+//! in `lib/api/ci/helpers/runner.rb`), as gitlab-runner's `network/retry_requester.go` does,
+//! within [`MAX_RATE_LIMIT_WAIT`]. A call that may create something
 //! (`POST /runners`, `POST /user/runners`) is retried only when the request surely never reached
 //! GitLab, so a flaky proxy can never register a runner twice.
 //!
@@ -33,6 +36,10 @@ const ATTEMPTS: u32 = 4;
 /// The wait before the first retry; it doubles for each next one.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
+/// The longest berth waits in all, in one call, for the `Retry-After`s of 429 answers; a longer
+/// one fails the call now (the next run tries again) instead of holding the run.
+const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(120);
+
 /// What GitLab answered to a registration, verification or creation.
 #[derive(Debug, Clone)]
 pub(crate) struct Registration {
@@ -48,8 +55,70 @@ pub(crate) enum Deleted {
     Done,
     /// 403: GitLab knows no runner with this token (deleted in GitLab, or the token revoked).
     UnknownToken,
+    /// 403 `Runner is orphaned`: its project or group is gone; GitLab refuses every call with
+    /// its token, so nothing is left for this host to remove.
+    Orphaned,
     /// 404 from `DELETE /runners/managers`: no manager with this system ID.
     NoSuchManager,
+}
+
+/// What gitlab-runner tells GitLab about itself (`info` in `network/gitlab.go`'s
+/// `getRunnerInfo`), sent with verify and register in its name: GitLab creates the runner
+/// manager from the first call it sees and keeps its details for 40-55 minutes, so a verify
+/// without `info` leaves `cancel_gracefully` unset and cancelled jobs skip `after_script` that
+/// long (the comment on gitlab-runner's `VerifyRunner`, 19.x).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RunnerInfo {
+    /// The gitlab-runner version the runner container's image tag names (`v17.11.0` →
+    /// `17.11.0`); `None` when the tag names none (`latest`) or no container runs it.
+    pub version: Option<String>,
+    pub executor: Option<String>,
+    pub shell: Option<String>,
+}
+
+impl RunnerInfo {
+    fn to_json(&self) -> Json {
+        let mut info = json!({
+            "name": "gitlab-runner",
+            "platform": "linux",
+            "architecture": go_architecture(),
+            // gitlab-runner's own features (`getFeatures`, 17.11 and later); the executor's
+            // and shell's come with its first job request.
+            "features": {
+                "trace_reset": true,
+                "trace_checksum": true,
+                "trace_size": true,
+                "cancelable": true,
+                "cancel_gracefully": true,
+            },
+        });
+        for (key, value) in [
+            ("version", &self.version),
+            ("executor", &self.executor),
+            ("shell", &self.shell),
+        ] {
+            if let Some(value) = value {
+                info[key] = json!(value);
+            }
+        }
+        info
+    }
+}
+
+/// The gitlab-runner version in an image reference's tag: `gitlab/gitlab-runner:v17.11.0`,
+/// `…:alpine-v17.11.0`, `…:ubuntu-v17.11.0@sha256:…` give `17.11.0`; `latest` gives `None`.
+pub(crate) fn runner_version(image: &str) -> Option<String> {
+    let reference = image.split('@').next().unwrap_or(image);
+    let (_, tag) = reference
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))?;
+    let version = tag.rsplit('-').next()?.strip_prefix('v')?;
+    let parts: Vec<&str> = version.split('.').collect();
+    (parts.len() == 3
+        && parts
+            .iter()
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit())))
+    .then(|| version.to_owned())
 }
 
 /// A client for one GitLab instance.
@@ -88,6 +157,13 @@ impl Method {
 )]
 pub(crate) struct MayHaveArrived;
 
+/// A 429's `Retry-After`, and which attempt it answered.
+struct RateLimit<'a> {
+    retry_after: Option<&'a str>,
+    attempt: u32,
+    last: bool,
+}
+
 /// Whether a call may be repeated after an error that may have reached GitLab.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Repeatable {
@@ -123,8 +199,13 @@ impl GitLab {
 
     /// `POST /runners/verify`, as `gitlab-runner register --token glrt-...` does: checks the
     /// token and makes GitLab record this host (`system_id`) as one of the runner's managers.
-    pub(crate) fn verify(&self, token: &Secret, system_id: &str) -> Result<Registration> {
-        let body = json!({"token": token.expose(), "system_id": system_id});
+    pub(crate) fn verify(
+        &self,
+        token: &Secret,
+        system_id: &str,
+        info: &RunnerInfo,
+    ) -> Result<Registration> {
+        let body = json!({"token": token.expose(), "system_id": system_id, "info": info.to_json()});
         let answer = self.call(
             Method::Post,
             "runners/verify",
@@ -135,6 +216,7 @@ impl GitLab {
         )?;
         match answer.status {
             200 => registration(&answer.body, Some(token)),
+            403 if orphaned(&answer) => Err(self.refusal("runners/verify", &answer, &[token], ORPHANED_403)),
             403 => Err(self.refusal("runners/verify", &answer, &[token], "token invalid or revoked (403): check the runner authentication token; a glrt- token is shown once, when the runner is created in GitLab")),
             422 => Err(self.refusal("runners/verify", &answer, &[token], "runner is orphaned (422): its project or group is gone; create a new runner in GitLab")),
             _ => Err(self.unexpected("runners/verify", &answer, &[token])),
@@ -147,11 +229,12 @@ impl GitLab {
         registration_token: &Secret,
         description: &str,
         params: &ServerParams,
+        info: &RunnerInfo,
     ) -> Result<Registration> {
         let mut body = json!({
             "token": registration_token.expose(),
             "description": params.description.as_deref().unwrap_or(description),
-            "info": runner_info(),
+            "info": info.to_json(),
         });
         // gitlab-runner always sends these three; GitLab's own defaults differ from the runner's.
         body["run_untagged"] = json!(
@@ -237,6 +320,7 @@ impl GitLab {
         )?;
         match answer.status {
             204 | 200 => Ok(Deleted::Done),
+            403 if orphaned(&answer) => Ok(Deleted::Orphaned),
             403 => Ok(Deleted::UnknownToken),
             _ => Err(self.unexpected("runners", &answer, &[token])),
         }
@@ -256,6 +340,7 @@ impl GitLab {
         )?;
         match answer.status {
             204 | 200 => Ok(Deleted::Done),
+            403 if orphaned(&answer) => Ok(Deleted::Orphaned),
             403 => Ok(Deleted::UnknownToken),
             404 => Ok(Deleted::NoSuchManager),
             _ => Err(self.unexpected("runners/managers", &answer, &[token])),
@@ -279,7 +364,9 @@ impl GitLab {
         let url = self.url(endpoint);
         let text = body.to_string();
         let mut backoff = FIRST_BACKOFF;
+        let mut rate_limited = Duration::ZERO;
         for attempt in 1..=ATTEMPTS {
+            let mut wait = backoff;
             let last = attempt == ATTEMPTS;
             let mut request = match method {
                 Method::Post => self.agent.post(&url),
@@ -294,9 +381,37 @@ impl GitLab {
             match request.send(text.as_str()) {
                 Ok(mut response) => {
                     let status = response.status().as_u16();
+                    let retry_after = response
+                        .headers()
+                        .get("Retry-After")
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_owned);
                     let body = response.body_mut().read_to_string().unwrap_or_default();
-                    let retry = status == 429 || (status >= 500 && repeatable == Repeatable::Yes);
-                    if retry && !last {
+                    if status == 429 {
+                        let answer = Answer { status, body };
+                        let limit = RateLimit {
+                            retry_after: retry_after.as_deref(),
+                            attempt,
+                            last,
+                        };
+                        wait = self.rate_limited(
+                            endpoint,
+                            &answer,
+                            secrets,
+                            &limit,
+                            &mut rate_limited,
+                            backoff,
+                        )?;
+                        tracing::warn!(
+                            "{} {url} answered 429 (rate limited{}); trying again in {} ms",
+                            method.as_str(),
+                            retry_after
+                                .as_deref()
+                                .map(|seconds| format!(", Retry-After: {seconds} s"))
+                                .unwrap_or_default(),
+                            wait.as_millis()
+                        );
+                    } else if status >= 500 && repeatable == Repeatable::Yes && !last {
                         tracing::warn!(
                             "{} {url} answered {status}; trying again in {} ms",
                             method.as_str(),
@@ -341,10 +456,36 @@ impl GitLab {
                     );
                 }
             }
-            std::thread::sleep(backoff);
+            std::thread::sleep(wait);
             backoff *= 2;
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// How long to wait after a 429, adding a `Retry-After` to what this call waited; an error
+    /// when GitLab asks for more than berth waits or this was the last attempt.
+    fn rate_limited(
+        &self,
+        endpoint: &str,
+        answer: &Answer,
+        secrets: &[&Secret],
+        limit: &RateLimit<'_>,
+        waited: &mut Duration,
+        backoff: Duration,
+    ) -> Result<Duration> {
+        let asked = rate_limit_wait(limit.retry_after, *waited, backoff)
+            .map_err(|why| self.unexpected(endpoint, answer, secrets).context(why))?;
+        if limit.last {
+            return Err(self.unexpected(endpoint, answer, secrets).context(format!(
+                "GitLab was still rate-limiting after {} attempts ({} s waited for its Retry-After)",
+                limit.attempt,
+                waited.as_secs()
+            )));
+        }
+        if limit.retry_after.is_some() {
+            *waited += asked;
+        }
+        Ok(asked)
     }
 
     /// An answer GitLab gives on purpose, with the meaning berth knows for it.
@@ -385,17 +526,6 @@ fn add_server_params(body: &mut Json, params: &ServerParams) {
     }
 }
 
-/// What a registering client tells GitLab about itself. GitLab keeps only `name` from it at
-/// registration; gitlab-runner reports its own details with every job request afterwards.
-fn runner_info() -> Json {
-    json!({
-        "name": "berth",
-        "version": env!("CARGO_PKG_VERSION"),
-        "platform": std::env::consts::OS,
-        "architecture": go_architecture(),
-    })
-}
-
 /// The architecture as Go (and so GitLab's runner views) names it.
 fn go_architecture() -> &'static str {
     match std::env::consts::ARCH {
@@ -405,6 +535,37 @@ fn go_architecture() -> &'static str {
         "powerpc64" => "ppc64le",
         other => other,
     }
+}
+
+/// What berth says for GitLab's 403 `Runner is orphaned`.
+const ORPHANED_403: &str =
+    "runner is orphaned (403): its project or group is gone; create a new runner in GitLab";
+
+/// A 403 that is GitLab's `forbidden!('Runner is orphaned')` (`authenticate_runner!` with
+/// `reject_orphaned_runners`, GitLab 17.x on), not an unknown token.
+fn orphaned(answer: &Answer) -> bool {
+    gitlab_message(&answer.body).is_some_and(|message| message.contains("Runner is orphaned"))
+}
+
+/// How long to wait before repeating a call GitLab answered 429: its `Retry-After` (whole
+/// seconds, as GitLab and gitlab-runner read it), else the backoff. `Err` when GitLab asks for
+/// more than is left of [`MAX_RATE_LIMIT_WAIT`], saying how long it asked for.
+fn rate_limit_wait(
+    retry_after: Option<&str>,
+    waited: Duration,
+    backoff: Duration,
+) -> Result<Duration, String> {
+    let Some(seconds) = retry_after.and_then(|text| text.trim().parse::<u64>().ok()) else {
+        return Ok(backoff);
+    };
+    let asked = Duration::from_secs(seconds);
+    if waited + asked > MAX_RATE_LIMIT_WAIT {
+        return Err(format!(
+            "GitLab asks to retry after {seconds} s (Retry-After), more than berth waits in one run ({} s in all); the next run tries again",
+            MAX_RATE_LIMIT_WAIT.as_secs()
+        ));
+    }
+    Ok(asked)
 }
 
 /// Reads `RunnerRegistrationDetails`: `{"id": 1, "token": "...", "token_expires_at": null}`.
@@ -623,6 +784,70 @@ mod tests {
             format!("{error:#}").contains("failed to read `tls_ca_file` `/missing.pem`"),
             "{error:#}"
         );
+    }
+
+    /// Issue 12, item 6: GitLab's Retry-After is honoured within a bound.
+    #[test]
+    fn retry_after_is_honoured_within_the_bound() {
+        let backoff = Duration::from_millis(250);
+        assert_eq!(
+            rate_limit_wait(Some("60"), Duration::ZERO, backoff),
+            Ok(Duration::from_secs(60))
+        );
+        assert_eq!(rate_limit_wait(None, Duration::ZERO, backoff), Ok(backoff));
+        assert_eq!(
+            rate_limit_wait(Some("soon"), Duration::ZERO, backoff),
+            Ok(backoff)
+        );
+        let error = rate_limit_wait(Some("60"), Duration::from_secs(90), backoff).unwrap_err();
+        assert!(
+            error.starts_with("GitLab asks to retry after 60 s (Retry-After), more than berth waits in one run (120 s in all)"),
+            "{error}"
+        );
+        assert!(rate_limit_wait(Some("3600"), Duration::ZERO, backoff).is_err());
+    }
+
+    /// Issue 12, item 5: gitlab-runner's name and the version its image names.
+    #[test]
+    fn the_runner_info_names_gitlab_runner_and_its_image_version() {
+        for (image, version) in [
+            ("gitlab/gitlab-runner:v17.11.0", Some("17.11.0")),
+            ("gitlab/gitlab-runner:alpine-v17.11.0", Some("17.11.0")),
+            (
+                "registry.example:5000/gitlab-runner:ubuntu-v18.2.1@sha256:abc",
+                Some("18.2.1"),
+            ),
+            ("gitlab/gitlab-runner:latest", None),
+            ("gitlab/gitlab-runner", None),
+            ("registry.example:5000/gitlab-runner", None),
+        ] {
+            assert_eq!(runner_version(image).as_deref(), version, "{image}");
+        }
+        let info = RunnerInfo {
+            version: Some("17.11.0".into()),
+            executor: Some("docker".into()),
+            shell: None,
+        }
+        .to_json();
+        assert_eq!(info["name"], "gitlab-runner");
+        assert_eq!(info["version"], "17.11.0");
+        assert_eq!(info["executor"], "docker");
+        assert_eq!(info["features"]["cancel_gracefully"], true);
+        assert!(info.get("shell").is_none());
+    }
+
+    #[test]
+    fn an_orphaned_403_is_not_a_revoked_token() {
+        let orphan = Answer {
+            status: 403,
+            body: r#"{"message":"403 Forbidden - Runner is orphaned"}"#.into(),
+        };
+        assert!(orphaned(&orphan));
+        let revoked = Answer {
+            status: 403,
+            body: r#"{"message":"403 Forbidden"}"#.into(),
+        };
+        assert!(!orphaned(&revoked));
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub(super) const CACHE_KEYS: &[&str] = &[
     "gcs",
     "azure",
 ];
+/// The cache adapters gitlab-runner 17.11 registers (`cache.Factories().Register` in
+/// `cache/*/adapter.go`); `s3v2` reads `[runners.cache.s3]`, `gcsv2` `[runners.cache.gcs]`.
+const CACHE_TYPES: &[&str] = &["s3", "s3v2", "gcs", "gcsv2", "azure"];
 pub(super) const CACHE_S3_KEYS: &[&str] = &[
     "ServerAddress",
     "AccessKey",
@@ -179,9 +182,12 @@ pub(super) fn check_entry(
             if let Some(kind) = cache.get("Type")
                 && !kind
                     .as_str()
-                    .is_some_and(|kind| ["s3", "gcs", "azure"].contains(&kind))
+                    .is_some_and(|kind| CACHE_TYPES.contains(&kind))
             {
-                return Err(layers.error_at(&path.key("Type"), "must be one of s3, gcs, azure"));
+                return Err(layers.error_at(
+                    &path.key("Type"),
+                    format!("must be one of {}", CACHE_TYPES.join(", ")),
+                ));
             }
             for (backend, keys) in [
                 ("s3", CACHE_S3_KEYS),

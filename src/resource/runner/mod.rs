@@ -276,7 +276,7 @@ impl Runner {
                 let system_id = system_id::ensure(host, &self.config)?;
                 let registration = self
                     .gitlab(host, &spec.url, spec.tls_ca_file.as_ref())?
-                    .verify(token, &system_id)?;
+                    .verify(token, &system_id, &spec.info())?;
                 self.write_entry(host, &spec.url, &registration)?;
                 self.record(
                     host,
@@ -295,7 +295,7 @@ impl Runner {
                 self.requesting(
                     host,
                     &spec.url,
-                    || gitlab.register(token, &self.name, params),
+                    || gitlab.register(token, &self.name, params, &spec.info()),
                     |registration| self.keep(host, spec, &registration, Origin::Registered),
                 )
             }
@@ -320,7 +320,9 @@ impl Runner {
                 let registration = created.context("a kept registration")?;
                 // As `gitlab-runner register --token` would next: make this host a manager.
                 let system_id = system_id::ensure(host, &self.config)?;
-                gitlab.verify(&registration.token, &system_id).with_context(|| {
+                gitlab
+                    .verify(&registration.token, &system_id, &spec.info())
+                    .with_context(|| {
                     format!(
                         "runner #{} was created and written to `{}`, but verifying it failed; gitlab-runner retries when it asks for jobs",
                         registration.id, self.config
@@ -390,6 +392,10 @@ impl Runner {
         match outcome {
             Some(Deleted::UnknownToken) => tracing::warn!(
                 "{}: GitLab does not know the runner's token any more (deleted or revoked there); removing the entry",
+                self.id()
+            ),
+            Some(Deleted::Orphaned) => tracing::warn!(
+                "{}: GitLab answers that the runner is orphaned (its project or group is gone); removing the entry",
                 self.id()
             ),
             Some(Deleted::NoSuchManager) => tracing::warn!(

@@ -8,9 +8,12 @@
 //! layer that set them, because gitlab-runner would only complain in its own log after the fact.
 //! Nothing here reads token files or touches the host.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 
 use super::keys::{GLOBAL_KEYS, check_entry};
+use crate::resource::container::values::{Mount, MountSource};
 use crate::{
     host::{HostPath, host_path},
     profile::{
@@ -33,12 +36,18 @@ pub(crate) struct RunnerSettings {
     pub globals: toml::Table,
     /// The runners, in profile order.
     pub runners: Vec<RunnerSpec>,
+    /// config.toml's directory as gitlab-runner sees it: the mount target in the container
+    /// that bind-mounts it (`/etc/gitlab-runner`), the host directory when no container does;
+    /// `None` when a container mounts only the file (the directory is not visible in it).
+    pub seen_directory: Option<String>,
 }
 
 impl Default for RunnerSettings {
     fn default() -> Self {
+        let config = host_path(DEFAULT_CONFIG);
         Self {
-            config: host_path(DEFAULT_CONFIG),
+            seen_directory: config.parent().map(|directory| directory.to_string()),
+            config,
             globals: toml::Table::new(),
             runners: Vec::new(),
         }
@@ -46,6 +55,80 @@ impl Default for RunnerSettings {
 }
 
 impl RunnerSettings {
+    /// Whether a container with these mounts runs gitlab-runner on this config.toml: it
+    /// bind-mounts the file's directory (as `/etc/gitlab-runner`, the embedded profiles' way)
+    /// or the file itself.
+    pub(crate) fn mounted_by(&self, mounts: &[Mount]) -> bool {
+        let directory = self.config.parent();
+        mounts.iter().any(|mount| match &mount.source {
+            MountSource::Bind(source) => {
+                source == &self.config || directory.as_ref() == Some(source)
+            }
+            _ => false,
+        })
+    }
+
+    /// Takes in what the container that runs gitlab-runner (`container`, when the profile
+    /// declares one) means for the runners: the gitlab-runner version its image names, told to
+    /// GitLab; and, for a runner whose `[runners.NAME.docker] host` is the container's
+    /// `DOCKER_HOST`, the container's `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH` as
+    /// `tls_verify` and `tls_cert_path`: with `host` set gitlab-runner ignores those variables
+    /// (`helpers/docker/official_docker_client.go`, `New`: the environment is read only when
+    /// `host` is empty), so without them it would dial a TLS daemon in plain TCP.
+    pub(crate) fn run_in(
+        &mut self,
+        container: Option<(&str, &BTreeMap<String, String>, &[Mount])>,
+        warnings: &mut Vec<String>,
+    ) {
+        let Some((image, env, mounts)) = container else {
+            return;
+        };
+        let directory = self.config.parent();
+        self.seen_directory = mounts.iter().find_map(|mount| match &mount.source {
+            MountSource::Bind(source) if directory.as_ref() == Some(source) => {
+                Some(mount.target.trim_end_matches('/').to_owned())
+            }
+            _ => None,
+        });
+        for runner in &mut self.runners {
+            runner.runner_image = Some(image.to_owned());
+            let Some(docker) = runner
+                .settings
+                .get_mut("docker")
+                .and_then(toml::Value::as_table_mut)
+            else {
+                continue;
+            };
+            let Some(host) = docker.get("host").and_then(toml::Value::as_str) else {
+                continue;
+            };
+            let verify = env.get("DOCKER_TLS_VERIFY").map(|text| go_bool(text));
+            let cert_path = env.get("DOCKER_CERT_PATH");
+            if verify.is_none() && cert_path.is_none() {
+                continue;
+            }
+            if env.get("DOCKER_HOST").map(String::as_str) != Some(host) {
+                if !docker.contains_key("tls_verify") && !docker.contains_key("tls_cert_path") {
+                    warnings.push(format!(
+                        "`runners.{}.docker.host` is set, so gitlab-runner ignores the runner container's DOCKER_TLS_VERIFY and DOCKER_CERT_PATH: set `tls_verify` and `tls_cert_path` there if `{host}` speaks TLS",
+                        runner.name
+                    ));
+                }
+                continue;
+            }
+            if let Some(verify) = verify
+                && !docker.contains_key("tls_verify")
+            {
+                docker.insert("tls_verify".into(), toml::Value::Boolean(verify));
+            }
+            if let Some(path) = cert_path
+                && !docker.contains_key("tls_cert_path")
+            {
+                docker.insert("tls_cert_path".into(), toml::Value::String(path.clone()));
+            }
+        }
+    }
+
     /// True when the profile says anything about gitlab-runner.
     pub(crate) fn is_declared(&self) -> bool {
         !self.globals.is_empty() || !self.runners.is_empty()
@@ -66,6 +149,29 @@ pub(crate) struct RunnerSpec {
     pub delete_on_remove: bool,
     /// What goes into the `[[runners]]` entry: `executor` and every key that is not berth's.
     pub settings: toml::Table,
+    /// The image of the container that runs gitlab-runner on this config (the one that
+    /// bind-mounts its directory), when the profile declares one.
+    pub runner_image: Option<String>,
+}
+
+impl RunnerSpec {
+    /// What berth tells GitLab about the gitlab-runner that will use this registration.
+    pub(crate) fn info(&self) -> super::gitlab::RunnerInfo {
+        let text = |key: &str| {
+            self.settings
+                .get(key)
+                .and_then(toml::Value::as_str)
+                .map(str::to_owned)
+        };
+        super::gitlab::RunnerInfo {
+            version: self
+                .runner_image
+                .as_deref()
+                .and_then(super::gitlab::runner_version),
+            executor: text("executor"),
+            shell: text("shell"),
+        }
+    }
 }
 
 /// Where a runner's token comes from, which decides how it is registered.
@@ -164,6 +270,16 @@ pub(super) const SERVER_KEYS: &[&str] = &[
     "maintenance_note",
 ];
 
+/// Go's `strconv.ParseBool`, as gitlab-runner reads `DOCKER_TLS_VERIFY`: `1`, `t`, `true`
+/// (any case of those spellings) are true, anything else false.
+fn go_bool(text: &str) -> bool {
+    matches!(text, "1" | "t" | "T" | "true" | "TRUE" | "True")
+}
+
+/// The smallest `maximum_timeout` GitLab accepts (`Ci::Runner`'s validation in
+/// `app/models/ci/runner.rb`: `greater_than_or_equal_to: 600`).
+const MINIMUM_TIMEOUT: i64 = 600;
+
 /// Keys gitlab-runner writes itself (or berth writes from GitLab's answer).
 const WRITTEN_BY_RUNNER: &[&str] = &["id", "token", "token_obtained_at", "token_expires_at"];
 
@@ -202,6 +318,8 @@ pub(crate) fn resolve(
                     return fail("must be a path");
                 };
                 settings.config = HostPath::new(text).map_err(|message| layers.error_at(&path, message))?;
+                settings.seen_directory =
+                    settings.config.parent().map(|directory| directory.to_string());
                 continue;
             }
             "runners" => {
@@ -218,8 +336,10 @@ pub(crate) fn resolve(
                 _ => return fail("must be a whole number of seconds"),
             },
             "log_level" => {
-                const LEVELS: &[&str] =
-                    &["debug", "info", "warn", "warning", "error", "fatal", "panic"];
+                // What gitlab-runner's `log.Configuration().SetLevel` takes: logrus's levels.
+                const LEVELS: &[&str] = &[
+                    "trace", "debug", "info", "warn", "warning", "error", "fatal", "panic",
+                ];
                 if !value.as_str().is_some_and(|level| LEVELS.contains(&level)) {
                     return fail(&format!("must be one of {}", LEVELS.join(", ")));
                 }
@@ -391,6 +511,7 @@ fn resolve_runner(
         tls_ca_file,
         delete_on_remove,
         settings,
+        runner_image: None,
     })
 }
 
@@ -455,7 +576,17 @@ fn server_params(
     }
     params.maximum_timeout = match table.remove("maximum_timeout") {
         None => None,
-        Some(toml::Value::Integer(seconds)) if seconds >= 1 => Some(seconds),
+        // GitLab's `Ci::Runner` validates `maximum_timeout` as at least 600 (10 minutes) and
+        // answers 400 otherwise, after berth has journaled a registration.
+        Some(toml::Value::Integer(seconds)) if seconds >= MINIMUM_TIMEOUT => Some(seconds),
+        Some(toml::Value::Integer(seconds)) => {
+            return Err(at(
+                "maximum_timeout",
+                &format!(
+                    "{seconds} is below GitLab's minimum of {MINIMUM_TIMEOUT} seconds (10 minutes); GitLab refuses the runner"
+                ),
+            ));
+        }
         Some(_) => return Err(at("maximum_timeout", "must be a whole number of seconds")),
     };
     params.tag_list = match table.remove("tag_list") {
@@ -737,6 +868,42 @@ mod tests {
         assert!(error.contains("is not an http(s) URL"), "{error}");
         let error = resolved("[runner]\nconcurrent = 0\n").unwrap_err();
         assert!(error.contains("key `runner.concurrent`"), "{error}");
+    }
+
+    /// Issue 12, minor items: `trace` is a gitlab-runner log level; GitLab refuses a
+    /// `maximum_timeout` under 600 with a 400, so it is caught at load.
+    #[test]
+    fn trace_logs_and_a_short_maximum_timeout_is_caught_at_load() {
+        let (settings, _) = resolved("[runner]\nlog_level = \"trace\"\n").unwrap();
+        assert_eq!(settings.globals["log_level"].as_str(), Some("trace"));
+        let registering = "[runners.r]\nurl = \"https://g.example\"\nregistration_token_file = \"/t\"\nexecutor = \"shell\"\n";
+        let error = resolved(&format!("{registering}maximum_timeout = 300\n")).unwrap_err();
+        assert!(
+            error.contains(
+                "key `runners.r.maximum_timeout`: 300 is below GitLab's minimum of 600 seconds"
+            ),
+            "{error}"
+        );
+        let (settings, _) = resolved(&format!("{registering}maximum_timeout = 600\n")).unwrap();
+        let TokenSource::Registration { params, .. } = &settings.runners[0].token else {
+            panic!("a registration token");
+        };
+        assert_eq!(params.maximum_timeout, Some(600));
+    }
+
+    /// Issue 12, item 4: gitlab-runner 17.11 registers the `s3v2` and `gcsv2` cache adapters
+    /// (`cache/s3v2/adapter.go`, `cache/gcsv2/adapter.go`).
+    #[test]
+    fn every_cache_type_of_gitlab_runner_is_taken() {
+        for kind in ["s3", "s3v2", "gcs", "gcsv2", "azure"] {
+            resolved(&format!("{GLRT}[runners.r.cache]\nType = \"{kind}\"\n"))
+                .unwrap_or_else(|error| panic!("{kind}: {error}"));
+        }
+        let error = resolved(&format!("{GLRT}[runners.r.cache]\nType = \"s4\"\n")).unwrap_err();
+        assert!(
+            error.contains("must be one of s3, s3v2, gcs, gcsv2, azure"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ fn spec(token: TokenSource) -> RunnerSpec {
         tls_ca_file: None,
         delete_on_remove: false,
         settings: toml::Table::new(),
+        runner_image: None,
     }
 }
 
