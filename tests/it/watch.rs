@@ -106,12 +106,12 @@ fn watch_heals_drift_as_it_happens() {
         watch.output()
     );
 
-    // The runner network is deleted by hand, members first, in one go (the watch would heal a
-    // disconnect before the next command otherwise).
+    // The runner network is deleted by hand, members first. The watch may heal a disconnect
+    // before the `rm` comes; the operator (this loop) tries again, as one would.
     let deleted = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "docker network disconnect --force {NETWORK} {DIND} && docker network disconnect --force {NETWORK} {RUNNER} && docker network rm {NETWORK}"
+            "for try in 1 2 3 4 5 6 7 8 9 10; do docker network disconnect --force {NETWORK} {DIND}; docker network disconnect --force {NETWORK} {RUNNER}; docker network rm {NETWORK} && exit 0; done 2>/dev/null; exit 1"
         ))
         .env("DOCKER_HOST", dockerd.host())
         .status()
