@@ -343,9 +343,11 @@ fn runner_config_permissions(host: &Host, profile: &Profile) -> Option<Check> {
 }
 
 /// Run inside a runner container: reaches the Docker daemon named by the container's own
-/// DOCKER_HOST the way its jobs will, with the best tool the image has (curl, for TLS with the
+/// DOCKER_HOST the way its jobs will, with the best tool the image has (the docker CLI, which
+/// reads DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH as jobs do; curl, for TLS with the
 /// client certificates; wget; a bare TCP connect with nc). Prints `ok METHOD` on success, or
-/// why not.
+/// why not: with the docker CLI, in the daemon's own words, also when a client certificate file
+/// is missing (what the daemon says to a client without one).
 const DIND_PROBE: &str = r#"
 case "${DOCKER_HOST:-}" in
     tcp://*) ;;
@@ -355,13 +357,29 @@ address=${DOCKER_HOST#tcp://}
 address=${address%%/*}
 host=${address%:*}
 port=${address##*:}
+limit=
+command -v timeout >/dev/null 2>&1 && limit="timeout 10"
 tls=
 if [ -n "${DOCKER_TLS_VERIFY:-}" ] && [ "$DOCKER_TLS_VERIFY" != 0 ]; then
     tls=1
     certs=${DOCKER_CERT_PATH:-$HOME/.docker}
     for file in ca.pem cert.pem key.pem; do
-        [ -s "$certs/$file" ] || { echo "TLS is on but $certs/$file is missing or empty" >&2; exit 3; }
+        [ -s "$certs/$file" ] && continue
+        if command -v docker >/dev/null 2>&1; then
+            ca=
+            [ -s "$certs/ca.pem" ] && ca="--tlscacert $certs/ca.pem"
+            said=$(DOCKER_TLS_VERIFY= DOCKER_CERT_PATH= $limit docker --tls $ca version --format '{{.Server.Version}}' 2>&1 >/dev/null | tr '\n' ' ')
+            [ -n "$said" ] && { echo "TLS is on but $certs/$file is missing or empty; without a client certificate the daemon says: $said" >&2; exit 3; }
+        fi
+        echo "TLS is on but $certs/$file is missing or empty" >&2
+        exit 3
     done
+fi
+if command -v docker >/dev/null 2>&1; then
+    server=$($limit docker version --format '{{.Server.Version}}')
+    status=$?
+    [ "$status" -eq 0 ] && { echo "ok Docker Engine $server answers \`docker version\` at $DOCKER_HOST"; exit 0; }
+    [ "$status" -lt 128 ] && exit 1
 fi
 # A tool that exits on a signal (a static busybox wget can crash in a bare image) proves
 # nothing either way: fall through to the next one.

@@ -6,6 +6,10 @@
 //! its own socket, data-root, exec-root and pidfile, and `--config-file <root>/etc/docker/daemon.json`.
 //! Without its own network namespace a second daemon breaks the machine's `docker0`.
 //!
+//! Stand-in images (no registry can be reached): busybox with an `nc` script where a test needs
+//! only the wiring ([`Dockerd::import_profile_images`]), and real ones built from the host's own
+//! docker.io, cached on disk ([`Dockerd::import_real_profile_images`], [`real_images`]).
+//!
 //! Where no `dockerd` exists, Docker tests say so loudly and skip; under `CI=true` that is a
 //! failure.
 
@@ -727,6 +731,60 @@ exit 1
         );
     }
 
+    /// Real stand-ins for the images the embedded profiles name (see [`real_images`]), tagged
+    /// as those images: [`DIND_IMAGE`] runs a real dockerd through an entrypoint that behaves
+    /// like docker:dind's (ENTRYPOINT, `DOCKER_TLS_CERTDIR=/certs` and `VOLUME /var/lib/docker`
+    /// as the real image has them), and [`RUNNER_IMAGE`] has the docker CLI, so a test can
+    /// `docker exec gitlab-runner docker ...` with the runner's own environment.
+    pub fn import_real_profile_images(&self) {
+        let images = real_images();
+        let path = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+        self.import_tar(
+            &images.join("dind.tar"),
+            DIND_IMAGE,
+            &[
+                "ENTRYPOINT [\"dockerd-entrypoint.sh\"]",
+                "CMD []",
+                "VOLUME /var/lib/docker",
+                "EXPOSE 2375/tcp 2376/tcp",
+                "ENV DOCKER_TLS_CERTDIR=/certs",
+                path,
+            ],
+        );
+        let runner = format!(
+            "ENTRYPOINT {}",
+            serde_json::json!(["/bin/sh", "-c", RUNNER_SCRIPT, "stand-in"])
+        );
+        self.import_tar(
+            &images.join("runner.tar"),
+            RUNNER_IMAGE,
+            &[
+                runner.as_str(),
+                "CMD [\"run\", \"--user=gitlab-runner\"]",
+                "ENV RUNNER_STAND_IN=1",
+                path,
+            ],
+        );
+    }
+
+    /// `docker import` of a root filesystem tar file with `-c` changes.
+    pub fn import_tar(&self, tar: &Path, tag: &str, changes: &[&str]) {
+        let output = Command::new("docker")
+            .arg("import")
+            .args(changes.iter().flat_map(|change| ["-c", change]))
+            .arg(tar)
+            .arg(tag)
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.dir.path().join("cli"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "docker import {tag} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// The ID of a container, to tell a replaced container from a kept one.
     pub fn container_id(&self, name: &str) -> String {
         self.docker(["container", "inspect", "--format", "{{.Id}}", name])
@@ -860,9 +918,84 @@ pub fn unprivileged_layer(containers: &[&str]) -> String {
         .collect()
 }
 
+/// A profile layer that lets a real dockerd run in the named dind containers without
+/// `--privileged` (which cannot start here): the smallest set the project notes found,
+/// `SYS_ADMIN` and `NET_ADMIN` with seccomp unconfined. The two remounts `--privileged` would
+/// have made unneeded are the stand-in entrypoint's.
+pub fn real_dind_layer(containers: &[&str]) -> String {
+    containers
+        .iter()
+        .map(|name| {
+            format!(
+                "[containers.{name}]\nprivileged = false\ncap_add = [\"SYS_ADMIN\", \"NET_ADMIN\"]\nsecurity_opt = [\"seccomp=unconfined\"]\n"
+            )
+        })
+        .collect()
+}
+
+/// The directory holding `dind.tar` and `runner.tar`, the root filesystems of the real
+/// stand-ins, built by `tests/fixtures/images/build.sh` from this machine's own programs.
+/// Cached on disk under cargo's scratch directory for tests, keyed by the versions of those
+/// programs and the text of the build script and entrypoint: a fresh machine builds them once
+/// (about 10 s), later runs reuse them, and an upgraded docker.io builds them again (older
+/// keys are removed then).
+pub fn real_images() -> &'static Path {
+    static IMAGES: OnceLock<PathBuf> = OnceLock::new();
+    IMAGES.get_or_init(|| {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images");
+        let version = |program: &str, args: &[&str]| -> Vec<u8> {
+            match Command::new(program).args(args).output() {
+                Ok(output) => [output.stdout, output.stderr].concat(),
+                Err(error) => panic!(
+                    "`{program}` is needed for the real dind stand-in ({error}); .ci/run installs it"
+                ),
+            }
+        };
+        let mut key = <sha2::Sha256 as sha2::Digest>::new();
+        for (program, args) in [
+            ("dockerd", &["--version"][..]),
+            ("containerd", &["--version"]),
+            ("runc", &["--version"]),
+            ("docker-init", &["--version"]),
+            ("docker", &["--version"]),
+            ("iptables", &["--version"]),
+            ("openssl", &["version"]),
+            ("busybox", &[]),
+        ] {
+            sha2::Digest::update(&mut key, version(program, args));
+        }
+        for file in ["build.sh", "dockerd-entrypoint.sh"] {
+            sha2::Digest::update(&mut key, fs::read(fixtures.join(file)).unwrap());
+        }
+        let key: String = sha2::Digest::finalize(key)
+            .iter()
+            .take(8)
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stand-in-images");
+        let dir = cache.join(&key);
+        if !(dir.join("dind.tar").exists() && dir.join("runner.tar").exists()) {
+            for stale in fs::read_dir(&cache).into_iter().flatten().flatten() {
+                let _ = fs::remove_dir_all(stale.path());
+            }
+            let built = Command::new("bash")
+                .arg(fixtures.join("build.sh"))
+                .arg(&dir)
+                .output()
+                .unwrap();
+            assert!(
+                built.status.success(),
+                "building the real stand-in images failed:\n{}",
+                String::from_utf8_lossy(&built.stderr)
+            );
+        }
+        dir
+    })
+}
+
 /// A directory with `/bin/busybox` and its applets, built once per test run in cargo's scratch
 /// directory for tests (rebuilt each run, not accumulated in /tmp).
-fn busybox_rootfs() -> &'static Path {
+pub fn busybox_rootfs() -> &'static Path {
     static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
     ROOTFS.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("busybox-rootfs");

@@ -15,6 +15,7 @@ mod bad_input;
 mod cli;
 mod containers;
 mod daemon;
+mod dind;
 mod fault_tools;
 mod faults;
 mod gitlab_server;

@@ -12,7 +12,7 @@ use std::{
 use crate::{
     harness::{
         Berth, DIND_IMAGE, Dockerd, Root, Run, berth, is_docker_ping, profile_file,
-        unprivileged_layer,
+        real_dind_layer, unprivileged_layer,
     },
     require_dockerd,
 };
@@ -29,10 +29,36 @@ pub struct Converged<'a> {
 }
 
 impl<'a> Converged<'a> {
-    /// Applies `profile` from scratch (plan 2, apply 0, plan 0, apply changes nothing).
+    /// Applies `profile` from scratch (plan 2, apply 0, plan 0, apply changes nothing), with
+    /// the `nc` stand-ins for the profile's images.
     pub fn new(root: &'a Root, dockerd: &'a Dockerd, profile: &str, extra: &str) -> Self {
+        Self::converge(root, dockerd, profile, extra, false)
+    }
+
+    /// The same with the real stand-ins: a real dockerd in dind (given the capabilities it
+    /// needs instead of `--privileged`) and the docker CLI in the runner.
+    pub fn with_real_dind(
+        root: &'a Root,
+        dockerd: &'a Dockerd,
+        profile: &str,
+        extra: &str,
+    ) -> Self {
+        Self::converge(root, dockerd, profile, extra, true)
+    }
+
+    fn converge(
+        root: &'a Root,
+        dockerd: &'a Dockerd,
+        profile: &str,
+        extra: &str,
+        real_dind: bool,
+    ) -> Self {
         root.with_overlay_kernel();
-        dockerd.import_profile_images();
+        if real_dind {
+            dockerd.import_real_profile_images();
+        } else {
+            dockerd.import_profile_images();
+        }
         // The profile binds the host's Docker socket; under the test root that is this daemon's.
         root.mkdir("/var/run");
         std::os::unix::fs::symlink(
@@ -41,7 +67,9 @@ impl<'a> Converged<'a> {
         )
         .unwrap();
         let dind = profile.starts_with("dind") && profile != "dind-service";
-        let stand_ins = if dind {
+        let stand_ins = if dind && real_dind {
+            real_dind_layer(&[DIND])
+        } else if dind {
             unprivileged_layer(&[DIND])
         } else {
             String::new()
@@ -49,13 +77,12 @@ impl<'a> Converged<'a> {
         let converged = Self {
             root,
             dockerd,
+            // The test's own layer last, so it can override the stand-ins' (a dind
+            // container's `security_opt`).
             layers: vec![
                 dockerd.layer_file(),
-                profile_file(
-                    &root.join("/work"),
-                    "stand-ins",
-                    &format!("{extra}\n{stand_ins}"),
-                ),
+                profile_file(&root.join("/work"), "stand-ins", &stand_ins),
+                profile_file(&root.join("/work"), "test", extra),
             ],
         };
         let name = PathBuf::from(profile);

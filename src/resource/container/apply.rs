@@ -8,7 +8,7 @@ use super::{
     Container, PULL_TIMEOUT,
     drift::Repair,
     inspect::{ContainerInfo, ImageInfo, short_image_id},
-    values::{MountSource, PullPolicy},
+    values::{MountSource, PullPolicy, security_opt_argument},
 };
 use crate::{
     host::{Host, HostPath, exec},
@@ -65,7 +65,7 @@ impl Container {
             args.extend(["--cap-add".into(), capability.clone()]);
         }
         for option in &spec.security_opt {
-            args.extend(["--security-opt".into(), option.clone()]);
+            args.extend(["--security-opt".into(), security_opt_argument(option, host)]);
         }
         for device in &spec.devices {
             args.extend(["--device".into(), device.argument(host)]);

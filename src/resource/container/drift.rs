@@ -47,6 +47,26 @@ pub(crate) enum Repair {
     },
 }
 
+const SYSTEMPATHS_UNCONFINED: &str = "systempaths=unconfined";
+
+/// A seccomp profile compared as JSON (keys sorted, no whitespace), whether read from the file
+/// the profile names or from what Docker kept; `None` for text that is not JSON.
+fn seccomp_key(profile: &str) -> Option<String> {
+    fn sorted(value: Json) -> Json {
+        match value {
+            Json::Object(map) => {
+                let mut entries: Vec<(String, Json)> = map.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                Json::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+            }
+            Json::Array(items) => Json::Array(items.into_iter().map(sorted).collect()),
+            other => other,
+        }
+    }
+    let value: Json = serde_json::from_str(profile).ok()?;
+    Some(format!("seccomp={}", sorted(value)))
+}
+
 pub(super) fn json_list(items: &[String]) -> Json {
     Json::from(items.to_vec())
 }
@@ -156,14 +176,15 @@ impl Container {
                 Some(Json::from(wanted_caps.into_iter().collect::<Vec<_>>())),
             ));
         }
-        let live_security: BTreeSet<&String> =
-            live.host_config.security_opt.iter().flatten().collect();
-        let wanted_security: BTreeSet<&String> = spec.security_opt.iter().collect();
-        if live_security != wanted_security {
+        let (live_security, wanted_security) = self.security_options(live, seen);
+        if live_security.keys().ne(wanted_security.keys()) {
             replace.push(FieldChange::new(
                 "security_opt",
                 Some(Json::from(
-                    live_security.into_iter().cloned().collect::<Vec<_>>(),
+                    live_security
+                        .iter()
+                        .map(|(key, reported)| wanted_security.get(key).unwrap_or(reported).clone())
+                        .collect::<Vec<_>>(),
                 )),
                 Some(Json::from(spec.security_opt.clone())),
             ));
@@ -192,6 +213,59 @@ impl Container {
                 Some(Json::from(wanted_devices.into_iter().collect::<Vec<_>>())),
             ));
         }
+    }
+
+    /// The live container's security options and the profile's, each keyed by what Docker
+    /// keeps for it and valued as it is spelled (by Docker, by the profile), so that an option
+    /// Docker rewrites compares equal to the profile's:
+    /// - `systempaths=unconfined` is not kept; it leaves empty masked and read-only paths;
+    /// - `seccomp=FILE` is kept as `seccomp=` and the file's JSON (compared as JSON);
+    /// - a privileged container gains `label=disable`;
+    /// - everything else (`label=...`, `no-new-privileges[=true]`, `apparmor=...`,
+    ///   `seccomp=unconfined`) is kept as written.
+    fn security_options(
+        &self,
+        live: &ContainerInfo,
+        seen: &Seen,
+    ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        let wanted: BTreeMap<String, String> = self
+            .spec
+            .security_opt
+            .iter()
+            .map(|option| {
+                let key = seen
+                    .seccomp_profiles
+                    .get(option)
+                    .and_then(Option::as_deref)
+                    .and_then(seccomp_key)
+                    .unwrap_or_else(|| option.clone());
+                (key, option.clone())
+            })
+            .collect();
+        let host_config = &live.host_config;
+        let mut reported: BTreeMap<String, String> = host_config
+            .security_opt
+            .iter()
+            .flatten()
+            .filter(|option| {
+                !(host_config.privileged
+                    && option.as_str() == "label=disable"
+                    && !wanted.contains_key(option.as_str()))
+            })
+            .map(|option| {
+                let key = option
+                    .strip_prefix("seccomp=")
+                    .filter(|value| value.starts_with('{'))
+                    .and_then(seccomp_key)
+                    .unwrap_or_else(|| option.clone());
+                (key, option.clone())
+            })
+            .collect();
+        let unconfined = |paths: &Option<Vec<String>>| paths.as_ref().is_some_and(Vec::is_empty);
+        if unconfined(&host_config.masked_paths) && unconfined(&host_config.readonly_paths) {
+            reported.insert(SYSTEMPATHS_UNCONFINED.into(), SYSTEMPATHS_UNCONFINED.into());
+        }
+        (reported, wanted)
     }
 
     /// Env: the profile's values must be there; anything else must be the image's.

@@ -99,7 +99,14 @@ pub(crate) struct HostConfig {
     pub restart_policy: RestartPolicyInfo,
     pub port_bindings: Option<BTreeMap<String, Option<Vec<PortBindingInfo>>>>,
     pub cap_add: Option<Vec<String>>,
+    /// As Docker keeps them, which is not always as given: `seccomp=FILE` comes back as
+    /// `seccomp=` and the file's JSON, `systempaths=unconfined` not at all (see
+    /// `masked_paths`), and a privileged container gains `label=disable`.
     pub security_opt: Option<Vec<String>>,
+    /// Empty lists, not absent, are what `systempaths=unconfined` leaves; a privileged
+    /// container has none at all, any other the default masked and read-only paths.
+    pub masked_paths: Option<Vec<String>>,
+    pub readonly_paths: Option<Vec<String>>,
     pub devices: Option<Vec<DeviceInfo>>,
 }
 

@@ -50,7 +50,7 @@ use inspect::{ContainerInfo, ImageInfo};
 pub(crate) use replace::set_aside_name;
 use replace::{Leftover, ReplaceIntent};
 use spec::ContainerSpec;
-use values::{MountSource, PullPolicy};
+use values::{MountSource, PullPolicy, seccomp_file};
 
 /// How long a `docker pull` may take.
 const PULL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -114,6 +114,9 @@ pub(crate) struct Seen {
     pub network_ids: BTreeMap<String, String>,
     /// Bind sources that do not exist on the host.
     pub missing_sources: Vec<HostPath>,
+    /// The text of each seccomp profile file the profile's `security_opt` names (`None`: the
+    /// file does not exist), keyed by the option as the profile spells it.
+    pub seccomp_profiles: BTreeMap<String, Option<String>>,
     /// A container of this one's set-aside name (`NAME.berth-old`).
     pub set_aside: Option<ContainerInfo>,
     /// The replacement an interrupted run journaled.
@@ -296,7 +299,14 @@ impl Container {
                 _ => None,
             })
             .collect();
+        let mut seccomp_profiles = BTreeMap::new();
+        for option in &self.spec.security_opt {
+            if let Some(Ok(file)) = seccomp_file(option) {
+                seccomp_profiles.insert(option.clone(), context.host.read_optional(&file)?);
+            }
+        }
         Ok(Seen {
+            seccomp_profiles,
             host: context.host.clone(),
             container,
             image: images.get(&self.spec.image).cloned(),

@@ -17,7 +17,7 @@ use serde::{
 
 use super::values::{
     Device, Mount, MountSource, Port, PullPolicy, RestartPolicy, normalize_capability,
-    normalize_signal,
+    normalize_signal, seccomp_file,
 };
 use crate::{
     profile::{
@@ -355,6 +355,15 @@ pub(crate) fn resolve_container(
             arguments.push(format!("--mtu={mtu}"));
         }
     }
+    let security_opt = layer.security_opt.unwrap_or_default();
+    for option in &security_opt {
+        if let Some(Err(why)) = seccomp_file(option) {
+            return Err(layers.error_at(
+                &key.key("security_opt"),
+                format!("`{option}`: the seccomp profile must be a file named by its absolute path: {why}"),
+            ));
+        }
+    }
     let after = layer.after.unwrap_or_default();
     if after.contains(&name) {
         return Err(layers.error_at(&key.key("after"), "a container cannot come after itself"));
@@ -373,7 +382,7 @@ pub(crate) fn resolve_container(
         workdir: layer.workdir.filter(|workdir| !workdir.is_empty()),
         hostname: layer.hostname,
         cap_add,
-        security_opt: layer.security_opt.unwrap_or_default(),
+        security_opt,
         devices: layer.devices.unwrap_or_default(),
         stop_signal,
         stop_timeout: layer.stop_timeout,

@@ -159,6 +159,7 @@ fn seen(resource: &Container, container: Option<ContainerInfo>) -> Observed<Box<
         container,
         network_ids: BTreeMap::from([("ci-net".into(), NETWORK_ID.into())]),
         missing_sources: Vec::new(),
+        seccomp_profiles: BTreeMap::new(),
         set_aside: None,
         intent: None,
     }))
@@ -748,5 +749,221 @@ fn the_runner_container_restarts_for_a_key_gitlab_runner_reads_only_at_start() {
         )
         .changes
         .is_empty()
+    );
+}
+
+/// Live state with `security_opt` as Docker (20.10, CLI 28) keeps it, checked on a real daemon:
+/// `systempaths=unconfined` dropped and empty masked and read-only paths instead; `seccomp=FILE`
+/// as `seccomp=` and the file's compacted JSON (`profiles` maps the option to that JSON);
+/// `label=disable` added to a privileged container; every other option as written.
+fn reported_by_docker(resource: &Container, profiles: &[(&str, &str)]) -> ContainerInfo {
+    let mut reported = live(resource);
+    let host_config = &mut reported.host_config;
+    let mut kept = Vec::new();
+    let mut unconfined = false;
+    for option in &resource.spec.security_opt {
+        if option == "systempaths=unconfined" {
+            unconfined = true;
+        } else if let Some((_, json)) = profiles.iter().find(|(wanted, _)| wanted == option) {
+            kept.push(format!("seccomp={json}"));
+        } else {
+            kept.push(option.clone());
+        }
+    }
+    if resource.spec.privileged {
+        kept.push("label=disable".into());
+    }
+    host_config.security_opt = Some(kept);
+    let (masked, read_only) = if unconfined {
+        (Some(vec![]), Some(vec![]))
+    } else if resource.spec.privileged {
+        (None, None)
+    } else {
+        (
+            Some(vec!["/proc/kcore".into(), "/sys/firmware".into()]),
+            Some(vec!["/proc/sys".into(), "/proc/sysrq-trigger".into()]),
+        )
+    };
+    host_config.masked_paths = masked;
+    host_config.readonly_paths = read_only;
+    reported
+}
+
+fn with_security_opt(options: &str) -> Container {
+    container(
+        &profile(&format!(
+            "[containers.gitlab-dind]\nsecurity_opt = {options}\n"
+        )),
+        "gitlab-dind",
+        false,
+    )
+}
+
+/// `seen` with the seccomp profile files observe read.
+fn seen_with_files(
+    resource: &Container,
+    container: ContainerInfo,
+    files: &[(&str, Option<&str>)],
+) -> Observed<Box<Seen>> {
+    let Observed::Seen(mut seen) = seen(resource, Some(container)) else {
+        unreachable!()
+    };
+    seen.seccomp_profiles = files
+        .iter()
+        .map(|(option, text)| ((*option).to_owned(), text.map(str::to_owned)))
+        .collect();
+    Observed::Seen(seen)
+}
+
+/// Issue 11: `systempaths=unconfined` never appears in SecurityOpt; its empty masked and
+/// read-only paths are what tell it.
+#[test]
+fn security_opt_systempaths_unconfined_converges_against_empty_masked_paths() {
+    let resource = with_security_opt(r#"["seccomp=unconfined", "systempaths=unconfined"]"#);
+    let diff = resource.diff(
+        &seen(&resource, Some(reported_by_docker(&resource, &[]))),
+        &Earlier::default(),
+    );
+    assert_eq!(told(&diff), Vec::<String>::new());
+
+    // Made without it (the default masked paths): only a new container changes that.
+    let without = with_security_opt(r#"["seccomp=unconfined"]"#);
+    let mut old = reported_by_docker(&without, &[]);
+    old.config = live(&resource).config;
+    let diff = resource.diff(&seen(&resource, Some(old)), &Earlier::default());
+    assert_eq!(
+        told(&diff),
+        [
+            "replace changed outside berth: security_opt",
+            "  security_opt: [\"seccomp=unconfined\"] → [\"seccomp=unconfined\",\"systempaths=unconfined\"]",
+        ]
+    );
+}
+
+/// Issue 11: `seccomp=FILE` comes back as the file's JSON; it is compared as JSON with the file
+/// as it is now.
+#[test]
+fn security_opt_seccomp_file_converges_against_the_files_json() {
+    let option = "seccomp=/etc/berth/seccomp.json";
+    let resource = with_security_opt(&format!("[\"{option}\"]"));
+    let file = "{\n  \"defaultAction\": \"SCMP_ACT_ALLOW\",\n  \"syscalls\": [{\"names\": [\"keyctl\"], \"action\": \"SCMP_ACT_ERRNO\"}]\n}\n";
+    let kept = r#"{"syscalls":[{"action":"SCMP_ACT_ERRNO","names":["keyctl"]}],"defaultAction":"SCMP_ACT_ALLOW"}"#;
+    let reported = reported_by_docker(&resource, &[(option, kept)]);
+    let diff = resource.diff(
+        &seen_with_files(&resource, reported.clone(), &[(option, Some(file))]),
+        &Earlier::default(),
+    );
+    assert_eq!(told(&diff), Vec::<String>::new(), "same JSON, other layout");
+
+    let edited = file.replace("SCMP_ACT_ERRNO", "SCMP_ACT_KILL");
+    let diff = resource.diff(
+        &seen_with_files(&resource, reported.clone(), &[(option, Some(&edited))]),
+        &Earlier::default(),
+    );
+    assert_eq!(
+        told(&diff)[0],
+        "replace changed outside berth: security_opt",
+        "the file changed since the container was made"
+    );
+
+    let diff = resource.diff(
+        &seen_with_files(&resource, reported, &[(option, None)]),
+        &Earlier::default(),
+    );
+    assert_eq!(
+        told(&diff)[0],
+        "replace changed outside berth: security_opt",
+        "the file is gone: docker create will say so"
+    );
+}
+
+/// `label=...`, in either spelling, is kept as written; a privileged container gains
+/// `label=disable`, which the profile need not name.
+#[test]
+fn security_opt_label_converges_as_docker_keeps_it() {
+    for options in [
+        r#"["label=disable"]"#,
+        r#"["label:disable"]"#,
+        r#"["label=user:USER", "label=type:svirt_apache_t"]"#,
+    ] {
+        let resource = with_security_opt(options);
+        let diff = resource.diff(
+            &seen(&resource, Some(reported_by_docker(&resource, &[]))),
+            &Earlier::default(),
+        );
+        assert_eq!(told(&diff), Vec::<String>::new(), "{options}");
+    }
+    let privileged = container(
+        &profile("[containers.gitlab-dind]\nprivileged = true\n"),
+        "gitlab-dind",
+        false,
+    );
+    let reported = reported_by_docker(&privileged, &[]);
+    assert_eq!(
+        reported.host_config.security_opt.as_deref(),
+        Some(&["label=disable".to_owned()][..])
+    );
+    let diff = privileged.diff(&seen(&privileged, Some(reported)), &Earlier::default());
+    assert_eq!(told(&diff), Vec::<String>::new());
+
+    // An unprivileged container given `label=disable` by hand is drift all the same.
+    let plain = with_security_opt("[]");
+    let mut by_hand = reported_by_docker(&plain, &[]);
+    by_hand.host_config.security_opt = Some(vec!["label=disable".into()]);
+    let diff = plain.diff(&seen(&plain, Some(by_hand)), &Earlier::default());
+    assert_eq!(
+        told(&diff)[0],
+        "replace changed outside berth: security_opt"
+    );
+}
+
+/// `no-new-privileges`, bare or with a value, is kept as written.
+#[test]
+fn security_opt_no_new_privileges_converges_as_written() {
+    for options in [
+        r#"["no-new-privileges"]"#,
+        r#"["no-new-privileges=true"]"#,
+        r#"["no-new-privileges:true"]"#,
+    ] {
+        let resource = with_security_opt(options);
+        let diff = resource.diff(
+            &seen(&resource, Some(reported_by_docker(&resource, &[]))),
+            &Earlier::default(),
+        );
+        assert_eq!(told(&diff), Vec::<String>::new(), "{options}");
+    }
+}
+
+#[test]
+fn a_seccomp_profile_is_named_by_an_absolute_path_and_read_under_the_root() {
+    let error = Profile::from_sources(
+        vec!["test".into()],
+        &[
+            TomlFile::new("base.toml", PROFILE),
+            TomlFile::new(
+                "extra.toml",
+                "[containers.gitlab-dind]\nsecurity_opt = [\"seccomp=profile.json\"]\n",
+            ),
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .problem
+            .message
+            .contains("the seccomp profile must be a file named by its absolute path"),
+        "{}",
+        error.problem.message
+    );
+    let resource = with_security_opt(r#"["seccomp=/etc/seccomp.json", "seccomp=unconfined"]"#);
+    let args = resource.create_arguments(&Host::new("/srv/root"));
+    assert!(
+        args.windows(2)
+            .any(|pair| pair == ["--security-opt", "seccomp=/srv/root/etc/seccomp.json"]),
+        "{args:?}"
+    );
+    assert!(
+        args.windows(2)
+            .any(|pair| pair == ["--security-opt", "seccomp=unconfined"])
     );
 }

@@ -360,6 +360,25 @@ pub(crate) fn normalize_capability(capability: &str) -> String {
         .map_or(upper.clone(), str::to_owned)
 }
 
+/// The profile file of a `seccomp=FILE` (or `seccomp:FILE`) security option: the docker CLI
+/// reads it and sends its JSON, which is what Docker then reports. `None` for every other
+/// option, `seccomp=unconfined` included; `Some(Err)` for a file that is not an absolute path.
+pub(crate) fn seccomp_file(option: &str) -> Option<Result<HostPath, String>> {
+    let value = option
+        .strip_prefix("seccomp=")
+        .or_else(|| option.strip_prefix("seccomp:"))?;
+    (value != "unconfined").then(|| HostPath::new(value))
+}
+
+/// The `--security-opt` argument for `option`: a seccomp profile read from under the root, as
+/// bind sources are, so that the JSON sent is the file observe compares with.
+pub(crate) fn security_opt_argument(option: &str, host: &Host) -> String {
+    match seccomp_file(option) {
+        Some(Ok(file)) => format!("seccomp={}", host.path(&file).display()),
+        _ => option.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
