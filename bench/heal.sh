@@ -23,7 +23,8 @@ wait_running() { # NAME: polls until it runs (at most 30 s)
 }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2) / 1000}'; }
 
-"$BERTH" -q --root "$ROOT" watch "${DIND[@]}" >"$T/watch.log" 2>&1 &
+# Ten heals in half a minute would trip the crash-loop limit: this measures latency.
+"$BERTH" -q --root "$ROOT" watch --heals-per-minute 1000 "${DIND[@]}" >"$T/watch.log" 2>&1 &
 watch=$!
 # shellcheck disable=SC2317  # called by the trap
 stop_watch() { kill "$watch" 2>/dev/null || true; wait "$watch" 2>/dev/null || true; cleanup; }

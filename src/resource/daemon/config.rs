@@ -22,7 +22,13 @@ use crate::{
         host_path,
     },
     plan::{self, Action, Change, Diff, FieldChange, Kind, ResourceId},
-    resource::{Context, Earlier, Resource, daemon::DockerSettings},
+    resource::{
+        Context, Earlier, Resource,
+        daemon::{
+            DockerSettings,
+            keys::{self, DockerdVersion},
+        },
+    },
 };
 
 pub(crate) struct DaemonConfig {
@@ -40,6 +46,8 @@ pub(crate) struct DaemonJsonState {
     pub service: Option<DockerService>,
     /// A daemon.json that dockerd already refused, set aside by `daemon/docker`.
     pub rejected: Option<String>,
+    /// The running dockerd's version, from `docker info`, when it answers.
+    pub dockerd: Option<DockerdVersion>,
 }
 
 #[derive(Debug, Clone)]
@@ -196,6 +204,16 @@ impl DaemonConfig {
     }
 
     fn refusal(&self, observed: &DaemonJsonState, planned: &Planned) -> Option<String> {
+        // The profile's keys were checked against every dockerd version when it loaded; here
+        // against the one that will read the file.
+        if let Some(version) = observed.dockerd
+            && let Some(problem) = self
+                .keys
+                .keys()
+                .find_map(|key| keys::check_known(key, Some(version)).err())
+        {
+            return Some(format!("{}: remove it from the profile", problem.message));
+        }
         if observed.rejected.as_deref() == Some(planned.text.as_str()) {
             return Some(format!(
                 "dockerd already refused exactly this daemon.json (kept at `{}`); fix the profile, or delete that file to try again",
@@ -297,6 +315,10 @@ impl Resource for DaemonConfig {
             current,
             storage,
             service: unit::find_docker_service(context.host)?,
+            dockerd: match context.docker.status() {
+                DaemonStatus::Running(info) => DockerdVersion::parse(&info.server_version),
+                _ => None,
+            },
             rejected: context.host.read_optional(&rejected_path(&self.path))?,
         })
     }
@@ -455,6 +477,7 @@ mod tests {
             storage: None,
             service: None,
             rejected: None,
+            dockerd: None,
         }
     }
 
@@ -582,6 +605,28 @@ mod tests {
                 .as_deref()
                 .unwrap()
                 .contains("already refused")
+        );
+    }
+
+    #[test]
+    fn a_key_the_running_dockerd_does_not_know_is_refused() {
+        let resource = config(
+            json!({"default-network-opts": {"bridge": {"com.docker.network.driver.mtu": "1400"}}}),
+        );
+        let mut observed = state(Some("{}\n"));
+        observed.dockerd = DockerdVersion::parse("20.10.24+dfsg1");
+        let diff = resource.diff(&observed, &Earlier::default());
+        let refused = diff.changes[0].0.refused.as_deref().unwrap();
+        assert!(
+            refused.contains("known only from dockerd 24.0; this host has 20.10"),
+            "{refused}"
+        );
+        observed.dockerd = DockerdVersion::parse("28.2.2");
+        assert_eq!(
+            resource.diff(&observed, &Earlier::default()).changes[0]
+                .0
+                .refused,
+            None
         );
     }
 }

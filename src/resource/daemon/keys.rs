@@ -372,7 +372,7 @@ fn known(key: &str, version: Option<DockerdVersion>) -> bool {
     }
 }
 
-fn check_known(key: &str, version: Option<DockerdVersion>) -> Result<(), KeyProblem> {
+pub(crate) fn check_known(key: &str, version: Option<DockerdVersion>) -> Result<(), KeyProblem> {
     if let Some(found) = entry(key) {
         let Some(version) = version else {
             return Ok(());

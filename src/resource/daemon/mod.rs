@@ -13,11 +13,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::{
-    host::{
-        HostPath,
-        exec::{self, CommandLine},
-        host_path,
-    },
+    host::{HostPath, exec::CommandLine, host_path},
     profile::{
         Layers,
         source::{KeyPath, LocatedError, toml_to_json},
@@ -117,17 +113,6 @@ fn check_daemon_key(
         };
         layers.error_at(&at, problem.message)
     })
-}
-
-/// The version of the dockerd berth would start (`dockerd` on PATH, the one `dockerd --validate`
-/// runs), whose daemon.json keys the profile is checked against; `None` when there is none.
-pub(crate) fn installed_dockerd() -> Option<DockerdVersion> {
-    let output = exec::run_unchecked_with_timeout(
-        &CommandLine::new("dockerd", ["--version"]),
-        std::time::Duration::from_secs(10),
-    )
-    .ok()?;
-    DockerdVersion::parse(&output.stdout)
 }
 
 /// Checks `[docker]` and fills in its defaults; the top-level `mtu` joins `[docker.daemon]`.
