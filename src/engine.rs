@@ -170,25 +170,34 @@ fn recover<R: Resource>(
         return;
     }
     tracing::info!("{id}: recover {}", change.detail);
-    let outcome = resource.apply(context, &op);
+    let outcome = resource
+        .apply(context, &op)
+        .map_err(|error| error.context(format!("failed to recover `{id}`")));
     context.docker.invalidate();
-    match outcome {
-        Ok(()) => report.entries.push(Entry {
-            change,
-            status: Status::Done,
-        }),
-        Err(error) => {
-            report.entries.push(Entry {
-                change,
-                status: Status::Failed,
-            });
-            report.failures.push(Failure {
-                id: id.clone(),
-                error: error.context(format!("failed to recover `{id}`")),
-            });
-            failed.insert(id);
-        }
+    if !settle(report, &id, change, outcome) {
+        failed.insert(id);
     }
+}
+
+/// Records what one applied change came to; true when it was done.
+fn settle(
+    report: &mut Report,
+    id: &ResourceId,
+    change: Change,
+    outcome: anyhow::Result<()>,
+) -> bool {
+    let done = outcome.is_ok();
+    report.entries.push(Entry {
+        change,
+        status: if done { Status::Done } else { Status::Failed },
+    });
+    if let Err(error) = outcome {
+        report.failures.push(Failure {
+            id: id.clone(),
+            error,
+        });
+    }
+    done
 }
 
 fn step<R: Resource>(
@@ -273,31 +282,17 @@ fn step<R: Resource>(
         };
         // Whatever happened, the daemon may have changed: the next resource observes afresh.
         context.docker.invalidate();
-        match outcome {
-            Ok(()) => {
-                earlier.push(change.clone());
+        let planned = change.clone();
+        if settle(report, &id, change, outcome) {
+            earlier.push(planned);
+        } else {
+            for (rest, _) in changes.by_ref() {
                 report.entries.push(Entry {
-                    change,
-                    status: Status::Done,
+                    change: rest,
+                    status: Status::Skipped,
                 });
             }
-            Err(error) => {
-                report.entries.push(Entry {
-                    change,
-                    status: Status::Failed,
-                });
-                report.failures.push(Failure {
-                    id: id.clone(),
-                    error,
-                });
-                for (rest, _) in changes.by_ref() {
-                    report.entries.push(Entry {
-                        change: rest,
-                        status: Status::Skipped,
-                    });
-                }
-                failed.insert(id.clone());
-            }
+            failed.insert(id.clone());
         }
     }
 }
