@@ -19,48 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-5}
-if [ -z "${BERTH:-}" ]; then
-    cargo build --release --locked --quiet
-    BERTH=$PWD/target/release/berth
-fi
-
-T=$(mktemp -d -t berth-bench-dind-XXXXXX)
-ROOT=$T/root
-export DOCKER_HOST=unix://$T/docker.sock DOCKER_CONFIG=$T/cli
-
-# shellcheck disable=SC2317  # called by the trap
-cleanup() {
-    if [ -f "$T/pid" ]; then
-        pid=$(cat "$T/pid")
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    fi
-    grep -o " ${T}[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-    rm -rf "$T"
-}
-trap cleanup EXIT
-
-# The host layer of the dind profiles as berth writes it, so apply has no host daemon restart
-# to make: what is timed is the containers and the nested daemon.
-mkdir -p "$ROOT/etc/docker" "$ROOT/proc" "$ROOT/sys/module/overlay"
-printf 'nodev\toverlay\n' >"$ROOT/proc/filesystems"
-cat >"$ROOT/etc/docker/daemon.json" <<'JSON'
-{
-  "storage-driver": "overlay2",
-  "log-driver": "json-file",
-  "log-opts": {
-    "max-size": "50m",
-    "max-file": "3"
-  }
-}
-JSON
-DOCKERD=(dockerd --data-root "$T/data" --exec-root "$T/exec" --pidfile "$T/pid"
-    -H "unix://$T/docker.sock" --config-file "$ROOT/etc/docker/daemon.json")
-mkdir -p "$ROOT/lib/systemd/system"
-printf '[Service]\nExecStart=%s\n' "$(command -v dockerd) ${DOCKERD[*]:1}" >"$ROOT/lib/systemd/system/docker.service"
-setsid unshare -n sh -c 'ip link set lo up; exec "$@"' sh "${DOCKERD[@]}" >"$T/dockerd.log" 2>&1 </dev/null &
-for _ in $(seq 600); do docker version >/dev/null 2>&1 && break; sleep 0.1; done
-docker version >/dev/null || { cat "$T/dockerd.log"; exit 1; }
+# shellcheck source=bench/daemon.sh
+source bench/daemon.sh
 
 # The real stand-ins, tagged as the profiles' images.
 tests/fixtures/images/build.sh "$T/images"
