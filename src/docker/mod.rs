@@ -188,14 +188,20 @@ impl Docker {
     }
 
     /// Keeps a batch fetched on another thread as this run's answer for `names`.
-    pub(crate) fn remember<T: Inspect>(&self, names: &[String], found: BTreeMap<String, T>) {
+    pub(crate) fn remember<T: Inspect>(
+        &self,
+        names: &[String],
+        found: BTreeMap<String, T>,
+    ) -> Found<T> {
+        let found = Rc::new(found);
         self.inspected.borrow_mut().insert(
             T::KIND,
             Box::new(Batch {
                 asked: names.iter().cloned().collect(),
-                found: Rc::new(found),
+                found: Rc::clone(&found),
             }),
         );
+        found
     }
 
     /// Runs a docker command and returns its stdout; errors keep the command and stderr.
@@ -263,15 +269,7 @@ impl Docker {
         {
             return Ok(found);
         }
-        let found = fetch::<T>(&self.program, names)?;
-        self.remember(names, found);
-        Ok(self
-            .inspected
-            .borrow()
-            .get(T::KIND)
-            .and_then(|batch| batch.downcast_ref::<Batch<T>>())
-            .map(|batch| Rc::clone(&batch.found))
-            .expect("just remembered"))
+        Ok(self.remember(names, fetch::<T>(&self.program, names)?))
     }
 }
 
