@@ -4,6 +4,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+pub(crate) mod confirm;
 pub(crate) mod json;
 pub(crate) mod log;
 pub(crate) mod run_report;
