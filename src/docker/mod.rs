@@ -53,6 +53,9 @@ pub(crate) struct DaemonInfo {
     pub labels: Option<Vec<String>>,
     pub live_restore_enabled: bool,
     pub registry_config: Option<RegistryConfig>,
+    /// The OCI runtimes the daemon can run containers with (`runc`, and what daemon.json's
+    /// `runtimes` adds: the sysbox installer's `sysbox-runc`), keyed by name.
+    pub runtimes: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

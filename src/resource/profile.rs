@@ -44,6 +44,9 @@ pub(crate) struct ProfileLayer {
     pub runners: Option<toml::Table>,
     /// One MTU for daemon.json, the profile's networks and dind daemons (each kind applies it).
     pub mtu: Option<u32>,
+    /// One list of registry mirrors for daemon.json and every dind daemon's
+    /// `--registry-mirror` flags.
+    pub registry_mirrors: Option<Vec<String>>,
     pub networks: Option<indexmap::IndexMap<ObjectName, NetworkSection>>,
     pub volumes: Option<indexmap::IndexMap<ObjectName, VolumeSection>>,
     pub containers: Option<indexmap::IndexMap<ObjectName, ContainerSection>>,
@@ -64,6 +67,11 @@ pub(crate) struct Profile {
     /// Things worth knowing that are not errors; `validate` and `plan` print them.
     pub warnings: Vec<String>,
 }
+
+/// What `plan`, `validate` and `doctor` say of a profile that runs gitlab-runner's container
+/// (one bind-mounts config.toml's directory) but declares no `[runners.NAME]`: the container
+/// starts, finds no runner in config.toml and takes no jobs, which nothing else would tell.
+pub(crate) const NO_RUNNER_DECLARED: &str = "no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)";
 
 /// Reads, parses, merges and checks the given profiles, in order.
 pub(crate) fn load(refs: &[ProfileRef], host: &Host) -> Result<Profile> {
@@ -99,7 +107,8 @@ impl Profile {
         dockerd: Option<DockerdVersion>,
         layers: &Layers,
     ) -> Result<Self, ProfileError> {
-        let docker = daemon::resolve(layer.docker, layer.mtu, dockerd, layers)?;
+        let registry_mirrors = daemon::resolve_registry_mirrors(layer.registry_mirrors, layers)?;
+        let docker = daemon::resolve(layer.docker, layer.mtu, &registry_mirrors, dockerd, layers)?;
         let objects = resolve_objects(
             ObjectSections {
                 networks: layer.networks,
@@ -107,6 +116,7 @@ impl Profile {
                 containers: layer.containers,
             },
             layer.mtu,
+            &registry_mirrors,
             layers,
         )?;
         let (mut runner, mut runner_warnings) =
@@ -125,6 +135,14 @@ impl Profile {
             }),
             &mut runner_warnings,
         );
+        if runner.runners.is_empty()
+            && objects
+                .containers
+                .iter()
+                .any(|container| runner.mounted_by(&container.mounts))
+        {
+            runner_warnings.push(NO_RUNNER_DECLARED.to_owned());
+        }
         Ok(Self {
             names,
             kernel_modules: kernel_module::resolve(layer.kernel),
@@ -165,6 +183,7 @@ pub(crate) struct ObjectSections {
 fn resolve_objects(
     objects: ObjectSections,
     mtu: Option<u32>,
+    registry_mirrors: &[String],
     layers: &Layers,
 ) -> Result<DockerObjects, LocatedError> {
     let mut resolved = DockerObjects::default();
@@ -184,7 +203,7 @@ fn resolve_objects(
     }
     let mut containers = Vec::new();
     for (name, layer) in objects.containers.unwrap_or_default() {
-        let container = resolve_container(name, layer, mtu, layers)?;
+        let container = resolve_container(name, layer, mtu, registry_mirrors, layers)?;
         resolved.warnings.extend(container_warnings(&container));
         containers.push(container);
     }

@@ -33,6 +33,9 @@ impl Container {
         if spec.privileged {
             args.push("--privileged".into());
         }
+        if let Some(runtime) = &spec.runtime {
+            args.extend(["--runtime".into(), runtime.clone()]);
+        }
         // API 1.41 creates a container on one network; the others are connected before start.
         if let Some((network, aliases)) = spec.networks.first() {
             args.extend(["--network".into(), network.to_string()]);

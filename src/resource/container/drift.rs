@@ -145,7 +145,7 @@ impl Container {
         }
     }
 
-    /// Privileged, capabilities, security options and devices.
+    /// Privileged, runtime, capabilities, security options and devices.
     fn compare_privileges(
         &self,
         live: &ContainerInfo,
@@ -158,6 +158,17 @@ impl Container {
                 "privileged",
                 Some(Json::from(live.host_config.privileged)),
                 Some(Json::from(spec.privileged)),
+            ));
+        }
+        // Unset, the daemon's default runtime (`runc`, or what daemon.json's `default-runtime`
+        // names) runs it: only a runtime the profile sets is compared.
+        if let Some(runtime) = &spec.runtime
+            && live.host_config.runtime != *runtime
+        {
+            replace.push(FieldChange::new(
+                "runtime",
+                Some(text(&live.host_config.runtime)),
+                Some(text(runtime)),
             ));
         }
 

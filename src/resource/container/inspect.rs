@@ -96,6 +96,9 @@ impl Labelled for Config {
 pub(crate) struct HostConfig {
     pub binds: Option<Vec<String>>,
     pub privileged: bool,
+    /// The OCI runtime that runs it (`runc`, `sysbox-runc`), as `--runtime` or the daemon's
+    /// default set it.
+    pub runtime: String,
     pub restart_policy: RestartPolicyInfo,
     pub port_bindings: Option<BTreeMap<String, Option<Vec<PortBindingInfo>>>>,
     pub cap_add: Option<Vec<String>>,

@@ -30,6 +30,7 @@ use std::{collections::BTreeMap, rc::Rc, time::Duration};
 
 use anyhow::Result;
 
+use crate::docker::DaemonStatus;
 use crate::resource::network::NetworkInfo;
 use crate::{
     host::exec,
@@ -49,7 +50,7 @@ use drift::{RecordedHash, Repair, text};
 use inspect::{ContainerInfo, ImageInfo};
 pub(crate) use replace::set_aside_name;
 use replace::{Leftover, ReplaceIntent};
-use spec::ContainerSpec;
+use spec::{ContainerSpec, SYSBOX_RUNTIME};
 use values::{MountSource, PullPolicy, seccomp_file};
 
 /// How long a `docker pull` may take.
@@ -117,6 +118,8 @@ pub(crate) struct Seen {
     /// The text of each seccomp profile file the profile's `security_opt` names (`None`: the
     /// file does not exist), keyed by the option as the profile spells it.
     pub seccomp_profiles: BTreeMap<String, Option<String>>,
+    /// The runtimes the daemon has registered (`docker info`), when it told.
+    pub runtimes: Option<Vec<String>>,
     /// A container of this one's set-aside name (`NAME.berth-old`).
     pub set_aside: Option<ContainerInfo>,
     /// The replacement an interrupted run journaled.
@@ -204,6 +207,12 @@ impl Container {
                 "image `{}` is not on the host and pull = \"never\"; load it (`docker load`) or allow pulling",
                 self.spec.image
             ));
+        }
+        if let Some(runtime) = &self.spec.runtime
+            && let Some(registered) = &seen.runtimes
+            && !registered.contains(runtime)
+        {
+            return Some(unregistered_runtime(runtime, registered));
         }
         seen.missing_sources
             .iter()
@@ -305,7 +314,15 @@ impl Container {
                 seccomp_profiles.insert(option.clone(), context.host.read_optional(&file)?);
             }
         }
+        let runtimes = match context.docker.status() {
+            DaemonStatus::Running(info) => info
+                .runtimes
+                .as_ref()
+                .map(|runtimes| runtimes.keys().cloned().collect()),
+            _ => None,
+        };
         Ok(Seen {
+            runtimes,
             seccomp_profiles,
             host: context.host.clone(),
             container,
@@ -506,6 +523,21 @@ impl Container {
             );
         }
     }
+}
+
+/// Why a container cannot be created with a runtime the daemon does not have, and how to get it.
+fn unregistered_runtime(runtime: &str, registered: &[String]) -> String {
+    let known = registered
+        .iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let install = if runtime == SYSBOX_RUNTIME {
+        "; install sysbox on the host (Nestybox's sysbox-ce package: its installer registers `sysbox-runc` in daemon.json and restarts Docker), then run berth again"
+    } else {
+        "; register it in daemon.json's `runtimes` (`[docker.daemon.runtimes]`) or install the package that does"
+    };
+    format!("the Docker daemon has no runtime `{runtime}` (it has {known}){install}")
 }
 
 /// The images the profile names and those the containers run, in one batch that every

@@ -27,11 +27,17 @@ use crate::{
     resource::docker_object::{ObjectName, labels, spec_hash},
 };
 
+/// Nestybox's runtime for containers that run system software (dockerd) without
+/// `--privileged`.
+pub(crate) const SYSBOX_RUNTIME: &str = "sysbox-runc";
+
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ContainerSection {
     pub image: Option<String>,
     pub privileged: Option<bool>,
+    /// Docker's `--runtime`: an OCI runtime registered with the daemon (`sysbox-runc`).
+    pub runtime: Option<String>,
     pub restart: Option<RestartPolicy>,
     pub networks: Option<NetworksSection>,
     pub volumes: Option<Vec<Mount>>,
@@ -103,12 +109,15 @@ pub(crate) struct ContainerSpec {
     pub name: ObjectName,
     pub image: String,
     pub privileged: bool,
+    /// The OCI runtime; the daemon's default when unset.
+    pub runtime: Option<String>,
     pub restart: RestartPolicy,
     /// Network name → aliases, in profile order; the first is the one the container is created on.
     pub networks: IndexMap<ObjectName, Vec<String>>,
     pub mounts: Vec<Mount>,
     pub env: BTreeMap<String, String>,
-    /// With `--mtu=N` appended for a dind container when the profile sets `mtu`.
+    /// With `--mtu=N` and `--registry-mirror=URL` appended for a dind container when the
+    /// profile sets `mtu` and `registry_mirrors`.
     pub command: Option<Vec<String>>,
     pub entrypoint: Option<Vec<String>>,
     pub ports: Vec<Port>,
@@ -138,6 +147,8 @@ struct NormalizedContainer<'a> {
     image: &'a str,
     #[serde(skip_serializing_if = "is_false")]
     privileged: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runtime: Option<&'a str>,
     restart: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     networks: BTreeMap<&'a str, Vec<&'a str>>,
@@ -193,6 +204,7 @@ impl ContainerSpec {
         let normalized = NormalizedContainer {
             image: &self.image,
             privileged: self.privileged,
+            runtime: self.runtime.as_deref(),
             restart: self.restart.to_string(),
             networks: self
                 .networks
@@ -253,6 +265,7 @@ pub(crate) fn resolve_container(
     name: ObjectName,
     layer: ContainerSection,
     mtu: Option<u32>,
+    registry_mirrors: &[String],
     layers: &Layers,
 ) -> Result<ContainerSpec, LocatedError> {
     let key = KeyPath::parse_dotted("containers").key(name.as_str());
@@ -355,6 +368,11 @@ pub(crate) fn resolve_container(
             arguments.push(format!("--mtu={mtu}"));
         }
     }
+    // One mirror list: in the dind topologies it is the dind daemon that pulls the jobs'
+    // images, so it needs the mirrors more than the host's daemon does.
+    if dind {
+        add_registry_mirrors(&mut command, registry_mirrors);
+    }
     let security_opt = layer.security_opt.unwrap_or_default();
     for option in &security_opt {
         if let Some(Err(why)) = seccomp_file(option) {
@@ -364,12 +382,30 @@ pub(crate) fn resolve_container(
             ));
         }
     }
+    if let Some(runtime) = &layer.runtime
+        && (runtime.is_empty()
+            || !runtime
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(layers.error_at(
+            &key.key("runtime"),
+            format!("`{runtime}` is not a runtime name (as `docker info` lists them, e.g. `sysbox-runc`)"),
+        ));
+    }
+    if layer.runtime.as_deref() == Some(SYSBOX_RUNTIME) && layer.privileged == Some(true) {
+        return Err(layers.error_at(
+            &key.key("privileged"),
+            "sysbox-runc refuses privileged containers (its raison d'être is not needing them); leave `privileged` out",
+        ));
+    }
     let after = layer.after.unwrap_or_default();
     if after.contains(&name) {
         return Err(layers.error_at(&key.key("after"), "a container cannot come after itself"));
     }
     Ok(ContainerSpec {
         privileged: layer.privileged.unwrap_or(false),
+        runtime: layer.runtime,
         restart: layer.restart.unwrap_or_default(),
         networks,
         mounts: layer.volumes.unwrap_or_default(),
@@ -392,6 +428,21 @@ pub(crate) fn resolve_container(
         image,
         name,
     })
+}
+
+/// Appends `--registry-mirror=URL` for each mirror the command does not already pass (as
+/// `--registry-mirror=URL` or `--registry-mirror URL`).
+fn add_registry_mirrors(command: &mut Option<Vec<String>>, mirrors: &[String]) {
+    for mirror in mirrors {
+        let arguments = command.get_or_insert_with(Vec::new);
+        let passed = arguments.iter().enumerate().any(|(at, argument)| {
+            argument.strip_prefix("--registry-mirror=") == Some(mirror.as_str())
+                || (argument == "--registry-mirror" && arguments.get(at + 1) == Some(mirror))
+        });
+        if !passed {
+            arguments.push(format!("--registry-mirror={mirror}"));
+        }
+    }
 }
 
 /// An RFC 1123 hostname, as the container's `/etc/hostname` holds it.

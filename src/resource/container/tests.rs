@@ -121,6 +121,7 @@ fn live(resource: &Container) -> ContainerInfo {
                     .collect(),
             ),
             privileged: spec.privileged,
+            runtime: spec.runtime.clone().unwrap_or_else(|| "runc".into()),
             restart_policy: RestartPolicyInfo {
                 name: spec.restart.to_string(),
                 maximum_retry_count: 0,
@@ -160,6 +161,7 @@ fn seen(resource: &Container, container: Option<ContainerInfo>) -> Observed<Box<
         network_ids: BTreeMap::from([("ci-net".into(), NETWORK_ID.into())]),
         missing_sources: Vec::new(),
         seccomp_profiles: BTreeMap::new(),
+        runtimes: Some(vec!["io.containerd.runc.v2".into(), "runc".into()]),
         set_aside: None,
         intent: None,
     }))
@@ -965,5 +967,106 @@ fn a_seccomp_profile_is_named_by_an_absolute_path_and_read_under_the_root() {
     assert!(
         args.windows(2)
             .any(|pair| pair == ["--security-opt", "seccomp=unconfined"])
+    );
+}
+
+#[test]
+fn runtime_is_passed_compared_only_when_set_and_refused_when_the_daemon_lacks_it() {
+    let unset = container(&profile(""), "gitlab-dind", false);
+    assert!(
+        !unset
+            .create_arguments(&Host::new("/"))
+            .contains(&"--runtime".to_owned())
+    );
+    let runc = container(
+        &profile("[containers.gitlab-dind]\nruntime = \"runc\"\n"),
+        "gitlab-dind",
+        false,
+    );
+    let args = runc.create_arguments(&Host::new("/"));
+    assert!(
+        args.windows(2).any(|pair| pair == ["--runtime", "runc"]),
+        "{args:?}"
+    );
+    assert_ne!(runc.hash, unset.hash, "the runtime is part of the spec");
+    let in_sync = runc.diff(&seen(&runc, Some(live(&runc))), &Earlier::default());
+    assert!(told(&in_sync).is_empty(), "{:?}", told(&in_sync));
+    // Unset, whatever runtime the daemon chose is not drift.
+    let mut other = live(&unset);
+    other.host_config.runtime = "crun".into();
+    let in_sync = unset.diff(&seen(&unset, Some(other)), &Earlier::default());
+    assert!(told(&in_sync).is_empty(), "{:?}", told(&in_sync));
+    // Set, another runtime is: replaced, and said why.
+    let mut other = live(&runc);
+    other.host_config.runtime = "crun".into();
+    assert_eq!(
+        told(&runc.diff(&seen(&runc, Some(other)), &Earlier::default())),
+        [
+            "replace changed outside berth: runtime",
+            "  runtime: \"crun\" → \"runc\"",
+        ]
+    );
+
+    let sysbox = container(
+        &profile("[containers.gitlab-dind]\nruntime = \"sysbox-runc\"\n"),
+        "gitlab-dind",
+        false,
+    );
+    let refused = sysbox.diff(&seen(&sysbox, None), &Earlier::default());
+    let [change] = refused.changes.as_slice() else {
+        panic!("{:?}", refused.changes);
+    };
+    let reason = change.0.refused.as_deref().unwrap_or_default();
+    assert!(
+        reason.starts_with("the Docker daemon has no runtime `sysbox-runc` (it has `io.containerd.runc.v2`, `runc`); install sysbox on the host"),
+        "{reason}"
+    );
+
+    for (extra, problem) in [
+        (
+            "[containers.gitlab-dind]\nruntime = \"no such\"\n",
+            "extra.toml:2:1: key `containers.gitlab-dind.runtime`: `no such` is not a runtime name",
+        ),
+        (
+            "[containers.gitlab-dind]\nruntime = \"sysbox-runc\"\nprivileged = true\n",
+            "extra.toml:3:1: key `containers.gitlab-dind.privileged`: sysbox-runc refuses privileged containers",
+        ),
+    ] {
+        let error = Profile::from_sources(
+            vec!["test".into()],
+            &[
+                TomlFile::new("base.toml", PROFILE),
+                TomlFile::new("extra.toml", extra),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            error.problem.to_string().starts_with(problem),
+            "{}",
+            error.problem
+        );
+    }
+}
+
+#[test]
+fn registry_mirrors_join_a_dind_command_once_and_skip_other_containers() {
+    let mirrored = profile(
+        "registry_mirrors = [\"https://m1.example\", \"https://m2.example/\"]\n[containers.gitlab-dind]\ncommand = [\"--tls=false\", \"--registry-mirror\", \"https://m2.example/\"]\n",
+    );
+    let dind = container(&mirrored, "gitlab-dind", false);
+    assert_eq!(
+        dind.spec.command.as_deref().unwrap(),
+        [
+            "--tls=false",
+            "--registry-mirror",
+            "https://m2.example/",
+            "--registry-mirror=https://m1.example",
+        ]
+    );
+    let runner = container(&mirrored, "gitlab-runner", false);
+    assert_eq!(runner.spec.command, None, "not a dind container");
+    assert_eq!(
+        mirrored.docker.daemon["registry-mirrors"],
+        serde_json::json!(["https://m1.example", "https://m2.example/"])
     );
 }

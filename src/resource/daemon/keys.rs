@@ -525,7 +525,7 @@ const MIRROR_PATHS_FROM: DockerdVersion = v(25, 0);
 /// One registry mirror, as moby's `registry/config.go` `ValidateMirror` checks it: scheme http
 /// or https, no user info, no query, no fragment, and (before 24.0.8) no path but `/`. Every
 /// message shows the URL with its credentials masked.
-fn check_mirror(mirror: &str, version: Option<DockerdVersion>) -> Result<(), String> {
+pub(super) fn check_mirror(mirror: &str, version: Option<DockerdVersion>) -> Result<(), String> {
     let shown = redact_url_credentials(mirror);
     let Some((scheme, rest)) = mirror.split_once("://").filter(|(scheme, _)| {
         scheme.starts_with(|c: char| c.is_ascii_alphabetic())

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::{
+    docker::normalize_mirror,
     host::{HostPath, exec::CommandLine, host_path},
     profile::{
         Layers,
@@ -78,6 +79,52 @@ fn apply_mtu(
     }
 }
 
+/// The top-level `registry_mirrors`, checked as dockerd checks a mirror (http or https, no
+/// path beyond `/`, whatever the daemon's version: the dind daemons' versions are not known
+/// here) and without duplicates. One list for every daemon: daemon.json's and each dind
+/// container's.
+pub(crate) fn resolve_registry_mirrors(
+    mirrors: Option<Vec<String>>,
+    layers: &Layers,
+) -> Result<Vec<String>, LocatedError> {
+    let key = KeyPath::parse_dotted("registry_mirrors");
+    let mut checked: Vec<String> = Vec::new();
+    for (index, mirror) in mirrors.unwrap_or_default().into_iter().enumerate() {
+        keys::check_mirror(&mirror, None)
+            .map_err(|message| layers.error_at(&key.index(index), message))?;
+        if !checked
+            .iter()
+            .any(|known| normalize_mirror(known) == normalize_mirror(&mirror))
+        {
+            checked.push(mirror);
+        }
+    }
+    Ok(checked)
+}
+
+/// The top-level mirrors join `[docker.daemon] registry-mirrors` (which stays the host
+/// daemon's own list), each once.
+fn apply_registry_mirrors(mirrors: &[String], daemon: &mut serde_json::Map<String, Json>) {
+    if mirrors.is_empty() {
+        return;
+    }
+    let entry = daemon
+        .entry("registry-mirrors")
+        .or_insert_with(|| Json::Array(Vec::new()));
+    let Some(list) = entry.as_array_mut() else {
+        return;
+    };
+    for mirror in mirrors {
+        let known = list.iter().any(|set| {
+            set.as_str()
+                .is_some_and(|set| normalize_mirror(set) == normalize_mirror(mirror))
+        });
+        if !known {
+            list.push(Json::from(mirror.as_str()));
+        }
+    }
+}
+
 /// Converts `[docker.daemon]` to daemon.json values, checking the keys whose shape dockerd
 /// insists on. dockerd refuses to start on a daemon.json it cannot read, so catching these here
 /// (with a line number) beats finding out from a dead daemon.
@@ -115,10 +162,12 @@ fn check_daemon_key(
     })
 }
 
-/// Checks `[docker]` and fills in its defaults; the top-level `mtu` joins `[docker.daemon]`.
+/// Checks `[docker]` and fills in its defaults; the top-level `mtu` and `registry_mirrors`
+/// join `[docker.daemon]`.
 pub(crate) fn resolve(
     layer: Option<DockerSection>,
     mtu: Option<u32>,
+    registry_mirrors: &[String],
     dockerd: Option<DockerdVersion>,
     layers: &Layers,
 ) -> Result<DockerSettings, LocatedError> {
@@ -131,6 +180,7 @@ pub(crate) fn resolve(
     if let Some(mtu) = mtu {
         apply_mtu(mtu, &mut daemon, layers)?;
     }
+    apply_registry_mirrors(registry_mirrors, &mut daemon);
     let ready_timeout = docker.ready_timeout.unwrap_or(60);
     if ready_timeout == 0 {
         return Err(layers.error_at(
