@@ -59,6 +59,49 @@ pub enum Command {
     /// Check what a runner host needs, with a fix for each problem. Exit 0: healthy; 1: a hard
     /// requirement fails
     Doctor,
+    /// Write /etc/berth/profiles/site.toml (one runner, its token read from
+    /// /etc/berth/tokens/NAME) and /etc/berth/berth.toml for a topology; never overwrites a file.
+    /// Exit 0: written; 1: a file is in the way, nothing changed
+    Init(InitArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// The embedded profile the host's containers come from
+    #[arg(long, value_enum, default_value_t = Topology::Dind)]
+    pub topology: Topology,
+
+    /// The GitLab instance the runner was created on [default: a placeholder that `berth
+    /// validate` refuses until it is replaced]
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// The runner's name in config.toml; its token is read from /etc/berth/tokens/NAME
+    #[arg(long, value_name = "NAME", default_value = "docker-runner")]
+    pub runner: String,
+}
+
+/// The embedded profiles `berth init` can start a host from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Topology {
+    Dind,
+    DindTls,
+    Socket,
+    DindService,
+    DindSysbox,
+}
+
+impl Topology {
+    /// The embedded profile's name.
+    pub fn profile_name(self) -> &'static str {
+        match self {
+            Self::Dind => "dind",
+            Self::DindTls => "dind-tls",
+            Self::Socket => "socket",
+            Self::DindService => "dind-service",
+            Self::DindSysbox => "dind-sysbox",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

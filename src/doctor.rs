@@ -9,7 +9,7 @@ use crate::{
     docker::unit,
     docker::{DaemonStatus, Docker},
     host::{Host, HostPath, host_path},
-    resource::profile::Profile,
+    resource::profile::{NO_RUNNER_DECLARED, Profile},
     resource::{
         kernel_module::{KernelModule, KernelView, ModuleName},
         runner::{config, config_toml, gitlab::GitLab, system_id},
@@ -108,11 +108,26 @@ pub(crate) fn run(host: &Host, docker: &Docker, profile: Option<&Profile>) -> Ve
     checks.push(cgroup(host));
     checks.push(flag_conflicts(host, profile));
     if let Some(profile) = profile {
+        checks.extend(runner_declared(profile));
         checks.extend(runner_config_permissions(host, profile));
         checks.extend(dind_from_runner(docker, &status, profile));
         checks.extend(runner_tokens(host, profile));
     }
     checks
+}
+
+/// A runner container with no runner in its config.toml is a host that looks fine and takes
+/// no jobs.
+fn runner_declared(profile: &Profile) -> Option<Check> {
+    profile
+        .warnings
+        .iter()
+        .any(|warning| warning == NO_RUNNER_DECLARED)
+        .then(|| {
+            Check::new("runners", Verdict::Warn, NO_RUNNER_DECLARED).fix(
+                "create the runner in GitLab, save its token to /etc/berth/tokens/NAME, then `berth init --url URL --runner NAME`",
+            )
+        })
 }
 
 fn kernel_release(host: &Host) -> Check {

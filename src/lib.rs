@@ -10,6 +10,7 @@ mod docker;
 mod doctor;
 mod engine;
 mod host;
+mod init;
 mod output;
 mod plan;
 mod profile;
@@ -52,6 +53,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Validate => "validate",
         Command::Status => "status",
         Command::Doctor => "doctor",
+        Command::Init(_) => "init",
     };
     match run_command(&cli, &printer) {
         Ok(code) => code,
@@ -65,6 +67,18 @@ pub fn run(cli: Cli) -> u8 {
 fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
     let settings = Settings::resolve(cli)?;
     match cli.command {
+        Command::Init(ref args) => {
+            let written = init::run(
+                &settings.host,
+                &init::Request {
+                    topology: args.topology,
+                    url: args.url.clone(),
+                    runner: args.runner.clone(),
+                },
+            )?;
+            ignore_broken_pipe(printer.initialized(&written))?;
+            Ok(exit::OK)
+        }
         Command::Plan(_) => {
             converge(&settings, printer, Mode::Plan, true).map(|converged| converged.code)
         }

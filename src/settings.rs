@@ -78,7 +78,7 @@ impl Settings {
             Command::Plan(args) => Some(args),
             Command::Apply(args) => Some(&args.converge),
             Command::Watch(args) => Some(&args.apply.converge),
-            Command::Validate | Command::Status | Command::Doctor => None,
+            Command::Validate | Command::Status | Command::Doctor | Command::Init(_) => None,
         };
         let options = converge.map_or_else(Options::default, |args| Options {
             allow_storage_driver_change: args.allow_storage_driver_change,

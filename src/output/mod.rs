@@ -18,7 +18,7 @@ use serde_json::{Value as Json, json};
 
 use run_report::LastRun;
 
-use crate::watch::state::WatchState;
+use crate::{init, watch::state::WatchState};
 
 use crate::{
     cli::ColorChoice,
@@ -381,6 +381,36 @@ impl Printer {
             },
         ));
         out.push('\n');
+        write_stdout(&out)
+    }
+
+    /// Prints what `berth init` wrote and what to do next.
+    pub(crate) fn initialized(&self, written: &init::Written) -> io::Result<()> {
+        let steps = init::next_steps(written);
+        let files: Vec<String> = written.files.iter().map(ToString::to_string).collect();
+        if self.json {
+            let document = json!({
+                "schema_version": json::SCHEMA_VERSION,
+                "command": "init",
+                "written": files,
+                "next_steps": steps,
+            });
+            return write_stdout(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&document).expect("serializes")
+            ));
+        }
+        let mut out = String::new();
+        for file in &files {
+            out.push_str(&format!("{} {file}\n", self.paint(ADD, "wrote")));
+        }
+        if written.kept_berth_toml {
+            out.push_str("kept  /etc/berth/berth.toml (it already names these profiles)\n");
+        }
+        out.push_str(&format!("\n{}\n", self.paint(BOLD, "Next steps:")));
+        for (number, step) in steps.iter().enumerate() {
+            out.push_str(&format!("  {}. {step}\n", number + 1));
+        }
         write_stdout(&out)
     }
 

@@ -666,6 +666,17 @@ fn check_url(url: &str) -> Result<(), String> {
     if host.contains('@') {
         return Err("the URL must not carry credentials".into());
     }
+    // `.invalid` never resolves (RFC 6761): it is `berth init`'s placeholder.
+    if host
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .ends_with(".invalid")
+    {
+        return Err(format!(
+            "`{url}` is a placeholder (`berth init` writes it without `--url`): put the URL of the GitLab the runner was created on here"
+        ));
+    }
     Ok(())
 }
 
