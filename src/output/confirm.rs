@@ -4,7 +4,10 @@
 //! nobody watches never hangs on a prompt nor goes ahead unasked.
 
 #![allow(clippy::print_stderr)]
-#![allow(dead_code, reason = "destroy and apply's confirmation use it; they land next")]
+#![allow(
+    dead_code,
+    reason = "destroy and apply's confirmation use it; they land next"
+)]
 
 use std::io::{self, BufRead, IsTerminal, Write};
 

@@ -13,6 +13,7 @@ fn help_for_every_subcommand_is_stable() {
         Some("status"),
         Some("doctor"),
         Some("watch"),
+        Some("init"),
     ] {
         let mut args = Vec::from_iter(subcommand);
         args.push("--help");
@@ -183,7 +184,10 @@ fn validate_checks_profiles_without_touching_the_host() {
     let root = Root::new();
     let run = berth(&root).args(["validate"]).run();
     run.code(0);
-    assert_eq!(run.stdout, "valid: dind\n");
+    insta::assert_snapshot!(run.stdout, @r"
+    warning: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)
+    valid: dind
+    ");
     assert!(root.snapshot().is_empty(), "validate wrote nothing");
 }
 
@@ -192,7 +196,7 @@ fn unknown_profile_name_lists_what_exists() {
     let root = Root::new();
     let run = berth(&root).args(["plan", "-p", "nope"]).run();
     run.code(1);
-    insta::assert_snapshot!(run.stderr, @"error: no profile named `nope`: not in `/etc/berth/profiles/nope.toml` nor among the embedded profiles (dind-service, dind-tls, dind, socket)");
+    insta::assert_snapshot!(run.stderr, @"error: no profile named `nope`: not in `/etc/berth/profiles/nope.toml` nor among the embedded profiles (dind-service, dind-sysbox, dind-tls, dind, socket)");
 }
 
 #[test]

@@ -20,6 +20,7 @@ mod fault_tools;
 mod faults;
 mod gitlab_server;
 mod host_files;
+mod init;
 mod operations;
 mod profiles;
 mod runner;

@@ -400,13 +400,16 @@ fn dind_service_profile_applies_from_scratch_and_every_drift_is_fixed_alone() {
 #[test]
 fn every_profile_validates_and_says_what_it_trades() {
     let root = Root::new();
-    for profile in ["dind", "dind-tls", "socket", "dind-service"] {
+    for profile in ["dind", "dind-tls", "socket", "dind-service", "dind-sysbox"] {
         let run = berth(&root).args(["validate", "-p", profile]).run();
         run.code(0);
+        // Each declares the runner's container, and leaves the runner to the site layer.
         assert_eq!(
             run.stdout,
-            format!("valid: {profile}\n"),
-            "no warnings for `{profile}`"
+            format!(
+                "warning: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)\nvalid: {profile}\n"
+            ),
+            "no other warning for `{profile}`"
         );
         let text = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("profiles/{profile}.toml")),
