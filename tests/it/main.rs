@@ -23,5 +23,7 @@ mod host_files;
 mod init;
 mod operations;
 mod profiles;
+mod registry_mirrors;
 mod runner;
+mod runtime;
 mod watch;
