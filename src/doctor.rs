@@ -9,6 +9,7 @@ use crate::{
     docker::unit,
     docker::{DaemonStatus, Docker},
     host::{Host, HostPath, host_path},
+    resource::container::spec::SYSBOX_RUNTIME,
     resource::profile::{NO_RUNNER_DECLARED, Profile},
     resource::{
         kernel_module::{KernelModule, KernelView, ModuleName},
@@ -109,6 +110,7 @@ pub(crate) fn run(host: &Host, docker: &Docker, profile: Option<&Profile>) -> Ve
     checks.push(flag_conflicts(host, profile));
     if let Some(profile) = profile {
         checks.extend(runner_declared(profile));
+        checks.extend(runtimes(&status, profile));
         checks.extend(runner_config_permissions(host, profile));
         checks.extend(dind_from_runner(docker, &status, profile));
         checks.extend(runner_tokens(host, profile));
@@ -128,6 +130,41 @@ fn runner_declared(profile: &Profile) -> Option<Check> {
                 "create the runner in GitLab, save its token to /etc/berth/tokens/NAME, then `berth init --url URL --runner NAME`",
             )
         })
+}
+
+/// Each runtime a container names, against what the daemon has registered: without it the
+/// container cannot be created (`dind-sysbox` on a host without sysbox).
+fn runtimes(status: &DaemonStatus, profile: &Profile) -> Vec<Check> {
+    let mut wanted: Vec<&str> = profile
+        .containers
+        .iter()
+        .filter_map(|container| container.runtime.as_deref())
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    wanted
+        .into_iter()
+        .map(|runtime| {
+            let name = format!("runtime {runtime}");
+            match status {
+                DaemonStatus::Running(info) => match &info.runtimes {
+                    Some(known) if known.contains_key(runtime) => {
+                        Check::new(&name, Verdict::Ok, "registered with the Docker daemon")
+                    }
+                    Some(_) => {
+                        let check = Check::new(&name, Verdict::Fail, "the Docker daemon has no such runtime (`docker info`, Runtimes): the containers that name it cannot be created");
+                        if runtime == SYSBOX_RUNTIME {
+                            check.fix("install sysbox (Nestybox's sysbox-ce package; its installer registers sysbox-runc in daemon.json and restarts Docker)")
+                        } else {
+                            check.fix("register it under `runtimes` in daemon.json, or install the package that does")
+                        }
+                    }
+                    None => Check::new(&name, Verdict::Skip, "the daemon does not list its runtimes"),
+                },
+                _ => Check::new(&name, Verdict::Skip, "the daemon does not answer"),
+            }
+        })
+        .collect()
 }
 
 fn kernel_release(host: &Host) -> Check {

@@ -111,6 +111,26 @@ fn dind_sysbox_on_a_daemon_without_sysbox_is_refused_with_the_install_hint() {
             .any(|name| name == "gitlab-dind"),
         "no dind container was made"
     );
+    let doctor = |expected: &str| {
+        let run = run("doctor");
+        let line = run
+            .stdout
+            .lines()
+            .find(|line| line.contains("runtime sysbox-runc"))
+            .unwrap_or_else(|| panic!("no runtime check:\n{}", run.stdout))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(line.starts_with(expected), "{line}");
+        run
+    };
+    let unhealthy = doctor("FAIL runtime sysbox-runc the Docker daemon has no such runtime");
+    unhealthy.code(1);
+    assert!(
+        unhealthy.stdout.contains("fix: install sysbox"),
+        "{}",
+        unhealthy.stdout
+    );
 
     // What the sysbox installer does: register the runtime in daemon.json, restart Docker.
     // Here it is plain runc under sysbox's name, which is all berth can tell apart.
@@ -132,6 +152,7 @@ fn dind_sysbox_on_a_daemon_without_sysbox_is_refused_with_the_install_hint() {
     run("apply").code(0);
     berth(&root).docker(&dockerd).args(&profiles).converged();
     assert_eq!(runtime_of(&dockerd, "gitlab-dind"), "sysbox-runc");
+    doctor("ok runtime sysbox-runc registered with the Docker daemon");
     assert_eq!(
         dockerd.inspect_container("gitlab-dind")["HostConfig"]["Privileged"],
         false
