@@ -3,6 +3,7 @@
 //! are cached for one run so that observing N resources costs a constant number of calls; the
 //! engine drops the cache after anything is applied.
 
+pub(crate) mod pull;
 pub(crate) mod unit;
 
 use std::{

@@ -7,6 +7,8 @@ use std::{fmt, io, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
+use crate::output::progress::Ticker;
+
 /// A program and its arguments, as written in a profile (`restart = ["systemctl", "restart",
 /// "docker"]`) or built by berth. Never holds a secret: tokens travel over HTTP or stdin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,7 +152,11 @@ pub(crate) fn run_with_timeout(
     command: &CommandLine,
     timeout: Duration,
 ) -> Result<Output, CommandError> {
-    let output = run_unchecked_with_timeout(command, timeout)?;
+    checked(command, run_unchecked_with_timeout(command, timeout)?)
+}
+
+/// A non-zero exit as the error that names the command and its stderr.
+pub(crate) fn checked(command: &CommandLine, output: Output) -> Result<Output, CommandError> {
     if output.success() {
         Ok(output)
     } else {
@@ -173,6 +179,25 @@ pub(crate) fn run_unchecked_with_timeout(
     command: &CommandLine,
     timeout: Duration,
 ) -> Result<Output, CommandError> {
+    run_unchecked_reporting(command, timeout, |_| {})
+}
+
+/// [`run_with_timeout`] for a program that may run long (a restart, a drain): `report` is
+/// called with the time elapsed every [`crate::output::progress::PROGRESS_INTERVAL`] while it
+/// runs.
+pub(crate) fn run_reporting(
+    command: &CommandLine,
+    timeout: Duration,
+    report: impl FnMut(Duration),
+) -> Result<Output, CommandError> {
+    checked(command, run_unchecked_reporting(command, timeout, report)?)
+}
+
+fn run_unchecked_reporting(
+    command: &CommandLine,
+    timeout: Duration,
+    mut report: impl FnMut(Duration),
+) -> Result<Output, CommandError> {
     tracing::debug!("running `{command}`");
     let handle = duct::cmd(&command.program, &command.args)
         .stdin_null()
@@ -181,15 +206,26 @@ pub(crate) fn run_unchecked_with_timeout(
         .unchecked()
         .start()
         .map_err(|source| spawn_error(command, source))?;
-    let finished = handle
-        .wait_timeout(timeout)
-        .map_err(|source| spawn_error(command, source))?;
-    let Some(output) = finished else {
-        let _ = handle.kill();
-        return Err(CommandError::TimedOut {
-            command: command.to_string(),
-            timeout,
-        });
+    let started = std::time::Instant::now();
+    let mut ticker = Ticker::since(started);
+    let output = loop {
+        let left = timeout.saturating_sub(started.elapsed());
+        let finished = handle
+            .wait_timeout(left.min(ticker.until_due()))
+            .map_err(|source| spawn_error(command, source))?;
+        if let Some(output) = finished {
+            break output;
+        }
+        if started.elapsed() >= timeout {
+            let _ = handle.kill();
+            return Err(CommandError::TimedOut {
+                command: command.to_string(),
+                timeout,
+            });
+        }
+        if let Some(elapsed) = ticker.due() {
+            report(elapsed);
+        }
     };
     Ok(Output {
         code: output.status.code(),
@@ -198,7 +234,7 @@ pub(crate) fn run_unchecked_with_timeout(
     })
 }
 
-fn spawn_error(command: &CommandLine, source: io::Error) -> CommandError {
+pub(crate) fn spawn_error(command: &CommandLine, source: io::Error) -> CommandError {
     if source.kind() == io::ErrorKind::NotFound {
         CommandError::NotFound {
             program: command.program.clone(),
@@ -243,6 +279,20 @@ mod tests {
         let command = CommandLine::new("sleep", ["5"]);
         let error = run_with_timeout(&command, Duration::from_millis(100)).unwrap_err();
         assert!(matches!(error, CommandError::TimedOut { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_long_program_reports_while_it_runs() {
+        // One report is due every PROGRESS_INTERVAL; a short program reports none and keeps
+        // its output and status.
+        let mut reports = 0;
+        let command = CommandLine::new("sh", ["-c", "echo done; exit 2"]);
+        let error = run_reporting(&command, Duration::from_secs(5), |_| reports += 1).unwrap_err();
+        assert_eq!(reports, 0);
+        assert!(
+            matches!(error, CommandError::Failed { code: Some(2), .. }),
+            "{error}"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub(crate) mod confirm;
 pub(crate) mod json;
 pub(crate) mod log;
+pub(crate) mod progress;
 pub(crate) mod run_report;
 
 pub(crate) use log::init_logging;

@@ -11,7 +11,7 @@ use super::{
     values::{MountSource, PullPolicy, security_opt_argument},
 };
 use crate::{
-    host::{Host, HostPath, exec},
+    host::{Host, HostPath},
     resource::{Context, Resource, docker_object},
 };
 
@@ -102,11 +102,8 @@ impl Container {
             ),
         };
         if pull {
-            exec::run_with_timeout(
-                &context.docker.command(["pull", self.spec.image.as_str()]),
-                PULL_TIMEOUT,
-            )
-            .with_context(|| format!("image `{}` could not be pulled", self.spec.image))?;
+            crate::docker::pull::pull(context.docker, self.spec.image.as_str(), PULL_TIMEOUT)
+                .with_context(|| format!("image `{}` could not be pulled", self.spec.image))?;
         }
         Ok(())
     }

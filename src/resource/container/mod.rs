@@ -35,6 +35,7 @@ use crate::resource::network::NetworkInfo;
 use crate::{
     host::exec,
     host::{Host, HostPath},
+    output::progress,
     plan::{Action, Change, Diff, FieldChange, Kind, ResourceId},
     resource::{
         Context, Earlier, Resource,
@@ -261,11 +262,21 @@ impl Resource for Container {
             ContainerOp::Repair(repairs) => self.repair(context, repairs),
             ContainerOp::Start => run(context, &["container", "start", self.name()]).map(drop),
             ContainerOp::Restart { stop_timeout } => {
-                exec::run_with_timeout(
+                let timeout = Duration::from_secs(*stop_timeout);
+                exec::run_reporting(
                     &context
                         .docker
                         .command(["container", "restart", self.name()]),
-                    Duration::from_secs(*stop_timeout),
+                    timeout,
+                    |elapsed| {
+                        let what =
+                            format!("`{}` to restart (it drains its running jobs)", self.name());
+                        tracing::info!(
+                            "{}: {}",
+                            self.id(),
+                            progress::waiting(&what, elapsed, timeout)
+                        );
+                    },
                 )?;
                 Ok(())
             }

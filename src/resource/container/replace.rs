@@ -24,6 +24,7 @@ use super::{
 };
 use crate::{
     host::exec,
+    output::progress,
     plan::{Action, Change},
     resource::{Context, Resource, docker_object::Labelled, journal},
 };
@@ -159,11 +160,20 @@ impl Container {
         )
         .with_context(|| format!("failed to turn off the old `{name}`'s restart policy"))?;
         // Drain: `docker stop` without `-t` uses the container's own stop signal and timeout.
-        exec::run_with_timeout(
+        let timeout = Duration::from_secs(Self::stop_timeout(live));
+        exec::run_reporting(
             &context
                 .docker
                 .command(["container", "stop", live.id.as_str()]),
-            Duration::from_secs(Self::stop_timeout(live)),
+            timeout,
+            |elapsed| {
+                let what = format!("the old `{name}` to stop (it drains its running jobs)");
+                tracing::info!(
+                    "{}: {}",
+                    self.id(),
+                    progress::waiting(&what, elapsed, timeout)
+                );
+            },
         )
         .with_context(|| format!("failed to stop the old `{name}`"))?;
         run(context, &["container", "rename", &live.id, &parked])?;

@@ -24,6 +24,7 @@ use super::{
 use crate::{
     docker::DaemonStatus,
     host::exec::{self, CommandError, CommandLine},
+    output::progress::{self, Ticker},
     resource::{Context, journal},
     secret::Fingerprint,
 };
@@ -114,8 +115,10 @@ impl DaemonService {
         command: &CommandLine,
         expected: &Map<String, Json>,
     ) -> Result<(), Failure> {
-        let deadline = Instant::now() + self.ready_timeout;
-        if let Err(error) = exec::run_with_timeout(command, self.ready_timeout) {
+        let started = Instant::now();
+        if let Err(error) = exec::run_reporting(command, self.ready_timeout, |elapsed| {
+            self.say_waiting(elapsed);
+        }) {
             // `systemctl restart` exits non-zero when dockerd refuses to start: then dockerd is
             // down. A command that fails with dockerd still up never restarted it.
             let down = !matches!(context.docker.query_status(), DaemonStatus::Running(_));
@@ -127,17 +130,30 @@ impl DaemonService {
                 Failure::Command(error)
             });
         }
-        self.wait_until_ready(context, expected, deadline)
+        self.wait_until_ready(context, expected, started)
             .map_err(Failure::Refused)
     }
 
-    /// Waits until the daemon answers and reports `expected`, until `deadline`.
+    /// A restart can take a minute: say so every interval (one log line, a journal line under
+    /// the timer).
+    fn say_waiting(&self, elapsed: Duration) {
+        tracing::info!(
+            "{}: {}",
+            Self::id(),
+            progress::waiting("dockerd", elapsed, self.ready_timeout)
+        );
+    }
+
+    /// Waits until the daemon answers and reports `expected`, within `ready_timeout` of
+    /// `started` (when the restart command began).
     fn wait_until_ready(
         &self,
         context: &Context,
         expected: &Map<String, Json>,
-        deadline: Instant,
+        started: Instant,
     ) -> Result<()> {
+        let deadline = started + self.ready_timeout;
+        let mut ticker = Ticker::resumed(started);
         loop {
             let problem = match context.docker.query_status() {
                 DaemonStatus::Running(info) => {
@@ -160,6 +176,9 @@ impl DaemonService {
                     "the Docker daemon was not ready within {} s: {problem}",
                     self.ready_timeout.as_secs()
                 );
+            }
+            if let Some(elapsed) = ticker.due() {
+                self.say_waiting(elapsed);
             }
             std::thread::sleep(POLL_INTERVAL);
         }
@@ -192,10 +211,12 @@ impl DaemonService {
                 "dockerd did not take the new daemon.json on reload; the previous file is restored (the refused one is kept at `{rejected}`)"
             )));
         }
-        let deadline = Instant::now() + self.ready_timeout;
-        let restarted = exec::run_with_timeout(&self.restart, self.ready_timeout)
-            .map_err(anyhow::Error::new)
-            .and_then(|_| self.wait_until_ready(context, &Map::new(), deadline));
+        let started = Instant::now();
+        let restarted = exec::run_reporting(&self.restart, self.ready_timeout, |elapsed| {
+            self.say_waiting(elapsed);
+        })
+        .map_err(anyhow::Error::new)
+        .and_then(|_| self.wait_until_ready(context, &Map::new(), started));
         match restarted {
             Ok(()) => Err(error.context(format!(
                 "dockerd did not come back with the new daemon.json; the previous file is restored (the refused one is kept at `{rejected}`) and Docker is running again"
