@@ -30,6 +30,8 @@ pub(crate) enum Mode {
 pub(crate) enum Status {
     /// plan: would be done.
     Planned,
+    /// plan: apply would refuse it (its `refused` says why); plan exits 1.
+    Refused,
     /// apply: done.
     Done,
     /// apply: attempted and failed, or refused.
@@ -85,6 +87,14 @@ impl Report {
 
     pub(crate) fn failed(&self) -> bool {
         !self.failures.is_empty()
+    }
+
+    /// plan: the changes apply would refuse.
+    pub(crate) fn refused(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|entry| entry.status == Status::Refused)
+            .count()
     }
 }
 
@@ -260,10 +270,12 @@ fn step<R: Resource>(
         }
         if mode == Mode::Plan {
             earlier.push(change.clone());
-            report.entries.push(Entry {
-                change,
-                status: Status::Planned,
-            });
+            let status = if change.refused.is_some() {
+                Status::Refused
+            } else {
+                Status::Planned
+            };
+            report.entries.push(Entry { change, status });
             continue;
         }
         let outcome = match (&change.refused, &op) {

@@ -38,8 +38,15 @@ use crate::{
 pub mod exit {
     pub const OK: u8 = 0;
     pub const FAILURE: u8 = 1;
-    /// `plan` only: the host differs from the profile.
+    /// `plan` only: the host differs from the profile, and apply would make every change.
     pub const CHANGES_PENDING: u8 = 2;
+
+    /// What a command line clap could not parse exits with: 1, like any other error, since 2
+    /// means "changes pending"; `--help` and `--version` (which clap reports the same way)
+    /// exit 0.
+    pub fn usage(error: &clap::Error) -> u8 {
+        if error.exit_code() == 0 { OK } else { FAILURE }
+    }
 }
 
 /// Runs one berth command and returns the process exit code.
@@ -215,6 +222,8 @@ fn converge(
     }
     let code = match mode {
         _ if report.failed() => exit::FAILURE,
+        // apply would not make every change: that is not "changes pending", it needs a person.
+        Mode::Plan if report.refused() > 0 => exit::FAILURE,
         Mode::Plan if report.has_changes() => exit::CHANGES_PENDING,
         _ => exit::OK,
     };

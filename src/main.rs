@@ -3,5 +3,14 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    std::process::ExitCode::from(berth::run(berth::cli::Cli::parse()))
+    let cli = match berth::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // clap exits 2 on a usage error, which `plan` uses for "changes pending": a typo must
+        // not look like drift. `--help` and `--version` come here too, and still exit 0.
+        Err(error) => {
+            let _ = error.print();
+            return std::process::ExitCode::from(berth::exit::usage(&error));
+        }
+    };
+    std::process::ExitCode::from(berth::run(cli))
 }

@@ -49,6 +49,7 @@ pub(crate) fn summary(report: &Report) -> Json {
         "add": summary.add,
         "change": summary.change,
         "destroy": summary.destroy,
+        "refused": report.refused(),
         "failed": report.failures.len(),
     })
 }

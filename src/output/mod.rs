@@ -117,10 +117,18 @@ impl Printer {
             Mode::Plan if report.entries.is_empty() && !report.failed() => {
                 "No changes: the host matches the profile.".to_owned()
             }
-            Mode::Plan => format!(
-                "Plan: {} to add, {} to change, {} to destroy.",
-                summary.add, summary.change, summary.destroy
-            ),
+            Mode::Plan => {
+                let mut line = format!(
+                    "Plan: {} to add, {} to change, {} to destroy",
+                    summary.add, summary.change, summary.destroy
+                );
+                // Counted apart: a refused change is not one apply will make.
+                if report.refused() > 0 {
+                    line.push_str(&format!(", {} refused", report.refused()));
+                }
+                line.push('.');
+                line
+            }
             Mode::Apply if report.entries.is_empty() && !report.failed() => {
                 "Nothing to do: the host matches the profile.".to_owned()
             }
@@ -150,7 +158,8 @@ impl Printer {
         let change = &entry.change;
         let style = action_style(change.action);
         let status = match entry.status {
-            Status::Planned | Status::Done => String::new(),
+            // A refused change says so on its own `refused:` line.
+            Status::Planned | Status::Done | Status::Refused => String::new(),
             Status::Failed => format!("  {}", self.paint(DESTROY, "(failed)")),
             Status::Skipped => format!("  {}", self.paint(DIM, "(skipped)")),
         };

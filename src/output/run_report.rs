@@ -50,7 +50,7 @@ impl LastRun {
             drift_detected: false,
             changes: Vec::new(),
             errors: Vec::new(),
-            summary: serde_json::json!({"add": 0, "change": 0, "destroy": 0, "failed": 0}),
+            summary: serde_json::json!({"add": 0, "change": 0, "destroy": 0, "refused": 0, "failed": 0}),
             changes_by_kind: BTreeMap::new(),
         }
     }
@@ -93,7 +93,7 @@ impl LastRun {
         Self {
             success: false,
             errors: vec![json::error(None, error)],
-            summary: serde_json::json!({"add": 0, "change": 0, "destroy": 0, "failed": 1}),
+            summary: serde_json::json!({"add": 0, "change": 0, "destroy": 0, "refused": 0, "failed": 1}),
             ..Self::new(started, duration, profiles)
         }
     }

@@ -97,7 +97,7 @@ fn plan_json_is_one_document_with_the_changes() {
     );
     assert_eq!(
         document["summary"],
-        serde_json::json!({"add": 2, "change": 0, "destroy": 0, "failed": 0})
+        serde_json::json!({"add": 2, "change": 0, "destroy": 0, "refused": 0, "failed": 0})
     );
     let warnings: Vec<_> = document["warnings"]
         .as_array()

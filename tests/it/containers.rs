@@ -81,9 +81,9 @@ fn a_same_named_container_berth_did_not_create_is_a_conflict_and_left_alone() {
     );
 
     let plan = run(&root, &dockerd, "plan", &profile, &[]);
-    plan.code(2);
+    plan.code(1);
     insta::assert_snapshot!(plan.transcript(), @r#"
-    exit: 2
+    exit: 1
     --- stdout
     network/berth-test-net        + create    driver=bridge
     volume/berth-test-data        + create    driver=local
@@ -95,7 +95,7 @@ fn a_same_named_container_berth_did_not_create_is_a_conflict_and_left_alone() {
         refused: berth does not touch a container it did not create; rerun with --adopt to replace it with the profile's (named volumes are kept)
     container/berth-test-app-1    + create    image berth-test/app:1
 
-    Plan: 4 to add, 1 to change, 1 to destroy.
+    Plan: 3 to add, 0 to change, 0 to destroy, 2 refused.
     --- stderr
     "#);
 
@@ -264,16 +264,16 @@ fn an_image_that_cannot_be_pulled_fails_that_container_and_the_rest_converges() 
         ),
     );
     let plan = run(&root, &dockerd, "plan", &profile, &[]);
-    plan.code(2);
+    plan.code(1);
     insta::assert_snapshot!(plan.transcript(), @r#"
-    exit: 2
+    exit: 1
     --- stdout
     container/berth-test-gone     + create    image berth-test/not-anywhere:1; pulls berth-test/not-anywhere:1 (not on the host)
     container/berth-test-never    + create    image berth-test/not-here:1
         refused: image `berth-test/not-here:1` is not on the host and pull = "never"; load it (`docker load`) or allow pulling
     container/berth-test-app      + create    image berth-test/app:1
 
-    Plan: 3 to add, 0 to change, 0 to destroy.
+    Plan: 2 to add, 0 to change, 0 to destroy, 1 refused.
     --- stderr
     "#);
     let apply = run(&root, &dockerd, "apply", &profile, &[]);

@@ -235,9 +235,9 @@ fn a_storage_driver_switch_that_hides_images_is_refused() {
         .args(["plan"])
         .args(p_args(&profiles))
         .run();
-    plan.code(2);
+    plan.code(1);
     insta::assert_snapshot!(plan.transcript(), @r#"
-    exit: 2
+    exit: 1
     --- stdout
     daemon-config    ~ update    /etc/docker/daemon.json
         --- /etc/docker/daemon.json
@@ -249,7 +249,7 @@ fn a_storage_driver_switch_that_hides_images_is_refused() {
         +}
         refused: switching the storage driver from `overlay2` to `vfs` hides 1 image and 0 containers until it is switched back; rerun with --allow-storage-driver-change to switch anyway
 
-    Plan: 0 to add, 1 to change, 0 to destroy.
+    Plan: 0 to add, 0 to change, 0 to destroy, 1 refused.
     --- stderr
     "#);
 

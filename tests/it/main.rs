@@ -22,6 +22,7 @@ mod gitlab_server;
 mod host_files;
 mod init;
 mod operations;
+mod plans;
 mod profiles;
 mod registry_mirrors;
 mod runner;

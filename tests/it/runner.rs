@@ -863,7 +863,7 @@ fn registrations_berth_refuses_are_planned_as_refused_and_never_reach_gitlab() {
                 insta::assert_snapshot!(transcript, @r"
             case: a missing token file
             --- plan
-            exit: 2
+            exit: 1
             --- stdout
             runner/docker-runner    + register  verify the glrt- token in `/etc/berth/tokens/docker-runner` with http://[GITLAB] (POST /api/v4/runners/verify); writes `/srv/gitlab-runner/.runner_system_id` first
                 refused: the token_file `/etc/berth/tokens/docker-runner` does not exist: create the runner in GitLab (Settings > CI/CD > Runners) and put its glrt- token there, readable by root only
@@ -874,7 +874,7 @@ fn registrations_berth_refuses_are_planned_as_refused_and_never_reach_gitlab() {
                 +concurrent = 4
                 +check_interval = 3
 
-            Plan: 2 to add, 0 to change, 0 to destroy.
+            Plan: 1 to add, 0 to change, 0 to destroy, 1 refused.
             --- stderr
             warning: daemon/docker: Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is
             --- apply
@@ -908,7 +908,7 @@ fn registrations_berth_refuses_are_planned_as_refused_and_never_reach_gitlab() {
                 insta::assert_snapshot!(transcript, @r"
             case: an empty token file
             --- plan
-            exit: 2
+            exit: 1
             --- stdout
             runner/docker-runner    + register  verify the glrt- token in `/etc/berth/tokens/docker-runner` with http://[GITLAB] (POST /api/v4/runners/verify); writes `/srv/gitlab-runner/.runner_system_id` first
                 refused: the token_file `/etc/berth/tokens/docker-runner` is empty: create the runner in GitLab (Settings > CI/CD > Runners) and put its glrt- token there, readable by root only
@@ -919,7 +919,7 @@ fn registrations_berth_refuses_are_planned_as_refused_and_never_reach_gitlab() {
                 +concurrent = 4
                 +check_interval = 3
 
-            Plan: 2 to add, 0 to change, 0 to destroy.
+            Plan: 1 to add, 0 to change, 0 to destroy, 1 refused.
             --- stderr
             warning: daemon/docker: Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is
             --- apply
@@ -960,7 +960,7 @@ fn registrations_berth_refuses_are_planned_as_refused_and_never_reach_gitlab() {
                 insta::assert_snapshot!(transcript, @r#"
                 case: another GitLab's entry of the same name
                 --- plan
-                exit: 2
+                exit: 1
                 --- stdout
                 runner/docker-runner    + register  register with http://[GITLAB]
                     refused: `/srv/gitlab-runner/config.toml` already has a runner named `docker-runner` for `https://other.example.com`, which berth did not register; rename the runner in the profile, or remove that entry by hand
@@ -974,7 +974,7 @@ fn registrations_berth_refuses_are_planned_as_refused_and_never_reach_gitlab() {
                      [[runners]]
                        name = "docker-runner"
 
-                Plan: 1 to add, 1 to change, 0 to destroy.
+                Plan: 0 to add, 1 to change, 0 to destroy, 1 refused.
                 --- stderr
                 warning: daemon/docker: Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is
                 --- apply
@@ -1024,12 +1024,12 @@ fn registrations_berth_refuses_are_planned_as_refused_and_never_reach_gitlab() {
                 insta::assert_snapshot!(transcript, @r"
             case: the lost entry of a runner berth registered
             --- plan
-            exit: 2
+            exit: 1
             --- stdout
             runner/legacy    + register  register with http://[GITLAB] using a registration token (POST /api/v4/runners; deprecated)
                 refused: berth registered `legacy` as runner #101 but its entry in `/srv/gitlab-runner/config.toml` is gone, and its token with it; registering again would leave runner #101 behind in GitLab: delete it there, then remove `legacy` from `/var/lib/berth/state.json` to register anew
 
-            Plan: 1 to add, 0 to change, 0 to destroy.
+            Plan: 0 to add, 0 to change, 0 to destroy, 1 refused.
             --- stderr
             warning: runners.legacy: registration_token_file uses a runner registration token, deprecated since GitLab 15.6 and disabled by default since 17.0; create the runner in GitLab and put its glrt- token in token_file
             warning: daemon/docker: Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is
@@ -1066,12 +1066,12 @@ fn registrations_berth_refuses_are_planned_as_refused_and_never_reach_gitlab() {
                 insta::assert_snapshot!(transcript, @r"
             case: moving a registered runner to another url
             --- plan
-            exit: 2
+            exit: 1
             --- stdout
             runner/docker-runner    + register  move to https://gitlab.example.com
                 refused: berth registered `docker-runner` with `http://[GITLAB]` (runner #101); it does not move a runner to another GitLab: remove the runner from the profile and apply (which unregisters it), then add it back with the new url
 
-            Plan: 1 to add, 0 to change, 0 to destroy.
+            Plan: 0 to add, 0 to change, 0 to destroy, 1 refused.
             --- stderr
             warning: daemon/docker: Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is
             --- apply
@@ -1095,7 +1095,7 @@ fn registrations_berth_refuses_are_planned_as_refused_and_never_reach_gitlab() {
         let profile = setup(&root, &gitlab);
         let calls = gitlab.total_calls();
         let plan = run(&root, &gitlab, &["plan"], &[&profile]);
-        assert_eq!(plan.code, 2, "{case}: plan\n{}", plan.transcript());
+        assert_eq!(plan.code, 1, "{case}: plan\n{}", plan.transcript());
         let apply = run(&root, &gitlab, &["apply"], &[&profile]);
         assert_eq!(apply.code, 1, "{case}: apply\n{}", apply.transcript());
         assert_eq!(gitlab.total_calls(), calls, "{case}: no GitLab call");
