@@ -8,7 +8,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Converge a GitLab CI runner host (kernel modules, Docker daemon, containers, runner) to
 /// declarative TOML profiles.
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, about, max_term_width = 100)]
+#[command(
+    name = "berth",
+    version,
+    about,
+    max_term_width = 100,
+    after_help = "Exit codes: 0 success (plan: in sync); 2 plan only: changes pending, all of which apply \
+would make; 1 anything else: an error, a plan with a change apply would refuse, a command line \
+berth cannot parse, an apply that was declined or whose saved plan no longer matches the host."
+)]
 pub struct Cli {
     /// Profile to converge to, by name (/etc/berth/profiles/NAME.toml, else embedded) or path;
     /// repeat to layer: later profiles merge over earlier ones [default: the `profiles` in
@@ -44,10 +52,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show what apply would change, changing nothing. Exit 0: in sync; 2: changes pending;
-    /// 1: error
-    Plan(ConvergeArgs),
-    /// Converge the host to the profiles. Exit 0: converged; 1: something failed
-    Apply(ApplyArgs),
+    /// 1: error, or a change apply would refuse
+    Plan(PlanArgs),
+    /// Converge the host to the profiles, or carry out a plan saved by `plan --out`. On a
+    /// terminal, asks before it removes, replaces, unregisters or restarts Docker. Exit 0:
+    /// converged; 1: something failed, the question was declined, or the saved plan is stale
+    Apply(ApplyCommand),
     /// Converge, then again on every drift of what berth owns (Docker events, file changes),
     /// until SIGTERM. Exit 0: stopped by a signal; 1: could not start
     Watch(WatchArgs),
@@ -102,6 +112,33 @@ impl Topology {
             Self::DindSysbox => "dind-sysbox",
         }
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub converge: ConvergeArgs,
+
+    /// Also save the plan to FILE (JSON, no secrets), for `berth apply FILE` to carry out
+    /// exactly, and only while the host and the profiles are as this plan saw them
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApplyCommand {
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+
+    /// A plan saved by `berth plan --out`: apply exactly its changes, with its profiles and
+    /// flags, or nothing if the host or the profiles changed since
+    #[arg(value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
+
+    /// Do not ask before removing, replacing, unregistering or restarting Docker (apply asks
+    /// only on a terminal; without one it goes ahead)
+    #[arg(short, long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Clone, Args)]

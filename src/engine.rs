@@ -110,7 +110,44 @@ pub(crate) fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
-pub(crate) fn run(resources: &[AnyResource], context: &Context, mode: Mode) -> Report {
+/// The changes a person reviewed (a saved plan, or the plan apply showed before asking): apply
+/// changes no resource the plan did not list, and makes nothing that cannot be taken back
+/// unless the plan showed exactly that action. Matched by resource, not word for word: once the
+/// changes before it are made, a change may read differently (config.toml planned as `create`
+/// is an `update` after the runner's registration wrote its entry).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reviewed<'a>(pub(crate) &'a [Change]);
+
+impl Reviewed<'_> {
+    fn allows(&self, change: &Change) -> bool {
+        self.0.iter().any(|reviewed| {
+            reviewed.id == change.id
+                && (!change.needs_consent() || reviewed.action == change.action)
+        })
+    }
+
+    fn refusal(change: &Change) -> anyhow::Error {
+        anyhow!(
+            "`{}` of `{}` is not in the plan that was reviewed; run `berth plan` again",
+            change.action.as_str(),
+            change.id
+        )
+    }
+}
+
+/// How one pass over the resources runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pass<'a> {
+    pub(crate) mode: Mode,
+    /// apply: the only changes it may make.
+    pub(crate) reviewed: Option<Reviewed<'a>>,
+    /// False for the plan apply makes before it asks or checks a saved plan: the apply that
+    /// follows logs the same warnings.
+    pub(crate) log_warnings: bool,
+}
+
+pub(crate) fn run(resources: &[AnyResource], context: &Context, pass: Pass) -> Report {
+    let mode = pass.mode;
     let mut report = Report {
         mode,
         entries: Vec::new(),
@@ -124,12 +161,12 @@ pub(crate) fn run(resources: &[AnyResource], context: &Context, mode: Mode) -> R
     // anything else is observed, so the rest converges from a host in one state.
     for resource in resources {
         with_resource!(resource, resource => {
-            recover(resource, context, mode, &mut report, &mut failed, &mut journal_unreadable)
+            recover(resource, context, pass, &mut report, &mut failed, &mut journal_unreadable)
         });
     }
     for resource in resources {
         with_resource!(resource, resource => {
-            step(resource, context, mode, &mut report, &mut earlier, &mut failed)
+            step(resource, context, pass, &mut report, &mut earlier, &mut failed)
         });
     }
     report
@@ -140,7 +177,7 @@ pub(crate) fn run(resources: &[AnyResource], context: &Context, mode: Mode) -> R
 fn recover<R: Resource>(
     resource: &R,
     context: &Context,
-    mode: Mode,
+    Pass { mode, reviewed, .. }: Pass,
     report: &mut Report,
     failed: &mut BTreeSet<ResourceId>,
     journal_unreadable: &mut bool,
@@ -179,6 +216,14 @@ fn recover<R: Resource>(
         });
         return;
     }
+    if let Some(reviewed) = reviewed
+        && !reviewed.allows(&change)
+    {
+        let error = Reviewed::refusal(&change);
+        settle(report, &id, change, Err(error));
+        failed.insert(id);
+        return;
+    }
     tracing::info!("{id}: recover {}", change.detail);
     let outcome = resource
         .apply(context, &op)
@@ -213,7 +258,11 @@ fn settle(
 fn step<R: Resource>(
     resource: &R,
     context: &Context,
-    mode: Mode,
+    Pass {
+        mode,
+        reviewed,
+        log_warnings,
+    }: Pass,
     report: &mut Report,
     earlier: &mut Earlier,
     failed: &mut BTreeSet<ResourceId>,
@@ -253,7 +302,9 @@ fn step<R: Resource>(
     };
     let diff = resource.diff(&observed, earlier);
     for message in diff.warnings {
-        tracing::warn!("{id}: {message}");
+        if log_warnings {
+            tracing::warn!("{id}: {message}");
+        }
         report.notices.push(Notice {
             id: id.clone(),
             message,
@@ -279,6 +330,9 @@ fn step<R: Resource>(
             continue;
         }
         let outcome = match (&change.refused, &op) {
+            _ if reviewed.is_some_and(|reviewed| !reviewed.allows(&change)) => {
+                Err(Reviewed::refusal(&change))
+            }
             (Some(reason), _) => Err(anyhow!("{reason}")
                 .context(format!("refused to {} `{id}`", change.action.as_str()))),
             (None, Some(op)) => {

@@ -15,22 +15,26 @@ mod output;
 mod plan;
 mod profile;
 mod resource;
+mod saved_plan;
 mod secret;
 mod settings;
 mod watch;
 
-use std::time::Instant;
+use std::{collections::BTreeMap, time::Instant};
 
 use anyhow::{Result, bail};
 
 use crate::{
     cli::{Cli, Command},
     docker::Docker,
-    engine::Mode,
+    engine::{Mode, Pass, Report, Reviewed},
     host::lock::RunLock,
-    output::Printer,
+    output::confirm::{self, Consent},
     output::run_report::LastRun,
-    resource::{Context, docker_object::ObjectNames},
+    output::{Printer, json},
+    plan::Change,
+    resource::{AnyResource, Context, docker_object::ObjectNames, profile::Profile},
+    saved_plan::{Observation, SavedPlan},
     settings::Settings,
 };
 
@@ -146,6 +150,12 @@ fn apply(settings: &Settings, printer: &Printer, print_converged: bool) -> Resul
     let started = jiff::Timestamp::now();
     let clock = Instant::now();
     let outcome = converge(settings, printer, Mode::Apply, print_converged);
+    // A declined question or a stale saved plan changed nothing: not a run worth reporting.
+    if let Err(error) = &outcome
+        && error.is::<NotApplied>()
+    {
+        return outcome.map(|converged| (converged.code, false));
+    }
     let last_run = match &outcome {
         Ok(converged) => LastRun::from_report(
             &converged.report,
@@ -192,31 +202,58 @@ struct Converged {
     kinds: Vec<String>,
 }
 
-/// Loads the profiles, runs the engine and prints the report.
+/// Why an apply changed nothing on purpose: the operator declined, or a saved plan no longer
+/// matches the host. Exits 1, and is not recorded as a failed run.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct NotApplied(String);
+
+/// Loads the profiles, runs the engine and prints the report; `plan --out` saves the plan, and
+/// apply first checks a saved plan or asks ([`review`]).
 fn converge(
     settings: &Settings,
     printer: &Printer,
     mode: Mode,
     print_converged: bool,
 ) -> Result<Converged> {
+    if settings.plan_out.is_some() || settings.saved_plan.is_some() {
+        settings.host.record_reads();
+    }
     let profile = resource::profile::load(&settings.profiles, &settings.host)?;
     for warning in &profile.warnings {
         tracing::warn!("{warning}");
     }
     let mut resources = resource::from_profile(&profile, &settings.options);
     resources.extend(resource::removed_runners(&profile, &settings.host));
-    let docker = Docker::default();
-    let context = Context {
-        host: &settings.host,
-        docker: &docker,
+    let reviewed = match mode {
+        Mode::Apply => review(settings, printer, &profile, &resources)?,
+        Mode::Plan => None,
     };
-    if resources
-        .iter()
-        .any(|resource| resource.id().kind.is_docker_object())
-    {
-        resource::docker_object::prefetch(&context, &ObjectNames::from_profile(&profile));
+    let pass = Pass {
+        mode,
+        reviewed: reviewed.as_deref().map(Reviewed),
+        log_warnings: true,
+    };
+    let (report, identities) = look(settings, &profile, &resources, pass);
+    if let Some(out) = &settings.plan_out {
+        let observed = Observation {
+            layers: profile.layer_digests.clone(),
+            files: settings.host.take_reads(),
+            docker: identities,
+        };
+        SavedPlan::new(
+            settings.profiles.clone(),
+            &settings.options,
+            observed,
+            json::changes(&report),
+        )
+        .write(out)?;
+        tracing::info!(
+            "saved the plan to `{}`: `berth apply {}` carries out exactly these changes, while the host and the profiles stay as they are",
+            out.display(),
+            out.display()
+        );
     }
-    let report = engine::run(&resources, &context, mode);
     if print_converged || report.has_changes() || report.failed() {
         ignore_broken_pipe(printer.report(&report, &profile.names))?;
     }
@@ -238,6 +275,101 @@ fn converge(
         profile_names: profile.names,
         kinds,
     })
+}
+
+/// Observes, diffs and (apply) applies every resource, on a Docker client of its own: a second
+/// look at the host asks the daemon afresh. Returns what was found and the identities of what
+/// Docker showed (for a saved plan).
+fn look(
+    settings: &Settings,
+    profile: &Profile,
+    resources: &[AnyResource],
+    pass: Pass,
+) -> (Report, BTreeMap<String, serde_json::Value>) {
+    let docker = Docker::default();
+    let context = Context {
+        host: &settings.host,
+        docker: &docker,
+    };
+    if resources
+        .iter()
+        .any(|resource| resource.id().kind.is_docker_object())
+    {
+        resource::docker_object::prefetch(&context, &ObjectNames::from_profile(profile));
+    }
+    let report = engine::run(resources, &context, pass);
+    (report, docker.identities())
+}
+
+/// Before apply changes anything: with a saved plan, plan again and go on only if the host and
+/// the profiles are as the plan saw them; without one, on a terminal, show the plan and ask
+/// when a change cannot be taken back. Returns the changes apply may make (`None`: any).
+fn review(
+    settings: &Settings,
+    printer: &Printer,
+    profile: &Profile,
+    resources: &[AnyResource],
+) -> Result<Option<Vec<Change>>> {
+    let first_look = Pass {
+        mode: Mode::Plan,
+        reviewed: None,
+        log_warnings: false,
+    };
+    let planned = |report: Report| -> Vec<Change> {
+        report
+            .entries
+            .into_iter()
+            .map(|entry| entry.change)
+            .collect()
+    };
+    if let Some((path, saved)) = &settings.saved_plan {
+        let (report, identities) = look(settings, profile, resources, first_look);
+        let now = Observation {
+            layers: profile.layer_digests.clone(),
+            files: settings.host.take_reads(),
+            docker: identities,
+        };
+        let differences = saved.differences(&now, &json::changes(&report));
+        if !differences.is_empty() {
+            return Err(NotApplied(format!(
+                "nothing was applied: the host or the profiles changed since `{}` was planned ({}): {}; run `berth plan --out` again and review it",
+                path.display(),
+                saved.created_at(),
+                differences.join("; ")
+            ))
+            .into());
+        }
+        tracing::info!(
+            "the host matches the plan `{}`: applying its {} changes",
+            path.display(),
+            report.entries.len()
+        );
+        return Ok(Some(planned(report)));
+    }
+    // Only a person at a terminal is asked, so only then is it worth planning first.
+    if settings.consent == Consent::Given || !confirm::at_terminal() {
+        return Ok(None);
+    }
+    let (report, _) = look(settings, profile, resources, first_look);
+    let changes = report.entries.iter().map(|entry| &entry.change);
+    if !confirm::should_ask(settings.consent, true, changes) {
+        return Ok(None);
+    }
+    ignore_broken_pipe(printer.review(&report))?;
+    let cannot_undo: Vec<String> = report
+        .entries
+        .iter()
+        .filter(|entry| entry.change.needs_consent())
+        .map(|entry| format!("{} {}", entry.change.action.as_str(), entry.change.id))
+        .collect();
+    let question = format!(
+        "Apply these changes? These cannot be taken back: {}.",
+        cannot_undo.join(", ")
+    );
+    if !confirm::confirm(Consent::Ask, &question, "rerun with --yes")? {
+        return Err(NotApplied("apply cancelled: nothing was changed".to_owned()).into());
+    }
+    Ok(Some(planned(report)))
 }
 
 /// A reader that went away (`berth plan | head`) is not an error worth reporting.

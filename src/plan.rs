@@ -234,6 +234,15 @@ impl Change {
         self.refused = Some(reason.into());
         self
     }
+
+    /// True for a change that cannot be taken back, which apply asks about on a terminal:
+    /// removing something (a delete, the old half of a replace), unregistering a runner, and
+    /// restarting Docker (it stops every container the daemon does not live-restore).
+    pub(crate) fn needs_consent(&self) -> bool {
+        self.refused.is_none()
+            && (matches!(self.action.effect(), Effect::Destroy | Effect::Replace)
+                || (self.action == Action::Restart && self.id.kind == Kind::Daemon))
+    }
 }
 
 /// What a resource's `diff` returns: each change it needs, as printed, with the operation apply
@@ -340,6 +349,31 @@ mod tests {
                 destroy: 2
             }
         );
+    }
+
+    #[test]
+    fn what_cannot_be_taken_back_needs_consent() {
+        let container = ResourceId::new(Kind::Container, "gitlab-runner");
+        let daemon = ResourceId::new(Kind::Daemon, "docker");
+        let runner = ResourceId::new(Kind::Runner, "docker");
+        for (change, expected) in [
+            (Change::new(container.clone(), Action::Create, ""), false),
+            (Change::new(container.clone(), Action::Update, ""), false),
+            (Change::new(container.clone(), Action::Restart, ""), false),
+            (Change::new(container.clone(), Action::Replace, ""), true),
+            (Change::new(container.clone(), Action::Delete, ""), true),
+            (Change::new(daemon.clone(), Action::Reload, ""), false),
+            (Change::new(daemon.clone(), Action::Start, ""), false),
+            (Change::new(daemon.clone(), Action::Restart, ""), true),
+            (Change::new(runner.clone(), Action::Register, ""), false),
+            (Change::new(runner.clone(), Action::Unregister, ""), true),
+            (
+                Change::new(runner, Action::Unregister, "").refused_because("no"),
+                false,
+            ),
+        ] {
+            assert_eq!(change.needs_consent(), expected, "{change:?}");
+        }
     }
 
     #[test]

@@ -7,11 +7,13 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::{
-    cli::{Cli, Command},
+    cli::{ApplyCommand, Cli, Command},
     host::{Host, HostPath, host_path},
+    output::confirm::Consent,
     profile::source::TomlFile,
     profile::{DEFAULT_PROFILE, ProfileRef},
     resource::Options,
+    saved_plan::SavedPlan,
 };
 
 /// The host's own berth settings.
@@ -50,6 +52,13 @@ pub(crate) struct Settings {
     pub metrics_file: Option<HostPath>,
     /// apply only: how long to wait for another run's lock.
     pub lock_timeout: Duration,
+    /// plan only: where to save the plan (`--out`).
+    pub plan_out: Option<PathBuf>,
+    /// apply only: the saved plan to carry out, and where it was read from.
+    pub saved_plan: Option<(PathBuf, SavedPlan)>,
+    /// apply only: whether to ask before what cannot be taken back (`--yes` says not to;
+    /// `watch` never asks).
+    pub consent: Consent,
 }
 
 impl Settings {
@@ -60,7 +69,27 @@ impl Settings {
         }
         let host = Host::new(root);
         let host_config = BerthToml::read(&host)?;
-        let profiles = if !cli.profiles.is_empty() {
+        let saved_plan = match &cli.command {
+            Command::Apply(ApplyCommand {
+                plan: Some(path),
+                apply,
+                ..
+            }) => {
+                if !cli.profiles.is_empty()
+                    || apply.converge.adopt
+                    || apply.converge.allow_storage_driver_change
+                {
+                    bail!(
+                        "a saved plan names its own profiles and flags: drop -p, --adopt and --allow-storage-driver-change, or give them to `berth plan --out`"
+                    );
+                }
+                Some((path.clone(), SavedPlan::read(path)?))
+            }
+            _ => None,
+        };
+        let profiles = if let Some((_, plan)) = &saved_plan {
+            plan.profiles.clone()
+        } else if !cli.profiles.is_empty() {
             cli.profiles
                 .iter()
                 .map(|text| ProfileRef::parse_cli(text))
@@ -75,17 +104,39 @@ impl Settings {
             }
         };
         let converge = match &cli.command {
-            Command::Plan(args) => Some(args),
-            Command::Apply(args) => Some(&args.converge),
+            Command::Plan(args) => Some(&args.converge),
+            Command::Apply(args) => Some(&args.apply.converge),
             Command::Watch(args) => Some(&args.apply.converge),
             Command::Validate | Command::Status | Command::Doctor | Command::Init(_) => None,
         };
-        let options = converge.map_or_else(Options::default, |args| Options {
-            allow_storage_driver_change: args.allow_storage_driver_change,
-            adopt: args.adopt,
-        });
+        let options = match &saved_plan {
+            Some((_, plan)) => plan.options(),
+            None => converge.map_or_else(Options::default, |args| Options {
+                allow_storage_driver_change: args.allow_storage_driver_change,
+                adopt: args.adopt,
+            }),
+        };
+        let (plan_out, consent) = match &cli.command {
+            Command::Plan(args) => (args.out.clone(), Consent::Given),
+            Command::Apply(args) if args.yes => (None, Consent::Given),
+            Command::Apply(_) => (None, Consent::Ask),
+            // Nobody watches `berth watch` converge: it never asks.
+            _ => (None, Consent::Given),
+        };
+        // A saved plan is applied from wherever the operator is: its files, absolute.
+        let profiles = if plan_out.is_some() {
+            profiles
+                .into_iter()
+                .map(|profile| match profile {
+                    ProfileRef::LocalFile(path) => absolute(&path).map(ProfileRef::LocalFile),
+                    other => Ok(other),
+                })
+                .collect::<Result<_>>()?
+        } else {
+            profiles
+        };
         let apply = match &cli.command {
-            Command::Apply(args) => Some(args),
+            Command::Apply(args) => Some(&args.apply),
             Command::Watch(args) => Some(&args.apply),
             _ => None,
         };
@@ -109,6 +160,9 @@ impl Settings {
             options,
             metrics_file,
             lock_timeout,
+            plan_out,
+            saved_plan,
+            consent,
         })
     }
 }

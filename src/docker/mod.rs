@@ -16,6 +16,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::Value as Json;
 
 use crate::host::exec::{self, CommandError, CommandLine};
 
@@ -103,6 +104,16 @@ pub(crate) struct Docker {
     status: RefCell<Option<DaemonStatus>>,
     /// One `Batch<T>` per kind, keyed by [`Inspect::KIND`].
     inspected: RefCell<HashMap<&'static str, Box<dyn Any>>>,
+    /// What the last answer about each object said of its identity (`container/NAME` →
+    /// [`identity`]), kept past [`Docker::invalidate`]: a saved plan's fingerprint.
+    identities: RefCell<BTreeMap<String, Json>>,
+}
+
+/// What one batched `docker … inspect` found: the objects by the name each answers to, and
+/// the [`identity`] of each name asked (`null` for one that does not exist).
+pub(crate) struct Fetched<T> {
+    pub(crate) found: BTreeMap<String, T>,
+    identities: BTreeMap<String, Json>,
 }
 
 /// What one batched `docker … inspect` found, keyed by the name it was asked for; a name that is
@@ -148,7 +159,29 @@ impl Docker {
             program: program.to_owned(),
             status: RefCell::new(None),
             inspected: RefCell::new(HashMap::new()),
+            identities: RefCell::new(BTreeMap::new()),
         }
+    }
+
+    /// The identities of every object this run asked about, and of the daemon itself: what a
+    /// saved plan compares to tell "the host changed since". Docker's own volatile parts (a
+    /// health check's log, counters, the clock) are left out so that an idle host matches.
+    pub(crate) fn identities(&self) -> BTreeMap<String, Json> {
+        let mut identities = self.identities.borrow().clone();
+        if let Some(DaemonStatus::Running(info)) = self.status.borrow().as_ref() {
+            identities.insert(
+                "daemon".to_owned(),
+                serde_json::json!({
+                    "version": info.server_version,
+                    "driver": info.driver,
+                    "root": info.docker_root_dir,
+                    "logging": info.logging_driver,
+                    "mirrors": info.mirrors(),
+                    "live_restore": info.live_restore_enabled,
+                }),
+            );
+        }
+        identities
     }
 
     pub(crate) fn command<I, S>(&self, args: I) -> CommandLine
@@ -192,12 +225,14 @@ impl Docker {
     }
 
     /// Keeps a batch fetched on another thread as this run's answer for `names`.
-    pub(crate) fn remember<T: Inspect>(
-        &self,
-        names: &[String],
-        found: BTreeMap<String, T>,
-    ) -> Found<T> {
-        let found = Rc::new(found);
+    pub(crate) fn remember<T: Inspect>(&self, names: &[String], fetched: Fetched<T>) -> Found<T> {
+        self.identities.borrow_mut().extend(
+            fetched
+                .identities
+                .into_iter()
+                .map(|(name, identity)| (format!("{}/{name}", T::KIND), identity)),
+        );
+        let found = Rc::new(fetched.found);
         self.inspected.borrow_mut().insert(
             T::KIND,
             Box::new(Batch {
@@ -245,17 +280,66 @@ pub(crate) fn query_status(program: &str) -> DaemonStatus {
 
 /// One batched `docker KIND inspect` through `program`, keyed by the name each object answers
 /// to; callable from any thread.
-pub(crate) fn fetch<T: Inspect>(program: &str, names: &[String]) -> Result<BTreeMap<String, T>> {
-    let items: Vec<T> = inspect(program, T::KIND, names)?;
-    Ok(names
+pub(crate) fn fetch<T: Inspect>(program: &str, names: &[String]) -> Result<Fetched<T>> {
+    let raw: Vec<Json> = inspect(program, T::KIND, names)?;
+    let items = raw
         .iter()
-        .filter_map(|name| {
-            items
-                .iter()
-                .find(|item| item.answers_to(name))
-                .map(|item| (name.clone(), item.clone()))
-        })
-        .collect())
+        .map(|value| Ok((T::deserialize(value)?, value)))
+        .collect::<Result<Vec<(T, &Json)>, serde_json::Error>>()
+        .with_context(|| {
+            format!(
+                "`docker {} inspect` printed something berth cannot read",
+                T::KIND
+            )
+        })?;
+    let mut fetched = Fetched {
+        found: BTreeMap::new(),
+        identities: BTreeMap::new(),
+    };
+    for name in names {
+        let answer = items.iter().find(|(item, _)| item.answers_to(name));
+        fetched.identities.insert(
+            name.clone(),
+            answer.map_or(Json::Null, |(_, raw)| identity(raw)),
+        );
+        if let Some((item, _)) = answer {
+            fetched.found.insert(name.clone(), item.clone());
+        }
+    }
+    Ok(fetched)
+}
+
+/// What says an object is the same one, in the same state, as when it was last seen: its ID and
+/// creation time (recreated?), its state and when it started (stopped, restarted, unhealthy?),
+/// the spec berth stamped on it, and which networks it is on. Read from the inspect JSON as
+/// Docker prints it, so no kind's own inspect type has to carry these.
+fn identity(raw: &Json) -> Json {
+    const POINTERS: [&str; 9] = [
+        "/Id",
+        "/Created",
+        "/CreatedAt",
+        "/State/Status",
+        "/State/StartedAt",
+        "/State/Health/Status",
+        "/Config/Labels/berth.spec-hash",
+        "/Labels/berth.spec-hash",
+        "/NetworkSettings/Networks",
+    ];
+    let mut identity = serde_json::Map::new();
+    for pointer in POINTERS {
+        let Some(value) = raw.pointer(pointer) else {
+            continue;
+        };
+        // A container's networks by name only: its endpoints' details are Docker's.
+        let value = match value {
+            Json::Object(networks) if pointer == "/NetworkSettings/Networks" => {
+                Json::from(networks.keys().cloned().collect::<Vec<_>>())
+            }
+            other => other.clone(),
+        };
+        identity.insert(pointer.to_owned(), value);
+    }
+    Json::Object(identity)
 }
 
 /// Batched inspects: each kind costs one `docker … inspect a b c` per run (until

@@ -12,10 +12,14 @@ pub(crate) mod exec;
 pub(crate) mod lock;
 
 use std::{
+    collections::BTreeMap,
     io::{self, Write},
     os::unix::fs::{MetadataExt, PermissionsExt},
     path::{Component, Path, PathBuf},
+    sync::{Arc, Mutex},
 };
+
+use sha2::{Digest, Sha256};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -93,11 +97,48 @@ pub(crate) struct FileMode(pub u32);
 #[derive(Debug, Clone)]
 pub(crate) struct Host {
     root: PathBuf,
+    /// While a plan records what it observed ([`Host::record_reads`]): each file read, as the
+    /// sha256 of its text, or `None` when it did not exist.
+    reads: Arc<Mutex<Option<FileReads>>>,
 }
+
+/// Host path → sha256 of what it held when read (`None`: absent).
+pub(crate) type FileReads = BTreeMap<String, Option<String>>;
 
 impl Host {
     pub(crate) fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            reads: Arc::default(),
+        }
+    }
+
+    /// From now on, remember what every file read held, for a saved plan's fingerprint.
+    pub(crate) fn record_reads(&self) {
+        *self.reads.lock().expect("not poisoned") = Some(FileReads::new());
+    }
+
+    /// What the files read since [`Host::record_reads`] held; stops recording.
+    pub(crate) fn take_reads(&self) -> FileReads {
+        self.reads
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .unwrap_or_default()
+    }
+
+    fn remember_read(&self, path: &HostPath, text: Option<&str>) {
+        // The kernel's files change by themselves (a module's use count moves as containers
+        // start); what berth reads there shows in the changes it plans.
+        if path.as_path().starts_with("/proc") || path.as_path().starts_with("/sys") {
+            return;
+        }
+        if let Some(reads) = self.reads.lock().expect("not poisoned").as_mut() {
+            reads.insert(
+                path.to_string(),
+                text.map(|text| hex::encode(Sha256::digest(text.as_bytes()))),
+            );
+        }
     }
 
     /// True when berth manages the machine it runs on rather than a directory tree.
@@ -117,18 +158,20 @@ impl Host {
 
     /// Reads a text file; `None` when it does not exist (or cannot, because a parent is a file).
     pub(crate) fn read_optional(&self, path: &HostPath) -> Result<Option<String>> {
-        match fs_err::read_to_string(self.path(path)) {
-            Ok(text) => Ok(Some(text)),
+        let text = match fs_err::read_to_string(self.path(path)) {
+            Ok(text) => Some(text),
             Err(error)
                 if matches!(
                     error.kind(),
                     io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
                 ) =>
             {
-                Ok(None)
+                None
             }
-            Err(error) => Err(error).with_context(|| format!("failed to read `{path}`")),
-        }
+            Err(error) => return Err(error).with_context(|| format!("failed to read `{path}`")),
+        };
+        self.remember_read(path, text.as_deref());
+        Ok(text)
     }
 
     /// The names in a directory, sorted; empty when the directory does not exist.
@@ -308,6 +351,25 @@ pub(crate) fn permission_denied(error: &anyhow::Error) -> bool {
 
 /// Reads a file named on the command line (`-p ./site.toml`): a path on the machine berth runs
 /// on, not under `--root`. The one file berth reads that is not the host's.
+/// Writes a file on the machine berth runs on (not under the root: a saved plan is the
+/// operator's file, like a `-p` profile), atomically: a temporary file beside it, renamed.
+pub(crate) fn write_local(path: &Path, text: &str) -> Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let write = || -> Result<()> {
+        let mut file = tempfile::NamedTempFile::new_in(dir)?;
+        file.write_all(text.as_bytes())?;
+        file.as_file().sync_all()?;
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        file.persist(path)?;
+        Ok(())
+    };
+    write().with_context(|| format!("failed to write `{}`", path.display()))
+}
+
 pub(crate) fn read_local(path: &Path) -> Result<String> {
     fs_err::read_to_string(path).with_context(|| format!("failed to read `{}`", path.display()))
 }

@@ -4,14 +4,12 @@
 //! nobody watches never hangs on a prompt nor goes ahead unasked.
 
 #![allow(clippy::print_stderr)]
-#![allow(
-    dead_code,
-    reason = "destroy and apply's confirmation use it; they land next"
-)]
 
 use std::io::{self, BufRead, IsTerminal, Write};
 
 use anyhow::{Context as _, Result, bail};
+
+use crate::plan::Change;
 
 /// How a run that needs consent gets it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +18,23 @@ pub(crate) enum Consent {
     Given,
     /// Ask on the terminal; refuse when there is none.
     Ask,
+}
+
+/// True when a person can be asked: stdin and stderr are a terminal.
+pub(crate) fn at_terminal() -> bool {
+    io::stdin().is_terminal() && io::stderr().is_terminal()
+}
+
+/// Whether `apply` (without a saved plan) asks before it goes ahead: only when a change cannot
+/// be taken back ([`Change::needs_consent`]), nobody said `--yes`, and a person is there to
+/// answer. Without a terminal (the timer, a script) apply goes ahead unasked, as it always did:
+/// the systemd unit runs it with no terminal, so it never asks.
+pub(crate) fn should_ask<'a>(
+    consent: Consent,
+    at_terminal: bool,
+    changes: impl IntoIterator<Item = &'a Change>,
+) -> bool {
+    consent == Consent::Ask && at_terminal && changes.into_iter().any(Change::needs_consent)
 }
 
 /// Asks `question` on stderr and reads the answer from stdin. Only `yes` goes ahead, as in
@@ -69,6 +84,17 @@ mod tests {
                     .starts_with("Remove 3 objects?")
             );
         }
+    }
+
+    #[test]
+    fn apply_asks_only_a_person_about_what_cannot_be_taken_back() {
+        use crate::plan::{Action, Kind, ResourceId};
+        let restart = Change::new(ResourceId::new(Kind::Daemon, "docker"), Action::Restart, "");
+        let create = Change::new(ResourceId::new(Kind::Network, "ci"), Action::Create, "");
+        assert!(should_ask(Consent::Ask, true, [&create, &restart]));
+        assert!(!should_ask(Consent::Ask, true, [&create]));
+        assert!(!should_ask(Consent::Ask, false, [&restart]), "no terminal");
+        assert!(!should_ask(Consent::Given, true, [&restart]), "--yes");
     }
 
     #[test]

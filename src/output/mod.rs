@@ -98,6 +98,15 @@ impl Printer {
         Ok(())
     }
 
+    /// Prints the plan apply asks about, as text; with `--json` the question alone lists the
+    /// changes, so stdout keeps one document (what apply then did).
+    pub(crate) fn review(&self, report: &Report) -> io::Result<()> {
+        if self.json {
+            return Ok(());
+        }
+        write_stdout(&self.human_report(report))
+    }
+
     fn human_report(&self, report: &Report) -> String {
         let width = report
             .entries

@@ -36,8 +36,10 @@ pub(crate) fn embedded_text(name: &str) -> Option<&'static str> {
         .map(|(_, text)| text)
 }
 
-/// How the user named a profile.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the user named a profile. Serialized in a saved plan (`{"name": "dind"}`, `{"local_file": "/root/site.toml"}`), so
+/// that `apply PLAN` reads the same layers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum ProfileRef {
     /// `dind`: `/etc/berth/profiles/dind.toml` under the root, else the embedded `dind`.
     Name(String),

@@ -231,7 +231,7 @@ pub(crate) fn prefetch(context: &Context, names: &ObjectNames) {
         let volumes = scope.spawn(|| client::fetch::<VolumeInfo>(program, &names.volumes));
         let containers = scope.spawn(|| {
             let containers = client::fetch::<ContainerInfo>(program, &names.containers)?;
-            let references = container::image_references(&names.images, &containers);
+            let references = container::image_references(&names.images, &containers.found);
             let images = client::fetch::<ImageInfo>(program, &references)?;
             Ok::<_, anyhow::Error>((containers, references, images))
         });

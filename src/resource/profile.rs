@@ -5,6 +5,7 @@
 use anyhow::Result;
 use indexmap::IndexMap;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::{
     host::Host,
@@ -66,6 +67,9 @@ pub(crate) struct Profile {
     pub containers: Vec<ContainerSpec>,
     /// Things worth knowing that are not errors; `validate` and `plan` print them.
     pub warnings: Vec<String>,
+    /// Each layer's file name (`/etc/berth/profiles/site.toml`, `dind (embedded)`) and the
+    /// sha256 of its text: what a saved plan was made from.
+    pub layer_digests: Vec<(String, String)>,
 }
 
 /// What `plan`, `validate` and `doctor` say of a profile that runs gitlab-runner's container
@@ -98,7 +102,15 @@ impl Profile {
         dockerd: Option<DockerdVersion>,
     ) -> Result<Self, ProfileError> {
         let layer: ProfileLayer = profile::merge(sources)?;
-        Self::resolve(names, layer, dockerd, &Layers::new(sources))
+        let mut profile = Self::resolve(names, layer, dockerd, &Layers::new(sources))?;
+        profile.layer_digests = sources
+            .iter()
+            .map(|source| {
+                let digest = Sha256::digest(source.text.as_bytes());
+                (source.name.clone(), hex::encode(digest))
+            })
+            .collect();
+        Ok(profile)
     }
 
     fn resolve(
@@ -152,6 +164,7 @@ impl Profile {
             volumes: objects.volumes,
             containers: objects.containers,
             warnings: [objects.warnings, runner_warnings].concat(),
+            layer_digests: Vec::new(),
         })
     }
 

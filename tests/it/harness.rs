@@ -279,6 +279,53 @@ impl Berth {
         }
     }
 
+    /// Runs berth on a terminal of its own (`script` from util-linux gives it a pty as stdin,
+    /// stdout and stderr), typing `input`. What the terminal showed (the echoed input, stdout
+    /// and stderr together, with CRLF line ends made LF) is the run's stdout.
+    pub fn run_on_terminal(self, input: &str) -> Run {
+        use std::io::Write as _;
+        let quote =
+            |text: &std::ffi::OsStr| format!("'{}'", text.to_string_lossy().replace('\'', "'\\''"));
+        let mut line = quote(self.command.get_program());
+        for arg in self.command.get_args() {
+            line.push(' ');
+            line.push_str(&quote(arg));
+        }
+        let mut script = Command::new("script");
+        script.env_clear();
+        for (key, value) in self.command.get_envs() {
+            if let Some(value) = value {
+                script.env(key, value);
+            }
+        }
+        script
+            .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = script.spawn().expect("script (util-linux) runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        let filter = |text: &[u8]| {
+            let mut text = String::from_utf8_lossy(text).replace("\r\n", "\n");
+            text = text.replace(&self.root.display().to_string(), "[ROOT]");
+            for (from, to) in &self.extra_filters {
+                text = text.replace(from, to);
+            }
+            text
+        };
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: filter(&output.stdout),
+            stderr: filter(&output.stderr),
+        }
+    }
+
     pub fn run(mut self) -> Run {
         let output = self.command.output().expect("berth runs");
         let filter = |text: &[u8]| {
