@@ -1,6 +1,6 @@
 //! Issue 13, points 3 to 5: exit codes that mean one thing, `plan --out` and `apply PLAN`
 //! (exactly the reviewed changes, or nothing when the host or the profiles changed since),
-//! apply's question on a terminal, and progress lines on long steps.
+//! apply's question on a terminal, and progress lines on long steps (a restart, a drain, a pull).
 
 use std::{os::unix::fs::PermissionsExt, path::PathBuf, time::Duration};
 
@@ -432,5 +432,90 @@ fn a_slow_docker_restart_says_every_ten_seconds_that_it_waits() {
         ["daemon/docker: waiting for dockerd (10 s of 60 s)"],
         "{}",
         apply.stderr
+    );
+}
+
+#[test]
+fn a_draining_container_says_every_ten_seconds_that_it_waits() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    // Ignores SIGTERM, as a runner busy with a job would keep running: docker stop waits the
+    // whole stop timeout.
+    dockerd.import_stand_in(
+        "berth-test/drain:1",
+        "trap '' TERM; while :; do sleep 1; done",
+        &[],
+    );
+    let daemon = dockerd.layer_file();
+    let site = layer(
+        &root,
+        "site",
+        "[containers.berth-test-drain]\nimage = \"berth-test/drain:1\"\nstop_timeout = 12\n",
+    );
+    p(berth(&root).docker(&dockerd), &[&daemon, &site])
+        .args(["apply"])
+        .run()
+        .code(0);
+    let relabelled = layer(
+        &root,
+        "labels",
+        "[containers.berth-test-drain.labels]\nteam = \"ci\"\n",
+    );
+    let replace = p(
+        berth(&root).docker(&dockerd),
+        &[&daemon, &site, &relabelled],
+    )
+    .args(["apply"])
+    .run();
+    replace.code(0);
+    let waiting: Vec<&str> = replace
+        .stderr
+        .lines()
+        .filter(|line| line.contains("waiting for"))
+        .collect();
+    assert_eq!(
+        waiting,
+        [
+            "container/berth-test-drain: waiting for the old `berth-test-drain` to stop (it drains its running jobs) (10 s of 72 s)"
+        ],
+        "{}",
+        replace.stderr
+    );
+    dockerd.docker(["rm", "--force", "berth-test-drain"]);
+}
+
+#[test]
+fn a_pull_on_a_terminal_hands_the_cli_the_terminal_and_keeps_its_error() {
+    if !crate::harness::tool_available("script", "apt-get install util-linux") {
+        return;
+    }
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    let site = layer(
+        &root,
+        "site",
+        "[containers.berth-test-gone]\nimage = \"berth-test/not-anywhere:1\"\n",
+    );
+    let apply = p(
+        berth(&root).docker(&dockerd),
+        &[&dockerd.layer_file(), &site],
+    )
+    .env("NO_COLOR", "1")
+    .args(["apply"])
+    .run_on_terminal("");
+    apply.code(1);
+    assert!(
+        apply
+            .stdout
+            .contains("caused by: `docker pull berth-test/not-anywhere:1` exited with status 1"),
+        "{}",
+        apply.stdout
+    );
+    assert!(
+        apply
+            .stdout
+            .contains("caused by: Error response from daemon"),
+        "docker's own words are kept for the error: {}",
+        apply.stdout
     );
 }
