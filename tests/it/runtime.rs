@@ -81,7 +81,8 @@ fn dind_sysbox_on_a_daemon_without_sysbox_is_refused_with_the_install_hint() {
             .run()
     };
     let plan = run("plan");
-    plan.code(2);
+    // A change apply would refuse: plan exits 1 (issue 13), not 2.
+    plan.code(1);
     // Which runtimes a daemon has besides runc depends on its version.
     let dind: Vec<String> = plan
         .stdout
@@ -95,6 +96,7 @@ fn dind_sysbox_on_a_daemon_without_sysbox_is_refused_with_the_install_hint() {
     insta::assert_snapshot!(dind.join("\n"), @r"
     container/gitlab-dind        + create    image docker:27-dind
         refused: the Docker daemon has no runtime `sysbox-runc` (it has …); install sysbox on the host (Nestybox's sysbox-ce package: its installer registers `sysbox-runc` in daemon.json and restarts Docker), then run berth again
+    Plan: 3 to add, 2 to change, 0 to destroy, 1 refused.
     ");
     let apply = run("apply");
     apply.code(1);
