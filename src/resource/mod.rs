@@ -155,16 +155,30 @@ pub(crate) fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResou
             module.clone(),
         )));
     }
-    resources.push(AnyResource::DockerPackage(package::DockerPackage::new(
-        profile.docker.install,
-    )));
+    // Docker is installed for what must run on it; a profile of files and runners alone
+    // (daemon.json included) needs no Docker to converge, unless it asks for the install.
+    let runs_docker_objects = !(profile.networks.is_empty()
+        && profile.volumes.is_empty()
+        && profile.containers.is_empty());
+    if runs_docker_objects || profile.docker.install.is_some() {
+        resources.push(AnyResource::DockerPackage(package::DockerPackage::new(
+            profile
+                .docker
+                .install
+                .unwrap_or(package::InstallSource::Distro),
+        )));
+    }
     if !profile.docker.daemon.is_empty() {
         resources.push(AnyResource::DaemonConfig(
             daemon::config::DaemonConfig::new(&profile.docker, options.allow_storage_driver_change),
         ));
     }
     resources.push(AnyResource::DaemonService(
-        daemon::service::DaemonService::new(&profile.docker, options.allow_storage_driver_change),
+        daemon::service::DaemonService::new(
+            &profile.docker,
+            options.allow_storage_driver_change,
+            runs_docker_objects,
+        ),
     ));
     // Registration first: it writes a runner's entry with its token, so config.toml never
     // holds an entry gitlab-runner cannot use.

@@ -29,10 +29,10 @@ fn unknown_key_names_file_line_column_and_key() {
     insta::assert_snapshot!(stderr, @r"
     --- plan
     error: invalid profile `[ROOT]/work/site.toml`
-      caused by: [ROOT]/work/site.toml:7:9: key `docker.deamon`: unknown field `deamon`, expected one of `config`, `restart`, `reload`, `ready_timeout`, `restart_unresponsive`, `daemon`
+      caused by: [ROOT]/work/site.toml:7:9: key `docker.deamon`: unknown field `deamon`, expected one of `install`, `config`, `restart`, `reload`, `ready_timeout`, `restart_unresponsive`, `daemon`
     --- apply
     error: invalid profile `[ROOT]/work/site.toml`
-      caused by: [ROOT]/work/site.toml:7:9: key `docker.deamon`: unknown field `deamon`, expected one of `config`, `restart`, `reload`, `ready_timeout`, `restart_unresponsive`, `daemon`
+      caused by: [ROOT]/work/site.toml:7:9: key `docker.deamon`: unknown field `deamon`, expected one of `install`, `config`, `restart`, `reload`, `ready_timeout`, `restart_unresponsive`, `daemon`
     ");
 }
 

@@ -41,7 +41,8 @@ pub(crate) struct DockerSection {
 
 #[derive(Debug, Clone)]
 pub(crate) struct DockerSettings {
-    pub install: InstallSource,
+    /// `None` when the profile does not say: `"distro"` where Docker objects need Docker.
+    pub install: Option<InstallSource>,
     pub config: HostPath,
     pub restart: CommandLine,
     pub reload: CommandLine,
@@ -193,7 +194,7 @@ pub(crate) fn resolve(
         ));
     }
     Ok(DockerSettings {
-        install: docker.install.unwrap_or(InstallSource::Distro),
+        install: docker.install,
         config: docker.config.unwrap_or_else(DockerSettings::default_config),
         restart: docker
             .restart

@@ -39,6 +39,8 @@ pub(crate) struct DaemonService {
     restart_unresponsive: bool,
     keys: Map<String, Json>,
     allow_storage_driver_change: bool,
+    /// The profile declares networks, volumes or containers, which wait for this daemon.
+    runs_docker_objects: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -59,7 +61,11 @@ pub(super) struct Mismatch {
 }
 
 impl DaemonService {
-    pub(crate) fn new(settings: &DockerSettings, allow_storage_driver_change: bool) -> Self {
+    pub(crate) fn new(
+        settings: &DockerSettings,
+        allow_storage_driver_change: bool,
+        runs_docker_objects: bool,
+    ) -> Self {
         Self {
             config: settings.config.clone(),
             restart: settings.restart.clone(),
@@ -68,6 +74,7 @@ impl DaemonService {
             restart_unresponsive: settings.restart_unresponsive,
             keys: settings.daemon.clone(),
             allow_storage_driver_change,
+            runs_docker_objects,
         }
     }
 
@@ -193,10 +200,12 @@ impl Resource for DaemonService {
             }
             return diff;
         }
-        if !matches!(
-            observed.status,
-            DaemonStatus::Running(_) | DaemonStatus::PermissionDenied(_)
-        ) {
+        if self.runs_docker_objects
+            && !matches!(
+                observed.status,
+                DaemonStatus::Running(_) | DaemonStatus::PermissionDenied(_)
+            )
+        {
             // Said here once for all of them: each network, volume and container is planned
             // as `+ create (after Docker starts)`, without a warning of its own.
             diff.warn("Docker does not answer: its networks, volumes and containers are compared once it runs");
@@ -456,6 +465,7 @@ mod tests {
             restart_unresponsive: false,
             keys: keys.as_object().unwrap().clone(),
             allow_storage_driver_change: false,
+            runs_docker_objects: false,
         }
     }
 
