@@ -68,6 +68,20 @@ fn a_daemon_value_dockerd_would_choke_on_is_caught_with_its_line() {
 }
 
 #[test]
+fn an_install_source_berth_does_not_know_names_the_choices() {
+    let root = Root::new();
+    let stderr = rejected(&root, "[docker]\ninstall = \"apt\"\n");
+    insta::assert_snapshot!(stderr, @r#"
+    --- plan
+    error: invalid profile `[ROOT]/work/site.toml`
+      caused by: [ROOT]/work/site.toml:2:11: key `docker.install`: must be "distro" (the distribution's packages), "docker-ce" (Docker's own repository) or false (never install)
+    --- apply
+    error: invalid profile `[ROOT]/work/site.toml`
+      caused by: [ROOT]/work/site.toml:2:11: key `docker.install`: must be "distro" (the distribution's packages), "docker-ce" (Docker's own repository) or false (never install)
+    "#);
+}
+
+#[test]
 fn malformed_toml_has_a_position() {
     let root = Root::new();
     let stderr = rejected(&root, "[kernel\nmodules = []\n");
