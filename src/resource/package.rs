@@ -429,39 +429,50 @@ impl Resource for DockerPackage {
     }
 
     fn apply(&self, context: &Context, op: &InstallOp) -> Result<()> {
-        let host = context.host;
-        match op.install.family {
-            Family::Debian => {
-                let mut updated = false;
-                if op.update_lists {
-                    apt(&["update"])?;
-                    updated = true;
-                }
-                if let Some(Repository::Apt { key_url, sources }) =
-                    op.install.repository.as_ref().filter(|_| op.add_repository)
-                {
-                    apt_install(&["ca-certificates", "curl"], &mut updated)?;
-                    let key = download(key_url)?;
-                    host.ensure_dir(&host_path("/etc/apt/keyrings"), 0o755)?;
-                    host.write_atomic(&host_path(APT_KEYRING), key.as_bytes(), 0o644)?;
-                    host.write_atomic(&host_path(APT_SOURCES), sources.as_bytes(), 0o644)?;
-                    // The new repository's lists are not there until apt reads them.
-                    apt(&["update"])?;
-                    updated = true;
-                }
-                apt_install(&op.packages, &mut updated)
+        install(context.host, op)?;
+        // Debian's packages enable docker.service themselves, Fedora's and RHEL's do not: on a
+        // host that systemd runs (sd_booted(3)), Docker must come back after a reboot too.
+        // Starting it is `daemon/docker`'s, through `[docker] restart`.
+        if context.host.exists(&host_path("/run/systemd/system")) {
+            progress("systemctl", &["enable", "docker.service"], &[])?;
+        }
+        Ok(())
+    }
+}
+
+/// Docker's repository first when the op adds it, then the packages.
+fn install(host: &Host, op: &InstallOp) -> Result<()> {
+    match op.install.family {
+        Family::Debian => {
+            let mut updated = false;
+            if op.update_lists {
+                apt(&["update"])?;
+                updated = true;
             }
-            Family::Fedora | Family::RedHat => {
-                if let Some(Repository::Dnf { repo_url }) =
-                    op.install.repository.as_ref().filter(|_| op.add_repository)
-                {
-                    let repo = download(repo_url)?;
-                    host.write_atomic(&host_path(DNF_REPO), repo.as_bytes(), 0o644)?;
-                }
-                let mut args = vec!["install", "-y"];
-                args.extend(op.packages.iter().copied());
-                progress("dnf", &args, &[])
+            if let Some(Repository::Apt { key_url, sources }) =
+                op.install.repository.as_ref().filter(|_| op.add_repository)
+            {
+                apt_install(&["ca-certificates", "curl"], &mut updated)?;
+                let key = download(key_url)?;
+                host.ensure_dir(&host_path("/etc/apt/keyrings"), 0o755)?;
+                host.write_atomic(&host_path(APT_KEYRING), key.as_bytes(), 0o644)?;
+                host.write_atomic(&host_path(APT_SOURCES), sources.as_bytes(), 0o644)?;
+                // The new repository's lists are not there until apt reads them.
+                apt(&["update"])?;
+                updated = true;
             }
+            apt_install(&op.packages, &mut updated)
+        }
+        Family::Fedora | Family::RedHat => {
+            if let Some(Repository::Dnf { repo_url }) =
+                op.install.repository.as_ref().filter(|_| op.add_repository)
+            {
+                let repo = download(repo_url)?;
+                host.write_atomic(&host_path(DNF_REPO), repo.as_bytes(), 0o644)?;
+            }
+            let mut args = vec!["install", "-y"];
+            args.extend(op.packages.iter().copied());
+            progress("dnf", &args, &[])
         }
     }
 }
