@@ -10,6 +10,8 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Kind {
     KernelModule,
+    /// Software installed from the OS's packages (`package/docker`).
+    Package,
     DaemonConfig,
     Daemon,
     /// A runner's registration with GitLab.
@@ -31,6 +33,7 @@ impl Kind {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::KernelModule => "kernel-module",
+            Self::Package => "package",
             Self::DaemonConfig => "daemon-config",
             Self::Daemon => "daemon",
             Self::Runner => "runner",
@@ -97,6 +100,8 @@ pub(crate) enum Action {
     Reload,
     Load,
     Persist,
+    /// Install packages.
+    Install,
     Register,
     Unregister,
     /// Pull an image (`pull = "always"`), replacing the container if the tag moved.
@@ -120,7 +125,12 @@ pub(crate) enum Effect {
 impl Action {
     pub(crate) fn effect(self) -> Effect {
         match self {
-            Self::Create | Self::Load | Self::Persist | Self::Register | Self::Start => Effect::Add,
+            Self::Create
+            | Self::Load
+            | Self::Persist
+            | Self::Install
+            | Self::Register
+            | Self::Start => Effect::Add,
             Self::Update | Self::Restart | Self::Reload | Self::Pull => Effect::Change,
             Self::Delete | Self::Unregister => Effect::Destroy,
             Self::Replace => Effect::Replace,
@@ -150,6 +160,7 @@ impl Action {
             Self::Reload => "reload",
             Self::Load => "load",
             Self::Persist => "persist",
+            Self::Install => "install",
             Self::Register => "register",
             Self::Unregister => "unregister",
             Self::Pull => "pull",

@@ -234,6 +234,47 @@ fn run_unchecked_reporting(
     })
 }
 
+/// Runs `command` with `env` added, its output (stdout included) going to berth's stderr as it
+/// comes: for a package manager, whose minutes of work the operator should see progress on and
+/// whose own words on failure they read there. stdout stays berth's report. Never prompts: stdin
+/// is closed.
+pub(crate) fn run_with_progress(
+    command: &CommandLine,
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<(), CommandError> {
+    tracing::debug!("running `{command}`");
+    let mut expression = duct::cmd(&command.program, &command.args)
+        .stdin_null()
+        .stdout_to_stderr()
+        .unchecked();
+    for (key, value) in env {
+        expression = expression.env(key, value);
+    }
+    let handle = expression
+        .start()
+        .map_err(|source| spawn_error(command, source))?;
+    let finished = handle
+        .wait_timeout(timeout)
+        .map_err(|source| spawn_error(command, source))?;
+    let Some(output) = finished else {
+        let _ = handle.kill();
+        return Err(CommandError::TimedOut {
+            command: command.to_string(),
+            timeout,
+        });
+    };
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(CommandError::Failed {
+            command: command.to_string(),
+            code: output.status.code(),
+            stderr: None,
+        })
+    }
+}
+
 pub(crate) fn spawn_error(command: &CommandLine, source: io::Error) -> CommandError {
     if source.kind() == io::ErrorKind::NotFound {
         CommandError::NotFound {
@@ -292,6 +333,17 @@ mod tests {
         assert!(
             matches!(error, CommandError::Failed { code: Some(2), .. }),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn progress_runs_with_its_environment_and_reports_the_exit() {
+        let command = CommandLine::new("sh", ["-c", "test \"$BERTH_T\" = yes"]);
+        assert!(run_with_progress(&command, &[("BERTH_T", "yes")], DEFAULT_TIMEOUT).is_ok());
+        let error = run_with_progress(&command, &[], DEFAULT_TIMEOUT).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("`{command}` exited with status 1")
         );
     }
 

@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 
 use crate::{
     docker::{DaemonStatus, unit},
-    plan::{Diff, FieldChange},
+    plan::{Change, Diff, FieldChange},
     profile::{
         Layers,
         source::{KeyPath, LocatedError},
@@ -160,12 +160,14 @@ pub(crate) struct ObjectNames {
 }
 
 /// Whether Docker objects can be observed in this run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reach {
     Running,
-    /// Docker is installed but does not answer (stopped, hung, no permission).
-    Unreachable(String),
-    /// No Docker under the root: `daemon/docker` already says so.
+    /// Docker is installed but does not answer (stopped, hung, or no `docker` CLI).
+    Down,
+    /// The daemon runs but this user may not ask it (plan as non-root).
+    NotPermitted,
+    /// No Docker under the root (yet).
     NotInstalled,
 }
 
@@ -173,15 +175,15 @@ pub(crate) fn reach(context: &Context) -> Reach {
     match context.docker.status() {
         DaemonStatus::Running(_) => Reach::Running,
         _ if !unit::docker_installed(context.host) => Reach::NotInstalled,
-        DaemonStatus::CliMissing => Reach::Unreachable("the `docker` CLI is not installed".into()),
-        DaemonStatus::Unreachable(reason)
-        | DaemonStatus::NotAnswering(reason)
-        | DaemonStatus::PermissionDenied(reason) => Reach::Unreachable(reason),
+        DaemonStatus::PermissionDenied(_) => Reach::NotPermitted,
+        DaemonStatus::CliMissing | DaemonStatus::Unreachable(_) | DaemonStatus::NotAnswering(_) => {
+            Reach::Down
+        }
     }
 }
 
 /// What a network, volume or container resource observed: its `T`, or nothing when the daemon
-/// cannot be asked (not installed, or not answering in a plan).
+/// cannot be asked.
 #[derive(Debug, Clone)]
 pub(crate) enum Observed<T> {
     Unavailable(Reach),
@@ -197,16 +199,28 @@ impl<T> Observed<T> {
         }
     }
 
-    /// What was seen; when nothing could be, the diff says why (once, as a notice) and is empty.
-    pub(crate) fn seen<Op>(&self, diff: &mut Diff<Op>) -> Option<&T> {
-        match self {
-            Self::Seen(seen) => Some(seen),
-            Self::Unavailable(Reach::Unreachable(reason)) => {
-                diff.warn(unreachable_warning(reason));
-                None
-            }
-            Self::Unavailable(_) => None,
-        }
+    /// What was seen. When Docker is not installed yet or does not answer, the object is
+    /// planned as the create it will be once Docker runs (`create` makes that change), so a
+    /// plan on a bare host lists, counts and exits 2 for everything still to make, never "no
+    /// changes". `daemon/docker` says once why Docker cannot be asked, not every object. In
+    /// apply an object is only reached that way when Docker could not be made to run, and its
+    /// dependency on `daemon/docker` stops it first. A daemon this user may not ask is running:
+    /// its objects are not compared, and `daemon/docker` says so.
+    pub(crate) fn seen<Op>(
+        &self,
+        diff: &mut Diff<Op>,
+        create: impl FnOnce() -> (Change, Op),
+    ) -> Option<&T> {
+        let after = match self {
+            Self::Seen(seen) => return Some(seen),
+            Self::Unavailable(Reach::NotInstalled) => "after Docker is installed",
+            Self::Unavailable(Reach::Down) => "after Docker starts",
+            Self::Unavailable(Reach::NotPermitted | Reach::Running) => return None,
+        };
+        let (mut change, op) = create();
+        change.detail = format!("{} ({after})", change.detail);
+        diff.push(change, op);
+        None
     }
 }
 
@@ -258,14 +272,6 @@ pub(crate) fn prefetch(context: &Context, names: &ObjectNames) {
         context.docker.remember(&names.containers, containers);
         context.docker.remember(&references, images);
     }
-}
-
-/// What `plan` says when it cannot look at a Docker object. In `apply`, `daemon/docker` starts
-/// Docker first and the object is observed afresh, so this is a plan-time notice.
-pub(crate) fn unreachable_warning(reason: &str) -> String {
-    format!(
-        "not compared: Docker does not answer ({reason}); apply starts Docker first and then converges it"
-    )
 }
 
 /// What a network or a volume is made of: its driver and the options it takes, as written

@@ -16,6 +16,7 @@ pub(crate) mod docker_object;
 pub(crate) mod journal;
 pub(crate) mod kernel_module;
 pub(crate) mod network;
+pub(crate) mod package;
 pub(crate) mod profile;
 pub(crate) mod runner;
 pub(crate) mod volume;
@@ -108,6 +109,7 @@ impl Earlier {
 /// Every kind of resource berth manages.
 pub(crate) enum AnyResource {
     KernelModule(kernel_module::KernelModule),
+    DockerPackage(package::DockerPackage),
     DaemonConfig(daemon::config::DaemonConfig),
     DaemonService(daemon::service::DaemonService),
     Runner(runner::Runner),
@@ -123,6 +125,7 @@ macro_rules! with_resource {
     ($any:expr, $resource:ident => $body:expr) => {
         match $any {
             $crate::resource::AnyResource::KernelModule($resource) => $body,
+            $crate::resource::AnyResource::DockerPackage($resource) => $body,
             $crate::resource::AnyResource::DaemonConfig($resource) => $body,
             $crate::resource::AnyResource::DaemonService($resource) => $body,
             $crate::resource::AnyResource::Runner($resource) => $body,
@@ -141,7 +144,7 @@ impl AnyResource {
 }
 
 /// The resources a profile declares, in the order they must converge: the kernel first (Docker
-/// needs overlay), then daemon.json, then the daemon that reads it, then the runners'
+/// needs overlay), then Docker itself when the host has none, then daemon.json, then the daemon that reads it, then the runners'
 /// registrations and their config.toml (files and HTTP, no Docker), which must exist before
 /// the runner container that mounts it is created, then the networks and volumes containers
 /// use, then the containers, each after those in its `after`.
@@ -152,13 +155,30 @@ pub(crate) fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResou
             module.clone(),
         )));
     }
+    // Docker is installed for what must run on it; a profile of files and runners alone
+    // (daemon.json included) needs no Docker to converge, unless it asks for the install.
+    let runs_docker_objects = !(profile.networks.is_empty()
+        && profile.volumes.is_empty()
+        && profile.containers.is_empty());
+    if runs_docker_objects || profile.docker.install.is_some() {
+        resources.push(AnyResource::DockerPackage(package::DockerPackage::new(
+            profile
+                .docker
+                .install
+                .unwrap_or(package::InstallSource::Distro),
+        )));
+    }
     if !profile.docker.daemon.is_empty() {
         resources.push(AnyResource::DaemonConfig(
             daemon::config::DaemonConfig::new(&profile.docker, options.allow_storage_driver_change),
         ));
     }
     resources.push(AnyResource::DaemonService(
-        daemon::service::DaemonService::new(&profile.docker, options.allow_storage_driver_change),
+        daemon::service::DaemonService::new(
+            &profile.docker,
+            options.allow_storage_driver_change,
+            runs_docker_objects,
+        ),
     ));
     // Registration first: it writes a runner's entry with its token, so config.toml never
     // holds an entry gitlab-runner cannot use.

@@ -175,18 +175,22 @@ impl Resource for Volume {
 
     fn diff(&self, observed: &Self::Observed, _earlier: &Earlier) -> Diff<VolumeOp> {
         let mut diff = Diff::none();
-        let Some(SeenVolume { volume, adopted }) = observed.seen(&mut diff) else {
-            return diff;
-        };
-        let Some(live) = volume else {
-            diff.push(
+        let create = || {
+            (
                 Change::new(
                     self.id(),
                     Action::Create,
                     format!("driver={}", self.spec.driver),
                 ),
                 VolumeOp::Create,
-            );
+            )
+        };
+        let Some(SeenVolume { volume, adopted }) = observed.seen(&mut diff, create) else {
+            return diff;
+        };
+        let Some(live) = volume else {
+            let (change, op) = create();
+            diff.push(change, op);
             return diff;
         };
         self.compare(live, adopted.as_deref(), &mut diff);

@@ -29,10 +29,10 @@ fn unknown_key_names_file_line_column_and_key() {
     insta::assert_snapshot!(stderr, @r"
     --- plan
     error: invalid profile `[ROOT]/work/site.toml`
-      caused by: [ROOT]/work/site.toml:7:9: key `docker.deamon`: unknown field `deamon`, expected one of `config`, `restart`, `reload`, `ready_timeout`, `restart_unresponsive`, `daemon`
+      caused by: [ROOT]/work/site.toml:7:9: key `docker.deamon`: unknown field `deamon`, expected one of `install`, `config`, `restart`, `reload`, `ready_timeout`, `restart_unresponsive`, `daemon`
     --- apply
     error: invalid profile `[ROOT]/work/site.toml`
-      caused by: [ROOT]/work/site.toml:7:9: key `docker.deamon`: unknown field `deamon`, expected one of `config`, `restart`, `reload`, `ready_timeout`, `restart_unresponsive`, `daemon`
+      caused by: [ROOT]/work/site.toml:7:9: key `docker.deamon`: unknown field `deamon`, expected one of `install`, `config`, `restart`, `reload`, `ready_timeout`, `restart_unresponsive`, `daemon`
     ");
 }
 
@@ -64,6 +64,20 @@ fn a_daemon_value_dockerd_would_choke_on_is_caught_with_its_line() {
     --- apply
     error: invalid profile `[ROOT]/work/site.toml`
       caused by: [ROOT]/work/site.toml:5:1: key `docker.daemon.log-opts.max-file`: must be a string: dockerd reads every log option as text, write `max-file = "3"`
+    "#);
+}
+
+#[test]
+fn an_install_source_berth_does_not_know_names_the_choices() {
+    let root = Root::new();
+    let stderr = rejected(&root, "[docker]\ninstall = \"apt\"\n");
+    insta::assert_snapshot!(stderr, @r#"
+    --- plan
+    error: invalid profile `[ROOT]/work/site.toml`
+      caused by: [ROOT]/work/site.toml:2:11: key `docker.install`: must be "distro" (the distribution's packages), "docker-ce" (Docker's own repository) or false (never install)
+    --- apply
+    error: invalid profile `[ROOT]/work/site.toml`
+      caused by: [ROOT]/work/site.toml:2:11: key `docker.install`: must be "distro" (the distribution's packages), "docker-ce" (Docker's own repository) or false (never install)
     "#);
 }
 

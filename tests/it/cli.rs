@@ -27,17 +27,46 @@ fn help_for_every_subcommand_is_stable() {
 }
 
 #[test]
-fn plan_on_an_empty_root_shows_overlay_persistence_and_daemon_json_and_exits_2() {
+fn plan_on_an_empty_root_shows_every_change_and_exits_1_for_the_refused_install() {
     let root = Root::new();
     let run = berth(&root).args(["plan"]).run();
-    run.code(2);
+    // Docker cannot be installed into a root that is not `/`: a refused change is an error.
+    run.code(1);
     insta::assert_snapshot!(run.transcript());
 }
 
+/// The issue-10 bug: Docker missing, and apply said "Apply complete" with no container made.
+#[test]
+fn apply_of_the_dind_profile_on_an_empty_root_fails_saying_docker_cannot_be_installed() {
+    let root = Root::new();
+    let run = berth(&root).args(["apply"]).run();
+    run.code(1);
+    assert!(
+        run.stdout
+            .contains("Apply failed: 2 added, 0 changed, 0 destroyed, 6 failed."),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("error: refused to install `package/docker`\n  caused by: Docker is not installed, and the root has no /etc/os-release"),
+        "{}",
+        run.stderr
+    );
+    // The files need no Docker: they are written all the same.
+    assert!(root.exists("/etc/docker/daemon.json"));
+}
+
+/// Host files alone (no Docker objects, so no Docker to install) converge on an empty root.
 #[test]
 fn apply_then_plan_on_an_empty_root_converges() {
     let root = Root::new();
-    berth(&root).args(["apply"]).run().code(0);
+    let files_only = profile_file(
+        &root.join("/work"),
+        "files",
+        "[kernel]\nmodules = [\"overlay\"]\n\n[docker.daemon]\nstorage-driver = \"overlay2\"\n",
+    );
+    let berth = || berth(&root).args(["-p"]).args([&files_only]);
+    berth().args(["apply"]).run().code(0);
     assert_eq!(
         root.read("/etc/modules-load.d/overlay.conf").unwrap(),
         "# Written by berth: load overlay at boot (systemd-modules-load).\noverlay\n"
@@ -48,8 +77,8 @@ fn apply_then_plan_on_an_empty_root_converges() {
     assert_eq!(root.mode("/etc/docker/daemon.json"), 0o644);
     let before = root.snapshot();
     let mtime = root.mtime("/etc/docker/daemon.json");
-    berth(&root).converged();
-    berth(&root).args(["apply"]).run().code(0);
+    berth().converged();
+    berth().args(["apply"]).run().code(0);
     assert_eq!(
         root.snapshot(),
         before,
@@ -62,7 +91,8 @@ fn apply_then_plan_on_an_empty_root_converges() {
 fn plan_json_is_one_document_with_the_changes() {
     let root = Root::new();
     let run = berth(&root).args(["plan", "--json"]).run();
-    run.code(2);
+    // The install is refused on a root that is not `/`, and a refused change is an error.
+    run.code(1);
     let document = run.json();
     assert_eq!(document["schema_version"], 1);
     assert_eq!(document["command"], "plan");
@@ -81,23 +111,36 @@ fn plan_json_is_one_document_with_the_changes() {
         ids,
         [
             ("kernel-module/overlay", "persist"),
-            ("daemon-config", "create")
+            ("package/docker", "install"),
+            ("daemon-config", "create"),
+            ("network/gitlab-runner-net", "create"),
+            ("volume/gitlab-dind-data", "create"),
+            ("container/gitlab-dind", "create"),
+            ("container/gitlab-runner", "create"),
         ]
     );
-    let fields = &changes[1]["fields"];
+    assert!(
+        changes[1]["refused"]
+            .as_str()
+            .unwrap()
+            .contains("no /etc/os-release"),
+        "{}",
+        changes[1]
+    );
+    let fields = &changes[2]["fields"];
     assert_eq!(
         fields[0],
         serde_json::json!({"path": "storage-driver", "after": "overlay2"})
     );
     assert!(
-        changes[1]["diff"]
+        changes[2]["diff"]
             .as_str()
             .unwrap()
             .contains("+  \"storage-driver\": \"overlay2\",")
     );
     assert_eq!(
         document["summary"],
-        serde_json::json!({"add": 2, "change": 0, "destroy": 0, "refused": 0, "failed": 0})
+        serde_json::json!({"add": 6, "change": 0, "destroy": 0, "refused": 1, "failed": 0})
     );
     let warnings: Vec<_> = document["warnings"]
         .as_array()
@@ -112,7 +155,7 @@ fn plan_json_is_one_document_with_the_changes() {
 fn apply_json_reports_what_was_done() {
     let root = Root::new();
     let run = berth(&root).args(["apply", "--json"]).run();
-    run.code(0);
+    run.code(1);
     let document = run.json();
     assert_eq!(document["command"], "apply");
     let statuses: Vec<_> = document["changes"]
@@ -121,7 +164,7 @@ fn apply_json_reports_what_was_done() {
         .iter()
         .map(|change| change["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, ["done", "done"]);
+    assert_eq!(statuses, ["done", "failed", "done"]);
 }
 
 #[test]
@@ -220,9 +263,10 @@ fn plan_works_as_a_non_root_user() {
     let Some(run) = run_as_nobody(&["plan", "--root", root.path().to_str().unwrap()]) else {
         return;
     };
+    // 1: the install is refused on a root that is not `/`, as it is for root.
     assert_eq!(
         run.status.code(),
-        Some(2),
+        Some(1),
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );

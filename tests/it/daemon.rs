@@ -440,12 +440,14 @@ fn a_daemon_that_never_loaded_daemon_json_is_reloaded() {
 fn plan_without_docker_installed_says_so_and_shows_the_file_changes() {
     let root = Root::new();
     let run = berth(&root).args(["plan"]).run();
-    run.code(2);
+    run.code(1);
     insta::assert_snapshot!(run.transcript(), @r#"
-    exit: 2
+    exit: 1
     --- stdout
-    kernel-module/overlay    + persist   /etc/modules-load.d/overlay.conf
-    daemon-config            + create    /etc/docker/daemon.json
+    kernel-module/overlay        + persist   /etc/modules-load.d/overlay.conf
+    package/docker               + install   Docker is not installed
+        refused: Docker is not installed, and the root has no /etc/os-release to tell how to install it; install Docker yourself and set `[docker] install = false`
+    daemon-config                + create    /etc/docker/daemon.json
         --- /etc/docker/daemon.json
         +++ /etc/docker/daemon.json
         @@ -0,0 +1,8 @@
@@ -457,8 +459,12 @@ fn plan_without_docker_installed_says_so_and_shows_the_file_changes() {
         +    "max-file": "3"
         +  }
         +}
+    network/gitlab-runner-net    + create    driver=bridge (after Docker is installed)
+    volume/gitlab-dind-data      + create    driver=local (after Docker is installed)
+    container/gitlab-dind        + create    image docker:27-dind (after Docker is installed)
+    container/gitlab-runner      + create    image gitlab/gitlab-runner:v17.11.0 (after Docker is installed)
 
-    Plan: 2 to add, 0 to change, 0 to destroy.
+    Plan: 6 to add, 0 to change, 0 to destroy, 1 refused.
     --- stderr
     warning: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)
     warning: kernel-module/overlay: the running kernel is not visible under the root (no /proc/filesystems or /proc/modules): `overlay` is only persisted, not loaded

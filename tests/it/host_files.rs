@@ -120,10 +120,9 @@ fn a_kernel_without_module_support_and_overlay_built_in_is_converged() {
         .iter()
         .map(|change| change["id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(
-        ids,
-        ["daemon-config"],
-        "nothing to load or persist for a built-in overlay"
+    assert!(
+        !ids.iter().any(|id| id.starts_with("kernel-module/")),
+        "nothing to load or persist for a built-in overlay: {ids:?}"
     );
 }
 
@@ -143,7 +142,10 @@ fn an_existing_persistence_line_anywhere_counts() {
         .iter()
         .map(|change| change["id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(ids, ["daemon-config"]);
+    assert!(
+        !ids.iter().any(|id| id.starts_with("kernel-module/")),
+        "{ids:?}"
+    );
 }
 
 #[test]

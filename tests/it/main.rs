@@ -12,6 +12,7 @@
 mod harness;
 
 mod bad_input;
+mod bare_host;
 mod cli;
 mod containers;
 mod daemon;

@@ -245,6 +245,20 @@ fn systemd_units_verify() {
     }
 }
 
+/// Chooses a profile of host files alone (overlay, daemon.json) through berth.toml: without
+/// Docker objects, a root with no Docker converges (the dind profile's containers would wait
+/// for a Docker that cannot be installed under a temporary root).
+fn files_only(root: &Root, settings: &str) {
+    root.write(
+        "/etc/berth/profiles/files.toml",
+        "[kernel]\nmodules = [\"overlay\"]\n\n[docker.daemon]\nstorage-driver = \"overlay2\"\n",
+    )
+    .write(
+        "/etc/berth/berth.toml",
+        &format!("profiles = [\"files\"]\n{settings}"),
+    );
+}
+
 /// A root with a visible kernel that lacks overlay, so apply has to run `modprobe`.
 fn root_needing_modprobe() -> Root {
     let root = Root::new();
@@ -256,6 +270,7 @@ fn root_needing_modprobe() -> Root {
 #[test]
 fn a_second_apply_waits_for_the_first_and_neither_corrupts_anything() {
     let root = root_needing_modprobe();
+    files_only(&root, "");
     let bin = root.join("/test-bin");
     // A slow modprobe: the first run holds the lock while it "loads" overlay.
     write_executable(
@@ -332,6 +347,7 @@ fn a_run_that_cannot_get_the_lock_names_the_holder_and_changes_nothing() {
 #[test]
 fn status_and_metrics_describe_the_last_apply() {
     let root = Root::new();
+    files_only(&root, "");
     let status = berth(&root).args(["status"]).run();
     status.code(1);
     assert_eq!(status.stdout, "berth has not applied on this host yet.\n");
@@ -350,7 +366,7 @@ fn status_and_metrics_describe_the_last_apply() {
     let last_run = &document.json()["last_run"];
     assert_eq!(last_run["success"], true);
     assert_eq!(last_run["drift_detected"], true);
-    assert_eq!(last_run["profiles"], serde_json::json!(["dind"]));
+    assert_eq!(last_run["profiles"], serde_json::json!(["files"]));
     let ids: Vec<_> = last_run["changes"]
         .as_array()
         .unwrap()
@@ -397,8 +413,8 @@ fn status_and_metrics_describe_the_last_apply() {
     );
 
     // A converged run: nothing changed, no drift, metrics say so; berth.toml names the file.
-    root.write(
-        "/etc/berth/berth.toml",
+    files_only(
+        &root,
         "metrics_file = \"/var/lib/node-exporter/berth.prom\"\n",
     );
     berth(&root).args(["apply"]).run().code(0);

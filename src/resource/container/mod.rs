@@ -242,7 +242,19 @@ impl Resource for Container {
 
     fn diff(&self, observed: &Self::Observed, earlier: &Earlier) -> Diff<ContainerOp> {
         let mut diff = Diff::none();
-        let Some(seen) = observed.seen(&mut diff) else {
+        let create = || {
+            (
+                Change::new(
+                    self.id(),
+                    Action::Create,
+                    format!("image {}", self.spec.image),
+                ),
+                ContainerOp::Create {
+                    image_present: false,
+                },
+            )
+        };
+        let Some(seen) = observed.seen(&mut diff, create) else {
             return diff;
         };
         self.compare(seen, earlier, &mut diff);

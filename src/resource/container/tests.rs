@@ -405,9 +405,21 @@ fn container_diff_table() {
             ],
         ),
         (
-            "Docker installed but not answering: a warning, no change",
+            "Docker installed but down: the create it will be once Docker starts",
             &runner,
-            Observed::Unavailable(Reach::Unreachable("no socket".into())),
+            Observed::Unavailable(Reach::Down),
+            vec!["create image gitlab/gitlab-runner:v17.11.0 (after Docker starts)"],
+        ),
+        (
+            "Docker not installed yet: the create it will be",
+            &runner,
+            Observed::Unavailable(Reach::NotInstalled),
+            vec!["create image gitlab/gitlab-runner:v17.11.0 (after Docker is installed)"],
+        ),
+        (
+            "a daemon this user may not ask: not compared (daemon/docker says so)",
+            &runner,
+            Observed::Unavailable(Reach::NotPermitted),
             vec![],
         ),
     ];

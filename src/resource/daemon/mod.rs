@@ -19,11 +19,14 @@ use crate::{
         Layers,
         source::{KeyPath, LocatedError, toml_to_json},
     },
+    resource::package::InstallSource,
 };
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DockerSection {
+    /// Where Docker comes from when it is not installed (`package/docker`).
+    pub install: Option<InstallSource>,
     pub config: Option<HostPath>,
     pub restart: Option<CommandLine>,
     pub reload: Option<CommandLine>,
@@ -38,6 +41,8 @@ pub(crate) struct DockerSection {
 
 #[derive(Debug, Clone)]
 pub(crate) struct DockerSettings {
+    /// `None` when the profile does not say: `"distro"` where Docker objects need Docker.
+    pub install: Option<InstallSource>,
     pub config: HostPath,
     pub restart: CommandLine,
     pub reload: CommandLine,
@@ -189,6 +194,7 @@ pub(crate) fn resolve(
         ));
     }
     Ok(DockerSettings {
+        install: docker.install,
         config: docker.config.unwrap_or_else(DockerSettings::default_config),
         restart: docker
             .restart

@@ -26,6 +26,7 @@ use crate::{
         daemon::keys::{self, DockerdVersion},
         daemon::restart::RestartIntent,
         journal,
+        package::DockerPackage,
     },
 };
 
@@ -38,6 +39,8 @@ pub(crate) struct DaemonService {
     restart_unresponsive: bool,
     keys: Map<String, Json>,
     allow_storage_driver_change: bool,
+    /// The profile declares networks, volumes or containers, which wait for this daemon.
+    runs_docker_objects: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -58,7 +61,11 @@ pub(super) struct Mismatch {
 }
 
 impl DaemonService {
-    pub(crate) fn new(settings: &DockerSettings, allow_storage_driver_change: bool) -> Self {
+    pub(crate) fn new(
+        settings: &DockerSettings,
+        allow_storage_driver_change: bool,
+        runs_docker_objects: bool,
+    ) -> Self {
         Self {
             config: settings.config.clone(),
             restart: settings.restart.clone(),
@@ -67,6 +74,7 @@ impl DaemonService {
             restart_unresponsive: settings.restart_unresponsive,
             keys: settings.daemon.clone(),
             allow_storage_driver_change,
+            runs_docker_objects,
         }
     }
 
@@ -144,7 +152,7 @@ impl Resource for DaemonService {
     }
 
     fn depends_on(&self) -> Vec<ResourceId> {
-        vec![DaemonConfig::id()]
+        vec![DockerPackage::id(), DaemonConfig::id()]
     }
 
     fn observe(&self, context: &Context) -> Result<DaemonState> {
@@ -182,8 +190,25 @@ impl Resource for DaemonService {
             config_change: config_change.clone(),
         };
         if !observed.installed {
-            diff.warn("Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is");
+            if DockerPackage::installs_in(earlier) {
+                diff.push(
+                    Change::new(self.id(), Action::Start, "after Docker is installed"),
+                    op(Command::Start),
+                );
+            } else {
+                diff.warn("Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is");
+            }
             return diff;
+        }
+        if self.runs_docker_objects
+            && !matches!(
+                observed.status,
+                DaemonStatus::Running(_) | DaemonStatus::PermissionDenied(_)
+            )
+        {
+            // Said here once for all of them: each network, volume and container is planned
+            // as `+ create (after Docker starts)`, without a warning of its own.
+            diff.warn("Docker does not answer: its networks, volumes and containers are compared once it runs");
         }
         let info = match &observed.status {
             DaemonStatus::Running(info) => info,
@@ -200,7 +225,7 @@ impl Resource for DaemonService {
             }
             DaemonStatus::PermissionDenied(reason) => {
                 diff.warn(format!(
-                    "cannot ask the Docker daemon ({reason}): daemon changes are not planned; run as root or in the docker group to see them"
+                    "cannot ask the Docker daemon ({reason}): neither daemon changes nor networks, volumes and containers are compared; run as root or in the docker group to see them"
                 ));
                 return diff;
             }
@@ -440,6 +465,7 @@ mod tests {
             restart_unresponsive: false,
             keys: keys.as_object().unwrap().clone(),
             allow_storage_driver_change: false,
+            runs_docker_objects: false,
         }
     }
 
@@ -635,6 +661,13 @@ mod tests {
         let diff = resource.diff(&absent, &Earlier::default());
         assert!(diff.changes.is_empty());
         assert_eq!(diff.warnings.len(), 1);
+        // Installed in this run: started after it, through the same `[docker] restart` path.
+        let install = Change::new(DockerPackage::id(), Action::Install, "docker.io");
+        let diff = resource.diff(&absent, &Earlier::from_changes(vec![install]));
+        assert_eq!(
+            actions(diff),
+            [(Action::Start, "after Docker is installed".to_owned())]
+        );
     }
 
     #[test]

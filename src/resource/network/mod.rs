@@ -179,6 +179,20 @@ impl Network {
         )
     }
 
+    fn create_change(&self) -> (Change, NetworkOp) {
+        let mut detail = format!("driver={}", self.spec.driver);
+        if self.spec.internal {
+            detail.push_str(" internal");
+        }
+        for (key, value) in &self.spec.options {
+            detail.push_str(&format!(" {key}={value}"));
+        }
+        (
+            Change::new(self.id(), Action::Create, detail),
+            NetworkOp::Create,
+        )
+    }
+
     pub(super) fn create(&self, context: &Context) -> Result<()> {
         run(context, &self.create_arguments())?;
         Ok(())
@@ -224,21 +238,12 @@ impl Resource for Network {
 
     fn diff(&self, observed: &Self::Observed, _earlier: &Earlier) -> Diff<NetworkOp> {
         let mut diff = Diff::none();
-        let Some(seen) = observed.seen(&mut diff) else {
+        let Some(seen) = observed.seen(&mut diff, || self.create_change()) else {
             return diff;
         };
         let Some(live) = seen else {
-            let mut detail = format!("driver={}", self.spec.driver);
-            if self.spec.internal {
-                detail.push_str(" internal");
-            }
-            for (key, value) in &self.spec.options {
-                detail.push_str(&format!(" {key}={value}"));
-            }
-            diff.push(
-                Change::new(self.id(), Action::Create, detail),
-                NetworkOp::Create,
-            );
+            let (change, op) = self.create_change();
+            diff.push(change, op);
             return diff;
         };
         // Keyed by container ID: sort by name so the plan reads the same every time.
@@ -456,9 +461,14 @@ mod tests {
                 )],
             ),
             (
-                "docker not installed: silent",
+                "docker not installed: the create it will be",
                 Observed::Unavailable(Reach::NotInstalled),
-                vec![],
+                vec![(
+                    Action::Create,
+                    "driver=bridge com.docker.network.driver.mtu=1450 (after Docker is installed)"
+                        .into(),
+                    false,
+                )],
             ),
         ];
         for (name, observed, expected) in cases {
@@ -468,12 +478,17 @@ mod tests {
                 "{name}"
             );
         }
-        let unreachable = resource.diff(
-            &Observed::Unavailable(Reach::Unreachable("no socket".into())),
-            &Earlier::default(),
+        // One warning for all objects comes from `daemon/docker`, none from each.
+        let down = resource.diff(&Observed::Unavailable(Reach::Down), &Earlier::default());
+        assert_eq!(
+            actions(&down),
+            [(
+                Action::Create,
+                "driver=bridge com.docker.network.driver.mtu=1450 (after Docker starts)".into(),
+                false
+            )]
         );
-        assert!(unreachable.changes.is_empty());
-        assert_eq!(unreachable.warnings.len(), 1);
+        assert!(down.warnings.is_empty());
     }
 
     #[test]

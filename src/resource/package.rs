@@ -1,0 +1,717 @@
+//! `package/docker`: Docker installed from the OS's packages when the host has none, so that
+//! `berth apply` on a bare Debian, Ubuntu, Fedora or RHEL-family host ends with a Docker that
+//! runs (`daemon/docker` starts it next) rather than with nothing to run containers on.
+//!
+//! `/etc/os-release` under the root decides the family; `dpkg-query` or `rpm -q` (against the
+//! root's package database) say what is installed. A Docker that is there already, from
+//! whichever package or by hand (a docker.service unit or a dockerd), is left as it is: berth
+//! never swaps one engine for another on a host that runs containers. Installing runs apt-get
+//! or dnf on the machine berth runs on only: neither can install into another root, so with
+//! `--root` elsewhere the install is refused with the way to do it (run berth inside that root).
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use serde::Deserialize;
+
+use crate::{
+    docker::unit,
+    host::{
+        Host,
+        exec::{self, CommandLine},
+        host_path,
+    },
+    plan::{Action, Change, Diff, Kind, ResourceId},
+    resource::{Context, Earlier, Resource},
+};
+
+/// How long one package manager run may take: downloads on a slow mirror included.
+const PACKAGE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Where Docker's packages come from when the host has none: `[docker] install`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "InstallSetting")]
+pub(crate) enum InstallSource {
+    /// The distribution's own packages: `docker.io`, `moby-engine` or `docker`.
+    Distro,
+    /// Docker's repository at download.docker.com: `docker-ce docker-ce-cli containerd.io`.
+    DockerCe,
+    /// Never install: a missing Docker is an error.
+    Never,
+}
+
+/// `install = "distro" | "docker-ce" | false`, as TOML gives it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum InstallSetting {
+    Switch(bool),
+    Source(String),
+}
+
+impl TryFrom<InstallSetting> for InstallSource {
+    type Error = String;
+    fn try_from(setting: InstallSetting) -> Result<Self, String> {
+        match setting {
+            InstallSetting::Switch(false) => Ok(Self::Never),
+            InstallSetting::Source(source) if source == "distro" => Ok(Self::Distro),
+            InstallSetting::Source(source) if source == "docker-ce" => Ok(Self::DockerCe),
+            InstallSetting::Switch(true) | InstallSetting::Source(_) => Err(
+                "must be \"distro\" (the distribution's packages), \"docker-ce\" (Docker's own repository) or false (never install)".into(),
+            ),
+        }
+    }
+}
+
+/// What `/etc/os-release` says of the OS, as far as installing Docker goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct OsRelease {
+    pub id: String,
+    pub id_like: Vec<String>,
+    pub version_codename: Option<String>,
+    /// Set by Ubuntu derivatives (Mint, Pop!_OS), whose own codename Docker's repository lacks.
+    pub ubuntu_codename: Option<String>,
+}
+
+impl OsRelease {
+    /// Parses os-release(5): `KEY=value` lines, the value optionally quoted.
+    pub(crate) fn parse(text: &str) -> Self {
+        let mut release = Self::default();
+        for line in text.lines() {
+            let Some((key, value)) = line.trim().split_once('=') else {
+                continue;
+            };
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|inner| inner.strip_suffix('"'))
+                .or_else(|| {
+                    value
+                        .strip_prefix('\'')
+                        .and_then(|inner| inner.strip_suffix('\''))
+                })
+                .unwrap_or(value)
+                .to_owned();
+            let set = (!value.is_empty()).then(|| value.clone());
+            match key.trim() {
+                "ID" => release.id = value,
+                "ID_LIKE" => release.id_like = value.split_whitespace().map(Into::into).collect(),
+                "VERSION_CODENAME" => release.version_codename = set,
+                "UBUNTU_CODENAME" => release.ubuntu_codename = set,
+                _ => {}
+            }
+        }
+        release
+    }
+
+    /// The package family: the ID itself first, then what it says it is like.
+    pub(crate) fn family(&self) -> Option<Family> {
+        std::iter::once(&self.id)
+            .chain(&self.id_like)
+            .find_map(|id| match id.as_str() {
+                "debian" | "ubuntu" => Some(Family::Debian),
+                "fedora" if self.id == "fedora" => Some(Family::Fedora),
+                "rhel" | "centos" | "rocky" | "almalinux" | "amzn" | "fedora" => {
+                    Some(Family::RedHat)
+                }
+                _ => None,
+            })
+    }
+
+    fn is_ubuntu(&self) -> bool {
+        self.id == "ubuntu" || self.id_like.iter().any(|like| like == "ubuntu")
+    }
+}
+
+/// How a family installs packages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    /// Debian, Ubuntu and their derivatives: dpkg and apt-get.
+    Debian,
+    /// Fedora itself: rpm and dnf, Docker as `moby-engine`.
+    Fedora,
+    /// RHEL, CentOS, Rocky, Alma, Amazon Linux: rpm and dnf, Docker as `docker`.
+    RedHat,
+}
+
+/// Docker's own repository, added before its packages are installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Repository {
+    /// The signing key saved to `keyring`, and `sources` (deb822) naming it as `Signed-By`.
+    Apt { key_url: String, sources: String },
+    /// A dnf `.repo` file, fetched as Docker publishes it.
+    Dnf { repo_url: String },
+}
+
+const APT_KEYRING: &str = "/etc/apt/keyrings/docker.asc";
+const APT_SOURCES: &str = "/etc/apt/sources.list.d/docker.sources";
+/// The one-line form Docker's install page gave for years; a host that has it has the repo.
+const APT_SOURCES_LIST: &str = "/etc/apt/sources.list.d/docker.list";
+const DNF_REPO: &str = "/etc/yum.repos.d/docker-ce.repo";
+
+/// What installing Docker takes on this OS: the packages, and Docker's repository first for
+/// `docker-ce`. `Err` says why berth cannot, and what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Install {
+    pub family: Family,
+    pub packages: Vec<&'static str>,
+    pub repository: Option<Repository>,
+}
+
+pub(crate) fn install_for(source: InstallSource, os: &OsRelease) -> Result<Install, String> {
+    let Some(family) = os.family() else {
+        return Err(format!(
+            "berth cannot install Docker on `{}` (the ID in /etc/os-release): it knows the Debian, Ubuntu, Fedora and RHEL families; install Docker yourself and set `[docker] install = false`",
+            if os.id.is_empty() { "?" } else { &os.id }
+        ));
+    };
+    let install = |packages, repository| Install {
+        family,
+        packages,
+        repository,
+    };
+    match (source, family) {
+        (InstallSource::Never, _) => Err(never_message(Some(family))),
+        // dockerd reads the system's CA bundle to pull over HTTPS; a minimal Debian has none,
+        // and docker.io only recommends it.
+        (InstallSource::Distro, Family::Debian) => {
+            Ok(install(vec!["docker.io", "ca-certificates"], None))
+        }
+        (InstallSource::Distro, Family::Fedora) => Ok(install(vec!["moby-engine"], None)),
+        (InstallSource::Distro, Family::RedHat) => Ok(install(vec!["docker"], None)),
+        (InstallSource::DockerCe, Family::Debian) => {
+            let (distribution, codename) = if os.is_ubuntu() {
+                ("ubuntu", os.ubuntu_codename.as_ref().or(os.version_codename.as_ref()))
+            } else {
+                ("debian", os.version_codename.as_ref())
+            };
+            let codename = codename.ok_or_else(|| {
+                "/etc/os-release names no VERSION_CODENAME, by which Docker's apt repository is organised; use `[docker] install = \"distro\"`".to_owned()
+            })?;
+            let base = format!("https://download.docker.com/linux/{distribution}");
+            let sources = format!(
+                "# Docker's apt repository, added by berth (`[docker] install = \"docker-ce\"`).\nTypes: deb\nURIs: {base}\nSuites: {codename}\nComponents: stable\nSigned-By: {APT_KEYRING}\n"
+            );
+            Ok(install(
+                DOCKER_CE.to_vec(),
+                Some(Repository::Apt {
+                    key_url: format!("{base}/gpg"),
+                    sources,
+                }),
+            ))
+        }
+        (InstallSource::DockerCe, _) if os.id == "amzn" => Err(
+            "Docker's repository has no packages for Amazon Linux; use `[docker] install = \"distro\"`"
+                .into(),
+        ),
+        (InstallSource::DockerCe, Family::Fedora | Family::RedHat) => {
+            let distribution = match os.id.as_str() {
+                "fedora" => "fedora",
+                "rhel" => "rhel",
+                _ => "centos",
+            };
+            Ok(install(
+                DOCKER_CE.to_vec(),
+                Some(Repository::Dnf {
+                    repo_url: format!(
+                        "https://download.docker.com/linux/{distribution}/docker-ce.repo"
+                    ),
+                }),
+            ))
+        }
+    }
+}
+
+const DOCKER_CE: &[&str] = &["docker-ce", "docker-ce-cli", "containerd.io"];
+
+fn never_message(family: Option<Family>) -> String {
+    let how = match family {
+        Some(Family::Debian) | None => "apt-get install docker.io",
+        Some(Family::Fedora) => "dnf install moby-engine",
+        Some(Family::RedHat) => "dnf install docker",
+    };
+    format!(
+        "`[docker] install = false`: install Docker yourself (`{how}`, then start it), or let berth install it with `install = \"distro\"`"
+    )
+}
+
+pub(crate) struct DockerPackage {
+    source: InstallSource,
+}
+
+/// What `observe` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PackageState {
+    /// A docker.service unit or a dockerd exists under the root.
+    pub docker_present: bool,
+    /// `None` when the root has no os-release (berth then cannot tell how to install).
+    pub os: Option<OsRelease>,
+    /// The packages installing would take that the package database lists as installed.
+    pub installed: Vec<String>,
+    /// Docker's repository is configured already (`docker-ce`).
+    pub repository_present: bool,
+    /// apt has package lists (a fresh debootstrap or a cleaned image has none).
+    pub apt_lists: bool,
+    /// berth runs on the machine it manages (`--root /`): only there can it install.
+    pub machine_root: bool,
+}
+
+/// What apply does: add the repository when asked, then install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InstallOp {
+    pub install: Install,
+    pub packages: Vec<&'static str>,
+    pub add_repository: bool,
+    pub update_lists: bool,
+}
+
+impl DockerPackage {
+    pub(crate) fn new(source: InstallSource) -> Self {
+        Self { source }
+    }
+
+    pub(crate) fn id() -> ResourceId {
+        ResourceId::new(Kind::Package, "docker")
+    }
+
+    /// True when this run installs (plan: would install) Docker: `daemon/docker` then plans to
+    /// start it, and networks, volumes and containers say they wait for it.
+    pub(crate) fn installs_in(earlier: &Earlier) -> bool {
+        earlier.of(&Self::id()).next().is_some()
+    }
+}
+
+fn read_os_release(host: &Host) -> Result<Option<OsRelease>> {
+    for path in ["/etc/os-release", "/usr/lib/os-release"] {
+        if let Some(text) = host.read_optional(&host_path(path))? {
+            return Ok(Some(OsRelease::parse(&text)));
+        }
+    }
+    Ok(None)
+}
+
+/// The packages among `packages` that the root's package database lists as installed.
+fn installed_packages(host: &Host, family: Family, packages: &[&str]) -> Vec<String> {
+    let command = match family {
+        Family::Debian => {
+            let mut args = vec![
+                format!(
+                    "--admindir={}",
+                    host.path(&host_path("/var/lib/dpkg")).display()
+                ),
+                "-W".to_owned(),
+                "-f=${Package} ${Status}\\n".to_owned(),
+            ];
+            args.extend(packages.iter().map(|package| (*package).to_owned()));
+            CommandLine::new("dpkg-query", args)
+        }
+        Family::Fedora | Family::RedHat => {
+            let mut args = vec![
+                "--root".to_owned(),
+                host.path(&host_path("/")).display().to_string(),
+                "-q".to_owned(),
+                "--qf".to_owned(),
+                "%{NAME} installed\\n".to_owned(),
+            ];
+            args.extend(packages.iter().map(|package| (*package).to_owned()));
+            CommandLine::new("rpm", args)
+        }
+    };
+    // A package the database does not know is an answer (exit 1), not a failure; no
+    // dpkg-query at all says nothing is installed through it.
+    let Ok(output) = exec::run_unchecked(&command) else {
+        return Vec::new();
+    };
+    output
+        .stdout
+        .lines()
+        .filter_map(|line| {
+            let (name, status) = line.split_once(' ')?;
+            // dpkg: `install ok installed`; a removed package keeps `deinstall ok config-files`.
+            let installed = status.split_whitespace().last() == Some("installed");
+            (installed && packages.contains(&name)).then(|| name.to_owned())
+        })
+        .collect()
+}
+
+impl Resource for DockerPackage {
+    type Observed = PackageState;
+    type Op = InstallOp;
+
+    fn id(&self) -> ResourceId {
+        Self::id()
+    }
+
+    fn observe(&self, context: &Context) -> Result<PackageState> {
+        let host = context.host;
+        let docker_present = unit::docker_installed(host);
+        let os = read_os_release(host)?;
+        let install = os.as_ref().and_then(|os| install_for(self.source, os).ok());
+        let installed = match &install {
+            Some(install) if !docker_present => {
+                installed_packages(host, install.family, &install.packages)
+            }
+            _ => Vec::new(),
+        };
+        let repository_present = match install.as_ref().and_then(|i| i.repository.as_ref()) {
+            Some(Repository::Apt { .. }) => {
+                host.exists(&host_path(APT_SOURCES)) || host.exists(&host_path(APT_SOURCES_LIST))
+            }
+            Some(Repository::Dnf { .. }) => host.exists(&host_path(DNF_REPO)),
+            None => false,
+        };
+        let apt_lists = host
+            .list_dir(&host_path("/var/lib/apt/lists"))?
+            .iter()
+            .any(|name| name.ends_with("_Packages") || name.contains("_Packages."));
+        Ok(PackageState {
+            docker_present,
+            os,
+            installed,
+            repository_present,
+            apt_lists,
+            machine_root: host.is_machine_root(),
+        })
+    }
+
+    fn diff(&self, observed: &PackageState, _earlier: &Earlier) -> Diff<InstallOp> {
+        let mut diff = Diff::none();
+        if observed.docker_present {
+            return diff;
+        }
+        let install = match &observed.os {
+            None if self.source == InstallSource::Never => Err(never_message(None)),
+            None => Err("Docker is not installed, and the root has no /etc/os-release to tell how to install it; install Docker yourself and set `[docker] install = false`".into()),
+            Some(os) => install_for(self.source, os),
+        };
+        let install = match install {
+            Ok(install) => install,
+            Err(reason) => {
+                let change = Change::new(self.id(), Action::Install, "Docker is not installed");
+                diff.refuse(change, reason);
+                return diff;
+            }
+        };
+        let missing: Vec<&'static str> = install
+            .packages
+            .iter()
+            .copied()
+            .filter(|package| !observed.installed.iter().any(|name| name == package))
+            .collect();
+        if missing.is_empty() {
+            return diff;
+        }
+        let add_repository = install.repository.is_some() && !observed.repository_present;
+        let mut detail = missing.join(" ");
+        if add_repository {
+            detail.push_str(match install.repository {
+                Some(Repository::Apt { .. }) => {
+                    " from Docker's repository (adds /etc/apt/keyrings/docker.asc and /etc/apt/sources.list.d/docker.sources)"
+                }
+                _ => " from Docker's repository (adds /etc/yum.repos.d/docker-ce.repo)",
+            });
+        }
+        let change = Change::new(self.id(), Action::Install, detail);
+        if !observed.machine_root {
+            diff.refuse(change, "apt-get and dnf install only into the system they run on, not under `--root`; run berth inside that root (`chroot ROOT berth apply`), or install Docker there yourself");
+            return diff;
+        }
+        let update_lists = install.family == Family::Debian && !observed.apt_lists;
+        diff.push(
+            change,
+            InstallOp {
+                install,
+                packages: missing,
+                add_repository,
+                update_lists,
+            },
+        );
+        diff
+    }
+
+    fn apply(&self, context: &Context, op: &InstallOp) -> Result<()> {
+        install(context.host, op)?;
+        // Debian's packages enable docker.service themselves, Fedora's and RHEL's do not: on a
+        // host that systemd runs (sd_booted(3)), Docker must come back after a reboot too.
+        // Starting it is `daemon/docker`'s, through `[docker] restart`.
+        if context.host.exists(&host_path("/run/systemd/system")) {
+            progress("systemctl", &["enable", "docker.service"], &[])?;
+        }
+        Ok(())
+    }
+}
+
+/// Docker's repository first when the op adds it, then the packages.
+fn install(host: &Host, op: &InstallOp) -> Result<()> {
+    match op.install.family {
+        Family::Debian => {
+            let mut updated = false;
+            if op.update_lists {
+                apt(&["update"])?;
+                updated = true;
+            }
+            if let Some(Repository::Apt { key_url, sources }) =
+                op.install.repository.as_ref().filter(|_| op.add_repository)
+            {
+                apt_install(&["ca-certificates", "curl"], &mut updated)?;
+                let key = download(key_url)?;
+                host.ensure_dir(&host_path("/etc/apt/keyrings"), 0o755)?;
+                host.write_atomic(&host_path(APT_KEYRING), key.as_bytes(), 0o644)?;
+                host.write_atomic(&host_path(APT_SOURCES), sources.as_bytes(), 0o644)?;
+                // The new repository's lists are not there until apt reads them.
+                apt(&["update"])?;
+                updated = true;
+            }
+            apt_install(&op.packages, &mut updated)
+        }
+        Family::Fedora | Family::RedHat => {
+            if let Some(Repository::Dnf { repo_url }) =
+                op.install.repository.as_ref().filter(|_| op.add_repository)
+            {
+                let repo = download(repo_url)?;
+                host.write_atomic(&host_path(DNF_REPO), repo.as_bytes(), 0o644)?;
+            }
+            let mut args = vec!["install", "-y"];
+            args.extend(op.packages.iter().copied());
+            progress("dnf", &args, &[])
+        }
+    }
+}
+
+/// `apt-get ARGS`, never asking anything.
+fn apt(args: &[&str]) -> Result<()> {
+    progress("apt-get", args, &[("DEBIAN_FRONTEND", "noninteractive")])
+}
+
+/// `apt-get install` without prompts, keeping a configuration file the operator changed. Lists
+/// that have gone stale (a mirror that dropped the version they name) fail the install; then
+/// they are read again once and the install retried, unless this run read them already.
+fn apt_install(packages: &[&str], updated: &mut bool) -> Result<()> {
+    let mut args = vec![
+        "install",
+        "-y",
+        "--no-install-recommends",
+        "-o",
+        "Dpkg::Options::=--force-confdef",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+    ];
+    args.extend(packages.iter().copied());
+    match apt(&args) {
+        Err(error) if !*updated => {
+            tracing::warn!("{error:#}; reading the package lists again and retrying");
+            apt(&["update"])?;
+            *updated = true;
+            apt(&args)
+        }
+        outcome => outcome,
+    }
+}
+
+fn progress(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    let command = CommandLine::new(program, args.iter().copied());
+    tracing::info!("{}: running `{command}`", DockerPackage::id());
+    exec::run_with_progress(&command, env, PACKAGE_TIMEOUT)?;
+    Ok(())
+}
+
+/// A file Docker publishes (its signing key, its dnf repository), fetched with curl: the
+/// install pages' own way, and curl checks the certificate against the host's CA bundle.
+fn download(url: &str) -> Result<String> {
+    let command = CommandLine::new("curl", ["-fsSL", "--max-time", "120", url]);
+    let output = exec::run(&command).with_context(|| format!("failed to download `{url}`"))?;
+    Ok(output.stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOOKWORM: &str =
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\n";
+    const MINT: &str = "NAME=\"Linux Mint\"\nID=linuxmint\nID_LIKE=\"ubuntu debian\"\nVERSION_CODENAME=wilma\nUBUNTU_CODENAME=noble\n";
+    const ROCKY: &str = "NAME=\"Rocky Linux\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n";
+
+    fn os(text: &str) -> OsRelease {
+        OsRelease::parse(text)
+    }
+
+    #[test]
+    fn os_release_decides_the_family() {
+        let cases = [
+            (BOOKWORM, Some(Family::Debian)),
+            ("ID=ubuntu\nID_LIKE=debian\n", Some(Family::Debian)),
+            (MINT, Some(Family::Debian)),
+            ("ID=fedora\n", Some(Family::Fedora)),
+            (ROCKY, Some(Family::RedHat)),
+            (
+                "ID=\"amzn\"\nID_LIKE=\"centos rhel fedora\"\n",
+                Some(Family::RedHat),
+            ),
+            ("ID=rhel\nID_LIKE=\"fedora\"\n", Some(Family::RedHat)),
+            ("ID=alpine\n", None),
+            ("ID=arch\n", None),
+        ];
+        for (text, family) in cases {
+            assert_eq!(os(text).family(), family, "{text}");
+        }
+        let mint = os(MINT);
+        assert_eq!(mint.id, "linuxmint");
+        assert_eq!(mint.id_like, ["ubuntu", "debian"]);
+        assert_eq!(mint.ubuntu_codename.as_deref(), Some("noble"));
+    }
+
+    #[test]
+    fn each_family_installs_its_own_docker() {
+        let packages = |source, text| install_for(source, &os(text)).map(|i| i.packages);
+        assert_eq!(
+            packages(InstallSource::Distro, BOOKWORM),
+            Ok(vec!["docker.io", "ca-certificates"])
+        );
+        assert_eq!(
+            packages(InstallSource::Distro, "ID=fedora\n"),
+            Ok(vec!["moby-engine"])
+        );
+        assert_eq!(packages(InstallSource::Distro, ROCKY), Ok(vec!["docker"]));
+        assert_eq!(
+            packages(InstallSource::DockerCe, BOOKWORM),
+            Ok(vec!["docker-ce", "docker-ce-cli", "containerd.io"])
+        );
+        let unknown = install_for(InstallSource::Distro, &os("ID=alpine\n")).unwrap_err();
+        assert!(unknown.contains("`alpine`"), "{unknown}");
+        assert!(unknown.contains("install = false"), "{unknown}");
+    }
+
+    #[test]
+    fn docker_ce_names_dockers_repository_for_the_release() {
+        let Some(Repository::Apt { key_url, sources }) =
+            install_for(InstallSource::DockerCe, &os(MINT))
+                .unwrap()
+                .repository
+        else {
+            panic!("an apt repository");
+        };
+        assert_eq!(key_url, "https://download.docker.com/linux/ubuntu/gpg");
+        assert!(sources.contains("URIs: https://download.docker.com/linux/ubuntu\nSuites: noble\nComponents: stable\nSigned-By: /etc/apt/keyrings/docker.asc\n"), "{sources}");
+        assert_eq!(
+            install_for(InstallSource::DockerCe, &os(ROCKY))
+                .unwrap()
+                .repository,
+            Some(Repository::Dnf {
+                repo_url: "https://download.docker.com/linux/centos/docker-ce.repo".into()
+            })
+        );
+        let no_codename = install_for(InstallSource::DockerCe, &os("ID=debian\n")).unwrap_err();
+        assert!(no_codename.contains("VERSION_CODENAME"), "{no_codename}");
+    }
+
+    fn state(text: Option<&str>, installed: &[&str], docker_present: bool) -> PackageState {
+        PackageState {
+            docker_present,
+            os: text.map(os),
+            installed: installed.iter().map(|name| (*name).to_owned()).collect(),
+            repository_present: false,
+            apt_lists: true,
+            machine_root: true,
+        }
+    }
+
+    fn planned(source: InstallSource, observed: &PackageState) -> Vec<(String, Option<String>)> {
+        DockerPackage::new(source)
+            .diff(observed, &Earlier::default())
+            .changes
+            .into_iter()
+            .map(|(change, _)| (change.detail, change.refused))
+            .collect()
+    }
+
+    #[test]
+    fn only_what_is_missing_is_installed_and_a_present_docker_is_left() {
+        let distro = InstallSource::Distro;
+        assert_eq!(
+            planned(distro, &state(Some(BOOKWORM), &[], false)),
+            [("docker.io ca-certificates".to_owned(), None)]
+        );
+        assert_eq!(
+            planned(distro, &state(Some(BOOKWORM), &["ca-certificates"], false)),
+            [("docker.io".to_owned(), None)]
+        );
+        assert_eq!(
+            planned(
+                distro,
+                &state(Some(BOOKWORM), &["docker.io", "ca-certificates"], false)
+            ),
+            []
+        );
+        // Installed some other way (docker-ce, by hand): never swapped, whatever `install` says.
+        for source in [distro, InstallSource::DockerCe, InstallSource::Never] {
+            assert_eq!(planned(source, &state(Some(BOOKWORM), &[], true)), []);
+            assert_eq!(planned(source, &state(None, &[], true)), []);
+        }
+    }
+
+    #[test]
+    fn install_false_or_an_unknown_os_refuses_with_the_way_out() {
+        let refusal = |source, observed: &PackageState| {
+            let planned = planned(source, observed);
+            assert_eq!(planned.len(), 1);
+            planned[0].1.clone().expect("refused")
+        };
+        let never = refusal(InstallSource::Never, &state(Some(BOOKWORM), &[], false));
+        assert!(never.contains("`[docker] install = false`"), "{never}");
+        assert!(never.contains("apt-get install docker.io"), "{never}");
+        let alpine = refusal(
+            InstallSource::Distro,
+            &state(Some("ID=alpine\n"), &[], false),
+        );
+        assert!(
+            alpine.contains("`alpine` (the ID in /etc/os-release)"),
+            "{alpine}"
+        );
+        let no_release = refusal(InstallSource::Distro, &state(None, &[], false));
+        assert!(no_release.contains("/etc/os-release"), "{no_release}");
+        let mut elsewhere = state(Some(BOOKWORM), &[], false);
+        elsewhere.machine_root = false;
+        let elsewhere = refusal(InstallSource::Distro, &elsewhere);
+        assert!(elsewhere.contains("chroot ROOT berth apply"), "{elsewhere}");
+    }
+
+    #[test]
+    fn lists_are_read_first_only_when_apt_has_none_and_the_repository_once() {
+        let op = |observed: &PackageState, source| {
+            DockerPackage::new(source)
+                .diff(observed, &Earlier::default())
+                .changes
+                .into_iter()
+                .next()
+                .and_then(|(_, op)| op)
+                .expect("an install")
+        };
+        let mut bare = state(Some(BOOKWORM), &[], false);
+        assert!(!op(&bare, InstallSource::Distro).update_lists);
+        bare.apt_lists = false;
+        assert!(op(&bare, InstallSource::Distro).update_lists);
+        assert!(op(&bare, InstallSource::DockerCe).add_repository);
+        bare.repository_present = true;
+        assert!(!op(&bare, InstallSource::DockerCe).add_repository);
+    }
+
+    #[test]
+    fn install_takes_a_source_or_false() {
+        #[derive(Debug, Deserialize)]
+        struct Section {
+            install: InstallSource,
+        }
+        let parse = |text: &str| toml::from_str::<Section>(text).map(|section| section.install);
+        assert_eq!(
+            parse("install = \"distro\"").unwrap(),
+            InstallSource::Distro
+        );
+        assert_eq!(
+            parse("install = \"docker-ce\"").unwrap(),
+            InstallSource::DockerCe
+        );
+        assert_eq!(parse("install = false").unwrap(), InstallSource::Never);
+        assert!(parse("install = true").is_err());
+        assert!(parse("install = \"apt\"").is_err());
+    }
+}

@@ -1,0 +1,368 @@
+//! A host without Docker (issue 10): `package/docker` installs it, and until Docker runs every
+//! network, volume and container is still planned and counted, never dropped from the plan.
+//!
+//! The real thing runs in a Debian root made by `debootstrap --variant=minbase`, with berth
+//! inside it under `chroot` and the real apt-get installing docker.io; the rest runs against
+//! temporary roots and the private dockerd.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
+
+use crate::{
+    harness::{BERTH, Root, Run, berth, profile_file, require, tool_available},
+    require_dockerd,
+};
+
+const BOOKWORM_OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_CODENAME=bookworm\nID=debian\n";
+
+/// Docker missing from a Debian root berth manages from outside (`--root`), with `install =
+/// false`: plan lists and counts every object as waiting for Docker (exit 2); apply makes the
+/// files, refuses to go on without Docker and says how to get it (exit 1).
+#[test]
+fn docker_missing_plan_counts_every_object_and_apply_with_install_false_exits_1() {
+    let root = Root::new();
+    root.write("/etc/os-release", BOOKWORM_OS_RELEASE);
+    let never = profile_file(&root.join("/work"), "never", "[docker]\ninstall = false\n");
+    let host = || berth(&root).args(["-p", "dind", "-p"]).args([&never]);
+    let plan = host().args(["plan"]).run();
+    plan.code(2);
+    insta::assert_snapshot!(plan.transcript(), @r#"
+    exit: 2
+    --- stdout
+    kernel-module/overlay        + persist   /etc/modules-load.d/overlay.conf
+    package/docker               + install   Docker is not installed
+        refused: `[docker] install = false`: install Docker yourself (`apt-get install docker.io`, then start it), or let berth install it with `install = "distro"`
+    daemon-config                + create    /etc/docker/daemon.json
+        --- /etc/docker/daemon.json
+        +++ /etc/docker/daemon.json
+        @@ -0,0 +1,8 @@
+        +{
+        +  "storage-driver": "overlay2",
+        +  "log-driver": "json-file",
+        +  "log-opts": {
+        +    "max-size": "50m",
+        +    "max-file": "3"
+        +  }
+        +}
+    network/gitlab-runner-net    + create    driver=bridge (after Docker is installed)
+    volume/gitlab-dind-data      + create    driver=local (after Docker is installed)
+    container/gitlab-dind        + create    image docker:27-dind (after Docker is installed)
+    container/gitlab-runner      + create    image gitlab/gitlab-runner:v17.11.0 (after Docker is installed)
+
+    Plan: 7 to add, 0 to change, 0 to destroy.
+    --- stderr
+    warning: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)
+    warning: kernel-module/overlay: the running kernel is not visible under the root (no /proc/filesystems or /proc/modules): `overlay` is only persisted, not loaded
+    warning: daemon/docker: Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is
+    "#);
+    let apply = host().args(["apply"]).run();
+    apply.code(1);
+    assert!(
+        apply
+            .stdout
+            .ends_with("Apply failed: 2 added, 0 changed, 0 destroyed, 6 failed.\n"),
+        "{}",
+        apply.stdout
+    );
+    assert!(
+        apply.stderr.contains("error: refused to install `package/docker`\n  caused by: `[docker] install = false`: install Docker yourself (`apt-get install docker.io`, then start it)"),
+        "{}",
+        apply.stderr
+    );
+    for object in ["daemon/docker` failed", "package/docker` failed"] {
+        assert!(apply.stderr.contains(object), "{object}: {}", apply.stderr);
+    }
+    assert!(
+        root.exists("/etc/docker/daemon.json"),
+        "the files need no Docker"
+    );
+}
+
+/// With the default `install = "distro"`, a root other than `/` is not installed into: apt-get
+/// cannot install there. The plan names the packages and the way to do it.
+#[test]
+fn an_install_under_another_root_is_refused_with_the_way_to_do_it() {
+    let root = Root::new();
+    root.write("/etc/os-release", BOOKWORM_OS_RELEASE);
+    let plan = berth(&root).args(["plan"]).run();
+    plan.code(2);
+    let install = plan
+        .stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("package/docker"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!(install, @r"
+    package/docker               + install   docker.io ca-certificates
+        refused: apt-get and dnf install only into the system they run on, not under `--root`; run berth inside that root (`chroot ROOT berth apply`), or install Docker there yourself
+    ");
+}
+
+/// Docker installed but down: every object is planned as the create it will be once Docker
+/// starts, and "Docker does not answer" is said once, not once per object.
+#[test]
+fn docker_down_plans_every_object_after_docker_starts_with_one_warning() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dockerd.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    while dockerd.docker_unchecked(["version"]).status.success() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    root.with_overlay_kernel();
+    let plan = berth(&root)
+        .docker(&dockerd)
+        .args(["-p", "dind", "-p"])
+        .args([dockerd.layer_file()])
+        .args(["plan"])
+        .run();
+    plan.code(2);
+    let objects: Vec<&str> = plan
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with("daemon/") || line.contains("(after"))
+        .collect();
+    insta::assert_snapshot!(objects.join("\n"), @r"
+    daemon/docker                + start     the daemon does not answer: Cannot connect to the Docker daemon at unix://[DOCKERD]/docker.sock. Is the docker daemon running?
+    network/gitlab-runner-net    + create    driver=bridge (after Docker starts)
+    volume/gitlab-dind-data      + create    driver=local (after Docker starts)
+    container/gitlab-dind        + create    image docker:27-dind (after Docker starts)
+    container/gitlab-runner      + create    image gitlab/gitlab-runner:v17.11.0 (after Docker starts)
+    ");
+    assert_eq!(
+        plan.stderr.matches("Docker does not answer").count(),
+        1,
+        "{}",
+        plan.stderr
+    );
+}
+
+/// A Debian bookworm root made by `debootstrap --variant=minbase`, cached as a tarball in
+/// cargo's scratch directory for tests: built once (about 40 s), unpacked in seconds after.
+fn debian_tarball() -> PathBuf {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let tarball = cache.join("debian-bookworm-minbase.tar");
+    if tarball.exists() {
+        return tarball;
+    }
+    let build = cache.join("debootstrap-build");
+    let _ = fs::remove_dir_all(&build);
+    let started = Instant::now();
+    let made = Command::new("debootstrap")
+        .args(["--variant=minbase", "bookworm"])
+        .arg(&build)
+        .arg("http://deb.debian.org/debian")
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "debootstrap failed:\n{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let partial = tarball.with_extension("tar.partial");
+    let packed = Command::new("tar")
+        .arg("-C")
+        .arg(&build)
+        .arg("-cf")
+        .arg(&partial)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(packed.success(), "tar of the Debian root failed");
+    fs::rename(&partial, &tarball).unwrap();
+    fs::remove_dir_all(&build).unwrap();
+    eprintln!(
+        "built the Debian root in {:.0?} (cached at {})",
+        started.elapsed(),
+        tarball.display()
+    );
+    tarball
+}
+
+/// A Debian root unpacked from [`debian_tarball`], with berth copied in and what it mounted
+/// into it unmounted on drop (before the directory is removed).
+struct Chroot {
+    mounts: Vec<PathBuf>,
+    dir: tempfile::TempDir,
+}
+
+impl Chroot {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-debian-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let unpacked = Command::new("tar")
+            .arg("-C")
+            .arg(dir.path())
+            .arg("-xf")
+            .arg(debian_tarball())
+            .status()
+            .unwrap();
+        assert!(unpacked.success(), "unpacking the Debian root failed");
+        fs::copy(BERTH, dir.path().join("usr/local/bin/berth")).unwrap();
+        let mut chroot = Self {
+            mounts: Vec::new(),
+            dir,
+        };
+        chroot.mount(&["-t", "proc", "proc"], "/proc");
+        chroot
+    }
+
+    fn path(&self, inside: &str) -> PathBuf {
+        self.dir.path().join(inside.trim_start_matches('/'))
+    }
+
+    /// `mount ARGS <root>/AT`.
+    fn mount(&mut self, args: &[&str], at: &str) {
+        let target = self.path(at);
+        fs::create_dir_all(&target).unwrap();
+        let mounted = Command::new("mount")
+            .args(args)
+            .arg(&target)
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mount {args:?} {}", target.display());
+        self.mounts.push(target);
+    }
+
+    fn bind(&mut self, outside: &Path, at: &str) {
+        let outside = outside.display().to_string();
+        self.mount(&["--bind", &outside], at);
+    }
+
+    /// `berth ARGS` inside the root, as root there, with `DOCKER_HOST` set.
+    fn berth(&self, args: &[&str], docker_host: &str) -> Run {
+        let output = Command::new("chroot")
+            .arg(self.dir.path())
+            .arg("/usr/local/bin/berth")
+            .args(args)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("DOCKER_HOST", docker_host)
+            .output()
+            .unwrap();
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for Chroot {
+    fn drop(&mut self) {
+        for target in self.mounts.iter().rev() {
+            let unmounted = Command::new("umount").arg(target).status();
+            if !unmounted.is_ok_and(|status| status.success()) {
+                let _ = Command::new("umount").arg("-l").arg(target).status();
+            }
+        }
+    }
+}
+
+/// The bare host, for real: in a minimal Debian with no Docker, `plan` shows the install and
+/// exits 2; `apply` installs docker.io with the real apt-get, starts Docker through the
+/// profile's `[docker] restart` (here: the test's private dockerd's socket appears where the
+/// root's Docker listens, as `systemctl start docker` would make it), creates the network and
+/// volume on it and exits 0; the next plan has nothing to install.
+#[test]
+fn a_bare_debian_gets_docker_installed_and_converges() {
+    let is_root = nix::unistd::geteuid().is_root();
+    if !require((!is_root).then(|| "chroot and mount need root".to_owned()))
+        || !tool_available("debootstrap", "Debian: apt-get install debootstrap")
+    {
+        return;
+    }
+    let daemon_root = Root::new();
+    let dockerd = require_dockerd!(&daemon_root);
+    let started = Instant::now();
+    let mut chroot = Chroot::new();
+    let unpacked = started.elapsed();
+    // The .debs apt downloads are kept between runs, so a warm run downloads nothing.
+    let archives = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bare-host-apt-archives");
+    fs::create_dir_all(archives.join("partial")).unwrap();
+    chroot.bind(&archives, "/var/cache/apt/archives");
+    chroot.bind(dockerd.dir(), "/mnt/test-dockerd");
+    let socket = "/run/berth-test/docker.sock";
+    fs::create_dir_all(chroot.path("/etc/berth")).unwrap();
+    fs::write(
+        chroot.path("/etc/berth/bare.toml"),
+        format!(
+            "[docker]\nrestart = [\"sh\", \"-c\", \"mkdir -p /run/berth-test && ln -sf /mnt/test-dockerd/docker.sock {socket} && echo started >> /run/berth-test/starts\"]\nready_timeout = 30\n\n[networks.bare-net]\n\n[volumes.bare-cache]\n"
+        ),
+    )
+    .unwrap();
+    let docker_host = format!("unix://{socket}");
+    let berth =
+        |command: &str| chroot.berth(&["-p", "/etc/berth/bare.toml", command], &docker_host);
+
+    let plan = berth("plan");
+    plan.code(2);
+    insta::assert_snapshot!(plan.stdout, @r"
+    package/docker       + install   docker.io ca-certificates
+    daemon/docker        + start     after Docker is installed
+    network/bare-net     + create    driver=bridge (after Docker is installed)
+    volume/bare-cache    + create    driver=local (after Docker is installed)
+
+    Plan: 4 to add, 0 to change, 0 to destroy.
+    ");
+
+    let installing = Instant::now();
+    let apply = berth("apply");
+    apply.code(0);
+    let installed = installing.elapsed();
+    assert!(
+        apply
+            .stdout
+            .ends_with("Apply complete: 4 added, 0 changed, 0 destroyed.\n"),
+        "{}\n--- stderr\n{}",
+        apply.stdout,
+        apply.stderr
+    );
+    // apt-get's own progress went to stderr, not into berth's report.
+    assert!(
+        apply.stderr.contains("Setting up docker.io"),
+        "{}",
+        apply.stderr
+    );
+    assert!(!apply.stdout.contains("Setting up"), "{}", apply.stdout);
+    let status = Command::new("chroot")
+        .arg(chroot.dir.path())
+        .args(["dpkg-query", "-W", "-f=${Status}", "docker.io"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&status.stdout),
+        "install ok installed"
+    );
+    assert_eq!(
+        fs::read_to_string(chroot.path("/run/berth-test/starts")).unwrap(),
+        "started\n",
+        "Docker was started once, through `[docker] restart`"
+    );
+    assert!(
+        dockerd
+            .docker(["network", "ls", "--format", "{{.Name}}"])
+            .lines()
+            .any(|name| name == "bare-net")
+    );
+
+    let again = berth("plan");
+    again.code(0);
+    assert_eq!(again.stdout, "No changes: the host matches the profile.\n");
+    eprintln!(
+        "bare host: Debian root unpacked in {unpacked:.1?}, apply (apt-get install docker.io) in {installed:.1?}"
+    );
+}
