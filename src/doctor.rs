@@ -124,7 +124,7 @@ fn runner_declared(profile: &Profile) -> Option<Check> {
     profile
         .warnings
         .iter()
-        .any(|warning| warning == NO_RUNNER_DECLARED)
+        .any(|warning| warning.message == NO_RUNNER_DECLARED)
         .then(|| {
             Check::new("runners", Verdict::Warn, NO_RUNNER_DECLARED).fix(
                 "create the runner in GitLab, save its token to /etc/berth/tokens/NAME, then `berth init --url URL --runner NAME`",

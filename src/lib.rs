@@ -33,6 +33,7 @@ use crate::{
     output::run_report::LastRun,
     output::{Printer, json},
     plan::Change,
+    profile::ProfileRef,
     resource::{AnyResource, Context, docker_object::ObjectNames, profile::Profile},
     saved_plan::{Observation, SavedPlan},
     settings::Settings,
@@ -104,11 +105,21 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
             // A converge that changed nothing is not worth a line in the journal.
             &|settings, printer| apply(settings, printer, false),
         ),
-        Command::Validate => {
-            let profile = resource::profile::load(&settings.profiles, &settings.host)?;
-            ignore_broken_pipe(printer.validated(&profile.names, &profile.warnings))?;
-            Ok(exit::OK)
-        }
+        Command::Validate => match resource::profile::load(&settings.profiles, &settings.host) {
+            Ok(profile) => {
+                ignore_broken_pipe(printer.validated(&profile.names, &profile.warnings))?;
+                Ok(exit::OK)
+            }
+            Err(error) => {
+                let names: Vec<String> = settings
+                    .profiles
+                    .iter()
+                    .map(ProfileRef::short_name)
+                    .collect();
+                ignore_broken_pipe(printer.invalid(&names, &error))?;
+                Ok(exit::FAILURE)
+            }
+        },
         Command::Status => {
             let last_run = LastRun::read(&settings.host)?;
             let watch = watch::state::WatchState::read(&settings.host)

@@ -38,6 +38,8 @@ impl BerthToml {
         };
         let (config, _) = TomlFile::new(path.to_string(), text)
             .parse::<Self>()
+            // A failed parse names at least one problem; the first is enough for berth.toml.
+            .map_err(|mut problems| problems.remove(0))
             .with_context(|| format!("invalid berth settings `{path}`"))?;
         Ok(config)
     }

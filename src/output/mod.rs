@@ -7,6 +7,7 @@
 pub(crate) mod confirm;
 pub(crate) mod json;
 pub(crate) mod log;
+mod profiles;
 pub(crate) mod progress;
 pub(crate) mod run_report;
 
@@ -221,38 +222,6 @@ impl Printer {
     }
 
     /// Prints `validate`'s verdict for the profiles that loaded.
-    pub(crate) fn validated(&self, sources: &[String], warnings: &[String]) -> io::Result<()> {
-        let text = if self.json {
-            let document = json!({
-                "schema_version": json::SCHEMA_VERSION,
-                "command": "validate",
-                "profiles": sources,
-                "valid": true,
-                "warnings": warnings,
-            });
-            format!(
-                "{}\n",
-                serde_json::to_string_pretty(&document).expect("serializes")
-            )
-        } else {
-            let mut out = String::new();
-            for warning in warnings {
-                out.push_str(&format!(
-                    "{} {}\n",
-                    self.paint(CHANGE, "warning:"),
-                    clean(warning)
-                ));
-            }
-            out.push_str(&format!(
-                "{} {}\n",
-                self.paint(ADD, "valid:"),
-                sources.join(", ")
-            ));
-            out
-        };
-        write_stdout(&text)
-    }
-
     /// Prints `berth status`: the last run, how long ago, and what it changed.
     pub(crate) fn status(
         &self,
@@ -440,6 +409,7 @@ impl Printer {
                 "schema_version": json::SCHEMA_VERSION,
                 "command": command,
                 "errors": [json::error(None, error)],
+                "diagnostics": profiles::diagnostics(error.downcast_ref(), &[]),
             });
             let _ = write_stdout(&format!(
                 "{}\n",

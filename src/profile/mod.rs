@@ -95,8 +95,11 @@ impl ProfileRef {
                 }
                 let text = embedded_text(name).with_context(|| {
                     let known: Vec<_> = embedded().map(|(name, _)| name).collect();
+                    let meant = source::closest(name, known.iter().copied())
+                        .map(|meant| format!("; did you mean `{meant}`?"))
+                        .unwrap_or_default();
                     format!(
-                        "no profile named `{name}`: not in `{operator_copy}` nor among the embedded profiles ({})",
+                        "no profile named `{name}`: not in `{operator_copy}` nor among the embedded profiles ({}){meant}",
                         known.join(", ")
                     )
                 })?;
@@ -124,13 +127,67 @@ fn stem(path: &std::path::Path) -> String {
     )
 }
 
-/// Why a set of profiles could not be used.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid profile `{file}`")]
+/// Why a set of profiles could not be used: every problem found, in the order found.
+#[derive(Debug)]
 pub(crate) struct ProfileError {
     pub file: String,
-    #[source]
+    /// The first problem; the one `source()` gives when it is the only one.
     pub problem: LocatedError,
+    /// The problems after the first.
+    pub more: Vec<LocatedError>,
+}
+
+impl ProfileError {
+    /// `None` when there is no problem.
+    pub(crate) fn of(mut problems: Vec<LocatedError>) -> Option<Self> {
+        if problems.is_empty() {
+            return None;
+        }
+        let problem = problems.remove(0);
+        Some(Self {
+            file: problem.file.clone(),
+            problem,
+            more: problems,
+        })
+    }
+
+    pub(crate) fn problems(&self) -> impl Iterator<Item = &LocatedError> {
+        std::iter::once(&self.problem).chain(&self.more)
+    }
+}
+
+/// One problem reads as before (`invalid profile`, caused by the problem); several are listed
+/// one a line under a count, since an error chain has room for one cause only.
+impl std::fmt::Display for ProfileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.more.is_empty() {
+            return write!(f, "invalid profile `{}`", self.file);
+        }
+        let mut files: Vec<&str> = Vec::new();
+        for problem in self.problems() {
+            if !files.contains(&problem.file.as_str()) {
+                files.push(&problem.file);
+            }
+        }
+        let files = files
+            .iter()
+            .map(|file| format!("`{file}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        write!(f, "{} problems in {files}:", self.more.len() + 1)?;
+        for problem in self.problems() {
+            write!(f, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ProfileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.more
+            .is_empty()
+            .then_some(&self.problem as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl From<LocatedError> for ProfileError {
@@ -138,6 +195,31 @@ impl From<LocatedError> for ProfileError {
         Self {
             file: problem.file.clone(),
             problem,
+            more: Vec::new(),
+        }
+    }
+}
+
+/// The problems found while resolving a profile, kept so that one run reports them all: a
+/// check that fails hands its error here and resolution goes on with the next entry.
+#[derive(Debug, Default)]
+pub(crate) struct Problems(Vec<LocatedError>);
+
+impl Problems {
+    /// The value, or `None` with the error kept.
+    pub(crate) fn keep<T>(&mut self, result: Result<T, LocatedError>) -> Option<T> {
+        result.map_err(|error| self.0.push(error)).ok()
+    }
+
+    pub(crate) fn push(&mut self, error: LocatedError) {
+        self.0.push(error);
+    }
+
+    /// `Ok(value)` when nothing was kept.
+    pub(crate) fn into_result<T>(self, value: T) -> Result<T, ProfileError> {
+        match ProfileError::of(self.0) {
+            None => Ok(value),
+            Some(error) => Err(error),
         }
     }
 }
@@ -155,9 +237,15 @@ pub(crate) fn read(refs: &[ProfileRef], host: &Host) -> Result<(Vec<String>, Vec
 /// deep-merges them and reads the merged table as `T`.
 pub(crate) fn merge<T: DeserializeOwned>(sources: &[TomlFile]) -> Result<T, ProfileError> {
     let mut merged = toml::Table::new();
+    let mut problems = Vec::new();
     for source in sources {
-        let (_checked, table) = source.parse::<T>()?;
-        deep_merge(&mut merged, table);
+        match source.parse::<T>() {
+            Ok((_checked, table)) => deep_merge(&mut merged, table),
+            Err(errors) => problems.extend(errors),
+        }
+    }
+    if let Some(error) = ProfileError::of(problems) {
+        return Err(error);
     }
     toml::Value::Table(merged)
         .try_into()
@@ -171,6 +259,7 @@ pub(crate) fn merge<T: DeserializeOwned>(sources: &[TomlFile]) -> Result<T, Prof
                 position: None,
                 key: None,
                 message: error.message().to_owned(),
+                hint: None,
             })
         })
 }

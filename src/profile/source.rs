@@ -88,6 +88,15 @@ pub(crate) struct LocatedError {
     pub position: Option<(usize, usize)>,
     pub key: Option<KeyPath>,
     pub message: String,
+    /// What to do about it: the key or value that was probably meant, the values a key takes.
+    pub hint: Option<String>,
+}
+
+impl LocatedError {
+    pub(crate) fn with_hint(mut self, hint: Option<String>) -> Self {
+        self.hint = hint;
+        self
+    }
 }
 
 impl fmt::Display for LocatedError {
@@ -100,7 +109,11 @@ impl fmt::Display for LocatedError {
         if let Some(key) = self.key.as_ref().filter(|key| !key.is_root()) {
             write!(f, "key `{key}`: ")?;
         }
-        f.write_str(&self.message)
+        f.write_str(&self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "; {hint}")?;
+        }
+        Ok(())
     }
 }
 
@@ -112,21 +125,46 @@ impl TomlFile {
         }
     }
 
-    /// Parses the whole text as `T`; also returns it as a plain table for layering.
-    pub(crate) fn parse<T: DeserializeOwned>(&self) -> Result<(T, toml::Table), LocatedError> {
+    /// Parses the whole text as `T`; also returns it as a plain table for layering. Reports
+    /// every syntax error the parser recovers from, and, in a file that parses, every key
+    /// serde rejects: each table of the second level (`[docker.daemon]`, `[containers.web]`)
+    /// is checked on its own, so one bad entry does not hide the next. That needs every field
+    /// of `T` and of its top-level sections to be optional, as a layer's are.
+    pub(crate) fn parse<T: DeserializeOwned>(&self) -> Result<(T, toml::Table), Vec<LocatedError>> {
+        let (document, syntax_errors) = toml::de::DeTable::parse_recoverable(&self.text);
+        if !syntax_errors.is_empty() {
+            return Err(syntax_errors
+                .iter()
+                .map(|error| self.located(error))
+                .collect());
+        }
+        let mut problems: Vec<LocatedError> = Vec::new();
+        for part in second_level_parts(document) {
+            if let Err(error) = T::deserialize(toml::de::Deserializer::from(part)) {
+                let problem = self.located(&error);
+                if !problems.contains(&problem) {
+                    problems.push(problem);
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
         let table: toml::Table =
-            toml::from_str(&self.text).map_err(|error| self.located(&error))?;
-        let typed = toml::from_str::<T>(&self.text).map_err(|error| self.located(&error))?;
+            toml::from_str(&self.text).map_err(|error| vec![self.located(&error)])?;
+        let typed = toml::from_str::<T>(&self.text).map_err(|error| vec![self.located(&error)])?;
         Ok((typed, table))
     }
 
     fn located(&self, error: &toml::de::Error) -> LocatedError {
         let offset = error.span().map(|span| span.start);
+        let (message, hint) = in_words(error.message().trim());
         LocatedError {
             file: self.name.clone(),
             position: offset.map(|offset| self.line_column(offset)),
             key: offset.and_then(|offset| self.key_path_at(offset)),
-            message: error.message().trim().to_owned(),
+            message,
+            hint,
         }
     }
 
@@ -137,6 +175,7 @@ impl TomlFile {
             position: self.position_of(key),
             key: Some(key.clone()),
             message: message.into(),
+            hint: None,
         }
     }
 
@@ -299,30 +338,166 @@ pub(crate) fn toml_to_json(value: &toml::Value) -> serde_json::Value {
     }
 }
 
-/// The edit distance (Levenshtein) between two names, by characters: what "did you mean"
-/// suggestions are measured by.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            current.push(
-                (previous[j] + cost)
-                    .min(previous[j + 1] + 1)
-                    .min(current[j] + 1),
-            );
-        }
-        previous = current;
-    }
-    previous[b.len()]
+/// The known name `written` is most likely a typo of: at most two edits away (a swap of two
+/// neighbours counts as one, case ignored), the closest first. strsim's Damerau-Levenshtein
+/// counts `restrat` → `restart` as one edit where plain Levenshtein counts two.
+pub(crate) fn closest<'a>(
+    written: &str,
+    known: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let written = written.to_lowercase();
+    known
+        .into_iter()
+        .map(|name| {
+            (
+                strsim::damerau_levenshtein(&written, &name.to_lowercase()),
+                name,
+            )
+        })
+        // Not a rewrite of a short name: `xy` is no typo of `ip`.
+        .filter(|(distance, name)| {
+            *distance <= 2 && *distance < written.chars().count().min(name.chars().count())
+        })
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
 }
 
-/// True when `written` is at most two edits from `known`: a typo of a known name.
-pub(crate) fn is_typo_of(written: &str, known: &str) -> bool {
-    edit_distance(written, known) <= 2
+/// The hint for a name that is not one of `known`: the one probably meant, and the choice.
+pub(crate) fn did_you_mean(written: &str, known: &[&str]) -> Option<String> {
+    let choice = known
+        .iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match closest(written, known.iter().copied()) {
+        Some(meant) if known.len() > 1 => {
+            Some(format!("did you mean `{meant}`? (one of {choice})"))
+        }
+        Some(meant) => Some(format!("did you mean `{meant}`?")),
+        None if known.is_empty() => None,
+        None => Some(format!("one of {choice}")),
+    }
+}
+
+/// serde's and toml's messages in an operator's words: `unknown field` becomes an unknown key
+/// with the key probably meant, Rust's type names (`u32`, `a sequence`) become `a whole
+/// number`, `a list`. Returns the message and its hint.
+fn in_words(message: &str) -> (String, Option<String>) {
+    let names = |rest: &str| -> (String, Vec<String>) {
+        let (written, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let known = expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect();
+        (written.to_owned(), known)
+    };
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (written, known) = names(rest);
+        let known: Vec<&str> = known.iter().map(String::as_str).collect();
+        return (
+            format!("unknown key `{written}`"),
+            did_you_mean(&written, &known),
+        );
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        let (written, known) = names(rest);
+        let known: Vec<&str> = known.iter().map(String::as_str).collect();
+        return (
+            format!("`{written}` is not a value this key takes"),
+            did_you_mean(&written, &known),
+        );
+    }
+    if let Some(field) = message.strip_prefix("missing field `") {
+        return (format!("needs `{}`", field.trim_end_matches('`')), None);
+    }
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some((found, expected)) = message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.rsplit_once(", expected "))
+        {
+            let hint = (expected == "a sequence" && found.starts_with("string "))
+                .then(|| format!("write it as a list: `[{}]`", &found["string ".len()..]));
+            return (
+                format!(
+                    "expected {}, found {}",
+                    type_in_words(expected),
+                    found_in_words(found)
+                ),
+                hint,
+            );
+        }
+    }
+    (message.to_owned(), None)
+}
+
+fn type_in_words(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number, 0 or more".into(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a boolean" => "true or false".into(),
+        "a string" | "a borrowed string" | "string" | "a character" => "a string".into(),
+        "a sequence" | "a tuple" => "a list".into(),
+        "a map" => "a table".into(),
+        other if other.starts_with("struct ") || other.starts_with("map") => "a table".into(),
+        other if other.starts_with("tuple") || other.starts_with("sequence") => "a list".into(),
+        other => other.to_owned(),
+    }
+}
+
+fn found_in_words(found: &str) -> String {
+    let value = |prefix: &str| {
+        found
+            .strip_prefix(prefix)
+            .map(|rest| rest.trim_matches('`'))
+    };
+    if let Some(text) = found.strip_prefix("string ") {
+        format!("the string {text}")
+    } else if let Some(number) = value("integer ").or_else(|| value("floating point ")) {
+        format!("the number {number}")
+    } else if let Some(flag) = value("boolean ") {
+        format!("`{flag}`")
+    } else {
+        match found {
+            "sequence" => "a list".into(),
+            "map" => "a table".into(),
+            other => other.to_owned(),
+        }
+    }
+}
+
+/// The document cut into parts that serde can check one by one: each top-level value that is
+/// not a table on its own, and each key of a top-level table on its own (in its table).
+fn second_level_parts(
+    document: toml::Spanned<toml::de::DeTable<'_>>,
+) -> Vec<toml::Spanned<toml::de::DeTable<'_>>> {
+    let span = document.span();
+    let mut parts = Vec::new();
+    for (key, value) in document.into_inner() {
+        let value_span = value.span();
+        match value.into_inner() {
+            toml::de::DeValue::Table(table) if !table.is_empty() => {
+                for (child_key, child) in table {
+                    let mut inner = toml::de::DeTable::new();
+                    inner.insert(child_key, child);
+                    let mut part = toml::de::DeTable::new();
+                    part.insert(
+                        key.clone(),
+                        toml::Spanned::new(value_span.clone(), toml::de::DeValue::Table(inner)),
+                    );
+                    parts.push(toml::Spanned::new(span.clone(), part));
+                }
+            }
+            other => {
+                let mut part = toml::de::DeTable::new();
+                part.insert(key, toml::Spanned::new(value_span, other));
+                parts.push(toml::Spanned::new(span.clone(), part));
+            }
+        }
+    }
+    parts
 }
 
 #[cfg(test)]
@@ -349,14 +524,19 @@ mod tests {
         TomlFile::new("p.toml", text)
             .parse::<Doc>()
             .unwrap_err()
-            .to_string()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     #[test]
     fn unknown_key_names_file_line_column_and_key() {
         let message = error("top = \"x\"\n[section]\nlsit = [1]\n");
         assert!(
-            message.starts_with("p.toml:3:1: key `section.lsit`: unknown field `lsit`"),
+            message.starts_with(
+                "p.toml:3:1: key `section.lsit`: unknown key `lsit`; did you mean `list`?"
+            ),
             "{message}"
         );
     }
@@ -365,8 +545,46 @@ mod tests {
     fn wrong_type_points_at_the_value() {
         let message = error("[section]\nlist = [1, \"two\"]\n");
         assert!(
-            message.starts_with("p.toml:2:12: key `section.list[1]`: invalid type"),
+            message.starts_with(
+                "p.toml:2:12: key `section.list[1]`: expected a whole number, 0 or more, found the string \"two\""
+            ),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn every_rejected_key_of_a_file_is_reported() {
+        let message = error("top = 1\n[section]\nlsit = [1]\ninner = 3\n");
+        insta::assert_snapshot!(message, @r#"
+        p.toml:1:7: key `top`: expected a string, found the number 1
+        p.toml:3:1: key `section.lsit`: unknown key `lsit`; did you mean `list`? (one of `list`, `inner`)
+        p.toml:4:9: key `section.inner`: expected a table, found the number 3
+        "#);
+    }
+
+    #[test]
+    fn types_read_in_words() {
+        assert_eq!(
+            in_words("invalid type: string \"overlay\", expected a sequence"),
+            (
+                "expected a list, found the string \"overlay\"".to_owned(),
+                Some("write it as a list: `[\"overlay\"]`".to_owned())
+            )
+        );
+        assert_eq!(
+            in_words("invalid type: integer `3`, expected a boolean").0,
+            "expected true or false, found the number 3"
+        );
+        assert_eq!(
+            in_words("invalid value: integer `-1`, expected u32").0,
+            "expected a whole number, 0 or more, found the number -1"
+        );
+        assert_eq!(
+            in_words("unknown variant `alwyas`, expected one of `missing`, `always`, `never`"),
+            (
+                "`alwyas` is not a value this key takes".to_owned(),
+                Some("did you mean `always`? (one of `missing`, `always`, `never`)".to_owned())
+            )
         );
     }
 
@@ -399,11 +617,19 @@ mod tests {
     }
 
     #[test]
-    fn edit_distance_counts_characters() {
-        assert_eq!(edit_distance("registry-mirror", "registry-mirrors"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert!(is_typo_of("concurent", "concurrent"));
-        assert!(!is_typo_of("bogus", "bip"));
+    fn the_closest_name_is_a_typo_away() {
+        assert_eq!(
+            closest("registry-mirror", ["registry-mirrors", "mtu"]),
+            Some("registry-mirrors")
+        );
+        assert_eq!(closest("restrat", ["reload", "restart"]), Some("restart"));
+        assert_eq!(closest("Privileged", ["privileged"]), Some("privileged"));
+        assert_eq!(closest("concurent", ["concurrent"]), Some("concurrent"));
+        assert_eq!(closest("bogus", ["bip"]), None);
+        assert_eq!(
+            closest("ab", ["xy"]),
+            None,
+            "two letters are not a typo of any other two"
+        );
     }
 }

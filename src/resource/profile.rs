@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     host::Host,
     profile::{
-        self, Layers, ProfileError, ProfileRef,
+        self, Layers, Problems, ProfileError, ProfileRef,
         source::{KeyPath, LocatedError, TomlFile},
     },
     resource::{
@@ -65,8 +65,9 @@ pub(crate) struct Profile {
     pub volumes: Vec<VolumeSpec>,
     /// In converge order: every container after those in its `after`.
     pub containers: Vec<ContainerSpec>,
-    /// Things worth knowing that are not errors; `validate` and `plan` print them.
-    pub warnings: Vec<String>,
+    /// Things worth knowing that are not errors, placed like errors (file, line, key);
+    /// `validate` and `plan` print them.
+    pub warnings: Vec<LocatedError>,
     /// Each layer's file name (`/etc/berth/profiles/site.toml`, `dind (embedded)`) and the
     /// sha256 of its text: what a saved plan was made from.
     pub layer_digests: Vec<(String, String)>,
@@ -113,14 +114,28 @@ impl Profile {
         Ok(profile)
     }
 
+    /// Resolves every section, keeping each section's or entry's error and going on with the
+    /// next, so that one run reports every problem of the profile.
     fn resolve(
         names: Vec<String>,
         layer: ProfileLayer,
         dockerd: Option<DockerdVersion>,
         layers: &Layers,
     ) -> Result<Self, ProfileError> {
-        let registry_mirrors = daemon::resolve_registry_mirrors(layer.registry_mirrors, layers)?;
-        let docker = daemon::resolve(layer.docker, layer.mtu, &registry_mirrors, dockerd, layers)?;
+        let mut problems = Problems::default();
+        let registry_mirrors = problems
+            .keep(daemon::resolve_registry_mirrors(
+                layer.registry_mirrors,
+                layers,
+            ))
+            .unwrap_or_default();
+        let docker = problems.keep(daemon::resolve(
+            layer.docker,
+            layer.mtu,
+            &registry_mirrors,
+            dockerd,
+            layers,
+        ));
         let objects = resolve_objects(
             ObjectSections {
                 networks: layer.networks,
@@ -130,9 +145,15 @@ impl Profile {
             layer.mtu,
             &registry_mirrors,
             layers,
-        )?;
-        let (mut runner, mut runner_warnings) =
-            runner::section::resolve(layer.runner, layer.runners, layer.mtu, layers)?;
+            &mut problems,
+        );
+        let (mut runner, mut runner_warnings) = runner::section::resolve(
+            layer.runner,
+            layer.runners,
+            layer.mtu,
+            layers,
+            &mut problems,
+        );
         let runner_container = objects
             .containers
             .iter()
@@ -148,13 +169,24 @@ impl Profile {
             &mut runner_warnings,
         );
         if runner.runners.is_empty()
-            && objects
+            && let Some(container) = objects
                 .containers
                 .iter()
-                .any(|container| runner.mounted_by(&container.mounts))
+                .find(|container| runner.mounted_by(&container.mounts))
         {
-            runner_warnings.push(NO_RUNNER_DECLARED.to_owned());
+            runner_warnings.push((
+                KeyPath::parse_dotted("containers").key(container.name.as_str()),
+                NO_RUNNER_DECLARED.to_owned(),
+            ));
         }
+        let warnings = objects
+            .warnings
+            .into_iter()
+            .chain(runner_warnings)
+            .map(|(key, message)| layers.error_at(&key, message))
+            .collect();
+        problems.into_result(())?;
+        let docker = docker.expect("a section that failed left its error in `problems`");
         Ok(Self {
             names,
             kernel_modules: kernel_module::resolve(layer.kernel),
@@ -163,7 +195,7 @@ impl Profile {
             networks: objects.networks,
             volumes: objects.volumes,
             containers: objects.containers,
-            warnings: [objects.warnings, runner_warnings].concat(),
+            warnings,
             layer_digests: Vec::new(),
         })
     }
@@ -182,7 +214,8 @@ pub(crate) struct DockerObjects {
     pub volumes: Vec<VolumeSpec>,
     /// Ordered so that every container comes after those in its `after`.
     pub containers: Vec<ContainerSpec>,
-    pub warnings: Vec<String>,
+    /// Each with the key it is about.
+    pub warnings: Vec<(KeyPath, String)>,
 }
 
 /// The merged `[networks]`, `[volumes]` and `[containers]` sections.
@@ -198,26 +231,45 @@ fn resolve_objects(
     mtu: Option<u32>,
     registry_mirrors: &[String],
     layers: &Layers,
-) -> Result<DockerObjects, LocatedError> {
+    problems: &mut Problems,
+) -> DockerObjects {
     let mut resolved = DockerObjects::default();
     for (name, layer) in objects.networks.unwrap_or_default() {
-        resolved
-            .networks
-            .push(resolve_network(name, layer, mtu, layers)?);
+        if let Some(network) = problems.keep(resolve_network(name, layer, mtu, layers)) {
+            resolved.networks.push(network);
+        }
     }
     for (name, layer) in objects.volumes.unwrap_or_default() {
         let key = KeyPath::parse_dotted("volumes").key(name.as_str());
-        resolved.volumes.push(VolumeSpec {
-            driver: non_empty(layer.driver, "local", &key.key("driver"), layers)?,
-            options: string_map(layer.options, &key.key("options"), layers)?,
-            labels: labels(layer.labels, &key.key("labels"), layers)?,
-            name,
-        });
+        let volume = (|| {
+            Ok(VolumeSpec {
+                driver: non_empty(layer.driver, "local", &key.key("driver"), layers)?,
+                options: string_map(layer.options, &key.key("options"), layers)?,
+                labels: labels(layer.labels, &key.key("labels"), layers)?,
+                name,
+            })
+        })();
+        if let Some(volume) = problems.keep(volume) {
+            resolved.volumes.push(volume);
+        }
     }
     let mut containers = Vec::new();
     for (name, layer) in objects.containers.unwrap_or_default() {
-        let container = resolve_container(name, layer, mtu, registry_mirrors, layers)?;
-        resolved.warnings.extend(container_warnings(&container));
+        let key = KeyPath::parse_dotted("containers").key(name.as_str());
+        let Some(container) = problems.keep(resolve_container(
+            name,
+            layer,
+            mtu,
+            registry_mirrors,
+            layers,
+        )) else {
+            continue;
+        };
+        resolved.warnings.extend(
+            container_warnings(&container)
+                .into_iter()
+                .map(|warning| (key.clone(), warning)),
+        );
         containers.push(container);
     }
     // A named volume a container mounts without declaring it is still berth's: declare it with
@@ -231,8 +283,10 @@ fn resolve_objects(
             }
         }
     }
-    resolved.containers = order_by_after(containers, layers)?;
-    Ok(resolved)
+    resolved.containers = problems
+        .keep(order_by_after(containers, layers))
+        .unwrap_or_default();
+    resolved
 }
 
 impl ObjectNames {
@@ -281,7 +335,13 @@ mod tests {
             .enumerate()
             .map(|(index, text)| TomlFile::new(format!("layer{index}.toml"), *text))
             .collect();
-        Profile::from_sources(vec!["t".into()], &sources).map_err(|error| error.problem.to_string())
+        Profile::from_sources(vec!["t".into()], &sources).map_err(|error| {
+            error
+                .problems()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
     }
 
     #[test]
@@ -321,6 +381,7 @@ mod tests {
         assert!(!docker.contains_key("tls_verify"));
         assert!(
             resolved.warnings.iter().any(|warning| warning
+                .message
                 .contains("gitlab-runner ignores the runner container's DOCKER_TLS_VERIFY")),
             "{:?}",
             resolved.warnings
@@ -364,7 +425,9 @@ mod tests {
     fn unknown_key_is_located_in_its_layer() {
         let error = profile(&["[docker]\n", "\n[docker]\nrestrat = [\"x\"]\n"]).unwrap_err();
         assert!(
-            error.starts_with("layer1.toml:3:1: key `docker.restrat`: unknown field `restrat`"),
+            error.starts_with(
+                "layer1.toml:3:1: key `docker.restrat`: unknown key `restrat`; did you mean `restart`?"
+            ),
             "{error}"
         );
     }

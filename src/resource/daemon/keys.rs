@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::profile::source::{edit_distance, is_typo_of};
+use crate::profile::source::closest;
 
 /// A dockerd version as `dockerd --version` prints it (`Docker version 20.10.24+dfsg1, build
 /// 297e128`), parsed to (major, minor).
@@ -418,13 +418,12 @@ fn suggestion(key: &str, version: Option<DockerdVersion>) -> Option<&'static str
     if let Some((_, other)) = OTHER_NAMES.iter().find(|(name, _)| *name == key) {
         return Some(other);
     }
-    KEYS.iter()
-        .filter(|known_key| known(known_key.name, version) && is_typo_of(&key, known_key.name))
-        .map(|known_key| (edit_distance(&key, known_key.name), known_key.name))
-        // Not a rewrite of a short name: `xy` is no typo of `ip`.
-        .filter(|(distance, name)| *distance < name.len().min(key.len()))
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, name)| name)
+    closest(
+        &key,
+        KEYS.iter()
+            .filter(|known_key| known(known_key.name, version))
+            .map(|known_key| known_key.name),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
 use super::section::{EXECUTORS, OWN_KEYS, SERVER_KEYS};
 use crate::profile::{
     Layers,
-    source::{KeyPath, LocatedError, is_typo_of},
+    source::{KeyPath, LocatedError, closest, did_you_mean},
 };
 
 /// gitlab-runner's global keys; others are written too, with a warning.
@@ -124,7 +124,7 @@ pub(super) fn check_entry(
     table: &toml::Table,
     base: &KeyPath,
     layers: &Layers,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<(KeyPath, String)>,
 ) -> Result<(), LocatedError> {
     match table.get("executor") {
         None => {
@@ -134,27 +134,36 @@ pub(super) fn check_entry(
         }
         Some(toml::Value::String(executor)) if EXECUTORS.contains(&executor.as_str()) => {}
         Some(toml::Value::String(executor)) => {
-            return Err(layers.error_at(
-                &base.key("executor"),
-                format!(
-                    "`{executor}` is not a gitlab-runner executor ({})",
-                    EXECUTORS.join(", ")
-                ),
-            ));
+            return Err(layers
+                .error_at(
+                    &base.key("executor"),
+                    format!(
+                        "`{executor}` is not a gitlab-runner executor ({})",
+                        EXECUTORS.join(", ")
+                    ),
+                )
+                .with_hint(
+                    closest(executor, EXECUTORS.iter().copied())
+                        .map(|meant| format!("did you mean `{meant}`?")),
+                ));
         }
         Some(_) => return Err(layers.error_at(&base.key("executor"), "must be a string")),
     }
     for (key, value) in table {
         let path = base.key(key);
         if !ENTRY_KEYS.contains(&key.as_str()) {
-            let hint = OWN_KEYS
-                .iter()
-                .chain(SERVER_KEYS)
-                .find(|own| is_typo_of(key, own))
+            let hint = closest(key, OWN_KEYS.iter().chain(SERVER_KEYS).copied())
                 .map(|own| format!(" (did you mean berth's `{own}`?)"))
+                .or_else(|| {
+                    closest(key, ENTRY_KEYS.iter().copied())
+                        .map(|known| format!(" (did you mean `{known}`?)"))
+                })
                 .unwrap_or_default();
-            warnings.push(format!(
-                "`{path}` is not a gitlab-runner setting berth knows; it is written to config.toml as it is{hint}"
+            warnings.push((
+                path.clone(),
+                format!(
+                    "`{path}` is not a gitlab-runner setting berth knows; it is written to config.toml as it is{hint}"
+                ),
             ));
             continue;
         }
@@ -184,10 +193,15 @@ pub(super) fn check_entry(
                     .as_str()
                     .is_some_and(|kind| CACHE_TYPES.contains(&kind))
             {
-                return Err(layers.error_at(
-                    &path.key("Type"),
-                    format!("must be one of {}", CACHE_TYPES.join(", ")),
-                ));
+                return Err(layers
+                    .error_at(
+                        &path.key("Type"),
+                        format!("must be one of {}", CACHE_TYPES.join(", ")),
+                    )
+                    .with_hint(
+                        kind.as_str()
+                            .and_then(|kind| did_you_mean(kind, CACHE_TYPES)),
+                    ));
             }
             for (backend, keys) in [
                 ("s3", CACHE_S3_KEYS),

@@ -17,8 +17,8 @@ use crate::resource::container::values::{Mount, MountSource};
 use crate::{
     host::{HostPath, host_path},
     profile::{
-        Layers,
-        source::{KeyPath, LocatedError},
+        Layers, Problems,
+        source::{KeyPath, LocatedError, closest, did_you_mean},
     },
 };
 
@@ -78,7 +78,7 @@ impl RunnerSettings {
     pub(crate) fn run_in(
         &mut self,
         container: Option<(&str, &BTreeMap<String, String>, &[Mount])>,
-        warnings: &mut Vec<String>,
+        warnings: &mut Vec<(KeyPath, String)>,
     ) {
         let Some((image, env, mounts)) = container else {
             return;
@@ -109,9 +109,12 @@ impl RunnerSettings {
             }
             if env.get("DOCKER_HOST").map(String::as_str) != Some(host) {
                 if !docker.contains_key("tls_verify") && !docker.contains_key("tls_cert_path") {
-                    warnings.push(format!(
-                        "`runners.{}.docker.host` is set, so gitlab-runner ignores the runner container's DOCKER_TLS_VERIFY and DOCKER_CERT_PATH: set `tls_verify` and `tls_cert_path` there if `{host}` speaks TLS",
-                        runner.name
+                    warnings.push((
+                        KeyPath::root().key("runners").key(&runner.name).key("docker").key("host"),
+                        format!(
+                            "`runners.{}.docker.host` is set, so gitlab-runner ignores the runner container's DOCKER_TLS_VERIFY and DOCKER_CERT_PATH: set `tls_verify` and `tls_cert_path` there if `{host}` speaks TLS",
+                            runner.name
+                        ),
                     ));
                 }
                 continue;
@@ -305,35 +308,50 @@ pub(crate) fn resolve(
     runners: Option<toml::Table>,
     mtu: Option<u32>,
     layers: &Layers,
-) -> Result<(RunnerSettings, Vec<String>), LocatedError> {
+    problems: &mut Problems,
+) -> (RunnerSettings, Vec<(KeyPath, String)>) {
     let mut warnings = Vec::new();
     let mut settings = RunnerSettings::default();
     let base = KeyPath::parse_dotted("runner");
     for (key, value) in runner.unwrap_or_default() {
         let path = base.key(&key);
-        let fail = |message: &str| Err(layers.error_at(&path, message.to_owned()));
+        let mut fail = |message: &str, hint: Option<String>| {
+            problems.push(layers.error_at(&path, message.to_owned()).with_hint(hint));
+        };
         match key.as_str() {
             "config" => {
                 let Some(text) = value.as_str() else {
-                    return fail("must be a path");
+                    fail("must be a path", None);
+                    continue;
                 };
-                settings.config = HostPath::new(text).map_err(|message| layers.error_at(&path, message))?;
+                let Some(config) = problems.keep(HostPath::new(text).map_err(|message| layers.error_at(&path, message))) else {
+                    continue;
+                };
+                settings.config = config;
                 settings.seen_directory =
                     settings.config.parent().map(|directory| directory.to_string());
                 continue;
             }
             "runners" => {
-                return fail(
+                fail(
                     "runners are declared as `[runners.NAME]` tables, not inside `[runner]`",
+                    None,
                 );
+                continue;
             }
             "concurrent" => match value.as_integer() {
                 Some(1..) => {}
-                _ => return fail("must be a whole number of at least 1 (gitlab-runner exits on 0)"),
+                _ => {
+                    fail("must be a whole number of at least 1 (gitlab-runner exits on 0)", None);
+                    continue;
+                }
             },
             "check_interval" | "shutdown_timeout" => match value.as_integer() {
                 Some(0..) => {}
-                _ => return fail("must be a whole number of seconds"),
+                _ => {
+                    fail("must be a whole number of seconds", None);
+                    continue;
+                }
             },
             "log_level" => {
                 // What gitlab-runner's `log.Configuration().SetLevel` takes: logrus's levels.
@@ -341,21 +359,30 @@ pub(crate) fn resolve(
                     "trace", "debug", "info", "warn", "warning", "error", "fatal", "panic",
                 ];
                 if !value.as_str().is_some_and(|level| LEVELS.contains(&level)) {
-                    return fail(&format!("must be one of {}", LEVELS.join(", ")));
+                    fail(&format!("must be one of {}", LEVELS.join(", ")), value.as_str().and_then(|level| did_you_mean(level, LEVELS)));
+                    continue;
                 }
             }
             "log_format"
                 if !value
                     .as_str()
-                    .is_some_and(|format| ["runner", "text", "json"].contains(&format)) =>
+                    .is_some_and(|format| LOG_FORMATS.contains(&format)) =>
             {
-                return fail("must be one of runner, text, json");
+                fail(&format!("must be one of {}", LOG_FORMATS.join(", ")), value.as_str().and_then(|format| did_you_mean(format, LOG_FORMATS)));
+                continue;
             }
             "session_server" if !value.is_table() => {
-                return fail("must be a table");
+                fail("must be a table", None);
+                continue;
             }
-            other if !GLOBAL_KEYS.contains(&other) => warnings.push(format!(
-                "`runner.{other}` is not a gitlab-runner setting berth knows; it is written to config.toml as it is"
+            other if !GLOBAL_KEYS.contains(&other) => warnings.push((
+                path.clone(),
+                format!(
+                    "`runner.{other}` is not a gitlab-runner setting berth knows; it is written to config.toml as it is{}",
+                    closest(other, GLOBAL_KEYS.iter().copied())
+                        .map(|meant| format!(" (did you mean `{meant}`?)"))
+                        .unwrap_or_default()
+                ),
             )),
             _ => {}
         }
@@ -365,25 +392,33 @@ pub(crate) fn resolve(
     for (name, value) in runners.unwrap_or_default() {
         let path = base.key(&name);
         let toml::Value::Table(table) = value else {
-            return Err(layers.error_at(
+            problems.push(layers.error_at(
                 &path,
                 "must be a table: `[runners.NAME]` declares the runner NAME".to_owned(),
             ));
+            continue;
         };
         if name.trim().is_empty() || name.chars().any(char::is_control) {
-            return Err(layers.error_at(
+            problems.push(layers.error_at(
                 &path,
                 "a runner name must be non-empty text without control characters".to_owned(),
             ));
+            continue;
         }
-        let spec = resolve_runner(&name, table, &path, layers, &mut warnings)?;
-        settings.runners.push(spec);
+        if let Some(spec) =
+            problems.keep(resolve_runner(&name, table, &path, layers, &mut warnings))
+        {
+            settings.runners.push(spec);
+        }
     }
     if let Some(mtu) = mtu {
-        apply_mtu_to_runners(mtu, &mut settings, layers)?;
+        problems.keep(apply_mtu_to_runners(mtu, &mut settings, layers));
     }
-    Ok((settings, warnings))
+    (settings, warnings)
 }
+
+/// What gitlab-runner's `log_format` takes.
+const LOG_FORMATS: &[&str] = &["runner", "text", "json"];
 
 #[expect(clippy::too_many_lines, reason = "one check per key of a runner entry")]
 fn resolve_runner(
@@ -391,7 +426,7 @@ fn resolve_runner(
     mut table: toml::Table,
     base: &KeyPath,
     layers: &Layers,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<(KeyPath, String)>,
 ) -> Result<RunnerSpec, LocatedError> {
     let at = |key: &str, message: String| layers.error_at(&base.key(key), message);
     for key in WRITTEN_BY_RUNNER {
@@ -468,8 +503,9 @@ fn resolve_runner(
                     format!("`{key}` belongs to create_token_file (POST /user/runners)"),
                 ));
             }
-            warnings.push(format!(
-                "runners.{name}: registration_token_file uses a runner registration token, deprecated since GitLab 15.6 and disabled by default since 17.0; create the runner in GitLab and put its glrt- token in token_file"
+            warnings.push((
+                base.key("registration_token_file"),
+                "registration_token_file uses a runner registration token, deprecated since GitLab 15.6 and disabled by default since 17.0; create the runner in GitLab and put its glrt- token in token_file".to_owned(),
             ));
             TokenSource::Registration { file, params }
         }
@@ -646,10 +682,14 @@ fn runner_scope(
             "runner_type",
             "give `group_id` only with group_type and `project_id` only with project_type",
         )),
-        _ => Err(at(
+        (other, _, _) => Err(at(
             "runner_type",
             "must be one of instance_type, group_type, project_type",
-        )),
+        )
+        .with_hint(did_you_mean(
+            other,
+            &["instance_type", "group_type", "project_type"],
+        ))),
     }
 }
 

@@ -8,13 +8,25 @@ fn resolved(text: &str) -> Result<(RunnerSettings, Vec<String>), String> {
     let mut table: toml::Table = toml::from_str(text).unwrap();
     let runner = table.remove("runner").and_then(|v| v.as_table().cloned());
     let runners = table.remove("runners").and_then(|v| v.as_table().cloned());
-    resolve(
+    let mut problems = Problems::default();
+    let (settings, warnings) = resolve(
         runner,
         runners,
         None,
         &Layers::new(std::slice::from_ref(&source)),
-    )
-    .map_err(|error| error.to_string())
+        &mut problems,
+    );
+    problems.into_result(()).map_err(|error| {
+        error
+            .problems()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    Ok((
+        settings,
+        warnings.into_iter().map(|(_, warning)| warning).collect(),
+    ))
 }
 
 const GLRT: &str = "[runners.r]\nurl = \"https://gitlab.example.com\"\ntoken_file = \"/etc/berth/tokens/r\"\nexecutor = \"docker\"\n";
