@@ -73,6 +73,24 @@ pub enum Command {
     /// /etc/berth/tokens/NAME) and /etc/berth/berth.toml for a topology; never overwrites a file.
     /// Exit 0: written; 1: a file is in the way, nothing changed
     Init(InitArgs),
+    /// Print the merged profiles as TOML, each value with the layer it came from (secrets
+    /// masked). Exit 0: shown; 1: the profiles are invalid
+    Show,
+    /// List the embedded and installed profiles with their descriptions, marking those
+    /// /etc/berth/berth.toml selects. Exit 0
+    Profiles,
+    /// Stop apply and watch from changing anything until `berth resume`; `plan` still works.
+    /// Exit 0: paused
+    Pause(PauseArgs),
+    /// End a pause: apply converges again. Exit 0
+    Resume,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PauseArgs {
+    /// Why, for whoever finds the host paused (shown by apply, plan and status)
+    #[arg(value_name = "REASON")]
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Args)]

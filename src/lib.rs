@@ -12,6 +12,7 @@ mod engine;
 mod host;
 mod init;
 mod output;
+mod pause;
 mod plan;
 mod profile;
 mod resource;
@@ -30,8 +31,9 @@ use crate::{
     engine::{Mode, Pass, Report, Reviewed},
     host::lock::RunLock,
     output::confirm::{self, Consent},
-    output::run_report::LastRun,
+    output::run_report::{self, LastRun},
     output::{Printer, json},
+    pause::Pause,
     plan::Change,
     profile::ProfileRef,
     resource::{AnyResource, Context, docker_object::ObjectNames, profile::Profile},
@@ -66,6 +68,10 @@ pub fn run(cli: Cli) -> u8 {
         Command::Status => "status",
         Command::Doctor => "doctor",
         Command::Init(_) => "init",
+        Command::Show => "show",
+        Command::Profiles => "profiles",
+        Command::Pause(_) => "pause",
+        Command::Resume => "resume",
     };
     match run_command(&cli, &printer) {
         Ok(code) => code,
@@ -120,13 +126,49 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
                 Ok(exit::FAILURE)
             }
         },
+        Command::Show => {
+            // What is shown is what apply would take: an invalid profile is refused first.
+            resource::profile::load(&settings.profiles, &settings.host)?;
+            let shown = profile::show::merged(&settings.profiles, &settings.host)?;
+            ignore_broken_pipe(printer.shown(&shown))?;
+            Ok(exit::OK)
+        }
+        Command::Profiles => {
+            let listed = profile::show::list(&settings.host, &settings.selected)?;
+            ignore_broken_pipe(printer.profiles(&listed))?;
+            Ok(exit::OK)
+        }
+        Command::Pause(ref args) => {
+            if args.reason.trim().is_empty() {
+                bail!("say why berth is paused: `berth pause \"kernel upgrade until Friday\"`");
+            }
+            let pause = Pause::now(&args.reason);
+            pause.write(&settings.host)?;
+            refresh_metrics(&settings);
+            ignore_broken_pipe(printer.line(&format!(
+                "berth is {}\n`berth resume` lets apply converge again",
+                pause.describe()
+            )))?;
+            Ok(exit::OK)
+        }
+        Command::Resume => {
+            let line = if Pause::remove(&settings.host)? {
+                "berth resumed: apply converges again"
+            } else {
+                "berth was not paused"
+            };
+            refresh_metrics(&settings);
+            ignore_broken_pipe(printer.line(line))?;
+            Ok(exit::OK)
+        }
         Command::Status => {
             let last_run = LastRun::read(&settings.host)?;
             let watch = watch::state::WatchState::read(&settings.host)
                 .inspect_err(|error| tracing::warn!("{error:#}"))
                 .ok()
                 .flatten();
-            ignore_broken_pipe(printer.status(last_run.as_ref(), watch.as_ref()))?;
+            let pause = Pause::read(&settings.host)?;
+            ignore_broken_pipe(printer.status(last_run.as_ref(), watch.as_ref(), pause.as_ref()))?;
             Ok(match last_run {
                 Some(run) if run.success => exit::OK,
                 _ => exit::FAILURE,
@@ -158,6 +200,19 @@ fn apply(settings: &Settings, printer: &Printer, print_converged: bool) -> Resul
         );
     }
     let _lock = RunLock::acquire(&settings.host, settings.lock_timeout)?;
+    if let Some(pause) = Pause::read(&settings.host)? {
+        // A watch's converges would say it on every event; once per apply is enough.
+        if print_converged {
+            ignore_broken_pipe(printer.line(&format!(
+                "berth is {}; nothing was changed (`berth resume` to converge again)",
+                pause.describe()
+            )))?;
+        } else {
+            tracing::info!("berth is {}; nothing was changed", pause.describe());
+        }
+        refresh_metrics(settings);
+        return Ok((exit::OK, false));
+    }
     let started = jiff::Timestamp::now();
     let clock = Instant::now();
     let outcome = converge(settings, printer, Mode::Apply, print_converged);
@@ -190,7 +245,7 @@ fn apply(settings: &Settings, printer: &Printer, print_converged: bool) -> Resul
         tracing::warn!("failed to write the run report: {error:#}");
     }
     if let Some(path) = &settings.metrics_file
-        && let Err(error) = last_run.write_metrics(&settings.host, path)
+        && let Err(error) = run_report::write_metrics(&settings.host, Some(&last_run), path)
     {
         tracing::warn!("failed to write metrics to `{path}`: {error:#}");
     }
@@ -202,6 +257,21 @@ fn apply(settings: &Settings, printer: &Printer, print_converged: bool) -> Resul
             .any(|entry| entry.status == engine::Status::Done);
         (converged.code, changed)
     })
+}
+
+/// Rewrites the metrics file (when one is configured) from the last run's report and the pause,
+/// so that `berth_paused` follows `pause` and `resume` at once.
+fn refresh_metrics(settings: &Settings) {
+    let Some(path) = &settings.metrics_file else {
+        return;
+    };
+    let last_run = LastRun::read(&settings.host)
+        .inspect_err(|error| tracing::warn!("{error:#}"))
+        .ok()
+        .flatten();
+    if let Err(error) = run_report::write_metrics(&settings.host, last_run.as_ref(), path) {
+        tracing::warn!("failed to write metrics to `{path}`: {error:#}");
+    }
 }
 
 /// What one plan or apply found and did.
@@ -233,6 +303,14 @@ fn converge(
     let profile = resource::profile::load(&settings.profiles, &settings.host)?;
     for warning in &profile.warnings {
         tracing::warn!("{warning}");
+    }
+    if mode == Mode::Plan
+        && let Some(pause) = Pause::read(&settings.host)?
+    {
+        tracing::warn!(
+            "berth is {}: apply changes nothing until `berth resume`",
+            pause.describe()
+        );
     }
     let mut resources = resource::from_profile(&profile, &settings.options);
     resources.extend(resource::removed_runners(&profile, &settings.host));

@@ -18,6 +18,25 @@ use sha2::{Digest, Sha256};
 /// What every secret prints as.
 pub(crate) const REDACTED: &str = "***";
 
+/// Keys whose values are secrets wherever they appear (a profile, config.toml): runner
+/// tokens, cache credentials, passwords. Their values print as `***`.
+pub(crate) fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    matches!(
+        key.as_str(),
+        "token"
+            | "secretkey"
+            | "sessiontoken"
+            | "accesskey"
+            | "privatekey"
+            | "accountkey"
+            | "sentry_dsn"
+            | "password"
+    ) || key.ends_with("_token")
+        || key.ends_with("password")
+        || key.ends_with("secret")
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Secret(String);
 

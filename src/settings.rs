@@ -50,6 +50,9 @@ pub(crate) struct Settings {
     pub host: Host,
     pub profiles: Vec<ProfileRef>,
     pub options: Options,
+    /// The profiles `/etc/berth/berth.toml` names, whatever `-p` says (`berth profiles` marks
+    /// them).
+    pub selected: Vec<ProfileRef>,
     /// apply only: where to write metrics, if anywhere.
     pub metrics_file: Option<HostPath>,
     /// apply only: how long to wait for another run's lock.
@@ -71,6 +74,12 @@ impl Settings {
         }
         let host = Host::new(root);
         let host_config = BerthToml::read(&host)?;
+        let selected: Vec<ProfileRef> = host_config
+            .profiles
+            .iter()
+            .flatten()
+            .map(|text| ProfileRef::parse_host(text))
+            .collect();
         let saved_plan = match &cli.command {
             Command::Apply(ApplyCommand {
                 plan: Some(path),
@@ -97,19 +106,16 @@ impl Settings {
                 .map(|text| ProfileRef::parse_cli(text))
                 .collect()
         } else {
-            match host_config.profiles {
-                Some(profiles) if !profiles.is_empty() => profiles
-                    .iter()
-                    .map(|text| ProfileRef::parse_host(text))
-                    .collect(),
-                _ => vec![ProfileRef::Name(DEFAULT_PROFILE.to_owned())],
+            match selected.as_slice() {
+                [] => vec![ProfileRef::Name(DEFAULT_PROFILE.to_owned())],
+                selected => selected.to_vec(),
             }
         };
         let converge = match &cli.command {
             Command::Plan(args) => Some(&args.converge),
             Command::Apply(args) => Some(&args.apply.converge),
             Command::Watch(args) => Some(&args.apply.converge),
-            Command::Validate | Command::Status | Command::Doctor | Command::Init(_) => None,
+            _ => None,
         };
         let options = match &saved_plan {
             Some((_, plan)) => plan.options(),
@@ -154,12 +160,17 @@ impl Settings {
                 };
                 (metrics_file, Duration::from_secs(args.lock_timeout))
             }
+            // A pause shows in the metrics at once, not at the next apply.
+            None if matches!(cli.command, Command::Pause(_) | Command::Resume) => {
+                (host_config.metrics_file, Duration::ZERO)
+            }
             None => (None, Duration::ZERO),
         };
         Ok(Self {
             host,
             profiles,
             options,
+            selected,
             metrics_file,
             lock_timeout,
             plan_out,

@@ -20,7 +20,7 @@ use serde_json::{Value as Json, json};
 
 use run_report::LastRun;
 
-use crate::{init, watch::state::WatchState};
+use crate::{init, pause::Pause, watch::state::WatchState};
 
 use crate::{
     cli::ColorChoice,
@@ -227,7 +227,11 @@ impl Printer {
         &self,
         last_run: Option<&LastRun>,
         watch: Option<&WatchState>,
+        pause: Option<&Pause>,
     ) -> io::Result<()> {
+        let pause_line = pause
+            .map(|pause| format!("paused:    {}\n", clean(&pause.describe())))
+            .unwrap_or_default();
         let watch_json = watch.map(|state| {
             let mut value = serde_json::to_value(state).expect("serializes");
             value["running"] = Json::from(state.running());
@@ -250,18 +254,18 @@ impl Printer {
             let text = if self.json {
                 format!(
                     "{}\n",
-                    json!({"schema_version": json::SCHEMA_VERSION, "command": "status", "last_run": null, "watch": watch_json})
+                    json!({"schema_version": json::SCHEMA_VERSION, "command": "status", "last_run": null, "watch": watch_json, "paused": pause})
                 )
             } else {
                 format!(
-                    "berth has not applied on this host yet.\n{}",
+                    "berth has not applied on this host yet.\n{pause_line}{}",
                     watch_line.unwrap_or_default()
                 )
             };
             return write_stdout(&text);
         };
         if self.json {
-            let document = json!({"schema_version": json::SCHEMA_VERSION, "command": "status", "last_run": run, "watch": watch_json});
+            let document = json!({"schema_version": json::SCHEMA_VERSION, "command": "status", "last_run": run, "watch": watch_json, "paused": pause});
             return write_stdout(&format!(
                 "{}\n",
                 serde_json::to_string_pretty(&document).expect("serializes")
@@ -285,6 +289,7 @@ impl Printer {
             run.berth_version,
             run.profiles.join(", "),
         );
+        out.push_str(&pause_line);
         if let Some(line) = watch_line {
             out.push_str(&line);
         }

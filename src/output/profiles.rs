@@ -5,8 +5,14 @@ use std::io::{self, IsTerminal};
 
 use serde_json::{Value as Json, json};
 
-use super::{ADD, CHANGE, Printer, clean, json as documents, print_error, use_color, write_stdout};
-use crate::profile::{ProfileError, source::LocatedError};
+use super::{
+    ADD, CHANGE, DIM, Printer, clean, json as documents, print_error, use_color, write_stdout,
+};
+use crate::profile::{
+    ProfileError,
+    show::{Listed, Shown},
+    source::LocatedError,
+};
 
 /// How bad a diagnostic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,5 +120,83 @@ impl Printer {
             "{}\n",
             serde_json::to_string_pretty(&document).expect("serializes")
         ))
+    }
+}
+
+impl Printer {
+    /// A line of plain text (`pause`, `resume`, a paused apply); with `--json`, `{"message"}`.
+    pub(crate) fn line(&self, text: &str) -> io::Result<()> {
+        if self.json {
+            return write_stdout(&format!("{}\n", json!({ "message": text })));
+        }
+        write_stdout(&format!("{text}\n"))
+    }
+
+    /// `berth show`: the merged profile, each value with the layer it came from.
+    pub(crate) fn shown(&self, shown: &Shown) -> io::Result<()> {
+        if self.json {
+            let document = json!({
+                "schema_version": documents::SCHEMA_VERSION,
+                "command": "show",
+                "profiles": shown.profiles,
+                "toml": shown.toml,
+                "origins": shown
+                    .origins
+                    .iter()
+                    .map(|(key, from)| json!({ "key": key, "from": from }))
+                    .collect::<Vec<_>>(),
+            });
+            return write_stdout(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&document).expect("serializes")
+            ));
+        }
+        write_stdout(&format!(
+            "{}\n{}",
+            self.paint(
+                DIM,
+                &format!("# berth show: {}", shown.profiles.join(" + "))
+            ),
+            shown.toml
+        ))
+    }
+
+    /// `berth profiles`: one line a profile, `*` before those berth.toml selects.
+    pub(crate) fn profiles(&self, listed: &[Listed]) -> io::Result<()> {
+        if self.json {
+            let document = json!({
+                "schema_version": documents::SCHEMA_VERSION,
+                "command": "profiles",
+                "profiles": listed,
+            });
+            return write_stdout(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&document).expect("serializes")
+            ));
+        }
+        let width = listed
+            .iter()
+            .map(|profile| profile.name.len())
+            .max()
+            .unwrap_or(0);
+        let mut out = String::new();
+        for profile in listed {
+            let mark = if profile.selected { "*" } else { " " };
+            let source = if profile.overrides_embedded {
+                format!("{} (instead of the embedded one)", profile.source)
+            } else {
+                profile.source.clone()
+            };
+            out.push_str(&format!(
+                "{mark} {:width$}  {}  {}\n",
+                profile.name,
+                clean(profile.description.as_deref().unwrap_or("")),
+                self.paint(DIM, &format!("[{source}]")),
+            ));
+        }
+        if listed.iter().any(|profile| profile.selected) {
+            out.push_str("* selected by /etc/berth/berth.toml\n");
+        }
+        write_stdout(&out)
     }
 }

@@ -174,17 +174,27 @@ impl LastRun {
         );
         out
     }
+}
 
-    /// Writes [`LastRun::metrics`] to `path` (a node_exporter textfile, e.g.
-    /// `/var/lib/prometheus/node-exporter/berth.prom`).
-    /// The run's metrics, and `berth watch`'s when it has run here.
-    pub(crate) fn write_metrics(&self, host: &Host, path: &HostPath) -> Result<()> {
-        let mut text = self.metrics();
-        if let Ok(Some(watch)) = crate::watch::state::WatchState::read(host) {
-            text.push_str(&watch.metrics());
-        }
-        host.write_atomic(path, text.as_bytes(), 0o644)
+/// Writes to `path` (a node_exporter textfile, e.g.
+/// `/var/lib/prometheus/node-exporter/berth.prom`) the last run's [`LastRun::metrics`] (when berth has applied here), `berth watch`'s
+/// (when it has run here) and `berth_paused` to `path`.
+pub(crate) fn write_metrics(
+    host: &Host,
+    last_run: Option<&LastRun>,
+    path: &HostPath,
+) -> Result<()> {
+    let mut text = last_run.map(LastRun::metrics).unwrap_or_default();
+    if let Ok(Some(watch)) = crate::watch::state::WatchState::read(host) {
+        text.push_str(&watch.metrics());
     }
+    let paused = crate::pause::Pause::read(host)?.is_some();
+    let _ = writeln!(
+        text,
+        "# HELP berth_paused 1 while `berth pause` keeps apply from changing anything.\n# TYPE berth_paused gauge\nberth_paused {}",
+        u8::from(paused)
+    );
+    host.write_atomic(path, text.as_bytes(), 0o644)
 }
 
 fn format_float(value: f64) -> String {

@@ -5,6 +5,7 @@
 //! each kind's business (`resource::profile` puts them together); nothing here knows a kind, and
 //! nothing here touches the host beyond reading profile files.
 
+pub(crate) mod show;
 pub(crate) mod source;
 
 use std::path::PathBuf;
@@ -95,7 +96,8 @@ impl ProfileRef {
                 }
                 let text = embedded_text(name).with_context(|| {
                     let known: Vec<_> = embedded().map(|(name, _)| name).collect();
-                    let meant = source::closest(name, known.iter().copied())
+                    let findable = show::names(host);
+                    let meant = source::closest(name, findable.iter().map(String::as_str))
                         .map(|meant| format!("; did you mean `{meant}`?"))
                         .unwrap_or_default();
                     format!(

@@ -17,7 +17,7 @@ use crate::{
     host::HostPath,
     plan::FieldChange,
     profile::source::toml_to_json,
-    secret::{REDACTED, Secret},
+    secret::{REDACTED, Secret, is_secret_key},
 };
 
 /// Reads config.toml. Text that does not parse is an error, so the file is never overwritten:
@@ -382,24 +382,6 @@ fn value_to_toml(value: &Value) -> toml::Value {
                 .collect(),
         ),
     }
-}
-
-/// Keys whose values are secrets: runner tokens, cache credentials, passwords.
-pub(crate) fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    matches!(
-        key.as_str(),
-        "token"
-            | "secretkey"
-            | "sessiontoken"
-            | "accesskey"
-            | "privatekey"
-            | "accountkey"
-            | "sentry_dsn"
-            | "password"
-    ) || key.ends_with("_token")
-        || key.ends_with("password")
-        || key.ends_with("secret")
 }
 
 /// config.toml text with every secret value shown as `"***"`, for plans, diffs and logs.
