@@ -374,6 +374,13 @@ pub(crate) fn read_local(path: &Path) -> Result<String> {
     fs_err::read_to_string(path).with_context(|| format!("failed to read `{}`", path.display()))
 }
 
+/// The permission bits of a file named on the command line, like [`read_local`].
+pub(crate) fn local_mode(path: &Path) -> Option<u32> {
+    fs_err::metadata(path)
+        .ok()
+        .map(|metadata| metadata.permissions().mode() & 0o7777)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

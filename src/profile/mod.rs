@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde::de::DeserializeOwned;
 
-use crate::host::{Host, HostPath, host_path};
+use crate::host::{FileMode, Host, HostPath, host_path};
 use source::{KeyPath, LocatedError, TomlFile, deep_merge};
 
 mod embedded {
@@ -92,7 +92,8 @@ impl ProfileRef {
             Self::Name(name) => {
                 let operator_copy = host_path(PROFILE_DIR).join(format!("{name}.toml"));
                 if let Some(text) = host.read_optional(&operator_copy)? {
-                    return Ok(TomlFile::new(operator_copy.to_string(), text));
+                    let mode = host.mode(&operator_copy)?.map(|FileMode(mode)| mode);
+                    return Ok(TomlFile::new(operator_copy.to_string(), text).with_mode(mode));
                 }
                 let text = embedded_text(name).with_context(|| {
                     let known: Vec<_> = embedded().map(|(name, _)| name).collect();
@@ -110,13 +111,15 @@ impl ProfileRef {
             Self::LocalFile(path) => {
                 let text = crate::host::read_local(path)
                     .with_context(|| format!("failed to read profile `{}`", path.display()))?;
-                Ok(TomlFile::new(path.display().to_string(), text))
+                Ok(TomlFile::new(path.display().to_string(), text)
+                    .with_mode(crate::host::local_mode(path)))
             }
             Self::HostFile(path) => {
                 let text = host
                     .read_optional(path)?
                     .with_context(|| format!("profile `{path}` does not exist"))?;
-                Ok(TomlFile::new(path.to_string(), text))
+                let mode = host.mode(path)?.map(|FileMode(mode)| mode);
+                Ok(TomlFile::new(path.to_string(), text).with_mode(mode))
             }
         }
     }
@@ -264,6 +267,47 @@ pub(crate) fn merge<T: DeserializeOwned>(sources: &[TomlFile]) -> Result<T, Prof
                 hint: None,
             })
         })
+}
+
+/// Warnings for the secrets written into a layer that other users can read (`SecretKey =
+/// "..."` in a 0644 profile), each at its key: such a secret belongs in a root-only file named
+/// by `KEY_file`.
+pub(crate) fn inline_secrets(sources: &[TomlFile]) -> Vec<LocatedError> {
+    fn walk(table: &toml::Table, path: &KeyPath, found: &mut Vec<KeyPath>) {
+        for (key, value) in table {
+            match value {
+                toml::Value::Table(child) => walk(child, &path.key(key), found),
+                toml::Value::String(text)
+                    if !text.is_empty() && crate::secret::is_secret_key(key) =>
+                {
+                    found.push(path.key(key));
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut warnings = Vec::new();
+    for source in sources {
+        let Some(mode) = source.mode.filter(|mode| mode & 0o077 != 0) else {
+            continue;
+        };
+        let Ok(table) = toml::from_str::<toml::Table>(&source.text) else {
+            continue;
+        };
+        let mut found = Vec::new();
+        walk(&table, &KeyPath::root(), &mut found);
+        for key in found {
+            let leaf = key.to_string();
+            let leaf = leaf.rsplit('.').next().unwrap_or_default().to_owned();
+            warnings.push(source.error_at(
+                &key,
+                format!(
+                    "a secret written in a profile other users can read (mode {mode:04o}); put it in a file readable by root only and name that file with `{leaf}_file`"
+                ),
+            ));
+        }
+    }
+    warnings
 }
 
 /// The layers a merged profile came from, to place errors found after merging: the last layer

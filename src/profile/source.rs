@@ -12,6 +12,8 @@ use serde::de::DeserializeOwned;
 pub(crate) struct TomlFile {
     pub name: String,
     pub text: String,
+    /// The file's permission bits; `None` for an embedded profile.
+    pub mode: Option<u32>,
 }
 
 /// A dotted key path: `docker.daemon.registry-mirrors`, `kernel.modules[1]`.
@@ -122,7 +124,13 @@ impl TomlFile {
         Self {
             name: name.into(),
             text: text.into(),
+            mode: None,
         }
+    }
+
+    pub(crate) fn with_mode(mut self, mode: Option<u32>) -> Self {
+        self.mode = mode;
+        self
     }
 
     /// Parses the whole text as `T`; also returns it as a plain table for layering. Reports

@@ -111,6 +111,7 @@ impl Profile {
                 (source.name.clone(), hex::encode(digest))
             })
             .collect();
+        profile.warnings.extend(profile::inline_secrets(sources));
         Ok(profile)
     }
 

@@ -24,10 +24,12 @@ use crate::{
     resource::{
         Context, Earlier, Resource,
         runner::{
-            self, config_toml,
+            self, TokenFile, config_toml,
+            secret_files::{self, SecretFile},
             section::{RunnerSettings, normalize_url},
         },
     },
+    secret::Secret,
 };
 
 /// config.toml holds runner tokens: only its owner may read it, as gitlab-runner writes it.
@@ -37,6 +39,8 @@ pub(crate) const DIR_MODE: u32 = 0o700;
 pub(crate) struct RunnerConfig {
     path: HostPath,
     globals: toml::Table,
+    /// Secrets read from files: for the entry of the runner named, or the globals (`None`).
+    secret_files: Vec<(Option<String>, SecretFile)>,
     runners: Vec<Declared>,
     /// The private CAs of the runners' GitLabs, placed where gitlab-runner looks for them.
     certificates: Vec<Certificate>,
@@ -70,6 +74,8 @@ pub(crate) struct ConfigTomlState {
     current: Option<(String, DocumentMut)>,
     /// Each of [`RunnerConfig::certificates`], in order.
     certificates: Vec<CertificateState>,
+    /// Each of [`RunnerConfig::secret_files`], in order.
+    secrets: Vec<TokenFile>,
     mode: Option<FileMode>,
     /// Why the file could not be read by this user (`plan` as non-root), if so.
     unreadable: Option<String>,
@@ -114,9 +120,21 @@ impl RunnerConfig {
                 settings: entry,
             });
         }
+        let secret_files = settings
+            .secret_files
+            .iter()
+            .map(|file| (None, file.clone()))
+            .chain(settings.runners.iter().flat_map(|runner| {
+                runner
+                    .secret_files
+                    .iter()
+                    .map(|file| (Some(runner.name.clone()), file.clone()))
+            }))
+            .collect();
         Self {
             path: settings.config.clone(),
             globals: settings.globals.clone(),
+            secret_files,
             runners,
             certificates,
         }
@@ -161,9 +179,23 @@ impl RunnerConfig {
         &self,
         current: Option<&(String, DocumentMut)>,
         registered: &[String],
+        secrets: &[ReadSecret],
     ) -> Option<Planned> {
+        let with_secrets = |settings: &toml::Table, runner: Option<&str>| {
+            let mut settings = settings.clone();
+            for (owner, key, secret) in secrets {
+                if owner.as_deref() == runner {
+                    secret_files::insert(&mut settings, key, secret);
+                }
+            }
+            settings
+        };
         let mut document = current.map_or_else(DocumentMut::new, |(_, document)| document.clone());
-        let mut fields = config_toml::merge(document.as_table_mut(), &self.globals, "");
+        let mut fields = config_toml::merge(
+            document.as_table_mut(),
+            &with_secrets(&self.globals, None),
+            "",
+        );
         for runner in &self.runners {
             let index = match config_toml::find(&document, &runner.name) {
                 Some(index)
@@ -187,7 +219,7 @@ impl RunnerConfig {
             let entry = config_toml::entry_mut(&mut document, index).expect("found above");
             fields.extend(config_toml::merge(
                 entry,
-                &runner.settings,
+                &with_secrets(&runner.settings, Some(&runner.name)),
                 &format!("runners.{}", runner.name),
             ));
         }
@@ -243,7 +275,13 @@ pub(crate) struct MergeConfigToml {
     registered: Vec<String>,
     /// CA certificates to place beside config.toml (`certs/HOST.crt`), with their text.
     certificates: Vec<(HostPath, String)>,
+    /// The secrets read from their files, as observed.
+    secrets: Vec<ReadSecret>,
 }
+
+/// A secret read from its file: the runner whose entry it goes to (`None`: the globals), its key
+/// there, its text.
+type ReadSecret = (Option<String>, Vec<String>, Secret);
 
 impl Resource for RunnerConfig {
     type Observed = ConfigTomlState;
@@ -271,16 +309,26 @@ impl Resource for RunnerConfig {
                 })
                 .collect()
         };
-        match read_both().and_then(|(mode, current)| Ok((mode, current, read_certificates()?))) {
-            Ok((mode, current, certificates)) => Ok(ConfigTomlState {
+        let read_secrets = || -> Result<Vec<TokenFile>> {
+            self.secret_files
+                .iter()
+                .map(|(_, secret)| runner::read_token_file(context.host, &secret.file))
+                .collect()
+        };
+        match read_both()
+            .and_then(|(mode, current)| Ok((mode, current, read_certificates()?, read_secrets()?)))
+        {
+            Ok((mode, current, certificates, secrets)) => Ok(ConfigTomlState {
                 current,
                 certificates,
+                secrets,
                 mode,
                 unreadable: None,
             }),
             Err(error) if host::permission_denied(&error) => Ok(ConfigTomlState {
                 current: None,
                 certificates: Vec::new(),
+                secrets: Vec::new(),
                 mode: None,
                 unreadable: Some(format!("{error:#}")),
             }),
@@ -302,7 +350,8 @@ impl Resource for RunnerConfig {
             .filter(|runner| runner::Runner::registers_in(earlier, &runner.name))
             .map(|runner| runner.name.clone())
             .collect();
-        let planned = self.planned(observed.current.as_ref(), &registered);
+        let secrets = self.read_secrets(observed, &mut diff);
+        let planned = self.planned(observed.current.as_ref(), &registered, &secrets);
         let mode_wrong = observed
             .mode
             .is_some_and(|FileMode(mode)| mode != FILE_MODE);
@@ -351,6 +400,7 @@ impl Resource for RunnerConfig {
             MergeConfigToml {
                 registered,
                 certificates,
+                secrets,
             },
         );
         diff
@@ -365,7 +415,7 @@ impl Resource for RunnerConfig {
             }
             context.host.write_atomic(target, text.as_bytes(), 0o644)?;
         }
-        if let Some(planned) = self.planned(current.as_ref(), &op.registered) {
+        if let Some(planned) = self.planned(current.as_ref(), &op.registered, &op.secrets) {
             write(context.host, &self.path, &planned.text)?;
         }
         if context
@@ -376,6 +426,42 @@ impl Resource for RunnerConfig {
             context.host.set_mode(&self.path, FILE_MODE)?;
         }
         Ok(())
+    }
+}
+
+impl RunnerConfig {
+    /// The secrets whose files hold one, with a warning for each file that is missing, empty
+    /// (its key is left out of config.toml) or readable by other users.
+    fn read_secrets(
+        &self,
+        observed: &ConfigTomlState,
+        diff: &mut Diff<MergeConfigToml>,
+    ) -> Vec<ReadSecret> {
+        let mut secrets = Vec::new();
+        for ((runner, secret_file), state) in self.secret_files.iter().zip(&observed.secrets) {
+            let SecretFile {
+                key,
+                file,
+                profile_key,
+            } = secret_file;
+            match state {
+                TokenFile::Present { token, mode } => {
+                    if mode & 0o077 != 0 {
+                        diff.warn(format!(
+                            "the {profile_key} `{file}` is readable by other users (mode {mode:04o}); `chmod {FILE_MODE:o}` it"
+                        ));
+                    }
+                    secrets.push((runner.clone(), key.clone(), token.clone()));
+                }
+                TokenFile::Missing | TokenFile::Empty | TokenFile::NotNeeded => {
+                    diff.warn(format!(
+                        "the {profile_key} `{file}` is missing or empty: `{}` is left out of config.toml until it holds the secret",
+                        key.join(".")
+                    ));
+                }
+            }
+        }
+        secrets
     }
 }
 
@@ -428,12 +514,14 @@ mod tests {
                 })
                 .collect(),
             certificates: Vec::new(),
+            secret_files: Vec::new(),
         }
     }
 
     fn state(text: Option<&str>, mode: u32) -> ConfigTomlState {
         ConfigTomlState {
             certificates: Vec::new(),
+            secrets: Vec::new(),
             current: text.map(|text| {
                 (
                     text.to_owned(),
@@ -529,6 +617,7 @@ mod tests {
                 delete_on_remove: false,
                 settings: toml::from_str("executor = \"shell\"\n").unwrap(),
                 runner_image: None,
+                secret_files: Vec::new(),
             });
         let resource = RunnerConfig::new(&settings);
         let file = "[[runners]]\n  name = \"r\"\n  url = \"https://g.example:8443/\"\n  id = 1\n  token = \"glrt-x\"\n  executor = \"shell\"\n";

@@ -25,6 +25,7 @@ mod decision;
 pub(crate) mod gitlab;
 mod keys;
 pub(crate) mod ledger;
+pub(crate) mod secret_files;
 pub(crate) mod section;
 pub(crate) mod system_id;
 
@@ -100,7 +101,7 @@ impl Entry {
     }
 }
 
-enum TokenFile {
+pub(super) enum TokenFile {
     NotNeeded,
     Missing,
     Empty,
@@ -530,7 +531,7 @@ fn check_writable(host: &Host, config: &HostPath) -> Result<()> {
 }
 
 /// Reads a token file: trimmed, since `echo token > file` adds a newline.
-fn read_token_file(host: &Host, file: &HostPath) -> Result<TokenFile> {
+pub(super) fn read_token_file(host: &Host, file: &HostPath) -> Result<TokenFile> {
     let Some(text) = host
         .read_optional(file)
         .with_context(|| format!("failed to read the token file `{file}`"))?

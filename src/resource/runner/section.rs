@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 
 use super::keys::{GLOBAL_KEYS, check_entry};
+use super::secret_files::{self, SecretFile};
 use crate::resource::container::values::{Mount, MountSource};
 use crate::{
     host::{HostPath, host_path},
@@ -40,6 +41,8 @@ pub(crate) struct RunnerSettings {
     /// that bind-mounts it (`/etc/gitlab-runner`), the host directory when no container does;
     /// `None` when a container mounts only the file (the directory is not visible in it).
     pub seen_directory: Option<String>,
+    /// The global secrets read from files (`sentry_dsn_file`).
+    pub secret_files: Vec<SecretFile>,
 }
 
 impl Default for RunnerSettings {
@@ -50,6 +53,7 @@ impl Default for RunnerSettings {
             config,
             globals: toml::Table::new(),
             runners: Vec::new(),
+            secret_files: Vec::new(),
         }
     }
 }
@@ -155,6 +159,8 @@ pub(crate) struct RunnerSpec {
     /// The image of the container that runs gitlab-runner on this config (the one that
     /// bind-mounts its directory), when the profile declares one.
     pub runner_image: Option<String>,
+    /// The entry's secrets read from files (`cache.s3.SecretKey_file`).
+    pub secret_files: Vec<SecretFile>,
 }
 
 impl RunnerSpec {
@@ -313,7 +319,11 @@ pub(crate) fn resolve(
     let mut warnings = Vec::new();
     let mut settings = RunnerSettings::default();
     let base = KeyPath::parse_dotted("runner");
-    for (key, value) in runner.unwrap_or_default() {
+    let mut runner = runner.unwrap_or_default();
+    settings.secret_files = problems
+        .keep(secret_files::take(&mut runner, &base, layers))
+        .unwrap_or_default();
+    for (key, value) in runner {
         let path = base.key(&key);
         let mut fail = |message: &str, hint: Option<String>| {
             problems.push(layers.error_at(&path, message.to_owned()).with_hint(hint));
@@ -533,6 +543,7 @@ fn resolve_runner(
     for key in OWN_KEYS {
         table.remove(*key);
     }
+    let secret_files = secret_files::take(&mut table, base, layers)?;
     check_entry(&table, base, layers, warnings)?;
     // `executor` first, as gitlab-runner writes it, then the rest in profile order.
     let mut settings = toml::Table::new();
@@ -548,6 +559,7 @@ fn resolve_runner(
         delete_on_remove,
         settings,
         runner_image: None,
+        secret_files,
     })
 }
 

@@ -16,6 +16,7 @@ fn spec(token: TokenSource) -> RunnerSpec {
         delete_on_remove: false,
         settings: toml::Table::new(),
         runner_image: None,
+        secret_files: Vec::new(),
     }
 }
 
