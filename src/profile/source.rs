@@ -404,10 +404,12 @@ fn in_words(message: &str) -> (String, Option<String>) {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let (written, known) = names(rest);
         let known: Vec<&str> = known.iter().map(String::as_str).collect();
-        return (
-            format!("unknown key `{written}`"),
-            did_you_mean(&written, &known),
-        );
+        // The probable key alone, since a section's keys make a long list; the list without one.
+        let hint = match closest(&written, known.iter().copied()) {
+            Some(meant) => Some(format!("did you mean `{meant}`?")),
+            None => did_you_mean(&written, &known),
+        };
+        return (format!("unknown key `{written}`"), hint);
     }
     if let Some(rest) = message.strip_prefix("unknown variant `") {
         let (written, known) = names(rest);
@@ -565,7 +567,7 @@ mod tests {
         let message = error("top = 1\n[section]\nlsit = [1]\ninner = 3\n");
         insta::assert_snapshot!(message, @r#"
         p.toml:1:7: key `top`: expected a string, found the number 1
-        p.toml:3:1: key `section.lsit`: unknown key `lsit`; did you mean `list`? (one of `list`, `inner`)
+        p.toml:3:1: key `section.lsit`: unknown key `lsit`; did you mean `list`?
         p.toml:4:9: key `section.inner`: expected a table, found the number 3
         "#);
     }

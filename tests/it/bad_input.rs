@@ -29,10 +29,10 @@ fn unknown_key_names_file_line_column_and_key() {
     insta::assert_snapshot!(stderr, @r"
     --- plan
     error: invalid profile `[ROOT]/work/site.toml`
-      caused by: [ROOT]/work/site.toml:7:9: key `docker.deamon`: unknown field `deamon`, expected one of `install`, `config`, `restart`, `reload`, `ready_timeout`, `restart_unresponsive`, `daemon`
+      caused by: [ROOT]/work/site.toml:7:9: key `docker.deamon`: unknown key `deamon`; did you mean `daemon`?
     --- apply
     error: invalid profile `[ROOT]/work/site.toml`
-      caused by: [ROOT]/work/site.toml:7:9: key `docker.deamon`: unknown field `deamon`, expected one of `install`, `config`, `restart`, `reload`, `ready_timeout`, `restart_unresponsive`, `daemon`
+      caused by: [ROOT]/work/site.toml:7:9: key `docker.deamon`: unknown key `deamon`; did you mean `daemon`?
     ");
 }
 
@@ -43,10 +43,10 @@ fn wrong_type_names_the_key() {
     insta::assert_snapshot!(stderr, @r#"
     --- plan
     error: invalid profile `[ROOT]/work/site.toml`
-      caused by: [ROOT]/work/site.toml:2:11: key `kernel.modules`: invalid type: string "overlay", expected a sequence
+      caused by: [ROOT]/work/site.toml:2:11: key `kernel.modules`: expected a list, found the string "overlay"; write it as a list: `["overlay"]`
     --- apply
     error: invalid profile `[ROOT]/work/site.toml`
-      caused by: [ROOT]/work/site.toml:2:11: key `kernel.modules`: invalid type: string "overlay", expected a sequence
+      caused by: [ROOT]/work/site.toml:2:11: key `kernel.modules`: expected a list, found the string "overlay"; write it as a list: `["overlay"]`
     "#);
 }
 
@@ -148,7 +148,7 @@ fn bad_berth_toml_is_located() {
     run.code(1);
     insta::assert_snapshot!(run.stderr, @r"
     error: invalid berth settings `/etc/berth/berth.toml`
-      caused by: /etc/berth/berth.toml:2:1: key `profile`: unknown field `profile`, expected `profiles` or `metrics_file`
+      caused by: /etc/berth/berth.toml:2:1: key `profile`: unknown key `profile`; did you mean `profiles`?
     ");
 }
 
@@ -178,4 +178,126 @@ fn plan_json_reports_a_profile_error_as_a_document() {
         document["errors"][0]["message"],
         "invalid profile `[ROOT]/work/site.toml`"
     );
+}
+
+/// Issue 13, item 6: every problem of a file in one run, each with its file, line and column:
+/// those serde finds while parsing, and those the kinds find after merging.
+#[test]
+fn every_problem_of_a_profile_is_reported_in_one_run() {
+    let root = Root::new();
+    let stderr = rejected(
+        &root,
+        "[kernel]\nmodules = \"overlay\"\n\n[docker]\nready_timeout = \"soon\"\n\n[containers.runner]\nimage = \"gitlab/gitlab-runner:v17.11.0\"\nprivilegd = true\n",
+    );
+    insta::assert_snapshot!(stderr, @r#"
+        --- plan
+        error: 3 problems in `[ROOT]/work/site.toml`:
+          [ROOT]/work/site.toml:2:11: key `kernel.modules`: expected a list, found the string "overlay"; write it as a list: `["overlay"]`
+          [ROOT]/work/site.toml:5:17: key `docker.ready_timeout`: expected a whole number, 0 or more, found the string "soon"
+          [ROOT]/work/site.toml:9:1: key `containers.runner.privilegd`: unknown key `privilegd`; did you mean `privileged`?
+        --- apply
+        error: 3 problems in `[ROOT]/work/site.toml`:
+          [ROOT]/work/site.toml:2:11: key `kernel.modules`: expected a list, found the string "overlay"; write it as a list: `["overlay"]`
+          [ROOT]/work/site.toml:5:17: key `docker.ready_timeout`: expected a whole number, 0 or more, found the string "soon"
+          [ROOT]/work/site.toml:9:1: key `containers.runner.privilegd`: unknown key `privilegd`; did you mean `privileged`?
+    "#);
+    let stderr = rejected(
+        &root,
+        "[containers.web]\nrestart = \"always\"\n\n[containers.db]\nimage = \"postgres:16\"\nafter = [\"cache\"]\n\n[runners.r]\nurl = \"https://gitlab.example.com\"\ntoken_file = \"/etc/berth/tokens/r\"\nexecutor = \"dokcer\"\n",
+    );
+    insta::assert_snapshot!(stderr, @r"
+        --- plan
+        error: 3 problems in `[ROOT]/work/site.toml`:
+          [ROOT]/work/site.toml:1:13: key `containers.web`: a container needs an `image`
+          [ROOT]/work/site.toml:6:1: key `containers.db.after`: no container `cache` in the profile
+          [ROOT]/work/site.toml:11:1: key `runners.r.executor`: `dokcer` is not a gitlab-runner executor (shell, docker, docker-windows, ssh, parallels, virtualbox, docker+machine, kubernetes, docker-autoscaler, instance, custom); did you mean `docker`?
+        --- apply
+        error: 3 problems in `[ROOT]/work/site.toml`:
+          [ROOT]/work/site.toml:1:13: key `containers.web`: a container needs an `image`
+          [ROOT]/work/site.toml:6:1: key `containers.db.after`: no container `cache` in the profile
+          [ROOT]/work/site.toml:11:1: key `runners.r.executor`: `dokcer` is not a gitlab-runner executor (shell, docker, docker-windows, ssh, parallels, virtualbox, docker+machine, kubernetes, docker-autoscaler, instance, custom); did you mean `docker`?
+    ");
+}
+
+/// Issue 13, item 6: a value a key does not take names the values it does, the closest first.
+#[test]
+fn a_bad_value_names_the_closest_and_the_choice() {
+    let root = Root::new();
+    let stderr = rejected(
+        &root,
+        "[containers.web]\nimage = \"nginx:1\"\npull = \"alwyas\"\n",
+    );
+    insta::assert_snapshot!(stderr, @r"
+        --- plan
+        error: invalid profile `[ROOT]/work/site.toml`
+          caused by: [ROOT]/work/site.toml:3:8: key `containers.web.pull`: `alwyas` is not a value this key takes; did you mean `always`? (one of `missing`, `always`, `never`)
+        --- apply
+        error: invalid profile `[ROOT]/work/site.toml`
+          caused by: [ROOT]/work/site.toml:3:8: key `containers.web.pull`: `alwyas` is not a value this key takes; did you mean `always`? (one of `missing`, `always`, `never`)
+    ");
+}
+
+/// Issue 13, item 6: `validate --json` gives editors and CI one diagnostic per problem.
+#[test]
+fn validate_json_has_a_diagnostic_per_problem() {
+    let root = Root::new();
+    let profile = profile_file(
+        &root.join("/work"),
+        "site",
+        "[containers.web]\nimage = \"nginx:1\"\nprivilegd = true\n[docker]\nready_timeout = -1\n",
+    );
+    let run = berth(&root)
+        .args(["validate", "--json", "-p"])
+        .args([&profile])
+        .run();
+    run.code(1);
+    let document = run.json();
+    assert_eq!(document["valid"], false);
+    insta::assert_snapshot!(serde_json::to_string_pretty(&document["diagnostics"]).unwrap(), @r#"
+        [
+          {
+            "file": "[ROOT]/work/site.toml",
+            "line": 3,
+            "column": 1,
+            "key": "containers.web.privilegd",
+            "message": "unknown key `privilegd`",
+            "hint": "did you mean `privileged`?",
+            "severity": "error"
+          },
+          {
+            "file": "[ROOT]/work/site.toml",
+            "line": 5,
+            "column": 17,
+            "key": "docker.ready_timeout",
+            "message": "expected a whole number, 0 or more, found the number -1",
+            "hint": null,
+            "severity": "error"
+          }
+        ]
+    "#);
+    let valid = profile_file(
+        &root.join("/work"),
+        "valid",
+        "[containers.web]\nimage = \"nginx:1\"\nstop_signal = \"SIGQUIT\"\n",
+    );
+    let run = berth(&root)
+        .args(["validate", "--json", "-p"])
+        .args([&valid])
+        .run();
+    run.code(0);
+    let document = run.json();
+    assert_eq!(document["valid"], true);
+    insta::assert_snapshot!(serde_json::to_string_pretty(&document["diagnostics"]).unwrap(), @r#"
+        [
+          {
+            "file": "[ROOT]/work/valid.toml",
+            "line": 1,
+            "column": 13,
+            "key": "containers.web",
+            "message": "container `web` sets `stop_signal` but no `stop_timeout`: Docker kills it 10 s after the signal, which cuts running jobs short",
+            "hint": null,
+            "severity": "warning"
+          }
+        ]
+    "#);
 }

@@ -240,6 +240,18 @@ fn unknown_profile_name_lists_what_exists() {
     let run = berth(&root).args(["plan", "-p", "nope"]).run();
     run.code(1);
     insta::assert_snapshot!(run.stderr, @"error: no profile named `nope`: not in `/etc/berth/profiles/nope.toml` nor among the embedded profiles (dind-service, dind-sysbox, dind-tls, dind, socket)");
+    // Issue 13, item 6: a typo of an embedded or an installed profile's name is told.
+    let run = berth(&root).args(["plan", "-p", "dind-tsl"]).run();
+    run.code(1);
+    insta::assert_snapshot!(run.stderr, @"error: no profile named `dind-tsl`: not in `/etc/berth/profiles/dind-tsl.toml` nor among the embedded profiles (dind-service, dind-sysbox, dind-tls, dind, socket); did you mean `dind-tls`?");
+    root.write("/etc/berth/profiles/site-runners.toml", "mtu = 1400\n");
+    let run = berth(&root).args(["validate", "-p", "site-runner"]).run();
+    run.code(1);
+    assert!(
+        run.stderr.contains("did you mean `site-runners`?"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

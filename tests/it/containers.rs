@@ -567,9 +567,10 @@ fn validate_warns_about_dind_without_a_named_volume_and_other_traps() {
     let run = berth(&root).args(["validate", "-p"]).args([&profile]).run();
     run.code(0);
     for expected in [
-        "warning: container `dind` runs Docker-in-Docker without a named volume at /var/lib/docker",
-        "warning: container `runner` bind-mounts the file `/srv/gitlab-runner/config.toml`",
-        "warning: container `runner` sets `stop_signal` but no `stop_timeout`",
+        // Issue 13, item 6: warnings are placed like errors.
+        "site.toml:1:13: key `containers.dind`: container `dind` runs Docker-in-Docker without a named volume at /var/lib/docker",
+        "site.toml:4:13: key `containers.runner`: container `runner` bind-mounts the file `/srv/gitlab-runner/config.toml`",
+        "site.toml:4:13: key `containers.runner`: container `runner` sets `stop_signal` but no `stop_timeout`",
     ] {
         assert!(run.stdout.contains(expected), "{expected}\n{}", run.stdout);
     }
@@ -617,7 +618,7 @@ fn bad_container_sections_are_located() {
         ),
         (
             "[containers.a1]\nimage = \"x\"\nprivilegd = true\n",
-            "site.toml:3:1: key `containers.a1.privilegd`: unknown field `privilegd`",
+            "site.toml:3:1: key `containers.a1.privilegd`: unknown key `privilegd`; did you mean `privileged`?",
         ),
     ];
     for (text, expected) in cases {

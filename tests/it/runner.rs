@@ -211,7 +211,7 @@ fn a_registration_token_registers_once_and_warns_that_it_is_deprecated() {
     let validate = run(&root, &gitlab, &["validate"], &[&profile]);
     validate.code(0);
     assert!(
-        validate.stdout.contains("warning: runners.legacy: registration_token_file uses a runner registration token, deprecated"),
+        validate.stdout.contains("warning: [ROOT]/work/legacy.toml:3:1: key `runners.legacy.registration_token_file`: registration_token_file uses a runner registration token, deprecated"),
         "{}",
         validate.stdout
     );
@@ -1031,7 +1031,7 @@ fn registrations_berth_refuses_are_planned_as_refused_and_never_reach_gitlab() {
 
             Plan: 0 to add, 0 to change, 0 to destroy, 1 refused.
             --- stderr
-            warning: runners.legacy: registration_token_file uses a runner registration token, deprecated since GitLab 15.6 and disabled by default since 17.0; create the runner in GitLab and put its glrt- token in token_file
+            warning: [ROOT]/work/legacy.toml:3:1: key `runners.legacy.registration_token_file`: registration_token_file uses a runner registration token, deprecated since GitLab 15.6 and disabled by default since 17.0; create the runner in GitLab and put its glrt- token in token_file
             warning: daemon/docker: Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is
             --- apply
             exit: 1
@@ -1041,7 +1041,7 @@ fn registrations_berth_refuses_are_planned_as_refused_and_never_reach_gitlab() {
 
             Apply failed: 0 added, 0 changed, 0 destroyed, 1 failed.
             --- stderr
-            warning: runners.legacy: registration_token_file uses a runner registration token, deprecated since GitLab 15.6 and disabled by default since 17.0; create the runner in GitLab and put its glrt- token in token_file
+            warning: [ROOT]/work/legacy.toml:3:1: key `runners.legacy.registration_token_file`: registration_token_file uses a runner registration token, deprecated since GitLab 15.6 and disabled by default since 17.0; create the runner in GitLab and put its glrt- token in token_file
             warning: daemon/docker: Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is
             error: refused to register `runner/legacy`
               caused by: berth registered `legacy` as runner #101 but its entry in `/srv/gitlab-runner/config.toml` is gone, and its token with it; registering again would leave runner #101 behind in GitLab: delete it there, then remove `legacy` from `/var/lib/berth/state.json` to register anew
