@@ -321,3 +321,80 @@ fn color_is_off_when_not_a_terminal_and_on_when_asked() {
             .contains('\u{1b}')
     );
 }
+
+/// Issue 13, items 7 and 8: `show` gives the merged layers as TOML, each value with the layer
+/// (file:line) whose value won and secrets as `***`; a secret written into a profile others can
+/// read is warned about at its line.
+#[test]
+fn show_names_the_layer_of_each_value_and_masks_secrets() {
+    let root = Root::new();
+    let site = profile_file(
+        &root.join("/work"),
+        "site",
+        "mtu = 1400\n[runners.r]\nurl = \"https://gitlab.example.com\"\ntoken_file = \"/etc/berth/tokens/r\"\nexecutor = \"docker\"\n[runners.r.cache]\nType = \"s3\"\n[runners.r.cache.s3]\nBucketName = \"ci-cache\"\nSecretKey = \"wJalrXUtnFEMIexample\"\n",
+    );
+    let run = berth(&root)
+        .args(["show", "-p", "dind", "-p"])
+        .args([&site])
+        .run();
+    run.code(0);
+    for expected in [
+        "# berth show: dind + site\n",
+        "\nmtu = 1400  # from [ROOT]/work/site.toml:1\n",
+        "\nimage = \"docker:27-dind\"  # from dind (embedded):37\n",
+        "\n[runners.r.cache.s3]\nBucketName = \"ci-cache\"  # from [ROOT]/work/site.toml:9\nSecretKey = \"***\"  # from [ROOT]/work/site.toml:10\n",
+    ] {
+        assert!(run.stdout.contains(expected), "{expected}\n{}", run.stdout);
+    }
+    assert!(!run.stdout.contains("wJalrXUtnFEMIexample"));
+    let json = berth(&root)
+        .args(["show", "--json", "-p", "dind", "-p"])
+        .args([&site])
+        .run();
+    json.code(0);
+    let document = json.json();
+    assert!(!json.stdout.contains("wJalrXUtnFEMIexample"));
+    assert!(
+        document["origins"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"key": "mtu", "from": "[ROOT]/work/site.toml:1"})),
+        "{document:#}"
+    );
+
+    let validate = berth(&root).args(["validate", "-p"]).args([&site]).run();
+    validate.code(0);
+    assert!(
+        validate.stdout.contains("warning: [ROOT]/work/site.toml:10:1: key `runners.r.cache.s3.SecretKey`: a secret written in a profile other users can read (mode 0644); put it in a file readable by root only and name that file with `SecretKey_file`"),
+        "{}",
+        validate.stdout
+    );
+}
+
+/// Issue 13, item 7: `profiles` lists the installed profiles and the embedded ones with their
+/// descriptions, marking those berth.toml selects.
+#[test]
+fn profiles_lists_installed_and_embedded_ones_and_marks_the_selected() {
+    let root = Root::new();
+    root.write(
+        "/etc/berth/profiles/site.toml",
+        "# site: our runners, on top of dind\nmtu = 1400\n",
+    );
+    root.write("/etc/berth/berth.toml", "profiles = [\"dind\", \"site\"]\n");
+    let run = berth(&root).args(["profiles"]).run();
+    run.code(0);
+    insta::assert_snapshot!(run.stdout, @r"
+        * site          site: our runners, on top of dind  [/etc/berth/profiles/site.toml]
+          dind-service  GitLab runner host whose jobs start their own Docker-in-Docker service  [embedded]
+          dind-tls      GitLab runner host with a Docker-in-Docker daemon container behind mutual TLS  [embedded]
+        * dind          GitLab runner host with a Docker-in-Docker daemon container  [embedded]
+          socket        GitLab runner host whose runner and jobs use the host's Docker socket  [embedded]
+        * selected by /etc/berth/berth.toml
+    ");
+    let json = berth(&root).args(["profiles", "--json"]).run();
+    json.code(0);
+    let listed = json.json()["profiles"].clone();
+    assert_eq!(listed[0]["name"], "site");
+    assert_eq!(listed[0]["selected"], true);
+    assert_eq!(listed[0]["source"], "/etc/berth/profiles/site.toml");
+}

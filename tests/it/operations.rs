@@ -647,3 +647,95 @@ fn doctor_fails_a_runner_config_others_can_read() {
     permissions("/srv/gitlab-runner/config.toml", 0o600);
     assert_eq!(verdict()["verdict"], "ok");
 }
+
+/// Issue 13, item 7: `berth pause "reason"` stops apply from changing anything (a container
+/// stopped by hand stays stopped) and says who paused the host, why and when; plan, status and
+/// the metrics say so too; `berth resume` lets apply converge again.
+#[test]
+fn a_paused_host_changes_nothing_until_resumed() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    let host = crate::profiles::Converged::new(&root, &dockerd, "dind", "");
+    root.write(
+        "/etc/berth/berth.toml",
+        "metrics_file = \"/var/lib/node-exporter/berth.prom\"\n",
+    );
+    let running = || dockerd.inspect_container("gitlab-dind")["State"]["Running"].clone();
+    dockerd.docker(["stop", "gitlab-dind"]);
+
+    let pause = host
+        .berth()
+        .args(["pause", "kernel upgrade until Friday"])
+        .env("SUDO_USER", "alice")
+        .run();
+    pause.code(0);
+    assert!(
+        pause.stdout.starts_with("berth is paused by alice since "),
+        "{}",
+        pause.stdout
+    );
+    let metrics = || root.read("/var/lib/node-exporter/berth.prom").unwrap();
+    assert!(metrics().contains("\nberth_paused 1\n"), "{}", metrics());
+
+    let before = root.snapshot();
+    let apply = host.run("apply");
+    apply.code(0);
+    assert!(
+        apply.stdout.contains("berth is paused by alice since ")
+            && apply.stdout.contains(
+                " ago): kernel upgrade until Friday; nothing was changed (`berth resume` to converge again)"
+            ),
+        "{}",
+        apply.stdout
+    );
+    assert_eq!(running(), false, "the stopped container stays stopped");
+    let mut after = root.snapshot();
+    after.retain(|path, _| !path.ends_with("berth.prom"));
+    let mut before_without_metrics = before;
+    before_without_metrics.retain(|path, _| !path.ends_with("berth.prom"));
+    assert_eq!(
+        after, before_without_metrics,
+        "apply wrote nothing but the metrics"
+    );
+
+    let plan = host.run("plan");
+    plan.code(2);
+    assert!(
+        plan.stdout.contains("container/gitlab-dind")
+            && plan.stderr.contains("berth is paused by alice since ")
+            && plan
+                .stderr
+                .contains(": apply changes nothing until `berth resume`"),
+        "{}",
+        plan.transcript()
+    );
+    let status = host.berth().args(["status"]).run();
+    assert!(
+        status.stdout.contains("paused:    paused by alice since ")
+            && status.stdout.contains("kernel upgrade until Friday"),
+        "{}",
+        status.stdout
+    );
+    let status = host.berth().args(["status", "--json"]).run();
+    assert_eq!(
+        status.json()["paused"]["reason"],
+        "kernel upgrade until Friday"
+    );
+    assert_eq!(status.json()["paused"]["by"], "alice");
+
+    let resume = host.berth().args(["resume"]).run();
+    resume.code(0);
+    assert_eq!(resume.stdout, "berth resumed: apply converges again\n");
+    assert!(metrics().contains("\nberth_paused 0\n"), "{}", metrics());
+    host.run("apply").code(0);
+    assert_eq!(running(), true, "apply converges again");
+    host.converged();
+    assert!(
+        !host
+            .berth()
+            .args(["status"])
+            .run()
+            .stdout
+            .contains("paused:")
+    );
+}
