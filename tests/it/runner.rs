@@ -1474,3 +1474,83 @@ fn doctor_checks_dind_from_inside_the_runner_and_the_token_with_gitlab() {
     );
     assert!(!run.stdout.contains(GLRT) && !run.stderr.contains(GLRT));
 }
+
+/// Issue 13, item 8: the S3 cache keys come from files named by `AccessKey_file` and
+/// `SecretKey_file`: config.toml gets them, while plan, its diff, its JSON and apply show
+/// `***`; a secret file others can read gets the token files' warning.
+#[test]
+fn s3_cache_keys_come_from_files_and_show_only_as_stars() {
+    const ACCESS: &str = "AKIAFILEACCESS00001";
+    const SECRET: &str = "s3cr3t/From+File";
+    const ROTATED: &str = "r0tated/S3cret";
+    let (root, gitlab, _runner_id, _) = glrt_host();
+    token_file(&root, "/etc/berth/secrets/s3-access", ACCESS);
+    token_file(&root, "/etc/berth/secrets/s3-secret", SECRET);
+    let profile = layer(
+        &root,
+        "site",
+        &format!(
+            "{}[runners.docker-runner.cache]\nType = \"s3\"\n[runners.docker-runner.cache.s3]\nBucketName = \"ci-cache\"\nAccessKey_file = \"/etc/berth/secrets/s3-access\"\nSecretKey_file = \"/etc/berth/secrets/s3-secret\"\n",
+            docker_runner(&gitlab)
+        ),
+    );
+    let leaks = |run: &crate::harness::Run| {
+        [ACCESS, SECRET, ROTATED]
+            .iter()
+            .any(|secret| run.stdout.contains(secret) || run.stderr.contains(secret))
+    };
+
+    let plan = run(&root, &gitlab, &["plan"], &[&profile]);
+    plan.code(2);
+    assert!(
+        plan.stdout.contains("+[runners.cache.s3]\n")
+            && plan.stdout.contains("+AccessKey = \"***\"\n")
+            && plan.stdout.contains("+SecretKey = \"***\"\n"),
+        "{}",
+        plan.stdout
+    );
+    assert!(!leaks(&plan), "{}", plan.transcript());
+    let json = run(&root, &gitlab, &["plan", "--json"], &[&profile]);
+    assert!(!leaks(&json), "{}", json.stdout);
+
+    let apply = run(&root, &gitlab, &["apply"], &[&profile]);
+    apply.code(0);
+    assert!(!leaks(&apply), "{}", apply.transcript());
+    let config = root.read(CONFIG).unwrap();
+    assert!(
+        config.contains(&format!("AccessKey = \"{ACCESS}\""))
+            && config.contains(&format!("SecretKey = \"{SECRET}\"")),
+        "{config}"
+    );
+    run(&root, &gitlab, &["plan"], &[&profile]).code(0);
+
+    // A rotated secret is a change of config.toml, shown as stars; a file others can read is
+    // told like a token file.
+    root.write("/etc/berth/secrets/s3-secret", &format!("{ROTATED}\n"));
+    std::fs::set_permissions(
+        root.join("/etc/berth/secrets/s3-secret"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let plan = run(&root, &gitlab, &["plan"], &[&profile]);
+    plan.code(2);
+    assert!(
+        plan.stdout.contains(
+            "runner-config    ~ update    /srv/gitlab-runner/config.toml (a secret it holds changed)\n    runners.docker-runner.cache.s3.SecretKey: \"***\" → \"***\"\n"
+        ),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stderr.contains("the runners.docker-runner.cache.s3.SecretKey_file `/etc/berth/secrets/s3-secret` is readable by other users (mode 0644); `chmod 600` it"),
+        "{}",
+        plan.stderr
+    );
+    assert!(!leaks(&plan), "{}", plan.transcript());
+    run(&root, &gitlab, &["apply"], &[&profile]).code(0);
+    assert!(
+        root.read(CONFIG)
+            .unwrap()
+            .contains(&format!("SecretKey = \"{ROTATED}\""))
+    );
+}

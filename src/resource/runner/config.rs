@@ -371,11 +371,16 @@ impl Resource for RunnerConfig {
                 .current
                 .as_ref()
                 .map_or("", |(text, _)| text.as_str());
-            change = change.with_diff(plan::unified_diff(
-                &self.path.to_string(),
-                &config_toml::redact(before),
-                &config_toml::redact(&planned.text),
-            ));
+            let (before, after) = (
+                config_toml::redact(before),
+                config_toml::redact(&planned.text),
+            );
+            // Only a secret changed (a rotated S3 key): the redacted texts agree, so the fields
+            // say which key changed.
+            if before != after {
+                change =
+                    change.with_diff(plan::unified_diff(&self.path.to_string(), &before, &after));
+            }
             fields = planned.fields;
         }
         if let Some(FileMode(mode)) = observed.mode.filter(|_| mode_wrong) {
@@ -392,7 +397,11 @@ impl Resource for RunnerConfig {
             }
         }
         if change.diff.is_none() && !mode_wrong {
-            change.detail = format!("{} (the CA certificate of its GitLab beside it)", self.path);
+            change.detail = if fields.is_empty() {
+                format!("{} (the CA certificate of its GitLab beside it)", self.path)
+            } else {
+                format!("{} (a secret it holds changed)", self.path)
+            };
         }
         fields.extend(certificate_fields);
         diff.push(
