@@ -132,32 +132,25 @@ fn stem(path: &std::path::Path) -> String {
     )
 }
 
-/// Why a set of profiles could not be used: every problem found, in the order found.
+/// Why a set of profiles could not be used: every problem found, in the order found (never
+/// none).
 #[derive(Debug)]
-pub(crate) struct ProfileError {
-    pub file: String,
-    /// The first problem; the one `source()` gives when it is the only one.
-    pub problem: LocatedError,
-    /// The problems after the first.
-    pub more: Vec<LocatedError>,
-}
+pub(crate) struct ProfileError(Vec<LocatedError>);
 
 impl ProfileError {
     /// `None` when there is no problem.
-    pub(crate) fn of(mut problems: Vec<LocatedError>) -> Option<Self> {
-        if problems.is_empty() {
-            return None;
-        }
-        let problem = problems.remove(0);
-        Some(Self {
-            file: problem.file.clone(),
-            problem,
-            more: problems,
-        })
+    pub(crate) fn of(problems: Vec<LocatedError>) -> Option<Self> {
+        (!problems.is_empty()).then_some(Self(problems))
+    }
+
+    /// The first problem.
+    #[cfg(test)]
+    pub(crate) fn problem(&self) -> &LocatedError {
+        &self.0[0]
     }
 
     pub(crate) fn problems(&self) -> impl Iterator<Item = &LocatedError> {
-        std::iter::once(&self.problem).chain(&self.more)
+        self.0.iter()
     }
 }
 
@@ -165,8 +158,8 @@ impl ProfileError {
 /// one a line under a count, since an error chain has room for one cause only.
 impl std::fmt::Display for ProfileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.more.is_empty() {
-            return write!(f, "invalid profile `{}`", self.file);
+        if let [problem] = self.0.as_slice() {
+            return write!(f, "invalid profile `{}`", problem.file);
         }
         let mut files: Vec<&str> = Vec::new();
         for problem in self.problems() {
@@ -179,7 +172,7 @@ impl std::fmt::Display for ProfileError {
             .map(|file| format!("`{file}`"))
             .collect::<Vec<_>>()
             .join(", ");
-        write!(f, "{} problems in {files}:", self.more.len() + 1)?;
+        write!(f, "{} problems in {files}:", self.0.len())?;
         for problem in self.problems() {
             write!(f, "\n  {problem}")?;
         }
@@ -189,19 +182,16 @@ impl std::fmt::Display for ProfileError {
 
 impl std::error::Error for ProfileError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.more
-            .is_empty()
-            .then_some(&self.problem as &(dyn std::error::Error + 'static))
+        match self.0.as_slice() {
+            [problem] => Some(problem),
+            _ => None,
+        }
     }
 }
 
 impl From<LocatedError> for ProfileError {
     fn from(problem: LocatedError) -> Self {
-        Self {
-            file: problem.file.clone(),
-            problem,
-            more: Vec::new(),
-        }
+        Self(vec![problem])
     }
 }
 

@@ -350,7 +350,7 @@ mod tests {
         for (name, text) in embedded() {
             let source = TomlFile::new(name, text);
             Profile::from_sources(vec![name.into()], &[source])
-                .unwrap_or_else(|error| panic!("embedded profile `{name}`: {}", error.problem));
+                .unwrap_or_else(|error| panic!("embedded profile `{name}`: {}", error.problem()));
         }
         assert!(
             embedded_text(DEFAULT_PROFILE).is_some(),

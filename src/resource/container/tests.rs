@@ -41,7 +41,7 @@ fn profile(extra: &str) -> Profile {
             TomlFile::new("extra.toml", extra),
         ],
     )
-    .unwrap_or_else(|error| panic!("{}", error.problem))
+    .unwrap_or_else(|error| panic!("{}", error.problem()))
 }
 
 fn container(profile: &Profile, name: &str, adopt: bool) -> Container {
@@ -650,7 +650,7 @@ fn hostname_is_set_compared_only_when_the_profile_sets_it_and_checked() {
     )
     .unwrap_err();
     assert_eq!(
-        bad.problem.to_string(),
+        bad.problem().to_string(),
         "extra.toml:2:1: key `containers.gitlab-runner.hostname`: `not_a host` is not a hostname (letters, digits and `-`, in dot-separated labels of at most 63 characters)"
     );
 }
@@ -963,11 +963,11 @@ fn a_seccomp_profile_is_named_by_an_absolute_path_and_read_under_the_root() {
     .unwrap_err();
     assert!(
         error
-            .problem
+            .problem()
             .message
             .contains("the seccomp profile must be a file named by its absolute path"),
         "{}",
-        error.problem.message
+        error.problem().message
     );
     let resource = with_security_opt(r#"["seccomp=/etc/seccomp.json", "seccomp=unconfined"]"#);
     let args = resource.create_arguments(&Host::new("/srv/root"));

@@ -318,8 +318,54 @@ pub(crate) fn resolve(
 ) -> (RunnerSettings, Vec<(KeyPath, String)>) {
     let mut warnings = Vec::new();
     let mut settings = RunnerSettings::default();
+    resolve_globals(
+        runner.unwrap_or_default(),
+        &mut settings,
+        &mut warnings,
+        layers,
+        problems,
+    );
+    let base = KeyPath::parse_dotted("runners");
+    for (name, value) in runners.unwrap_or_default() {
+        let path = base.key(&name);
+        let toml::Value::Table(table) = value else {
+            problems.push(layers.error_at(
+                &path,
+                "must be a table: `[runners.NAME]` declares the runner NAME".to_owned(),
+            ));
+            continue;
+        };
+        if name.trim().is_empty() || name.chars().any(char::is_control) {
+            problems.push(layers.error_at(
+                &path,
+                "a runner name must be non-empty text without control characters".to_owned(),
+            ));
+            continue;
+        }
+        if let Some(spec) =
+            problems.keep(resolve_runner(&name, table, &path, layers, &mut warnings))
+        {
+            settings.runners.push(spec);
+        }
+    }
+    if let Some(mtu) = mtu {
+        problems.keep(apply_mtu_to_runners(mtu, &mut settings, layers));
+    }
+    (settings, warnings)
+}
+
+/// What gitlab-runner's `log_format` takes.
+const LOG_FORMATS: &[&str] = &["runner", "text", "json"];
+
+/// `[runner]`: gitlab-runner's global settings, each checked where berth knows its meaning.
+fn resolve_globals(
+    mut runner: toml::Table,
+    settings: &mut RunnerSettings,
+    warnings: &mut Vec<(KeyPath, String)>,
+    layers: &Layers,
+    problems: &mut Problems,
+) {
     let base = KeyPath::parse_dotted("runner");
-    let mut runner = runner.unwrap_or_default();
     settings.secret_files = problems
         .keep(secret_files::take(&mut runner, &base, layers))
         .unwrap_or_default();
@@ -398,37 +444,7 @@ pub(crate) fn resolve(
         }
         settings.globals.insert(key, value);
     }
-    let base = KeyPath::parse_dotted("runners");
-    for (name, value) in runners.unwrap_or_default() {
-        let path = base.key(&name);
-        let toml::Value::Table(table) = value else {
-            problems.push(layers.error_at(
-                &path,
-                "must be a table: `[runners.NAME]` declares the runner NAME".to_owned(),
-            ));
-            continue;
-        };
-        if name.trim().is_empty() || name.chars().any(char::is_control) {
-            problems.push(layers.error_at(
-                &path,
-                "a runner name must be non-empty text without control characters".to_owned(),
-            ));
-            continue;
-        }
-        if let Some(spec) =
-            problems.keep(resolve_runner(&name, table, &path, layers, &mut warnings))
-        {
-            settings.runners.push(spec);
-        }
-    }
-    if let Some(mtu) = mtu {
-        problems.keep(apply_mtu_to_runners(mtu, &mut settings, layers));
-    }
-    (settings, warnings)
 }
-
-/// What gitlab-runner's `log_format` takes.
-const LOG_FORMATS: &[&str] = &["runner", "text", "json"];
 
 #[expect(clippy::too_many_lines, reason = "one check per key of a runner entry")]
 fn resolve_runner(
