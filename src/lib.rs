@@ -304,8 +304,12 @@ fn converge(
     for warning in &profile.warnings {
         tracing::warn!("{warning}");
     }
+    // `/var/lib/berth` is root's: plan as another user cannot tell, and plans all the same.
     if mode == Mode::Plan
-        && let Some(pause) = Pause::read(&settings.host)?
+        && let Some(pause) = Pause::read(&settings.host)
+            .inspect_err(|error| tracing::debug!("{error:#}"))
+            .ok()
+            .flatten()
     {
         tracing::warn!(
             "berth is {}: apply changes nothing until `berth resume`",
