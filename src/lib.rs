@@ -138,29 +138,8 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
             ignore_broken_pipe(printer.profiles(&listed))?;
             Ok(exit::OK)
         }
-        Command::Pause(ref args) => {
-            if args.reason.trim().is_empty() {
-                bail!("say why berth is paused: `berth pause \"kernel upgrade until Friday\"`");
-            }
-            let pause = Pause::now(&args.reason);
-            pause.write(&settings.host)?;
-            refresh_metrics(&settings);
-            ignore_broken_pipe(printer.line(&format!(
-                "berth is {}\n`berth resume` lets apply converge again",
-                pause.describe()
-            )))?;
-            Ok(exit::OK)
-        }
-        Command::Resume => {
-            let line = if Pause::remove(&settings.host)? {
-                "berth resumed: apply converges again"
-            } else {
-                "berth was not paused"
-            };
-            refresh_metrics(&settings);
-            ignore_broken_pipe(printer.line(line))?;
-            Ok(exit::OK)
-        }
+        Command::Pause(ref args) => pause_or_resume(&settings, printer, Some(&args.reason)),
+        Command::Resume => pause_or_resume(&settings, printer, None),
         Command::Status => {
             let last_run = LastRun::read(&settings.host)?;
             let watch = watch::state::WatchState::read(&settings.host)
@@ -257,6 +236,28 @@ fn apply(settings: &Settings, printer: &Printer, print_converged: bool) -> Resul
             .any(|entry| entry.status == engine::Status::Done);
         (converged.code, changed)
     })
+}
+
+/// `berth pause REASON` (`reason` given) or `berth resume`.
+fn pause_or_resume(settings: &Settings, printer: &Printer, reason: Option<&str>) -> Result<u8> {
+    let line = match reason {
+        Some(reason) => {
+            if reason.trim().is_empty() {
+                bail!("say why berth is paused: `berth pause \"kernel upgrade until Friday\"`");
+            }
+            let pause = Pause::now(reason);
+            pause.write(&settings.host)?;
+            format!(
+                "berth is {}\n`berth resume` lets apply converge again",
+                pause.describe()
+            )
+        }
+        None if Pause::remove(&settings.host)? => "berth resumed: apply converges again".to_owned(),
+        None => "berth was not paused".to_owned(),
+    };
+    refresh_metrics(settings);
+    ignore_broken_pipe(printer.line(&line))?;
+    Ok(exit::OK)
 }
 
 /// Rewrites the metrics file (when one is configured) from the last run's report and the pause,

@@ -30,7 +30,7 @@ fn resolved(topology: Topology, site: &str) -> Result<Profile, String> {
             TomlFile::new("site.toml", site),
         ],
     )
-    .map_err(|error| error.problem.to_string())
+    .map_err(|error| error.problem().to_string())
 }
 
 #[test]

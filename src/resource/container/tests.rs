@@ -1053,9 +1053,9 @@ fn runtime_is_passed_compared_only_when_set_and_refused_when_the_daemon_lacks_it
         )
         .unwrap_err();
         assert!(
-            error.problem.to_string().starts_with(problem),
+            error.problem().to_string().starts_with(problem),
             "{}",
-            error.problem
+            error.problem()
         );
     }
 }
