@@ -228,7 +228,7 @@ fn validate_checks_profiles_without_touching_the_host() {
     let run = berth(&root).args(["validate"]).run();
     run.code(0);
     insta::assert_snapshot!(run.stdout, @r"
-    warning: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)
+    warning: dind (embedded):48:13: key `containers.gitlab-runner`: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)
     valid: dind
     ");
     assert!(root.snapshot().is_empty(), "validate wrote nothing");
@@ -386,6 +386,7 @@ fn profiles_lists_installed_and_embedded_ones_and_marks_the_selected() {
     insta::assert_snapshot!(run.stdout, @r"
         * site          site: our runners, on top of dind  [/etc/berth/profiles/site.toml]
           dind-service  GitLab runner host whose jobs start their own Docker-in-Docker service  [embedded]
+          dind-sysbox   GitLab runner host with a Docker-in-Docker daemon container run by sysbox instead of privileged  [embedded]
           dind-tls      GitLab runner host with a Docker-in-Docker daemon container behind mutual TLS  [embedded]
         * dind          GitLab runner host with a Docker-in-Docker daemon container  [embedded]
           socket        GitLab runner host whose runner and jobs use the host's Docker socket  [embedded]

@@ -466,7 +466,7 @@ fn plan_without_docker_installed_says_so_and_shows_the_file_changes() {
 
     Plan: 6 to add, 0 to change, 0 to destroy, 1 refused.
     --- stderr
-    warning: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)
+    warning: dind (embedded):48:13: key `containers.gitlab-runner`: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)
     warning: kernel-module/overlay: the running kernel is not visible under the root (no /proc/filesystems or /proc/modules): `overlay` is only persisted, not loaded
     warning: daemon/docker: Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is
     "#);

@@ -404,10 +404,20 @@ fn every_profile_validates_and_says_what_it_trades() {
         let run = berth(&root).args(["validate", "-p", profile]).run();
         run.code(0);
         // Each declares the runner's container, and leaves the runner to the site layer.
+        // The warning is placed at the runner's container, line and column of its table.
+        let (place, rest) = run
+            .stdout
+            .split_once(": key `containers.gitlab-runner`: ")
+            .unwrap_or_else(|| panic!("{}", run.stdout));
+        assert!(
+            place.starts_with(&format!("warning: {profile} (embedded):")),
+            "{}",
+            run.stdout
+        );
         assert_eq!(
-            run.stdout,
+            rest,
             format!(
-                "warning: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)\nvalid: {profile}\n"
+                "no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)\nvalid: {profile}\n"
             ),
             "no other warning for `{profile}`"
         );
