@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, de::DeserializeOwned};
 
 /// Where a TOML text came from (`/etc/berth/profiles/site.toml`, `dind (embedded)`) and the
 /// text itself.
@@ -147,7 +147,7 @@ impl TomlFile {
                 .collect());
         }
         let mut problems: Vec<LocatedError> = Vec::new();
-        for part in second_level_parts(document) {
+        for part in second_level_parts(document.clone()) {
             if let Err(error) = T::deserialize(toml::de::Deserializer::from(part)) {
                 let problem = self.located(&error);
                 if !problems.contains(&problem) {
@@ -158,9 +158,11 @@ impl TomlFile {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let table: toml::Table =
-            toml::from_str(&self.text).map_err(|error| vec![self.located(&error)])?;
-        let typed = toml::from_str::<T>(&self.text).map_err(|error| vec![self.located(&error)])?;
+        // Both from the document parsed above, rather than parsing the text twice more.
+        let table = toml::Table::deserialize(toml::de::Deserializer::from(document.clone()))
+            .map_err(|error| vec![self.located(&error)])?;
+        let typed = T::deserialize(toml::de::Deserializer::from(document))
+            .map_err(|error| vec![self.located(&error)])?;
         Ok((typed, table))
     }
 
