@@ -138,8 +138,21 @@ fn stem(path: &std::path::Path) -> String {
 pub(crate) struct ProfileError(Vec<LocatedError>);
 
 impl ProfileError {
-    /// `None` when there is no problem.
-    pub(crate) fn of(problems: Vec<LocatedError>) -> Option<Self> {
+    /// `None` when there is no problem. The problems read in file order (files as they first
+    /// come), then by line and column, as an editor lists them.
+    pub(crate) fn of(mut problems: Vec<LocatedError>) -> Option<Self> {
+        let mut files: Vec<String> = Vec::new();
+        for problem in &problems {
+            if !files.contains(&problem.file) {
+                files.push(problem.file.clone());
+            }
+        }
+        problems.sort_by_key(|problem| {
+            (
+                files.iter().position(|file| *file == problem.file),
+                problem.position,
+            )
+        });
         (!problems.is_empty()).then_some(Self(problems))
     }
 
@@ -204,6 +217,11 @@ impl Problems {
     /// The value, or `None` with the error kept.
     pub(crate) fn keep<T>(&mut self, result: Result<T, LocatedError>) -> Option<T> {
         result.map_err(|error| self.0.push(error)).ok()
+    }
+
+    /// The value, or `None` with every error kept.
+    pub(crate) fn keep_all<T>(&mut self, result: Result<T, Vec<LocatedError>>) -> Option<T> {
+        result.map_err(|errors| self.0.extend(errors)).ok()
     }
 
     pub(crate) fn push(&mut self, error: LocatedError) {

@@ -257,7 +257,7 @@ fn resolve_objects(
     let mut containers = Vec::new();
     for (name, layer) in objects.containers.unwrap_or_default() {
         let key = KeyPath::parse_dotted("containers").key(name.as_str());
-        let Some(container) = problems.keep(resolve_container(
+        let Some(container) = problems.keep_all(resolve_container(
             name,
             layer,
             mtu,
@@ -431,6 +431,21 @@ mod tests {
             ),
             "{error}"
         );
+    }
+
+    /// Issue 13, item 6: a section's checks all run, so one run reports each of its problems.
+    #[test]
+    fn every_problem_of_a_container_is_reported() {
+        let error = profile(&[
+            "[containers.a1]\nhostname = \"-bad-\"\ncap_add = [\"NET ADMIN\"]\nstop_signal = \"?\"\n",
+        ])
+        .unwrap_err();
+        insta::assert_snapshot!(error, @r"
+            layer0.toml:1:13: key `containers.a1`: a container needs an `image`
+            layer0.toml:2:1: key `containers.a1.hostname`: `-bad-` is not a hostname (letters, digits and `-`, in dot-separated labels of at most 63 characters)
+            layer0.toml:3:1: key `containers.a1.cap_add`: `NET ADMIN` is not a capability (e.g. NET_ADMIN)
+            layer0.toml:4:1: key `containers.a1.stop_signal`: `?` is not a signal (e.g. SIGQUIT)
+        ");
     }
 
     #[test]

@@ -267,16 +267,21 @@ pub(crate) fn resolve_container(
     mtu: Option<u32>,
     registry_mirrors: &[String],
     layers: &Layers,
-) -> Result<ContainerSpec, LocatedError> {
+) -> Result<ContainerSpec, Vec<LocatedError>> {
     let key = KeyPath::parse_dotted("containers").key(name.as_str());
-    let Some(image) = layer.image else {
-        return Err(layers.error_at(&key, "a container needs an `image`"));
-    };
-    if let Err(why) = check_image_reference(&image) {
-        return Err(layers.error_at(
-            &key.key("image"),
-            format!("`{image}` is not an image reference: {why}"),
-        ));
+    // Every check runs, so that one run reports every problem of the section.
+    let mut problems = Vec::new();
+    let image = layer.image;
+    match &image {
+        None => problems.push(layers.error_at(&key, "a container needs an `image`")),
+        Some(image) => {
+            if let Err(why) = check_image_reference(image) {
+                problems.push(layers.error_at(
+                    &key.key("image"),
+                    format!("`{image}` is not an image reference: {why}"),
+                ));
+            }
+        }
     }
     let mut networks = IndexMap::new();
     for (network, attachment) in layer.networks.unwrap_or_default().0 {
@@ -285,7 +290,7 @@ pub(crate) fn resolve_container(
             .iter()
             .find(|alias| alias.is_empty() || alias.contains(char::is_whitespace))
         {
-            return Err(layers.error_at(
+            problems.push(layers.error_at(
                 &key.key("networks").key(network.as_str()),
                 format!("`{bad}` is not a network alias"),
             ));
@@ -295,15 +300,16 @@ pub(crate) fn resolve_container(
     let mut env = BTreeMap::new();
     for (variable, value) in layer.env.unwrap_or_default() {
         if variable.is_empty() || variable.contains('=') {
-            return Err(layers.error_at(
+            problems.push(layers.error_at(
                 &key.key("env").key(&variable),
                 "an environment variable name is not empty and has no `=`",
             ));
+            continue;
         }
         env.insert(variable, value);
     }
     if layer.entrypoint.as_ref().is_some_and(Vec::is_empty) {
-        return Err(layers.error_at(
+        problems.push(layers.error_at(
             &key.key("entrypoint"),
             "must name a program; leave it out to keep the image's entrypoint",
         ));
@@ -317,7 +323,7 @@ pub(crate) fn resolve_container(
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-'));
             if !valid {
-                return Err(layers.error_at(
+                problems.push(layers.error_at(
                     &key.key("stop_signal"),
                     format!("`{signal}` is not a signal (e.g. SIGQUIT)"),
                 ));
@@ -334,10 +340,11 @@ pub(crate) fn resolve_container(
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
-            return Err(layers.error_at(
+            problems.push(layers.error_at(
                 &key.key("cap_add"),
                 format!("`{capability}` is not a capability (e.g. NET_ADMIN)"),
             ));
+            continue;
         }
         if !cap_add.contains(&normalized) {
             cap_add.push(normalized);
@@ -346,12 +353,14 @@ pub(crate) fn resolve_container(
     if let Some(hostname) = &layer.hostname
         && !is_hostname(hostname)
     {
-        return Err(layers.error_at(
+        problems.push(layers.error_at(
             &key.key("hostname"),
             format!("`{hostname}` is not a hostname (letters, digits and `-`, in dot-separated labels of at most 63 characters)"),
         ));
     }
-    let dind = layer.dind.unwrap_or_else(|| is_dind_image(&image));
+    let dind = layer
+        .dind
+        .unwrap_or_else(|| image.as_deref().is_some_and(is_dind_image));
     // `command = []` cannot be passed to `docker create` (no arguments means the image's CMD),
     // so it means what it does there: the image's CMD.
     let mut command = layer.command.filter(|command| !command.is_empty());
@@ -376,7 +385,7 @@ pub(crate) fn resolve_container(
     let security_opt = layer.security_opt.unwrap_or_default();
     for option in &security_opt {
         if let Some(Err(why)) = seccomp_file(option) {
-            return Err(layers.error_at(
+            problems.push(layers.error_at(
                 &key.key("security_opt"),
                 format!("`{option}`: the seccomp profile must be a file named by its absolute path: {why}"),
             ));
@@ -388,21 +397,27 @@ pub(crate) fn resolve_container(
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
-        return Err(layers.error_at(
+        problems.push(layers.error_at(
             &key.key("runtime"),
             format!("`{runtime}` is not a runtime name (as `docker info` lists them, e.g. `sysbox-runc`)"),
         ));
     }
     if layer.runtime.as_deref() == Some(SYSBOX_RUNTIME) && layer.privileged == Some(true) {
-        return Err(layers.error_at(
+        problems.push(layers.error_at(
             &key.key("privileged"),
             "sysbox-runc refuses privileged containers (its raison d'être is not needing them); leave `privileged` out",
         ));
     }
     let after = layer.after.unwrap_or_default();
     if after.contains(&name) {
-        return Err(layers.error_at(&key.key("after"), "a container cannot come after itself"));
+        problems.push(layers.error_at(&key.key("after"), "a container cannot come after itself"));
     }
+    let labels = labels(layer.labels, &key.key("labels"), layers)
+        .map_err(|problem| problems.push(problem))
+        .unwrap_or_default();
+    let Some(image) = image.filter(|_| problems.is_empty()) else {
+        return Err(problems);
+    };
     Ok(ContainerSpec {
         privileged: layer.privileged.unwrap_or(false),
         runtime: layer.runtime,
@@ -413,7 +428,7 @@ pub(crate) fn resolve_container(
         command,
         entrypoint: layer.entrypoint,
         ports: layer.ports.unwrap_or_default(),
-        labels: labels(layer.labels, &key.key("labels"), layers)?,
+        labels,
         user: layer.user.filter(|user| !user.is_empty()),
         workdir: layer.workdir.filter(|workdir| !workdir.is_empty()),
         hostname: layer.hostname,
