@@ -12,14 +12,14 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use super::keys::{GLOBAL_KEYS, check_entry};
+use super::keys::{check_entry, resolve_globals};
 use super::secret_files::{self, SecretFile};
 use crate::resource::container::values::{Mount, MountSource};
 use crate::{
     host::{HostPath, host_path},
     profile::{
         Layers, Problems,
-        source::{KeyPath, LocatedError, closest, did_you_mean},
+        source::{KeyPath, LocatedError, did_you_mean},
     },
 };
 
@@ -352,98 +352,6 @@ pub(crate) fn resolve(
         problems.keep(apply_mtu_to_runners(mtu, &mut settings, layers));
     }
     (settings, warnings)
-}
-
-/// What gitlab-runner's `log_format` takes.
-const LOG_FORMATS: &[&str] = &["runner", "text", "json"];
-
-/// `[runner]`: gitlab-runner's global settings, each checked where berth knows its meaning.
-fn resolve_globals(
-    mut runner: toml::Table,
-    settings: &mut RunnerSettings,
-    warnings: &mut Vec<(KeyPath, String)>,
-    layers: &Layers,
-    problems: &mut Problems,
-) {
-    let base = KeyPath::parse_dotted("runner");
-    settings.secret_files = problems
-        .keep(secret_files::take(&mut runner, &base, layers))
-        .unwrap_or_default();
-    for (key, value) in runner {
-        let path = base.key(&key);
-        let mut fail = |message: &str, hint: Option<String>| {
-            problems.push(layers.error_at(&path, message.to_owned()).with_hint(hint));
-        };
-        match key.as_str() {
-            "config" => {
-                let Some(text) = value.as_str() else {
-                    fail("must be a path", None);
-                    continue;
-                };
-                let Some(config) = problems.keep(HostPath::new(text).map_err(|message| layers.error_at(&path, message))) else {
-                    continue;
-                };
-                settings.config = config;
-                settings.seen_directory =
-                    settings.config.parent().map(|directory| directory.to_string());
-                continue;
-            }
-            "runners" => {
-                fail(
-                    "runners are declared as `[runners.NAME]` tables, not inside `[runner]`",
-                    None,
-                );
-                continue;
-            }
-            "concurrent" => match value.as_integer() {
-                Some(1..) => {}
-                _ => {
-                    fail("must be a whole number of at least 1 (gitlab-runner exits on 0)", None);
-                    continue;
-                }
-            },
-            "check_interval" | "shutdown_timeout" => match value.as_integer() {
-                Some(0..) => {}
-                _ => {
-                    fail("must be a whole number of seconds", None);
-                    continue;
-                }
-            },
-            "log_level" => {
-                // What gitlab-runner's `log.Configuration().SetLevel` takes: logrus's levels.
-                const LEVELS: &[&str] = &[
-                    "trace", "debug", "info", "warn", "warning", "error", "fatal", "panic",
-                ];
-                if !value.as_str().is_some_and(|level| LEVELS.contains(&level)) {
-                    fail(&format!("must be one of {}", LEVELS.join(", ")), value.as_str().and_then(|level| did_you_mean(level, LEVELS)));
-                    continue;
-                }
-            }
-            "log_format"
-                if !value
-                    .as_str()
-                    .is_some_and(|format| LOG_FORMATS.contains(&format)) =>
-            {
-                fail(&format!("must be one of {}", LOG_FORMATS.join(", ")), value.as_str().and_then(|format| did_you_mean(format, LOG_FORMATS)));
-                continue;
-            }
-            "session_server" if !value.is_table() => {
-                fail("must be a table", None);
-                continue;
-            }
-            other if !GLOBAL_KEYS.contains(&other) => warnings.push((
-                path.clone(),
-                format!(
-                    "`runner.{other}` is not a gitlab-runner setting berth knows; it is written to config.toml as it is{}",
-                    closest(other, GLOBAL_KEYS.iter().copied())
-                        .map(|meant| format!(" (did you mean `{meant}`?)"))
-                        .unwrap_or_default()
-                ),
-            )),
-            _ => {}
-        }
-        settings.globals.insert(key, value);
-    }
 }
 
 #[expect(clippy::too_many_lines, reason = "one check per key of a runner entry")]
