@@ -29,7 +29,7 @@ use crate::{
     cli::{Cli, Command},
     docker::Docker,
     engine::{Mode, Pass, Report, Reviewed},
-    host::lock::RunLock,
+    host::{HostPath, lock::RunLock},
     output::confirm::{self, Consent},
     output::run_report::{self, LastRun},
     output::{Printer, json},
@@ -189,7 +189,7 @@ fn apply(settings: &Settings, printer: &Printer, print_converged: bool) -> Resul
         } else {
             tracing::info!("berth is {}; nothing was changed", pause.describe());
         }
-        refresh_metrics(settings);
+        refresh_metrics(settings, settings.metrics_file.as_ref());
         return Ok((exit::OK, false));
     }
     let started = jiff::Timestamp::now();
@@ -255,15 +255,17 @@ fn pause_or_resume(settings: &Settings, printer: &Printer, reason: Option<&str>)
         None if Pause::remove(&settings.host)? => "berth resumed: apply converges again".to_owned(),
         None => "berth was not paused".to_owned(),
     };
-    refresh_metrics(settings);
+    // A pause shows in the metrics at once, not at the next apply.
+    let metrics_file = settings::BerthToml::read(&settings.host)?.metrics_file;
+    refresh_metrics(settings, metrics_file.as_ref());
     ignore_broken_pipe(printer.line(&line))?;
     Ok(exit::OK)
 }
 
 /// Rewrites the metrics file (when one is configured) from the last run's report and the pause,
 /// so that `berth_paused` follows `pause` and `resume` at once.
-fn refresh_metrics(settings: &Settings) {
-    let Some(path) = &settings.metrics_file else {
+fn refresh_metrics(settings: &Settings, metrics_file: Option<&HostPath>) {
+    let Some(path) = metrics_file else {
         return;
     };
     let last_run = LastRun::read(&settings.host)

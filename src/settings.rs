@@ -43,6 +43,15 @@ impl BerthToml {
             .with_context(|| format!("invalid berth settings `{path}`"))?;
         Ok(config)
     }
+
+    /// The profiles berth.toml names, in layering order.
+    pub(crate) fn profile_refs(&self) -> Vec<ProfileRef> {
+        self.profiles
+            .iter()
+            .flatten()
+            .map(|text| ProfileRef::parse_host(text))
+            .collect()
+    }
 }
 
 #[derive(Debug)]
@@ -74,12 +83,7 @@ impl Settings {
         }
         let host = Host::new(root);
         let host_config = BerthToml::read(&host)?;
-        let selected: Vec<ProfileRef> = host_config
-            .profiles
-            .iter()
-            .flatten()
-            .map(|text| ProfileRef::parse_host(text))
-            .collect();
+        let selected = host_config.profile_refs();
         let saved_plan = match &cli.command {
             Command::Apply(ApplyCommand {
                 plan: Some(path),
@@ -159,10 +163,6 @@ impl Settings {
                     None => host_config.metrics_file,
                 };
                 (metrics_file, Duration::from_secs(args.lock_timeout))
-            }
-            // A pause shows in the metrics at once, not at the next apply.
-            None if matches!(cli.command, Command::Pause(_) | Command::Resume) => {
-                (host_config.metrics_file, Duration::ZERO)
             }
             None => (None, Duration::ZERO),
         };
