@@ -55,7 +55,7 @@ fn docker_missing_plan_counts_every_object_and_apply_with_install_false_exits_1(
 
     Plan: 7 to add, 0 to change, 0 to destroy.
     --- stderr
-    warning: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)
+    warning: dind (embedded):48:13: key `containers.gitlab-runner`: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)
     warning: kernel-module/overlay: the running kernel is not visible under the root (no /proc/filesystems or /proc/modules): `overlay` is only persisted, not loaded
     warning: daemon/docker: Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is
     "#);
