@@ -300,14 +300,8 @@ fn converge(
     mode: Mode,
     print_converged: bool,
 ) -> Result<Converged> {
-    if settings.plan_out.is_some() || settings.saved_plan.is_some() {
-        settings.host.record_reads();
-    }
-    let profile = resource::profile::load(&settings.profiles, &settings.host)?;
-    for warning in &profile.warnings {
-        tracing::warn!("{warning}");
-    }
     // `/var/lib/berth` is root's: plan as another user cannot tell, and plans all the same.
+    // Read before a saved plan records what it observed: a pause is no part of the host's state.
     if mode == Mode::Plan
         && let Some(pause) = Pause::read(&settings.host)
             .inspect_err(|error| tracing::debug!("{error:#}"))
@@ -318,6 +312,13 @@ fn converge(
             "berth is {}: apply changes nothing until `berth resume`",
             pause.describe()
         );
+    }
+    if settings.plan_out.is_some() || settings.saved_plan.is_some() {
+        settings.host.record_reads();
+    }
+    let profile = resource::profile::load(&settings.profiles, &settings.host)?;
+    for warning in &profile.warnings {
+        tracing::warn!("{warning}");
     }
     let mut resources = resource::from_profile(&profile, &settings.options);
     resources.extend(resource::removed_runners(&profile, &settings.host));
