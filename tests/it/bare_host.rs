@@ -20,8 +20,9 @@ use crate::{
 const BOOKWORM_OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_CODENAME=bookworm\nID=debian\n";
 
 /// Docker missing from a Debian root berth manages from outside (`--root`), with `install =
-/// false`: plan lists and counts every object as waiting for Docker (exit 2); apply makes the
-/// files, refuses to go on without Docker and says how to get it (exit 1).
+/// false`: plan lists and counts every object as waiting for Docker and exits 1, for the install
+/// it must refuse; apply makes the files, refuses to go on without Docker and says how to get it
+/// (exit 1).
 #[test]
 fn docker_missing_plan_counts_every_object_and_apply_with_install_false_exits_1() {
     let root = Root::new();
@@ -29,9 +30,9 @@ fn docker_missing_plan_counts_every_object_and_apply_with_install_false_exits_1(
     let never = profile_file(&root.join("/work"), "never", "[docker]\ninstall = false\n");
     let host = || berth(&root).args(["-p", "dind", "-p"]).args([&never]);
     let plan = host().args(["plan"]).run();
-    plan.code(2);
+    plan.code(1);
     insta::assert_snapshot!(plan.transcript(), @r#"
-    exit: 2
+    exit: 1
     --- stdout
     kernel-module/overlay        + persist   /etc/modules-load.d/overlay.conf
     package/docker               + install   Docker is not installed
@@ -53,7 +54,7 @@ fn docker_missing_plan_counts_every_object_and_apply_with_install_false_exits_1(
     container/gitlab-dind        + create    image docker:27-dind (after Docker is installed)
     container/gitlab-runner      + create    image gitlab/gitlab-runner:v17.11.0 (after Docker is installed)
 
-    Plan: 7 to add, 0 to change, 0 to destroy.
+    Plan: 6 to add, 0 to change, 0 to destroy, 1 refused.
     --- stderr
     warning: dind (embedded):48:13: key `containers.gitlab-runner`: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)
     warning: kernel-module/overlay: the running kernel is not visible under the root (no /proc/filesystems or /proc/modules): `overlay` is only persisted, not loaded
