@@ -83,6 +83,15 @@ impl Settings {
         }
         let host = Host::new(root);
         let host_config = BerthToml::read(&host)?;
+        if let Command::Apply(args) = &cli.command
+            && args.from_timer
+            && cli.profiles.is_empty()
+            && host_config.profiles.as_ref().is_none_or(Vec::is_empty)
+        {
+            bail!(
+                "the timer converges only a host whose `{HOST_CONFIG}` names its profiles, and it names none: write the site profile (or run `berth init`), list it as `profiles = [...]` in `{HOST_CONFIG}`, review `berth plan`, then `sudo berth apply`"
+            );
+        }
         let selected = host_config.profile_refs();
         let saved_plan = match &cli.command {
             Command::Apply(ApplyCommand {

@@ -15,6 +15,7 @@ mod bad_input;
 mod bare_host;
 mod cli;
 mod containers;
+mod conventions;
 mod daemon;
 mod dind;
 mod fault_tools;

@@ -336,11 +336,15 @@ fn a_run_that_cannot_get_the_lock_names_the_holder_and_changes_nothing() {
     run.code(1);
     assert!(
         run.stderr
-            .contains("error: another berth run (pid 4242) holds the lock since "),
+            .contains("error: another berth run (pid 4242, holding the lock since "),
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("waited 1 s for it"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(") did not finish; waited 1 s for it"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(root.snapshot(), before);
 }
 
