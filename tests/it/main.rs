@@ -24,6 +24,7 @@ mod gitlab_server;
 mod host_files;
 mod init;
 mod operations;
+mod packaging;
 mod plans;
 mod profiles;
 mod registry_mirrors;
