@@ -344,7 +344,16 @@ impl Printer {
             .max()
             .unwrap_or(0);
         let mut out = String::new();
+        let mut stage = None;
         for check in checks {
+            if stage != Some(check.stage) {
+                if stage.is_some() {
+                    out.push('\n');
+                }
+                out.push_str(&self.paint(BOLD, check.stage.heading()));
+                out.push('\n');
+                stage = Some(check.stage);
+            }
             let (label, style) = match check.verdict {
                 Verdict::Ok => ("ok", ADD),
                 Verdict::Warn => ("warn", CHANGE),

@@ -18,6 +18,7 @@ mod containers;
 mod conventions;
 mod daemon;
 mod dind;
+mod doctor;
 mod fault_tools;
 mod faults;
 mod gitlab_server;
