@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs berth on this host: the binary, its man page and shell completions, the profiles,
-# /etc/berth/berth.toml, and the systemd units. It changes nothing berth converges and starts
+# an example berth.toml, and the systemd units. It changes nothing berth converges and starts
 # nothing: the timer is enabled only with --enable-timer. Idempotent: a second run changes nothing.
 #
 #   sudo ./install.sh                      build with cargo and install under /usr/local
@@ -177,8 +177,13 @@ next_steps() {
     echo
     echo "berth is installed. Nothing it manages on this host has changed, and nothing runs it yet."
     echo "Next:"
-    echo "  1. Write the site profile, e.g. /etc/berth/profiles/site.toml (or run \`sudo berth init\`),"
-    echo "     and name the profiles in $host_config: profiles = [\"dind\", \"site\"]"
+    named=$(grep -m1 '^[[:space:]]*profiles[[:space:]]*=' "$destdir$host_config" 2>/dev/null || true)
+    if [ -n "$named" ]; then
+        echo "  1. $host_config names the profiles: $named"
+    else
+        echo "  1. sudo berth init --url URL --runner NAME    write the site profile and $host_config"
+        echo "     (or write them yourself, from $doc_dir/berth.toml.example)"
+    fi
     echo "  2. berth plan                                 see what apply would change"
     echo "  3. sudo berth apply                           converge the host"
     if [ "$enable" = yes ]; then
@@ -215,10 +220,10 @@ do_install() {
         install_profile "$profile" "$profile_dir/$(basename "$profile")"
     done
 
-    if [ ! -e "$destdir$host_config" ]; then
-        install_file "$here/packaging/berth.toml" "$host_config" 0644
-    elif [ -n "$(recorded "$host_config")" ]; then
-        # Ours from an earlier run: keep recording it (unchanged or not, it is never rewritten).
+    # berth.toml is the operator's (`berth init` writes it, and never over a file): only an
+    # example is installed. One an earlier install.sh wrote stays recorded as ours.
+    install_file "$here/packaging/berth.toml" "$doc_dir/berth.toml.example" 0644
+    if [ -e "$destdir$host_config" ] && [ -n "$(recorded "$host_config")" ]; then
         record "$(recorded "$host_config")" "$host_config"
     fi
 

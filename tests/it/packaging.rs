@@ -81,8 +81,8 @@ fn succeeded(output: &Output, what: &str) {
 const NEXT_STEPS: &str = "
 berth is installed. Nothing it manages on this host has changed, and nothing runs it yet.
 Next:
-  1. Write the site profile, e.g. /etc/berth/profiles/site.toml (or run `sudo berth init`),
-     and name the profiles in /etc/berth/berth.toml: profiles = [\"dind\", \"site\"]
+  1. sudo berth init --url URL --runner NAME    write the site profile and /etc/berth/berth.toml
+     (or write them yourself, from /usr/local/share/doc/berth/berth.toml.example)
   2. berth plan                                 see what apply would change
   3. sudo berth apply                           converge the host
   4. sudo systemctl enable --now berth.timer    converge every 15 minutes from then on
@@ -94,39 +94,43 @@ fn install_sh_enables_nothing_and_offers_a_profile_only_when_the_shipped_one_cha
     let root = Root::new();
     let tree = source_tree(&root);
     let first = install(&tree, &root, &[]);
-    insta::assert_snapshot!(first, @r#"
+    // Every shipped profile, whichever the tree has; the rest word for word.
+    for entry in fs::read_dir(tree.join("profiles")).unwrap() {
+        let name = entry.unwrap().file_name();
+        let line = format!("installed /etc/berth/profiles/{}\n", name.to_string_lossy());
+        assert!(first.contains(&line), "{first}");
+    }
+    let mut others = String::new();
+    for line in first.split_inclusive('\n') {
+        if !line.starts_with("installed /etc/berth/profiles/") {
+            others.push_str(line);
+        }
+    }
+    insta::assert_snapshot!(others, @r#"
     installed /usr/local/bin/berth
     installed /usr/local/share/doc/berth/README.md
     installed /usr/local/share/man/man1/berth.1
     installed /usr/local/share/bash-completion/completions/berth
     installed /usr/local/share/zsh/site-functions/_berth
     installed /usr/local/share/fish/vendor_completions.d/berth.fish
-    installed /etc/berth/profiles/dind-service.toml
-    installed /etc/berth/profiles/dind-tls.toml
-    installed /etc/berth/profiles/dind.toml
-    installed /etc/berth/profiles/socket.toml
-    installed /etc/berth/berth.toml
+    installed /usr/local/share/doc/berth/berth.toml.example
     installed /usr/local/lib/systemd/system/berth.service
     installed /usr/local/lib/systemd/system/berth.timer
     installed /usr/local/lib/systemd/system/berth-watch.service
 
     berth is installed. Nothing it manages on this host has changed, and nothing runs it yet.
     Next:
-      1. Write the site profile, e.g. /etc/berth/profiles/site.toml (or run `sudo berth init`),
-         and name the profiles in /etc/berth/berth.toml: profiles = ["dind", "site"]
+      1. sudo berth init --url URL --runner NAME    write the site profile and /etc/berth/berth.toml
+         (or write them yourself, from /usr/local/share/doc/berth/berth.toml.example)
       2. berth plan                                 see what apply would change
       3. sudo berth apply                           converge the host
       4. sudo systemctl enable --now berth.timer    converge every 15 minutes from then on
          (or `sudo systemctl enable --now berth-watch` to heal drift the moment it happens)
     "#);
-    // Nothing enabled, and the installed berth.toml names no profile, so even an enabled
-    // timer would converge nothing.
+    // Nothing enabled, and no berth.toml naming profiles, so even an enabled timer would
+    // converge nothing; `berth init` can write it (it never writes over a file).
     assert!(!root.exists("/etc/systemd"), "nothing is enabled");
-    let berth_toml = root.read("/etc/berth/berth.toml").unwrap();
-    assert!(
-        !berth_toml.lines().any(|line| line.starts_with("profiles")),
-        "{berth_toml}"
-    );
+    assert!(!root.exists("/etc/berth/berth.toml"));
     let man = root.read("/usr/local/share/man/man1/berth.1").unwrap();
     assert!(man.contains(".TH berth 1 "), "{man}");
 
@@ -172,6 +176,16 @@ fn install_sh_enables_nothing_and_offers_a_profile_only_when_the_shipped_one_cha
     assert!(!root.exists("/etc/berth/profiles/socket.toml.new"));
     // Offered once: the next run leaves it as it is.
     assert_eq!(install(&tree, &root, &[]), NEXT_STEPS);
+
+    // Once berth.toml names the profiles (`berth init` wrote it), step 1 says so.
+    root.write("/etc/berth/berth.toml", "profiles = [\"dind\", \"site\"]\n");
+    let output = install(&tree, &root, &[]);
+    assert!(
+        output.contains(
+            "\n  1. /etc/berth/berth.toml names the profiles: profiles = [\"dind\", \"site\"]\n"
+        ),
+        "{output}"
+    );
 
     // --enable-timer is the one way install.sh turns anything on.
     let enabled = install(&tree, &root, &["--enable-timer"]);
