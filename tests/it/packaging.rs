@@ -1,8 +1,9 @@
 //! Installing berth (issue 13, points 1, 2 and 10): install.sh into a staging root enables and
 //! starts nothing and says what to do next, offers a changed shipped profile beside an edited
 //! one only when the shipped one changed; the Debian package built with cargo-deb holds what
-//! it should with the profiles as conffiles; the systemd units verify and their timeout covers
-//! the longest wait berth's code allows.
+//! it should with the profiles as conffiles; the units' timeouts cover the longest wait
+//! berth's code allows (tests/it/operations.rs has install.sh's basics, shellcheck and
+//! `systemd-analyze verify`).
 
 use std::{
     fs,
@@ -222,25 +223,6 @@ fn install_sh_enables_nothing_and_offers_a_profile_only_when_the_shipped_one_cha
     assert!(fs::symlink_metadata(&timer_link).is_err());
 }
 
-#[test]
-fn the_install_scripts_pass_shellcheck() {
-    if !tool_available("shellcheck", "apt-get install shellcheck") {
-        return;
-    }
-    let output = Command::new("shellcheck")
-        .current_dir(SOURCE)
-        .args([
-            "install.sh",
-            "build-deb.sh",
-            "packaging/debian/postinst",
-            "packaging/debian/prerm",
-            "packaging/debian/postrm",
-        ])
-        .output()
-        .unwrap();
-    succeeded(&output, "shellcheck");
-}
-
 /// `KEY=VALUE` of a unit file's `[Service]` section.
 fn unit_setting(unit: &str, key: &str) -> Option<String> {
     let text = fs::read_to_string(Path::new(SOURCE).join("systemd").join(unit)).unwrap();
@@ -308,7 +290,7 @@ fn longest_shipped_drain() -> u64 {
 }
 
 #[test]
-fn the_units_verify_and_outlast_the_longest_drain_and_pulls() {
+fn the_units_outlast_the_longest_drain_and_pulls() {
     // The bounds in berth's code (docs in systemd/berth.service): the lock wait, a Docker
     // restart, two image pulls, the drain plus `docker stop`'s margin, GitLab's retries.
     let lock = 120;
@@ -328,26 +310,7 @@ fn the_units_verify_and_outlast_the_longest_drain_and_pulls() {
     );
     assert_eq!(seconds("2h15min"), 8100);
 
-    if !tool_available("systemd-analyze", "apt-get install systemd") {
-        return;
-    }
-    // As installed, with ExecStart pointing at a binary that exists here.
-    let root = Root::new();
-    let units = root.scratch("units");
-    for unit in ["berth.service", "berth.timer", "berth-watch.service"] {
-        let text = fs::read_to_string(Path::new(SOURCE).join("systemd").join(unit))
-            .unwrap()
-            .replace("/usr/local/bin/berth", BERTH);
-        fs::write(units.join(unit), text).unwrap();
-    }
-    let output = Command::new("systemd-analyze")
-        .arg("verify")
-        .args(["berth.service", "berth.timer", "berth-watch.service"].map(|unit| units.join(unit)))
-        .output()
-        .unwrap();
-    succeeded(&output, "systemd-analyze verify");
-    // It exits 0 on a setting it ignores; what it says is the verdict.
-    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+    // systemd-analyze verify: operations::systemd_units_verify.
 }
 
 /// cargo-deb: from PATH, else built once into the target directory's `tools` (a CI cache keeps
