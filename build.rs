@@ -59,11 +59,18 @@ fn commit() {
         "cargo:rustc-env=BERTH_COMMIT_DATE={}",
         date.as_deref().unwrap_or("unknown")
     );
-    // A new commit (HEAD moves, or the branch it names does) builds a new version string.
-    for path in ["HEAD", "refs/heads", "packed-refs"] {
+    // A new commit (HEAD moves, or the branch it names does) builds a new version string; only
+    // this checkout's branch is watched, so commits on other branches (worktrees share the
+    // refs) do not rebuild it.
+    let branch = git(&["symbolic-ref", "-q", "HEAD"]);
+    for path in ["HEAD", "packed-refs"].into_iter().chain(branch.as_deref()) {
         if let Some(path) = git(&["rev-parse", "--git-path", path]) {
+            // A path that does not exist would rerun this script on every build (a branch
+            // packed by `git gc` lives in packed-refs).
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-            println!("cargo:rerun-if-changed={}", path.display());
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
         }
     }
 }
