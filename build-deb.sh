@@ -3,7 +3,8 @@
 # target/debian/berth_VERSION-1_ARCH.deb, installed with `sudo apt install ./berth_*.deb`.
 #
 #   ./build-deb.sh                          cargo build --release, then the package
-#   ./build-deb.sh --profile dev --no-build package the debug build already there (the tests)
+#   ./build-deb.sh --no-build               package TARGET/release/berth as it is (the tests put
+#                                           their build there, in a CARGO_TARGET_DIR of their own)
 #   ./build-deb.sh -- --output DIR          anything after -- goes to cargo-deb
 #
 # The man page, the completions and the units (pointing at /usr/bin/berth) are generated first,
