@@ -6,6 +6,15 @@ use std::process::Command;
 
 use crate::harness::{BERTH, Root, berth, profile_file, tool_available};
 
+/// A profile of files only (overlay persisted, daemon.json): it converges on an empty root,
+/// where Docker is not installed.
+const FILES_ONLY: &str =
+    "[kernel]\nmodules = [\"overlay\"]\n\n[docker.daemon]\nstorage-driver = \"overlay2\"\n";
+
+fn files_only(root: &Root) -> std::path::PathBuf {
+    profile_file(&root.scratch("profiles"), "files", FILES_ONLY)
+}
+
 #[test]
 fn version_names_the_commit_and_its_date() {
     let root = Root::new();
@@ -127,7 +136,10 @@ fn under_the_journal_each_line_has_its_priority_and_an_error_is_one_entry() {
     assert!(lines[0].contains("privilegd"), "{}", run.stderr);
 
     // Warnings and info lines get theirs; the plan on stdout stays as it is.
-    let run = berth(&root).args(["plan", "-v"]).run_under_journal();
+    let run = berth(&root)
+        .args(["plan", "-v", "-p"])
+        .args([files_only(&root)])
+        .run_under_journal();
     run.code(2);
     assert!(
         run.stderr.lines().all(|line| line.starts_with("<7>debug: ")
@@ -153,7 +165,11 @@ fn under_the_journal_each_line_has_its_priority_and_an_error_is_one_entry() {
 
 /// Runs berth with stdout on a pseudo-terminal (`script`), with `TERM` as given.
 fn plan_on_a_terminal(root: &Root, term: &str) -> String {
-    let command = format!("{BERTH} --root {} plan", root.path().display());
+    let command = format!(
+        "{BERTH} --root {} plan -p {}",
+        root.path().display(),
+        files_only(root).display()
+    );
     let output = Command::new("script")
         .args(["-qefc", &command, "/dev/null"])
         .env_clear()
@@ -200,6 +216,7 @@ fn the_action_column_lines_up_in_colour_as_in_plain_text() {
     };
     let plain = berth(&root).args(["plan", "--color", "never"]).run();
     let coloured = berth(&root).args(["plan", "--color", "always"]).run();
+    assert!(plain.stdout.contains("package/docker "), "{}", plain.stdout);
     assert!(coloured.stdout.contains('\u{1b}'));
     assert_eq!(strip(&coloured.stdout), plain.stdout);
 }
@@ -221,8 +238,9 @@ fn a_timer_started_apply_refuses_a_host_whose_berth_toml_names_no_profiles() {
     berth(&root).args(["apply", "--from-timer"]).run().code(1);
     assert_eq!(root.snapshot_all(), before, "the host is unchanged");
 
-    // Named: the timer converges; by hand, `apply` works without berth.toml as before.
-    root.write("/etc/berth/berth.toml", "profiles = [\"dind\"]\n");
+    // Named: the timer converges.
+    root.write("/etc/berth/profiles/files.toml", FILES_ONLY);
+    root.write("/etc/berth/berth.toml", "profiles = [\"files\"]\n");
     berth(&root).args(["apply", "--from-timer"]).run().code(0);
     assert!(root.exists("/etc/docker/daemon.json"));
 }
@@ -232,7 +250,8 @@ fn metrics_keep_the_last_success_through_a_failed_run_and_name_the_build() {
     let root = Root::new();
     let metrics_file = ["--metrics-file", "/var/lib/node-exporter/berth.prom"];
     berth(&root)
-        .args(["apply"])
+        .args(["apply", "-p"])
+        .args([files_only(&root)])
         .args(metrics_file)
         .run()
         .code(0);

@@ -76,7 +76,16 @@ fn doctor_checks_the_restart_command_the_timer_and_a_host_gitlab_runner() {
         (verdict.as_str(), detail.as_str()),
         ("skip", "not enabled (disabled) yet")
     );
-    berth(&root).args(["apply"]).run().code(0);
+    let files_only = crate::harness::profile_file(
+        &root.scratch("profiles"),
+        "files",
+        "[docker.daemon]\nstorage-driver = \"overlay2\"\n",
+    );
+    berth(&root)
+        .args(["apply", "-p"])
+        .args([&files_only])
+        .run()
+        .code(0);
     let (_, verdict, detail) = check(&root, &disabled, "berth.timer");
     assert_eq!(verdict, "warn");
     insta::assert_snapshot!(detail, @"not enabled (disabled): drift is corrected only when someone runs `berth apply`");
