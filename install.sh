@@ -1,20 +1,23 @@
 #!/bin/sh
-# Installs berth on this host: the binary, the profiles, /etc/berth/berth.toml, and the systemd
-# service and timer (enabled unless --no-enable). Idempotent: a second run changes nothing.
+# Installs berth on this host: the binary, its man page and shell completions, the profiles,
+# an example berth.toml, and the systemd units. It changes nothing berth converges and starts
+# nothing: the timer is enabled only with --enable-timer. Idempotent: a second run changes nothing.
 #
 #   sudo ./install.sh                      build with cargo and install under /usr/local
 #   sudo ./install.sh --binary ./berth     install a binary built elsewhere
-#   ./install.sh --destdir pkg --prefix /usr --no-enable    stage a package tree
+#   sudo ./install.sh --enable-timer       also enable and start berth.timer
+#   ./install.sh --destdir pkg --prefix /usr    stage a package tree
 #   sudo ./install.sh --uninstall          remove what was installed, and nothing else
 #
-# A profile the operator changed is never overwritten: the new one lands beside it as NAME.new.
-# What was installed is recorded with its checksum in PREFIX/share/berth/install-manifest, which
-# is how a later run knows a file is still as installed, and how --uninstall knows what is its.
-# DESTDIR and PREFIX may also come from the environment.
+# A profile the operator changed is never overwritten: when the shipped one changed too, it
+# lands beside it as NAME.toml.new (dpkg's conffile rule). What was installed is recorded with
+# its checksum in PREFIX/share/berth/install-manifest, with the checksum of each shipped
+# profile: how a later run knows a file is still as installed or the shipped copy is new, and
+# how --uninstall knows what is its. DESTDIR and PREFIX may also come from the environment.
 set -eu
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 die() {
@@ -26,7 +29,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 destdir=${DESTDIR:-}
 prefix=${PREFIX:-/usr/local}
 binary=
-enable=yes
+enable=no
 action=install
 
 while [ $# -gt 0 ]; do
@@ -37,6 +40,8 @@ while [ $# -gt 0 ]; do
         --prefix=*) prefix=${1#*=}; shift ;;
         --destdir) [ $# -ge 2 ] || die "--destdir needs a directory"; destdir=$2; shift 2 ;;
         --destdir=*) destdir=${1#*=}; shift ;;
+        --enable-timer) enable=yes; shift ;;
+        # The old default was to enable; saying so is now the default.
         --no-enable) enable=no; shift ;;
         --uninstall) action=uninstall; shift ;;
         -h | --help) usage; exit 0 ;;
@@ -56,6 +61,10 @@ fi
 bin_dir=$prefix/bin
 unit_dir=$prefix/lib/systemd/system
 doc_dir=$prefix/share/doc/berth
+man_dir=$prefix/share/man/man1
+bash_completion_dir=$prefix/share/bash-completion/completions
+zsh_completion_dir=$prefix/share/zsh/site-functions
+fish_completion_dir=$prefix/share/fish/vendor_completions.d
 manifest=$prefix/share/berth/install-manifest
 profile_dir=/etc/berth/profiles
 host_config=/etc/berth/berth.toml
@@ -75,7 +84,13 @@ checksum() {
 # The checksum recorded for an installed path, if any.
 recorded() {
     [ -f "$destdir$manifest" ] || return 0
-    awk -v path="$1" '$2 == path { print $1 }' "$destdir$manifest"
+    awk -v path="$1" 'NF == 2 && $2 == path { print $1 }' "$destdir$manifest"
+}
+
+# The checksum of the shipped copy last installed or offered for a profile, if recorded.
+recorded_shipped() {
+    [ -f "$destdir$manifest" ] || return 0
+    awk -v path="$1" '$1 == "shipped" && $3 == path { print $2 }' "$destdir$manifest"
 }
 
 new_manifest=
@@ -113,24 +128,71 @@ install_file() {
     record "$(checksum "$destdir$dest")" "$dest"
 }
 
-# install_profile SOURCE DEST: like install_file, but an operator's edits always win.
+# install_profile SOURCE DEST: like install_file, but an operator's edits always win, and
+# the shipped copy is offered beside an edited one (DEST.new) only when it changed since it was
+# last installed or offered, as dpkg does with a conffile.
 install_profile() {
-    source=$1 dest=$2
-    if [ -f "$destdir$dest" ] && ! cmp -s "$source" "$destdir$dest"; then
-        was=$(recorded "$dest")
-        if [ -z "$was" ] || [ "$was" != "$(checksum "$destdir$dest")" ]; then
-            # Changed by the operator (or never ours): keep it, offer ours beside it.
-            install_file "$source" "$dest.new" 0644
+    # Own names: sh has no locals, and install_file sets `source` and `dest`.
+    profile_source=$1 profile=$2
+    shipped=$(checksum "$profile_source")
+    if [ -f "$destdir$profile" ] && ! cmp -s "$profile_source" "$destdir$profile"; then
+        was=$(recorded "$profile")
+        if [ -z "$was" ] || [ "$was" != "$(checksum "$destdir$profile")" ]; then
+            # Changed by the operator (or never ours): keep it. A manifest from before shipped
+            # copies were recorded knows the installed one's checksum, which was the shipped one.
+            offered=$(recorded_shipped "$profile")
+            offered=${offered:-$was}
+            if [ "$offered" != "$shipped" ] || [ -f "$destdir$profile.new" ]; then
+                install_file "$profile_source" "$profile.new" 0644
+            fi
             # Remember the checksum as installed: if the operator reverts their edit, the file
             # is ours again.
             if [ -n "$was" ]; then
-                record "$was" "$dest"
+                record "$was" "$profile"
             fi
+            record "shipped $shipped" "$profile"
             return
         fi
     fi
-    rm -f "$destdir$dest.new"
-    install_file "$source" "$dest" 0644
+    rm -f "$destdir$profile.new"
+    install_file "$profile_source" "$profile" 0644
+    record "shipped $shipped" "$profile"
+}
+
+# install_generated DEST MODE COMMAND...: installs what COMMAND prints (the man page and the
+# completions come from the binary itself); a binary that cannot run here skips it, loudly.
+install_generated() {
+    dest=$1 mode=$2
+    shift 2
+    generated=$(mktemp)
+    if "$@" >"$generated" 2>/dev/null; then
+        install_file "$generated" "$dest" "$mode"
+    else
+        echo "install.sh: skipped $dest: \`$*\` failed" >&2
+    fi
+    rm -f "$generated"
+}
+
+next_steps() {
+    echo
+    echo "berth is installed. Nothing it manages on this host has changed, and nothing runs it yet."
+    echo "Next:"
+    named=$(grep -m1 '^[[:space:]]*profiles[[:space:]]*=' "$destdir$host_config" 2>/dev/null || true)
+    if [ -n "$named" ]; then
+        echo "  1. $host_config names the profiles: $named"
+    else
+        echo "  1. sudo berth init --url URL --runner NAME    write the site profile and $host_config"
+        echo "     (or write them yourself, from $doc_dir/berth.toml.example)"
+    fi
+    echo "  2. berth plan                                 see what apply would change"
+    echo "  3. sudo berth apply                           converge the host"
+    if [ "$enable" = yes ]; then
+        echo "  4. berth.timer is enabled: it converges every 15 minutes once $host_config names"
+        echo "     the profiles (until then each run refuses and says so in \`journalctl -u berth\`)"
+    else
+        echo "  4. sudo systemctl enable --now berth.timer    converge every 15 minutes from then on"
+    fi
+    echo "     (or \`sudo systemctl enable --now berth-watch\` to heal drift the moment it happens)"
 }
 
 do_install() {
@@ -150,22 +212,18 @@ do_install() {
 
     install_file "$binary" "$bin_dir/berth" 0755
     install_file "$here/README.md" "$doc_dir/README.md" 0644
+    install_generated "$man_dir/berth.1" 0644 "$binary" man
+    install_generated "$bash_completion_dir/berth" 0644 "$binary" completions bash
+    install_generated "$zsh_completion_dir/_berth" 0644 "$binary" completions zsh
+    install_generated "$fish_completion_dir/berth.fish" 0644 "$binary" completions fish
     for profile in "$here"/profiles/*.toml; do
         install_profile "$profile" "$profile_dir/$(basename "$profile")"
     done
 
-    if [ ! -e "$destdir$host_config" ]; then
-        config=$(mktemp)
-        cat >"$config" <<'EOF'
-# berth's settings for this host. `berth apply` (and the timer) converge to these profiles, in
-# order: later ones merge over earlier ones. A name is /etc/berth/profiles/NAME.toml, else the
-# profile embedded in the binary.
-profiles = ["dind"]
-EOF
-        install_file "$config" "$host_config" 0644
-        rm -f "$config"
-    elif [ -n "$(recorded "$host_config")" ]; then
-        # Ours from an earlier run: keep recording it (unchanged or not, it is never rewritten).
+    # berth.toml is the operator's (`berth init` writes it, and never over a file): only an
+    # example is installed. One an earlier install.sh wrote stays recorded as ours.
+    install_file "$here/packaging/berth.toml" "$doc_dir/berth.toml.example" 0644
+    if [ -e "$destdir$host_config" ] && [ -n "$(recorded "$host_config")" ]; then
         record "$(recorded "$host_config")" "$host_config"
     fi
 
@@ -187,6 +245,9 @@ EOF
             echo "enabled berth.timer"
         fi
         record symlink "$timer_link"
+    elif [ -L "$destdir$timer_link" ] && grep -q "^symlink $timer_link\$" "$destdir$manifest" 2>/dev/null; then
+        # Enabled by an earlier run: left as the operator has it, and still ours to remove.
+        record symlink "$timer_link"
     fi
 
     make_dirs "$(dirname "$manifest")"
@@ -202,6 +263,7 @@ EOF
             systemctl start berth.timer
         fi
     fi
+    next_steps
 }
 
 do_uninstall() {
@@ -211,7 +273,9 @@ do_uninstall() {
         systemctl disable --now berth-watch.service 2>/dev/null || true
     fi
     while read -r sum path; do
-        if [ "$sum" = symlink ]; then
+        if [ "$sum" = shipped ]; then
+            continue
+        elif [ "$sum" = symlink ]; then
             rm -f "$destdir$path"
         elif [ "$sum" != dir ] && [ -f "$destdir$path" ]; then
             if [ "$(checksum "$destdir$path")" = "$sum" ]; then

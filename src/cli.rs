@@ -5,12 +5,23 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// What `berth --version` prints after the name: the release, and the commit and date it was
+/// built from (`unknown` in a build without git, from a source tarball).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("BERTH_COMMIT"),
+    " ",
+    env!("BERTH_COMMIT_DATE"),
+    ")"
+);
+
 /// Converge a GitLab CI runner host (kernel modules, Docker daemon, containers, runner) to
 /// declarative TOML profiles.
 #[derive(Debug, Parser)]
 #[command(
     name = "berth",
-    version,
+    version = VERSION,
     about,
     max_term_width = 100,
     after_help = "Exit codes: 0 success (plan: in sync); 2 plan only: changes pending, all of which apply \
@@ -84,6 +95,16 @@ pub enum Command {
     Pause(PauseArgs),
     /// End a pause: apply converges again. Exit 0
     Resume,
+    /// Print the shell completion script for SHELL on stdout (e.g. `berth completions bash >
+    /// /usr/share/bash-completion/completions/berth`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout; install.sh and the Debian package install it as
+    /// berth(1)
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -157,6 +178,11 @@ pub struct ApplyCommand {
     /// only on a terminal; without one it goes ahead)
     #[arg(short, long)]
     pub yes: bool,
+
+    /// Set by berth.service: this run was started by the timer, which converges only a host whose
+    /// /etc/berth/berth.toml names its profiles
+    #[arg(long, hide = true)]
+    pub from_timer: bool,
 }
 
 #[derive(Debug, Clone, Args)]

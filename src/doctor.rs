@@ -1,6 +1,11 @@
 //! `berth doctor`: what a runner host needs, checked one by one, each failure with its fix.
 //! Read-only: it looks at files under the root and asks the Docker daemon, and changes nothing.
 //! A failed hard requirement makes the whole verdict unhealthy (exit 1); warnings do not.
+//! Checks come in two stages: what the host needs before the first apply, and what apply made
+//! (containers, registrations, the timer). Before berth has applied here, what apply creates is
+//! "not created yet", not a failure.
+
+mod systemd;
 
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
@@ -9,9 +14,11 @@ use crate::{
     docker::unit,
     docker::{DaemonStatus, Docker},
     host::{Host, HostPath, host_path},
+    output::run_report::LastRun,
     resource::container::spec::SYSBOX_RUNTIME,
     resource::profile::{NO_RUNNER_DECLARED, Profile},
     resource::{
+        container::inspect::ContainerInfo,
         kernel_module::{KernelModule, KernelView, ModuleName},
         runner::{config, config_toml, gitlab::GitLab, system_id},
     },
@@ -27,8 +34,26 @@ pub(crate) enum Verdict {
     Skip,
 }
 
+/// When a check matters: before the first apply, or once apply has made what it checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Stage {
+    BeforeApply,
+    AfterApply,
+}
+
+impl Stage {
+    pub(crate) fn heading(self) -> &'static str {
+        match self {
+            Stage::BeforeApply => "Before the first apply: what the host needs",
+            Stage::AfterApply => "After apply: what berth made",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Check {
+    pub stage: Stage,
     pub name: String,
     pub verdict: Verdict,
     pub detail: String,
@@ -39,6 +64,7 @@ pub(crate) struct Check {
 impl Check {
     fn new(name: &str, verdict: Verdict, detail: impl Into<String>) -> Self {
         Self {
+            stage: Stage::BeforeApply,
             name: name.to_owned(),
             verdict,
             detail: detail.into(),
@@ -108,13 +134,25 @@ pub(crate) fn run(host: &Host, docker: &Docker, profile: Option<&Profile>) -> Ve
     checks.push(free_space(host, &data_root));
     checks.push(cgroup(host));
     checks.push(flag_conflicts(host, profile));
+    checks.push(systemd::restart_command(host, profile));
+    checks.extend(systemd::host_gitlab_runner(host, profile));
+
+    // berth has applied here once it left a run report; before that, what apply creates is
+    // not there yet, and that is no failure.
+    let applied = matches!(LastRun::read(host), Ok(Some(_)));
+    let mut after = Vec::new();
     if let Some(profile) = profile {
         checks.extend(runner_declared(profile));
         checks.extend(runtimes(&status, profile));
-        checks.extend(runner_config_permissions(host, profile));
-        checks.extend(dind_from_runner(docker, &status, profile));
-        checks.extend(runner_tokens(host, profile));
+        after.extend(runner_config_permissions(host, profile));
+        after.extend(dind_from_runner(docker, &status, profile, applied));
+        after.extend(runner_tokens(host, profile, applied));
     }
+    after.push(systemd::timer(host, applied));
+    for check in &mut after {
+        check.stage = Stage::AfterApply;
+    }
+    checks.extend(after);
     checks
 }
 
@@ -165,6 +203,21 @@ fn runtimes(status: &DaemonStatus, profile: &Profile) -> Vec<Check> {
             }
         })
         .collect()
+}
+
+/// What a check says of something apply creates and that is missing: before the first apply
+/// it is not there yet (skip); after, it should be (fail).
+fn not_created(name: &str, applied: bool, what: &str) -> Check {
+    if applied {
+        Check::new(name, Verdict::Fail, format!("{what} does not exist"))
+            .fix("`berth apply` creates it; its output says what stopped it")
+    } else {
+        Check::new(
+            name,
+            Verdict::Skip,
+            "not created yet (berth apply creates it)",
+        )
+    }
 }
 
 fn kernel_release(host: &Host) -> Check {
@@ -462,8 +515,25 @@ exit 5
 
 /// End to end: every profile container that talks to a Docker daemon over TCP (the runner, in
 /// the dind profiles) reaches it from inside, as its jobs will.
-fn dind_from_runner(docker: &Docker, status: &DaemonStatus, profile: &Profile) -> Vec<Check> {
+fn dind_from_runner(
+    docker: &Docker,
+    status: &DaemonStatus,
+    profile: &Profile,
+    applied: bool,
+) -> Vec<Check> {
     let mut checks = Vec::new();
+    // One batched inspect: which of them exist, and run.
+    let existing = match status {
+        DaemonStatus::Running(_) => {
+            let names: Vec<String> = profile
+                .containers
+                .iter()
+                .map(|container| container.name.as_str().to_owned())
+                .collect();
+            crate::docker::fetch::<ContainerInfo>(docker.program(), &names).ok()
+        }
+        _ => None,
+    };
     for container in &profile.containers {
         let Some(address) = container
             .env
@@ -480,6 +550,31 @@ fn dind_from_runner(docker: &Docker, status: &DaemonStatus, profile: &Profile) -
                 "the host's Docker daemon does not answer",
             ));
             continue;
+        }
+        match existing
+            .as_ref()
+            .map(|existing| existing.found.get(container.name.as_str()))
+        {
+            Some(None) => {
+                let what = format!("container `{}`", container.name.as_str());
+                checks.push(not_created(&name, applied, &what));
+                continue;
+            }
+            Some(Some(info)) if !info.state.running => {
+                checks.push(
+                    Check::new(
+                        &name,
+                        Verdict::Fail,
+                        format!("`{}` is {}", container.name.as_str(), info.state.status),
+                    )
+                    .fix(format!(
+                        "`berth apply` starts it; `docker logs {}` says why it stopped",
+                        container.name.as_str()
+                    )),
+                );
+                continue;
+            }
+            _ => {}
         }
         let probe = docker.run(&["exec", container.name.as_str(), "sh", "-c", DIND_PROBE]);
         checks.push(match probe {
@@ -500,7 +595,7 @@ fn dind_from_runner(docker: &Docker, status: &DaemonStatus, profile: &Profile) -
 
 /// End to end: each runner's token, as config.toml holds it now (gitlab-runner rotates it),
 /// still verifies with GitLab, as `gitlab-runner verify` checks it.
-fn runner_tokens(host: &Host, profile: &Profile) -> Vec<Check> {
+fn runner_tokens(host: &Host, profile: &Profile, applied: bool) -> Vec<Check> {
     let mut checks = Vec::new();
     let config = &profile.runner.config;
     let document = match config::read(host, config) {
@@ -524,6 +619,14 @@ fn runner_tokens(host: &Host, profile: &Profile) -> Vec<Check> {
                 .and_then(|index| config_toml::entry_token(document, index))
         });
         let (Some(token), Some(system_id)) = (token, system_id.as_deref()) else {
+            if !applied {
+                checks.push(Check::new(
+                    &name,
+                    Verdict::Skip,
+                    "not registered yet (berth apply registers it)",
+                ));
+                continue;
+            }
             checks.push(
                 Check::new(
                     &name,

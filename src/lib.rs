@@ -72,6 +72,8 @@ pub fn run(cli: Cli) -> u8 {
         Command::Profiles => "profiles",
         Command::Pause(_) => "pause",
         Command::Resume => "resume",
+        Command::Completions { .. } => "completions",
+        Command::Man => "man",
     };
     match run_command(&cli, &printer) {
         Ok(code) => code,
@@ -83,6 +85,18 @@ pub fn run(cli: Cli) -> u8 {
 }
 
 fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
+    // Generated from the command line alone: no host, no settings to read first.
+    match cli.command {
+        Command::Completions { shell } => {
+            ignore_broken_pipe(output::reference::completions(shell))?;
+            return Ok(exit::OK);
+        }
+        Command::Man => {
+            ignore_broken_pipe(output::reference::man_page())?;
+            return Ok(exit::OK);
+        }
+        _ => {}
+    }
     let settings = Settings::resolve(cli)?;
     match cli.command {
         Command::Init(ref args) => {
@@ -153,6 +167,7 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
                 _ => exit::FAILURE,
             })
         }
+        Command::Completions { .. } | Command::Man => unreachable!("answered above"),
         Command::Doctor => {
             // A broken profile is worth reporting, but the host checks still run.
             let profile = resource::profile::load(&settings.profiles, &settings.host)
@@ -218,6 +233,12 @@ fn apply(settings: &Settings, printer: &Printer, print_converged: bool) -> Resul
             LastRun::from_error(error, started, clock.elapsed(), &names)
         }
     };
+    // The last success outlives a failed run: monitoring alerts on how long ago it was.
+    let previous = LastRun::read(&settings.host)
+        .inspect_err(|error| tracing::warn!("{error:#}"))
+        .ok()
+        .flatten();
+    let last_run = last_run.after(previous.as_ref());
     // Monitoring must hear about every run; failing to record one is worth a loud warning but
     // does not undo what the run did.
     if let Err(error) = last_run.write(&settings.host) {

@@ -83,6 +83,7 @@ impl Settings {
         }
         let host = Host::new(root);
         let host_config = BerthToml::read(&host)?;
+        refuse_an_unconfigured_timer_run(cli, &host_config)?;
         let selected = host_config.profile_refs();
         let saved_plan = match &cli.command {
             Command::Apply(ApplyCommand {
@@ -178,6 +179,22 @@ impl Settings {
             consent,
         })
     }
+}
+
+/// A run the timer started (`--from-timer`, in berth.service) converges only a host whose
+/// berth.toml names its profiles: an operator who installed berth and enabled the timer before
+/// choosing gets a refusal in the journal, not the default profile applied (issue 13).
+fn refuse_an_unconfigured_timer_run(cli: &Cli, host_config: &BerthToml) -> Result<()> {
+    if let Command::Apply(args) = &cli.command
+        && args.from_timer
+        && cli.profiles.is_empty()
+        && host_config.profiles.as_ref().is_none_or(Vec::is_empty)
+    {
+        bail!(
+            "the timer converges only a host whose `{HOST_CONFIG}` names its profiles, and it names none: write the site profile (or run `berth init`), list it as `profiles = [...]` in `{HOST_CONFIG}`, review `berth plan`, then `sudo berth apply`"
+        );
+    }
+    Ok(())
 }
 
 fn absolute(path: &std::path::Path) -> Result<PathBuf> {

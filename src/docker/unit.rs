@@ -212,6 +212,12 @@ fn takes_value(key: &str) -> bool {
     )
 }
 
+/// The file that defines unit `name` (`gitlab-runner.service`), from the most important unit
+/// directory that has one; `None` when no directory does.
+pub(crate) fn find_unit(host: &Host, name: &str) -> Result<Option<HostPath>> {
+    Ok(first_existing(host, name)?.map(|(path, _)| path))
+}
+
 fn first_existing(host: &Host, name: &str) -> Result<Option<(HostPath, String)>> {
     for dir in UNIT_DIRS {
         let path = host_path(dir).join(name);

@@ -53,7 +53,7 @@ impl RunLock {
                     let holder = read_holder(&mut file);
                     if Instant::now() >= deadline {
                         bail!(
-                            "another berth run {holder}; waited {} s for it",
+                            "another berth run {holder} did not finish; waited {} s for it",
                             timeout.as_secs()
                         );
                     }
@@ -84,7 +84,7 @@ fn record_holder(file: &mut std::fs::File) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// "(pid 1234) holds the lock since 18:31:02", as far as the file tells.
+/// "(pid 1234, holding the lock since 18:31:02)", as far as the file tells.
 fn read_holder(file: &mut std::fs::File) -> String {
     let mut text = String::new();
     let _ = file.rewind().and_then(|()| file.read_to_string(&mut text));
@@ -101,9 +101,9 @@ fn read_holder(file: &mut std::fs::File) -> String {
                 .to_string()
         });
     match (pid, since) {
-        (Some(pid), Some(since)) => format!("(pid {pid}) holds the lock since {since}"),
-        (Some(pid), None) => format!("(pid {pid}) holds the lock"),
-        _ => "holds the lock".to_owned(),
+        (Some(pid), Some(since)) => format!("(pid {pid}, holding the lock since {since})"),
+        (Some(pid), None) => format!("(pid {pid}, holding the lock)"),
+        _ => "(holding the lock)".to_owned(),
     }
 }
 
@@ -121,11 +121,14 @@ mod tests {
             .unwrap();
         let message = error.to_string();
         let expected = format!(
-            "another berth run (pid {}) holds the lock since ",
+            "another berth run (pid {}, holding the lock since ",
             std::process::id()
         );
         assert!(message.starts_with(&expected), "{message}");
-        assert!(message.ends_with("; waited 0 s for it"), "{message}");
+        assert!(
+            message.ends_with(") did not finish; waited 0 s for it"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub(crate) mod json;
 pub(crate) mod log;
 mod profiles;
 pub(crate) mod progress;
+pub(crate) mod reference;
 pub(crate) mod run_report;
 
 pub(crate) use log::init_logging;
@@ -29,13 +30,16 @@ use crate::{
     plan::{Action, Effect},
 };
 
-/// Whether stdout gets colour: `--color`, else a terminal without `NO_COLOR`.
+/// Whether a stream gets colour: `--color`, else a terminal without `NO_COLOR` whose `TERM` is
+/// not `dumb` (a terminal that cannot show escape codes, as Emacs' shell sets it).
 pub(crate) fn use_color(choice: ColorChoice, stream_is_terminal: bool) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
         ColorChoice::Auto => {
-            stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+            stream_is_terminal
+                && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+                && std::env::var_os("TERM").is_none_or(|term| term != "dumb")
         }
     }
 }
@@ -173,11 +177,13 @@ impl Printer {
             Status::Failed => format!("  {}", self.paint(DESTROY, "(failed)")),
             Status::Skipped => format!("  {}", self.paint(DIM, "(skipped)")),
         };
+        // Padded before it is painted: escape codes have no width on the screen, but
+        // `format!` would count them, and the columns would not line up in colour.
         out.push_str(&format!(
-            "{:<width$}  {} {:<9} {}{status}\n",
+            "{:<width$}  {} {} {}{status}\n",
             change.id.to_string(),
             self.paint(style, &format!("{:>3}", change.action.marker())),
-            self.paint(style, change.action.as_str()),
+            self.paint(style, &format!("{:<9}", change.action.as_str())),
             clean(&change.detail),
         ));
         if let Some(diff) = &change.diff {
@@ -237,19 +243,7 @@ impl Printer {
             value["running"] = Json::from(state.running());
             value
         });
-        let watch_line = watch.map(|state| {
-            if !state.running() {
-                return "watch:     not running (it stopped, or was killed)\n".to_owned();
-            }
-            let last = state
-                .last_heal_seconds
-                .map(|seconds| format!(", the last in {seconds:.2} s"))
-                .unwrap_or_default();
-            format!(
-                "watch:     running since {} (pid {}): {} converges, {} heals{last}\n",
-                state.started_at, state.pid, state.converges, state.heals
-            )
-        });
+        let watch_line = watch.map(watch_line);
         let Some(run) = last_run else {
             let text = if self.json {
                 format!(
@@ -284,12 +278,15 @@ impl Printer {
         };
         let mut out = format!(
             "last run:  {} ({ago}), took {:.1} s, berth {}\nresult:    {outcome}\nprofiles:  {}\n",
-            run.started_at,
+            run_report::local_time(&run.started_at),
             run.duration_seconds,
             run.berth_version,
             run.profiles.join(", "),
         );
         out.push_str(&pause_line);
+        if !run.success {
+            out.push_str(&format!("converged: {}\n", last_success(run)));
+        }
         if let Some(line) = watch_line {
             out.push_str(&line);
         }
@@ -347,7 +344,16 @@ impl Printer {
             .max()
             .unwrap_or(0);
         let mut out = String::new();
+        let mut stage = None;
         for check in checks {
+            if stage != Some(check.stage) {
+                if stage.is_some() {
+                    out.push('\n');
+                }
+                out.push_str(&self.paint(BOLD, check.stage.heading()));
+                out.push('\n');
+                stage = Some(check.stage);
+            }
             let (label, style) = match check.verdict {
                 Verdict::Ok => ("ok", ADD),
                 Verdict::Warn => ("warn", CHANGE),
@@ -428,6 +434,39 @@ impl Printer {
     }
 }
 
+/// `berth watch`'s line in `status`.
+fn watch_line(state: &WatchState) -> String {
+    if !state.running() {
+        return "watch:     not running (it stopped, or was killed)\n".to_owned();
+    }
+    let last = state
+        .last_heal_seconds
+        .map(|seconds| format!(", the last in {seconds:.2} s"))
+        .unwrap_or_default();
+    format!(
+        "watch:     running since {} (pid {}): {} converges, {} heals{last}\n",
+        run_report::local_time(&state.started_at),
+        state.pid,
+        state.converges,
+        state.heals
+    )
+}
+
+/// When the host last converged, for a failed run's status: local time and how long ago.
+fn last_success(run: &LastRun) -> String {
+    let Some(at) = run.last_success_at.as_deref() else {
+        return "never on this host yet".to_owned();
+    };
+    let ago = at.parse::<jiff::Timestamp>().map_or_else(
+        |_| String::new(),
+        |at| {
+            let seconds = jiff::Timestamp::now().duration_since(at).as_secs();
+            format!(" ({})", run_report::ago(seconds))
+        },
+    );
+    format!("{}{ago}", run_report::local_time(at))
+}
+
 fn action_style(action: Action) -> Style {
     match action.effect() {
         Effect::Add => ADD,
@@ -462,8 +501,18 @@ pub(crate) fn clean(text: &str) -> String {
         .collect()
 }
 
-/// Writes an error and its causes to stderr, one cause per line.
+/// Writes an error and its causes to stderr, one cause per line; to the journal, as one line
+/// at error priority (`<3>error: what: cause: cause`), so the journal keeps it as one entry.
 pub(crate) fn print_error(error: &anyhow::Error, color: bool) {
+    if log::stderr_is_journal() {
+        let causes: Vec<String> = error
+            .chain()
+            .map(|cause| log::one_line(&clean(&cause.to_string())))
+            .collect();
+        let line = format!("<3>error: {}\n", causes.join(": "));
+        let _ = io::stderr().lock().write_all(line.as_bytes());
+        return;
+    }
     let mut text = String::new();
     let label = if color {
         format!(

@@ -34,6 +34,11 @@ pub(crate) struct LastRun {
     pub summary: Json,
     /// Changes made, by resource kind; every kind the profiles declare appears, with 0.
     pub changes_by_kind: BTreeMap<String, u64>,
+    /// RFC 3339, UTC: when the last apply that converged started, this one or an earlier one;
+    /// absent while none has. Carried over a failed run, so monitoring can tell how long a
+    /// host has been failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<String>,
 }
 
 impl LastRun {
@@ -52,7 +57,25 @@ impl LastRun {
             errors: Vec::new(),
             summary: serde_json::json!({"add": 0, "change": 0, "destroy": 0, "refused": 0, "failed": 0}),
             changes_by_kind: BTreeMap::new(),
+            last_success_at: None,
         }
+    }
+
+    /// This run's report with the last success filled in: this run if it converged, else
+    /// what the previous report knew (a report older than the field: its own run, if it
+    /// converged).
+    pub(crate) fn after(mut self, previous: Option<&LastRun>) -> Self {
+        self.last_success_at = if self.success {
+            Some(self.started_at.clone())
+        } else {
+            previous.and_then(|previous| {
+                previous
+                    .last_success_at
+                    .clone()
+                    .or_else(|| previous.success.then(|| previous.started_at.clone()))
+            })
+        };
+        self
     }
 
     /// The report of a run that got as far as the engine.
@@ -172,6 +195,28 @@ impl LastRun {
             "1 when the last berth apply found the host differing from its profiles.",
             &[(String::new(), flag(self.drift_detected))],
         );
+        let last_success = self
+            .last_success_at
+            .as_deref()
+            .and_then(|text| text.parse::<jiff::Timestamp>().ok())
+            .map_or(0.0, |at| at.as_millisecond() as f64 / 1000.0);
+        gauge(
+            "berth_last_success_timestamp_seconds",
+            "Unix time at which the last berth apply that converged the host started; 0 while none has.",
+            &[(String::new(), format_float(last_success))],
+        );
+        gauge(
+            "berth_build_info",
+            "The berth that wrote these metrics: its version and the commit it was built from.",
+            &[(
+                format!(
+                    "{{version=\"{}\",commit=\"{}\"}}",
+                    escape_label(env!("CARGO_PKG_VERSION")),
+                    escape_label(env!("BERTH_COMMIT"))
+                ),
+                "1".to_owned(),
+            )],
+        );
         out
     }
 }
@@ -214,17 +259,27 @@ fn escape_label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// "42 s ago", "5 min ago", "3 h ago", "2 days ago".
+/// "42 seconds ago", "5 minutes ago", "3 hours ago", "2 days ago".
 pub(crate) fn ago(seconds: i64) -> String {
-    match seconds {
-        ..0 => "in the future (clock skew?)".to_owned(),
-        0..60 => format!("{seconds} s ago"),
-        60..3600 => format!("{} min ago", seconds / 60),
-        3600..86_400 => format!("{} h ago", seconds / 3600),
-        _ => {
-            let days = seconds / 86_400;
-            format!("{days} day{} ago", if days == 1 { "" } else { "s" })
-        }
+    let (count, unit) = match seconds {
+        ..0 => return "in the future (clock skew?)".to_owned(),
+        0..60 => (seconds, "second"),
+        60..3600 => (seconds / 60, "minute"),
+        3600..86_400 => (seconds / 3600, "hour"),
+        _ => (seconds / 86_400, "day"),
+    };
+    format!("{count} {unit}{} ago", if count == 1 { "" } else { "s" })
+}
+
+/// A timestamp as the operator's clock shows it: local time with its zone abbreviation
+/// ("2026-11-23 19:31:02 CET"), and the RFC 3339 text as it is when it does not parse.
+pub(crate) fn local_time(text: &str) -> String {
+    match text.parse::<jiff::Timestamp>() {
+        Ok(at) => at
+            .to_zoned_datetime(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M:%S %Z")
+            .to_string(),
+        Err(_) => text.to_owned(),
     }
 }
 
@@ -245,6 +300,7 @@ mod tests {
             errors: Vec::new(),
             summary: serde_json::json!({}),
             changes_by_kind: [("container".to_owned(), 2), ("daemon-config".to_owned(), 0)].into(),
+            last_success_at: None,
         }
     }
 
@@ -262,12 +318,69 @@ mod tests {
 
     #[test]
     fn ages_read_like_a_person_would_say_them() {
-        assert_eq!(ago(42), "42 s ago");
-        assert_eq!(ago(300), "5 min ago");
-        assert_eq!(ago(7200), "2 h ago");
+        assert_eq!(ago(42), "42 seconds ago");
+        assert_eq!(ago(60), "1 minute ago");
+        assert_eq!(ago(300), "5 minutes ago");
+        assert_eq!(ago(7200), "2 hours ago");
         assert_eq!(ago(86_400), "1 day ago");
+        assert_eq!(ago(3 * 86_400), "3 days ago");
     }
 
     #[test]
-    fn kinds_come_from_resource_ids() {}
+    fn the_last_success_survives_a_failed_run() {
+        let converged = sample().after(None);
+        assert_eq!(
+            converged.last_success_at.as_deref(),
+            Some("2026-11-23T18:31:02.5Z")
+        );
+        let failed = LastRun {
+            success: false,
+            started_at: "2026-11-23T18:46:02Z".into(),
+            ..sample()
+        }
+        .after(Some(&converged));
+        assert_eq!(failed.last_success_at, converged.last_success_at);
+        let metrics = failed.metrics();
+        assert!(metrics.contains("berth_last_run_success 0\n"), "{metrics}");
+        assert!(
+            metrics.contains("berth_last_success_timestamp_seconds 1795458662.5\n"),
+            "{metrics}"
+        );
+        // A report written before the field existed still counts, when it converged.
+        let older = LastRun {
+            last_success_at: None,
+            ..converged
+        };
+        let failed_again = LastRun {
+            success: false,
+            ..sample()
+        }
+        .after(Some(&older));
+        assert_eq!(failed_again.last_success_at, older.started_at.into());
+    }
+
+    #[test]
+    fn a_host_that_never_converged_has_no_last_success() {
+        let failed = LastRun {
+            success: false,
+            ..sample()
+        }
+        .after(None);
+        assert!(
+            failed
+                .metrics()
+                .contains("berth_last_success_timestamp_seconds 0\n")
+        );
+    }
+
+    #[test]
+    fn build_info_names_the_version_and_commit() {
+        let metrics = sample().metrics();
+        let line = format!(
+            "berth_build_info{{version=\"{}\",commit=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION"),
+            env!("BERTH_COMMIT")
+        );
+        assert!(metrics.contains(&line), "{metrics}");
+    }
 }

@@ -328,6 +328,29 @@ impl Berth {
 
     pub fn run(mut self) -> Run {
         let output = self.command.output().expect("berth runs");
+        self.finish(output.status, &output.stdout, &output.stderr)
+    }
+
+    /// Runs with stderr connected the way systemd connects a service's to the journal: a
+    /// stream whose device and inode `JOURNAL_STREAM` names (a file here, read back after).
+    pub fn run_under_journal(mut self) -> Run {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let stream = fs::File::create(&path).unwrap();
+        let metadata = stream.metadata().unwrap();
+        self.command
+            .env(
+                "JOURNAL_STREAM",
+                format!("{}:{}", metadata.dev(), metadata.ino()),
+            )
+            .stderr(stream);
+        let output = self.command.output().expect("berth runs");
+        let stderr = fs::read(&path).unwrap();
+        self.finish(output.status, &output.stdout, &stderr)
+    }
+
+    fn finish(&self, status: std::process::ExitStatus, stdout: &[u8], stderr: &[u8]) -> Run {
         let filter = |text: &[u8]| {
             let mut text = String::from_utf8_lossy(text).into_owned();
             text = text.replace(&self.root.display().to_string(), "[ROOT]");
@@ -337,9 +360,9 @@ impl Berth {
             text
         };
         Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: filter(&output.stdout),
-            stderr: filter(&output.stderr),
+            code: status.code().unwrap_or(-1),
+            stdout: filter(stdout),
+            stderr: filter(stderr),
         }
     }
 }

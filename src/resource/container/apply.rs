@@ -118,7 +118,14 @@ impl Container {
                 if is_socket_path(source) {
                     bail!("the bind source `{source}` does not exist");
                 }
-                context.host.ensure_dir(source, 0o755)?;
+                // As `docker run -v` would (0755), except config.toml's directory: it will
+                // hold runner tokens, and gitlab-runner keeps it 0700.
+                let mode = if self.runner_config_dir.as_ref() == Some(source) {
+                    crate::resource::runner::config::DIR_MODE
+                } else {
+                    0o755
+                };
+                context.host.ensure_dir(source, mode)?;
             }
         }
         Ok(())

@@ -75,6 +75,9 @@ pub(crate) struct Container {
     /// It runs gitlab-runner on the profile's config.toml (it bind-mounts its directory), so
     /// it restarts when a key gitlab-runner reads only at start changed.
     runs_gitlab_runner: bool,
+    /// The bind source that is config.toml's directory (the profile's, or gitlab-runner's
+    /// default), created 0700 as gitlab-runner keeps it, should this container create it.
+    runner_config_dir: Option<HostPath>,
 }
 
 /// What apply does for a container.
@@ -145,6 +148,11 @@ impl Container {
         }
         let runs_gitlab_runner =
             profile.runner.is_declared() && profile.runner.mounted_by(&spec.mounts);
+        let runner_config_dir = profile
+            .runner
+            .config
+            .parent()
+            .filter(|_| profile.runner.mounted_by(&spec.mounts));
         let mut producers = Vec::new();
         for before in &spec.after {
             dependencies.push(ResourceId::new(Kind::Container, before.as_str()));
@@ -173,6 +181,7 @@ impl Container {
             dependencies,
             producers,
             runs_gitlab_runner,
+            runner_config_dir,
         }
     }
 
