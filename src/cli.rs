@@ -105,6 +105,25 @@ pub enum Command {
     /// berth(1)
     #[command(hide = true)]
     Man,
+    /// Take down what berth made here: drain and remove its containers and networks,
+    /// unregister its runners, disable its timer; volumes and files stay unless --purge. Asks
+    /// first. Exit 0: nothing left to remove, or removed; 1: something failed or not confirmed
+    Destroy(DestroyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DestroyArgs {
+    /// Go ahead without asking (for scripts; without a terminal berth refuses otherwise)
+    #[arg(long)]
+    pub yes: bool,
+
+    /// Also remove berth's volumes (their data with them) and the modules-load.d files it wrote
+    #[arg(long)]
+    pub purge: bool,
+
+    /// Seconds to wait for another berth run to finish before giving up
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub lock_timeout: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -162,6 +181,10 @@ pub struct PlanArgs {
     /// exactly, and only while the host and the profiles are as this plan saw them
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+
+    /// Show what `berth destroy` would remove instead
+    #[arg(long, conflicts_with = "out")]
+    pub destroy: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -227,6 +250,11 @@ pub struct ConvergeArgs {
     /// are kept as they are, data included
     #[arg(long)]
     pub adopt: bool,
+
+    /// Leave containers, networks and volumes berth made that the profiles no longer declare in
+    /// place for this run (they are listed as kept)
+    #[arg(long)]
+    pub keep_orphans: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

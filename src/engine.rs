@@ -81,8 +81,11 @@ impl Report {
         )
     }
 
+    /// True when something was planned or done; a note (a volume kept) is not a change.
     pub(crate) fn has_changes(&self) -> bool {
-        !self.entries.is_empty()
+        self.entries
+            .iter()
+            .any(|entry| entry.change.action.changes_host())
     }
 
     pub(crate) fn failed(&self) -> bool {
@@ -319,7 +322,8 @@ fn step<R: Resource>(
             });
             continue;
         }
-        if mode == Mode::Plan {
+        // A note is printed in both modes and carried out in neither.
+        if mode == Mode::Plan || !change.action.changes_host() {
             earlier.push(change.clone());
             let status = if change.refused.is_some() {
                 Status::Refused

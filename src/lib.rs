@@ -6,6 +6,7 @@
 #![warn(clippy::print_stdout, clippy::print_stderr, clippy::exit)]
 
 pub mod cli;
+mod destroy;
 mod docker;
 mod doctor;
 mod engine;
@@ -36,7 +37,7 @@ use crate::{
     pause::Pause,
     plan::Change,
     profile::ProfileRef,
-    resource::{AnyResource, Context, docker_object::ObjectNames, profile::Profile},
+    resource::{Context, docker_object::ObjectNames, profile::Profile},
     saved_plan::{Observation, SavedPlan},
     settings::Settings,
 };
@@ -74,6 +75,7 @@ pub fn run(cli: Cli) -> u8 {
         Command::Resume => "resume",
         Command::Completions { .. } => "completions",
         Command::Man => "man",
+        Command::Destroy(_) => "destroy",
     };
     match run_command(&cli, &printer) {
         Ok(code) => code,
@@ -111,9 +113,11 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
             ignore_broken_pipe(printer.initialized(&written))?;
             Ok(exit::OK)
         }
+        Command::Plan(ref args) if args.destroy => destroy::run(&settings, printer, None),
         Command::Plan(_) => {
             converge(&settings, printer, Mode::Plan, true).map(|converged| converged.code)
         }
+        Command::Destroy(ref args) => destroy::run(&settings, printer, Some(args)),
         Command::Apply(_) => apply(&settings, printer, true).map(|(code, _)| code),
         Command::Watch(ref args) => watch::run(
             &settings,
@@ -188,11 +192,7 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
 /// Returns the exit code and whether anything changed; `print_converged` prints the report of
 /// a run that changed nothing too.
 fn apply(settings: &Settings, printer: &Printer, print_converged: bool) -> Result<(u8, bool)> {
-    if settings.host.is_machine_root() && !nix::unistd::geteuid().is_root() {
-        bail!(
-            "berth apply changes /etc and the Docker daemon and must run as root (try `sudo berth apply`); `berth plan` works as any user"
-        );
-    }
+    require_root(settings, "apply")?;
     let _lock = RunLock::acquire(&settings.host, settings.lock_timeout)?;
     if let Some(pause) = Pause::read(&settings.host)? {
         // A watch's converges would say it on every event; once per apply is enough.
@@ -257,6 +257,16 @@ fn apply(settings: &Settings, printer: &Printer, print_converged: bool) -> Resul
             .any(|entry| entry.status == engine::Status::Done);
         (converged.code, changed)
     })
+}
+
+/// Changing the machine's own /etc and Docker takes root; a test root does not.
+fn require_root(settings: &Settings, command: &str) -> Result<()> {
+    if settings.host.is_machine_root() && !nix::unistd::geteuid().is_root() {
+        bail!(
+            "berth {command} changes /etc and the Docker daemon and must run as root (try `sudo berth {command}`); `berth plan` works as any user"
+        );
+    }
+    Ok(())
 }
 
 /// `berth pause REASON` (`reason` given) or `berth resume`.
@@ -341,10 +351,8 @@ fn converge(
     for warning in &profile.warnings {
         tracing::warn!("{warning}");
     }
-    let mut resources = resource::from_profile(&profile, &settings.options);
-    resources.extend(resource::removed_runners(&profile, &settings.host));
     let reviewed = match mode {
-        Mode::Apply => review(settings, printer, &profile, &resources)?,
+        Mode::Apply => review(settings, printer, &profile)?,
         Mode::Plan => None,
     };
     let pass = Pass {
@@ -352,7 +360,11 @@ fn converge(
         reviewed: reviewed.as_deref().map(Reviewed),
         log_warnings: true,
     };
-    let (report, identities) = look(settings, &profile, &resources, pass);
+    let Looked {
+        report,
+        identities,
+        kinds,
+    } = look(settings, &profile, pass);
     if let Some(out) = &settings.plan_out {
         let observed = Observation {
             layers: profile.layer_digests.clone(),
@@ -382,11 +394,6 @@ fn converge(
         Mode::Plan if report.has_changes() => exit::CHANGES_PENDING,
         _ => exit::OK,
     };
-    let mut kinds: Vec<String> = resources
-        .iter()
-        .map(|resource| resource.id().kind.as_str().to_owned())
-        .collect();
-    kinds.dedup();
     Ok(Converged {
         code,
         report,
@@ -395,28 +402,56 @@ fn converge(
     })
 }
 
+/// What one look at the host found.
+struct Looked {
+    report: Report,
+    /// The identities of what Docker showed (for a saved plan).
+    identities: BTreeMap<String, serde_json::Value>,
+    /// The kinds of resource looked at, in converge order.
+    kinds: Vec<String>,
+}
+
 /// Observes, diffs and (apply) applies every resource, on a Docker client of its own: a second
-/// look at the host asks the daemon afresh. Returns what was found and the identities of what
-/// Docker showed (for a saved plan).
-fn look(
-    settings: &Settings,
-    profile: &Profile,
-    resources: &[AnyResource],
-    pass: Pass,
-) -> (Report, BTreeMap<String, serde_json::Value>) {
+/// look at the host asks the daemon afresh, and lists what berth made afresh (the orphans).
+fn look(settings: &Settings, profile: &Profile, pass: Pass) -> Looked {
     let docker = Docker::default();
     let context = Context {
         host: &settings.host,
         docker: &docker,
     };
-    if resources
-        .iter()
-        .any(|resource| resource.id().kind.is_docker_object())
-    {
-        resource::docker_object::prefetch(&context, &ObjectNames::from_profile(profile));
+    let mut resources = resource::from_profile(profile, &settings.options);
+    // berth's own listings ride along with the prefetch: a converged run pays for them in the
+    // time of the slowest query, not after it.
+    match resource::docker_object::prefetch(&context, &ObjectNames::from_profile(profile)) {
+        Some(Ok(listing)) => {
+            let orphans = resource::orphan::find(
+                &listing,
+                &profile.instance,
+                Some(profile),
+                resource::orphan::Handling {
+                    keep: settings.options.keep_orphans,
+                    purge: false,
+                },
+            );
+            resources = resource::with_orphans(resources, orphans);
+        }
+        Some(Err(error)) => {
+            tracing::warn!("{error:#}; what the profiles no longer declare is not shown");
+        }
+        None => {}
     }
-    let report = engine::run(resources, &context, pass);
-    (report, docker.identities())
+    resources.extend(resource::removed_runners(profile, &settings.host));
+    let report = engine::run(&resources, &context, pass);
+    let mut kinds: Vec<String> = resources
+        .iter()
+        .map(|resource| resource.id().kind.as_str().to_owned())
+        .collect();
+    kinds.dedup();
+    Looked {
+        report,
+        identities: docker.identities(),
+        kinds,
+    }
 }
 
 /// Before apply changes anything: with a saved plan, plan again and go on only if the host and
@@ -426,7 +461,6 @@ fn review(
     settings: &Settings,
     printer: &Printer,
     profile: &Profile,
-    resources: &[AnyResource],
 ) -> Result<Option<Vec<Change>>> {
     let first_look = Pass {
         mode: Mode::Plan,
@@ -441,7 +475,9 @@ fn review(
             .collect()
     };
     if let Some((path, saved)) = &settings.saved_plan {
-        let (report, identities) = look(settings, profile, resources, first_look);
+        let Looked {
+            report, identities, ..
+        } = look(settings, profile, first_look);
         let now = Observation {
             layers: profile.layer_digests.clone(),
             files: settings.host.take_reads(),
@@ -468,7 +504,7 @@ fn review(
     if settings.consent == Consent::Given || !confirm::at_terminal() {
         return Ok(None);
     }
-    let (report, _) = look(settings, profile, resources, first_look);
+    let report = look(settings, profile, first_look).report;
     let changes = report.entries.iter().map(|entry| &entry.change);
     if !confirm::should_ask(settings.consent, true, changes) {
         return Ok(None);
@@ -491,7 +527,7 @@ fn review(
 }
 
 /// A reader that went away (`berth plan | head`) is not an error worth reporting.
-fn ignore_broken_pipe(result: std::io::Result<()>) -> Result<()> {
+pub(crate) fn ignore_broken_pipe(result: std::io::Result<()>) -> Result<()> {
     match result {
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),

@@ -22,6 +22,8 @@ pub(crate) enum Kind {
     Network,
     Volume,
     Container,
+    /// berth's systemd timer (`berth destroy` disables it).
+    Timer,
 }
 
 impl Kind {
@@ -42,6 +44,7 @@ impl Kind {
             Self::Network => "network",
             Self::Volume => "volume",
             Self::Container => "container",
+            Self::Timer => "timer",
         }
     }
 }
@@ -108,6 +111,13 @@ pub(crate) enum Action {
     Pull,
     /// Finish or undo what an interrupted run left half done.
     Recover,
+    /// `systemctl disable --now` a unit.
+    Disable,
+    /// Remove what berth made and the profiles no longer declare (or `berth destroy` removes).
+    Destroy,
+    /// Leave something berth made that the profiles no longer declare, and say so: a named
+    /// volume holds data. Not a change: plan counts it nowhere and exits 0 for it alone.
+    Keep,
 }
 
 /// How an action counts in the summary line, the way Terraform counts it.
@@ -120,6 +130,8 @@ pub(crate) enum Effect {
     Replace,
     /// Repairs what an interrupted run left; counts as a change.
     Recover,
+    /// Changes nothing; printed as a note.
+    Note,
 }
 
 impl Action {
@@ -132,7 +144,8 @@ impl Action {
             | Self::Register
             | Self::Start => Effect::Add,
             Self::Update | Self::Restart | Self::Reload | Self::Pull => Effect::Change,
-            Self::Delete | Self::Unregister => Effect::Destroy,
+            Self::Delete | Self::Unregister | Self::Destroy | Self::Disable => Effect::Destroy,
+            Self::Keep => Effect::Note,
             Self::Replace => Effect::Replace,
             Self::Recover => Effect::Recover,
         }
@@ -146,7 +159,13 @@ impl Action {
             Effect::Destroy => "-",
             Effect::Replace => "-/+",
             Effect::Recover => "!",
+            Effect::Note => "",
         }
+    }
+
+    /// True for an action that changes the host (all but [`Action::Keep`]).
+    pub(crate) fn changes_host(self) -> bool {
+        self.effect() != Effect::Note
     }
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -165,6 +184,9 @@ impl Action {
             Self::Unregister => "unregister",
             Self::Pull => "pull",
             Self::Recover => "recover",
+            Self::Destroy => "destroy",
+            Self::Disable => "disable",
+            Self::Keep => "keep",
         }
     }
 }
@@ -332,6 +354,7 @@ impl Summary {
                     summary.add += 1;
                     summary.destroy += 1;
                 }
+                Effect::Note => {}
             }
         }
         summary

@@ -32,6 +32,9 @@ pub(crate) struct SavedPlan {
     pub(crate) profiles: Vec<ProfileRef>,
     pub(crate) adopt: bool,
     pub(crate) allow_storage_driver_change: bool,
+    /// `--keep-orphans`: the plan left what the profiles no longer declare in place.
+    #[serde(default)]
+    pub(crate) keep_orphans: bool,
     /// sha256 over `observed` and `changes`: two plans with the same fingerprint saw and
     /// planned the same.
     fingerprint: String,
@@ -65,6 +68,7 @@ impl SavedPlan {
             profiles,
             adopt: options.adopt,
             allow_storage_driver_change: options.allow_storage_driver_change,
+            keep_orphans: options.keep_orphans,
             fingerprint: fingerprint(&observed, &changes),
             observed,
             changes,
@@ -75,6 +79,7 @@ impl SavedPlan {
         Options {
             allow_storage_driver_change: self.allow_storage_driver_change,
             adopt: self.adopt,
+            keep_orphans: self.keep_orphans,
         }
     }
 

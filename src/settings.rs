@@ -127,6 +127,7 @@ impl Settings {
             None => converge.map_or_else(Options::default, |args| Options {
                 allow_storage_driver_change: args.allow_storage_driver_change,
                 adopt: args.adopt,
+                keep_orphans: args.keep_orphans,
             }),
         };
         let (plan_out, consent) = match &cli.command {
@@ -165,7 +166,7 @@ impl Settings {
                 };
                 (metrics_file, Duration::from_secs(args.lock_timeout))
             }
-            None => (None, Duration::ZERO),
+            None => (None, destroy_lock_timeout(&cli.command)),
         };
         Ok(Self {
             host,
@@ -195,6 +196,14 @@ fn refuse_an_unconfigured_timer_run(cli: &Cli, host_config: &BerthToml) -> Resul
         );
     }
     Ok(())
+}
+
+/// `destroy --lock-timeout`; no other command without apply's flags waits for the lock.
+fn destroy_lock_timeout(command: &Command) -> Duration {
+    match command {
+        Command::Destroy(args) => Duration::from_secs(args.lock_timeout),
+        _ => Duration::ZERO,
+    }
 }
 
 fn absolute(path: &std::path::Path) -> Result<PathBuf> {

@@ -128,7 +128,7 @@ impl Printer {
         }
         let summary = report.summary();
         let line = match report.mode {
-            Mode::Plan if report.entries.is_empty() && !report.failed() => {
+            Mode::Plan if !report.has_changes() && !report.failed() => {
                 "No changes: the host matches the profile.".to_owned()
             }
             Mode::Plan => {
@@ -143,7 +143,7 @@ impl Printer {
                 line.push('.');
                 line
             }
-            Mode::Apply if report.entries.is_empty() && !report.failed() => {
+            Mode::Apply if !report.has_changes() && !report.failed() => {
                 "Nothing to do: the host matches the profile.".to_owned()
             }
             Mode::Apply => {
@@ -170,6 +170,15 @@ impl Printer {
 
     fn human_entry(&self, out: &mut String, entry: &Entry, width: usize) {
         let change = &entry.change;
+        if !change.action.changes_host() {
+            // A note (a volume kept): what it is and why, no marker, since nothing changes.
+            out.push_str(&format!(
+                "{:<width$}  {}\n",
+                change.id.to_string(),
+                self.paint(DIM, &format!("({})", clean(&change.detail))),
+            ));
+            return;
+        }
         let style = action_style(change.action);
         let status = match entry.status {
             // A refused change says so on its own `refused:` line.
@@ -474,6 +483,7 @@ fn action_style(action: Action) -> Style {
         Effect::Destroy => DESTROY,
         Effect::Replace => REPLACE,
         Effect::Recover => DESTROY.bold(),
+        Effect::Note => DIM,
     }
 }
 

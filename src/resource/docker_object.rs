@@ -29,6 +29,17 @@ const RESERVED_LABEL_PREFIX: &str = "berth.";
 pub(crate) const LABEL_MANAGED: &str = "berth.managed";
 pub(crate) const LABEL_PROFILE: &str = "berth.profile";
 pub(crate) const LABEL_SPEC_HASH: &str = "berth.spec-hash";
+/// Which berth configuration made the object (`instance`, by default the machine id), so that
+/// two on one daemon never take each other's objects for orphans.
+pub(crate) const LABEL_INSTANCE: &str = "berth.instance";
+
+/// Who makes an object: the profiles (recorded as `berth.profile`) and the instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Owner {
+    /// `dind+site`: the names of the profile layers.
+    pub profile: String,
+    pub instance: String,
+}
 
 pub(crate) type Labels = BTreeMap<String, String>;
 
@@ -229,7 +240,13 @@ impl<T> Observed<T> {
 /// containers, whose images they include), and their answers are kept as the run's. The same
 /// queries as one after another, in the time of the slowest; a query that fails is left for
 /// its resource to ask again and report.
-pub(crate) fn prefetch(context: &Context, names: &ObjectNames) {
+///
+/// berth's three listings of what it made (`resource::orphan::list`) run beside them; their
+/// outcome is returned when the daemon answers.
+pub(crate) fn prefetch(
+    context: &Context,
+    names: &ObjectNames,
+) -> Option<Result<crate::resource::orphan::Listing>> {
     use crate::{
         docker::{self as client},
         resource::{
@@ -239,8 +256,9 @@ pub(crate) fn prefetch(context: &Context, names: &ObjectNames) {
         },
     };
     let program = context.docker.program();
-    let (status, networks, volumes, containers) = std::thread::scope(|scope| {
+    let (status, networks, volumes, containers, listing) = std::thread::scope(|scope| {
         let status = scope.spawn(|| client::query_status(program));
+        let listing = scope.spawn(|| crate::resource::orphan::list(program));
         let networks = scope.spawn(|| client::fetch::<NetworkInfo>(program, &names.networks));
         let volumes = scope.spawn(|| client::fetch::<VolumeInfo>(program, &names.volumes));
         let containers = scope.spawn(|| {
@@ -254,13 +272,14 @@ pub(crate) fn prefetch(context: &Context, names: &ObjectNames) {
             networks.join().ok().and_then(Result::ok),
             volumes.join().ok().and_then(Result::ok),
             containers.join().ok().and_then(Result::ok),
+            listing.join().ok(),
         )
     });
-    let Some(status) = status else { return };
+    let status = status?;
     let running = matches!(status, DaemonStatus::Running(_));
     context.docker.remember_status(status);
     if !running {
-        return;
+        return None;
     }
     if let Some(networks) = networks {
         context.docker.remember(&names.networks, networks);
@@ -272,6 +291,7 @@ pub(crate) fn prefetch(context: &Context, names: &ObjectNames) {
         context.docker.remember(&names.containers, containers);
         context.docker.remember(&references, images);
     }
+    listing
 }
 
 /// What a network or a volume is made of: its driver and the options it takes, as written
@@ -309,7 +329,7 @@ impl Driven<'_> {
         &self,
         kind: &str,
         flags: &[&str],
-        (profile, hash): (&str, &str),
+        (owner, hash): (&Owner, &str),
         labels: &BTreeMap<String, String>,
         name: &str,
     ) -> Vec<String> {
@@ -323,7 +343,7 @@ impl Driven<'_> {
         for (key, value) in self.options {
             args.extend(["--opt".into(), format!("{key}={value}")]);
         }
-        args.extend(ownership_labels(profile, hash));
+        args.extend(ownership_labels(owner, hash));
         for (key, value) in labels {
             args.extend(["--label".into(), format!("{key}={value}")]);
         }
@@ -333,10 +353,11 @@ impl Driven<'_> {
 }
 
 /// `--label` arguments that mark an object as berth's.
-pub(crate) fn ownership_labels(profile: &str, spec_hash: &str) -> Vec<String> {
+pub(crate) fn ownership_labels(owner: &Owner, spec_hash: &str) -> Vec<String> {
     [
         format!("{LABEL_MANAGED}=true"),
-        format!("{LABEL_PROFILE}={profile}"),
+        format!("{LABEL_PROFILE}={}", owner.profile),
+        format!("{LABEL_INSTANCE}={}", owner.instance),
         format!("{LABEL_SPEC_HASH}={spec_hash}"),
     ]
     .into_iter()

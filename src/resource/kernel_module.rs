@@ -85,7 +85,17 @@ const MODULES_LOAD_DIRS: &[&str] = &[
 
 pub(crate) struct KernelModule {
     name: ModuleName,
+    /// `berth destroy`: the module file berth wrote is kept (said so) or, with `--purge`,
+    /// removed; the module itself stays loaded (Docker may still need it).
+    destroy: Option<Purge>,
 }
+
+/// Whether `berth destroy` was given `--purge`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Purge(pub bool);
+
+/// How the file berth writes begins: a file that does not, berth did not write.
+const WRITTEN_BY_BERTH: &str = "# Written by berth:";
 
 /// What the running kernel says about the module, as far as the root lets berth see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,11 +118,54 @@ pub(crate) struct ModuleState {
     pub kernel: KernelView,
     /// The file that already loads the module at boot.
     pub persisted_in: Option<HostPath>,
+    /// That file is the one berth writes, and berth wrote it.
+    pub written_by_berth: bool,
 }
 
 impl KernelModule {
     pub(crate) fn new(name: ModuleName) -> Self {
-        Self { name }
+        Self {
+            name,
+            destroy: None,
+        }
+    }
+
+    /// The module as `berth destroy` sees it: only the file berth wrote for it.
+    pub(crate) fn forgotten(name: ModuleName, purge: bool) -> Self {
+        Self {
+            name,
+            destroy: Some(Purge(purge)),
+        }
+    }
+
+    /// What `berth destroy` does with the file berth wrote, if berth wrote one.
+    fn diff_destroy(&self, observed: &ModuleState, purge: Purge, diff: &mut Diff<ModuleOp>) {
+        let file = self.persistence_file();
+        if observed.persisted_in.as_ref() != Some(&file) || !observed.written_by_berth {
+            return;
+        }
+        if purge.0 {
+            diff.push(
+                Change::new(
+                    self.id(),
+                    Action::Destroy,
+                    format!("remove {file} (--purge)"),
+                ),
+                ModuleOp::Unpersist,
+            );
+        } else {
+            diff.changes.push((
+                Change::new(
+                    self.id(),
+                    Action::Keep,
+                    format!(
+                        "kept: {file} loads {} at boot; berth destroy --purge removes it",
+                        self.name
+                    ),
+                ),
+                None,
+            ));
+        }
     }
 
     /// The file berth writes to load the module at boot.
@@ -212,6 +265,8 @@ pub(crate) enum ModuleOp {
     Load,
     /// Writes the modules-load.d file that loads it at boot.
     Persist,
+    /// Removes the file berth wrote (`berth destroy --purge`).
+    Unpersist,
 }
 
 impl Resource for KernelModule {
@@ -223,14 +278,26 @@ impl Resource for KernelModule {
     }
 
     fn observe(&self, context: &Context) -> Result<ModuleState> {
+        let persisted_in = self.find_persistence(context.host)?;
+        let file = self.persistence_file();
+        let written_by_berth = persisted_in.as_ref() == Some(&file)
+            && context
+                .host
+                .read_optional(&file)?
+                .is_some_and(|text| text.starts_with(WRITTEN_BY_BERTH));
         Ok(ModuleState {
             kernel: self.observe_kernel(context.host)?,
-            persisted_in: self.find_persistence(context.host)?,
+            persisted_in,
+            written_by_berth,
         })
     }
 
     fn diff(&self, observed: &ModuleState, _earlier: &Earlier) -> Diff<ModuleOp> {
         let mut diff = Diff::none();
+        if let Some(purge) = self.destroy {
+            self.diff_destroy(observed, purge, &mut diff);
+            return diff;
+        }
         let needs_persistence = match observed.kernel {
             KernelView::NotVisible => {
                 diff.warn(format!(
@@ -280,13 +347,14 @@ impl Resource for KernelModule {
             }
             ModuleOp::Persist => {
                 let text = format!(
-                    "# Written by berth: load {} at boot (systemd-modules-load).\n{}\n",
+                    "{WRITTEN_BY_BERTH} load {} at boot (systemd-modules-load).\n{}\n",
                     self.name, self.name
                 );
                 context
                     .host
                     .write_atomic(&self.persistence_file(), text.as_bytes(), 0o644)?;
             }
+            ModuleOp::Unpersist => context.host.remove_file(&self.persistence_file())?,
         }
         Ok(())
     }

@@ -16,9 +16,11 @@ pub(crate) mod docker_object;
 pub(crate) mod journal;
 pub(crate) mod kernel_module;
 pub(crate) mod network;
+pub(crate) mod orphan;
 pub(crate) mod package;
 pub(crate) mod profile;
 pub(crate) mod runner;
+pub(crate) mod timer;
 pub(crate) mod volume;
 
 use std::rc::Rc;
@@ -47,6 +49,8 @@ pub(crate) struct Options {
     /// Let berth replace (containers, networks) or take over (volumes) objects with a profile's
     /// name that it did not create.
     pub adopt: bool,
+    /// Leave what the profiles no longer declare in place for this run.
+    pub keep_orphans: bool,
 }
 
 pub(crate) trait Resource {
@@ -117,6 +121,10 @@ pub(crate) enum AnyResource {
     Network(network::Network),
     Volume(volume::Volume),
     Container(container::Container),
+    /// A container, network or volume berth made that the profiles no longer declare.
+    Orphan(orphan::Orphan),
+    /// berth's timer, which `berth destroy` disables.
+    Timer(timer::Timer),
 }
 
 /// Calls `$body` with `$resource` bound to the concrete resource inside an [`AnyResource`].
@@ -133,6 +141,8 @@ macro_rules! with_resource {
             $crate::resource::AnyResource::Network($resource) => $body,
             $crate::resource::AnyResource::Volume($resource) => $body,
             $crate::resource::AnyResource::Container($resource) => $body,
+            $crate::resource::AnyResource::Orphan($resource) => $body,
+            $crate::resource::AnyResource::Timer($resource) => $body,
         }
     };
 }
@@ -194,11 +204,11 @@ pub(crate) fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResou
         ));
     }
     let names = Rc::new(docker_object::ObjectNames::from_profile(profile));
-    let label = profile.label();
+    let owner = profile.owner();
     for spec in &profile.networks {
         resources.push(AnyResource::Network(network::Network::new(
             spec.clone(),
-            label.clone(),
+            owner.clone(),
             Rc::clone(&names),
             options.adopt,
         )));
@@ -206,7 +216,7 @@ pub(crate) fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResou
     for spec in &profile.volumes {
         resources.push(AnyResource::Volume(volume::Volume::new(
             spec.clone(),
-            label.clone(),
+            owner.clone(),
             Rc::clone(&names),
             options.adopt,
         )));
@@ -222,11 +232,44 @@ pub(crate) fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResou
     resources
 }
 
+/// Puts the orphans among the profile's resources where they converge: containers before the
+/// profile's networks (a network replaced then does not reconnect them, a network removed has
+/// lost its members), networks after the profile's containers (which may leave them in this
+/// run), and volumes last.
+pub(crate) fn with_orphans(
+    resources: Vec<AnyResource>,
+    orphans: orphan::Orphans,
+) -> Vec<AnyResource> {
+    let first_object = resources
+        .iter()
+        .position(|resource| resource.id().kind.is_docker_object())
+        .unwrap_or(resources.len());
+    let mut resources = resources;
+    let tail = resources.split_off(first_object);
+    resources.extend(orphans.containers.into_iter().map(AnyResource::Orphan));
+    resources.extend(tail);
+    resources.extend(orphans.networks.into_iter().map(AnyResource::Orphan));
+    resources.extend(orphans.volumes.into_iter().map(AnyResource::Orphan));
+    resources
+}
+
 /// The runners berth registered that the profile no longer declares, read from berth's ledger
 /// (which `from_profile` cannot: it does not look at the host). They go last: unregistering
 /// waits for nothing else.
 pub(crate) fn removed_runners(profile: &Profile, host: &Host) -> Vec<AnyResource> {
     runner::removed(&profile.runner, host)
+        .into_iter()
+        .map(AnyResource::Runner)
+        .collect()
+}
+
+/// Every runner in berth's ledger, declared or not, for `berth destroy` to unregister.
+pub(crate) fn recorded_runners(profile: &Profile, host: &Host) -> Vec<AnyResource> {
+    let nothing_declared = runner::section::RunnerSettings {
+        runners: Vec::new(),
+        ..profile.runner.clone()
+    };
+    runner::removed(&nothing_declared, host)
         .into_iter()
         .map(AnyResource::Runner)
         .collect()

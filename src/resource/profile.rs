@@ -20,7 +20,7 @@ use crate::{
             spec::{container_warnings, order_by_after, resolve_container},
         },
         daemon::{self, DockerSection, DockerSettings, keys::DockerdVersion},
-        docker_object::{ObjectName, ObjectNames, labels, non_empty, string_map},
+        docker_object::{ObjectName, ObjectNames, Owner, labels, non_empty, string_map},
         kernel_module::{self, KernelSection, ModuleName},
         network::resolve_network,
         network::{NetworkSection, NetworkSpec},
@@ -48,6 +48,9 @@ pub(crate) struct ProfileLayer {
     /// One list of registry mirrors for daemon.json and every dind daemon's
     /// `--registry-mirror` flags.
     pub registry_mirrors: Option<Vec<String>>,
+    /// Which berth configuration this is, on a daemon that several share; labels what berth
+    /// makes (`berth.instance`) [default: the machine id].
+    pub instance: Option<String>,
     pub networks: Option<indexmap::IndexMap<ObjectName, NetworkSection>>,
     pub volumes: Option<indexmap::IndexMap<ObjectName, VolumeSection>>,
     pub containers: Option<indexmap::IndexMap<ObjectName, ContainerSection>>,
@@ -65,6 +68,9 @@ pub(crate) struct Profile {
     pub volumes: Vec<VolumeSpec>,
     /// In converge order: every container after those in its `after`.
     pub containers: Vec<ContainerSpec>,
+    /// `berth.instance` on everything berth makes: the profile's `instance`, else the machine
+    /// id (filled in by [`load`], which reads the host).
+    pub instance: String,
     /// Things worth knowing that are not errors, placed like errors (file, line, key);
     /// `validate` and `plan` print them.
     pub warnings: Vec<LocatedError>,
@@ -78,12 +84,30 @@ pub(crate) struct Profile {
 /// starts, finds no runner in config.toml and takes no jobs, which nothing else would tell.
 pub(crate) const NO_RUNNER_DECLARED: &str = "no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)";
 
+/// Where the machine id, the default instance, is read.
+const MACHINE_ID: &str = "/etc/machine-id";
+/// The instance of a host without a machine id (a container, a bare root under `--root`).
+const NO_MACHINE_ID: &str = "unknown";
+
+/// The machine id under the root, or [`NO_MACHINE_ID`] when there is none.
+fn machine_id(host: &Host) -> Result<String> {
+    let text = host.read_optional(&crate::host::host_path(MACHINE_ID))?;
+    Ok(text
+        .map(|text| text.trim().to_owned())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| NO_MACHINE_ID.to_owned()))
+}
+
 /// Reads, parses, merges and checks the given profiles, in order.
 pub(crate) fn load(refs: &[ProfileRef], host: &Host) -> Result<Profile> {
     let (names, sources) = profile::read(refs, host)?;
     // Keys are checked against every dockerd version here, without running dockerd (53 ms, on
     // every run); daemon-config checks them against the running daemon's version.
-    Ok(Profile::from_sources_for(names, &sources, None)?)
+    let mut profile = Profile::from_sources_for(names, &sources, None)?;
+    if profile.instance.is_empty() {
+        profile.instance = machine_id(host)?;
+    }
+    Ok(profile)
 }
 
 impl Profile {
@@ -137,6 +161,17 @@ impl Profile {
             dockerd,
             layers,
         ));
+        let instance = match layer.instance {
+            Some(instance) => problems
+                .keep(non_empty(
+                    Some(instance),
+                    "",
+                    &KeyPath::parse_dotted("instance"),
+                    layers,
+                ))
+                .unwrap_or_default(),
+            None => String::new(),
+        };
         let objects = resolve_objects(
             ObjectSections {
                 networks: layer.networks,
@@ -196,6 +231,7 @@ impl Profile {
             networks: objects.networks,
             volumes: objects.volumes,
             containers: objects.containers,
+            instance,
             warnings,
             layer_digests: Vec::new(),
         })
@@ -204,6 +240,14 @@ impl Profile {
     /// A label value naming the profiles this host was converged to: `dind+site`.
     pub(crate) fn label(&self) -> String {
         self.names.join("+")
+    }
+
+    /// Who makes this profile's Docker objects.
+    pub(crate) fn owner(&self) -> Owner {
+        Owner {
+            profile: self.label(),
+            instance: self.instance.clone(),
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use crate::{
         Context, Earlier, Resource,
         daemon::service::DaemonService,
         docker_object::{
-            self, Driven, Labelled, Labels, ObjectName, ObjectNames, Observed, spec_hash,
+            self, Driven, Labelled, Labels, ObjectName, ObjectNames, Observed, Owner, spec_hash,
         },
     },
 };
@@ -68,7 +68,7 @@ pub(crate) const ADOPTED_VOLUMES: &str = "/var/lib/berth/adopted-volumes.json";
 pub(crate) struct Volume {
     spec: VolumeSpec,
     hash: String,
-    profile: String,
+    owner: Owner,
     names: Rc<ObjectNames>,
     adopt: bool,
 }
@@ -91,16 +91,11 @@ pub(crate) enum VolumeOp {
 }
 
 impl Volume {
-    pub(crate) fn new(
-        spec: VolumeSpec,
-        profile: String,
-        names: Rc<ObjectNames>,
-        adopt: bool,
-    ) -> Self {
+    pub(crate) fn new(spec: VolumeSpec, owner: Owner, names: Rc<ObjectNames>, adopt: bool) -> Self {
         Self {
             hash: spec.spec_hash(),
             spec,
-            profile,
+            owner,
             names,
             adopt,
         }
@@ -126,7 +121,7 @@ impl Volume {
         self.driven().create_arguments(
             "volume",
             &[],
-            (&self.profile, &self.hash),
+            (&self.owner, &self.hash),
             &self.spec.labels,
             self.spec.name.as_str(),
         )
@@ -322,7 +317,10 @@ mod tests {
                 options: BTreeMap::new(),
                 labels: BTreeMap::new(),
             },
-            "dind".into(),
+            Owner {
+                profile: "dind".into(),
+                instance: "test".into(),
+            },
             Rc::new(ObjectNames::default()),
             adopt,
         )

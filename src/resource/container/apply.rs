@@ -25,7 +25,7 @@ impl Container {
             "--name".into(),
             spec.name.to_string(),
         ];
-        args.extend(docker_object::ownership_labels(&self.profile, &self.hash));
+        args.extend(docker_object::ownership_labels(&self.owner, &self.hash));
         for (key, value) in &spec.labels {
             args.extend(["--label".into(), format!("{key}={value}")]);
         }

@@ -40,7 +40,7 @@ use crate::{
     resource::{
         Context, Earlier, Resource,
         daemon::service::DaemonService,
-        docker_object::{self, Labelled, ObjectName, ObjectNames, Observed},
+        docker_object::{self, Labelled, ObjectName, ObjectNames, Observed, Owner},
         journal,
         profile::Profile,
         runner::config::RunnerConfig,
@@ -65,7 +65,7 @@ pub(crate) struct Container {
     /// Boxed: the spec is most of a container's size, and resources live in one enum.
     spec: Box<ContainerSpec>,
     hash: String,
-    profile: String,
+    owner: Owner,
     names: Rc<ObjectNames>,
     adopt: bool,
     /// Declared networks and volumes it uses and the containers in its `after`.
@@ -175,7 +175,7 @@ impl Container {
         Self {
             hash: spec.spec_hash(),
             spec: Box::new(spec),
-            profile: profile.label(),
+            owner: profile.owner(),
             names,
             adopt,
             dependencies,

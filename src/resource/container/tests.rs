@@ -588,9 +588,13 @@ fn dependencies_are_the_daemon_the_networks_volumes_and_after() {
 
 #[test]
 fn create_arguments_carry_the_spec_and_the_ownership_labels() {
-    let resource = container(&profile("mtu = 1400\n"), "gitlab-dind", false);
+    let resource = container(
+        &profile("mtu = 1400\ninstance = \"ci-7\"\n"),
+        "gitlab-dind",
+        false,
+    );
     let args = resource.create_arguments(&Host::new("/r")).join(" ");
-    assert!(args.starts_with("container create --name gitlab-dind --label berth.managed=true --label berth.profile=test --label berth.spec-hash="), "{args}");
+    assert!(args.starts_with("container create --name gitlab-dind --label berth.managed=true --label berth.profile=test --label berth.instance=ci-7 --label berth.spec-hash="), "{args}");
     assert!(args.contains(" --restart always --network ci-net --network-alias docker --volume dind-data:/var/lib/docker --volume dind-certs:/certs/client --env DOCKER_TLS_CERTDIR=/certs "), "{args}");
     assert!(args.ends_with(" docker:27-dind --mtu=1400"), "{args}");
     let runner = container(&profile(""), "gitlab-runner", false);

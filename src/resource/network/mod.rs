@@ -29,8 +29,8 @@ use crate::{
         container::inspect::ContainerInfo,
         daemon::service::DaemonService,
         docker_object::{
-            self, Driven, Labelled, Labels, ObjectName, ObjectNames, Observed, labels, non_empty,
-            spec_hash, string_map,
+            self, Driven, Labelled, Labels, ObjectName, ObjectNames, Observed, Owner, labels,
+            non_empty, spec_hash, string_map,
         },
         journal,
     },
@@ -106,7 +106,7 @@ pub(crate) fn resolve_network(
 pub(crate) struct Network {
     spec: NetworkSpec,
     hash: String,
-    profile: String,
+    owner: Owner,
     names: Rc<ObjectNames>,
     adopt: bool,
 }
@@ -127,14 +127,14 @@ pub(crate) enum NetworkOp {
 impl Network {
     pub(crate) fn new(
         spec: NetworkSpec,
-        profile: String,
+        owner: Owner,
         names: Rc<ObjectNames>,
         adopt: bool,
     ) -> Self {
         Self {
             hash: spec.spec_hash(),
             spec,
-            profile,
+            owner,
             names,
             adopt,
         }
@@ -173,7 +173,7 @@ impl Network {
         self.driven().create_arguments(
             "network",
             flags,
-            (&self.profile, &self.hash),
+            (&self.owner, &self.hash),
             &self.spec.labels,
             self.spec.name.as_str(),
         )
@@ -371,7 +371,10 @@ mod tests {
                 internal: false,
                 labels: BTreeMap::new(),
             },
-            "dind".into(),
+            Owner {
+                profile: "dind".into(),
+                instance: "test".into(),
+            },
             Rc::new(ObjectNames::default()),
             adopt,
         )
@@ -516,7 +519,7 @@ mod tests {
     fn create_arguments_label_the_network() {
         let args = network(&[("com.docker.network.driver.mtu", "1450")], false).create_arguments();
         let text = args.join(" ");
-        assert!(text.starts_with("network create --driver bridge --opt com.docker.network.driver.mtu=1450 --label berth.managed=true --label berth.profile=dind --label berth.spec-hash="), "{text}");
+        assert!(text.starts_with("network create --driver bridge --opt com.docker.network.driver.mtu=1450 --label berth.managed=true --label berth.profile=dind --label berth.instance=test --label berth.spec-hash="), "{text}");
         assert!(text.ends_with(" ci-net"));
     }
 }

@@ -1,0 +1,183 @@
+//! `berth destroy` and `berth plan --destroy`: everything berth made on this host, as resources
+//! that remove it, through the same engine as apply.
+//!
+//! In order: berth's timer is disabled (no timer run converges the host back meanwhile), the
+//! containers berth made are drained and removed, every runner in the ledger is unregistered
+//! through the flow that unregisters a runner dropped from the profile (its config.toml entry
+//! and ledger record go with it), then the networks; volumes and the module files are listed as
+//! kept unless `--purge`. Only this instance's objects (`berth.instance`) are touched.
+//!
+//! A destroy killed midway is finished by the next one: what is left is found again from the
+//! daemon's listing and the ledger, and a runner leaves the ledger as soon as it is unregistered,
+//! so none is unregistered twice.
+
+use anyhow::{Result, bail};
+
+use crate::{
+    cli::DestroyArgs,
+    docker::Docker,
+    engine::{self, Mode, Pass, Reviewed},
+    exit,
+    host::lock::RunLock,
+    ignore_broken_pipe,
+    output::{
+        Printer,
+        confirm::{Consent, confirm},
+    },
+    plan::Change,
+    require_root,
+    resource::{
+        self, AnyResource, Context,
+        docker_object::{self, ObjectNames, Reach},
+        kernel_module::KernelModule,
+        orphan::{self, Handling},
+        profile::Profile,
+        timer::Timer,
+    },
+    settings::Settings,
+};
+
+/// What the command line asked of one destroy.
+#[derive(Debug, Clone, Copy)]
+struct Request {
+    /// `plan --destroy` (show) or `destroy` (ask, then do).
+    mode: Mode,
+    consent: Consent,
+    purge: bool,
+}
+
+/// `plan --destroy` (no `args`) or `destroy`.
+pub(crate) fn run(
+    settings: &Settings,
+    printer: &Printer,
+    args: Option<&DestroyArgs>,
+) -> Result<u8> {
+    let request = match args {
+        None => Request {
+            mode: Mode::Plan,
+            consent: Consent::Ask,
+            purge: false,
+        },
+        Some(args) => Request {
+            mode: Mode::Apply,
+            consent: if args.yes {
+                Consent::Given
+            } else {
+                Consent::Ask
+            },
+            purge: args.purge,
+        },
+    };
+    let profile = resource::profile::load(&settings.profiles, &settings.host)?;
+    let _lock = match request.mode {
+        Mode::Plan => None,
+        Mode::Apply => {
+            require_root(settings, "destroy")?;
+            Some(RunLock::acquire(&settings.host, settings.lock_timeout)?)
+        }
+    };
+    let docker = Docker::default();
+    let context = Context {
+        host: &settings.host,
+        docker: &docker,
+    };
+    let listing = docker_object::prefetch(&context, &ObjectNames::default());
+    let listing = match listing {
+        Some(listing) => Some(listing?),
+        None => match docker_object::reach(&context) {
+            Reach::NotInstalled => None,
+            Reach::Down => bail!(
+                "Docker does not answer: berth cannot tell what it made there; start Docker and run `berth destroy` again"
+            ),
+            Reach::NotPermitted => {
+                bail!("this user may not ask Docker what berth made there; run as root")
+            }
+            Reach::Running => bail!(
+                "berth could not list what it made: Docker answered only after the listing; run `berth destroy` again"
+            ),
+        },
+    };
+    let resources = resources(&profile, &settings.host, listing.as_ref(), request.purge);
+    let plan = engine::run(
+        &resources,
+        &context,
+        Pass {
+            mode: Mode::Plan,
+            reviewed: None,
+            log_warnings: true,
+        },
+    );
+    if request.mode == Mode::Plan || !plan.has_changes() || plan.failed() {
+        ignore_broken_pipe(printer.report(&plan, &profile.names))?;
+        return Ok(match () {
+            () if plan.failed() => exit::FAILURE,
+            () if plan.has_changes() && request.mode == Mode::Plan => exit::CHANGES_PENDING,
+            () => exit::OK,
+        });
+    }
+    ignore_broken_pipe(printer.report(&plan, &profile.names))?;
+    let count = plan.summary().destroy;
+    let question = format!(
+        "Destroy what berth made here ({count} to destroy, as listed)? Runners unregistered from GitLab cannot be brought back."
+    );
+    if !confirm(
+        request.consent,
+        &question,
+        "pass --yes to destroy without asking",
+    )? {
+        bail!("destroy cancelled: nothing was changed");
+    }
+    docker.invalidate();
+    // Exactly what was shown, and asked about.
+    let shown: Vec<Change> = plan
+        .entries
+        .iter()
+        .map(|entry| entry.change.clone())
+        .collect();
+    let report = engine::run(
+        &resources,
+        &context,
+        Pass {
+            mode: Mode::Apply,
+            reviewed: Some(Reviewed(&shown)),
+            log_warnings: false,
+        },
+    );
+    ignore_broken_pipe(printer.report(&report, &profile.names))?;
+    Ok(if report.failed() {
+        exit::FAILURE
+    } else {
+        exit::OK
+    })
+}
+
+/// What destroy removes, in the order it goes.
+fn resources(
+    profile: &Profile,
+    host: &crate::host::Host,
+    listing: Option<&orphan::Listing>,
+    purge: bool,
+) -> Vec<AnyResource> {
+    let mut resources = vec![AnyResource::Timer(Timer)];
+    let orphans = listing
+        .map(|listing| {
+            orphan::find(
+                listing,
+                &profile.instance,
+                None,
+                Handling { keep: false, purge },
+            )
+        })
+        .unwrap_or_default();
+    resources.extend(orphans.containers.into_iter().map(AnyResource::Orphan));
+    resources.extend(resource::recorded_runners(profile, host));
+    resources.extend(orphans.networks.into_iter().map(AnyResource::Orphan));
+    resources.extend(orphans.volumes.into_iter().map(AnyResource::Orphan));
+    for module in &profile.kernel_modules {
+        resources.push(AnyResource::KernelModule(KernelModule::forgotten(
+            module.clone(),
+            purge,
+        )));
+    }
+    resources
+}
