@@ -1,11 +1,11 @@
 //! `berth destroy` and `berth plan --destroy`: everything berth made on this host, as resources
 //! that remove it, through the same engine as apply.
 //!
-//! In order: berth's timer is disabled (no timer run converges the host back meanwhile), the
-//! containers berth made are drained and removed, every runner in the ledger is unregistered
-//! through the flow that unregisters a runner dropped from the profile (its config.toml entry
-//! and ledger record go with it), then the networks; volumes and the module files are listed as
-//! kept unless `--purge`. Only this instance's objects (`berth.instance`) are touched.
+//! In order: berth's timer and watch service are disabled (nothing converges the host back
+//! meanwhile), the containers berth made are drained and removed, every runner in the ledger is
+//! unregistered through the flow that unregisters a runner dropped from the profile (its
+//! config.toml entry and ledger record go with it), then the networks; volumes and the module
+//! files are listed as kept unless `--purge`. Only this instance's objects (`berth.instance`) are touched.
 //!
 //! A destroy killed midway is finished by the next one: what is left is found again from the
 //! daemon's listing and the ledger, and a runner leaves the ledger as soon as it is unregistered,
@@ -28,11 +28,11 @@ use crate::{
     require_root,
     resource::{
         self, AnyResource, Context,
+        berth_unit::BerthUnit,
         docker_object::{self, ObjectNames, Reach},
         kernel_module::KernelModule,
         orphan::{self, Handling},
         profile::Profile,
-        timer::Timer,
     },
     settings::Settings,
 };
@@ -158,7 +158,7 @@ fn resources(
     listing: Option<&orphan::Listing>,
     purge: bool,
 ) -> Vec<AnyResource> {
-    let mut resources = vec![AnyResource::Timer(Timer)];
+    let mut resources: Vec<AnyResource> = BerthUnit::units().map(AnyResource::BerthUnit).collect();
     let orphans = listing
         .map(|listing| {
             orphan::find(

@@ -22,8 +22,8 @@ pub(crate) enum Kind {
     Network,
     Volume,
     Container,
-    /// berth's systemd timer (`berth destroy` disables it).
-    Timer,
+    /// A systemd unit that runs berth (`berth destroy` disables it).
+    Unit,
 }
 
 impl Kind {
@@ -44,7 +44,7 @@ impl Kind {
             Self::Network => "network",
             Self::Volume => "volume",
             Self::Container => "container",
-            Self::Timer => "timer",
+            Self::Unit => "unit",
         }
     }
 }

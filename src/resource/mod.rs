@@ -10,6 +10,7 @@
 //! Kinds are a closed enum ([`AnyResource`]) dispatched with `match`, so the compiler checks
 //! that every kind is handled everywhere. One kind per file.
 
+pub(crate) mod berth_unit;
 pub(crate) mod container;
 pub(crate) mod daemon;
 pub(crate) mod docker_object;
@@ -20,7 +21,6 @@ pub(crate) mod orphan;
 pub(crate) mod package;
 pub(crate) mod profile;
 pub(crate) mod runner;
-pub(crate) mod timer;
 pub(crate) mod volume;
 
 use std::rc::Rc;
@@ -123,8 +123,8 @@ pub(crate) enum AnyResource {
     Container(container::Container),
     /// A container, network or volume berth made that the profiles no longer declare.
     Orphan(orphan::Orphan),
-    /// berth's timer, which `berth destroy` disables.
-    Timer(timer::Timer),
+    /// A systemd unit that runs berth, which `berth destroy` disables.
+    BerthUnit(berth_unit::BerthUnit),
 }
 
 /// Calls `$body` with `$resource` bound to the concrete resource inside an [`AnyResource`].
@@ -142,7 +142,7 @@ macro_rules! with_resource {
             $crate::resource::AnyResource::Volume($resource) => $body,
             $crate::resource::AnyResource::Container($resource) => $body,
             $crate::resource::AnyResource::Orphan($resource) => $body,
-            $crate::resource::AnyResource::Timer($resource) => $body,
+            $crate::resource::AnyResource::BerthUnit($resource) => $body,
         }
     };
 }

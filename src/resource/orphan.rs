@@ -129,7 +129,7 @@ impl Reason {
             Self::Renamed { declared } => {
                 format!("`{declared}` renamed by hand to {name}; berth makes `{declared}` again")
             }
-            Self::Destroy => "made by berth; berth destroy removes it".to_owned(),
+            Self::Destroy => "made by berth".to_owned(),
         }
     }
 }

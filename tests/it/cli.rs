@@ -14,6 +14,7 @@ fn help_for_every_subcommand_is_stable() {
         Some("doctor"),
         Some("watch"),
         Some("init"),
+        Some("destroy"),
     ] {
         let mut args = Vec::from_iter(subcommand);
         args.push("--help");

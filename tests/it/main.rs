@@ -25,6 +25,7 @@ mod gitlab_server;
 mod host_files;
 mod init;
 mod operations;
+mod orphans;
 mod packaging;
 mod plans;
 mod profiles;
