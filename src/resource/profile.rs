@@ -390,6 +390,30 @@ mod tests {
     }
 
     #[test]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the test writes the machine id under a temporary root"
+    )]
+    fn the_instance_is_the_profiles_else_the_machine_id_and_never_empty() {
+        assert_eq!(
+            profile(&["instance = \"ci-blue\"\n"]).unwrap().instance,
+            "ci-blue"
+        );
+        let error = profile(&["instance = \" \"\n"]).unwrap_err();
+        assert!(
+            error.contains("`instance`") && error.contains("must not be empty"),
+            "{error}"
+        );
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(root.path());
+        let refs = [crate::profile::ProfileRef::Name(DEFAULT_PROFILE.to_owned())];
+        assert_eq!(load(&refs, &host).unwrap().instance, NO_MACHINE_ID);
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/machine-id"), "0123abcd\n").unwrap();
+        assert_eq!(load(&refs, &host).unwrap().instance, "0123abcd");
+    }
+
+    #[test]
     fn every_embedded_profile_is_valid() {
         for (name, text) in embedded() {
             let source = TomlFile::new(name, text);
