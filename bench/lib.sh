@@ -22,6 +22,9 @@ stand_in berth-bench/app:1 'trap \"exit 0\" TERM; while :; do sleep 1 & wait $!;
 
 printf '[containers.gitlab-dind]\nprivileged = false\n' >"$T/unprivileged.toml"
 apps() { # COUNT: a profile of COUNT containers on one network, sharing one volume
+    # An instance of its own: the default profile's objects, and the other apps profile's, are
+    # then another berth's, not orphans for this one to remove.
+    printf 'instance = "berth-bench-apps-%s"\n' "$1"
     printf '[networks.berth-bench-net]\n[volumes.berth-bench-data]\n'
     for i in $(seq "$1"); do
         printf '[containers.berth-bench-%s]\nimage = "berth-bench/app:1"\nnetworks = ["berth-bench-net"]\nvolumes = ["berth-bench-data:/data"]\n' "$i"
