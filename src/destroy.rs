@@ -108,14 +108,14 @@ pub(crate) fn run(
         },
     );
     if request.mode == Mode::Plan || !plan.has_changes() || plan.failed() {
-        ignore_broken_pipe(printer.report(&plan, &profile.names))?;
+        ignore_broken_pipe(printer.destroy_report(&plan, &profile.names))?;
         return Ok(match () {
             () if plan.failed() => exit::FAILURE,
             () if plan.has_changes() && request.mode == Mode::Plan => exit::CHANGES_PENDING,
             () => exit::OK,
         });
     }
-    ignore_broken_pipe(printer.report(&plan, &profile.names))?;
+    ignore_broken_pipe(printer.destroy_report(&plan, &profile.names))?;
     let count = plan.summary().destroy;
     let question = format!(
         "Destroy what berth made here ({count} to destroy, as listed)? Runners unregistered from GitLab cannot be brought back."
@@ -143,7 +143,7 @@ pub(crate) fn run(
             log_warnings: false,
         },
     );
-    ignore_broken_pipe(printer.report(&report, &profile.names))?;
+    ignore_broken_pipe(printer.destroy_report(&report, &profile.names))?;
     Ok(if report.failed() {
         exit::FAILURE
     } else {

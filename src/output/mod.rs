@@ -44,6 +44,13 @@ pub(crate) fn use_color(choice: ColorChoice, stream_is_terminal: bool) -> bool {
     }
 }
 
+/// What a report tells: a converge (`plan`, `apply`) or a destroy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Converge,
+    Destroy,
+}
+
 pub(crate) struct Printer {
     json: bool,
     color: bool,
@@ -74,6 +81,15 @@ impl Printer {
 
     /// Prints the outcome of `plan` or `apply`.
     pub(crate) fn report(&self, report: &Report, profiles: &[String]) -> io::Result<()> {
+        self.report_of(report, profiles, Purpose::Converge)
+    }
+
+    /// Prints the outcome of `plan --destroy` or `destroy`: the same, with its own last line.
+    pub(crate) fn destroy_report(&self, report: &Report, profiles: &[String]) -> io::Result<()> {
+        self.report_of(report, profiles, Purpose::Destroy)
+    }
+
+    fn report_of(&self, report: &Report, profiles: &[String], purpose: Purpose) -> io::Result<()> {
         let text = if self.json {
             let document = json!({
                 "schema_version": json::SCHEMA_VERSION,
@@ -89,7 +105,7 @@ impl Printer {
                 serde_json::to_string_pretty(&document).expect("a report serializes")
             )
         } else {
-            self.human_report(report)
+            self.human_report(report, purpose)
         };
         write_stdout(&text)?;
         if !self.json {
@@ -109,10 +125,10 @@ impl Printer {
         if self.json {
             return Ok(());
         }
-        write_stdout(&self.human_report(report))
+        write_stdout(&self.human_report(report, Purpose::Converge))
     }
 
-    fn human_report(&self, report: &Report) -> String {
+    fn human_report(&self, report: &Report, purpose: Purpose) -> String {
         let width = report
             .entries
             .iter()
@@ -128,6 +144,9 @@ impl Printer {
         }
         let summary = report.summary();
         let line = match report.mode {
+            _ if purpose == Purpose::Destroy && !report.has_changes() && !report.failed() => {
+                "Nothing to destroy: nothing berth made is left here.".to_owned()
+            }
             Mode::Plan if !report.has_changes() && !report.failed() => {
                 "No changes: the host matches the profile.".to_owned()
             }
@@ -147,10 +166,11 @@ impl Printer {
                 "Nothing to do: the host matches the profile.".to_owned()
             }
             Mode::Apply => {
-                let outcome = if report.failed() {
-                    "Apply failed"
-                } else {
-                    "Apply complete"
+                let outcome = match (purpose, report.failed()) {
+                    (Purpose::Converge, true) => "Apply failed",
+                    (Purpose::Converge, false) => "Apply complete",
+                    (Purpose::Destroy, true) => "Destroy failed",
+                    (Purpose::Destroy, false) => "Destroy complete",
                 };
                 let mut line = format!(
                     "{outcome}: {} added, {} changed, {} destroyed",
