@@ -106,3 +106,35 @@ impl Resource for BerthUnit {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planned(observed: &UnitState) -> (Vec<String>, usize) {
+        let unit = BerthUnit::units().next().unwrap();
+        let diff = unit.diff(observed, &Earlier::default());
+        let details = diff.printed().map(|change| change.detail.clone()).collect();
+        (details, diff.warnings.len())
+    }
+
+    #[test]
+    fn only_an_enabled_or_running_unit_is_disabled_and_a_missing_systemctl_is_said() {
+        let seen = |enabled: &str, active: &str| UnitState::Seen {
+            enabled: enabled.into(),
+            active: active.into(),
+        };
+        assert_eq!(planned(&UnitState::OtherRoot), (vec![], 0));
+        assert_eq!(planned(&UnitState::NoSystemctl), (vec![], 1));
+        assert_eq!(planned(&seen("disabled", "inactive")), (vec![], 0));
+        assert_eq!(planned(&seen("not-found", "inactive")), (vec![], 0));
+        assert_eq!(
+            planned(&seen("enabled", "active")),
+            (
+                vec!["systemctl disable --now berth.timer (it is enabled, active)".to_owned()],
+                0
+            )
+        );
+        assert_eq!(planned(&seen("disabled", "active")).0.len(), 1);
+    }
+}
