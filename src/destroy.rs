@@ -115,10 +115,21 @@ pub(crate) fn run(
             () => exit::OK,
         });
     }
-    ignore_broken_pipe(printer.destroy_report(&plan, &profile.names))?;
-    let count = plan.summary().destroy;
+    // Whoever is asked sees what they agree to: the plan as text, or with `--json` (whose
+    // one document is the report after) in the question itself.
+    if request.consent == Consent::Ask {
+        ignore_broken_pipe(printer.review(&plan))?;
+    }
+    let going: Vec<String> = plan
+        .entries
+        .iter()
+        .filter(|entry| entry.change.action.changes_host())
+        .map(|entry| entry.change.id.to_string())
+        .collect();
     let question = format!(
-        "Destroy what berth made here ({count} to destroy, as listed)? Runners unregistered from GitLab cannot be brought back."
+        "Destroy what berth made here ({} to destroy: {})?",
+        plan.summary().destroy,
+        going.join(", ")
     );
     if !confirm(
         request.consent,

@@ -283,6 +283,8 @@ fn destroy_asks_then_unregisters_every_runner_once_and_keeps_volumes_unless_purg
     let refused = host.run("destroy");
     refused.code(1);
     assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
+    // Nor with --json, which keeps stdout to one document.
+    host.run_with("destroy", &["--json"]).code(1);
     assert!(exists(&dockerd, "container", RUNNER));
     assert_eq!(gitlab.calls(DELETE) + gitlab.calls(DELETE_MANAGER), 0);
     assert_eq!(runner_entries(&root), 2);
