@@ -81,22 +81,7 @@ pub(crate) fn run(
         host: &settings.host,
         docker: &docker,
     };
-    let listing = docker_object::prefetch(&context, &ObjectNames::default());
-    let listing = match listing {
-        Some(listing) => Some(listing?),
-        None => match docker_object::reach(&context) {
-            Reach::NotInstalled => None,
-            Reach::Down => bail!(
-                "Docker does not answer: berth cannot tell what it made there; start Docker and run `berth destroy` again"
-            ),
-            Reach::NotPermitted => {
-                bail!("this user may not ask Docker what berth made there; run as root")
-            }
-            Reach::Running => bail!(
-                "berth could not list what it made: Docker answered only after the listing; run `berth destroy` again"
-            ),
-        },
-    };
+    let listing = listing(&context)?;
     let resources = resources(&profile, &settings.host, listing.as_ref(), request.purge);
     let plan = engine::run(
         &resources,
@@ -159,6 +144,26 @@ pub(crate) fn run(
         exit::FAILURE
     } else {
         exit::OK
+    })
+}
+
+/// What berth made on this daemon; `None` when no Docker is installed (runners still go).
+fn listing(context: &Context) -> Result<Option<orphan::Listing>> {
+    let listed = docker_object::prefetch(context, &ObjectNames::default());
+    Ok(match listed {
+        Some(listing) => Some(listing?),
+        None => match docker_object::reach(context) {
+            Reach::NotInstalled => None,
+            Reach::Down => bail!(
+                "Docker does not answer: berth cannot tell what it made there; start Docker and run `berth destroy` again"
+            ),
+            Reach::NotPermitted => {
+                bail!("this user may not ask Docker what berth made there; run as root")
+            }
+            Reach::Running => bail!(
+                "berth could not list what it made: Docker answered only after the listing; run `berth destroy` again"
+            ),
+        },
     })
 }
 
