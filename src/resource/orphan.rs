@@ -24,7 +24,7 @@ use crate::{
     plan::{Action, Change, Diff, Kind, ResourceId},
     resource::{
         Context, Earlier, Resource,
-        container::inspect::ContainerInfo,
+        container::{self, inspect::ContainerInfo},
         daemon::service::DaemonService,
         docker_object::{LABEL_INSTANCE, LABEL_MANAGED, LABEL_SPEC_HASH, ObjectNames, Observed},
         profile::Profile,
@@ -33,10 +33,6 @@ use crate::{
 
 /// How long one listing may take before berth treats the daemon as hung.
 const LIST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Docker's stop timeout when a container sets none.
-const DEFAULT_STOP_TIMEOUT: u64 = 10;
-/// Added to a container's stop timeout for the `docker stop` call itself.
-const STOP_MARGIN: u64 = 60;
 /// What berth calls the probe network of a network replacement: made and removed at once, by
 /// the replacement itself.
 const PROBE_SUFFIX: &str = ".berth-probe";
@@ -164,13 +160,12 @@ pub(crate) struct Orphans {
 }
 
 /// What apply does with an orphan.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum OrphanOp {
-    /// Restart policy off, `docker stop` (its own signal; `stop_timeout` seconds for the call),
+    /// Restart policy off, drained (`docker stop` with its own signal and timeout),
     /// `docker rm --volumes`.
     DrainContainer {
-        id: String,
-        stop_timeout: u64,
+        live: Box<ContainerInfo>,
     },
     RemoveNetwork,
     RemoveVolume,
@@ -248,14 +243,6 @@ pub(crate) fn find(
     }
 }
 
-/// Time for `docker stop` of `live`: its own stop timeout, and a margin.
-fn stop_timeout(live: &ContainerInfo) -> u64 {
-    live.config
-        .stop_timeout
-        .map_or(DEFAULT_STOP_TIMEOUT, u64::from)
-        + STOP_MARGIN
-}
-
 /// How the plan line says a container is drained.
 fn drain_note(live: &ContainerInfo) -> String {
     let signal = live
@@ -264,10 +251,7 @@ fn drain_note(live: &ContainerInfo) -> String {
         .clone()
         .filter(|signal| !signal.is_empty())
         .unwrap_or_else(|| "SIGTERM".to_owned());
-    let timeout = live
-        .config
-        .stop_timeout
-        .map_or(DEFAULT_STOP_TIMEOUT, u64::from);
+    let timeout = container::own_stop_timeout(live);
     if live.state.running {
         format!("; drained: {signal}, up to {timeout} s")
     } else {
@@ -331,8 +315,7 @@ impl Resource for Orphan {
                         format!("{reason}{}", drain_note(live)),
                     ),
                     OrphanOp::DrainContainer {
-                        id: live.id.clone(),
-                        stop_timeout: stop_timeout(live),
+                        live: Box::new(live.clone()),
                     },
                 );
             }
@@ -362,17 +345,13 @@ impl Resource for Orphan {
             Ok(())
         };
         match op {
-            OrphanOp::DrainContainer { id, stop_timeout } => {
-                run(&["container", "update", "--restart", "no", id]).with_context(|| {
-                    format!("failed to turn off `{}`'s restart policy", self.name)
-                })?;
-                // Drain: `docker stop` without `-t` uses the container's own signal and timeout.
-                exec::run_with_timeout(
-                    &context.docker.command(["container", "stop", id.as_str()]),
-                    Duration::from_secs(*stop_timeout),
-                )
-                .with_context(|| format!("failed to stop `{}`", self.name))?;
-                run(&["container", "rm", "--volumes", id])
+            OrphanOp::DrainContainer { live } => {
+                let name = &self.name;
+                run(&["container", "update", "--restart", "no", &live.id])
+                    .with_context(|| format!("failed to turn off `{name}`'s restart policy"))?;
+                container::drain(context, &self.id(), live, &format!("`{name}`"))
+                    .with_context(|| format!("failed to stop `{name}`"))?;
+                run(&["container", "rm", "--volumes", &live.id])
             }
             OrphanOp::RemoveNetwork => run(&["network", "rm", &self.name]),
             OrphanOp::RemoveVolume => run(&["volume", "rm", &self.name]),

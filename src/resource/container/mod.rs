@@ -372,10 +372,7 @@ impl Container {
 
     /// Time for `docker stop` or `restart` of `live`: its own stop timeout, and a margin.
     fn stop_timeout(live: &ContainerInfo) -> u64 {
-        live.config
-            .stop_timeout
-            .map_or(DEFAULT_STOP_TIMEOUT, u64::from)
-            + STOP_MARGIN
+        stop_timeout(live)
     }
 
     /// Compares what was seen with the profile.
@@ -570,6 +567,47 @@ fn unregistered_runtime(runtime: &str, registered: &[String]) -> String {
         "; register it in daemon.json's `runtimes` (`[docker.daemon.runtimes]`) or install the package that does"
     };
     format!("the Docker daemon has no runtime `{runtime}` (it has {known}){install}")
+}
+
+/// Time for `docker stop` or `restart` of `live`: its own stop timeout, and a margin.
+pub(crate) fn stop_timeout(live: &ContainerInfo) -> u64 {
+    own_stop_timeout(live) + STOP_MARGIN
+}
+
+/// The seconds `docker stop` gives `live` before it kills it.
+pub(crate) fn own_stop_timeout(live: &ContainerInfo) -> u64 {
+    live.config
+        .stop_timeout
+        .map_or(DEFAULT_STOP_TIMEOUT, u64::from)
+}
+
+/// Drains `live`: `docker stop` without `-t`, so with its own stop signal and timeout
+/// (gitlab-runner finishes its running jobs on SIGQUIT), saying every ten seconds that it
+/// waits, as `resource` (`what` names it in that line).
+pub(crate) fn drain(
+    context: &Context,
+    resource: &ResourceId,
+    live: &ContainerInfo,
+    what: &str,
+) -> Result<()> {
+    let timeout = Duration::from_secs(stop_timeout(live));
+    exec::run_reporting(
+        &context
+            .docker
+            .command(["container", "stop", live.id.as_str()]),
+        timeout,
+        |elapsed| {
+            tracing::info!(
+                "{resource}: {}",
+                progress::waiting(
+                    &format!("{what} to stop (it drains its running jobs)"),
+                    elapsed,
+                    timeout
+                )
+            );
+        },
+    )?;
+    Ok(())
 }
 
 /// The images the profile names and those the containers run, in one batch that every

@@ -14,8 +14,6 @@
 //! finishes (the new one exists: the set-aside goes) or undoes (it does not: the set-aside is
 //! renamed back, its restart policy restored) before anything else.
 
-use std::time::Duration;
-
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
@@ -23,8 +21,6 @@ use super::{
     Container, ContainerOp, Seen, apply::run, inspect::ContainerInfo, values::RestartPolicy,
 };
 use crate::{
-    host::exec,
-    output::progress,
     plan::{Action, Change},
     resource::{Context, Resource, docker_object::Labelled, journal},
 };
@@ -159,23 +155,8 @@ impl Container {
             &["container", "update", "--restart", "no", &live.id],
         )
         .with_context(|| format!("failed to turn off the old `{name}`'s restart policy"))?;
-        // Drain: `docker stop` without `-t` uses the container's own stop signal and timeout.
-        let timeout = Duration::from_secs(Self::stop_timeout(live));
-        exec::run_reporting(
-            &context
-                .docker
-                .command(["container", "stop", live.id.as_str()]),
-            timeout,
-            |elapsed| {
-                let what = format!("the old `{name}` to stop (it drains its running jobs)");
-                tracing::info!(
-                    "{}: {}",
-                    self.id(),
-                    progress::waiting(&what, elapsed, timeout)
-                );
-            },
-        )
-        .with_context(|| format!("failed to stop the old `{name}`"))?;
+        super::drain(context, &self.id(), live, &format!("the old `{name}`"))
+            .with_context(|| format!("failed to stop the old `{name}`"))?;
         run(context, &["container", "rename", &live.id, &parked])?;
         let outcome = match self.create_and_start(context) {
             Ok(()) => run(context, &["container", "rm", "--volumes", &live.id])
