@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use crate::host::{Host, HostPath, host_path};
+use crate::host::{self, Host, HostPath, host_path};
 
 /// Directories systemd loads units from, most important first.
 const UNIT_DIRS: &[&str] = &[
@@ -72,7 +72,7 @@ pub(crate) fn find_docker_service(host: &Host) -> Result<Option<DockerService>> 
                     if let Ok(path) = HostPath::new(value.trim_start_matches('-'))
                         && let Some(text) = host.read_optional(&path)?
                     {
-                        environment.extend(parse_environment_file(&text));
+                        environment.extend(host::parse_assignments(&text));
                     }
                 }
                 _ => {}
@@ -287,29 +287,6 @@ fn parse_environment(value: &str) -> Vec<(String, String)> {
         .filter_map(|word| {
             word.split_once('=')
                 .map(|(key, value)| (key.to_owned(), value.to_owned()))
-        })
-        .collect()
-}
-
-fn parse_environment_file(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#') && !line.starts_with(';'))
-        .filter_map(|line| {
-            let line = line.strip_prefix("export ").unwrap_or(line);
-            line.split_once('=').map(|(key, value)| {
-                let value = value.trim();
-                let unquoted = value
-                    .strip_prefix('"')
-                    .and_then(|inner| inner.strip_suffix('"'))
-                    .or_else(|| {
-                        value
-                            .strip_prefix('\'')
-                            .and_then(|inner| inner.strip_suffix('\''))
-                    })
-                    .unwrap_or(value);
-                (key.trim().to_owned(), unquoted.to_owned())
-            })
         })
         .collect()
 }

@@ -381,6 +381,31 @@ pub(crate) fn local_mode(path: &Path) -> Option<u32> {
         .map(|metadata| metadata.permissions().mode() & 0o7777)
 }
 
+/// `KEY=value` lines as systemd's `EnvironmentFile=` and os-release(5) write them: blank lines
+/// and `#`/`;` comments skipped, an `export ` prefix dropped, the value optionally quoted.
+pub(crate) fn parse_assignments(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#') && !line.starts_with(';'))
+        .filter_map(|line| {
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            line.split_once('=').map(|(key, value)| {
+                let value = value.trim();
+                let unquoted = value
+                    .strip_prefix('"')
+                    .and_then(|inner| inner.strip_suffix('"'))
+                    .or_else(|| {
+                        value
+                            .strip_prefix('\'')
+                            .and_then(|inner| inner.strip_suffix('\''))
+                    })
+                    .unwrap_or(value);
+                (key.trim().to_owned(), unquoted.to_owned())
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::{
     docker::unit,
     host::{
-        Host,
+        self, Host,
         exec::{self, CommandLine},
         host_path,
     },
@@ -73,26 +73,12 @@ pub(crate) struct OsRelease {
 }
 
 impl OsRelease {
-    /// Parses os-release(5): `KEY=value` lines, the value optionally quoted.
+    /// Parses os-release(5): shell-style `KEY=value` assignments.
     pub(crate) fn parse(text: &str) -> Self {
         let mut release = Self::default();
-        for line in text.lines() {
-            let Some((key, value)) = line.trim().split_once('=') else {
-                continue;
-            };
-            let value = value.trim();
-            let value = value
-                .strip_prefix('"')
-                .and_then(|inner| inner.strip_suffix('"'))
-                .or_else(|| {
-                    value
-                        .strip_prefix('\'')
-                        .and_then(|inner| inner.strip_suffix('\''))
-                })
-                .unwrap_or(value)
-                .to_owned();
+        for (key, value) in host::parse_assignments(text) {
             let set = (!value.is_empty()).then(|| value.clone());
-            match key.trim() {
+            match key.as_str() {
                 "ID" => release.id = value,
                 "ID_LIKE" => release.id_like = value.split_whitespace().map(Into::into).collect(),
                 "VERSION_CODENAME" => release.version_codename = set,
