@@ -201,17 +201,17 @@ pub struct ApplyCommand {
     /// only on a terminal; without one it goes ahead)
     #[arg(short, long)]
     pub yes: bool,
-
-    /// Set by berth.service: this run was started by the timer, which converges only a host whose
-    /// /etc/berth/berth.toml names its profiles
-    #[arg(long, hide = true)]
-    pub from_timer: bool,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ApplyArgs {
     #[command(flatten)]
     pub converge: ConvergeArgs,
+
+    /// Set by berth.service and berth-watch.service: systemd started this run, and it converges
+    /// only a host whose /etc/berth/berth.toml names its profiles
+    #[arg(long, hide = true)]
+    pub from_timer: bool,
 
     /// Also write the run's metrics to this node_exporter textfile (a host path) [default:
     /// `metrics_file` in /etc/berth/berth.toml, else none]

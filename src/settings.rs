@@ -182,17 +182,22 @@ impl Settings {
     }
 }
 
-/// A run the timer started (`--from-timer`, in berth.service) converges only a host whose
-/// berth.toml names its profiles: an operator who installed berth and enabled the timer before
-/// choosing gets a refusal in the journal, not the default profile applied (issue 13).
+/// A run systemd started (`--from-timer`: `berth apply` in berth.service, `berth watch` in
+/// berth-watch.service) converges only a host whose berth.toml names its profiles: an operator
+/// who installed berth and enabled a unit before choosing gets a refusal in the journal, not the
+/// default profile applied (issue 13).
 fn refuse_an_unconfigured_timer_run(cli: &Cli, host_config: &BerthToml) -> Result<()> {
-    if let Command::Apply(args) = &cli.command
-        && args.from_timer
+    let from_timer = match &cli.command {
+        Command::Apply(args) => args.apply.from_timer,
+        Command::Watch(args) => args.apply.from_timer,
+        _ => false,
+    };
+    if from_timer
         && cli.profiles.is_empty()
         && host_config.profiles.as_ref().is_none_or(Vec::is_empty)
     {
         bail!(
-            "the timer converges only a host whose `{HOST_CONFIG}` names its profiles, and it names none: write the site profile (or run `berth init`), list it as `profiles = [...]` in `{HOST_CONFIG}`, review `berth plan`, then `sudo berth apply`"
+            "berth's units converge only a host whose `{HOST_CONFIG}` names its profiles, and it names none: write the site profile (or run `berth init`), list it as `profiles = [...]` in `{HOST_CONFIG}`, review `berth plan`, then `sudo berth apply`"
         );
     }
     Ok(())

@@ -222,12 +222,17 @@ fn the_action_column_lines_up_in_colour_as_in_plain_text() {
 }
 
 #[test]
-fn a_timer_started_apply_refuses_a_host_whose_berth_toml_names_no_profiles() {
+fn a_unit_started_apply_or_watch_refuses_a_host_whose_berth_toml_names_no_profiles() {
     let root = Root::new();
     let before = root.snapshot_all();
     let run = berth(&root).args(["apply", "--from-timer"]).run();
     run.code(1);
-    insta::assert_snapshot!(run.stderr, @"error: the timer converges only a host whose `/etc/berth/berth.toml` names its profiles, and it names none: write the site profile (or run `berth init`), list it as `profiles = [...]` in `/etc/berth/berth.toml`, review `berth plan`, then `sudo berth apply`");
+    insta::assert_snapshot!(run.stderr, @"error: berth's units converge only a host whose `/etc/berth/berth.toml` names its profiles, and it names none: write the site profile (or run `berth init`), list it as `profiles = [...]` in `/etc/berth/berth.toml`, review `berth plan`, then `sudo berth apply`");
+    assert_eq!(root.snapshot_all(), before, "the host is unchanged");
+    // berth-watch.service passes it too: the watch does not start, so nothing converges.
+    let watch = berth(&root).args(["watch", "--from-timer"]).run();
+    watch.code(1);
+    assert!(watch.stderr.contains("names none"), "{}", watch.stderr);
     assert_eq!(root.snapshot_all(), before, "the host is unchanged");
 
     root.write(
