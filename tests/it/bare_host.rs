@@ -7,6 +7,7 @@
 
 use std::{
     fs,
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::Command,
     time::Instant,
@@ -262,6 +263,18 @@ impl Chroot {
     }
 }
 
+impl Chroot {
+    /// What dpkg inside the root says of `package`: `install ok installed` once it is.
+    fn dpkg_status(&self, package: &str) -> String {
+        let status = Command::new("chroot")
+            .arg(self.dir.path())
+            .args(["dpkg-query", "-W", "-f=${Status}", package])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&status.stdout).into_owned()
+    }
+}
+
 impl Drop for Chroot {
     fn drop(&mut self) {
         for target in self.mounts.iter().rev() {
@@ -271,6 +284,34 @@ impl Drop for Chroot {
             }
         }
     }
+}
+
+/// The profile the bare-host tests converge: Docker "started" by linking the private dockerd's
+/// socket where the root's Docker listens, a network and a volume on it.
+const PROFILE: &str = "/etc/berth/bare.toml";
+
+/// A fresh Debian root ready for berth, and the `DOCKER_HOST` its Docker will answer on: apt's
+/// downloads cached between runs (a warm run downloads nothing), the private dockerd's
+/// directory bound in for `[docker] restart` to link.
+/// The bare-host tests share apt's download cache, and apt locks it: one at a time.
+static APT_CACHE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn bare_debian(dockerd: &crate::harness::Dockerd) -> (Chroot, String) {
+    let mut chroot = Chroot::new();
+    let archives = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bare-host-apt-archives");
+    fs::create_dir_all(archives.join("partial")).unwrap();
+    chroot.bind(&archives, "/var/cache/apt/archives");
+    chroot.bind(dockerd.dir(), "/mnt/test-dockerd");
+    let socket = "/run/berth-test/docker.sock";
+    fs::create_dir_all(chroot.path("/etc/berth")).unwrap();
+    fs::write(
+        chroot.path(PROFILE),
+        format!(
+            "[docker]\nrestart = [\"sh\", \"-c\", \"mkdir -p /run/berth-test && ln -sf /mnt/test-dockerd/docker.sock {socket} && echo started >> /run/berth-test/starts\"]\nready_timeout = 30\n\n[networks.bare-net]\n\n[volumes.bare-cache]\n"
+        ),
+    )
+    .unwrap();
+    (chroot, format!("unix://{socket}"))
 }
 
 /// The bare host, for real: in a minimal Debian with no Docker, `plan` shows the install and
@@ -288,26 +329,13 @@ fn a_bare_debian_gets_docker_installed_and_converges() {
     }
     let daemon_root = Root::new();
     let dockerd = require_dockerd!(&daemon_root);
+    let _one_at_a_time = APT_CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let started = Instant::now();
-    let mut chroot = Chroot::new();
+    let (chroot, docker_host) = bare_debian(&dockerd);
     let unpacked = started.elapsed();
-    // The .debs apt downloads are kept between runs, so a warm run downloads nothing.
-    let archives = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bare-host-apt-archives");
-    fs::create_dir_all(archives.join("partial")).unwrap();
-    chroot.bind(&archives, "/var/cache/apt/archives");
-    chroot.bind(dockerd.dir(), "/mnt/test-dockerd");
-    let socket = "/run/berth-test/docker.sock";
-    fs::create_dir_all(chroot.path("/etc/berth")).unwrap();
-    fs::write(
-        chroot.path("/etc/berth/bare.toml"),
-        format!(
-            "[docker]\nrestart = [\"sh\", \"-c\", \"mkdir -p /run/berth-test && ln -sf /mnt/test-dockerd/docker.sock {socket} && echo started >> /run/berth-test/starts\"]\nready_timeout = 30\n\n[networks.bare-net]\n\n[volumes.bare-cache]\n"
-        ),
-    )
-    .unwrap();
-    let docker_host = format!("unix://{socket}");
-    let berth =
-        |command: &str| chroot.berth(&["-p", "/etc/berth/bare.toml", command], &docker_host);
+    let berth = |command: &str| chroot.berth(&["-p", PROFILE, command], &docker_host);
 
     let plan = berth("plan");
     plan.code(2);
@@ -339,15 +367,7 @@ fn a_bare_debian_gets_docker_installed_and_converges() {
         apply.stderr
     );
     assert!(!apply.stdout.contains("Setting up"), "{}", apply.stdout);
-    let status = Command::new("chroot")
-        .arg(chroot.dir.path())
-        .args(["dpkg-query", "-W", "-f=${Status}", "docker.io"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&status.stdout),
-        "install ok installed"
-    );
+    assert_eq!(chroot.dpkg_status("docker.io"), "install ok installed");
     assert_eq!(
         fs::read_to_string(chroot.path("/run/berth-test/starts")).unwrap(),
         "started\n",
@@ -366,4 +386,88 @@ fn a_bare_debian_gets_docker_installed_and_converges() {
     eprintln!(
         "bare host: Debian root unpacked in {unpacked:.1?}, apply (apt-get install docker.io) in {installed:.1?}"
     );
+}
+
+/// Faults: `berth apply` and its apt-get killed together (as a power cut or the unit's stop
+/// timeout kills the whole cgroup) while dpkg unpacks docker.io. Docker then looks installed
+/// (its dockerd is on disk) and every apt-get refuses until `dpkg --configure -a`: the next plan
+/// shows the install's recovery, and the next apply finishes it and converges.
+#[test]
+fn an_install_killed_while_dpkg_unpacks_is_finished_by_the_next_apply() {
+    let is_root = nix::unistd::geteuid().is_root();
+    if !require((!is_root).then(|| "chroot and mount need root".to_owned()))
+        || !tool_available("debootstrap", "Debian: apt-get install debootstrap")
+    {
+        return;
+    }
+    let daemon_root = Root::new();
+    let dockerd = require_dockerd!(&daemon_root);
+    let _one_at_a_time = APT_CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (chroot, docker_host) = bare_debian(&dockerd);
+    let mut apply = Command::new("chroot")
+        .arg(chroot.dir.path())
+        .args(["/usr/local/bin/berth", "-p", PROFILE, "apply"])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("DOCKER_HOST", &docker_host)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let group = nix::unistd::Pid::from_raw(apply.id() as i32);
+    // docker.io's dockerd on disk: dpkg is unpacking it, and has configured nothing of it yet.
+    let dockerd_binary = chroot.path("/usr/sbin/dockerd");
+    let deadline = Instant::now() + std::time::Duration::from_secs(600);
+    while !dockerd_binary.exists() {
+        assert!(
+            apply.try_wait().unwrap().is_none(),
+            "apply ended before dpkg unpacked docker.io"
+        );
+        assert!(Instant::now() < deadline, "dpkg never unpacked docker.io");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL).unwrap();
+    apply.wait().unwrap();
+    let left = chroot.dpkg_status("docker.io");
+    assert_ne!(left, "install ok installed", "the kill came too late");
+
+    let berth = |command: &str| chroot.berth(&["-p", PROFILE, command], &docker_host);
+    let plan = berth("plan");
+    plan.code(2);
+    let recovery = plan
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("package/docker"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        recovery.contains("! recover")
+            && recovery.contains("finish the install an interrupted run left: docker.io"),
+        "{}",
+        plan.stdout
+    );
+    let apply = berth("apply");
+    apply.code(0);
+    assert!(
+        apply.stderr.contains("dpkg --configure -a"),
+        "{}",
+        apply.stderr
+    );
+    assert_eq!(chroot.dpkg_status("docker.io"), "install ok installed");
+    let audit = Command::new("chroot")
+        .arg(chroot.dir.path())
+        .args(["dpkg", "--audit"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&audit.stdout),
+        "",
+        "dpkg has nothing left unfinished"
+    );
+    let again = berth("plan");
+    again.code(0);
+    assert_eq!(again.stdout, "No changes: the host matches the profile.\n");
 }
