@@ -185,6 +185,11 @@ pub struct PlanArgs {
     /// Show what `berth destroy` would remove instead
     #[arg(long, conflicts_with = "out")]
     pub destroy: bool,
+
+    /// With --destroy: show what `berth destroy --purge` would remove (volumes and their data
+    /// included)
+    #[arg(long, requires = "destroy")]
+    pub purge: bool,
 }
 
 #[derive(Debug, Clone, Args)]

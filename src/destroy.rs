@@ -39,26 +39,26 @@ use crate::{
 
 /// What the command line asked of one destroy.
 #[derive(Debug, Clone, Copy)]
-struct Request {
+pub(crate) struct Request {
     /// `plan --destroy` (show) or `destroy` (ask, then do).
     mode: Mode,
     consent: Consent,
     purge: bool,
 }
 
-/// `plan --destroy` (no `args`) or `destroy`.
-pub(crate) fn run(
-    settings: &Settings,
-    printer: &Printer,
-    args: Option<&DestroyArgs>,
-) -> Result<u8> {
-    let request = match args {
-        None => Request {
+impl Request {
+    /// `plan --destroy [--purge]`: shows, asks nothing.
+    pub(crate) fn plan(purge: bool) -> Self {
+        Self {
             mode: Mode::Plan,
             consent: Consent::Ask,
-            purge: false,
-        },
-        Some(args) => Request {
+            purge,
+        }
+    }
+
+    /// `destroy [--yes] [--purge]`.
+    pub(crate) fn destroy(args: &DestroyArgs) -> Self {
+        Self {
             mode: Mode::Apply,
             consent: if args.yes {
                 Consent::Given
@@ -66,8 +66,12 @@ pub(crate) fn run(
                 Consent::Ask
             },
             purge: args.purge,
-        },
-    };
+        }
+    }
+}
+
+/// `plan --destroy` or `destroy`.
+pub(crate) fn run(settings: &Settings, printer: &Printer, request: Request) -> Result<u8> {
     let profile = resource::profile::load(&settings.profiles, &settings.host)?;
     let _lock = match request.mode {
         Mode::Plan => None,

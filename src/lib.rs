@@ -113,11 +113,15 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
             ignore_broken_pipe(printer.initialized(&written))?;
             Ok(exit::OK)
         }
-        Command::Plan(ref args) if args.destroy => destroy::run(&settings, printer, None),
+        Command::Plan(ref args) if args.destroy => {
+            destroy::run(&settings, printer, destroy::Request::plan(args.purge))
+        }
         Command::Plan(_) => {
             converge(&settings, printer, Mode::Plan, true).map(|converged| converged.code)
         }
-        Command::Destroy(ref args) => destroy::run(&settings, printer, Some(args)),
+        Command::Destroy(ref args) => {
+            destroy::run(&settings, printer, destroy::Request::destroy(args))
+        }
         Command::Apply(_) => apply(&settings, printer, true).map(|(code, _)| code),
         Command::Watch(ref args) => watch::run(
             &settings,

@@ -316,6 +316,23 @@ fn destroy_asks_then_unregisters_every_runner_once_and_keeps_volumes_unless_purg
     host.run_with("plan", &["--destroy"]).code(0);
     host.run_with("destroy", &["--yes"]).code(0);
 
+    // What --purge would take is shown before it is done: the volume and the module file.
+    let purge = host.run_with("plan", &["--destroy", "--purge"]);
+    purge.code(2);
+    assert!(
+        line_of(&purge, &format!("volume/{VOLUME}")).contains(" - "),
+        "{}",
+        purge.stdout
+    );
+    assert!(
+        line_of(&purge, "kernel-module/overlay").contains(" - "),
+        "{}",
+        purge.stdout
+    );
+    assert!(exists(&dockerd, "volume", VOLUME), "a plan removes nothing");
+    // --purge means nothing to a plain plan: a usage error.
+    host.run_with("plan", &["--purge"]).code(1);
+
     host.run_with("destroy", &["--yes", "--purge"]).code(0);
     assert!(
         !exists(&dockerd, "volume", VOLUME),
