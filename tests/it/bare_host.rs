@@ -296,6 +296,19 @@ const PROFILE: &str = "/etc/berth/bare.toml";
 /// The bare-host tests share apt's download cache, and apt locks it: one at a time.
 static APT_CACHE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    APT_CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The Debian root needs root (chroot, mount) and debootstrap; under CI, lacking either fails.
+fn chroot_possible() -> bool {
+    let is_root = nix::unistd::geteuid().is_root();
+    require((!is_root).then(|| "chroot and mount need root".to_owned()))
+        && tool_available("debootstrap", "Debian: apt-get install debootstrap")
+}
+
 fn bare_debian(dockerd: &crate::harness::Dockerd) -> (Chroot, String) {
     let mut chroot = Chroot::new();
     let archives = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bare-host-apt-archives");
@@ -321,17 +334,12 @@ fn bare_debian(dockerd: &crate::harness::Dockerd) -> (Chroot, String) {
 /// volume on it and exits 0; the next plan has nothing to install.
 #[test]
 fn a_bare_debian_gets_docker_installed_and_converges() {
-    let is_root = nix::unistd::geteuid().is_root();
-    if !require((!is_root).then(|| "chroot and mount need root".to_owned()))
-        || !tool_available("debootstrap", "Debian: apt-get install debootstrap")
-    {
+    if !chroot_possible() {
         return;
     }
     let daemon_root = Root::new();
     let dockerd = require_dockerd!(&daemon_root);
-    let _one_at_a_time = APT_CACHE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _one_at_a_time = one_at_a_time();
     let started = Instant::now();
     let (chroot, docker_host) = bare_debian(&dockerd);
     let unpacked = started.elapsed();
@@ -394,17 +402,12 @@ fn a_bare_debian_gets_docker_installed_and_converges() {
 /// shows the install's recovery, and the next apply finishes it and converges.
 #[test]
 fn an_install_killed_while_dpkg_unpacks_is_finished_by_the_next_apply() {
-    let is_root = nix::unistd::geteuid().is_root();
-    if !require((!is_root).then(|| "chroot and mount need root".to_owned()))
-        || !tool_available("debootstrap", "Debian: apt-get install debootstrap")
-    {
+    if !chroot_possible() {
         return;
     }
     let daemon_root = Root::new();
     let dockerd = require_dockerd!(&daemon_root);
-    let _one_at_a_time = APT_CACHE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _one_at_a_time = one_at_a_time();
     let (chroot, docker_host) = bare_debian(&dockerd);
     let mut apply = Command::new("chroot")
         .arg(chroot.dir.path())

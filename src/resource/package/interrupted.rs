@@ -11,7 +11,7 @@ use anyhow::Result;
 
 use crate::host::{Host, host_path};
 
-use super::{apt, progress};
+use super::{KEEP_CHANGED_CONFFILES, apt, progress};
 
 /// The states dpkg-query(1) names between "not installed" and "installed".
 const UNFINISHED_STATES: [&str; 5] = [
@@ -94,16 +94,9 @@ pub(super) fn finish() -> Result<()> {
         &["--configure", "-a", "--force-confdef", "--force-confold"],
         &[("DEBIAN_FRONTEND", "noninteractive")],
     )?;
-    apt(&[
-        "install",
-        "-f",
-        "-y",
-        "--no-install-recommends",
-        "-o",
-        "Dpkg::Options::=--force-confdef",
-        "-o",
-        "Dpkg::Options::=--force-confold",
-    ])
+    let mut args = vec!["install", "-f", "-y", "--no-install-recommends"];
+    args.extend(KEEP_CHANGED_CONFFILES);
+    apt(&args)
 }
 
 #[cfg(test)]

@@ -506,6 +506,15 @@ fn install(host: &Host, op: &InstallOp) -> Result<()> {
     }
 }
 
+/// dpkg's answer to "a configuration file you changed has a new version": keep yours, and take
+/// the new one only where you never changed it. Without them dpkg asks.
+const KEEP_CHANGED_CONFFILES: [&str; 4] = [
+    "-o",
+    "Dpkg::Options::=--force-confdef",
+    "-o",
+    "Dpkg::Options::=--force-confold",
+];
+
 /// `apt-get ARGS`, never asking anything.
 fn apt(args: &[&str]) -> Result<()> {
     progress("apt-get", args, &[("DEBIAN_FRONTEND", "noninteractive")])
@@ -515,15 +524,8 @@ fn apt(args: &[&str]) -> Result<()> {
 /// that have gone stale (a mirror that dropped the version they name) fail the install; then
 /// they are read again once and the install retried, unless this run read them already.
 fn apt_install(packages: &[&str], updated: &mut bool) -> Result<()> {
-    let mut args = vec![
-        "install",
-        "-y",
-        "--no-install-recommends",
-        "-o",
-        "Dpkg::Options::=--force-confdef",
-        "-o",
-        "Dpkg::Options::=--force-confold",
-    ];
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend(KEEP_CHANGED_CONFFILES);
     args.extend(packages.iter().copied());
     match apt(&args) {
         Err(error) if !*updated => {
