@@ -14,6 +14,7 @@
 //! (a multi-step change left journaled is finished by the next run). SIGHUP reloads the
 //! profiles. The signals are taken by one thread with `sigwait`, never by a handler.
 
+mod notify;
 mod sources;
 pub(crate) mod state;
 
@@ -34,6 +35,7 @@ use crate::{
     resource::{self, docker_object::ObjectNames, kernel_module::KernelModule},
     settings::{HOST_CONFIG, Settings},
 };
+use notify::Notifier;
 use sources::{DockerEvents, FileWatch, Targets};
 use state::WatchState;
 
@@ -80,13 +82,17 @@ pub(crate) fn run(
         .context("failed to take over SIGTERM and SIGHUP")?;
     let (sender, events) = mpsc::channel::<Event>();
     let signal_sender = sender.clone();
+    let systemd = Arc::new(Notifier::from_env());
+    let told_stopping = Arc::clone(&systemd);
     std::thread::Builder::new()
         .name("berth-signals".into())
         .spawn(move || {
             while let Ok(signal) = signals.wait() {
                 if signal != Signal::SIGHUP {
-                    // The engine stops after the step it is in.
+                    // The engine stops after the step it is in, which may be an hour's drain:
+                    // systemd hears now that it is stopping.
                     engine::request_stop();
+                    told_stopping.stopping();
                 }
                 if signal_sender.send(Event::Signal(signal)).is_err() {
                     return;
@@ -101,12 +107,13 @@ pub(crate) fn run(
     let files = FileWatch::start(Arc::clone(&targets), sender.clone())?;
     let docker = DockerEvents::start("docker".to_owned(), Arc::clone(&targets), sender);
     tracing::info!("watching: converging once, then on every drift");
+    systemd.ready("watching; converging once");
     let mut limiter = Limiter::new(pace.heals_per_minute);
     let mut pending: Option<Instant> = Some(Instant::now());
     let mut stopping = false;
     loop {
         if let Some(since) = pending.take() {
-            run_one(settings, printer, converge, &mut state, since);
+            systemd.status(&run_one(settings, printer, converge, &mut state, since));
             if let Ok(now) = targets_of(settings) {
                 files.refresh(&now);
                 *targets.lock().expect("targets") = now;
@@ -154,24 +161,45 @@ pub(crate) fn run(
     Ok(crate::exit::OK)
 }
 
-/// One converge, recorded in the watch state: a heal when it changed something.
+/// One converge, recorded in the watch state: a heal when it changed something. Returns what
+/// `systemctl status` should say of it.
 fn run_one(
     settings: &Settings,
     printer: &Printer,
     converge: &Converge,
     state: &mut WatchState,
     since: Instant,
-) {
+) -> String {
     let outcome = converge(settings, printer);
     state.converges += 1;
-    match outcome {
-        Ok((_, true)) => state.healed(since.elapsed().as_secs_f64()),
-        Ok((_, false)) => {}
-        Err(error) => tracing::error!("{error:#}"),
-    }
+    let at = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::system())
+        .strftime("%H:%M:%S")
+        .to_string();
+    let status = match outcome {
+        Ok((code, changed)) => {
+            if changed {
+                state.healed(since.elapsed().as_secs_f64());
+            }
+            let verdict = if code == crate::exit::OK {
+                "converged"
+            } else {
+                "failed (the journal says why)"
+            };
+            format!(
+                "watching; last converge {at}: {verdict}; {} converges, {} heals",
+                state.converges, state.heals
+            )
+        }
+        Err(error) => {
+            tracing::error!("{error:#}");
+            format!("watching; last converge {at} failed: {error:#}")
+        }
+    };
     if let Err(error) = state.write(&settings.host) {
         tracing::warn!("failed to record the watch state: {error:#}");
     }
+    status
 }
 
 /// At most `per_minute` converges for one object in any minute: a container in a crash loop is

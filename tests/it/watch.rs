@@ -262,3 +262,44 @@ fn a_timer_apply_beside_the_watch_waits_and_nothing_runs_twice() {
     );
     host.converged();
 }
+
+/// Under systemd (`Type=notify`), watch tells systemd it is ready once it watches, what its
+/// last converge came to (what `systemctl status berth-watch` shows), and that it stops.
+#[test]
+fn watch_speaks_sd_notify_ready_status_and_stopping() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    let host = Converged::new(&root, &dockerd, "dind", "");
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut watch = host
+        .berth()
+        .env("NOTIFY_SOCKET", &socket_path)
+        .args(["watch"])
+        .spawn();
+    let next = || {
+        let mut buffer = [0u8; 4096];
+        let length = socket.recv(&mut buffer).unwrap_or_else(|error| {
+            panic!("no notification: {error}\n{}", watch.output());
+        });
+        String::from_utf8_lossy(&buffer[..length]).into_owned()
+    };
+    assert_eq!(next(), "READY=1\nSTATUS=watching; converging once");
+    let status = next();
+    assert!(
+        status.starts_with("STATUS=watching; last converge ")
+            && status.ends_with(": converged; 1 converges, 0 heals"),
+        "{status}"
+    );
+    assert_eq!(watch.signal_and_wait(15, Duration::from_secs(30)), Some(0));
+    let mut buffer = [0u8; 4096];
+    let length = socket.recv(&mut buffer).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&buffer[..length]),
+        "STOPPING=1\nSTATUS=stopping after the step in progress"
+    );
+}
