@@ -5,6 +5,7 @@
 use std::{
     collections::{BTreeSet, HashMap},
     io::{BufRead, BufReader},
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex, mpsc::Sender},
@@ -191,6 +192,7 @@ impl DockerEvents {
                         .stdin(Stdio::null())
                         .stdout(Stdio::piped())
                         .stderr(Stdio::null())
+                        .dies_with_its_parent()
                         .spawn();
                     if let Ok(mut process) = stream {
                         let stdout = process.stdout.take();
@@ -239,6 +241,33 @@ impl DockerEvents {
         if let Some(mut process) = self.child.lock().expect("child").take() {
             let _ = process.kill();
             let _ = process.wait();
+        }
+    }
+}
+
+/// A child that does not outlive berth when berth is killed outright (`kill -9`, the OOM killer),
+/// where `DockerEvents::stop` never runs: the kernel sends it SIGTERM when its parent dies
+/// (`PR_SET_PDEATHSIG`). Under systemd the cgroup is killed anyway; by hand it is not.
+trait DiesWithItsParent {
+    fn dies_with_its_parent(&mut self) -> &mut Self;
+}
+
+impl DiesWithItsParent for Command {
+    fn dies_with_its_parent(&mut self) -> &mut Self {
+        let parent = nix::unistd::getpid();
+        // SAFETY: the closure runs in the child between fork and exec and makes only
+        // async-signal-safe calls (prctl, getppid); it allocates nothing.
+        unsafe {
+            self.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
+                // The parent may have died before the prctl: then nobody will send it.
+                if nix::unistd::getppid() != parent {
+                    return Err(std::io::Error::other(
+                        "berth exited before docker events started",
+                    ));
+                }
+                Ok(())
+            })
         }
     }
 }

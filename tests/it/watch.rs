@@ -303,3 +303,48 @@ fn watch_speaks_sd_notify_ready_status_and_stopping() {
         "STOPPING=1\nSTATUS=stopping after the step in progress"
     );
 }
+
+/// `kill -9` of the watch (the OOM killer, an operator outside systemd): its `docker events`
+/// child goes with it instead of following the daemon forever.
+#[test]
+fn a_killed_watch_leaves_no_docker_events_behind() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    let host = Converged::new(&root, &dockerd, "dind", "");
+    let mut watch = start_watch(&host, &[]);
+    let children = |pid: i32| -> Vec<i32> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+            .flat_map(|list| {
+                list.split_whitespace()
+                    .filter_map(|child| child.parse().ok())
+                    .collect::<Vec<i32>>()
+            })
+            .collect()
+    };
+    let is_docker_events = |pid: &i32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("events"))
+    };
+    let mut events = None;
+    within(Duration::from_secs(10), || {
+        events = children(watch.pid()).into_iter().find(is_docker_events);
+        events.is_some()
+    });
+    let events =
+        events.unwrap_or_else(|| panic!("watch follows docker events\n{}", watch.output()));
+    // Killed by the signal: no exit code of its own.
+    assert_eq!(watch.signal_and_wait(9, Duration::from_secs(10)), Some(-1));
+    // Gone, or a zombie nobody reaps (this machine's init may not): not following anything.
+    let gone = within(Duration::from_secs(10), || {
+        std::fs::read_to_string(format!("/proc/{events}/stat"))
+            .map_or(true, |stat| stat.contains(") Z "))
+    });
+    assert!(
+        gone.is_some(),
+        "docker events ({events}) outlived the killed watch"
+    );
+}
