@@ -155,10 +155,16 @@ pub(crate) fn run(host: &Host, request: &Request) -> Result<Written> {
     };
     // Where the next step puts the token: only root may look inside.
     host.ensure_dir(&host_path(TOKENS_DIRECTORY), 0o700)?;
+    // berth.toml first: an init killed between the two writes leaves a berth.toml that names
+    // these profiles, which the next init keeps, and no site.toml, which it writes. (The other
+    // way round, the site.toml left behind would refuse every init after.) Meanwhile a timer
+    // run fails to find `site` and changes nothing.
+    if !kept_berth_toml {
+        host.write_atomic(&berth_toml_path, berth_toml.as_bytes(), 0o644)?;
+    }
     host.write_atomic(&site_path, site.as_bytes(), 0o644)?;
     let mut files = vec![site_path];
     if !kept_berth_toml {
-        host.write_atomic(&berth_toml_path, berth_toml.as_bytes(), 0o644)?;
         files.push(berth_toml_path);
     }
     Ok(Written {

@@ -163,6 +163,27 @@ fn init_never_overwrites_and_changes_nothing_when_a_file_is_in_the_way() {
     again.code(1);
 }
 
+/// An init killed between its two writes: berth.toml is written first, so what is left is a
+/// berth.toml naming the profiles and no site.toml. That state is made here by hand (the fault
+/// tools stop berth at a docker call, and init makes none); the next init finishes it.
+#[test]
+fn an_init_interrupted_between_its_two_files_is_finished_by_the_next() {
+    let done = Root::new();
+    let args = ["init", "--url", "https://gitlab.example.com"];
+    berth(&done).args(args).run().code(0);
+    let root = Root::new();
+    root.write(BERTH_TOML, &done.read(BERTH_TOML).unwrap());
+    let run = berth(&root).args(args).run();
+    run.code(0);
+    assert_eq!(
+        root.read(SITE),
+        done.read(SITE),
+        "the site profile init writes"
+    );
+    assert_eq!(root.read(BERTH_TOML), done.read(BERTH_TOML));
+    berth(&root).args(["validate"]).run().code(0);
+}
+
 #[test]
 fn without_a_url_init_writes_a_placeholder_that_validate_refuses_at_its_line() {
     let root = Root::new();
