@@ -54,12 +54,7 @@ impl Pause {
     }
 
     pub(crate) fn write(&self, host: &Host) -> Result<()> {
-        let path = path();
-        if let Some(directory) = path.parent() {
-            host.ensure_dir(&directory, 0o700)?;
-        }
-        let text = serde_json::to_string_pretty(self).expect("a pause serializes") + "\n";
-        host.write_atomic(&path, text.as_bytes(), 0o644)
+        host.write_json(&path(), self, 0o644)
     }
 
     /// Ends the pause; true when there was one.

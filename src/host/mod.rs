@@ -272,6 +272,23 @@ impl Host {
             .with_context(|| format!("failed to create directory `{path}`"))
     }
 
+    /// Writes one of berth's own state files (journal, ledger, run report, pause, watch state):
+    /// pretty JSON ending in a newline, atomically, with `mode`, in a directory made 0700 when
+    /// missing (what the units' `StateDirectoryMode` gives /var/lib/berth).
+    pub(crate) fn write_json(
+        &self,
+        path: &HostPath,
+        value: &impl Serialize,
+        mode: u32,
+    ) -> Result<()> {
+        if let Some(directory) = path.parent() {
+            self.ensure_dir(&directory, 0o700)?;
+        }
+        let mut text = serde_json::to_string_pretty(value).expect("berth's state serializes");
+        text.push('\n');
+        self.write_atomic(path, text.as_bytes(), mode)
+    }
+
     /// Removes a file; one that is not there is fine.
     pub(crate) fn remove_file(&self, path: &HostPath) -> Result<()> {
         match fs_err::remove_file(self.path(path)) {

@@ -126,13 +126,7 @@ impl LastRun {
     }
 
     pub(crate) fn write(&self, host: &Host) -> Result<()> {
-        let path = host_path(LAST_RUN);
-        if let Some(parent) = path.parent() {
-            host.ensure_dir(&parent, 0o700)?;
-        }
-        let mut text = serde_json::to_string_pretty(self).expect("a run report serializes");
-        text.push('\n');
-        host.write_atomic(&path, text.as_bytes(), 0o600)
+        host.write_json(&host_path(LAST_RUN), self, 0o600)
     }
 
     /// The last run's report; `None` when berth has not applied on this host yet.

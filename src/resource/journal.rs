@@ -62,13 +62,8 @@ fn save(host: &Host, mut file: File) -> Result<()> {
         // Nothing unfinished: no file, so `ls /var/lib/berth` tells a clean host at a glance.
         return host.remove_file(&path);
     }
-    if let Some(dir) = path.parent() {
-        host.ensure_dir(&dir, 0o700)?;
-    }
     file.schema_version = SCHEMA_VERSION;
-    let mut text = serde_json::to_string_pretty(&file).expect("the journal serializes");
-    text.push('\n');
-    host.write_atomic(&path, text.as_bytes(), 0o600)
+    host.write_json(&path, &file, 0o600)
 }
 
 /// The unfinished step `id` recorded, if any.

@@ -46,12 +46,7 @@ impl WatchState {
     }
 
     pub(crate) fn write(&self, host: &Host) -> Result<()> {
-        let path = path();
-        if let Some(dir) = path.parent() {
-            host.ensure_dir(&dir, 0o755)?;
-        }
-        let text = serde_json::to_string_pretty(self).expect("the watch state serializes") + "\n";
-        host.write_atomic(&path, text.as_bytes(), 0o644)
+        host.write_json(&path(), self, 0o644)
     }
 
     /// Gone with the watcher: `status` then says it does not run.

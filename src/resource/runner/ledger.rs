@@ -105,15 +105,9 @@ impl Ledger {
 
     /// Writes the ledger atomically, mode 0600 in a 0700 directory.
     pub(crate) fn save(&self, host: &Host) -> Result<()> {
-        let path = path();
-        if let Some(dir) = path.parent() {
-            host.ensure_dir(&dir, 0o700)?;
-        }
         let mut ledger = self.clone();
         ledger.schema_version = SCHEMA_VERSION;
-        let mut text = serde_json::to_string_pretty(&ledger).expect("the ledger serializes");
-        text.push('\n');
-        host.write_atomic(&path, text.as_bytes(), 0o600)
+        host.write_json(&path(), &ledger, 0o600)
     }
 
     /// Loads, changes and saves the ledger in one step.
