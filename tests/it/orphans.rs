@@ -40,6 +40,12 @@ fn now() -> u64 {
         .as_secs()
 }
 
+/// Now, as `docker events --until` takes it to the nanosecond (`SECONDS.NANOSECONDS`).
+fn now_exact() -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    format!("{}.{:09}", now.as_secs(), now.subsec_nanos())
+}
+
 /// The line of `run`'s stdout about `id`, spaces collapsed.
 fn line_of(run: &Run, id: &str) -> String {
     let line = run
@@ -92,7 +98,8 @@ fn a_dind_to_socket_switch_drains_and_removes_dind_and_keeps_its_volume() {
         "--since",
         &since.to_string(),
         "--until",
-        &now().to_string(),
+        // To the nanosecond: a whole second would leave out the kill made in this second.
+        &now_exact(),
         "--filter",
         &format!("container={DIND}"),
         "--filter",
