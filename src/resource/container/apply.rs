@@ -2,6 +2,8 @@
 //! losing data or a running job, repair it in place. Each function carries out one operation
 //! the diff returned; none decides anything the diff did not.
 
+use std::path::Path;
+
 use anyhow::{Context as _, Result, bail};
 
 use super::{
@@ -16,8 +18,10 @@ use crate::{
 };
 
 impl Container {
-    /// The `docker container create` arguments for the profile's container.
-    pub(super) fn create_arguments(&self, host: &Host) -> Vec<String> {
+    /// The `docker container create` arguments for the profile's container. The env values
+    /// are not among them: argv is readable in `/proc/*/cmdline` by every local user, so they
+    /// travel in `env_file` ([`Container::env_file_text`]), named here when the spec has any.
+    pub(super) fn create_arguments(&self, host: &Host, env_file: Option<&Path>) -> Vec<String> {
         let spec = &self.spec;
         let mut args: Vec<String> = vec![
             "container".into(),
@@ -49,8 +53,8 @@ impl Container {
                 .unwrap_or_else(|| mount.target.clone());
             args.extend(["--volume".into(), argument]);
         }
-        for (key, value) in &spec.env {
-            args.extend(["--env".into(), format!("{key}={value}")]);
+        if let Some(env_file) = env_file.filter(|_| !spec.env.is_empty()) {
+            args.extend(["--env-file".into(), env_file.display().to_string()]);
         }
         for port in &spec.ports {
             args.extend(["--publish".into(), port.argument()]);
@@ -131,11 +135,40 @@ impl Container {
         Ok(())
     }
 
+    /// The env file `docker container create --env-file` reads: one `KEY=value` a line, as
+    /// the docker CLI parses it (names and values were checked for that in `spec`).
+    pub(super) fn env_file_text(&self) -> String {
+        let mut text = String::from("# written by berth for `docker container create`\n");
+        for (key, value) in &self.spec.env {
+            text.push_str(&format!("{key}={value}\n"));
+        }
+        text
+    }
+
     /// Creates, connects and starts the profile's container; removes it again when it cannot
     /// be connected or started, so no half-made container is left behind.
     pub(super) fn create_and_start(&self, context: &Context) -> Result<()> {
-        let args = self.create_arguments(context.host);
+        // The env values may be secrets: a private temporary file (0600, created O_EXCL, removed
+        // when this returns), not argv, which every local user can read. It is berth's scratch
+        // file for the docker CLI, not a host file, so it lives in the temporary directory
+        // rather than under `--root`.
+        let env_file = if self.spec.env.is_empty() {
+            None
+        } else {
+            let mut file = tempfile::Builder::new()
+                .prefix("berth-env-")
+                .tempfile()
+                .context("failed to create a temporary env file for `docker container create`")?;
+            std::io::Write::write_all(&mut file, self.env_file_text().as_bytes())
+                .context("failed to write the temporary env file")?;
+            Some(file)
+        };
+        let args = self.create_arguments(
+            context.host,
+            env_file.as_ref().map(tempfile::NamedTempFile::path),
+        );
         let id = run(context, &args)?.trim().to_owned();
+        drop(env_file);
         let finish = || -> Result<()> {
             for (network, aliases) in self.spec.networks.iter().skip(1) {
                 connect(context, self.name(), network.as_str(), aliases)?;

@@ -299,10 +299,26 @@ pub(crate) fn resolve_container(
     }
     let mut env = BTreeMap::new();
     for (variable, value) in layer.env.unwrap_or_default() {
-        if variable.is_empty() || variable.contains('=') {
+        // The values reach docker through an env file (never argv, which every local user
+        // reads), one `KEY=value` a line: the docker CLI skips `#` lines and refuses a name
+        // with blanks, and a line ends a value.
+        if variable.is_empty()
+            || variable.contains('=')
+            || variable.starts_with('#')
+            || variable.contains(char::is_whitespace)
+            || variable.contains('\0')
+        {
             problems.push(layers.error_at(
                 &key.key("env").key(&variable),
-                "an environment variable name is not empty and has no `=`",
+                "an environment variable name is not empty and has no `=`, blank or leading `#`",
+            ));
+            continue;
+        }
+        if value.contains(['\n', '\r', '\0']) {
+            problems.push(layers.error_at(
+                &key.key("env").key(&variable),
+                "an environment variable value is one line (docker's env file cannot carry a \
+                 line break); put a multi-line value in a file and bind-mount it",
             ));
             continue;
         }

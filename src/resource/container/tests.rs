@@ -1,5 +1,7 @@
 //! Table tests for `container/NAME`'s diff: what is drift, what is not, and how it is told.
 
+use std::path::Path;
+
 use super::*;
 use serde_json::Value as Json;
 
@@ -593,12 +595,16 @@ fn create_arguments_carry_the_spec_and_the_ownership_labels() {
         "gitlab-dind",
         false,
     );
-    let args = resource.create_arguments(&Host::new("/r")).join(" ");
+    let args = resource
+        .create_arguments(&Host::new("/r"), Some(Path::new("/tmp/env")))
+        .join(" ");
     assert!(args.starts_with("container create --name gitlab-dind --label berth.managed=true --label berth.profile=test --label berth.instance=ci-7 --label berth.spec-hash="), "{args}");
-    assert!(args.contains(" --restart always --network ci-net --network-alias docker --volume dind-data:/var/lib/docker --volume dind-certs:/certs/client --env DOCKER_TLS_CERTDIR=/certs "), "{args}");
+    assert!(args.contains(" --restart always --network ci-net --network-alias docker --volume dind-data:/var/lib/docker --volume dind-certs:/certs/client --env-file /tmp/env "), "{args}");
     assert!(args.ends_with(" docker:27-dind --mtu=1400"), "{args}");
     let runner = container(&profile(""), "gitlab-runner", false);
-    let args = runner.create_arguments(&Host::new("/r")).join(" ");
+    let args = runner
+        .create_arguments(&Host::new("/r"), Some(Path::new("/tmp/env")))
+        .join(" ");
     assert!(
         args.contains("--volume /r/srv/gitlab-runner:/etc/gitlab-runner"),
         "{args}"
@@ -614,12 +620,12 @@ fn hostname_is_set_compared_only_when_the_profile_sets_it_and_checked() {
     let unset = container(&profile(""), "gitlab-runner", false);
     assert!(
         !unset
-            .create_arguments(&Host::new("/"))
+            .create_arguments(&Host::new("/"), None)
             .contains(&"--hostname".to_owned())
     );
     let set = profile("[containers.gitlab-runner]\nhostname = \"runner-1.ci\"\n");
     let named = container(&set, "gitlab-runner", false);
-    let args = named.create_arguments(&Host::new("/"));
+    let args = named.create_arguments(&Host::new("/"), None);
     assert!(
         args.windows(2)
             .any(|pair| pair == ["--hostname", "runner-1.ci"]),
@@ -974,7 +980,7 @@ fn a_seccomp_profile_is_named_by_an_absolute_path_and_read_under_the_root() {
         error.problem().message
     );
     let resource = with_security_opt(r#"["seccomp=/etc/seccomp.json", "seccomp=unconfined"]"#);
-    let args = resource.create_arguments(&Host::new("/srv/root"));
+    let args = resource.create_arguments(&Host::new("/srv/root"), None);
     assert!(
         args.windows(2)
             .any(|pair| pair == ["--security-opt", "seccomp=/srv/root/etc/seccomp.json"]),
@@ -991,7 +997,7 @@ fn runtime_is_passed_compared_only_when_set_and_refused_when_the_daemon_lacks_it
     let unset = container(&profile(""), "gitlab-dind", false);
     assert!(
         !unset
-            .create_arguments(&Host::new("/"))
+            .create_arguments(&Host::new("/"), None)
             .contains(&"--runtime".to_owned())
     );
     let runc = container(
@@ -999,7 +1005,7 @@ fn runtime_is_passed_compared_only_when_set_and_refused_when_the_daemon_lacks_it
         "gitlab-dind",
         false,
     );
-    let args = runc.create_arguments(&Host::new("/"));
+    let args = runc.create_arguments(&Host::new("/"), None);
     assert!(
         args.windows(2).any(|pair| pair == ["--runtime", "runc"]),
         "{args:?}"
@@ -1085,4 +1091,52 @@ fn registry_mirrors_join_a_dind_command_once_and_skip_other_containers() {
         mirrored.docker.daemon["registry-mirrors"],
         serde_json::json!(["https://m1.example", "https://m2.example/"])
     );
+}
+
+#[test]
+fn env_values_travel_in_the_env_file_never_in_argv() {
+    // Issue 18: argv is readable in /proc/*/cmdline by every local user.
+    let resource = container(
+        &profile("[containers.gitlab-runner.env]\nRUNNER_SECRET = \"s3cr3t value #1\"\n"),
+        "gitlab-runner",
+        false,
+    );
+    let args = resource.create_arguments(&Host::new("/"), Some(Path::new("/tmp/env")));
+    assert!(!args.join(" ").contains("s3cr3t"), "{args:?}");
+    assert!(
+        args.windows(2)
+            .any(|pair| pair == ["--env-file", "/tmp/env"]),
+        "{args:?}"
+    );
+    assert!(
+        resource
+            .env_file_text()
+            .lines()
+            .any(|line| line == "RUNNER_SECRET=s3cr3t value #1"),
+        "{}",
+        resource.env_file_text()
+    );
+}
+
+#[test]
+fn env_names_and_values_an_env_file_cannot_carry_are_refused() {
+    for (env, expected) in [
+        ("\"A B\" = \"x\"", "has no `=`, blank or leading `#`"),
+        ("\"#A\" = \"x\"", "has no `=`, blank or leading `#`"),
+        ("A = \"one\\ntwo\"", "is one line"),
+    ] {
+        let error = Profile::from_sources(
+            vec!["test".into()],
+            &[
+                TomlFile::new("base.toml", PROFILE),
+                TomlFile::new(
+                    "extra.toml",
+                    format!("[containers.gitlab-dind.env]\n{env}\n"),
+                ),
+            ],
+        )
+        .unwrap_err();
+        let message = &error.problem().message;
+        assert!(message.contains(expected), "{env}: {message}");
+    }
 }

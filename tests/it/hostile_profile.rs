@@ -1,0 +1,90 @@
+//! Issue 18, the lower items: what a profile, a local user or someone holding the Docker socket
+//! could turn against root-berth. Container env values never on argv; an `http://` GitLab URL
+//! warned about; an extra mount or capability on a labelled container is drift; `..` in
+//! berth.toml's profiles refused and relative names read from berth.toml's directory; Docker's
+//! apt key checked against its published fingerprint.
+
+use std::{fs, path::Path};
+
+use crate::{
+    harness::{Berth, Dockerd, Root, berth, profile_file, write_executable},
+    require_dockerd,
+};
+
+const APP_IMAGE: &str = "berth-test/hostile:1";
+const APP_SCRIPT: &str = "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done";
+
+/// berth with the daemon's layer and `profile`; the subcommand comes after (`-p` is global).
+fn with_profile(root: &Root, dockerd: &Dockerd, profile: &Path) -> Berth {
+    berth(root).docker(dockerd).args([
+        "-p".as_ref(),
+        dockerd.layer_file().as_os_str(),
+        "-p".as_ref(),
+        profile.as_os_str(),
+    ])
+}
+
+fn real_docker() -> String {
+    let output = std::process::Command::new("sh")
+        .args(["-c", "command -v docker"])
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn a_container_env_secret_is_on_no_docker_argv_and_reaches_the_container() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    dockerd.import_stand_in(APP_IMAGE, APP_SCRIPT, &[]);
+    const SECRET: &str = "glrt-s3cr3t value # with spaces";
+    let profile = profile_file(
+        &root.scratch("profiles"),
+        "site",
+        &format!(
+            "[containers.berth-test-env]\nimage = \"{APP_IMAGE}\"\n[containers.berth-test-env.env]\nRUNNER_TOKEN = \"{SECRET}\"\nPLAIN = \"x\"\n"
+        ),
+    );
+    // A `docker` first on PATH that records every argv it is given, then runs the real one.
+    let wrappers = root.scratch("bin");
+    let argv_log = wrappers.join("argv.log");
+    write_executable(
+        &wrappers,
+        "docker",
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"== $*\" >> {log}\nexec {docker} \"$@\"\n",
+            log = argv_log.display(),
+            docker = real_docker()
+        ),
+    );
+    let scratch_tmp = root.scratch("tmp");
+
+    with_profile(&root, &dockerd, &profile)
+        .path_first(&wrappers)
+        .env("TMPDIR", &scratch_tmp)
+        .args(["apply"])
+        .run()
+        .code(0);
+
+    let argv = fs::read_to_string(&argv_log).unwrap();
+    assert!(
+        argv.lines()
+            .any(|line| line.contains("container create") && line.contains("--env-file")),
+        "{argv}"
+    );
+    assert!(
+        !argv.contains("s3cr3t"),
+        "the secret was on an argv:\n{argv}"
+    );
+    // The container has it all the same, byte for byte, and the private file is gone.
+    let env = dockerd.inspect_container("berth-test-env")["Config"]["Env"].clone();
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|value| value == &format!("RUNNER_TOKEN={SECRET}")),
+        "{env}"
+    );
+    assert_eq!(fs::read_dir(&scratch_tmp).unwrap().count(), 0);
+    with_profile(&root, &dockerd, &profile).converged();
+}
