@@ -16,11 +16,14 @@ use crate::{
     host::{Host, HostPath, host_path},
     output::run_report::LastRun,
     resource::container::spec::SYSBOX_RUNTIME,
-    resource::profile::{NO_RUNNER_DECLARED, Profile},
     resource::{
         container::inspect::ContainerInfo,
         kernel_module::{KernelModule, KernelView, ModuleName},
         runner::{config, config_toml, gitlab::GitLab, system_id},
+    },
+    resource::{
+        profile::{NO_RUNNER_DECLARED, Profile},
+        runner::section::CLEAR_TEXT_URL,
     },
 };
 
@@ -143,6 +146,7 @@ pub(crate) fn run(host: &Host, docker: &Docker, profile: Option<&Profile>) -> Ve
     let mut after = Vec::new();
     if let Some(profile) = profile {
         checks.extend(runner_declared(profile));
+        checks.extend(clear_text_urls(profile));
         checks.extend(runtimes(&status, profile));
         after.extend(runner_config_permissions(host, profile));
         after.extend(dind_from_runner(docker, &status, profile, applied));
@@ -168,6 +172,20 @@ fn runner_declared(profile: &Profile) -> Option<Check> {
                 "create the runner in GitLab, save its token to /etc/berth/tokens/NAME, then `berth init --url URL --runner NAME`",
             )
         })
+}
+
+/// A runner whose GitLab is reached over plain HTTP sends its tokens in clear (issue 18): the
+/// profile's own warning, placed at its file, line and key.
+fn clear_text_urls(profile: &Profile) -> Vec<Check> {
+    profile
+        .warnings
+        .iter()
+        .filter(|warning| warning.message == CLEAR_TEXT_URL)
+        .map(|warning| {
+            Check::new("runner url", Verdict::Warn, warning.to_string())
+                .fix("use the GitLab's `https://` URL (and `tls_ca_file` for a private CA)")
+        })
+        .collect()
 }
 
 /// Each runtime a container names, against what the daemon has registered: without it the

@@ -88,3 +88,67 @@ fn a_container_env_secret_is_on_no_docker_argv_and_reaches_the_container() {
     assert_eq!(fs::read_dir(&scratch_tmp).unwrap().count(), 0);
     with_profile(&root, &dockerd, &profile).converged();
 }
+
+#[test]
+fn an_http_gitlab_url_is_warned_about_at_its_line_by_validate_plan_and_doctor() {
+    let root = Root::new();
+    root.write("/etc/berth/tokens/r", "glrt-not-a-real-token\n");
+    let profile = profile_file(
+        &root.join("/work"),
+        "site",
+        "[runners.r]\nexecutor = \"shell\"\nurl = \"http://gitlab.example.com\"\ntoken_file = \"/etc/berth/tokens/r\"\n",
+    );
+    let validate = berth(&root)
+        .args(["validate", "-p", "dind", "-p"])
+        .args([&profile])
+        .run();
+    validate.code(0);
+    insta::assert_snapshot!(validate.stdout, @r"
+    warning: [ROOT]/work/site.toml:3:1: key `runners.r.url`: an `http://` GitLab URL sends the runner's tokens in clear text to anyone on the path; use `https://` (with `tls_ca_file` for a private CA)
+    valid: dind, site
+    ");
+
+    let plan = berth(&root)
+        .args(["plan", "-p", "dind", "-p"])
+        .args([&profile])
+        .run();
+    assert!(
+        plan.stderr.contains("warning: [ROOT]/work/site.toml:3:1: key `runners.r.url`: an `http://` GitLab URL sends the runner's tokens in clear text"),
+        "{}",
+        plan.transcript()
+    );
+
+    let doctor = berth(&root)
+        .args(["doctor", "--json", "-p", "dind", "-p"])
+        .args([&profile])
+        .run();
+    let document = doctor.json();
+    let check = document["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["name"] == "runner url")
+        .unwrap_or_else(|| panic!("no `runner url` check:\n{}", doctor.stdout))
+        .clone();
+    assert_eq!(check["verdict"], "warn", "{check}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("site.toml:3:1: key `runners.r.url`"),
+        "{check}"
+    );
+
+    // A GitLab on this host (or a tunnel to it) is never reached over a network.
+    let local = profile_file(
+        &root.join("/work"),
+        "local",
+        "[runners.r]\nexecutor = \"shell\"\nurl = \"http://127.0.0.1:8080\"\ntoken_file = \"/etc/berth/tokens/r\"\n",
+    );
+    let validate = berth(&root)
+        .args(["validate", "-p", "dind", "-p"])
+        .args([&local])
+        .run();
+    validate.code(0);
+    assert!(!validate.stdout.contains("http://"), "{}", validate.stdout);
+}

@@ -390,6 +390,9 @@ fn resolve_runner(
         }
     };
     check_url(&url).map_err(|message| at("url", message))?;
+    if sends_token_in_clear(&url) {
+        warnings.push((base.key("url"), CLEAR_TEXT_URL.to_owned()));
+    }
     let take_path =
         |table: &mut toml::Table, key: &str| -> Result<Option<HostPath>, LocatedError> {
             match table.remove(key) {
@@ -654,6 +657,29 @@ fn check_url(url: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The warning `validate`, `plan` and `doctor` give for a plain-HTTP GitLab (issue 18). A
+/// warning rather than a refusal: a host that converges today keeps converging after an
+/// upgrade, and the operator is told on every run until the URL is https.
+pub(crate) const CLEAR_TEXT_URL: &str = "an `http://` GitLab URL sends the runner's tokens in clear text to anyone on the path; use `https://` (with `tls_ca_file` for a private CA)";
+
+/// True for an `http://` URL whose host is not loopback: a loopback GitLab (on this host, or
+/// a tunnel or TLS-terminating proxy listening here) is never reached over a network.
+fn sends_token_in_clear(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback());
+    !loopback
 }
 
 /// GitLab's URL as gitlab-runner compares and calls it: no trailing `/`, no trailing `/ci`.

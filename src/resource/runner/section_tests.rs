@@ -218,3 +218,23 @@ fn urls_compare_the_way_gitlab_runner_calls_them() {
         "https://g.example/gitlab"
     );
 }
+
+#[test]
+fn a_plain_http_url_warns_unless_it_stays_on_this_host() {
+    // Issue 18: the token travels in every request to GitLab.
+    for (url, warns) in [
+        ("http://gitlab.example.com", true),
+        ("http://10.0.0.5:8080/", true),
+        ("https://gitlab.example.com", false),
+        ("http://127.0.0.1:8080", false),
+        ("http://localhost/", false),
+        ("http://[::1]:80", false),
+    ] {
+        let (_, warnings) = resolved(&GLRT.replace("https://gitlab.example.com", url)).unwrap();
+        assert_eq!(
+            warnings.iter().any(|warning| warning == CLEAR_TEXT_URL),
+            warns,
+            "{url}: {warnings:?}"
+        );
+    }
+}
