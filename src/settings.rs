@@ -10,7 +10,7 @@ use crate::{
     cli::{ApplyCommand, Cli, Command},
     host::{Host, HostPath, host_path},
     output::confirm::Consent,
-    profile::source::TomlFile,
+    profile::source::{KeyPath, TomlFile},
     profile::{DEFAULT_PROFILE, ProfileRef},
     resource::Options,
     saved_plan::SavedPlan,
@@ -27,6 +27,9 @@ pub(crate) struct BerthToml {
     pub profiles: Option<Vec<String>>,
     /// Where apply writes node_exporter textfile metrics.
     pub metrics_file: Option<HostPath>,
+    /// `profiles`, checked and resolved from berth.toml's directory when it was read.
+    #[serde(skip)]
+    profile_refs: Vec<ProfileRef>,
 }
 
 impl BerthToml {
@@ -36,21 +39,31 @@ impl BerthToml {
         let Some(text) = host.read_optional(&path)? else {
             return Ok(Self::default());
         };
-        let (config, _) = TomlFile::new(path.to_string(), text)
+        let file = TomlFile::new(path.to_string(), text);
+        let (mut config, _) = file
             .parse::<Self>()
             // A failed parse names at least one problem; the first is enough for berth.toml.
             .map_err(|mut problems| problems.remove(0))
+            .with_context(|| format!("invalid berth settings `{path}`"))?;
+        let directory = path.parent().expect("berth.toml's path has a directory");
+        let profiles_key = KeyPath::parse_dotted("profiles");
+        config.profile_refs = config
+            .profiles
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(index, text)| {
+                ProfileRef::parse_host(text, &directory)
+                    .map_err(|message| file.error_at(&profiles_key.index(index), message))
+            })
+            .collect::<Result<_, _>>()
             .with_context(|| format!("invalid berth settings `{path}`"))?;
         Ok(config)
     }
 
     /// The profiles berth.toml names, in layering order.
     pub(crate) fn profile_refs(&self) -> Vec<ProfileRef> {
-        self.profiles
-            .iter()
-            .flatten()
-            .map(|text| ProfileRef::parse_host(text))
-            .collect()
+        self.profile_refs.clone()
     }
 }
 

@@ -60,21 +60,25 @@ impl ProfileRef {
         }
     }
 
-    /// Like [`ProfileRef::parse_cli`], but files are host paths; relative ones are relative to
-    /// `/etc/berth`.
-    pub(crate) fn parse_host(text: &str) -> Self {
+    /// Like [`ProfileRef::parse_cli`], but for berth.toml's `profiles`: files are host paths,
+    /// and a relative one is relative to `directory`, berth.toml's own (never to wherever berth
+    /// was started from). `..` is refused: berth.toml names profiles under its root, and a
+    /// path that climbs out of where it says is read from nowhere an operator would look.
+    pub(crate) fn parse_host(text: &str, directory: &HostPath) -> Result<Self, String> {
+        if text.split('/').any(|part| part == "..") {
+            return Err(format!(
+                "`{text}` contains `..`: name a profile by its name, by a path under `{directory}`, or by an absolute path"
+            ));
+        }
         if text.contains('/') || text.ends_with(".toml") {
             let path = if text.starts_with('/') {
                 PathBuf::from(text)
             } else {
-                PathBuf::from("/etc/berth").join(text)
+                directory.as_path().join(text)
             };
-            match HostPath::new(path) {
-                Ok(path) => Self::HostFile(path),
-                Err(_) => Self::LocalFile(PathBuf::from(text)),
-            }
+            HostPath::new(path).map(Self::HostFile)
         } else {
-            Self::Name(text.to_owned())
+            Ok(Self::Name(text.to_owned()))
         }
     }
 

@@ -573,9 +573,17 @@ mod tests {
             ProfileRef::LocalFile("site.toml".into())
         );
         assert_eq!(
-            ProfileRef::parse_host("site.toml"),
-            ProfileRef::HostFile(host_path("/etc/berth/site.toml"))
+            ProfileRef::parse_host("site.toml", &host_path("/etc/berth")),
+            Ok(ProfileRef::HostFile(host_path("/etc/berth/site.toml")))
         );
+        assert_eq!(
+            ProfileRef::parse_host("sites/a.toml", &host_path("/etc/berth")),
+            Ok(ProfileRef::HostFile(host_path("/etc/berth/sites/a.toml")))
+        );
+        for climbing in ["../../x.toml", "profiles/../../etc/x.toml", ".."] {
+            let error = ProfileRef::parse_host(climbing, &host_path("/etc/berth")).unwrap_err();
+            assert!(error.contains("contains `..`"), "{climbing}: {error}");
+        }
     }
 
     #[test]

@@ -152,3 +152,36 @@ fn an_http_gitlab_url_is_warned_about_at_its_line_by_validate_plan_and_doctor() 
     validate.code(0);
     assert!(!validate.stdout.contains("http://"), "{}", validate.stdout);
 }
+
+#[test]
+fn berth_toml_refuses_dot_dot_in_its_profiles_and_reads_relative_ones_from_its_own_directory() {
+    let root = Root::new();
+    // A profile berth.toml names relatively is found beside berth.toml, under the root, not in
+    // the directory berth was started from.
+    root.write("/etc/berth/sites/site.toml", "mtu = 1400\n");
+    root.write(
+        "/etc/berth/berth.toml",
+        "profiles = [\"dind\", \"sites/site.toml\"]\n",
+    );
+    let validate = berth(&root).args(["validate"]).run();
+    validate.code(0);
+    assert!(
+        validate.stdout.ends_with("valid: dind, site\n"),
+        "{}",
+        validate.transcript()
+    );
+
+    root.write(
+        "/etc/berth/berth.toml",
+        "profiles = [\n  \"dind\",\n  \"../../x.toml\",\n]\n",
+    );
+    let plan = berth(&root).args(["plan"]).run();
+    plan.code(1);
+    let validate = berth(&root).args(["validate"]).run();
+    validate.code(1);
+    assert_eq!(plan.stderr, validate.stderr);
+    insta::assert_snapshot!(plan.stderr, @r"
+        error: invalid berth settings `/etc/berth/berth.toml`
+          caused by: /etc/berth/berth.toml:3:3: key `profiles[1]`: `../../x.toml` contains `..`: name a profile by its name, by a path under `/etc/berth`, or by an absolute path
+    ");
+}
