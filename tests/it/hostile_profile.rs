@@ -185,3 +185,90 @@ fn berth_toml_refuses_dot_dot_in_its_profiles_and_reads_relative_ones_from_its_o
           caused by: /etc/berth/berth.toml:3:3: key `profiles[1]`: `../../x.toml` contains `..`: name a profile by its name, by a path under `/etc/berth`, or by an absolute path
     ");
 }
+
+#[test]
+fn an_extra_mount_or_dropped_capability_on_a_labelled_container_is_drift_and_replaced() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    // The image declares a VOLUME the profile does not mount: Docker's anonymous volume there
+    // is Docker's doing, and must not make the container look changed.
+    dockerd.import_stand_in(APP_IMAGE, APP_SCRIPT, &["VOLUME /cache"]);
+    let data = root.scratch("data");
+    let profile = profile_file(
+        &root.scratch("profiles"),
+        "site",
+        &format!(
+            "[volumes.berth-test-kept]\n[containers.berth-test-app]\nimage = \"{APP_IMAGE}\"\nvolumes = [\"berth-test-kept:/data\", \"{}:/bound\"]\n",
+            data.display()
+        ),
+    );
+    with_profile(&root, &dockerd, &profile)
+        .args(["apply"])
+        .run()
+        .code(0);
+    let first = dockerd.container_id("berth-test-app");
+    with_profile(&root, &dockerd, &profile).converged();
+    assert_eq!(dockerd.container_id("berth-test-app"), first);
+
+    // Someone with the Docker socket recreates it wearing berth's labels, with the host's
+    // files bound in (a scratch directory stands in for `/`) and a capability dropped.
+    let live = dockerd.inspect_container("berth-test-app");
+    let labels = live["Config"]["Labels"].as_object().unwrap().clone();
+    let binds: Vec<String> = serde_json::from_value(live["HostConfig"]["Binds"].clone()).unwrap();
+    let planted = root.scratch("host-files");
+    dockerd.docker(["rm", "--force", "berth-test-app"]);
+    let mut create: Vec<String> = ["create", "--name", "berth-test-app", "--restart", "always"]
+        .map(str::to_owned)
+        .to_vec();
+    for (key, value) in &labels {
+        create.extend([
+            "--label".into(),
+            format!("{key}={}", value.as_str().unwrap()),
+        ]);
+    }
+    for bind in binds {
+        create.extend(["--volume".into(), bind]);
+    }
+    create.extend([
+        "--mount".into(),
+        format!("type=bind,source={},target=/host", planted.display()),
+        "--cap-drop".into(),
+        "AUDIT_WRITE".into(),
+        APP_IMAGE.into(),
+    ]);
+    dockerd.docker(&create);
+    dockerd.docker(["start", "berth-test-app"]);
+
+    let plan = with_profile(&root, &dockerd, &profile).args(["plan"]).run();
+    plan.code(2);
+    let planted_text = planted.display().to_string();
+    let stdout = plan.stdout.replace(&planted_text, "[PLANTED]");
+    assert!(
+        stdout.contains("container/berth-test-app  -/+ replace"),
+        "{}",
+        plan.transcript()
+    );
+    assert!(
+        stdout.contains(r#"volumes[/host]: "bind [PLANTED]" → (absent)"#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#"cap_drop: ["AUDIT_WRITE"] → []"#),
+        "{stdout}"
+    );
+
+    with_profile(&root, &dockerd, &profile)
+        .args(["apply"])
+        .run()
+        .code(0);
+    let replaced = dockerd.inspect_container("berth-test-app");
+    let targets: Vec<&str> = replaced["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|mount| mount["Destination"].as_str().unwrap())
+        .collect();
+    assert!(!targets.contains(&"/host"), "{targets:?}");
+    assert!(replaced["HostConfig"]["CapDrop"].is_null(), "{replaced}");
+    with_profile(&root, &dockerd, &profile).converged();
+}

@@ -92,7 +92,7 @@ impl Container {
         self.compare_env(config, contributed, replace);
         self.compare_labels(config, contributed, replace);
         self.compare_command(config, contributed, replace);
-        self.compare_mounts(live, &seen.host, replace);
+        self.compare_mounts(live, contributed, &seen.host, replace);
         compare_ports(spec, live, replace);
         self.compare_privileges(live, seen, replace);
         self.compare_process(config, contributed, replace);
@@ -185,6 +185,19 @@ impl Container {
                 "cap_add",
                 Some(Json::from(live_caps.into_iter().collect::<Vec<_>>())),
                 Some(Json::from(wanted_caps.into_iter().collect::<Vec<_>>())),
+            ));
+        }
+        // berth never drops a capability: any the container lacks was dropped by whoever
+        // created it, not by berth (issue 18).
+        let live_dropped = set(
+            live.host_config.cap_drop.as_deref().unwrap_or_default(),
+            normalize_capability,
+        );
+        if !live_dropped.is_empty() {
+            replace.push(FieldChange::new(
+                "cap_drop",
+                Some(Json::from(live_dropped.into_iter().collect::<Vec<_>>())),
+                Some(Json::from(Vec::<String>::new())),
             ));
         }
         let (live_security, wanted_security) = self.security_options(live, seen);
@@ -469,7 +482,13 @@ impl Container {
 
     /// Binds (host paths and named volumes) by target; anonymous volumes must be among the
     /// container's volumes (which also lists the image's VOLUMEs, so extras are fine).
-    fn compare_mounts(&self, live: &ContainerInfo, host: &Host, replace: &mut Vec<FieldChange>) {
+    fn compare_mounts(
+        &self,
+        live: &ContainerInfo,
+        contributed: Option<&Config>,
+        host: &Host,
+        replace: &mut Vec<FieldChange>,
+    ) {
         let target_of =
             |bind: &str| -> String { bind.split(':').nth(1).unwrap_or(bind).to_owned() };
         let live_binds: BTreeMap<String, String> = live
@@ -496,6 +515,42 @@ impl Container {
             |bind| text(bind),
         ));
         let live_anonymous = live.config.volumes.clone().unwrap_or_default();
+        // A mount berth never asked for (`--mount type=bind,src=/,...` or `--volumes-from` by
+        // someone with the Docker socket, on a container wearing berth's labels) is drift
+        // (issue 18); `Binds` above show only `-v`. What Docker adds by itself, an anonymous
+        // volume (a random 64-hex name) for a VOLUME of the image, is not.
+        let image_volumes = contributed
+            .map_or(&live.config, |image| image)
+            .volumes
+            .as_ref();
+        let is_anonymous =
+            |name: &str| name.len() == 64 && name.bytes().all(|byte| byte.is_ascii_hexdigit());
+        let wanted_targets: BTreeSet<&str> = self
+            .spec
+            .mounts
+            .iter()
+            .map(|mount| mount.target.as_str())
+            .collect();
+        for mount in &live.mounts {
+            let target = mount.destination.as_str();
+            let explained = wanted_targets.contains(target)
+                || live_binds.contains_key(target)
+                || (mount.kind == "volume"
+                    && is_anonymous(&mount.name)
+                    && image_volumes.is_some_and(|volumes| volumes.contains_key(target)));
+            if !explained {
+                let from = if mount.kind == "volume" {
+                    &mount.name
+                } else {
+                    &mount.source
+                };
+                replace.push(FieldChange::new(
+                    format!("volumes[{target}]"),
+                    Some(text(&format!("{} {from}", mount.kind))),
+                    None,
+                ));
+            }
+        }
         for mount in &self.spec.mounts {
             if mount.source == MountSource::Anonymous
                 && !live_anonymous.contains_key(&mount.target)

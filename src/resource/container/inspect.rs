@@ -23,6 +23,22 @@ pub(crate) struct ContainerInfo {
     pub config: Config,
     pub host_config: HostConfig,
     pub network_settings: NetworkSettings,
+    /// Everything mounted into it, however it was asked for (`-v`, `--mount`,
+    /// `--volumes-from`, the image's VOLUMEs): what drift checks for a mount berth never set.
+    pub mounts: Vec<MountPoint>,
+}
+
+/// One entry of a container's `Mounts`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct MountPoint {
+    /// `bind`, `volume`, `tmpfs`, ...
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// The volume's name, for a volume.
+    pub name: String,
+    pub source: String,
+    pub destination: String,
 }
 
 impl ContainerInfo {
@@ -102,6 +118,7 @@ pub(crate) struct HostConfig {
     pub restart_policy: RestartPolicyInfo,
     pub port_bindings: Option<BTreeMap<String, Option<Vec<PortBindingInfo>>>>,
     pub cap_add: Option<Vec<String>>,
+    pub cap_drop: Option<Vec<String>>,
     /// As Docker keeps them, which is not always as given: `seccomp=FILE` comes back as
     /// `seccomp=` and the file's JSON, `systempaths=unconfined` not at all (see
     /// `masked_paths`), and a privileged container gains `label=disable`.

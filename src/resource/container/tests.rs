@@ -9,7 +9,7 @@ use crate::{
     profile::source::TomlFile,
     resource::{
         container::inspect::{
-            Config, ContainerState as LiveState, Endpoint, HostConfig, NetworkSettings,
+            Config, ContainerState as LiveState, Endpoint, HostConfig, MountPoint, NetworkSettings,
             RestartPolicyInfo,
         },
         docker_object::{LABEL_MANAGED, LABEL_SPEC_HASH, Reach},
@@ -149,6 +149,7 @@ fn live(resource: &Container) -> ContainerInfo {
             ),
         },
         id,
+        mounts: Vec::new(),
     }
 }
 
@@ -1139,4 +1140,75 @@ fn env_names_and_values_an_env_file_cannot_carry_are_refused() {
         let message = &error.problem().message;
         assert!(message.contains(expected), "{env}: {message}");
     }
+}
+
+#[test]
+fn a_mount_or_a_dropped_capability_berth_never_set_is_drift_but_an_image_volume_is_not() {
+    // Issue 18: someone with the Docker socket recreates a labelled container with `/` bound.
+    let resource = container(&profile(""), "gitlab-dind", false);
+    let mount = |kind: &str, name: &str, source: &str, destination: &str| MountPoint {
+        kind: kind.into(),
+        name: name.into(),
+        source: source.into(),
+        destination: destination.into(),
+    };
+    let anonymous = "0123456789abcdef".repeat(4);
+    let mut usual = live(&resource);
+    // What Docker reports by itself: the profile's volumes, and an anonymous volume for the
+    // image's VOLUME (here the profile already mounts /var/lib/docker; the image's other one
+    // is anonymous).
+    usual.mounts = resource
+        .spec
+        .mounts
+        .iter()
+        .map(|wanted| mount("volume", "dind-data", "", &wanted.target))
+        .collect();
+    let Observed::Seen(mut seen_usual) = seen(&resource, Some(usual.clone())) else {
+        unreachable!()
+    };
+    if let Some(image) = seen_usual.running_image.as_mut() {
+        image
+            .config
+            .volumes
+            .get_or_insert_default()
+            .insert("/cache".into(), Json::Null);
+    }
+    let mut with_cache = usual.clone();
+    with_cache
+        .mounts
+        .push(mount("volume", &anonymous, "", "/cache"));
+    seen_usual.container = Some(with_cache);
+    let in_sync = resource.diff(&Observed::Seen(seen_usual), &Earlier::default());
+    assert!(told(&in_sync).is_empty(), "{:?}", told(&in_sync));
+
+    let mut rooted = usual.clone();
+    rooted.mounts.push(mount("bind", "", "/", "/host"));
+    rooted.host_config.cap_drop = Some(vec!["CAP_AUDIT_WRITE".into()]);
+    let drift = told(&resource.diff(&seen(&resource, Some(rooted)), &Earlier::default()));
+    assert!(
+        drift
+            .iter()
+            .any(|line| line == "  volumes[/host]: \"bind /\" → (absent)"),
+        "{drift:?}"
+    );
+    assert!(
+        drift
+            .iter()
+            .any(|line| line == "  cap_drop: [\"AUDIT_WRITE\"] → []"),
+        "{drift:?}"
+    );
+    assert!(drift[0].starts_with("replace"), "{drift:?}");
+
+    // A named volume at the image's VOLUME is not Docker's doing.
+    let mut named = usual;
+    named
+        .mounts
+        .push(mount("volume", "victim-data", "", "/cache"));
+    let drift = told(&resource.diff(&seen(&resource, Some(named)), &Earlier::default()));
+    assert!(
+        drift
+            .iter()
+            .any(|line| line == "  volumes[/cache]: \"volume victim-data\" → (absent)"),
+        "{drift:?}"
+    );
 }
