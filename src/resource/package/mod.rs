@@ -13,7 +13,7 @@ mod interrupted;
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use serde::Deserialize;
 
 use crate::{
@@ -481,8 +481,11 @@ fn install(host: &Host, op: &InstallOp) -> Result<()> {
             if let Some(Repository::Apt { key_url, sources }) =
                 op.install.repository.as_ref().filter(|_| op.add_repository)
             {
-                apt_install(&["ca-certificates", "curl"], &mut updated)?;
+                // gpg checks the key's fingerprint before it is written (issue 18).
+                apt_install(&["ca-certificates", "curl", "gpg"], &mut updated)?;
                 let key = download(key_url)?;
+                check_fingerprint(&key, DOCKER_KEY_FINGERPRINT)
+                    .with_context(|| format!("refused Docker's signing key from `{key_url}`; `{APT_KEYRING}` was not written"))?;
                 host.ensure_dir(&host_path("/etc/apt/keyrings"), 0o755)?;
                 host.write_atomic(&host_path(APT_KEYRING), key.as_bytes(), 0o644)?;
                 host.write_atomic(&host_path(APT_SOURCES), sources.as_bytes(), 0o644)?;
@@ -543,6 +546,79 @@ fn progress(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     tracing::info!("{}: running `{command}`", DockerPackage::id());
     exec::run_with_progress(&command, env, PACKAGE_TIMEOUT)?;
     Ok(())
+}
+
+/// The fingerprint Docker publishes for the key that signs its apt repository
+/// (docs.docker.com, "Install Docker Engine on Debian"). A key fetched over HTTPS is only as
+/// good as every CA and mirror on the way; this pin is what makes it Docker's.
+const DOCKER_KEY_FINGERPRINT: &str = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88";
+
+/// Refuses `key` (ASCII-armored OpenPGP) unless it holds exactly one primary key, whose
+/// fingerprint is `pinned`: a second key in the file would be trusted for the repository too.
+/// gpg reads it in a throwaway home, so root's keyrings are neither read nor changed. Without
+/// gpg the key is refused: berth installed it just before (package `gpg`), and an unchecked
+/// key is what the pin exists to prevent.
+fn check_fingerprint(key: &str, pinned: &str) -> Result<()> {
+    let home = tempfile::Builder::new()
+        .prefix("berth-gpg-")
+        .tempdir()
+        .context("failed to create a temporary home for gpg")?;
+    let mut file = tempfile::NamedTempFile::new_in(home.path())
+        .context("failed to create a temporary file for the key")?;
+    std::io::Write::write_all(&mut file, key.as_bytes())?;
+    let home_text = home.path().display().to_string();
+    let file_text = file.path().display().to_string();
+    let command = CommandLine::new(
+        "gpg",
+        [
+            "--batch",
+            "--no-tty",
+            "--homedir",
+            &home_text,
+            "--with-colons",
+            "--show-keys",
+            &file_text,
+        ],
+    );
+    let output = exec::run(&command).map_err(|error| {
+        if error.is_not_found() {
+            anyhow::anyhow!(
+                "`gpg` is not installed, and berth checks the key's fingerprint with it; install gpg (Debian: apt-get install gpg)"
+            )
+        } else {
+            anyhow::Error::new(error).context("gpg could not read the key")
+        }
+    })?;
+    match primary_fingerprints(&output.stdout).as_slice() {
+        [only] if only.eq_ignore_ascii_case(pinned) => Ok(()),
+        [only] => bail!("the key's fingerprint is {only}, not Docker's published {pinned}"),
+        [] => bail!("it holds no OpenPGP public key"),
+        several => bail!(
+            "it holds {} keys ({}), not only Docker's {pinned}",
+            several.len(),
+            several.join(", ")
+        ),
+    }
+}
+
+/// The fingerprint of each primary key in `gpg --with-colons` output: the `fpr` record that
+/// follows a `pub` record (those after `sub` are subkeys').
+fn primary_fingerprints(colons: &str) -> Vec<String> {
+    let mut fingerprints = Vec::new();
+    let mut after_primary = false;
+    for line in colons.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        match fields.first().copied() {
+            Some("pub") => after_primary = true,
+            Some("fpr") if after_primary => {
+                fingerprints.push(fields.get(9).copied().unwrap_or_default().to_owned());
+                after_primary = false;
+            }
+            Some("sub" | "uid" | "sig" | "rev") => after_primary = false,
+            _ => {}
+        }
+    }
+    fingerprints
 }
 
 /// A file Docker publishes (its signing key, its dnf repository), fetched with curl: the

@@ -192,3 +192,58 @@ fn install_takes_a_source_or_false() {
     assert!(parse("install = true").is_err());
     assert!(parse("install = \"apt\"").is_err());
 }
+
+/// A throwaway ed25519 key made for these tests, and its fingerprint.
+const TEST_KEY: &str = include_str!("../../../tests/fixtures/keys/test-one.asc");
+const TEST_KEY_FINGERPRINT: &str = "8A1A6DF1FCAD72A49AD7959382758A04454220A6";
+/// That key and a second one in one file.
+const TWO_KEYS: &str = include_str!("../../../tests/fixtures/keys/test-two-keys.asc");
+
+#[test]
+fn primary_fingerprints_skip_subkeys() {
+    let colons = "pub:-:4096:1:8D81803C0EBFCD88:1487788586:::-:::scESC::::::23::0:\nfpr:::::::::9DC858229FC7DD38854AE2D88D81803C0EBFCD88:\nuid:-::::1487792064::B5A08F01796E7F521861B449372CBA1F6F5D2A6D::Docker Release (CE deb) <docker@docker.com>::::::::::0:\nsub:-:4096:1:7EA0A9C3F273FCD8:1487788586::::::s::::::23:\nfpr:::::::::D3306A018370199E527AE7997EA0A9C3F273FCD8:\n";
+    assert_eq!(
+        primary_fingerprints(colons),
+        [DOCKER_KEY_FINGERPRINT.to_owned()]
+    );
+}
+
+/// gpg is needed for these (CI installs it); elsewhere a missing one is said, not hidden.
+#[expect(clippy::print_stderr, reason = "a skipped test says so")]
+fn gpg_available() -> bool {
+    if exec::run(&CommandLine::new("gpg", ["--version"])).is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but gpg is not installed"
+    );
+    eprintln!("SKIPPED: gpg is not installed (Debian: apt-get install gpg)");
+    false
+}
+
+#[test]
+fn dockers_key_is_taken_only_with_the_pinned_fingerprint_and_alone() {
+    // Issue 18: the key written to /etc/apt/keyrings/docker.asc signs every Docker package.
+    if !gpg_available() {
+        return;
+    }
+    check_fingerprint(TEST_KEY, TEST_KEY_FINGERPRINT).unwrap();
+    check_fingerprint(TEST_KEY, &TEST_KEY_FINGERPRINT.to_lowercase()).unwrap();
+    let other = check_fingerprint(TEST_KEY, DOCKER_KEY_FINGERPRINT).unwrap_err();
+    assert_eq!(
+        other.to_string(),
+        format!(
+            "the key's fingerprint is {TEST_KEY_FINGERPRINT}, not Docker's published {DOCKER_KEY_FINGERPRINT}"
+        )
+    );
+    // The right key with another beside it would make apt trust the other one too.
+    let two = check_fingerprint(TWO_KEYS, TEST_KEY_FINGERPRINT).unwrap_err();
+    assert!(two.to_string().starts_with("it holds 2 keys ("), "{two}");
+    let none = check_fingerprint("<html>not a key</html>", DOCKER_KEY_FINGERPRINT).unwrap_err();
+    assert!(
+        format!("{none:#}").contains("gpg could not read the key")
+            || none.to_string() == "it holds no OpenPGP public key",
+        "{none:#}"
+    );
+}
