@@ -1,8 +1,8 @@
 //! Issue 18, the lower items: what a profile, a local user or someone holding the Docker socket
 //! could turn against root-berth. Container env values never on argv; an `http://` GitLab URL
 //! warned about; an extra mount or capability on a labelled container is drift; `..` in
-//! berth.toml's profiles refused and relative names read from berth.toml's directory; Docker's
-//! apt key checked against its published fingerprint.
+//! berth.toml's profiles refused and relative names read from berth.toml's directory. (Docker's
+//! apt key pin is tested beside `package/docker`: an install is refused under `--root`.)
 
 use std::{fs, path::Path};
 
