@@ -42,7 +42,7 @@ use crate::{
 use config::FILE_MODE;
 use config_toml::Credentials;
 use decision::{Call, Decision, RunnerOp};
-use gitlab::{Deleted, GitLab, MayHaveArrived};
+use gitlab::{Deleted, GitLab, MayHaveArrived, RunnerInfo};
 use ledger::{Ledger, Origin, Recorded};
 use section::{RunnerScope, RunnerSettings, RunnerSpec, ServerParams, TokenSource, normalize_url};
 
@@ -281,7 +281,7 @@ impl Runner {
                 let system_id = system_id::ensure(host, &self.config)?;
                 let registration = self
                     .gitlab(host, &spec.url, spec.tls_ca_file.as_ref())?
-                    .verify(token, &system_id, &spec.info())?;
+                    .verify(token, &system_id, &RunnerInfo::of(spec))?;
                 self.write_entry(host, &spec.url, &registration)?;
                 self.record(
                     host,
@@ -300,7 +300,7 @@ impl Runner {
                 self.requesting(
                     host,
                     &spec.url,
-                    || gitlab.register(token, &self.name, params, &spec.info()),
+                    || gitlab.register(token, &self.name, params, &RunnerInfo::of(spec)),
                     |registration| self.keep(host, spec, &registration, Origin::Registered),
                 )
             }
@@ -326,7 +326,7 @@ impl Runner {
                 // As `gitlab-runner register --token` would next: make this host a manager.
                 let system_id = system_id::ensure(host, &self.config)?;
                 gitlab
-                    .verify(&registration.token, &system_id, &spec.info())
+                    .verify(&registration.token, &system_id, &RunnerInfo::of(spec))
                     .with_context(|| {
                     format!(
                         "runner #{} was created and written to `{}`, but verifying it failed; gitlab-runner retries when it asks for jobs",

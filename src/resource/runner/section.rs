@@ -163,26 +163,6 @@ pub(crate) struct RunnerSpec {
     pub secret_files: Vec<SecretFile>,
 }
 
-impl RunnerSpec {
-    /// What berth tells GitLab about the gitlab-runner that will use this registration.
-    pub(crate) fn info(&self) -> super::gitlab::RunnerInfo {
-        let text = |key: &str| {
-            self.settings
-                .get(key)
-                .and_then(toml::Value::as_str)
-                .map(str::to_owned)
-        };
-        super::gitlab::RunnerInfo {
-            version: self
-                .runner_image
-                .as_deref()
-                .and_then(super::gitlab::runner_version),
-            executor: text("executor"),
-            shell: text("shell"),
-        }
-    }
-}
-
 /// Where a runner's token comes from, which decides how it is registered.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum TokenSource {
