@@ -24,6 +24,7 @@ mod faults;
 mod gitlab_server;
 mod host_files;
 mod init;
+mod module_graph;
 mod operations;
 mod orphans;
 mod packaging;
