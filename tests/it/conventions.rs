@@ -7,7 +7,7 @@ use std::{collections::BTreeSet, path::Path, process::Command};
 
 use crate::{
     harness::{BERTH, Root, berth, profile_file, tool_available},
-    module_graph::ModuleGraph,
+    module_graph::{self, ModuleGraph},
 };
 
 /// A profile of files only (overlay persisted, daemon.json): it converges on an empty root,
@@ -506,4 +506,46 @@ fn the_cycle_check_reads_paths_as_rustc_does_and_names_a_cycle_by_its_imports() 
     assert!(!graph.closes_a_cycle("c.rs", "lib.rs"));
     let allowed = BTreeSet::from([("b.rs".to_owned(), "a/inner.rs".to_owned())]);
     assert!(graph.cycles(&allowed).is_empty());
+}
+
+/// "No two types share a name" (docs/ARCHITECTURE.md): a reader who meets `ReplaceIntent` or
+/// `Command` knows which one it is. Type aliases and associated types (`type Op = ..`) are
+/// names of another kind and not counted.
+#[test]
+fn no_two_types_in_src_share_a_name() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = ModuleGraph::read(&src);
+    let mut declared: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for file in &graph.files {
+        let text = module_graph::blank_out(&std::fs::read_to_string(src.join(file)).unwrap());
+        let tokens = module_graph::tokens(&text);
+        for pair in tokens.windows(2) {
+            let [(keyword, offset), (name, _)] = pair else {
+                unreachable!()
+            };
+            if matches!(*keyword, "struct" | "enum" | "trait" | "union")
+                && name.starts_with(|c: char| c.is_ascii_uppercase())
+            {
+                let line = text[..*offset].matches('\n').count() + 1;
+                declared
+                    .entry((*name).to_owned())
+                    .or_default()
+                    .push(format!("src/{file}:{line}"));
+            }
+        }
+    }
+    assert!(
+        declared.contains_key("ReplaceIntent"),
+        "the scan finds types"
+    );
+    let shared: Vec<String> = declared
+        .iter()
+        .filter(|(_, places)| places.len() > 1)
+        .map(|(name, places)| format!("`{name}` at {}", places.join(", ")))
+        .collect();
+    assert!(
+        shared.is_empty(),
+        "types that share a name (give each one that says what it is): {}",
+        shared.join("; ")
+    );
 }

@@ -306,7 +306,7 @@ fn deepest_module(path: &[String], modules: &BTreeMap<Vec<String>, String>) -> V
 }
 
 /// Words, `::` and single punctuation, each with its byte offset.
-fn tokens(text: &str) -> Vec<(&str, usize)> {
+pub fn tokens(text: &str) -> Vec<(&str, usize)> {
     let mut tokens = Vec::new();
     let bytes = text.as_bytes();
     let mut index = 0;
@@ -335,7 +335,7 @@ fn tokens(text: &str) -> Vec<(&str, usize)> {
 
 /// `text` with comments, string and character literals replaced by spaces (newlines kept), so
 /// that a path in a doc comment or a message is not an import.
-fn blank_out(text: &str) -> String {
+pub fn blank_out(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = text.as_bytes().to_vec();
     let blank = |out: &mut Vec<u8>, from: usize, to: usize| {
