@@ -442,6 +442,20 @@ fn src_has_no_import_cycle_beyond_the_known_back_edges() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// `src/host/` is the lowest layer (docs/ARCHITECTURE.md): what it needs from above, such as
+/// how often a long run reports, the caller passes in.
+#[test]
+fn host_imports_nothing_of_berth_outside_it() {
+    let graph = ModuleGraph::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let upward: Vec<String> = graph
+        .edges
+        .values()
+        .filter(|edge| edge.from.starts_with("host/") && !edge.to.starts_with("host/"))
+        .map(ToString::to_string)
+        .collect();
+    assert!(upward.is_empty(), "host/ imports from above it: {upward:?}");
+}
+
 #[test]
 fn the_cycle_check_reads_paths_as_rustc_does_and_names_a_cycle_by_its_imports() {
     let src = tempfile::tempdir().unwrap();
