@@ -268,3 +268,18 @@ pub enum ColorChoice {
     Always,
     Never,
 }
+
+/// Exit codes, as Terraform's `-detailed-exitcode` taught operators to read them.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    /// `plan` only: the host differs from the profile, and apply would make every change.
+    pub const CHANGES_PENDING: u8 = 2;
+
+    /// What a command line clap could not parse exits with: 1, like any other error, since 2
+    /// means "changes pending"; `--help` and `--version` (which clap reports the same way)
+    /// exit 0.
+    pub fn usage(error: &clap::Error) -> u8 {
+        if error.exit_code() == 0 { OK } else { FAILURE }
+    }
+}

@@ -14,18 +14,16 @@
 use anyhow::{Result, bail};
 
 use crate::{
-    cli::DestroyArgs,
+    cli::{DestroyArgs, exit},
     docker::Docker,
     engine::{self, Mode, Pass, Reviewed},
-    exit,
     host::lock::RunLock,
-    ignore_broken_pipe,
     output::{
         Printer,
         confirm::{Consent, confirm},
+        ignore_broken_pipe,
     },
     plan::Change,
-    require_root,
     resource::{
         self, AnyResource, Context,
         berth_unit::BerthUnit,
@@ -34,7 +32,7 @@ use crate::{
         orphan::{self, Handling},
         profile::Profile,
     },
-    settings::Settings,
+    settings::{Settings, require_root},
 };
 
 /// What the command line asked of one destroy.

@@ -14,8 +14,7 @@ use serde::Serialize;
 use crate::{
     host,
     plan::{Change, ResourceId, Summary},
-    resource::{AnyResource, Context, Earlier, Resource},
-    with_resource,
+    resource::{AnyResource, Context, Earlier, Resource, with_resource},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -27,35 +27,20 @@ use std::{collections::BTreeMap, time::Instant};
 use anyhow::{Result, bail};
 
 use crate::{
-    cli::{Cli, Command},
+    cli::{Cli, Command, exit},
     docker::Docker,
     engine::{Mode, Pass, Report, Reviewed},
     host::{HostPath, lock::RunLock},
     output::confirm::{self, Consent},
     output::run_report::{self, LastRun},
-    output::{Printer, json},
+    output::{Printer, ignore_broken_pipe, json},
     pause::Pause,
     plan::Change,
     profile::ProfileRef,
     resource::{Context, docker_object::ObjectNames, profile::Profile},
     saved_plan::{Observation, SavedPlan},
-    settings::Settings,
+    settings::{Settings, require_root},
 };
-
-/// Exit codes, as Terraform's `-detailed-exitcode` taught operators to read them.
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const FAILURE: u8 = 1;
-    /// `plan` only: the host differs from the profile, and apply would make every change.
-    pub const CHANGES_PENDING: u8 = 2;
-
-    /// What a command line clap could not parse exits with: 1, like any other error, since 2
-    /// means "changes pending"; `--help` and `--version` (which clap reports the same way)
-    /// exit 0.
-    pub fn usage(error: &clap::Error) -> u8 {
-        if error.exit_code() == 0 { OK } else { FAILURE }
-    }
-}
 
 /// Runs one berth command and returns the process exit code.
 pub fn run(cli: Cli) -> u8 {
@@ -104,7 +89,7 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
         Command::Init(ref args) => {
             let written = init::run(
                 &settings.host,
-                &init::Request {
+                &init::InitRequest {
                     topology: args.topology,
                     url: args.url.clone(),
                     runner: args.runner.clone(),
@@ -261,16 +246,6 @@ fn apply(settings: &Settings, printer: &Printer, print_converged: bool) -> Resul
             .any(|entry| entry.status == engine::Status::Done);
         (converged.code, changed)
     })
-}
-
-/// Changing the machine's own /etc and Docker takes root; a test root does not.
-fn require_root(settings: &Settings, command: &str) -> Result<()> {
-    if settings.host.is_machine_root() && !nix::unistd::geteuid().is_root() {
-        bail!(
-            "berth {command} changes /etc and the Docker daemon and must run as root (try `sudo berth {command}`); `berth plan` works as any user"
-        );
-    }
-    Ok(())
 }
 
 /// `berth pause REASON` (`reason` given) or `berth resume`.
@@ -528,12 +503,4 @@ fn review(
         return Err(NotApplied("apply cancelled: nothing was changed".to_owned()).into());
     }
     Ok(Some(planned(report)))
-}
-
-/// A reader that went away (`berth plan | head`) is not an error worth reporting.
-pub(crate) fn ignore_broken_pipe(result: std::io::Result<()>) -> Result<()> {
-    match result {
-        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
-    }
 }

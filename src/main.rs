@@ -9,7 +9,7 @@ fn main() -> std::process::ExitCode {
         // not look like drift. `--help` and `--version` come here too, and still exit 0.
         Err(error) => {
             let _ = error.print();
-            return std::process::ExitCode::from(berth::exit::usage(&error));
+            return std::process::ExitCode::from(berth::cli::exit::usage(&error));
         }
     };
     std::process::ExitCode::from(berth::run(cli))

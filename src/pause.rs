@@ -74,9 +74,7 @@ impl Pause {
             .map(|at| {
                 format!(
                     " ({})",
-                    crate::output::run_report::ago(
-                        jiff::Timestamp::now().duration_since(at).as_secs()
-                    )
+                    crate::output::time::ago(jiff::Timestamp::now().duration_since(at).as_secs())
                 )
             })
             .unwrap_or_default();

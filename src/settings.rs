@@ -233,3 +233,13 @@ fn absolute(path: &std::path::Path) -> Result<PathBuf> {
             .join(path))
     }
 }
+
+/// Changing the machine's own /etc and Docker takes root; a test root does not.
+pub(crate) fn require_root(settings: &Settings, command: &str) -> Result<()> {
+    if settings.host.is_machine_root() && !nix::unistd::geteuid().is_root() {
+        bail!(
+            "berth {command} changes /etc and the Docker daemon and must run as root (try `sudo berth {command}`); `berth plan` works as any user"
+        );
+    }
+    Ok(())
+}

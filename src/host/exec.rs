@@ -7,8 +7,6 @@ use std::{fmt, io, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use crate::output::progress::Ticker;
-
 /// A program and its arguments, as written in a profile (`restart = ["systemctl", "restart",
 /// "docker"]`) or built by berth. Never holds a secret: tokens travel over HTTP or stdin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,21 +180,33 @@ pub(crate) fn run_unchecked_with_timeout(
     run_unchecked_reporting(command, timeout, |_| {})
 }
 
-/// [`run_with_timeout`] for a program that may run long (a restart, a drain): `report` is
-/// called with the time elapsed every [`crate::output::progress::PROGRESS_INTERVAL`] while it
-/// runs.
+/// Whom a program that may run long tells how far it got, and how often. How progress is shown
+/// and at what pace is the caller's business, not this layer's: `output::progress` makes every
+/// `FnMut(Duration)` one, reporting at its interval, so a caller passes a closure.
+pub(crate) trait Progress {
+    /// The time between two reports.
+    fn interval(&self) -> Duration;
+    /// Called with the time elapsed, once per interval while the program runs.
+    fn report(&mut self, elapsed: Duration);
+}
+
+/// [`run_with_timeout`] for a program that may run long (a restart, a drain): `progress` is told
+/// the time elapsed once per its interval while it runs.
 pub(crate) fn run_reporting(
     command: &CommandLine,
     timeout: Duration,
-    report: impl FnMut(Duration),
+    progress: impl Progress,
 ) -> Result<Output, CommandError> {
-    checked(command, run_unchecked_reporting(command, timeout, report)?)
+    checked(
+        command,
+        run_unchecked_reporting(command, timeout, progress)?,
+    )
 }
 
 fn run_unchecked_reporting(
     command: &CommandLine,
     timeout: Duration,
-    mut report: impl FnMut(Duration),
+    mut progress: impl Progress,
 ) -> Result<Output, CommandError> {
     tracing::debug!("running `{command}`");
     let handle = duct::cmd(&command.program, &command.args)
@@ -207,11 +217,12 @@ fn run_unchecked_reporting(
         .start()
         .map_err(|source| spawn_error(command, source))?;
     let started = std::time::Instant::now();
-    let mut ticker = Ticker::since(started);
+    let interval = progress.interval();
+    let mut due = interval;
     let output = loop {
         let left = timeout.saturating_sub(started.elapsed());
         let finished = handle
-            .wait_timeout(left.min(ticker.until_due()))
+            .wait_timeout(left.min(due.saturating_sub(started.elapsed())))
             .map_err(|source| spawn_error(command, source))?;
         if let Some(output) = finished {
             break output;
@@ -223,8 +234,13 @@ fn run_unchecked_reporting(
                 timeout,
             });
         }
-        if let Some(elapsed) = ticker.due() {
-            report(elapsed);
+        let elapsed = started.elapsed();
+        if elapsed >= due {
+            // At most one report per interval, however long the wait for the child took.
+            while due <= elapsed {
+                due += interval;
+            }
+            progress.report(elapsed);
         }
     };
     Ok(Output {
@@ -324,7 +340,7 @@ mod tests {
 
     #[test]
     fn a_long_program_reports_while_it_runs() {
-        // One report is due every PROGRESS_INTERVAL; a short program reports none and keeps
+        // One report is due every interval; a short program reports none and keeps
         // its output and status.
         let mut reports = 0;
         let command = CommandLine::new("sh", ["-c", "echo done; exit 2"]);

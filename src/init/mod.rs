@@ -33,7 +33,7 @@ const SITE_PROFILE: &str = "/etc/berth/profiles/site.toml";
 
 /// What `berth init` was asked for.
 #[derive(Debug, Clone)]
-pub(crate) struct Request {
+pub(crate) struct InitRequest {
     pub topology: Topology,
     pub url: Option<String>,
     pub runner: String,
@@ -76,7 +76,7 @@ fn check_runner_name(name: &str) -> Result<()> {
 }
 
 /// The text of site.toml for `request`.
-pub(crate) fn render_site(request: &Request) -> Result<String> {
+pub(crate) fn render_site(request: &InitRequest) -> Result<String> {
     let text = format!("{SITE_TEMPLATE}{}", docker_template(request.topology));
     let mut document: DocumentMut = text.parse().expect("the site template is TOML");
     let runners = document["runners"]
@@ -134,7 +134,7 @@ fn token_file(runner: &str) -> HostPath {
 }
 
 /// Writes site.toml and berth.toml, or nothing at all when either is in the way.
-pub(crate) fn run(host: &Host, request: &Request) -> Result<Written> {
+pub(crate) fn run(host: &Host, request: &InitRequest) -> Result<Written> {
     check_runner_name(&request.runner)?;
     let site_path = host_path(SITE_PROFILE);
     let berth_toml_path = host_path(HOST_CONFIG);

@@ -12,8 +12,8 @@ const TOPOLOGIES: [Topology; 5] = [
     Topology::DindSysbox,
 ];
 
-fn request(topology: Topology, url: Option<&str>) -> Request {
-    Request {
+fn request(topology: Topology, url: Option<&str>) -> InitRequest {
+    InitRequest {
         topology,
         url: url.map(str::to_owned),
         runner: "ci-1".into(),

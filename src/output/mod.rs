@@ -11,6 +11,7 @@ mod profiles;
 pub(crate) mod progress;
 pub(crate) mod reference;
 pub(crate) mod run_report;
+pub(crate) mod time;
 
 pub(crate) use log::init_logging;
 
@@ -296,9 +297,7 @@ impl Printer {
         }
         let ago = run
             .started()
-            .map(|started| {
-                run_report::ago(jiff::Timestamp::now().duration_since(started).as_secs())
-            })
+            .map(|started| time::ago(jiff::Timestamp::now().duration_since(started).as_secs()))
             .unwrap_or_else(|| "at an unknown time".to_owned());
         let outcome = if run.success {
             self.paint(ADD, "converged")
@@ -307,7 +306,7 @@ impl Printer {
         };
         let mut out = format!(
             "last run:  {} ({ago}), took {:.1} s, berth {}\nresult:    {outcome}\nprofiles:  {}\n",
-            run_report::local_time(&run.started_at),
+            time::local_time(&run.started_at),
             run.duration_seconds,
             run.berth_version,
             run.profiles.join(", "),
@@ -474,7 +473,7 @@ fn watch_line(state: &WatchState) -> String {
         .unwrap_or_default();
     format!(
         "watch:     running since {} (pid {}): {} converges, {} heals{last}\n",
-        run_report::local_time(&state.started_at),
+        time::local_time(&state.started_at),
         state.pid,
         state.converges,
         state.heals
@@ -490,10 +489,10 @@ fn last_success(run: &LastRun) -> String {
         |_| String::new(),
         |at| {
             let seconds = jiff::Timestamp::now().duration_since(at).as_secs();
-            format!(" ({})", run_report::ago(seconds))
+            format!(" ({})", time::ago(seconds))
         },
     );
-    format!("{}{ago}", run_report::local_time(at))
+    format!("{}{ago}", time::local_time(at))
 }
 
 fn action_style(action: Action) -> Style {
@@ -567,6 +566,14 @@ fn write_stdout(text: &str) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     stdout.flush()
+}
+
+/// A reader that went away (`berth plan | head`) is not an error worth reporting.
+pub(crate) fn ignore_broken_pipe(result: io::Result<()>) -> anyhow::Result<()> {
+    match result {
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 #[cfg(test)]

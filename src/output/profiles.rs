@@ -10,7 +10,7 @@ use super::{
 };
 use crate::profile::{
     ProfileError,
-    show::{Listed, Shown},
+    show::{ListedProfile, Shown},
     source::LocatedError,
 };
 
@@ -162,7 +162,7 @@ impl Printer {
     }
 
     /// `berth profiles`: one line a profile, `*` before those berth.toml selects.
-    pub(crate) fn profiles(&self, listed: &[Listed]) -> io::Result<()> {
+    pub(crate) fn profiles(&self, listed: &[ListedProfile]) -> io::Result<()> {
         if self.json {
             let document = json!({
                 "schema_version": documents::SCHEMA_VERSION,

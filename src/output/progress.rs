@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::host::exec;
+
 /// How often a long wait says how far it got.
 pub(crate) const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -47,6 +49,18 @@ impl Ticker {
     /// Time until the next line is due.
     pub(crate) fn until_due(&self) -> Duration {
         self.next.saturating_sub(self.started.elapsed())
+    }
+}
+
+/// A closure given to [`exec::run_reporting`] is told how far the program got once per
+/// [`PROGRESS_INTERVAL`], like every other long wait.
+impl<F: FnMut(Duration)> exec::Progress for F {
+    fn interval(&self) -> Duration {
+        PROGRESS_INTERVAL
+    }
+
+    fn report(&mut self, elapsed: Duration) {
+        self(elapsed);
     }
 }
 

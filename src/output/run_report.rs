@@ -253,30 +253,6 @@ fn escape_label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// "42 seconds ago", "5 minutes ago", "3 hours ago", "2 days ago".
-pub(crate) fn ago(seconds: i64) -> String {
-    let (count, unit) = match seconds {
-        ..0 => return "in the future (clock skew?)".to_owned(),
-        0..60 => (seconds, "second"),
-        60..3600 => (seconds / 60, "minute"),
-        3600..86_400 => (seconds / 3600, "hour"),
-        _ => (seconds / 86_400, "day"),
-    };
-    format!("{count} {unit}{} ago", if count == 1 { "" } else { "s" })
-}
-
-/// A timestamp as the operator's clock shows it: local time with its zone abbreviation
-/// ("2026-11-23 19:31:02 CET"), and the RFC 3339 text as it is when it does not parse.
-pub(crate) fn local_time(text: &str) -> String {
-    match text.parse::<jiff::Timestamp>() {
-        Ok(at) => at
-            .to_zoned_datetime(jiff::tz::TimeZone::system())
-            .strftime("%Y-%m-%d %H:%M:%S %Z")
-            .to_string(),
-        Err(_) => text.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,16 +284,6 @@ mod tests {
             "berth_changes{kind=\"container\"} 2\nberth_changes{kind=\"daemon-config\"} 0\n"
         ));
         assert!(metrics.contains("berth_drift_detected 1\n"));
-    }
-
-    #[test]
-    fn ages_read_like_a_person_would_say_them() {
-        assert_eq!(ago(42), "42 seconds ago");
-        assert_eq!(ago(60), "1 minute ago");
-        assert_eq!(ago(300), "5 minutes ago");
-        assert_eq!(ago(7200), "2 hours ago");
-        assert_eq!(ago(86_400), "1 day ago");
-        assert_eq!(ago(3 * 86_400), "3 days ago");
     }
 
     #[test]

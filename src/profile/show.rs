@@ -105,7 +105,7 @@ fn mask_inline(table: &mut dyn TableLike) {
 
 /// A profile berth can find by name.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct Listed {
+pub(crate) struct ListedProfile {
     pub name: String,
     /// `embedded`, or the installed file's host path.
     pub source: String,
@@ -119,7 +119,7 @@ pub(crate) struct Listed {
 
 /// The installed profiles (`/etc/berth/profiles/*.toml`, which win over the embedded ones of
 /// the same name) and the embedded ones, by name.
-pub(crate) fn list(host: &Host, selected: &[ProfileRef]) -> Result<Vec<Listed>> {
+pub(crate) fn list(host: &Host, selected: &[ProfileRef]) -> Result<Vec<ListedProfile>> {
     let directory = host_path(PROFILE_DIR);
     let is_selected = |name: &str, path: Option<&str>| {
         selected.iter().any(|profile| match profile {
@@ -137,7 +137,7 @@ pub(crate) fn list(host: &Host, selected: &[ProfileRef]) -> Result<Vec<Listed>> 
         let Some(text) = host.read_optional(&path)? else {
             continue;
         };
-        listed.push(Listed {
+        listed.push(ListedProfile {
             name: name.to_owned(),
             source: path.to_string(),
             description: description(&text),
@@ -146,7 +146,7 @@ pub(crate) fn list(host: &Host, selected: &[ProfileRef]) -> Result<Vec<Listed>> 
         });
     }
     for (name, text) in embedded() {
-        listed.push(Listed {
+        listed.push(ListedProfile {
             name: name.to_owned(),
             source: "embedded".to_owned(),
             description: description(text),

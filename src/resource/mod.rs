@@ -128,7 +128,6 @@ pub(crate) enum AnyResource {
 }
 
 /// Calls `$body` with `$resource` bound to the concrete resource inside an [`AnyResource`].
-#[macro_export]
 macro_rules! with_resource {
     ($any:expr, $resource:ident => $body:expr) => {
         match $any {
@@ -146,6 +145,7 @@ macro_rules! with_resource {
         }
     };
 }
+pub(crate) use with_resource;
 
 impl AnyResource {
     pub(crate) fn id(&self) -> ResourceId {

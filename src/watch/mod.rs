@@ -158,7 +158,7 @@ pub(crate) fn run(
     }
     docker.stop();
     WatchState::remove(host)?;
-    Ok(crate::exit::OK)
+    Ok(crate::cli::exit::OK)
 }
 
 /// One converge, recorded in the watch state: a heal when it changed something. Returns what
@@ -181,7 +181,7 @@ fn run_one(
             if changed {
                 state.healed(since.elapsed().as_secs_f64());
             }
-            let verdict = if code == crate::exit::OK {
+            let verdict = if code == crate::cli::exit::OK {
                 "converged"
             } else {
                 "failed (the journal says why)"

@@ -1,10 +1,14 @@
 //! The conventions of a system tool (issue 13, point 9): `--version` with its commit,
 //! completions, the man page, journal priorities, `TERM=dumb`, local times in `status`, the
 //! metrics monitoring needs, and the timer's refusal to converge a host nobody configured.
+//! And the source's own: no import cycle in `src/` beyond a list that only shrinks (issue 19).
 
-use std::process::Command;
+use std::{collections::BTreeSet, path::Path, process::Command};
 
-use crate::harness::{BERTH, Root, berth, profile_file, tool_available};
+use crate::{
+    harness::{BERTH, Root, berth, profile_file, tool_available},
+    module_graph::{self, ModuleGraph},
+};
 
 /// A profile of files only (overlay persisted, daemon.json): it converges on an empty root,
 /// where Docker is not installed.
@@ -320,5 +324,237 @@ fn metrics_keep_the_last_success_through_a_failed_run_and_name_the_build() {
             && status.stdout.contains(" seconds ago)"),
         "{}",
         status.stdout
+    );
+}
+
+/// The imports that close the import cycles `src/` still has (files relative to `src/`, the
+/// importer first), each with why it is there. The list only shrinks: an import that no longer
+/// closes a cycle must leave it, and any other cycle fails. Today they are one cycle of 17 files
+/// in `src/resource/`, the kinds and their shared base knowing each other.
+const KNOWN_BACK_EDGES: &[(&str, &str, &str)] = &[
+    (
+        "resource/docker_object.rs",
+        "resource/container/inspect.rs",
+        "prefetch and Docker's wire types sit in the shared base; part 2 of #19 removes it (wire types to src/docker/, prefetch above the kinds)",
+    ),
+    (
+        "resource/docker_object.rs",
+        "resource/container/mod.rs",
+        "prefetch knows the kinds; part 2 of #19 removes it (prefetch above the kinds)",
+    ),
+    (
+        "resource/docker_object.rs",
+        "resource/network/mod.rs",
+        "prefetch knows the kinds; part 2 of #19 removes it (prefetch above the kinds)",
+    ),
+    (
+        "resource/docker_object.rs",
+        "resource/orphan.rs",
+        "prefetch lists the orphans; part 2 of #19 removes it (prefetch above the kinds)",
+    ),
+    (
+        "resource/docker_object.rs",
+        "resource/volume.rs",
+        "prefetch knows the kinds; part 2 of #19 removes it (prefetch above the kinds)",
+    ),
+    (
+        "resource/container/mod.rs",
+        "resource/profile.rs",
+        "Container::new takes the whole Profile; part 2 of #19 removes it (Profile::resolve hands a kind its spec and facts)",
+    ),
+    (
+        "resource/orphan.rs",
+        "resource/profile.rs",
+        "orphan::find reads the whole Profile; part 2 of #19 removes it (Profile::resolve facts)",
+    ),
+    (
+        "resource/container/mod.rs",
+        "resource/network/mod.rs",
+        "a container reads the network kind's types; part 2 of #19 removes it (wire types to src/docker/, typed facts)",
+    ),
+    (
+        "resource/container/mod.rs",
+        "resource/runner/config.rs",
+        "a container asks the runner kind what config.toml changed; part 2 of #19 removes it (typed facts in Earlier)",
+    ),
+    (
+        "resource/container/apply.rs",
+        "resource/runner/config.rs",
+        "a container asks the runner kind what config.toml changed; part 2 of #19 removes it (typed facts in Earlier)",
+    ),
+    (
+        "resource/runner/section.rs",
+        "resource/container/values.rs",
+        "the runner section builds the container kind's Mount; part 2 of #19 removes it (Profile::resolve facts)",
+    ),
+    (
+        "resource/network/mod.rs",
+        "resource/container/inspect.rs",
+        "Docker's wire types live in the container kind; part 2 of #19 removes it (wire types to src/docker/)",
+    ),
+    (
+        "resource/network/replace.rs",
+        "resource/container/inspect.rs",
+        "Docker's wire types live in the container kind; part 2 of #19 removes it (wire types to src/docker/)",
+    ),
+    (
+        "resource/orphan.rs",
+        "resource/container/inspect.rs",
+        "Docker's wire types live in the container kind; part 2 of #19 removes it (wire types to src/docker/)",
+    ),
+    (
+        "resource/orphan.rs",
+        "resource/container/mod.rs",
+        "an orphan drains like a container; part 2 of #19 removes it (the drain beside the wire types)",
+    ),
+];
+
+#[test]
+fn src_has_no_import_cycle_beyond_the_known_back_edges() {
+    let graph = ModuleGraph::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    // A parser that found nothing would find no cycle either.
+    assert!(graph.files.len() > 50, "{:?}", graph.files);
+    assert!(
+        graph
+            .edges
+            .contains_key(&("engine.rs".to_owned(), "plan.rs".to_owned())),
+        "engine.rs imports plan.rs"
+    );
+    let mut problems = Vec::new();
+    for (from, to, _) in KNOWN_BACK_EDGES {
+        if !graph.closes_a_cycle(from, to) {
+            problems.push(format!(
+                "`{from} -> {to}` no longer closes an import cycle: take it off KNOWN_BACK_EDGES in tests/it/conventions.rs (the list only shrinks)"
+            ));
+        }
+    }
+    let known: BTreeSet<(String, String)> = KNOWN_BACK_EDGES
+        .iter()
+        .map(|(from, to, _)| ((*from).to_owned(), (*to).to_owned()))
+        .collect();
+    for cycle in graph.cycles(&known) {
+        let edges: Vec<String> = cycle.iter().map(ToString::to_string).collect();
+        problems.push(format!(
+            "an import cycle in src/: {}; remove one of these imports (move what both need below them, or pass it in): no new back-edge is allowed",
+            edges.join(", then ")
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// `src/host/` is the lowest layer (docs/ARCHITECTURE.md): what it needs from above, such as
+/// how often a long run reports, the caller passes in.
+#[test]
+fn host_imports_nothing_of_berth_outside_it() {
+    let graph = ModuleGraph::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let upward: Vec<String> = graph
+        .edges
+        .values()
+        .filter(|edge| edge.from.starts_with("host/") && !edge.to.starts_with("host/"))
+        .map(ToString::to_string)
+        .collect();
+    assert!(upward.is_empty(), "host/ imports from above it: {upward:?}");
+}
+
+#[test]
+fn the_cycle_check_reads_paths_as_rustc_does_and_names_a_cycle_by_its_imports() {
+    let src = tempfile::tempdir().unwrap();
+    let write = |path: &str, text: &str| {
+        let path = src.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(
+        "lib.rs",
+        "//! crate::c::X in a comment imports nothing\nmod a;\nmod b;\nmod c;\npub struct X;\npub fn run() {\n    let _ = \"crate::c::X\";\n    a::f();\n}\n",
+    );
+    write(
+        "a.rs",
+        "mod inner;\nuse inner::Z;\npub struct A;\npub fn f() {}\n",
+    );
+    write(
+        "a/inner.rs",
+        "use super::{A, super::b::{self, Thing}};\npub struct Z;\n",
+    );
+    write(
+        "b.rs",
+        "pub struct Thing;\nfn g<'a>(x: &'a str) -> char {\n    crate::a::inner::Z;\n    '\"'\n}\n#[cfg(test)]\nmod tests {\n    use super::*;\n    /* crate::c */\n}\n",
+    );
+    write("c.rs", "use crate::X;\n");
+    let graph = ModuleGraph::read(src.path());
+    let edges: BTreeSet<(&str, &str)> = graph
+        .edges
+        .keys()
+        .map(|(from, to)| (from.as_str(), to.as_str()))
+        .collect();
+    // A child naming its parent (a/inner.rs -> a.rs, tests -> b.rs) is no edge; naming the
+    // crate root is one.
+    assert_eq!(
+        edges,
+        BTreeSet::from([
+            ("lib.rs", "a.rs"),
+            ("a.rs", "a/inner.rs"),
+            ("a/inner.rs", "b.rs"),
+            ("b.rs", "a/inner.rs"),
+            ("c.rs", "lib.rs"),
+        ])
+    );
+    let cycles: Vec<Vec<String>> = graph
+        .cycles(&BTreeSet::new())
+        .iter()
+        .map(|cycle| cycle.iter().map(ToString::to_string).collect())
+        .collect();
+    assert_eq!(
+        cycles,
+        [[
+            "a/inner.rs -> b.rs (src/a/inner.rs:1)",
+            "b.rs -> a/inner.rs (src/b.rs:3)"
+        ]]
+    );
+    assert!(graph.closes_a_cycle("b.rs", "a/inner.rs"));
+    assert!(!graph.closes_a_cycle("c.rs", "lib.rs"));
+    let allowed = BTreeSet::from([("b.rs".to_owned(), "a/inner.rs".to_owned())]);
+    assert!(graph.cycles(&allowed).is_empty());
+}
+
+/// "No two types share a name" (docs/ARCHITECTURE.md): a reader who meets `ReplaceIntent` or
+/// `Command` knows which one it is. Type aliases and associated types (`type Op = ..`) are
+/// names of another kind and not counted.
+#[test]
+fn no_two_types_in_src_share_a_name() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = ModuleGraph::read(&src);
+    let mut declared: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for file in &graph.files {
+        let text = module_graph::blank_out(&std::fs::read_to_string(src.join(file)).unwrap());
+        let tokens = module_graph::tokens(&text);
+        for pair in tokens.windows(2) {
+            let [(keyword, offset), (name, _)] = pair else {
+                unreachable!()
+            };
+            if matches!(*keyword, "struct" | "enum" | "trait" | "union")
+                && name.starts_with(|c: char| c.is_ascii_uppercase())
+            {
+                let line = text[..*offset].matches('\n').count() + 1;
+                declared
+                    .entry((*name).to_owned())
+                    .or_default()
+                    .push(format!("src/{file}:{line}"));
+            }
+        }
+    }
+    assert!(
+        declared.contains_key("ReplaceIntent"),
+        "the scan finds types"
+    );
+    let shared: Vec<String> = declared
+        .iter()
+        .filter(|(_, places)| places.len() > 1)
+        .map(|(name, places)| format!("`{name}` at {}", places.join(", ")))
+        .collect();
+    assert!(
+        shared.is_empty(),
+        "types that share a name (give each one that says what it is): {}",
+        shared.join("; ")
     );
 }

@@ -25,6 +25,7 @@ mod gitlab_server;
 mod host_files;
 mod hostile_profile;
 mod init;
+mod module_graph;
 mod operations;
 mod orphans;
 mod packaging;

@@ -145,7 +145,7 @@ fn count(number: u64, noun: &str) -> String {
 }
 
 /// What apply would write.
-struct Planned {
+struct PlannedDaemonJson {
     text: String,
     fields: Vec<FieldChange>,
     object: Map<String, Json>,
@@ -170,7 +170,7 @@ impl DaemonConfig {
         }
     }
 
-    fn planned(&self, observed: &DaemonJsonState) -> Option<Planned> {
+    fn planned(&self, observed: &DaemonJsonState) -> Option<PlannedDaemonJson> {
         let mut object = observed
             .current
             .as_ref()
@@ -196,14 +196,14 @@ impl DaemonConfig {
             .current
             .as_ref()
             .map_or_else(|| "  ".to_owned(), |current| detect_indent(&current.text));
-        Some(Planned {
+        Some(PlannedDaemonJson {
             text: render(&object, &indent),
             fields,
             object,
         })
     }
 
-    fn refusal(&self, observed: &DaemonJsonState, planned: &Planned) -> Option<String> {
+    fn refusal(&self, observed: &DaemonJsonState, planned: &PlannedDaemonJson) -> Option<String> {
         // The profile's keys were checked against every dockerd version when it loaded; here
         // against the one that will read the file.
         if let Some(version) = observed.dockerd

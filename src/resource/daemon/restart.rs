@@ -19,13 +19,14 @@ use serde_json::{Map, Value as Json};
 
 use super::{
     config::{ConfigChange, backup_path, rejected_path},
-    service::{Command, DaemonService, describe, mismatches},
+    service::{DaemonCommand, DaemonOp, DaemonService, describe, mismatches},
 };
 use crate::{
     docker::DaemonStatus,
     host::exec::{self, CommandError, CommandLine},
     output::progress::{self, Ticker},
-    resource::{Context, journal},
+    plan::{Action, Change},
+    resource::{Context, Resource, journal},
     secret::Fingerprint,
 };
 
@@ -49,7 +50,7 @@ impl RestartIntent {
 }
 
 /// Why the command and the wait did not end with the daemon on the file.
-enum Failure {
+enum RestartFailure {
     /// dockerd would not run on the file.
     Refused(anyhow::Error),
     /// The command could not restart dockerd at all; dockerd runs as before.
@@ -62,14 +63,16 @@ impl DaemonService {
     pub(super) fn run(
         &self,
         context: &Context,
-        command: Command,
+        command: DaemonCommand,
         expected: &Map<String, Json>,
         config_change: Option<&ConfigChange>,
     ) -> Result<()> {
         let Some(change) = config_change else {
             return self
                 .run_and_wait(context, self.command_line(command), expected)
-                .map_err(|(Failure::Refused(error) | Failure::Command(error))| error);
+                .map_err(
+                    |(RestartFailure::Refused(error) | RestartFailure::Command(error))| error,
+                );
         };
         let id = Self::id();
         let written = context
@@ -87,24 +90,24 @@ impl DaemonService {
         )?;
         let outcome = match self.run_and_wait(context, self.command_line(command), expected) {
             Ok(()) => Ok(()),
-            Err(Failure::Command(error)) => self.put_back(context, change).and(Err(error.context(
+            Err(RestartFailure::Command(error)) => self.put_back(context, change).and(Err(error.context(
                 if change.had_file {
                     "the restart command failed, so dockerd never read the new daemon.json; the previous file is back, and the next run tries again"
                 } else {
                     "the restart command failed, so dockerd never read the new daemon.json; it is removed again (there was none before), and the next run tries again"
                 },
             ))),
-            Err(Failure::Refused(error)) => self.roll_back(context, command, change, error),
+            Err(RestartFailure::Refused(error)) => self.roll_back(context, command, change, error),
         };
         // The step is over, whichever way it went: what is left is plain drift.
         journal::clear(context.host, &id)?;
         outcome
     }
 
-    fn command_line(&self, command: Command) -> &CommandLine {
+    fn command_line(&self, command: DaemonCommand) -> &CommandLine {
         match command {
-            Command::Start | Command::Restart => &self.restart,
-            Command::Reload => &self.reload,
+            DaemonCommand::Start | DaemonCommand::Restart => &self.restart,
+            DaemonCommand::Reload => &self.reload,
         }
     }
 
@@ -114,7 +117,7 @@ impl DaemonService {
         context: &Context,
         command: &CommandLine,
         expected: &Map<String, Json>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), RestartFailure> {
         let started = Instant::now();
         if let Err(error) = exec::run_reporting(command, self.ready_timeout, |elapsed| {
             self.say_waiting(elapsed);
@@ -125,17 +128,53 @@ impl DaemonService {
             let refused = matches!(error, CommandError::Failed { .. }) && down;
             let error = anyhow::Error::new(error);
             return Err(if refused {
-                Failure::Refused(error)
+                RestartFailure::Refused(error)
             } else {
-                Failure::Command(error)
+                RestartFailure::Command(error)
             });
         }
         self.wait_until_ready(context, expected, started)
-            .map_err(Failure::Refused)
+            .map_err(RestartFailure::Refused)
     }
 
     /// A restart can take a minute: say so every interval (one log line, a journal line under
     /// the timer).
+    /// What an interrupted restart left ([`Resource::leftover`]): the journal's intent, read
+    /// beside the code that records and clears it.
+    pub(super) fn interrupted_restart(
+        &self,
+        context: &Context,
+    ) -> Result<Option<(Change, DaemonOp)>> {
+        let Some(intent) = journal::read::<RestartIntent>(context.host, &Self::id())? else {
+            return Ok(None);
+        };
+        let observed = self.observe(context)?;
+        let expected = self.expected(&observed, None);
+        let text = context.host.read_optional(&self.config)?;
+        let recover = |detail: &str| Change::new(Self::id(), Action::Recover, detail);
+        Ok(Some(match &observed.status {
+            _ if !intent.wrote(text.as_deref()) => (
+                recover(
+                    "an interrupted restart left daemon.json, which has changed since; it converges as it is",
+                ),
+                DaemonOp::Forget,
+            ),
+            DaemonStatus::Running(info) if mismatches(info, &expected).is_empty() => (
+                recover("an interrupted restart had finished: the daemon runs on daemon.json"),
+                DaemonOp::Forget,
+            ),
+            _ => (
+                recover(
+                    "an interrupted run left Docker restarting into a daemon.json it had not confirmed: restart it, and put the previous file back if dockerd refuses it",
+                ),
+                DaemonOp::Recover {
+                    expected,
+                    had_file: intent.had_file,
+                },
+            ),
+        }))
+    }
+
     fn say_waiting(&self, elapsed: Duration) {
         tracing::info!(
             "{}: {}",
@@ -189,7 +228,7 @@ impl DaemonService {
     fn roll_back(
         &self,
         context: &Context,
-        command: Command,
+        command: DaemonCommand,
         change: &ConfigChange,
         error: anyhow::Error,
     ) -> Result<()> {
@@ -205,7 +244,7 @@ impl DaemonService {
             .context(
                 "dockerd did not take the new daemon.json, and restoring the previous one failed",
             )?;
-        if command == Command::Reload {
+        if command == DaemonCommand::Reload {
             // A refused reload leaves the daemon running on its old settings.
             return Err(error.context(format!(
                 "dockerd did not take the new daemon.json on reload; the previous file is restored (the refused one is kept at `{rejected}`)"

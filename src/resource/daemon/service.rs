@@ -24,7 +24,6 @@ use crate::{
         daemon::DockerSettings,
         daemon::config::{ConfigChange, DaemonConfig, StorageFacts},
         daemon::keys::{self, DockerdVersion},
-        daemon::restart::RestartIntent,
         journal,
         package::DockerPackage,
     },
@@ -83,7 +82,7 @@ impl DaemonService {
     }
 
     /// The profile's keys as daemon.json will hold them once this run's config change is made.
-    fn expected(
+    pub(super) fn expected(
         &self,
         observed: &DaemonState,
         config_change: Option<&ConfigChange>,
@@ -104,19 +103,19 @@ impl DaemonService {
     fn restart_or_reload<'a>(
         info: &DaemonInfo,
         mut keys: impl Iterator<Item = &'a str>,
-    ) -> (Action, Command) {
+    ) -> (Action, DaemonCommand) {
         let version = DockerdVersion::parse(&info.server_version);
         if keys.all(|key| keys::reloadable_in(key, version)) {
-            (Action::Reload, Command::Reload)
+            (Action::Reload, DaemonCommand::Reload)
         } else {
-            (Action::Restart, Command::Restart)
+            (Action::Restart, DaemonCommand::Restart)
         }
     }
 }
 
 /// Which of the profile's commands apply runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Command {
+pub(crate) enum DaemonCommand {
     /// `[docker] restart`, to start a daemon that does not answer.
     Start,
     Restart,
@@ -129,7 +128,7 @@ pub(crate) enum DaemonOp {
     /// Run one command, then wait until `docker info` shows what daemon.json holds; if dockerd
     /// refuses a daemon.json changed in this run, put the previous one back (see `restart`).
     Run {
-        command: Command,
+        command: DaemonCommand,
         expected: Map<String, Json>,
         config_change: Option<ConfigChange>,
     },
@@ -193,7 +192,7 @@ impl Resource for DaemonService {
             if DockerPackage::installs_in(earlier) {
                 diff.push(
                     Change::new(self.id(), Action::Start, "after Docker is installed"),
-                    op(Command::Start),
+                    op(DaemonCommand::Start),
                 );
             } else {
                 diff.warn("Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is");
@@ -236,7 +235,7 @@ impl Resource for DaemonService {
                         Action::Start,
                         format!("the daemon does not answer: {reason}"),
                     ),
-                    op(Command::Start),
+                    op(DaemonCommand::Start),
                 );
                 return diff;
             }
@@ -250,7 +249,7 @@ impl Resource for DaemonService {
                 if self.restart_unresponsive {
                     diff.push(
                         change.with_warning("the restart stops every running container"),
-                        op(Command::Restart),
+                        op(DaemonCommand::Restart),
                     );
                 } else {
                     diff.refuse(change, "a hung daemon is restarted only when the profile sets `[docker] restart_unresponsive = true`, since that stops every running container; see `journalctl -u docker` for why it hangs");
@@ -334,7 +333,7 @@ impl Resource for DaemonService {
                     keys: Vec::new(),
                     had_file: *had_file,
                 };
-                match self.run(context, Command::Restart, expected, Some(&change)) {
+                match self.run(context, DaemonCommand::Restart, expected, Some(&change)) {
                     Ok(()) => {
                         tracing::info!("{}: the interrupted restart is finished", Self::id());
                         Ok(())
@@ -356,34 +355,7 @@ impl Resource for DaemonService {
     }
 
     fn leftover(&self, context: &Context) -> Result<Option<(Change, DaemonOp)>> {
-        let Some(intent) = journal::read::<RestartIntent>(context.host, &Self::id())? else {
-            return Ok(None);
-        };
-        let observed = self.observe(context)?;
-        let expected = self.expected(&observed, None);
-        let text = context.host.read_optional(&self.config)?;
-        let recover = |detail: &str| Change::new(Self::id(), Action::Recover, detail);
-        Ok(Some(match &observed.status {
-            _ if !intent.wrote(text.as_deref()) => (
-                recover(
-                    "an interrupted restart left daemon.json, which has changed since; it converges as it is",
-                ),
-                DaemonOp::Forget,
-            ),
-            DaemonStatus::Running(info) if mismatches(info, &expected).is_empty() => (
-                recover("an interrupted restart had finished: the daemon runs on daemon.json"),
-                DaemonOp::Forget,
-            ),
-            _ => (
-                recover(
-                    "an interrupted run left Docker restarting into a daemon.json it had not confirmed: restart it, and put the previous file back if dockerd refuses it",
-                ),
-                DaemonOp::Recover {
-                    expected,
-                    had_file: intent.had_file,
-                },
-            ),
-        }))
+        self.interrupted_restart(context)
     }
 }
 
@@ -550,7 +522,7 @@ mod tests {
         assert!(matches!(
             op,
             Some(DaemonOp::Run {
-                command: Command::Restart,
+                command: DaemonCommand::Restart,
                 ..
             })
         ));

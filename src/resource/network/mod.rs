@@ -15,7 +15,7 @@ use serde_json::Value as Json;
 
 mod replace;
 
-use replace::ReplaceIntent;
+use replace::NetworkReplaceIntent;
 
 use crate::{
     docker::Inspect,
@@ -121,7 +121,7 @@ pub(crate) enum NetworkOp {
         old: Box<NetworkInfo>,
     },
     /// Create it if missing and reconnect what an interrupted replacement left cut off.
-    Recover(ReplaceIntent),
+    Recover(NetworkReplaceIntent),
 }
 
 impl Network {

@@ -23,7 +23,7 @@ use crate::{
 
 /// What the journal keeps while a network is replaced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ReplaceIntent {
+pub(crate) struct NetworkReplaceIntent {
     /// Each container that was on the network, with the aliases it had there.
     members: Vec<(String, Vec<String>)>,
 }
@@ -36,7 +36,7 @@ impl Network {
         journal::record(
             context.host,
             &self.id(),
-            &ReplaceIntent {
+            &NetworkReplaceIntent {
                 members: members.clone(),
             },
         )?;
@@ -149,7 +149,10 @@ impl Network {
     }
 
     /// What an interrupted replacement left: the network to create and members to reconnect.
-    pub(super) fn leftover_of(&self, intent: Option<ReplaceIntent>) -> Option<(Change, NetworkOp)> {
+    pub(super) fn leftover_of(
+        &self,
+        intent: Option<NetworkReplaceIntent>,
+    ) -> Option<(Change, NetworkOp)> {
         let intent = intent?;
         let members: Vec<&str> = intent
             .members
@@ -171,7 +174,7 @@ impl Network {
         ))
     }
 
-    pub(super) fn recover(&self, context: &Context, intent: &ReplaceIntent) -> Result<()> {
+    pub(super) fn recover(&self, context: &Context, intent: &NetworkReplaceIntent) -> Result<()> {
         let name = self.spec.name.as_str();
         let exists = context
             .docker

@@ -176,10 +176,10 @@ fn lists_are_read_first_only_when_apt_has_none_and_the_repository_once() {
 #[test]
 fn install_takes_a_source_or_false() {
     #[derive(Debug, Deserialize)]
-    struct Section {
+    struct InstallKey {
         install: InstallSource,
     }
-    let parse = |text: &str| toml::from_str::<Section>(text).map(|section| section.install);
+    let parse = |text: &str| toml::from_str::<InstallKey>(text).map(|section| section.install);
     assert_eq!(
         parse("install = \"distro\"").unwrap(),
         InstallSource::Distro

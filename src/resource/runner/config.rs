@@ -82,7 +82,7 @@ pub(crate) struct ConfigTomlState {
 }
 
 /// What apply would write.
-struct Planned {
+struct PlannedConfigToml {
     text: String,
     fields: Vec<FieldChange>,
 }
@@ -180,7 +180,7 @@ impl RunnerConfig {
         current: Option<&(String, DocumentMut)>,
         registered: &[String],
         secrets: &[ReadSecret],
-    ) -> Option<Planned> {
+    ) -> Option<PlannedConfigToml> {
         let with_secrets = |settings: &toml::Table, runner: Option<&str>| {
             let mut settings = settings.clone();
             for (owner, key, secret) in secrets {
@@ -227,7 +227,7 @@ impl RunnerConfig {
             return None;
         }
         config_toml::separate_globals(&mut document);
-        Some(Planned {
+        Some(PlannedConfigToml {
             text: document.to_string(),
             fields,
         })

@@ -109,7 +109,7 @@ impl Runner {
                 ),
             };
         }
-        let complete = entry.is_some_and(Entry::is_complete);
+        let complete = entry.is_some_and(RunnerEntry::is_complete);
         let file = spec.token.file();
         let missing = |what: &str| Decision::Refuse {
             detail: self.register_detail(spec, observed),
@@ -155,7 +155,7 @@ impl Runner {
                 }
             }
             TokenSource::Registration { params, .. } | TokenSource::Create { params, .. } => {
-                if let Some(Entry {
+                if let Some(RunnerEntry {
                     token: Some(token),
                     id: Some(id),
                     ..

@@ -23,7 +23,7 @@ use serde_json::{Value as Json, json};
 
 use crate::{
     host::{Host, HostPath},
-    resource::runner::section::{RunnerScope, ServerParams, normalize_url},
+    resource::runner::section::{RunnerScope, RunnerSpec, ServerParams, normalize_url},
     secret::Secret,
 };
 
@@ -77,6 +77,21 @@ pub(crate) struct RunnerInfo {
 }
 
 impl RunnerInfo {
+    /// What berth tells GitLab about the gitlab-runner that will use `spec`'s registration.
+    pub(crate) fn of(spec: &RunnerSpec) -> Self {
+        let text = |key: &str| {
+            spec.settings
+                .get(key)
+                .and_then(toml::Value::as_str)
+                .map(str::to_owned)
+        };
+        Self {
+            version: spec.runner_image.as_deref().and_then(runner_version),
+            executor: text("executor"),
+            shell: text("shell"),
+        }
+    }
+
     fn to_json(&self) -> Json {
         let mut info = json!({
             "name": "gitlab-runner",

@@ -4,8 +4,7 @@
 //! pass through with a warning (a newer gitlab-runner may know them); known ones are checked for
 //! the shape gitlab-runner reads.
 
-use super::secret_files;
-use super::section::{EXECUTORS, OWN_KEYS, RunnerSettings, SERVER_KEYS};
+use super::secret_files::{self, SecretFile};
 use crate::{
     host::HostPath,
     profile::{
@@ -13,6 +12,46 @@ use crate::{
         source::{KeyPath, LocatedError, closest, did_you_mean},
     },
 };
+
+/// berth's own keys in `[runners.NAME]`; everything else goes to config.toml.
+pub(super) const OWN_KEYS: &[&str] = &[
+    "url",
+    "token_file",
+    "registration_token_file",
+    "create_token_file",
+    "tls_ca_file",
+    "delete_on_remove",
+    "runner_type",
+    "group_id",
+    "project_id",
+];
+
+/// Sent to GitLab, not written to config.toml.
+pub(super) const SERVER_KEYS: &[&str] = &[
+    "description",
+    "tag_list",
+    "run_untagged",
+    "locked",
+    "access_level",
+    "maximum_timeout",
+    "paused",
+    "maintenance_note",
+];
+
+/// gitlab-runner's executors (`docker-ssh` and `docker-ssh+machine` are gone since 17.0).
+pub(crate) const EXECUTORS: &[&str] = &[
+    "shell",
+    "docker",
+    "docker-windows",
+    "ssh",
+    "parallels",
+    "virtualbox",
+    "docker+machine",
+    "kubernetes",
+    "docker-autoscaler",
+    "instance",
+    "custom",
+];
 
 /// gitlab-runner's global keys; others are written too, with a warning.
 pub(super) const GLOBAL_KEYS: &[&str] = &[
@@ -126,18 +165,31 @@ pub(super) const PULL_POLICIES: &[&str] = &["always", "if-not-present", "never"]
 /// What gitlab-runner's `log_format` takes.
 const LOG_FORMATS: &[&str] = &["runner", "text", "json"];
 
+/// `[runner]` checked, for the section's settings.
+pub(super) struct RunnerGlobals {
+    /// `config`, when the profile says where config.toml is.
+    pub(super) config: Option<HostPath>,
+    /// The keys that go to config.toml's top level, in profile order.
+    pub(super) table: toml::Table,
+    /// The global secrets read from files (`sentry_dsn_file`).
+    pub(super) secret_files: Vec<SecretFile>,
+}
+
 /// `[runner]`: gitlab-runner's global settings, each checked where berth knows its meaning.
 pub(super) fn resolve_globals(
     mut runner: toml::Table,
-    settings: &mut RunnerSettings,
     warnings: &mut Vec<(KeyPath, String)>,
     layers: &Layers,
     problems: &mut Problems,
-) {
+) -> RunnerGlobals {
     let base = KeyPath::parse_dotted("runner");
-    settings.secret_files = problems
-        .keep(secret_files::take(&mut runner, &base, layers))
-        .unwrap_or_default();
+    let mut globals = RunnerGlobals {
+        config: None,
+        table: toml::Table::new(),
+        secret_files: problems
+            .keep(secret_files::take(&mut runner, &base, layers))
+            .unwrap_or_default(),
+    };
     for (key, value) in runner {
         let path = base.key(&key);
         let mut fail = |message: &str, hint: Option<String>| {
@@ -152,9 +204,7 @@ pub(super) fn resolve_globals(
                 let Some(config) = problems.keep(HostPath::new(text).map_err(|message| layers.error_at(&path, message))) else {
                     continue;
                 };
-                settings.config = config;
-                settings.seen_directory =
-                    settings.config.parent().map(|directory| directory.to_string());
+                globals.config = Some(config);
                 continue;
             }
             "runners" => {
@@ -211,8 +261,9 @@ pub(super) fn resolve_globals(
             )),
             _ => {}
         }
-        settings.globals.insert(key, value);
+        globals.table.insert(key, value);
     }
+    globals
 }
 
 /// Checks the keys with known meaning in what goes to the `[[runners]]` entry.

@@ -42,7 +42,7 @@ use crate::{
 use config::FILE_MODE;
 use config_toml::Credentials;
 use decision::{Call, Decision, RunnerOp};
-use gitlab::{Deleted, GitLab, MayHaveArrived};
+use gitlab::{Deleted, GitLab, MayHaveArrived, RunnerInfo};
 use ledger::{Ledger, Origin, Recorded};
 use section::{RunnerScope, RunnerSettings, RunnerSpec, ServerParams, TokenSource, normalize_url};
 
@@ -68,7 +68,7 @@ enum Role {
 pub(crate) struct RunnerState {
     /// Why this user cannot read what the runner's state is made of (`plan` as non-root).
     unreadable: Option<String>,
-    entry: Option<Entry>,
+    entry: Option<RunnerEntry>,
     recorded: Option<Recorded>,
     /// The declared runner's token file.
     token: TokenFile,
@@ -83,18 +83,24 @@ pub(crate) struct RunnerState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Registering {
     url: String,
-    /// When the request was sent (RFC 3339): a runner created then, named like this one, is it.
-    sent_at: String,
+    /// When the request was sent (RFC 3339 in the journal, whole seconds as GitLab's runner
+    /// list shows them): a runner created then, named like this one, is it.
+    sent_at: jiff::Timestamp,
+}
+
+/// `at` without its fraction of a second: an operator compares it with GitLab's list by eye.
+fn whole_seconds(at: jiff::Timestamp) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(at.as_second()).unwrap_or(at)
 }
 
 /// The runner's `[[runners]]` entry as found by name.
-struct Entry {
+struct RunnerEntry {
     url: Option<String>,
     id: Option<i64>,
     token: Option<Secret>,
 }
 
-impl Entry {
+impl RunnerEntry {
     /// Has what gitlab-runner needs to run it.
     fn is_complete(&self) -> bool {
         self.token.is_some() && self.id.is_some()
@@ -153,7 +159,7 @@ impl Runner {
         let recorded = Ledger::load(host)?.runners.shift_remove(&self.name);
         let entry = config::read(host, &self.config)?.and_then(|(_, document)| {
             let index = config_toml::find(&document, &self.name)?;
-            Some(Entry {
+            Some(RunnerEntry {
                 url: config_toml::entry_str(&document, index, "url"),
                 id: config_toml::entry_id(&document, index),
                 token: config_toml::entry_token(&document, index),
@@ -191,9 +197,7 @@ impl Runner {
             &id,
             &Registering {
                 url: url.to_owned(),
-                sent_at: jiff::Timestamp::now()
-                    .strftime("%Y-%m-%dT%H:%M:%SZ")
-                    .to_string(),
+                sent_at: whole_seconds(jiff::Timestamp::now()),
             },
         )?;
         let answer = match request() {
@@ -277,7 +281,7 @@ impl Runner {
                 let system_id = system_id::ensure(host, &self.config)?;
                 let registration = self
                     .gitlab(host, &spec.url, spec.tls_ca_file.as_ref())?
-                    .verify(token, &system_id, &spec.info())?;
+                    .verify(token, &system_id, &RunnerInfo::of(spec))?;
                 self.write_entry(host, &spec.url, &registration)?;
                 self.record(
                     host,
@@ -296,7 +300,7 @@ impl Runner {
                 self.requesting(
                     host,
                     &spec.url,
-                    || gitlab.register(token, &self.name, params, &spec.info()),
+                    || gitlab.register(token, &self.name, params, &RunnerInfo::of(spec)),
                     |registration| self.keep(host, spec, &registration, Origin::Registered),
                 )
             }
@@ -322,7 +326,7 @@ impl Runner {
                 // As `gitlab-runner register --token` would next: make this host a manager.
                 let system_id = system_id::ensure(host, &self.config)?;
                 gitlab
-                    .verify(&registration.token, &system_id, &spec.info())
+                    .verify(&registration.token, &system_id, &RunnerInfo::of(spec))
                     .with_context(|| {
                     format!(
                         "runner #{} was created and written to `{}`, but verifying it failed; gitlab-runner retries when it asks for jobs",
@@ -506,7 +510,8 @@ impl Resource for Runner {
         let Ok(state) = self.read_state(context.host) else {
             return Ok(None);
         };
-        let kept = state.entry.as_ref().is_some_and(Entry::is_complete) && state.recorded.is_some();
+        let kept =
+            state.entry.as_ref().is_some_and(RunnerEntry::is_complete) && state.recorded.is_some();
         Ok((state.pending.is_some() && kept).then(|| {
             let op = RunnerOp::ForgetRequest;
             (self.change(&op, &state), op)

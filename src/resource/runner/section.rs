@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use super::keys::{check_entry, resolve_globals};
+use super::keys::{OWN_KEYS, SERVER_KEYS, check_entry, resolve_globals};
 use super::secret_files::{self, SecretFile};
 use crate::resource::container::values::{Mount, MountSource};
 use crate::{
@@ -163,26 +163,6 @@ pub(crate) struct RunnerSpec {
     pub secret_files: Vec<SecretFile>,
 }
 
-impl RunnerSpec {
-    /// What berth tells GitLab about the gitlab-runner that will use this registration.
-    pub(crate) fn info(&self) -> super::gitlab::RunnerInfo {
-        let text = |key: &str| {
-            self.settings
-                .get(key)
-                .and_then(toml::Value::as_str)
-                .map(str::to_owned)
-        };
-        super::gitlab::RunnerInfo {
-            version: self
-                .runner_image
-                .as_deref()
-                .and_then(super::gitlab::runner_version),
-            executor: text("executor"),
-            shell: text("shell"),
-        }
-    }
-}
-
 /// Where a runner's token comes from, which decides how it is registered.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum TokenSource {
@@ -254,31 +234,6 @@ impl RunnerScope {
     }
 }
 
-/// berth's own keys in `[runners.NAME]`; everything else goes to config.toml.
-pub(super) const OWN_KEYS: &[&str] = &[
-    "url",
-    "token_file",
-    "registration_token_file",
-    "create_token_file",
-    "tls_ca_file",
-    "delete_on_remove",
-    "runner_type",
-    "group_id",
-    "project_id",
-];
-
-/// Sent to GitLab, not written to config.toml.
-pub(super) const SERVER_KEYS: &[&str] = &[
-    "description",
-    "tag_list",
-    "run_untagged",
-    "locked",
-    "access_level",
-    "maximum_timeout",
-    "paused",
-    "maintenance_note",
-];
-
 /// Go's `strconv.ParseBool`, as gitlab-runner reads `DOCKER_TLS_VERIFY`: `1`, `t`, `true`
 /// (any case of those spellings) are true, anything else false.
 fn go_bool(text: &str) -> bool {
@@ -292,21 +247,6 @@ const MINIMUM_TIMEOUT: i64 = 600;
 /// Keys gitlab-runner writes itself (or berth writes from GitLab's answer).
 const WRITTEN_BY_RUNNER: &[&str] = &["id", "token", "token_obtained_at", "token_expires_at"];
 
-/// gitlab-runner's executors (`docker-ssh` and `docker-ssh+machine` are gone since 17.0).
-pub(crate) const EXECUTORS: &[&str] = &[
-    "shell",
-    "docker",
-    "docker-windows",
-    "ssh",
-    "parallels",
-    "virtualbox",
-    "docker+machine",
-    "kubernetes",
-    "docker-autoscaler",
-    "instance",
-    "custom",
-];
-
 /// Resolves `[runner]` and `[runners]` of the merged profile. Returns the settings and the
 /// warnings `validate` and `plan` print.
 pub(crate) fn resolve(
@@ -318,13 +258,13 @@ pub(crate) fn resolve(
 ) -> (RunnerSettings, Vec<(KeyPath, String)>) {
     let mut warnings = Vec::new();
     let mut settings = RunnerSettings::default();
-    resolve_globals(
-        runner.unwrap_or_default(),
-        &mut settings,
-        &mut warnings,
-        layers,
-        problems,
-    );
+    let globals = resolve_globals(runner.unwrap_or_default(), &mut warnings, layers, problems);
+    if let Some(config) = globals.config {
+        settings.seen_directory = config.parent().map(|directory| directory.to_string());
+        settings.config = config;
+    }
+    settings.globals = globals.table;
+    settings.secret_files = globals.secret_files;
     let base = KeyPath::parse_dotted("runners");
     for (name, value) in runners.unwrap_or_default() {
         let path = base.key(&name);

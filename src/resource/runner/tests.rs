@@ -57,8 +57,8 @@ fn recorded(source: Origin, token: &str) -> Recorded {
     }
 }
 
-fn entry(token: &str) -> Entry {
-    Entry {
+fn entry(token: &str) -> RunnerEntry {
+    RunnerEntry {
         url: Some(format!("{URL}/")),
         id: Some(18),
         token: Some(Secret::new(token)),
@@ -66,7 +66,7 @@ fn entry(token: &str) -> Entry {
 }
 
 fn state(
-    entry: Option<Entry>,
+    entry: Option<RunnerEntry>,
     recorded: Option<Recorded>,
     file_token: Option<&str>,
 ) -> RunnerState {
@@ -230,4 +230,16 @@ fn removal_calls_what_the_source_allows() {
         runner.decide(&state(Some(entry("t")), None, None)),
         Decision::InSync
     );
+}
+
+#[test]
+fn a_registration_journaled_by_the_previous_release_still_loads() {
+    // Written as text by the release before `sent_at` became a timestamp.
+    let written = r#"{"url":"https://gitlab.example","sent_at":"2026-12-01T14:00:00Z"}"#;
+    let pending: Registering = serde_json::from_str(written).unwrap();
+    assert_eq!(pending.sent_at.to_string(), "2026-12-01T14:00:00Z");
+    assert_eq!(serde_json::to_string(&pending).unwrap(), written);
+    // Written now: whole seconds, as before.
+    let now = whole_seconds("2026-12-01T14:00:00.75Z".parse().unwrap());
+    assert_eq!(now.to_string(), "2026-12-01T14:00:00Z");
 }

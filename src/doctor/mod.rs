@@ -19,7 +19,11 @@ use crate::{
     resource::{
         container::inspect::ContainerInfo,
         kernel_module::{KernelModule, KernelView, ModuleName},
-        runner::{config, config_toml, gitlab::GitLab, system_id},
+        runner::{
+            config, config_toml,
+            gitlab::{GitLab, RunnerInfo},
+            system_id,
+        },
     },
     resource::{
         profile::{NO_RUNNER_DECLARED, Profile},
@@ -656,7 +660,7 @@ fn runner_tokens(host: &Host, profile: &Profile, applied: bool) -> Vec<Check> {
             continue;
         };
         let verified = GitLab::new(host, &spec.url, spec.tls_ca_file.as_ref())
-            .and_then(|gitlab| gitlab.verify(&token, system_id, &spec.info()));
+            .and_then(|gitlab| gitlab.verify(&token, system_id, &RunnerInfo::of(spec)));
         checks.push(match verified {
             Ok(registration) => Check::new(&name, Verdict::Ok, format!("its token verifies with {} (runner {})", spec.url, registration.id)),
             Err(error) => Check::new(&name, Verdict::Fail, format!("{error:#}"))
