@@ -253,10 +253,17 @@ fn systemd_units_verify() {
         "OnBootSec=",
         "OnUnitActiveSec=15min",
         "RandomizedDelaySec=",
+        // Each host keeps its own slot in the interval (issues 21 and 23).
+        "FixedRandomDelay=yes",
         "AccuracySec=1s",
     ] {
         assert!(timer.contains(line), "the timer has {line}");
     }
+    // `systemctl enable berth-watch` must make it start at boot, not leave it `static`.
+    assert!(
+        watch.ends_with("\n[Install]\nWantedBy=multi-user.target\n"),
+        "{watch}"
+    );
 }
 
 /// Chooses a profile of host files alone (overlay, daemon.json) through berth.toml: without

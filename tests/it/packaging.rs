@@ -475,3 +475,58 @@ fn the_debian_package_holds_the_binary_units_conffiles_docs_man_page_and_complet
     succeeded(&man, "gzip -dc berth.1.gz");
     assert!(String::from_utf8_lossy(&man.stdout).contains("\n.TH berth 1 "));
 }
+
+/// The exposure `systemd-analyze security --offline=true` gives a unit file, in tenths
+/// ("Overall exposure level for berth.service: 2.9 OK").
+fn exposure(unit: &Path) -> u32 {
+    let output = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(unit)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    let line = said
+        .lines()
+        .find(|line| line.contains("Overall exposure level for"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no exposure in:\n{said}{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    let level = line
+        .rsplit(": ")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let (whole, tenth) = level.split_once('.').unwrap();
+    whole.parse::<u32>().unwrap() * 10 + tenth.parse::<u32>().unwrap()
+}
+
+/// Issue 23: both services are rated at most 3.0 ("OK") by systemd's own judge, as a root agent
+/// that loads a module and owns the runner's files can be; and a hostile file cannot make
+/// berth eat the host's memory (issue 18: `MemoryMax=`).
+#[test]
+fn the_services_expose_at_most_3_0_to_systemd_analyze_security() {
+    if !tool_available("systemd-analyze", "apt-get install systemd") {
+        return;
+    }
+    let units = tempfile::tempdir().unwrap();
+    for unit in ["berth.service", "berth-watch.service"] {
+        let copy = units.path().join(unit);
+        fs::copy(Path::new(SOURCE).join("systemd").join(unit), &copy).unwrap();
+        let level = exposure(&copy);
+        assert!(
+            level <= 30,
+            "{unit}: exposure {}.{} is above 3.0",
+            level / 10,
+            level % 10
+        );
+        assert!(
+            unit_setting(unit, "MemoryMax").is_some(),
+            "{unit} bounds berth's memory"
+        );
+    }
+}
