@@ -105,6 +105,28 @@ fn an_install_under_another_root_is_refused_with_the_way_to_do_it() {
     ");
 }
 
+/// Issue 23: berth's units are sandboxed (read-only /usr and /var/lib/dpkg, a narrow capability
+/// set), so a run they start (`--from-timer`) refuses to install Docker and says to run `berth
+/// apply` by hand once, rather than failing halfway through apt-get.
+#[test]
+fn a_unit_started_run_refuses_to_install_docker_and_says_to_apply_by_hand_once() {
+    let root = Root::new();
+    root.write("/etc/os-release", BOOKWORM_OS_RELEASE)
+        .write("/etc/berth/berth.toml", "profiles = [\"dind\"]\n");
+    let apply = berth(&root).args(["apply", "--from-timer"]).run();
+    apply.code(1);
+    let refusal: Vec<&str> = apply
+        .stderr
+        .lines()
+        .skip_while(|line| !line.starts_with("error: refused to install `package/docker`"))
+        .take(2)
+        .collect();
+    insta::assert_snapshot!(refusal.join("\n"), @"
+    error: refused to install `package/docker`
+      caused by: berth's units run sandboxed and cannot install packages (apt-get, dnf, dpkg, Docker's repository): run `sudo berth apply` by hand once; the timer and berth-watch converge the rest from then on
+    ");
+}
+
 /// Docker installed but down: every object is planned as the create it will be once Docker
 /// starts, and "Docker does not answer" is said once, not once per object.
 #[test]
