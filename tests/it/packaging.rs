@@ -223,6 +223,76 @@ fn install_sh_enables_nothing_and_offers_a_profile_only_when_the_shipped_one_cha
     assert!(fs::symlink_metadata(&timer_link).is_err());
 }
 
+/// Issue 23: README's way is `cargo build --release` as yourself, then `sudo ./install.sh`,
+/// where root has no cargo: the binary already in target/release is installed, and cargo is
+/// not asked for.
+#[test]
+fn install_sh_installs_the_release_binary_already_built_without_cargo() {
+    let root = Root::new();
+    let tree = source_tree(&root);
+    fs::create_dir_all(tree.join("target/release")).unwrap();
+    fs::copy(stripped_binary(&tree), tree.join("target/release/berth")).unwrap();
+    let output = Command::new("sh")
+        .arg(tree.join("install.sh"))
+        .arg("--destdir")
+        .arg(root.path())
+        // sudo's PATH: no ~/.cargo/bin.
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env_remove("DESTDIR")
+        .env_remove("PREFIX")
+        .output()
+        .unwrap();
+    succeeded(&output, "install.sh");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("using ") && stderr.contains("target/release/berth"),
+        "{stderr}"
+    );
+    assert_eq!(
+        fs::read(root.join("/usr/local/bin/berth")).unwrap(),
+        fs::read(tree.join("target/release/berth")).unwrap()
+    );
+}
+
+/// Issue 23: install.sh over the Debian package would put a second berth and units in
+/// /usr/local that shadow the package's: it refuses, says how to upgrade the package or how to
+/// switch, and installs nothing.
+#[test]
+fn install_sh_refuses_to_install_over_the_debian_package_and_says_how_to_switch() {
+    if !tool_available("dpkg-query", "apt-get install dpkg") {
+        return;
+    }
+    let root = Root::new();
+    let tree = source_tree(&root);
+    root.write(
+        "/var/lib/dpkg/status",
+        "Package: berth\nStatus: install ok installed\nVersion: 0.1.0-1\nArchitecture: amd64\nMaintainer: berth maintainers <berth-maintainers@example.org>\nDescription: Converge a GitLab CI runner host to declarative TOML profiles\n\n",
+    );
+    root.write("/var/lib/dpkg/available", "");
+    let before = root.snapshot_all();
+    let output = Command::new("sh")
+        .arg(tree.join("install.sh"))
+        .arg("--destdir")
+        .arg(root.path())
+        .arg("--binary")
+        .arg(stripped_binary(&tree))
+        .env_remove("DESTDIR")
+        .env_remove("PREFIX")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    insta::assert_snapshot!(String::from_utf8_lossy(&output.stderr), @"install.sh: berth is installed from its Debian package (/usr/bin/berth and its units); installing here too would shadow them. Upgrade the package instead (./build-deb.sh, then `sudo apt install ./target/debian/berth_*.deb`), or switch to install.sh: `sudo apt-get remove berth` first (/etc/berth stays), then run install.sh again");
+    assert_eq!(root.snapshot_all(), before, "nothing is installed");
+
+    // Removed (its conffiles kept): install.sh may install.
+    root.write(
+        "/var/lib/dpkg/status",
+        "Package: berth\nStatus: deinstall ok config-files\nVersion: 0.1.0-1\nArchitecture: amd64\nMaintainer: berth maintainers <berth-maintainers@example.org>\nDescription: Converge a GitLab CI runner host to declarative TOML profiles\n\n",
+    );
+    install(&tree, &root, &[]);
+    assert!(root.exists("/usr/local/bin/berth"));
+}
+
 /// `KEY=VALUE` of a unit file's `[Service]` section.
 fn unit_setting(unit: &str, key: &str) -> Option<String> {
     let text = fs::read_to_string(Path::new(SOURCE).join("systemd").join(unit)).unwrap();
