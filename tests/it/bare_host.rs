@@ -127,6 +127,44 @@ fn a_unit_started_run_refuses_to_install_docker_and_says_to_apply_by_hand_once()
     ");
 }
 
+/// Issue 23: a Docker that answers is installed, whatever installed it. The stand-in is the
+/// private dockerd with nothing of it under the root (no docker.service, no dockerd where
+/// packages put it): a static binary, or the snap once its unit is there. Plan installs no
+/// second Docker, and doctor says which Docker it found.
+#[test]
+fn a_docker_that_answers_is_installed_whatever_installed_it_and_doctor_names_it() {
+    let root = Root::new();
+    root.write("/etc/os-release", BOOKWORM_OS_RELEASE);
+    let dockerd = require_dockerd!(&root);
+    root.with_overlay_kernel();
+    fs::remove_file(root.join("/lib/systemd/system/docker.service")).unwrap();
+    let host = || {
+        berth(&root)
+            .docker(&dockerd)
+            .args(["-p", "dind", "-p"])
+            .args([dockerd.layer_file()])
+    };
+    let plan = host().args(["plan"]).run();
+    assert!(!plan.stdout.contains("package/docker"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("refused"), "{}", plan.stdout);
+    let doctor_line = || {
+        let doctor = host().args(["doctor"]).run();
+        doctor
+            .stdout
+            .lines()
+            .find(|line| line.contains("docker install"))
+            .unwrap_or_else(|| panic!("{}", doctor.stdout))
+            .to_owned()
+    };
+    insta::assert_snapshot!(doctor_line(), @"ok    docker install                            a Docker that answers, with no docker.service unit and no dockerd where packages put it (a static binary, rootless, or started by hand): berth installs no second Docker");
+
+    root.write(
+        "/etc/systemd/system/snap.docker.dockerd.service",
+        "[Service]\nExecStart=/usr/bin/snap run docker.dockerd\n",
+    );
+    insta::assert_snapshot!(doctor_line(), @r#"ok    docker install                            the snap (`/etc/systemd/system/snap.docker.dockerd.service`): berth installs no second Docker; for daemon changes set `[docker] restart = ["snap", "restart", "docker"]`"#);
+}
+
 /// Docker installed but down: every object is planned as the create it will be once Docker
 /// starts, and "Docker does not answer" is said once, not once per object.
 #[test]

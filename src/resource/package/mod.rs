@@ -236,7 +236,7 @@ pub(crate) const SANDBOXED: &str = "berth's units run sandboxed and cannot insta
 /// What `observe` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PackageState {
-    /// A docker.service unit or a dockerd exists under the root.
+    /// A docker.service unit or a dockerd exists under the root, or a Docker answers.
     pub docker_present: bool,
     /// `None` when the root has no os-release (berth then cannot tell how to install).
     pub os: Option<OsRelease>,
@@ -346,7 +346,7 @@ impl Resource for DockerPackage {
 
     fn observe(&self, context: &Context) -> Result<PackageState> {
         let host = context.host;
-        let docker_present = unit::docker_installed(host);
+        let docker_present = unit::installation(host, context.docker).is_some();
         let os = read_os_release(host)?;
         let install = os.as_ref().and_then(|os| install_for(self.source, os).ok());
         let installed = match &install {
@@ -466,7 +466,7 @@ impl Resource for DockerPackage {
         else {
             return Ok(None);
         };
-        let docker_present = unit::docker_installed(host);
+        let docker_present = unit::installation(host, context.docker).is_some();
         Ok(
             interrupted::unfinished(host, &install.packages, docker_present)?.map(|what| {
                 (
