@@ -82,12 +82,9 @@ pub(crate) fn installation(host: &Host, docker: &Docker) -> Option<Installation>
     {
         return Some(Installation::Binary(path));
     }
-    // Denied is an answer too: a daemon is there, this user may not ask it.
-    matches!(
-        docker.status(),
-        DaemonStatus::Running(_) | DaemonStatus::PermissionDenied(_)
-    )
-    .then_some(Installation::AnswersOnly)
+    // Only an answer counts: "permission denied" may be the CLI's own config file (a user
+    // whose HOME is root's), not a daemon's socket.
+    matches!(docker.status(), DaemonStatus::Running(_)).then_some(Installation::AnswersOnly)
 }
 
 /// True when Docker is installed under the root: a docker.service unit or a dockerd binary.
