@@ -3,7 +3,8 @@
 # an example berth.toml, and the systemd units. It changes nothing berth converges and starts
 # nothing: the timer is enabled only with --enable-timer. Idempotent: a second run changes nothing.
 #
-#   sudo ./install.sh                      build with cargo and install under /usr/local
+#   sudo ./install.sh                      install target/release/berth (built first with
+#                                          cargo when there is none) under /usr/local
 #   sudo ./install.sh --binary ./berth     install a binary built elsewhere
 #   sudo ./install.sh --enable-timer       also enable and start berth.timer
 #   ./install.sh --destdir pkg --prefix /usr    stage a package tree
@@ -17,7 +18,7 @@
 set -eu
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 die() {
@@ -195,9 +196,28 @@ next_steps() {
     echo "     (or \`sudo systemctl enable --now berth-watch\` to heal drift the moment it happens)"
 }
 
+# The Debian package's berth, when dpkg lists it as installed under DESTDIR (or on this host).
+package_installed() {
+    admindir=$destdir/var/lib/dpkg
+    [ -d "$admindir" ] && command -v dpkg-query >/dev/null 2>&1 || return 1
+    status=$(dpkg-query --admindir="$admindir" -W -f='${Status}' berth 2>/dev/null) || return 1
+    [ "${status##* }" = installed ]
+}
+
 do_install() {
+    # Both would install units of the same names, and /usr/local's shadow /usr/lib's: the host
+    # would run whichever systemd finds first, not the one its operator upgrades.
+    if package_installed; then
+        die "berth is installed from its Debian package (/usr/bin/berth and its units); installing here too would shadow them. Upgrade the package instead (./build-deb.sh, then \`sudo apt install ./target/debian/berth_*.deb\`), or switch to install.sh: \`sudo apt-get remove berth\` first (/etc/berth stays), then run install.sh again"
+    fi
+    # README's way: `cargo build --release` as yourself, then `sudo ./install.sh`, where root
+    # often has no cargo: the binary already built is the one to install.
+    if [ -z "$binary" ] && [ -x "$here/target/release/berth" ]; then
+        binary=$here/target/release/berth
+        echo "using $binary (run \`cargo build --release\` first to install newer sources)" >&2
+    fi
     if [ -z "$binary" ]; then
-        command -v cargo >/dev/null 2>&1 || die "cargo is not installed: build elsewhere and pass --binary PATH"
+        command -v cargo >/dev/null 2>&1 || die "cargo is not installed and there is no target/release/berth: run \`cargo build --release --locked\` as yourself first, or build elsewhere and pass --binary PATH"
         (cd "$here" && cargo build --release --locked)
         binary=$here/target/release/berth
     fi

@@ -80,6 +80,7 @@ impl SavedPlan {
             allow_storage_driver_change: self.allow_storage_driver_change,
             adopt: self.adopt,
             keep_orphans: self.keep_orphans,
+            sandboxed: false,
         }
     }
 

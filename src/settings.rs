@@ -129,20 +129,7 @@ impl Settings {
                 selected => selected.to_vec(),
             }
         };
-        let converge = match &cli.command {
-            Command::Plan(args) => Some(&args.converge),
-            Command::Apply(args) => Some(&args.apply.converge),
-            Command::Watch(args) => Some(&args.apply.converge),
-            _ => None,
-        };
-        let options = match &saved_plan {
-            Some((_, plan)) => plan.options(),
-            None => converge.map_or_else(Options::default, |args| Options {
-                allow_storage_driver_change: args.allow_storage_driver_change,
-                adopt: args.adopt,
-                keep_orphans: args.keep_orphans,
-            }),
-        };
+        let options = options(cli, saved_plan.as_ref().map(|(_, plan)| plan));
         let (plan_out, consent) = match &cli.command {
             Command::Plan(args) => (args.out.clone(), Consent::Given),
             Command::Apply(args) if args.yes => (None, Consent::Given),
@@ -200,12 +187,7 @@ impl Settings {
 /// who installed berth and enabled a unit before choosing gets a refusal in the journal, not the
 /// default profile applied (issue 13).
 fn refuse_an_unconfigured_timer_run(cli: &Cli, host_config: &BerthToml) -> Result<()> {
-    let from_timer = match &cli.command {
-        Command::Apply(args) => args.apply.from_timer,
-        Command::Watch(args) => args.apply.from_timer,
-        _ => false,
-    };
-    if from_timer
+    if started_by_a_unit(cli)
         && cli.profiles.is_empty()
         && host_config.profiles.as_ref().is_none_or(Vec::is_empty)
     {
@@ -214,6 +196,38 @@ fn refuse_an_unconfigured_timer_run(cli: &Cli, host_config: &BerthToml) -> Resul
         );
     }
     Ok(())
+}
+
+/// What the command line (or the saved plan being applied) lets apply do.
+fn options(cli: &Cli, saved_plan: Option<&SavedPlan>) -> Options {
+    let converge = match &cli.command {
+        Command::Plan(args) => Some(&args.converge),
+        Command::Apply(args) => Some(&args.apply.converge),
+        Command::Watch(args) => Some(&args.apply.converge),
+        _ => None,
+    };
+    let chosen = match saved_plan {
+        Some(plan) => plan.options(),
+        None => converge.map_or_else(Options::default, |args| Options {
+            allow_storage_driver_change: args.allow_storage_driver_change,
+            adopt: args.adopt,
+            keep_orphans: args.keep_orphans,
+            sandboxed: false,
+        }),
+    };
+    Options {
+        sandboxed: started_by_a_unit(cli),
+        ..chosen
+    }
+}
+
+/// `--from-timer`: berth.service's apply or berth-watch.service's watch, under their sandbox.
+fn started_by_a_unit(cli: &Cli) -> bool {
+    match &cli.command {
+        Command::Apply(args) => args.apply.from_timer,
+        Command::Watch(args) => args.apply.from_timer,
+        _ => false,
+    }
 }
 
 /// `destroy --lock-timeout`; no other command without apply's flags waits for the lock.

@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use crate::host::{self, Host, HostPath, host_path};
+use crate::{
+    docker::{DaemonStatus, Docker},
+    host::{self, Host, HostPath, host_path},
+};
 
 /// Directories systemd loads units from, most important first.
 const UNIT_DIRS: &[&str] = &[
@@ -38,6 +41,50 @@ pub(crate) struct DockerService {
 pub(crate) struct FlagConflict {
     pub key: String,
     pub flag: String,
+}
+
+/// The unit `snap install docker` makes: Docker from the snap, with no docker.service.
+const SNAP_UNIT: &str = "snap.docker.dockerd.service";
+
+/// How the Docker berth manages came to be there, as far as berth can tell: doctor names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Installation {
+    /// A docker.service unit (a package, or Docker's own install).
+    Unit(HostPath),
+    /// The snap's unit.
+    Snap(HostPath),
+    /// A dockerd where packages put it, without a unit.
+    Binary(HostPath),
+    /// Nothing under the root, yet a daemon answers: a static binary, rootless, or a daemon
+    /// started by hand.
+    AnswersOnly,
+}
+
+/// What installed the Docker that is there, `None` when there is none. A Docker that answers
+/// is installed, whatever installed it: berth never plans a second one beside it.
+pub(crate) fn installation(host: &Host, docker: &Docker) -> Option<Installation> {
+    let unit = |name: &str| {
+        UNIT_DIRS
+            .iter()
+            .map(|dir| host_path(dir).join(name))
+            .find(|path| host.exists(path))
+    };
+    if let Some(path) = unit("docker.service") {
+        return Some(Installation::Unit(path));
+    }
+    if let Some(path) = unit(SNAP_UNIT) {
+        return Some(Installation::Snap(path));
+    }
+    if let Some(path) = DOCKERD_PATHS
+        .iter()
+        .map(|path| host_path(path))
+        .find(|path| host.exists(path))
+    {
+        return Some(Installation::Binary(path));
+    }
+    // Only an answer counts: "permission denied" may be the CLI's own config file (a user
+    // whose HOME is root's), not a daemon's socket.
+    matches!(docker.status(), DaemonStatus::Running(_)).then_some(Installation::AnswersOnly)
 }
 
 /// True when Docker is installed under the root: a docker.service unit or a dockerd binary.

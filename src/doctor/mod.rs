@@ -85,6 +85,41 @@ impl Check {
     }
 }
 
+/// Which Docker berth found: a package's (or Docker's own) unit, the snap, a bare dockerd, or
+/// one that only answers. berth installs Docker only where none of them is there.
+fn installation(host: &Host, docker: &Docker) -> Check {
+    match unit::installation(host, docker) {
+        Some(unit::Installation::Unit(path)) => Check::new(
+            "docker install",
+            Verdict::Ok,
+            format!("docker.service at `{path}`"),
+        ),
+        Some(unit::Installation::Snap(path)) => Check::new(
+            "docker install",
+            Verdict::Ok,
+            format!(
+                "the snap (`{path}`): berth installs no second Docker; for daemon changes set `[docker] restart = [\"snap\", \"restart\", \"docker\"]`"
+            ),
+        ),
+        Some(unit::Installation::Binary(path)) => Check::new(
+            "docker install",
+            Verdict::Ok,
+            format!("dockerd at `{path}`, without a docker.service unit"),
+        ),
+        Some(unit::Installation::AnswersOnly) => Check::new(
+            "docker install",
+            Verdict::Ok,
+            "a Docker that answers, with no docker.service unit and no dockerd where packages put it (a static binary, rootless, or started by hand): berth installs no second Docker",
+        ),
+        None => Check::new(
+            "docker install",
+            Verdict::Warn,
+            "no Docker: no docker.service unit, no dockerd, and none answers",
+        )
+        .fix("`berth apply` installs it (`[docker] install`), or install it yourself"),
+    }
+}
+
 /// overlay2 needs Linux 4.0 (RHEL/CentOS backported it to 3.10.0-514).
 const OVERLAY2_MIN_KERNEL: (u32, u32) = (4, 0);
 /// Below this, image pulls and builds start failing.
@@ -110,6 +145,7 @@ pub(crate) fn run(host: &Host, docker: &Docker, profile: Option<&Profile>) -> Ve
         DaemonStatus::Unreachable(reason) | DaemonStatus::NotAnswering(reason) => Check::new("docker daemon", Verdict::Fail, format!("does not answer: {reason}"))
             .fix("start it (`systemctl start docker`) and read `journalctl -u docker` if it does not stay up"),
     });
+    checks.push(installation(host, docker));
     checks.push(match &status {
         DaemonStatus::Running(info) if info.storage_driver_is("overlay2") => {
             let store = if info.uses_containerd_store() { " (containerd image store)" } else { "" };

@@ -51,6 +51,9 @@ pub(crate) struct Options {
     pub adopt: bool,
     /// Leave what the profiles no longer declare in place for this run.
     pub keep_orphans: bool,
+    /// Started by berth's units (`--from-timer`), whose sandbox forbids installing packages:
+    /// `package/docker` refuses and says to run `berth apply` by hand once.
+    pub sandboxed: bool,
 }
 
 pub(crate) trait Resource {
@@ -176,6 +179,7 @@ pub(crate) fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResou
                 .docker
                 .install
                 .unwrap_or(package::InstallSource::Distro),
+            options.sandboxed,
         )));
     }
     if !profile.docker.daemon.is_empty() {

@@ -301,3 +301,43 @@ fn validate_json_has_a_diagnostic_per_problem() {
         ]
     "#);
 }
+
+/// Issue 23: a daemon.json saved with a UTF-8 byte order mark is named as one (and how to drop
+/// it), not "not valid JSON at line 1 column 1" for a character nobody sees.
+#[test]
+fn a_daemon_json_with_a_byte_order_mark_is_named_as_one() {
+    let root = Root::new();
+    root.write(
+        "/etc/docker/daemon.json",
+        "\u{feff}{\n  \"debug\": true\n}\n",
+    );
+    let stderr = rejected(&root, "[docker.daemon]\nstorage-driver = \"overlay2\"\n");
+    insta::assert_snapshot!(stderr, @r"
+    --- plan
+    warning: daemon/docker: Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is
+    error: failed to observe `daemon-config`
+      caused by: `/etc/docker/daemon.json` starts with a UTF-8 byte order mark (BOM: bytes EF BB BF), which JSON does not allow and dockerd refuses; berth will not overwrite it: save it without the BOM (`sed -i '1s/^\xEF\xBB\xBF//' /etc/docker/daemon.json`)
+    --- apply
+    error: failed to observe `daemon-config`
+      caused by: `/etc/docker/daemon.json` starts with a UTF-8 byte order mark (BOM: bytes EF BB BF), which JSON does not allow and dockerd refuses; berth will not overwrite it: save it without the BOM (`sed -i '1s/^\xEF\xBB\xBF//' /etc/docker/daemon.json`)
+    error: not attempted because `daemon-config` failed
+    ");
+}
+
+/// Issue 23: a restart policy one letter off gets "did you mean", as every other value does.
+#[test]
+fn a_misspelt_restart_policy_gets_did_you_mean() {
+    let root = Root::new();
+    let stderr = rejected(
+        &root,
+        "[containers.web]\nimage = \"nginx:1\"\nrestart = \"allways\"\n",
+    );
+    insta::assert_snapshot!(stderr, @r"
+    --- plan
+    error: invalid profile `[ROOT]/work/site.toml`
+      caused by: [ROOT]/work/site.toml:3:11: key `containers.web.restart`: `allways` is not a restart policy (no, always, unless-stopped, on-failure[:N]); did you mean `always`?
+    --- apply
+    error: invalid profile `[ROOT]/work/site.toml`
+      caused by: [ROOT]/work/site.toml:3:11: key `containers.web.restart`: `allways` is not a restart policy (no, always, unless-stopped, on-failure[:N]); did you mean `always`?
+    ");
+}

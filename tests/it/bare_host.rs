@@ -105,6 +105,66 @@ fn an_install_under_another_root_is_refused_with_the_way_to_do_it() {
     ");
 }
 
+/// Issue 23: berth's units are sandboxed (read-only /usr and /var/lib/dpkg, a narrow capability
+/// set), so a run they start (`--from-timer`) refuses to install Docker and says to run `berth
+/// apply` by hand once, rather than failing halfway through apt-get.
+#[test]
+fn a_unit_started_run_refuses_to_install_docker_and_says_to_apply_by_hand_once() {
+    let root = Root::new();
+    root.write("/etc/os-release", BOOKWORM_OS_RELEASE)
+        .write("/etc/berth/berth.toml", "profiles = [\"dind\"]\n");
+    let apply = berth(&root).args(["apply", "--from-timer"]).run();
+    apply.code(1);
+    let refusal: Vec<&str> = apply
+        .stderr
+        .lines()
+        .skip_while(|line| !line.starts_with("error: refused to install `package/docker`"))
+        .take(2)
+        .collect();
+    insta::assert_snapshot!(refusal.join("\n"), @"
+    error: refused to install `package/docker`
+      caused by: berth's units run sandboxed and cannot install packages (apt-get, dnf, dpkg, Docker's repository): run `sudo berth apply` by hand once; the timer and berth-watch converge the rest from then on
+    ");
+}
+
+/// Issue 23: a Docker that answers is installed, whatever installed it. The stand-in is the
+/// private dockerd with nothing of it under the root (no docker.service, no dockerd where
+/// packages put it): a static binary, or the snap once its unit is there. Plan installs no
+/// second Docker, and doctor says which Docker it found.
+#[test]
+fn a_docker_that_answers_is_installed_whatever_installed_it_and_doctor_names_it() {
+    let root = Root::new();
+    root.write("/etc/os-release", BOOKWORM_OS_RELEASE);
+    let dockerd = require_dockerd!(&root);
+    root.with_overlay_kernel();
+    fs::remove_file(root.join("/lib/systemd/system/docker.service")).unwrap();
+    let host = || {
+        berth(&root)
+            .docker(&dockerd)
+            .args(["-p", "dind", "-p"])
+            .args([dockerd.layer_file()])
+    };
+    let plan = host().args(["plan"]).run();
+    assert!(!plan.stdout.contains("package/docker"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("refused"), "{}", plan.stdout);
+    let doctor_line = || {
+        let doctor = host().args(["doctor"]).run();
+        doctor
+            .stdout
+            .lines()
+            .find(|line| line.contains("docker install"))
+            .unwrap_or_else(|| panic!("{}", doctor.stdout))
+            .to_owned()
+    };
+    insta::assert_snapshot!(doctor_line(), @"ok    docker install                            a Docker that answers, with no docker.service unit and no dockerd where packages put it (a static binary, rootless, or started by hand): berth installs no second Docker");
+
+    root.write(
+        "/etc/systemd/system/snap.docker.dockerd.service",
+        "[Service]\nExecStart=/usr/bin/snap run docker.dockerd\n",
+    );
+    insta::assert_snapshot!(doctor_line(), @r#"ok    docker install                            the snap (`/etc/systemd/system/snap.docker.dockerd.service`): berth installs no second Docker; for daemon changes set `[docker] restart = ["snap", "restart", "docker"]`"#);
+}
+
 /// Docker installed but down: every object is planned as the create it will be once Docker
 /// starts, and "Docker does not answer" is said once, not once per object.
 #[test]
@@ -158,10 +218,10 @@ fn debian_tarball() -> PathBuf {
     let build = cache.join("debootstrap-build");
     let _ = fs::remove_dir_all(&build);
     let started = Instant::now();
+    // No mirror named: debootstrap's own default serves.
     let made = Command::new("debootstrap")
         .args(["--variant=minbase", "bookworm"])
         .arg(&build)
-        .arg("http://deb.debian.org/debian")
         .output()
         .unwrap();
     assert!(

@@ -495,6 +495,12 @@ fn handle(state: &Mutex<State>, mut request: tiny_http::Request) {
             _ => None,
         };
         let reply: Reply = match (scripted, migrating) {
+            // A redirect as a proxy in front of GitLab gives it: to https, same path.
+            (Some(status), _) if (300..400).contains(&status) => Reply {
+                status,
+                body: None,
+                headers: vec![("Location", format!("https://gitlab.example.com{path}"))],
+            },
             (Some(status), _) => (status, Some(json!({"message": status_line(status)}))).into(),
             // `check_if_backoff_required!`, before the endpoint runs.
             (None, Some(retry_after)) => Reply {

@@ -169,20 +169,70 @@ fn install_sh_honours_prefix_and_no_enable() {
     assert!(!d.join("etc/systemd/system/timers.target.wants").exists());
 }
 
+/// Every shell script git tracks: by name (`*.sh`) or by its `#!` line (`.ci/run`, the
+/// maintainer scripts), so a script added later is checked without naming it here.
+fn tracked_shell_scripts() -> Vec<String> {
+    let listed = Command::new("git")
+        .current_dir(repository())
+        .args(["ls-files", "-z"])
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "git ls-files failed");
+    let mut scripts = Vec::new();
+    for name in String::from_utf8(listed.stdout)
+        .unwrap()
+        .split_terminator('\0')
+    {
+        let path = repository().join(name);
+        let first_line = std::fs::read(&path)
+            .map(|bytes| {
+                let end = bytes
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .unwrap_or(bytes.len());
+                String::from_utf8_lossy(&bytes[..end]).into_owned()
+            })
+            .unwrap_or_default();
+        let interpreter = first_line
+            .strip_prefix("#!")
+            .and_then(|line| line.split('/').next_back())
+            .map(|rest| rest.trim_start_matches("env ").trim().to_owned());
+        let shell = interpreter.is_some_and(|program| {
+            ["sh", "bash", "dash"]
+                .iter()
+                .any(|shell| program == *shell || program.starts_with(&format!("{shell} ")))
+        });
+        if name.ends_with(".sh") || shell {
+            scripts.push(name.to_owned());
+        }
+    }
+    scripts
+}
+
 #[test]
-fn install_sh_passes_shellcheck() {
-    if !tool_available("shellcheck", "apt-get install shellcheck") {
+fn every_tracked_shell_script_passes_shellcheck() {
+    if !tool_available("shellcheck", "apt-get install shellcheck")
+        || !tool_available("git", "apt-get install git")
+    {
         return;
+    }
+    let scripts = tracked_shell_scripts();
+    for expected in [
+        ".ci/run",
+        "install.sh",
+        "build-deb.sh",
+        "packaging/debian/postinst",
+        "bench/lib.sh",
+        "tests/fixtures/images/build.sh",
+    ] {
+        assert!(
+            scripts.iter().any(|script| script == expected),
+            "{expected} not found among {scripts:?}"
+        );
     }
     let output = Command::new("shellcheck")
         .current_dir(repository())
-        .args([
-            "install.sh",
-            "build-deb.sh",
-            "packaging/debian/postinst",
-            "packaging/debian/prerm",
-            "packaging/debian/postrm",
-        ])
+        .args(&scripts)
         .output()
         .unwrap();
     assert!(
@@ -253,10 +303,17 @@ fn systemd_units_verify() {
         "OnBootSec=",
         "OnUnitActiveSec=15min",
         "RandomizedDelaySec=",
+        // Each host keeps its own slot in the interval (issues 21 and 23).
+        "FixedRandomDelay=yes",
         "AccuracySec=1s",
     ] {
         assert!(timer.contains(line), "the timer has {line}");
     }
+    // `systemctl enable berth-watch` must make it start at boot, not leave it `static`.
+    assert!(
+        watch.ends_with("\n[Install]\nWantedBy=multi-user.target\n"),
+        "{watch}"
+    );
 }
 
 /// Chooses a profile of host files alone (overlay, daemon.json) through berth.toml: without

@@ -778,6 +778,57 @@ fn an_unreachable_gitlab_fails_that_runner_only() {
     );
 }
 
+/// Issue 23: GitLab (or a proxy before it) answering with a redirect is said to be one, with
+/// where it pointed; berth never follows it, since the token would go there too.
+#[test]
+fn a_redirect_from_gitlab_says_it_redirected_and_where() {
+    let (root, gitlab, _, profile) = glrt_host();
+    gitlab.script(VERIFY, &[301]);
+    let apply = run(&root, &gitlab, &["apply"], &[&profile]);
+    apply.code(1);
+    assert_eq!(
+        gitlab.calls(VERIFY),
+        1,
+        "a redirect is not retried or followed"
+    );
+    let said: Vec<&str> = apply
+        .stderr
+        .lines()
+        .skip_while(|line| !line.contains("unexpected answer"))
+        .take(2)
+        .collect();
+    insta::assert_snapshot!(said.join("\n"), @"
+    caused by: unexpected answer from `http://[GITLAB]/api/v4/runners/verify`
+    caused by: GitLab redirected (301) to `https://gitlab.example.com/api/v4/runners/verify`; berth does not follow redirects, which would send the token there too: set the runner's `url` to the address GitLab answers at
+    ");
+    assert!(!apply.stderr.contains(GLRT), "the token is never printed");
+}
+
+/// Issue 23: two `[[runners]]` entries with one name both run, while berth manages the first:
+/// plan says so.
+#[test]
+fn two_runner_entries_with_one_name_in_config_toml_warn() {
+    let (root, gitlab, _, profile) = glrt_host();
+    run(&root, &gitlab, &["apply"], &[&profile]).code(0);
+    let config = root.read("/srv/gitlab-runner/config.toml").unwrap();
+    let copy = config
+        .split("[[runners]]")
+        .nth(1)
+        .expect("the runner's entry")
+        .to_owned();
+    root.write(
+        "/srv/gitlab-runner/config.toml",
+        &format!("{config}\n[[runners]]{copy}"),
+    );
+    let plan = run(&root, &gitlab, &["plan"], &[&profile]);
+    let warnings: Vec<&str> = plan
+        .stderr
+        .lines()
+        .filter(|line| line.contains("[[runners]]"))
+        .collect();
+    insta::assert_snapshot!(warnings.join("\n"), @"warning: runner-config: `/srv/gitlab-runner/config.toml` has 2 `[[runners]]` entries named `docker-runner`: gitlab-runner runs each of them, while berth manages only the first; remove the others by hand");
+}
+
 #[test]
 fn server_errors_are_retried_with_backoff_but_never_for_a_registration() {
     let (root, gitlab, _, profile) = glrt_host();

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::host::{Host, HostPath};
-use crate::resource::docker_object::ObjectName;
+use crate::{profile::source::closest, resource::docker_object::ObjectName};
 
 /// `no | always | unless-stopped | on-failure[:N]`, as `docker run --restart` takes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -44,7 +44,10 @@ impl TryFrom<String> for RestartPolicy {
             other => match other.strip_prefix("on-failure:").map(str::parse::<u32>) {
                 Some(Ok(retries)) if retries > 0 => Ok(Self::OnFailure(Some(retries))),
                 _ => Err(format!(
-                    "`{text}` is not a restart policy (no, always, unless-stopped, on-failure[:N])"
+                    "`{text}` is not a restart policy (no, always, unless-stopped, on-failure[:N]){}",
+                    closest(&text, ["no", "always", "unless-stopped", "on-failure"])
+                        .map(|meant| format!("; did you mean `{meant}`?"))
+                        .unwrap_or_default()
                 )),
             },
         }

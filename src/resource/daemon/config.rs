@@ -390,6 +390,13 @@ fn parse_existing(path: &HostPath, text: &str) -> Result<Map<String, Json>> {
     if text.trim().is_empty() {
         return Ok(Map::new());
     }
+    // An editor on Windows saves one; dockerd refuses it too, and "not valid JSON at line 1
+    // column 1" points at a character nobody can see.
+    if text.starts_with('\u{feff}') {
+        bail!(
+            "`{path}` starts with a UTF-8 byte order mark (BOM: bytes EF BB BF), which JSON does not allow and dockerd refuses; berth will not overwrite it: save it without the BOM (`sed -i '1s/^\\xEF\\xBB\\xBF//' {path}`)"
+        );
+    }
     match serde_json::from_str::<Json>(text) {
         Ok(Json::Object(object)) => Ok(object),
         Ok(_) => bail!(

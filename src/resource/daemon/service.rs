@@ -155,7 +155,7 @@ impl Resource for DaemonService {
     }
 
     fn observe(&self, context: &Context) -> Result<DaemonState> {
-        let installed = unit::docker_installed(context.host);
+        let installed = unit::installation(context.host, context.docker).is_some();
         let file = context
             .host
             .read_optional(&self.config)?

@@ -224,12 +224,19 @@ fn never_message(family: Option<Family>) -> String {
 
 pub(crate) struct DockerPackage {
     source: InstallSource,
+    /// Run by berth's units: their sandbox (read-only /usr and /var/lib/dpkg, a narrow
+    /// capability set) forbids every step of an install, so it is refused, with the way out.
+    sandboxed: bool,
 }
+
+/// Why berth's units do not install Docker, and what the operator does instead. Allowing it
+/// would take the units' sandbox away for a step a host needs once.
+pub(crate) const SANDBOXED: &str = "berth's units run sandboxed and cannot install packages (apt-get, dnf, dpkg, Docker's repository): run `sudo berth apply` by hand once; the timer and berth-watch converge the rest from then on";
 
 /// What `observe` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PackageState {
-    /// A docker.service unit or a dockerd exists under the root.
+    /// A docker.service unit or a dockerd exists under the root, or a Docker answers.
     pub docker_present: bool,
     /// `None` when the root has no os-release (berth then cannot tell how to install).
     pub os: Option<OsRelease>,
@@ -261,8 +268,8 @@ pub(crate) struct InstallOp {
 }
 
 impl DockerPackage {
-    pub(crate) fn new(source: InstallSource) -> Self {
-        Self { source }
+    pub(crate) fn new(source: InstallSource, sandboxed: bool) -> Self {
+        Self { source, sandboxed }
     }
 
     pub(crate) fn id() -> ResourceId {
@@ -339,7 +346,7 @@ impl Resource for DockerPackage {
 
     fn observe(&self, context: &Context) -> Result<PackageState> {
         let host = context.host;
-        let docker_present = unit::docker_installed(host);
+        let docker_present = unit::installation(host, context.docker).is_some();
         let os = read_os_release(host)?;
         let install = os.as_ref().and_then(|os| install_for(self.source, os).ok());
         let installed = match &install {
@@ -407,6 +414,10 @@ impl Resource for DockerPackage {
             });
         }
         let change = Change::new(self.id(), Action::Install, detail);
+        if self.sandboxed {
+            diff.refuse(change, SANDBOXED);
+            return diff;
+        }
         if !observed.machine_root {
             diff.refuse(change, "apt-get and dnf install only into the system they run on, not under `--root`; run berth inside that root (`chroot ROOT berth apply`), or install Docker there yourself");
             return diff;
@@ -427,6 +438,8 @@ impl Resource for DockerPackage {
     fn apply(&self, context: &Context, op: &PackageOp) -> Result<()> {
         let op = match op {
             PackageOp::Install(op) => op,
+            // dpkg --configure -a writes /usr and /var/lib/dpkg, which the units cannot.
+            PackageOp::FinishInterrupted if self.sandboxed => anyhow::bail!("{SANDBOXED}"),
             PackageOp::FinishInterrupted => return interrupted::finish(),
         };
         install(context.host, op)?;
@@ -453,7 +466,7 @@ impl Resource for DockerPackage {
         else {
             return Ok(None);
         };
-        let docker_present = unit::docker_installed(host);
+        let docker_present = unit::installation(host, context.docker).is_some();
         Ok(
             interrupted::unfinished(host, &install.packages, docker_present)?.map(|what| {
                 (

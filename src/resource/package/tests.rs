@@ -91,7 +91,7 @@ fn state(text: Option<&str>, installed: &[&str], docker_present: bool) -> Packag
 }
 
 fn planned(source: InstallSource, observed: &PackageState) -> Vec<(String, Option<String>)> {
-    DockerPackage::new(source)
+    DockerPackage::new(source, false)
         .diff(observed, &Earlier::default())
         .changes
         .into_iter()
@@ -153,7 +153,7 @@ fn install_false_or_an_unknown_os_refuses_with_the_way_out() {
 #[test]
 fn lists_are_read_first_only_when_apt_has_none_and_the_repository_once() {
     let op = |observed: &PackageState, source| {
-        DockerPackage::new(source)
+        DockerPackage::new(source, false)
             .diff(observed, &Earlier::default())
             .changes
             .into_iter()

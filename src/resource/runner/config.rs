@@ -342,6 +342,14 @@ impl Resource for RunnerConfig {
             diff.warn(not_planned(reason));
             return diff;
         }
+        if let Some((_, document)) = &observed.current {
+            for (name, count) in config_toml::duplicate_names(document) {
+                diff.warn(format!(
+                    "`{}` has {count} `[[runners]]` entries named `{name}`: gitlab-runner runs each of them, while berth manages only the first; remove the others by hand",
+                    self.path
+                ));
+            }
+        }
         // Not registered yet: an entry is shown as it will be after `runner/NAME` registered it
         // in this run, and left out when that is not planned (it failed or was refused).
         let registered: Vec<String> = self

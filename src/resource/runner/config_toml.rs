@@ -52,6 +52,27 @@ pub(crate) fn find(document: &DocumentMut, name: &str) -> Option<usize> {
         .position(|entry| entry.get("name").and_then(Item::as_str) == Some(name))
 }
 
+/// Names that more than one `[[runners]]` entry carries, with how many: gitlab-runner runs
+/// every entry, and [`find`] gives berth the first alone.
+pub(crate) fn duplicate_names(document: &DocumentMut) -> Vec<(String, usize)> {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for entry in document
+        .get("runners")
+        .and_then(Item::as_array_of_tables)
+        .into_iter()
+        .flat_map(toml_edit::ArrayOfTables::iter)
+    {
+        if let Some(name) = entry.get("name").and_then(Item::as_str) {
+            *counts.entry(name).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .filter(|(_, count)| *count > 1)
+        .map(|(name, count)| (name.to_owned(), count))
+        .collect()
+}
+
 fn entry(document: &DocumentMut, index: usize) -> Option<&toml_edit::Table> {
     document.get("runners")?.as_array_of_tables()?.get(index)
 }

@@ -147,6 +147,8 @@ pub(crate) struct GitLab {
 struct Answer {
     status: u16,
     body: String,
+    /// Where a redirect pointed (`Location`), said in the error since berth never follows one.
+    location: Option<String>,
 }
 
 enum Method {
@@ -395,15 +397,14 @@ impl GitLab {
             tracing::debug!("{} {url} (attempt {attempt})", method.as_str());
             match request.send(text.as_str()) {
                 Ok(mut response) => {
-                    let status = response.status().as_u16();
-                    let retry_after = response
-                        .headers()
-                        .get("Retry-After")
-                        .and_then(|value| value.to_str().ok())
-                        .map(str::to_owned);
-                    let body = response.body_mut().read_to_string().unwrap_or_default();
+                    let retry_after = header(&response, "Retry-After");
+                    let answer = Answer {
+                        status: response.status().as_u16(),
+                        location: header(&response, "Location"),
+                        body: response.body_mut().read_to_string().unwrap_or_default(),
+                    };
+                    let status = answer.status;
                     if status == 429 {
-                        let answer = Answer { status, body };
                         let limit = RateLimit {
                             retry_after: retry_after.as_deref(),
                             attempt,
@@ -434,12 +435,11 @@ impl GitLab {
                         );
                     } else {
                         if status >= 500 && repeatable == Repeatable::OnlyUnsent {
-                            let answer = Answer { status, body };
                             return Err(self
                                 .unexpected(endpoint, &answer, secrets)
                                 .context(MayHaveArrived));
                         }
-                        return Ok(Answer { status, body });
+                        return Ok(answer);
                     }
                 }
                 Err(error) => {
@@ -518,6 +518,19 @@ impl GitLab {
     }
 
     fn unexpected(&self, endpoint: &str, answer: &Answer, secrets: &[&Secret]) -> anyhow::Error {
+        // Never followed: the token would go wherever the redirect points. The usual cause is
+        // a profile's `http://` URL, or an old host name, that GitLab sends on elsewhere.
+        if (300..400).contains(&answer.status) {
+            let to = answer.location.as_deref().map_or_else(
+                || "no Location given".to_owned(),
+                |location| format!("`{}`", scrub(location, secrets)),
+            );
+            return anyhow!(
+                "GitLab redirected ({}) to {to}; berth does not follow redirects, which would send the token there too: set the runner's `url` to the address GitLab answers at",
+                answer.status
+            )
+            .context(format!("unexpected answer from `{}`", self.url(endpoint)));
+        }
         let said = gitlab_message(&answer.body)
             .map(|message| format!(": {}", scrub(&message, secrets)))
             .unwrap_or_default();
@@ -623,6 +636,15 @@ fn gitlab_message(body: &str) -> Option<String> {
         other => other.to_string(),
     })
     .map(|text| text.chars().take(300).collect())
+}
+
+/// A header's value as text, when it has one.
+fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn scrub(text: &str, secrets: &[&Secret]) -> String {

@@ -134,11 +134,13 @@ fn an_orphaned_403_is_not_a_revoked_token() {
     let orphan = Answer {
         status: 403,
         body: r#"{"message":"403 Forbidden - Runner is orphaned"}"#.into(),
+        location: None,
     };
     assert!(orphaned(&orphan));
     let revoked = Answer {
         status: 403,
         body: r#"{"message":"403 Forbidden"}"#.into(),
+        location: None,
     };
     assert!(!orphaned(&revoked));
 }
