@@ -1,0 +1,160 @@
+//! Issue 18, the Docker objects' half: without root, nobody can take or hold berth's run lock.
+
+use std::{
+    os::unix::fs::{MetadataExt, PermissionsExt},
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use crate::harness::{BERTH, Root, as_nobody, within, write_executable};
+
+/// A root that reads like a host's to another user (`/` and `/run` searchable, as they are),
+/// whose apply takes `seconds` in a stub `modprobe`, so the lock is held that long.
+fn slow_host(seconds: u32) -> Root {
+    let root = Root::new();
+    root.write("/proc/filesystems", "nodev\tsysfs\n")
+        .write("/proc/modules", "")
+        .write(
+            "/etc/berth/profiles/files.toml",
+            "[kernel]\nmodules = [\"overlay\"]\n",
+        )
+        .write("/etc/berth/berth.toml", "profiles = [\"files\"]\n")
+        .mkdir("/run");
+    for dir in [root.path().to_owned(), root.join("/run")] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    write_executable(
+        &root.join("/test-bin"),
+        "modprobe",
+        &format!(
+            "#!/bin/sh\nsleep {seconds}\necho \"$1 16384 0 - Live 0x0\" >> {}\n",
+            root.join("/proc/modules").display()
+        ),
+    );
+    root
+}
+
+fn apply(root: &Root, lock_timeout: &str) -> Command {
+    let mut command = Command::new(BERTH);
+    command
+        .env_clear()
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                root.join("/test-bin").display(),
+                std::env::var("PATH").unwrap()
+            ),
+        )
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .arg("--root")
+        .arg(root.path())
+        .args(["apply", "--lock-timeout", lock_timeout]);
+    command
+}
+
+/// `flock -n LOCK true` as `nobody`: what any local user could do to the lock.
+fn nobody_flock(lock: &Path, extra: &[&str]) -> Option<std::process::Output> {
+    let mut command = as_nobody("flock")?;
+    command.args(extra).arg(lock).arg("true");
+    Some(command.output().unwrap())
+}
+
+#[test]
+fn a_user_who_is_not_root_can_neither_take_nor_hold_the_run_lock() {
+    if as_nobody("true").is_none() {
+        return;
+    }
+    let root = slow_host(3);
+    let lock = root.join("/run/berth/lock");
+    // Before berth ever ran, nobody can make the lock (or its directory) for berth to find.
+    let early = nobody_flock(&lock, &["--nonblock", "--conflict-exit-code", "42"]).unwrap();
+    let mkdir = as_nobody("mkdir")
+        .unwrap()
+        .arg(root.join("/run/berth"))
+        .output()
+        .unwrap();
+    assert!(
+        !early.status.success() && !mkdir.status.success(),
+        "{early:?} {mkdir:?}"
+    );
+    assert!(!root.exists("/run/berth"));
+
+    let mut running = apply(&root, "30")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        within(Duration::from_secs(10), || root.exists("/run/berth/lock")).is_some(),
+        "apply took the lock"
+    );
+    for (path, mode) in [("/run/berth", 0o700), ("/run/berth/lock", 0o600)] {
+        let metadata = std::fs::symlink_metadata(root.join(path)).unwrap();
+        assert_eq!(
+            (metadata.mode() & 0o7777, metadata.uid()),
+            (mode, 0),
+            "{path}"
+        );
+    }
+    // While root's apply holds it, another user is refused the file, not told to wait.
+    let during = nobody_flock(&lock, &["--nonblock", "--conflict-exit-code", "42"]).unwrap();
+    assert!(
+        during.status.code() != Some(42)
+            && !during.status.success()
+            && String::from_utf8_lossy(&during.stderr).contains("Permission denied"),
+        "{during:?}"
+    );
+    assert!(running.wait().unwrap().success(), "the apply went on");
+
+    // Nor can they hold it against the next apply: theirs fails at once, root's runs.
+    let mut holder = as_nobody("flock").unwrap();
+    let holder = holder
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let next = apply(&root, "1").output().unwrap();
+    assert!(
+        next.status.success(),
+        "{}",
+        String::from_utf8_lossy(&next.stderr)
+    );
+    let held = holder.wait_with_output().unwrap();
+    assert!(!held.status.success(), "nobody never held it: {held:?}");
+}
+
+#[test]
+fn a_lock_held_by_something_other_than_berth_is_named_as_such() {
+    let root = slow_host(0);
+    let first = apply(&root, "1").output().unwrap();
+    assert!(first.status.success(), "{first:?}");
+    let lock = root.join("/run/berth/lock");
+    let mut holder = Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    // `flock` holds it once `sleep` runs under it.
+    let pid = holder.id();
+    assert!(
+        within(Duration::from_secs(5), || {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .is_ok_and(|children| !children.trim().is_empty())
+        })
+        .is_some()
+    );
+    let blocked = apply(&root, "1").output().unwrap();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let stderr = String::from_utf8_lossy(&blocked.stderr);
+    assert_eq!(blocked.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: the run lock `/run/berth/lock` is held by pid {pid} (`flock`), which is not berth; waited 1 s for it"
+        )),
+        "{stderr}"
+    );
+}
