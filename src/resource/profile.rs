@@ -20,7 +20,9 @@ use crate::{
             spec::{container_warnings, order_by_after, resolve_container},
         },
         daemon::{self, DockerSection, DockerSettings, keys::DockerdVersion},
-        docker_object::{ObjectName, ObjectNames, Owner, labels, non_empty, string_map},
+        docker_object::{
+            Instance, ObjectName, ObjectNames, Owner, has_control, labels, non_empty, string_map,
+        },
         kernel_module::{self, KernelSection, ModuleName},
         network::resolve_network,
         network::{NetworkSection, NetworkSpec},
@@ -70,7 +72,7 @@ pub(crate) struct Profile {
     pub containers: Vec<ContainerSpec>,
     /// `berth.instance` on everything berth makes: the profile's `instance`, else the machine
     /// id (filled in by [`load`], which reads the host).
-    pub instance: String,
+    pub instance: Instance,
     /// Things worth knowing that are not errors, placed like errors (file, line, key);
     /// `validate` and `plan` print them.
     pub warnings: Vec<LocatedError>,
@@ -90,12 +92,16 @@ const MACHINE_ID: &str = "/etc/machine-id";
 const NO_MACHINE_ID: &str = "unknown";
 
 /// The machine id under the root, or [`NO_MACHINE_ID`] when there is none.
-fn machine_id(host: &Host) -> Result<String> {
+fn default_instance(host: &Host) -> Result<Instance> {
     let text = host.read_optional(&crate::host::host_path(MACHINE_ID))?;
-    Ok(text
+    let label = text
         .map(|text| text.trim().to_owned())
         .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| NO_MACHINE_ID.to_owned()))
+        .unwrap_or_else(|| NO_MACHINE_ID.to_owned());
+    Ok(Instance {
+        label,
+        earlier: None,
+    })
 }
 
 /// Reads, parses, merges and checks the given profiles, in order.
@@ -104,8 +110,8 @@ pub(crate) fn load(refs: &[ProfileRef], host: &Host) -> Result<Profile> {
     // Keys are checked against every dockerd version here, without running dockerd (53 ms, on
     // every run); daemon-config checks them against the running daemon's version.
     let mut profile = Profile::from_sources_for(names, &sources, None)?;
-    if profile.instance.is_empty() {
-        profile.instance = machine_id(host)?;
+    if profile.instance.label.is_empty() {
+        profile.instance = default_instance(host)?;
     }
     Ok(profile)
 }
@@ -161,14 +167,18 @@ impl Profile {
             dockerd,
             layers,
         ));
+        let instance_key = KeyPath::parse_dotted("instance");
         let instance = match layer.instance {
+            // berth refuses an object whose label holds a control character (see `orphan`).
+            Some(instance) if has_control(&instance) => {
+                problems.push(layers.error_at(
+                    &instance_key,
+                    "must not hold a control character (a newline, a tab)",
+                ));
+                String::new()
+            }
             Some(instance) => problems
-                .keep(non_empty(
-                    Some(instance),
-                    "",
-                    &KeyPath::parse_dotted("instance"),
-                    layers,
-                ))
+                .keep(non_empty(Some(instance), "", &instance_key, layers))
                 .unwrap_or_default(),
             None => String::new(),
         };
@@ -231,7 +241,10 @@ impl Profile {
             networks: objects.networks,
             volumes: objects.volumes,
             containers: objects.containers,
-            instance,
+            instance: Instance {
+                label: instance,
+                earlier: None,
+            },
             warnings,
             layer_digests: Vec::new(),
         })
@@ -246,7 +259,7 @@ impl Profile {
     pub(crate) fn owner(&self) -> Owner {
         Owner {
             profile: self.label(),
-            instance: self.instance.clone(),
+            instance: self.instance.label.clone(),
         }
     }
 }
@@ -397,8 +410,13 @@ mod tests {
     fn the_instance_is_the_profiles_else_the_machine_id_and_never_empty() {
         assert_eq!(
             profile(&["instance = \"ci-blue\"\n"]).unwrap().instance,
-            "ci-blue"
+            Instance {
+                label: "ci-blue".into(),
+                earlier: None
+            }
         );
+        let error = profile(&["instance = \"a\\nb\"\n"]).unwrap_err();
+        assert!(error.contains("control character"), "{error}");
         let error = profile(&["instance = \" \"\n"]).unwrap_err();
         assert!(
             error.contains("`instance`") && error.contains("must not be empty"),
@@ -407,10 +425,17 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let host = Host::new(root.path());
         let refs = [crate::profile::ProfileRef::Name(DEFAULT_PROFILE.to_owned())];
-        assert_eq!(load(&refs, &host).unwrap().instance, NO_MACHINE_ID);
+        assert_eq!(load(&refs, &host).unwrap().instance.label, NO_MACHINE_ID);
         std::fs::create_dir_all(root.path().join("etc")).unwrap();
-        std::fs::write(root.path().join("etc/machine-id"), "0123abcd\n").unwrap();
-        assert_eq!(load(&refs, &host).unwrap().instance, "0123abcd");
+        std::fs::write(
+            root.path().join("etc/machine-id"),
+            "0123456789abcdef0123456789abcdef\n",
+        )
+        .unwrap();
+        assert_eq!(
+            load(&refs, &host).unwrap().instance.label,
+            "0123456789abcdef0123456789abcdef"
+        );
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Issue 18, the Docker objects' half: without root, nobody can take or hold berth's run lock.
+//! Issue 18, the Docker objects' half: whoever can start a container beside berth (a CI job on
+//! the `socket` topology) cannot make berth remove what it never made, nor, without root, take
+//! or hold berth's run lock.
 
 use std::{
     os::unix::fs::{MetadataExt, PermissionsExt},
@@ -7,7 +9,179 @@ use std::{
     time::Duration,
 };
 
-use crate::harness::{BERTH, Root, as_nobody, within, write_executable};
+use crate::{
+    harness::{BERTH, Dockerd, Root, Run, as_nobody, berth, within, write_executable},
+    profiles::Converged,
+    require_dockerd,
+};
+
+const RUNNER: &str = "gitlab-runner";
+const DIND: &str = "gitlab-dind";
+const NETWORK: &str = "gitlab-runner-net";
+
+fn exists(dockerd: &Dockerd, kind: &str, name: &str) -> bool {
+    dockerd
+        .docker_unchecked([kind, "inspect", name])
+        .status
+        .success()
+}
+
+/// The line of `run`'s stdout about `id`, spaces collapsed.
+fn line_of(run: &Run, id: &str) -> String {
+    let line = run
+        .stdout
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(id))
+        .unwrap_or_else(|| panic!("no line for `{id}`:\n{}", run.stdout));
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn forged_label_values_never_make_berth_remove_what_it_did_not_make() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    let host = Converged::new(&root, &dockerd, "dind", "");
+    // The victims: made by someone else, no label at all.
+    dockerd.import_busybox("hostile-image:1");
+    dockerd.docker(["network", "create", "victim-net"]);
+    dockerd.docker([
+        "container",
+        "create",
+        "--name",
+        "victim-runner",
+        "hostile-image:1",
+    ]);
+    // The forgers claim to be berth's; their instance label, printed as `NAME\tINSTANCE\t...`
+    // lines, forged a line naming each victim as this instance's (no machine id here: the
+    // instance is `unknown`). Listed as text, both victims were removed.
+    dockerd.docker([
+        "network",
+        "create",
+        "--label",
+        "berth.managed=true",
+        "--label",
+        "berth.instance=x\nvictim-net\tunknown\t",
+        "forger-net",
+    ]);
+    dockerd.docker([
+        "container",
+        "create",
+        "--name",
+        "forger",
+        "--label",
+        "berth.managed=true",
+        "--label",
+        "berth.instance=x\nvictim-runner\tunknown\t",
+        "hostile-image:1",
+    ]);
+    let untouched = |when: &str| {
+        for (kind, name) in [
+            ("network", "victim-net"),
+            ("container", "victim-runner"),
+            ("network", "forger-net"),
+            ("container", "forger"),
+        ] {
+            assert!(exists(&dockerd, kind, name), "{kind} {name} is left {when}");
+        }
+    };
+    let said_refused = |run: &Run| {
+        for id in ["container/forger", "network/forger-net"] {
+            assert!(
+                line_of(run, id).starts_with(&format!(
+                    "{id} (refused: labelled `berth.managed=true`, but its label \"berth.instance\" holds a control character;"
+                )),
+                "{}",
+                run.stdout
+            );
+        }
+        assert!(!run.stdout.contains("victim"), "{}", run.stdout);
+    };
+
+    // Nothing else to do: refused is said, and is not a change.
+    let plan = host.run("plan");
+    plan.code(0);
+    said_refused(&plan);
+    let apply = host.run("apply");
+    apply.code(0);
+    said_refused(&apply);
+    untouched("after apply");
+
+    let destroy_plan = host.run_with("plan", &["--destroy"]);
+    destroy_plan.code(2);
+    said_refused(&destroy_plan);
+    let destroy = host.run_with("destroy", &["--yes", "--purge"]);
+    destroy.code(0);
+    said_refused(&destroy);
+    untouched("after destroy");
+    for (kind, name) in [
+        ("container", RUNNER),
+        ("container", DIND),
+        ("network", NETWORK),
+    ] {
+        assert!(
+            !exists(&dockerd, kind, name),
+            "berth's own {kind} {name} went"
+        );
+    }
+}
+
+#[test]
+fn a_volume_swapped_after_the_listing_is_never_removed() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    let host = Converged::new(&root, &dockerd, "dind", "");
+    let volume = "gitlab-dind-data";
+    // A `docker` that, as berth looks at the volume again right before removing it, has
+    // someone put a volume of their own under that name (a volume has no ID but its name).
+    let bin = root.scratch("swap-docker");
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v docker"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    write_executable(
+        &bin,
+        "docker",
+        &format!(
+            r#"#!/bin/sh
+if [ "$1 $2" = "volume inspect" ]; then
+    n=$(cat '{dir}/inspects' 2>/dev/null || echo 0); n=$((n + 1)); echo $n > '{dir}/inspects'
+    # The first is the listing's; the second, berth's last look before `volume rm`.
+    if [ $n = 2 ]; then
+        '{real}' volume rm {volume} >/dev/null
+        '{real}' volume create --label owner=someone-else {volume} >/dev/null
+    fi
+fi
+exec '{real}' "$@"
+"#,
+            dir = bin.display(),
+            real = real.trim(),
+        ),
+    );
+    let destroy = berth(&root)
+        .docker(&dockerd)
+        .path_first(&bin)
+        .args(["destroy", "--yes", "--purge"])
+        .args(host.args())
+        .run();
+    destroy.code(1);
+    assert!(
+        destroy.stderr.contains(&format!(
+            "caused by: refused to remove volume `{volume}`: looked at again by its name, it no longer carries `berth.managed=true`"
+        )),
+        "{}",
+        destroy.transcript()
+    );
+    let labels = dockerd.docker(["volume", "inspect", "--format", "{{json .Labels}}", volume]);
+    assert_eq!(
+        labels.trim(),
+        r#"{"owner":"someone-else"}"#,
+        "their volume is left"
+    );
+}
 
 /// A root that reads like a host's to another user (`/` and `/run` searchable, as they are),
 /// whose apply takes `seconds` in a stub `modprobe`, so the lock is held that long.
