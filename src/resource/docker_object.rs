@@ -29,8 +29,8 @@ const RESERVED_LABEL_PREFIX: &str = "berth.";
 pub(crate) const LABEL_MANAGED: &str = "berth.managed";
 pub(crate) const LABEL_PROFILE: &str = "berth.profile";
 pub(crate) const LABEL_SPEC_HASH: &str = "berth.spec-hash";
-/// Which berth configuration made the object (`instance`, by default the machine id), so that
-/// two on one daemon never take each other's objects for orphans.
+/// Which berth configuration made the object (`instance`, by default an HMAC of the machine
+/// id), so that two on one daemon never take each other's objects for orphans.
 pub(crate) const LABEL_INSTANCE: &str = "berth.instance";
 
 /// Which berth configuration this is, as the `berth.instance` label of its objects says.

@@ -51,7 +51,7 @@ pub(crate) struct ProfileLayer {
     /// `--registry-mirror` flags.
     pub registry_mirrors: Option<Vec<String>>,
     /// Which berth configuration this is, on a daemon that several share; labels what berth
-    /// makes (`berth.instance`) [default: the machine id].
+    /// makes (`berth.instance`) [default: an HMAC of the machine id].
     pub instance: Option<String>,
     pub networks: Option<indexmap::IndexMap<ObjectName, NetworkSection>>,
     pub volumes: Option<indexmap::IndexMap<ObjectName, VolumeSection>>,
@@ -70,8 +70,8 @@ pub(crate) struct Profile {
     pub volumes: Vec<VolumeSpec>,
     /// In converge order: every container after those in its `after`.
     pub containers: Vec<ContainerSpec>,
-    /// `berth.instance` on everything berth makes: the profile's `instance`, else the machine
-    /// id (filled in by [`load`], which reads the host).
+    /// `berth.instance` on everything berth makes: the profile's `instance`, else the
+    /// machine id's app-specific HMAC (filled in by [`load`], which reads the host).
     pub instance: Instance,
     /// Things worth knowing that are not errors, placed like errors (file, line, key);
     /// `validate` and `plan` print them.
@@ -86,22 +86,55 @@ pub(crate) struct Profile {
 /// starts, finds no runner in config.toml and takes no jobs, which nothing else would tell.
 pub(crate) const NO_RUNNER_DECLARED: &str = "no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)";
 
-/// Where the machine id, the default instance, is read.
+/// Where the machine id, which the default instance is made from, is read.
 const MACHINE_ID: &str = "/etc/machine-id";
 /// The instance of a host without a machine id (a container, a bare root under `--root`).
 const NO_MACHINE_ID: &str = "unknown";
+/// berth's application ID (made once with `systemd-id128 new`): machine-id(5) asks that the
+/// machine id never be published as it is, but as an HMAC keyed by it over an ID of the
+/// application's own. `systemd-id128 machine-id --app-specific=d0598ab36e01462894ed1099e13ed3ce`
+/// prints the default instance.
+const APP_ID: [u8; 16] = [
+    0xd0, 0x59, 0x8a, 0xb3, 0x6e, 0x01, 0x46, 0x28, 0x94, 0xed, 0x10, 0x99, 0xe1, 0x3e, 0xd3, 0xce,
+];
 
-/// The machine id under the root, or [`NO_MACHINE_ID`] when there is none.
+/// The default instance: the machine id's app-specific ID, as systemd's
+/// `sd_id128_get_machine_app_specific` makes it (HMAC-SHA256 keyed by the id's 16 bytes over
+/// [`APP_ID`], its first 16 bytes marked as a version 4 UUID), with the raw id berth labelled
+/// with before as the earlier label; [`NO_MACHINE_ID`] when the root has no machine id.
 fn default_instance(host: &Host) -> Result<Instance> {
     let text = host.read_optional(&crate::host::host_path(MACHINE_ID))?;
-    let label = text
+    let Some(machine_id) = text
         .map(|text| text.trim().to_owned())
         .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| NO_MACHINE_ID.to_owned());
+    else {
+        return Ok(Instance {
+            label: NO_MACHINE_ID.to_owned(),
+            earlier: None,
+        });
+    };
     Ok(Instance {
-        label,
-        earlier: None,
+        label: app_specific_id(&machine_id),
+        earlier: Some(machine_id),
     })
+}
+
+/// [`default_instance`]'s HMAC. A machine id that is not 32 hexadecimal digits (never on a
+/// systemd host) keys it with its text as it is.
+fn app_specific_id(machine_id: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let key = hex::decode(machine_id)
+        .ok()
+        .filter(|bytes| bytes.len() == 16)
+        .unwrap_or_else(|| machine_id.as_bytes().to_vec());
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes a key of any length");
+    mac.update(&APP_ID);
+    let mut id: [u8; 16] = mac.finalize().into_bytes()[..16]
+        .try_into()
+        .expect("SHA-256 is 32 bytes");
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    hex::encode(id)
 }
 
 /// Reads, parses, merges and checks the given profiles, in order.
@@ -407,7 +440,7 @@ mod tests {
         clippy::disallowed_methods,
         reason = "the test writes the machine id under a temporary root"
     )]
-    fn the_instance_is_the_profiles_else_the_machine_id_and_never_empty() {
+    fn the_instance_is_the_profiles_else_the_machine_ids_hmac_and_never_empty() {
         assert_eq!(
             profile(&["instance = \"ci-blue\"\n"]).unwrap().instance,
             Instance {
@@ -432,9 +465,14 @@ mod tests {
             "0123456789abcdef0123456789abcdef\n",
         )
         .unwrap();
+        // What `systemd-id128 machine-id --app-specific=d0598ab36e01462894ed1099e13ed3ce`
+        // printed for that machine id: the raw id is published nowhere, and still counts.
         assert_eq!(
-            load(&refs, &host).unwrap().instance.label,
-            "0123456789abcdef0123456789abcdef"
+            load(&refs, &host).unwrap().instance,
+            Instance {
+                label: "cf22852b4dc14e98ac772f8db7ab3721".into(),
+                earlier: Some("0123456789abcdef0123456789abcdef".into()),
+            }
         );
     }
 

@@ -1,6 +1,7 @@
 //! Issue 18, the Docker objects' half: whoever can start a container beside berth (a CI job on
 //! the `socket` topology) cannot make berth remove what it never made, nor, without root, take
-//! or hold berth's run lock.
+//! or hold berth's run lock; and the `berth.instance` label, now an HMAC of the machine id,
+//! still counts the objects an earlier berth labelled with the raw id as this instance's.
 
 use std::{
     os::unix::fs::{MetadataExt, PermissionsExt},
@@ -10,7 +11,9 @@ use std::{
 };
 
 use crate::{
-    harness::{BERTH, Dockerd, Root, Run, as_nobody, berth, within, write_executable},
+    harness::{
+        BERTH, Dockerd, Root, Run, as_nobody, berth, profile_file, within, write_executable,
+    },
     profiles::Converged,
     require_dockerd,
 };
@@ -331,4 +334,71 @@ fn a_lock_held_by_something_other_than_berth_is_named_as_such() {
         )),
         "{stderr}"
     );
+}
+
+#[test]
+fn an_upgrade_from_the_raw_machine_id_label_replaces_and_orphans_nothing() {
+    const MACHINE_ID: &str = "0123456789abcdef0123456789abcdef";
+    // `systemd-id128 machine-id --app-specific=d0598ab36e01462894ed1099e13ed3ce` for it.
+    const INSTANCE: &str = "cf22852b4dc14e98ac772f8db7ab3721";
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    root.write("/etc/machine-id", &format!("{MACHINE_ID}\n"));
+    // What an earlier berth made: everything labelled with the raw machine id.
+    let mut host = Converged::new(
+        &root,
+        &dockerd,
+        "dind",
+        &format!("instance = \"{MACHINE_ID}\"\n"),
+    );
+    let label = |kind: &str, name: &str| {
+        let format = if kind == "container" {
+            "{{index .Config.Labels \"berth.instance\"}}"
+        } else {
+            "{{index .Labels \"berth.instance\"}}"
+        };
+        dockerd
+            .docker([kind, "inspect", "--format", format, name])
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(label("container", RUNNER), MACHINE_ID);
+    let ids = host.ids();
+    // Another machine's objects on this daemon, labelled the old way: never this instance's.
+    dockerd.docker([
+        "network",
+        "create",
+        "--label",
+        "berth.managed=true",
+        "--label",
+        "berth.instance=fedcba9876543210fedcba9876543210",
+        "their-net",
+    ]);
+
+    // The new default: no `instance` in the profile.
+    let test_layer = host.layers.len() - 1;
+    host.layers[test_layer] = profile_file(&root.join("/work"), "test", "");
+    host.converged();
+    let apply = host.run("apply");
+    apply.code(0);
+    assert!(apply.stdout.contains("Nothing to do"), "{}", apply.stdout);
+    assert_eq!(host.ids(), ids, "no container replaced");
+
+    // What it makes now is labelled with the HMAC; the raw id is published no more.
+    host.layer("more", "[networks.extra-net]\n");
+    host.run("apply").code(0);
+    assert_eq!(label("network", "extra-net"), INSTANCE);
+    assert_eq!(host.ids(), ids);
+
+    // Destroy takes both kinds of label as this instance's, and never the other machine's.
+    host.run_with("destroy", &["--yes"]).code(0);
+    for (kind, name) in [
+        ("container", RUNNER),
+        ("container", DIND),
+        ("network", NETWORK),
+        ("network", "extra-net"),
+    ] {
+        assert!(!exists(&dockerd, kind, name), "{kind} {name} went");
+    }
+    assert!(exists(&dockerd, "network", "their-net"));
 }
