@@ -294,7 +294,7 @@ pub(crate) fn prefetch(
     let program = context.docker.program();
     let (status, networks, volumes, containers, listing) = std::thread::scope(|scope| {
         let status = scope.spawn(|| client::query_status(program));
-        let listing = scope.spawn(|| crate::resource::orphan::list(program, instance));
+        let listing = scope.spawn(|| crate::resource::orphan::list(program, instance, names));
         let networks = scope.spawn(|| client::fetch::<NetworkInfo>(program, &names.networks));
         let volumes = scope.spawn(|| client::fetch::<VolumeInfo>(program, &names.volumes));
         let containers = scope.spawn(|| {

@@ -17,9 +17,9 @@
 //!
 //! Whoever can start a container here (a CI job on the `socket` topology) can label it as they
 //! like, so a listing is read as Docker's JSON, never as text a label value could forge lines
-//! of: each listing prints one JSON array a line (the ID and the instance label, escaped by
-//! Docker's `json`), and one batched `inspect` of this instance's IDs gives each object's name
-//! and labels as Docker's own document. An object whose name or
+//! of: each listing prints one JSON array a line (ID, name and instance label, escaped by
+//! Docker's `json`), and one batched `inspect` of the IDs that may be orphans gives each
+//! object's name and labels as Docker's own document. An object whose name or
 //! labels hold a control character is not berth's (berth never makes one): it is reported as
 //! refused and never acted on. Every removal re-inspects its object by ID first and goes ahead
 //! only if it still carries `berth.managed=true` and this instance's label, so an object
@@ -109,13 +109,16 @@ pub(crate) struct Listing {
 }
 
 /// The three listings, run side by side; callable from any thread (`prefetch` runs it beside
-/// its inspects). Objects of another instance are left out before the inspect (they cost
-/// nothing), unless their instance label holds a control character (a forgery, reported).
-pub(crate) fn list(program: &str, instance: &Instance) -> Result<Listing> {
+/// its inspects). Only what may be an orphan is inspected: this instance's objects that
+/// `declared` does not name (so a converged host inspects nothing more), and any whose name or
+/// instance label holds a control character (a forgery, reported).
+pub(crate) fn list(program: &str, instance: &Instance, declared: &ObjectNames) -> Result<Listing> {
     let (containers, networks, volumes) = std::thread::scope(|scope| {
-        let containers = scope.spawn(|| list_kind(program, Kind::Container, instance));
-        let networks = scope.spawn(|| list_kind(program, Kind::Network, instance));
-        let volumes = scope.spawn(|| list_kind(program, Kind::Volume, instance));
+        let containers =
+            scope.spawn(|| list_kind(program, Kind::Container, instance, &declared.containers));
+        let networks =
+            scope.spawn(|| list_kind(program, Kind::Network, instance, &declared.networks));
+        let volumes = scope.spawn(|| list_kind(program, Kind::Volume, instance, &declared.volumes));
         (containers.join(), networks.join(), volumes.join())
     });
     let joined = |result: std::thread::Result<Result<Vec<Listed>>>| {
@@ -137,21 +140,32 @@ fn word(kind: Kind) -> &'static str {
     }
 }
 
-/// `docker … ls --filter label=berth.managed=true`, printing each object's ID (a volume's name)
-/// and instance label as one JSON array a line, then one `docker KIND inspect` of those worth
-/// a look.
-fn list_kind(program: &str, kind: Kind, instance: &Instance) -> Result<Vec<Listed>> {
+/// `docker … ls --filter label=berth.managed=true`, printing each object's ID (a volume's
+/// name), name and instance label as one JSON array a line, then one `docker KIND inspect` of
+/// those worth a look.
+fn list_kind(
+    program: &str,
+    kind: Kind,
+    instance: &Instance,
+    declared: &[String],
+) -> Result<Vec<Listed>> {
     let mut args: Vec<String> = match kind {
         Kind::Container => vec!["ps".into(), "--all".into(), "--no-trunc".into()],
         Kind::Network => vec!["network".into(), "ls".into(), "--no-trunc".into()],
         _ => vec!["volume".into(), "ls".into()],
     };
-    let field = if kind == Kind::Volume { "Name" } else { "ID" };
+    let (id, name) = match kind {
+        Kind::Container => ("ID", "Names"),
+        Kind::Network => ("ID", "Name"),
+        _ => ("Name", "Name"),
+    };
     args.extend([
         "--filter".into(),
         format!("label={LABEL_MANAGED}=true"),
         "--format".into(),
-        format!("[{{{{json .{field}}}}},{{{{json (.Label \"{LABEL_INSTANCE}\")}}}}]"),
+        format!(
+            "[{{{{json .{id}}}}},{{{{json .{name}}}}},{{{{json (.Label \"{LABEL_INSTANCE}\")}}}}]"
+        ),
     ]);
     let line = CommandLine::new(program, args);
     let output = exec::run_with_timeout(&line, LIST_TIMEOUT)
@@ -159,8 +173,12 @@ fn list_kind(program: &str, kind: Kind, instance: &Instance) -> Result<Vec<Liste
     let ids: Vec<String> = parse_lines(kind, &output.stdout)
         .with_context(|| format!("`{line}` printed something berth cannot read"))?
         .into_iter()
-        .filter(|(_, label)| instance.owns(label) || has_control(label))
-        .map(|(id, _)| id)
+        .filter(|(_, name, label)| {
+            (instance.owns(label) && !declared.contains(name))
+                || has_control(name)
+                || has_control(label)
+        })
+        .map(|(id, _, _)| id)
         .collect();
     let raw: Vec<Json> = docker::inspect(program, word(kind), &ids)?;
     raw.iter()
@@ -180,22 +198,22 @@ fn list_kind(program: &str, kind: Kind, instance: &Instance) -> Result<Vec<Liste
         })
 }
 
-/// What a listing printed, one JSON array a line: the ID (a volume's name) and the instance
-/// label. Docker's `json` escapes every control character, so no name or label can add a
-/// line. A container's or network's ID is 64 hexadecimal digits; anything else is refused
-/// whole.
-fn parse_lines(kind: Kind, stdout: &str) -> Result<Vec<(String, String)>> {
+/// What a listing printed, one JSON array a line: the ID (a volume's name), the name and the
+/// instance label. Docker's `json` escapes every control character, so no name or label can
+/// add a line. A container's or network's ID is 64 hexadecimal digits; anything else is
+/// refused whole.
+fn parse_lines(kind: Kind, stdout: &str) -> Result<Vec<(String, String, String)>> {
     stdout
         .lines()
         .filter(|line| !line.trim().is_empty())
         .map(|line| {
-            let (id, instance): (String, String) = serde_json::from_str(line)
-                .with_context(|| format!("{} is not a JSON [ID, instance]", escaped(line)))?;
+            let (id, name, instance): (String, String, String) = serde_json::from_str(line)
+                .with_context(|| format!("{} is not a JSON [ID, name, instance]", escaped(line)))?;
             let hex = id.len() == 64 && id.bytes().all(|byte| byte.is_ascii_hexdigit());
             if kind != Kind::Volume && !hex {
                 bail!("{} is not a Docker ID", escaped(&id));
             }
-            Ok((id, instance))
+            Ok((id, name, instance))
         })
         .collect()
 }
@@ -730,17 +748,25 @@ volumes = ["data:/data"]
     fn a_listing_is_one_json_array_a_line_and_anything_else_is_refused_whole() {
         let id = "ab".repeat(32);
         assert_eq!(
-            parse_lines(Kind::Container, &format!("[\"{id}\",\"me\"]\n\n")).unwrap(),
-            vec![(id.clone(), "me".to_owned())]
+            parse_lines(
+                Kind::Container,
+                &format!("[\"{id}\",\"runner\",\"me\"]\n\n")
+            )
+            .unwrap(),
+            vec![(id.clone(), "runner".to_owned(), "me".to_owned())]
         );
         // A label is whatever the JSON string says, escapes included: one line, one object.
         assert_eq!(
-            parse_lines(Kind::Volume, "[\"data\",\"x\\nvictim\\tme\"]\n").unwrap(),
-            vec![("data".to_owned(), "x\nvictim\tme".to_owned())]
+            parse_lines(Kind::Volume, "[\"data\",\"data\",\"x\\nvictim\\tme\"]\n").unwrap(),
+            vec![(
+                "data".to_owned(),
+                "data".to_owned(),
+                "x\nvictim\tme".to_owned()
+            )]
         );
         // What the old tab-separated format printed, and an ID that is none.
         assert!(parse_lines(Kind::Container, "victim\tme\t\n").is_err());
-        assert!(parse_lines(Kind::Network, "[\"victim\",\"me\"]\n").is_err());
+        assert!(parse_lines(Kind::Network, "[\"victim\",\"victim\",\"me\"]\n").is_err());
     }
 
     #[test]
