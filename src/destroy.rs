@@ -27,7 +27,7 @@ use crate::{
     resource::{
         self, AnyResource, Context,
         berth_unit::BerthUnit,
-        docker_object::{self, ObjectNames, Reach},
+        docker_object::{self, Instance, ObjectNames, Reach},
         kernel_module::KernelModule,
         orphan::{self, Handling},
         profile::Profile,
@@ -83,7 +83,7 @@ pub(crate) fn run(settings: &Settings, printer: &Printer, request: Request) -> R
         host: &settings.host,
         docker: &docker,
     };
-    let listing = listing(&context)?;
+    let listing = listing(&context, &profile.instance)?;
     let resources = resources(&profile, &settings.host, listing.as_ref(), request.purge);
     let plan = engine::run(
         &resources,
@@ -150,8 +150,8 @@ pub(crate) fn run(settings: &Settings, printer: &Printer, request: Request) -> R
 }
 
 /// What berth made on this daemon; `None` when no Docker is installed (runners still go).
-fn listing(context: &Context) -> Result<Option<orphan::Listing>> {
-    let listed = docker_object::prefetch(context, &ObjectNames::default());
+fn listing(context: &Context, instance: &Instance) -> Result<Option<orphan::Listing>> {
+    let listed = docker_object::prefetch(context, &ObjectNames::default(), instance);
     Ok(match listed {
         Some(listing) => Some(listing?),
         None => match docker_object::reach(context) {

@@ -401,7 +401,11 @@ fn look(settings: &Settings, profile: &Profile, pass: Pass) -> Looked {
     let mut resources = resource::from_profile(profile, &settings.options);
     // berth's own listings ride along with the prefetch: a converged run pays for them in the
     // time of the slowest query, not after it.
-    match resource::docker_object::prefetch(&context, &ObjectNames::from_profile(profile)) {
+    match resource::docker_object::prefetch(
+        &context,
+        &ObjectNames::from_profile(profile),
+        &profile.instance,
+    ) {
         Some(Ok(listing)) => {
             let orphans = resource::orphan::find(
                 &listing,

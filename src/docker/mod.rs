@@ -7,7 +7,7 @@ pub(crate) mod pull;
 pub(crate) mod unit;
 
 use std::{
-    any::Any,
+    any::{Any, TypeId},
     cell::RefCell,
     collections::{BTreeMap, BTreeSet, HashMap},
     rc::Rc,
@@ -102,8 +102,9 @@ pub(crate) fn normalize_mirror(mirror: &str) -> String {
 pub(crate) struct Docker {
     program: String,
     status: RefCell<Option<DaemonStatus>>,
-    /// One `Batch<T>` per kind, keyed by [`Inspect::KIND`].
-    inspected: RefCell<HashMap<&'static str, Box<dyn Any>>>,
+    /// One `Batch<T>` per inspect type: two types may read one kind (a container by its name,
+    /// an orphan container by its ID).
+    inspected: RefCell<HashMap<TypeId, Box<dyn Any>>>,
     /// What the last answer about each object said of its identity (`container/NAME` →
     /// [`identity`]), kept past [`Docker::invalidate`]: a saved plan's fingerprint.
     identities: RefCell<BTreeMap<String, Json>>,
@@ -234,7 +235,7 @@ impl Docker {
         );
         let found = Rc::new(fetched.found);
         self.inspected.borrow_mut().insert(
-            T::KIND,
+            TypeId::of::<T>(),
             Box::new(Batch {
                 asked: names.iter().cloned().collect(),
                 found: Rc::clone(&found),
@@ -351,7 +352,7 @@ impl Docker {
         if let Some(found) = self
             .inspected
             .borrow()
-            .get(T::KIND)
+            .get(&TypeId::of::<T>())
             .and_then(|batch| batch.downcast_ref::<Batch<T>>())
             .and_then(|batch| batch.covers(names))
         {
@@ -363,7 +364,11 @@ impl Docker {
 
 /// `docker KIND inspect NAME…`. For names that do not exist the CLI prints the others and
 /// exits 1 with one "No such …"/"not found" line each: that is an answer, not a failure.
-fn inspect<T: DeserializeOwned>(program: &str, kind: &str, names: &[String]) -> Result<Vec<T>> {
+pub(crate) fn inspect<T: DeserializeOwned>(
+    program: &str,
+    kind: &str,
+    names: &[String],
+) -> Result<Vec<T>> {
     if names.is_empty() {
         return Ok(Vec::new());
     }

@@ -29,9 +29,34 @@ const RESERVED_LABEL_PREFIX: &str = "berth.";
 pub(crate) const LABEL_MANAGED: &str = "berth.managed";
 pub(crate) const LABEL_PROFILE: &str = "berth.profile";
 pub(crate) const LABEL_SPEC_HASH: &str = "berth.spec-hash";
-/// Which berth configuration made the object (`instance`, by default the machine id), so that
-/// two on one daemon never take each other's objects for orphans.
+/// Which berth configuration made the object (`instance`, by default an HMAC of the machine
+/// id), so that two on one daemon never take each other's objects for orphans.
 pub(crate) const LABEL_INSTANCE: &str = "berth.instance";
+
+/// Which berth configuration this is, as the `berth.instance` label of its objects says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Instance {
+    /// What berth labels the objects it makes with.
+    pub label: String,
+    /// What an earlier berth labelled this same instance's objects with: the raw machine id,
+    /// before the default became its HMAC. Still this instance's, so an upgrade replaces and
+    /// orphans nothing.
+    pub earlier: Option<String>,
+}
+
+impl Instance {
+    /// True when an object labelled `label` (empty: no label) is this instance's: its label,
+    /// the earlier one, or none at all (made by a berth from before the label).
+    pub(crate) fn owns(&self, label: &str) -> bool {
+        label.is_empty() || label == self.label || self.earlier.as_deref() == Some(label)
+    }
+}
+
+/// True when `text` holds a control character (a newline, a tab, an escape): no name or label
+/// berth gives has one, and printed or parsed as text one can forge what follows it.
+pub(crate) fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
 
 /// Who makes an object: the profiles (recorded as `berth.profile`) and the instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +171,16 @@ pub(crate) fn labels(
     layers: &Layers,
 ) -> Result<BTreeMap<String, String>, LocatedError> {
     let labels = string_map(map, key, layers)?;
+    // berth refuses to remove an object whose labels hold one (see `orphan`): it never makes one.
+    if let Some((label, _)) = labels
+        .iter()
+        .find(|(label, value)| has_control(label) || has_control(value))
+    {
+        return Err(layers.error_at(
+            &key.key(label),
+            "a label must not hold a control character (a newline, a tab)",
+        ));
+    }
     if let Some(reserved) = labels
         .keys()
         .find(|label| label.starts_with(RESERVED_LABEL_PREFIX))
@@ -246,6 +281,7 @@ impl<T> Observed<T> {
 pub(crate) fn prefetch(
     context: &Context,
     names: &ObjectNames,
+    instance: &Instance,
 ) -> Option<Result<crate::resource::orphan::Listing>> {
     use crate::{
         docker::{self as client},
@@ -258,7 +294,7 @@ pub(crate) fn prefetch(
     let program = context.docker.program();
     let (status, networks, volumes, containers, listing) = std::thread::scope(|scope| {
         let status = scope.spawn(|| client::query_status(program));
-        let listing = scope.spawn(|| crate::resource::orphan::list(program));
+        let listing = scope.spawn(|| crate::resource::orphan::list(program, instance, names));
         let networks = scope.spawn(|| client::fetch::<NetworkInfo>(program, &names.networks));
         let volumes = scope.spawn(|| client::fetch::<VolumeInfo>(program, &names.volumes));
         let containers = scope.spawn(|| {

@@ -1,8 +1,8 @@
 //! Orphans: containers, networks and volumes berth made (`berth.managed=true`, this instance's
 //! `berth.instance`) that the profiles no longer declare, and everything berth made when
 //! `berth destroy` runs. Each is a resource of its own, `container/NAME`, `network/NAME` or
-//! `volume/NAME`, built from one listing per kind (`docker ps -a`, `network ls`, `volume ls`,
-//! filtered on berth's label) as removed runners are built from the ledger.
+//! `volume/NAME`, built from one listing per kind (filtered on berth's label) as removed
+//! runners are built from the ledger.
 //!
 //! - A container is drained as a replacement drains it: its restart policy turned off (so a
 //!   daemon restart cannot revive it), stopped with its own stop signal and timeout
@@ -14,19 +14,35 @@
 //!
 //! An object another instance made (another `instance`, another machine on a shared daemon) is
 //! never listed; one without an instance label (made before berth had it) is this instance's.
+//!
+//! Whoever can start a container here (a CI job on the `socket` topology) can label it as they
+//! like, so a listing is read as Docker's JSON, never as text a label value could forge lines
+//! of: each listing prints one JSON array a line (ID, name and instance label, escaped by
+//! Docker's `json`), and one batched `inspect` of the IDs that may be orphans gives each
+//! object's name and labels as Docker's own document. An object whose name or
+//! labels hold a control character is not berth's (berth never makes one): it is reported as
+//! refused and never acted on. Every removal re-inspects its object by ID first and goes ahead
+//! only if it still carries `berth.managed=true` and this instance's label, so an object
+//! swapped in since the listing is never removed; and it removes by ID, never by a name.
 
 use std::{collections::BTreeMap, rc::Rc, time::Duration};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
+use serde::Deserialize;
+use serde_json::Value as Json;
 
 use crate::{
+    docker::{self, Inspect},
     host::exec::{self, CommandLine},
     plan::{Action, Change, Diff, Kind, ResourceId},
     resource::{
         Context, Earlier, Resource,
         container::{self, inspect::ContainerInfo},
         daemon::service::DaemonService,
-        docker_object::{LABEL_INSTANCE, LABEL_MANAGED, LABEL_SPEC_HASH, ObjectNames, Observed},
+        docker_object::{
+            Instance, LABEL_INSTANCE, LABEL_MANAGED, LABEL_SPEC_HASH, Labels, ObjectNames,
+            Observed, has_control,
+        },
         profile::Profile,
     },
 };
@@ -37,13 +53,51 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(60);
 /// the replacement itself.
 const PROBE_SUFFIX: &str = ".berth-probe";
 
-/// One object a listing found with berth's label.
+/// One object a listing found with berth's label, as Docker's inspect says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Listed {
+    /// The full ID, which a removal re-inspects and removes it by; a volume's name (volumes
+    /// have no other).
+    pub id: String,
     pub name: String,
-    /// `berth.instance`, empty when the object has none.
-    pub instance: String,
-    pub spec_hash: String,
+    pub labels: Labels,
+}
+
+impl Listed {
+    /// The label's value, empty when the object has none.
+    fn label(&self, key: &str) -> &str {
+        self.labels.get(key).map_or("", String::as_str)
+    }
+
+    /// Why berth will not act on it: a name or a label with a control character, which berth
+    /// never gives and which printed as text forges what follows it.
+    fn refusal(&self) -> Option<String> {
+        if has_control(&self.name) {
+            return Some(format!(
+                "its name {} holds a control character",
+                escaped(&self.name)
+            ));
+        }
+        self.labels
+            .iter()
+            .find(|(key, value)| has_control(key) || has_control(value))
+            .map(|(key, _)| format!("its label {} holds a control character", escaped(key)))
+    }
+
+    /// How a line of output names it: by name, or, when the name cannot be printed as it is,
+    /// by its short ID (a volume, which has none, by its name escaped).
+    fn shown_name(&self, kind: Kind) -> String {
+        match kind {
+            _ if !has_control(&self.name) => self.name.clone(),
+            Kind::Volume => escaped(&self.name),
+            _ => self.id[..self.id.len().min(12)].to_owned(),
+        }
+    }
+}
+
+/// `text` quoted, its control characters escaped (`"a\nb"`): safe on a terminal and a line.
+fn escaped(text: &str) -> String {
+    format!("{text:?}")
 }
 
 /// What berth made on this daemon, by kind, from one listing each.
@@ -55,12 +109,16 @@ pub(crate) struct Listing {
 }
 
 /// The three listings, run side by side; callable from any thread (`prefetch` runs it beside
-/// its inspects).
-pub(crate) fn list(program: &str) -> Result<Listing> {
+/// its inspects). Only what may be an orphan is inspected: this instance's objects that
+/// `declared` does not name (so a converged host inspects nothing more), and any whose name or
+/// instance label holds a control character (a forgery, reported).
+pub(crate) fn list(program: &str, instance: &Instance, declared: &ObjectNames) -> Result<Listing> {
     let (containers, networks, volumes) = std::thread::scope(|scope| {
-        let containers = scope.spawn(|| list_kind(program, &["ps", "--all"]));
-        let networks = scope.spawn(|| list_kind(program, &["network", "ls"]));
-        let volumes = scope.spawn(|| list_kind(program, &["volume", "ls"]));
+        let containers =
+            scope.spawn(|| list_kind(program, Kind::Container, instance, &declared.containers));
+        let networks =
+            scope.spawn(|| list_kind(program, Kind::Network, instance, &declared.networks));
+        let volumes = scope.spawn(|| list_kind(program, Kind::Volume, instance, &declared.volumes));
         (containers.join(), networks.join(), volumes.join())
     });
     let joined = |result: std::thread::Result<Result<Vec<Listed>>>| {
@@ -73,38 +131,127 @@ pub(crate) fn list(program: &str) -> Result<Listing> {
     })
 }
 
-/// `docker … ls --filter label=berth.managed=true`, one object a line: its name, instance and
-/// spec hash, tab-separated (names and label values hold no tab).
-fn list_kind(program: &str, command: &[&str]) -> Result<Vec<Listed>> {
-    let format = format!(
-        "{{{{.Name{}}}}}\t{{{{.Label \"{LABEL_INSTANCE}\"}}}}\t{{{{.Label \"{LABEL_SPEC_HASH}\"}}}}",
-        // `docker ps` calls the field `Names`.
-        if command[0] == "ps" { "s" } else { "" }
-    );
-    let mut args: Vec<String> = command.iter().map(|word| (*word).to_owned()).collect();
+/// The CLI's word for a kind of object.
+fn word(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Container => "container",
+        Kind::Network => "network",
+        _ => "volume",
+    }
+}
+
+/// `docker … ls --filter label=berth.managed=true`, printing each object's ID (a volume's
+/// name), name and instance label as one JSON array a line, then one `docker KIND inspect` of
+/// those worth a look.
+fn list_kind(
+    program: &str,
+    kind: Kind,
+    instance: &Instance,
+    declared: &[String],
+) -> Result<Vec<Listed>> {
+    let mut args: Vec<String> = match kind {
+        Kind::Container => vec!["ps".into(), "--all".into(), "--no-trunc".into()],
+        Kind::Network => vec!["network".into(), "ls".into(), "--no-trunc".into()],
+        _ => vec!["volume".into(), "ls".into()],
+    };
+    let (id, name) = match kind {
+        Kind::Container => ("ID", "Names"),
+        Kind::Network => ("ID", "Name"),
+        _ => ("Name", "Name"),
+    };
     args.extend([
         "--filter".into(),
         format!("label={LABEL_MANAGED}=true"),
         "--format".into(),
-        format,
+        format!(
+            "[{{{{json .{id}}}}},{{{{json .{name}}}}},{{{{json (.Label \"{LABEL_INSTANCE}\")}}}}]"
+        ),
     ]);
     let line = CommandLine::new(program, args);
     let output = exec::run_with_timeout(&line, LIST_TIMEOUT)
         .with_context(|| format!("failed to list what berth made (`{line}`)"))?;
-    Ok(output
-        .stdout
+    let ids: Vec<String> = parse_lines(kind, &output.stdout)
+        .with_context(|| format!("`{line}` printed something berth cannot read"))?
+        .into_iter()
+        .filter(|(_, name, label)| {
+            (instance.owns(label) && !declared.contains(name))
+                || has_control(name)
+                || has_control(label)
+        })
+        .map(|(id, _, _)| id)
+        .collect();
+    let raw: Vec<Json> = docker::inspect(program, word(kind), &ids)?;
+    raw.iter()
+        .map(|object| from_inspect(kind, object))
+        // Asked by exact ID: anything else in the answer is not what was listed.
+        .filter(|listed| {
+            listed
+                .as_ref()
+                .map_or(true, |listed| ids.contains(&listed.id))
+        })
+        .collect::<Result<Vec<_>>>()
+        .with_context(|| {
+            format!(
+                "`docker {} inspect` printed something berth cannot read",
+                word(kind)
+            )
+        })
+}
+
+/// What a listing printed, one JSON array a line: the ID (a volume's name), the name and the
+/// instance label. Docker's `json` escapes every control character, so no name or label can
+/// add a line. A container's or network's ID is 64 hexadecimal digits; anything else is
+/// refused whole.
+fn parse_lines(kind: Kind, stdout: &str) -> Result<Vec<(String, String, String)>> {
+    stdout
         .lines()
         .filter(|line| !line.trim().is_empty())
         .map(|line| {
-            let mut fields = line.split('\t');
-            let mut next = || fields.next().unwrap_or_default().trim().to_owned();
-            Listed {
-                name: next(),
-                instance: next(),
-                spec_hash: next(),
+            let (id, name, instance): (String, String, String) = serde_json::from_str(line)
+                .with_context(|| format!("{} is not a JSON [ID, name, instance]", escaped(line)))?;
+            let hex = id.len() == 64 && id.bytes().all(|byte| byte.is_ascii_hexdigit());
+            if kind != Kind::Volume && !hex {
+                bail!("{} is not a Docker ID", escaped(&id));
             }
+            Ok((id, name, instance))
         })
-        .collect())
+        .collect()
+}
+
+/// The ID, name and labels of one object from its `docker KIND inspect` document (a
+/// container's labels are under `Config`).
+fn from_inspect(kind: Kind, object: &Json) -> Result<Listed> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Wire {
+        #[serde(default)]
+        id: String,
+        name: String,
+        #[serde(default)]
+        labels: Option<Labels>,
+        #[serde(default)]
+        config: Option<WireConfig>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct WireConfig {
+        #[serde(default)]
+        labels: Option<Labels>,
+    }
+    let wire = Wire::deserialize(object)?;
+    let labels = match kind {
+        Kind::Container => wire.config.and_then(|config| config.labels),
+        _ => wire.labels,
+    };
+    Ok(Listed {
+        id: if kind == Kind::Volume {
+            wire.name.clone()
+        } else {
+            wire.id
+        },
+        name: wire.name.trim_start_matches('/').to_owned(),
+        labels: labels.unwrap_or_default(),
+    })
 }
 
 /// Why an object is removed.
@@ -139,13 +286,20 @@ pub(crate) struct Handling {
     pub purge: bool,
 }
 
-/// One object berth made and will remove (or keep, and say so).
+/// One object berth made and will remove (or keep, and say so), or one labelled as berth's that
+/// berth refuses to touch.
 pub(crate) struct Orphan {
     kind: Kind,
+    /// The full ID (a volume's name): what a removal re-inspects and removes.
+    object_id: String,
+    /// What the output calls it (see [`Listed::shown_name`]).
     name: String,
     reason: Reason,
     handling: Handling,
-    /// Every orphan container's name, so that observing them is one batched inspect.
+    /// Set when berth will not act on it, and why.
+    refused: Option<String>,
+    instance: Rc<Instance>,
+    /// Every orphan container's ID, so that observing them is one batched inspect.
     containers: Rc<Vec<String>>,
 }
 
@@ -171,11 +325,13 @@ pub(crate) enum OrphanOp {
     RemoveVolume,
 }
 
-/// The objects of `listing` that `instance` made and `declared` does not name. `declared`
-/// is empty for `berth destroy`, which makes every one of them an orphan.
+/// The objects of `listing` that `instance` made and `declared` does not name, and those
+/// labelled as berth's that berth refuses to touch (whatever their instance: someone forged
+/// them, which is worth saying). `declared` is empty for `berth destroy`, which makes every
+/// one of this instance's objects an orphan.
 pub(crate) fn find(
     listing: &Listing,
-    instance: &str,
+    instance: &Instance,
     declared: Option<&Profile>,
     handling: Handling,
 ) -> Orphans {
@@ -196,10 +352,9 @@ pub(crate) fn find(
             );
         }
     }
-    let ours = |listed: &&Listed| listed.instance.is_empty() || listed.instance == instance;
     let reason = |kind: Kind, listed: &Listed| match (
         declared,
-        hashes.get(&(kind, listed.spec_hash.clone())),
+        hashes.get(&(kind, listed.label(LABEL_SPEC_HASH).to_owned())),
     ) {
         (None, _) => Reason::Destroy,
         (Some(_), Some(declared)) => Reason::Renamed {
@@ -207,26 +362,43 @@ pub(crate) fn find(
         },
         (Some(_), None) => Reason::Undeclared,
     };
-    let undeclared = |listed: &[Listed], known: &[String], kind: Kind| -> Vec<(String, Reason)> {
+    // (listed, why it is removed, why berth refuses it)
+    let found = |listed: &[Listed], known: &[String], kind: Kind| {
         listed
             .iter()
-            .filter(ours)
-            .filter(|listed| !known.contains(&listed.name))
-            .filter(|listed| !(kind == Kind::Network && listed.name.ends_with(PROBE_SUFFIX)))
-            .map(|listed| (listed.name.clone(), reason(kind, listed)))
-            .collect()
+            .filter_map(|listed| match listed.refusal() {
+                Some(refusal) => Some((listed.clone(), Reason::Destroy, Some(refusal))),
+                None if !instance.owns(listed.label(LABEL_INSTANCE))
+                    || known.contains(&listed.name)
+                    || (kind == Kind::Network && listed.name.ends_with(PROBE_SUFFIX)) =>
+                {
+                    None
+                }
+                None => Some((listed.clone(), reason(kind, listed), None)),
+            })
+            .collect::<Vec<_>>()
     };
-    let containers = undeclared(&listing.containers, &names.containers, Kind::Container);
-    let container_names = Rc::new(containers.iter().map(|(name, _)| name.clone()).collect());
-    let make = |kind: Kind, found: Vec<(String, Reason)>| -> Vec<Orphan> {
+    let containers = found(&listing.containers, &names.containers, Kind::Container);
+    let container_ids = Rc::new(
+        containers
+            .iter()
+            .filter(|(_, _, refused)| refused.is_none())
+            .map(|(listed, _, _)| listed.id.clone())
+            .collect(),
+    );
+    let instance = Rc::new(instance.clone());
+    let make = |kind: Kind, found: Vec<(Listed, Reason, Option<String>)>| -> Vec<Orphan> {
         found
             .into_iter()
-            .map(|(name, reason)| Orphan {
+            .map(|(listed, reason, refused)| Orphan {
                 kind,
-                name,
+                name: listed.shown_name(kind),
+                object_id: listed.id,
                 reason,
                 handling,
-                containers: Rc::clone(&container_names),
+                refused,
+                instance: Rc::clone(&instance),
+                containers: Rc::clone(&container_ids),
             })
             .collect()
     };
@@ -234,11 +406,11 @@ pub(crate) fn find(
         containers: make(Kind::Container, containers),
         networks: make(
             Kind::Network,
-            undeclared(&listing.networks, &names.networks, Kind::Network),
+            found(&listing.networks, &names.networks, Kind::Network),
         ),
         volumes: make(
             Kind::Volume,
-            undeclared(&listing.volumes, &names.volumes, Kind::Volume),
+            found(&listing.volumes, &names.volumes, Kind::Volume),
         ),
     }
 }
@@ -259,6 +431,65 @@ fn drain_note(live: &ContainerInfo) -> String {
     }
 }
 
+/// A container's inspect answering to its full ID only: an orphan is observed by the ID its
+/// listing found, never by a name another container may have taken since.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+struct ById(ContainerInfo);
+
+impl Inspect for ById {
+    const KIND: &'static str = "container";
+
+    fn answers_to(&self, id: &str) -> bool {
+        self.0.id == id
+    }
+}
+
+impl Orphan {
+    /// Re-inspects the object by its ID right before it is removed: `Ok(false)` when it is gone
+    /// already, an error when it no longer carries `berth.managed=true` and this instance's
+    /// label (or carries a control character), so nothing swapped in is ever removed.
+    fn still_ours(&self, context: &Context) -> Result<bool> {
+        let raw: Vec<Json> = docker::inspect(
+            context.docker.program(),
+            word(self.kind),
+            std::slice::from_ref(&self.object_id),
+        )?;
+        let Some(object) = raw.first() else {
+            return Ok(false);
+        };
+        let now = from_inspect(self.kind, object)?;
+        let why_not = if now.id != self.object_id {
+            Some("Docker answered with another object".to_owned())
+        } else if let Some(refusal) = now.refusal() {
+            Some(refusal)
+        } else if now.label(LABEL_MANAGED) != "true" {
+            Some(format!("it no longer carries `{LABEL_MANAGED}=true`"))
+        } else if !self.instance.owns(now.label(LABEL_INSTANCE)) {
+            Some(format!(
+                "its `{LABEL_INSTANCE}` is now {}",
+                escaped(now.label(LABEL_INSTANCE))
+            ))
+        } else {
+            None
+        };
+        // A volume has no ID: its name is all Docker knows it by.
+        let by = if self.kind == Kind::Volume {
+            "name"
+        } else {
+            "ID"
+        };
+        match why_not {
+            Some(why_not) => bail!(
+                "refused to remove {} `{}`: looked at again by its {by}, {why_not}",
+                word(self.kind),
+                self.name
+            ),
+            None => Ok(true),
+        }
+    }
+}
+
 impl Resource for Orphan {
     /// A container's inspect (`None`: gone since the listing); networks and volumes need
     /// nothing beyond the listing.
@@ -275,13 +506,11 @@ impl Resource for Orphan {
 
     fn observe(&self, context: &Context) -> Result<Self::Observed> {
         Observed::of(context, || {
-            if self.kind != Kind::Container || self.handling.keep {
+            if self.kind != Kind::Container || self.handling.keep || self.refused.is_some() {
                 return Ok(None);
             }
-            let found = context
-                .docker
-                .inspect_all::<ContainerInfo>(&self.containers)?;
-            Ok(found.get(&self.name).cloned())
+            let found = context.docker.inspect_all::<ById>(&self.containers)?;
+            Ok(found.get(&self.object_id).map(|found| found.0.clone()))
         })
     }
 
@@ -296,6 +525,15 @@ impl Resource for Orphan {
             diff.changes
                 .push((Change::new(self.id(), Action::Keep, detail), None));
         };
+        if let Some(refused) = &self.refused {
+            keep(
+                &mut diff,
+                format!(
+                    "refused: labelled `{LABEL_MANAGED}=true`, but {refused}; berth made no such object and never touches it"
+                ),
+            );
+            return diff;
+        }
         if self.handling.keep {
             keep(
                 &mut diff,
@@ -340,21 +578,25 @@ impl Resource for Orphan {
     }
 
     fn apply(&self, context: &Context, op: &OrphanOp) -> Result<()> {
+        if !self.still_ours(context)? {
+            return Ok(());
+        }
         let run = |args: &[&str]| -> Result<()> {
             context.docker.run(args)?;
             Ok(())
         };
+        let id = self.object_id.as_str();
         match op {
             OrphanOp::DrainContainer { live } => {
                 let name = &self.name;
-                run(&["container", "update", "--restart", "no", &live.id])
+                run(&["container", "update", "--restart", "no", id])
                     .with_context(|| format!("failed to turn off `{name}`'s restart policy"))?;
                 container::drain(context, &self.id(), live, &format!("`{name}`"))
                     .with_context(|| format!("failed to stop `{name}`"))?;
-                run(&["container", "rm", "--volumes", &live.id])
+                run(&["container", "rm", "--volumes", id])
             }
-            OrphanOp::RemoveNetwork => run(&["network", "rm", &self.name]),
-            OrphanOp::RemoveVolume => run(&["volume", "rm", &self.name]),
+            OrphanOp::RemoveNetwork => run(&["network", "rm", id]),
+            OrphanOp::RemoveVolume => run(&["volume", "rm", "--", id]),
         }
     }
 }
@@ -365,10 +607,23 @@ mod tests {
     use crate::profile::source::TomlFile;
 
     fn listed(name: &str, instance: &str, spec_hash: &str) -> Listed {
+        let mut labels = Labels::from([(LABEL_MANAGED.to_owned(), "true".to_owned())]);
+        for (key, value) in [(LABEL_INSTANCE, instance), (LABEL_SPEC_HASH, spec_hash)] {
+            if !value.is_empty() {
+                labels.insert(key.to_owned(), value.to_owned());
+            }
+        }
         Listed {
+            id: format!("{:0>64}", hex::encode(name)),
             name: name.into(),
-            instance: instance.into(),
-            spec_hash: spec_hash.into(),
+            labels,
+        }
+    }
+
+    fn me() -> Instance {
+        Instance {
+            label: "me".into(),
+            earlier: Some("raw-machine-id".into()),
         }
     }
 
@@ -410,7 +665,7 @@ volumes = ["data:/data"]
             ],
             volumes: vec![listed("data", "me", ""), listed("cache", "me", "")],
         };
-        let orphans = find(&listing, "me", Some(&profile), Handling::default());
+        let orphans = find(&listing, &me(), Some(&profile), Handling::default());
         assert_eq!(
             ids(&orphans.containers),
             vec![
@@ -431,7 +686,7 @@ volumes = ["data:/data"]
             ids(&orphans.volumes),
             vec![("volume/cache".to_owned(), Reason::Undeclared)]
         );
-        let everything = find(&listing, "me", None, Handling::default());
+        let everything = find(&listing, &me(), None, Handling::default());
         assert_eq!(
             everything.containers.len(),
             4,
@@ -449,7 +704,7 @@ volumes = ["data:/data"]
         };
         let seen = Observed::Seen(None);
         let plan = |handling: Handling| -> Vec<(Action, String, bool)> {
-            let orphans = find(&listing, "me", Some(&profile()), handling);
+            let orphans = find(&listing, &me(), Some(&profile()), handling);
             orphans
                 .networks
                 .iter()
@@ -486,6 +741,91 @@ volumes = ["data:/data"]
             .all(|(action, detail, op)| *action == Action::Keep
                 && detail.starts_with("kept for this run (--keep-orphans)")
                 && !op)
+        );
+    }
+
+    #[test]
+    fn a_listing_is_one_json_array_a_line_and_anything_else_is_refused_whole() {
+        let id = "ab".repeat(32);
+        assert_eq!(
+            parse_lines(
+                Kind::Container,
+                &format!("[\"{id}\",\"runner\",\"me\"]\n\n")
+            )
+            .unwrap(),
+            vec![(id.clone(), "runner".to_owned(), "me".to_owned())]
+        );
+        // A label is whatever the JSON string says, escapes included: one line, one object.
+        assert_eq!(
+            parse_lines(Kind::Volume, "[\"data\",\"data\",\"x\\nvictim\\tme\"]\n").unwrap(),
+            vec![(
+                "data".to_owned(),
+                "data".to_owned(),
+                "x\nvictim\tme".to_owned()
+            )]
+        );
+        // What the old tab-separated format printed, and an ID that is none.
+        assert!(parse_lines(Kind::Container, "victim\tme\t\n").is_err());
+        assert!(parse_lines(Kind::Network, "[\"victim\",\"victim\",\"me\"]\n").is_err());
+    }
+
+    #[test]
+    fn a_forged_name_or_label_is_refused_whatever_its_instance_and_an_earlier_label_is_ours() {
+        let forged_label = listed("forger", "x\nvictim\tme\t", "");
+        let mut forged_name = listed("victim\tme", "me", "");
+        // Named by its short ID: its name cannot be printed as it is.
+        forged_name.id = "f".repeat(64);
+        let listing = Listing {
+            containers: vec![
+                forged_label,
+                forged_name,
+                listed("upgraded", "raw-machine-id", ""),
+                listed("theirs", "other-machine-id", ""),
+            ],
+            ..Listing::default()
+        };
+        let orphans = find(&listing, &me(), None, Handling::default());
+        let lines: Vec<(String, Action, String, bool)> = orphans
+            .containers
+            .iter()
+            .flat_map(|orphan| {
+                orphan
+                    .diff(&Observed::Seen(None), &Earlier::default())
+                    .changes
+            })
+            .map(|(change, op)| {
+                (
+                    change.id.to_string(),
+                    change.action,
+                    change.detail,
+                    op.is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                (
+                    "container/forger".to_owned(),
+                    Action::Keep,
+                    "refused: labelled `berth.managed=true`, but its label \"berth.instance\" holds a control character; berth made no such object and never touches it".to_owned(),
+                    false
+                ),
+                (
+                    "container/ffffffffffff".to_owned(),
+                    Action::Keep,
+                    "refused: labelled `berth.managed=true`, but its name \"victim\\tme\" holds a control character; berth made no such object and never touches it".to_owned(),
+                    false
+                ),
+            ],
+            "the container labelled with the raw machine id is observed (and removed) as ours"
+        );
+        assert_eq!(orphans.containers.len(), 3);
+        assert_eq!(orphans.containers[2].id().to_string(), "container/upgraded");
+        assert_eq!(
+            *orphans.containers[2].containers,
+            vec![listing.containers[2].id.clone()],
+            "observed by ID, and only what berth may remove"
         );
     }
 }

@@ -20,7 +20,9 @@ use crate::{
             spec::{container_warnings, order_by_after, resolve_container},
         },
         daemon::{self, DockerSection, DockerSettings, keys::DockerdVersion},
-        docker_object::{ObjectName, ObjectNames, Owner, labels, non_empty, string_map},
+        docker_object::{
+            Instance, ObjectName, ObjectNames, Owner, has_control, labels, non_empty, string_map,
+        },
         kernel_module::{self, KernelSection, ModuleName},
         network::resolve_network,
         network::{NetworkSection, NetworkSpec},
@@ -49,7 +51,7 @@ pub(crate) struct ProfileLayer {
     /// `--registry-mirror` flags.
     pub registry_mirrors: Option<Vec<String>>,
     /// Which berth configuration this is, on a daemon that several share; labels what berth
-    /// makes (`berth.instance`) [default: the machine id].
+    /// makes (`berth.instance`) [default: an HMAC of the machine id].
     pub instance: Option<String>,
     pub networks: Option<indexmap::IndexMap<ObjectName, NetworkSection>>,
     pub volumes: Option<indexmap::IndexMap<ObjectName, VolumeSection>>,
@@ -68,9 +70,9 @@ pub(crate) struct Profile {
     pub volumes: Vec<VolumeSpec>,
     /// In converge order: every container after those in its `after`.
     pub containers: Vec<ContainerSpec>,
-    /// `berth.instance` on everything berth makes: the profile's `instance`, else the machine
-    /// id (filled in by [`load`], which reads the host).
-    pub instance: String,
+    /// `berth.instance` on everything berth makes: the profile's `instance`, else the
+    /// machine id's app-specific HMAC (filled in by [`load`], which reads the host).
+    pub instance: Instance,
     /// Things worth knowing that are not errors, placed like errors (file, line, key);
     /// `validate` and `plan` print them.
     pub warnings: Vec<LocatedError>,
@@ -84,18 +86,55 @@ pub(crate) struct Profile {
 /// starts, finds no runner in config.toml and takes no jobs, which nothing else would tell.
 pub(crate) const NO_RUNNER_DECLARED: &str = "no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)";
 
-/// Where the machine id, the default instance, is read.
+/// Where the machine id, which the default instance is made from, is read.
 const MACHINE_ID: &str = "/etc/machine-id";
 /// The instance of a host without a machine id (a container, a bare root under `--root`).
 const NO_MACHINE_ID: &str = "unknown";
+/// berth's application ID (made once with `systemd-id128 new`): machine-id(5) asks that the
+/// machine id never be published as it is, but as an HMAC keyed by it over an ID of the
+/// application's own. `systemd-id128 machine-id --app-specific=d0598ab36e01462894ed1099e13ed3ce`
+/// prints the default instance.
+const APP_ID: [u8; 16] = [
+    0xd0, 0x59, 0x8a, 0xb3, 0x6e, 0x01, 0x46, 0x28, 0x94, 0xed, 0x10, 0x99, 0xe1, 0x3e, 0xd3, 0xce,
+];
 
-/// The machine id under the root, or [`NO_MACHINE_ID`] when there is none.
-fn machine_id(host: &Host) -> Result<String> {
+/// The default instance: the machine id's app-specific ID, as systemd's
+/// `sd_id128_get_machine_app_specific` makes it (HMAC-SHA256 keyed by the id's 16 bytes over
+/// [`APP_ID`], its first 16 bytes marked as a version 4 UUID), with the raw id berth labelled
+/// with before as the earlier label; [`NO_MACHINE_ID`] when the root has no machine id.
+fn default_instance(host: &Host) -> Result<Instance> {
     let text = host.read_optional(&crate::host::host_path(MACHINE_ID))?;
-    Ok(text
+    let Some(machine_id) = text
         .map(|text| text.trim().to_owned())
         .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| NO_MACHINE_ID.to_owned()))
+    else {
+        return Ok(Instance {
+            label: NO_MACHINE_ID.to_owned(),
+            earlier: None,
+        });
+    };
+    Ok(Instance {
+        label: app_specific_id(&machine_id),
+        earlier: Some(machine_id),
+    })
+}
+
+/// [`default_instance`]'s HMAC. A machine id that is not 32 hexadecimal digits (never on a
+/// systemd host) keys it with its text as it is.
+fn app_specific_id(machine_id: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let key = hex::decode(machine_id)
+        .ok()
+        .filter(|bytes| bytes.len() == 16)
+        .unwrap_or_else(|| machine_id.as_bytes().to_vec());
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes a key of any length");
+    mac.update(&APP_ID);
+    let mut id: [u8; 16] = mac.finalize().into_bytes()[..16]
+        .try_into()
+        .expect("SHA-256 is 32 bytes");
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    hex::encode(id)
 }
 
 /// Reads, parses, merges and checks the given profiles, in order.
@@ -104,8 +143,8 @@ pub(crate) fn load(refs: &[ProfileRef], host: &Host) -> Result<Profile> {
     // Keys are checked against every dockerd version here, without running dockerd (53 ms, on
     // every run); daemon-config checks them against the running daemon's version.
     let mut profile = Profile::from_sources_for(names, &sources, None)?;
-    if profile.instance.is_empty() {
-        profile.instance = machine_id(host)?;
+    if profile.instance.label.is_empty() {
+        profile.instance = default_instance(host)?;
     }
     Ok(profile)
 }
@@ -161,14 +200,18 @@ impl Profile {
             dockerd,
             layers,
         ));
+        let instance_key = KeyPath::parse_dotted("instance");
         let instance = match layer.instance {
+            // berth refuses an object whose label holds a control character (see `orphan`).
+            Some(instance) if has_control(&instance) => {
+                problems.push(layers.error_at(
+                    &instance_key,
+                    "must not hold a control character (a newline, a tab)",
+                ));
+                String::new()
+            }
             Some(instance) => problems
-                .keep(non_empty(
-                    Some(instance),
-                    "",
-                    &KeyPath::parse_dotted("instance"),
-                    layers,
-                ))
+                .keep(non_empty(Some(instance), "", &instance_key, layers))
                 .unwrap_or_default(),
             None => String::new(),
         };
@@ -231,7 +274,10 @@ impl Profile {
             networks: objects.networks,
             volumes: objects.volumes,
             containers: objects.containers,
-            instance,
+            instance: Instance {
+                label: instance,
+                earlier: None,
+            },
             warnings,
             layer_digests: Vec::new(),
         })
@@ -246,7 +292,7 @@ impl Profile {
     pub(crate) fn owner(&self) -> Owner {
         Owner {
             profile: self.label(),
-            instance: self.instance.clone(),
+            instance: self.instance.label.clone(),
         }
     }
 }
@@ -394,11 +440,16 @@ mod tests {
         clippy::disallowed_methods,
         reason = "the test writes the machine id under a temporary root"
     )]
-    fn the_instance_is_the_profiles_else_the_machine_id_and_never_empty() {
+    fn the_instance_is_the_profiles_else_the_machine_ids_hmac_and_never_empty() {
         assert_eq!(
             profile(&["instance = \"ci-blue\"\n"]).unwrap().instance,
-            "ci-blue"
+            Instance {
+                label: "ci-blue".into(),
+                earlier: None
+            }
         );
+        let error = profile(&["instance = \"a\\nb\"\n"]).unwrap_err();
+        assert!(error.contains("control character"), "{error}");
         let error = profile(&["instance = \" \"\n"]).unwrap_err();
         assert!(
             error.contains("`instance`") && error.contains("must not be empty"),
@@ -407,10 +458,22 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let host = Host::new(root.path());
         let refs = [crate::profile::ProfileRef::Name(DEFAULT_PROFILE.to_owned())];
-        assert_eq!(load(&refs, &host).unwrap().instance, NO_MACHINE_ID);
+        assert_eq!(load(&refs, &host).unwrap().instance.label, NO_MACHINE_ID);
         std::fs::create_dir_all(root.path().join("etc")).unwrap();
-        std::fs::write(root.path().join("etc/machine-id"), "0123abcd\n").unwrap();
-        assert_eq!(load(&refs, &host).unwrap().instance, "0123abcd");
+        std::fs::write(
+            root.path().join("etc/machine-id"),
+            "0123456789abcdef0123456789abcdef\n",
+        )
+        .unwrap();
+        // What `systemd-id128 machine-id --app-specific=d0598ab36e01462894ed1099e13ed3ce`
+        // printed for that machine id: the raw id is published nowhere, and still counts.
+        assert_eq!(
+            load(&refs, &host).unwrap().instance,
+            Instance {
+                label: "cf22852b4dc14e98ac772f8db7ab3721".into(),
+                earlier: Some("0123456789abcdef0123456789abcdef".into()),
+            }
+        );
     }
 
     #[test]

@@ -106,10 +106,10 @@ impl Root {
     /// apply, failed ones included) is not part of the host it manages and is left out.
     pub fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
         let mut files = self.snapshot_all();
-        for own in ["run/berth.lock", "var/lib/berth/last-run.json"] {
+        for own in ["run/berth/lock", "var/lib/berth/last-run.json"] {
             files.remove(Path::new(own));
         }
-        for own_dir in ["run", "var/lib/berth", "var/lib", "var"] {
+        for own_dir in ["run/berth", "run", "var/lib/berth", "var/lib", "var"] {
             if !files
                 .keys()
                 .any(|path| path.starts_with(own_dir) && path != Path::new(own_dir))

@@ -393,26 +393,29 @@ fn a_second_apply_waits_for_the_first_and_neither_corrupts_anything() {
 #[test]
 fn a_run_that_cannot_get_the_lock_names_the_holder_and_changes_nothing() {
     let root = Root::new();
-    root.mkdir("/run");
+    root.mkdir("/run/berth");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(root.join("/run/berth.lock"))
+        .open(root.join("/run/berth/lock"))
         .unwrap();
     let _held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
-    std::fs::write(root.join("/run/berth.lock"), "4242 1795458662\n").unwrap();
     let before = root.snapshot();
     let run = berth(&root).args(["apply", "--lock-timeout", "1"]).run();
     run.code(1);
+    // This test holds it, not a berth: the kernel's word for who holds it is what counts.
     assert!(
-        run.stderr
-            .contains("error: another berth run (pid 4242, holding the lock since "),
+        run.stderr.contains(&format!(
+            "error: the run lock `/run/berth/lock` is held by pid {} (`",
+            std::process::id()
+        )),
         "{}",
         run.stderr
     );
     assert!(
-        run.stderr.contains(") did not finish; waited 1 s for it"),
+        run.stderr
+            .contains("`), which is not berth; waited 1 s for it"),
         "{}",
         run.stderr
     );
