@@ -107,7 +107,30 @@ pub(crate) fn load(refs: &[ProfileRef], host: &Host) -> Result<Profile> {
     if profile.instance.is_empty() {
         profile.instance = machine_id(host)?;
     }
+    for directory in profile.hostile_directories() {
+        host.distrust(&directory);
+    }
     Ok(profile)
+}
+
+impl Profile {
+    /// The directories a container can write in (the runner's, mounted into its container, and
+    /// every bind-mount source): berth never follows a link in them (issue 18).
+    fn hostile_directories(&self) -> Vec<crate::host::HostPath> {
+        let runner = self.runner.config.parent();
+        let sources = self.containers.iter().flat_map(|container| {
+            container
+                .mounts
+                .iter()
+                .filter_map(|mount| match &mount.source {
+                    crate::resource::container::values::MountSource::Bind(source) => {
+                        Some(source.clone())
+                    }
+                    _ => None,
+                })
+        });
+        runner.into_iter().chain(sources).collect()
+    }
 }
 
 impl Profile {
