@@ -54,7 +54,7 @@ impl Entry {
     }
 
     /// The entry's own status (a link is not followed); `None` when it does not exist.
-    pub(super) fn status(&self) -> Result<Option<FileStat>, Errno> {
+    pub(super) fn status(&self) -> std::io::Result<Option<FileStat>> {
         match fstatat(
             &self.directory.fd,
             self.name.as_os_str(),
@@ -62,7 +62,8 @@ impl Entry {
         ) {
             Ok(status) => Ok(Some(status)),
             Err(Errno::ENOENT) => Ok(None),
-            Err(error) => Err(error),
+            // An io error, so that `permission_denied` recognises EACCES (plan as non-root).
+            Err(error) => Err(error.into()),
         }
     }
 }
@@ -159,7 +160,7 @@ impl Walker<'_> {
                 Err(Errno::ENOTDIR) => return Ok(Err(Missing)),
                 Err(error) => return Err(io_error(error, &at.join(&step.name))),
             };
-            let status = fstat(&fd)?;
+            let status = fstat(&fd).map_err(std::io::Error::from)?;
             match file_type(&status) {
                 SFlag::S_IFDIR => {
                     held.push((fd, step.name, strict_modes(&status)));
@@ -175,7 +176,7 @@ impl Walker<'_> {
                     if links > MAX_LINKS {
                         bail!("`{link}` goes through more than {MAX_LINKS} links");
                     }
-                    let target = readlinkat(&fd, "")?;
+                    let target = readlinkat(&fd, "").map_err(std::io::Error::from)?;
                     let target = Path::new(&target);
                     if target.is_absolute() {
                         held.truncate(1);
@@ -211,7 +212,7 @@ impl Walker<'_> {
             anyhow::Error::from(std::io::Error::from(error))
                 .context(format!("failed to open the root `{}`", self.root.display()))
         })?;
-        let trusted = strict_modes(&fstat(&root)?);
+        let trusted = strict_modes(&fstat(&root).map_err(std::io::Error::from)?);
         Ok(vec![(root, OsString::new(), trusted)])
     }
 
@@ -330,7 +331,7 @@ pub(super) fn open_regular(entry: &Entry) -> Result<Option<std::fs::File>> {
         ),
         Err(error) => return Err(io_error(error, &entry.path())),
     };
-    refuse_unless_regular(&fstat(&fd)?, &entry.path())?;
+    refuse_unless_regular(&fstat(&fd).map_err(std::io::Error::from)?, &entry.path())?;
     Ok(Some(std::fs::File::from(fd)))
 }
 

@@ -190,6 +190,13 @@ impl Host {
         .walk(path, last, create)
     }
 
+    /// True when Docker, handed [`Host::path`] as a bind source, finds something there: it
+    /// resolves the path itself, on the machine, following links as the kernel does (under a
+    /// test `--root`, a link there may lead to a socket outside it). Nothing is read.
+    pub(crate) fn exists_for_docker(&self, path: &HostPath) -> bool {
+        self.path(path).exists()
+    }
+
     pub(crate) fn exists(&self, path: &HostPath) -> bool {
         matches!(
             self.walk(path, Last::Follow, None),
@@ -240,7 +247,7 @@ impl Host {
             let Some(file) = beneath::open_regular(&entry)? else {
                 return Ok(None);
             };
-            let status = nix::sys::stat::fstat(&file)?;
+            let status = nix::sys::stat::fstat(&file).map_err(io::Error::from)?;
             Ok(Some((read_bounded(file, limit, path)?, status)))
         };
         read().with_context(|| format!("failed to read `{path}`"))
@@ -254,8 +261,12 @@ impl Host {
             };
             let fd = beneath::open_listable(&entry).map_err(io::Error::from)?;
             let mut names = Vec::new();
-            for item in nix::dir::Dir::from_fd(fd)?.iter() {
-                let name = item?.file_name().to_string_lossy().into_owned();
+            for item in nix::dir::Dir::from_fd(fd).map_err(io::Error::from)?.iter() {
+                let name = item
+                    .map_err(io::Error::from)?
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned();
                 if name != "." && name != ".." {
                     names.push(name);
                 }
@@ -319,7 +330,8 @@ impl Host {
             let (temporary, mut file) = create_temporary(directory, &entry)?;
             let mut written = || -> Result<()> {
                 file.write_all(contents)?;
-                nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(mode))?;
+                nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(mode))
+                    .map_err(io::Error::from)?;
                 if let Some(status) = &existing {
                     // Keep the owner so a file an operator handed to another user stays theirs.
                     let _ = nix::unistd::fchown(
@@ -353,8 +365,9 @@ impl Host {
                     path: entry.directory.path.clone(),
                 },
                 name: ".".into(),
-            })?;
-            nix::unistd::fsync(&listable)?;
+            })
+            .map_err(io::Error::from)?;
+            nix::unistd::fsync(&listable).map_err(io::Error::from)?;
             Ok(())
         };
         attempt().with_context(|| format!("failed to write `{path}`"))
@@ -415,7 +428,8 @@ impl Host {
             let Some(file) = beneath::open_regular(&entry)? else {
                 bail!("it does not exist");
             };
-            nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(mode))?;
+            nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(mode))
+                .map_err(io::Error::from)?;
             Ok(())
         };
         change().with_context(|| format!("failed to make `{path}` mode {mode:04o}"))
@@ -549,7 +563,7 @@ pub(crate) fn read_local(path: &Path, limit: u64) -> Result<(String, u32)> {
             .read(true)
             .custom_flags(libc_flags(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC))
             .open(path)?;
-        let status = nix::sys::stat::fstat(&file)?;
+        let status = nix::sys::stat::fstat(&file).map_err(io::Error::from)?;
         let shown = path.display().to_string();
         let kind = nix::sys::stat::SFlag::from_bits_truncate(
             status.st_mode & nix::sys::stat::SFlag::S_IFMT.bits(),

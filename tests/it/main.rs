@@ -23,6 +23,7 @@ mod fault_tools;
 mod faults;
 mod gitlab_server;
 mod host_files;
+mod hostile_files;
 mod init;
 mod operations;
 mod orphans;
