@@ -380,3 +380,24 @@ fn a_profile_berth_toml_or_saved_plan_others_could_write_is_refused() {
     );
     assert_eq!(gitlab.total_calls(), 0, "nothing was applied");
 }
+
+/// issue 18, item 1, in destroy: once the runner's container swapped config.toml for a link,
+/// destroy (which removes the runner's entry from config.toml) refuses it and keeps its target.
+#[test]
+fn destroy_refuses_a_config_toml_swapped_for_a_link() {
+    let gitlab = start_gitlab();
+    let (root, profile) = runner_host(&gitlab, GLRT_ENTRY);
+    let dockerd = crate::require_dockerd!(&root);
+    let with_profile = || {
+        berth(&root)
+            .docker(&dockerd)
+            .args([Path::new("-p"), &profile])
+    };
+    with_profile().args(["apply"]).run().code(0);
+    let config = root.join(&format!("{RUNNER_DIR}/config.toml"));
+    std::fs::remove_file(&config).unwrap();
+    symlink(VICTIM, &config).unwrap();
+    let destroy = with_profile().args(["destroy", "--yes"]).run();
+    assert_refused(&destroy, &format!("{RUNNER_DIR}/config.toml"));
+    assert_victim_untouched(&root);
+}
