@@ -91,8 +91,8 @@ pub(super) struct Walker<'a> {
     pub(super) hostile: &'a [HostPath],
 }
 
-/// Why a walk stopped short: a directory on the way is missing (or is a file).
-pub(super) struct Missing;
+/// Why a walk stopped short: this directory on the way is missing (or is not a directory).
+pub(super) struct Missing(pub(super) HostPath);
 
 impl Walker<'_> {
     /// Walks to `path`. Missing directories are created with `create` (their mode set through
@@ -147,7 +147,7 @@ impl Walker<'_> {
                 Ok(fd) => fd,
                 Err(Errno::ENOENT) => {
                     let Some(mode) = create else {
-                        return Ok(Err(Missing));
+                        return Ok(Err(Missing(at.join(&step.name))));
                     };
                     // Parents are 0755; the directory asked for gets its own mode.
                     let mode = if steps.is_empty() { mode } else { 0o755 };
@@ -157,7 +157,7 @@ impl Walker<'_> {
                     held.push((fd, step.name, trusted));
                     continue;
                 }
-                Err(Errno::ENOTDIR) => return Ok(Err(Missing)),
+                Err(Errno::ENOTDIR) => return Ok(Err(Missing(at))),
                 Err(error) => return Err(io_error(error, &at.join(&step.name))),
             };
             let status = fstat(&fd).map_err(std::io::Error::from)?;
@@ -183,7 +183,7 @@ impl Walker<'_> {
                     }
                     push_target(&mut steps, target, step.hostile);
                 }
-                _ => return Ok(Err(Missing)),
+                _ => return Ok(Err(Missing(at.join(&step.name)))),
             }
         }
         // Only a directory walk gets here (or a link whose target ends in `..`): the entry is

@@ -316,7 +316,7 @@ impl Host {
         let attempt = || -> Result<()> {
             let entry = match self.walk(path, Last::Follow, Some(0o755))? {
                 Ok(entry) => entry,
-                Err(Missing) => bail!("a directory on the way is a file"),
+                Err(Missing(on_the_way)) => bail!("`{on_the_way}` is not a directory"),
             };
             let existing = entry.status()?;
             if let Some(status) = &existing {
@@ -378,7 +378,9 @@ impl Host {
     pub(crate) fn ensure_dir(&self, path: &HostPath, mode: u32) -> Result<()> {
         match self.walk(path, Last::Directory, Some(mode)) {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(Missing)) => Err(anyhow::anyhow!("a directory on the way is a file")),
+            Ok(Err(Missing(on_the_way))) => {
+                Err(anyhow::anyhow!("`{on_the_way}` is not a directory"))
+            }
             Err(error) => Err(error),
         }
         .with_context(|| format!("failed to create directory `{path}`"))
