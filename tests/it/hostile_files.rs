@@ -51,7 +51,7 @@ fn runner_host(gitlab: &GitLab, entry: &str) -> (Root, PathBuf) {
     root.write(VICTIM, VICTIM_TEXT);
     root.mkdir(RUNNER_DIR);
     let profile = profile_file(
-        &root.join("/work"),
+        &root.join("/operator"),
         "site",
         &format!(
             r#"[runner]
@@ -355,7 +355,7 @@ fn a_profile_berth_toml_or_saved_plan_others_could_write_is_refused() {
         return;
     }
     let nobody = |path: &Path| std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
-    let saved = root.join("/work/plan.json");
+    let saved = root.join("/operator/plan.json");
     run(&root, &["plan", "--out", saved.to_str().unwrap()], &profile).code(2);
     nobody(&profile);
     let plan = run(&root, &["plan"], &profile);
@@ -374,7 +374,7 @@ fn a_profile_berth_toml_or_saved_plan_others_could_write_is_refused() {
     assert!(
         apply
             .stderr
-            .contains("refusing `[ROOT]/work/plan.json`: it is owned by nobody with mode 0644"),
+            .contains("refusing `[ROOT]/operator/plan.json`: it is owned by nobody with mode 0644"),
         "{}",
         apply.stderr
     );
