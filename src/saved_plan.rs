@@ -90,7 +90,7 @@ impl SavedPlan {
     }
 
     pub(crate) fn read(path: &Path) -> Result<Self> {
-        let text = crate::host::read_local(path)?;
+        let (text, _) = crate::host::read_local(path, crate::host::SAVED_PLAN_LIMIT)?;
         let plan: Self = serde_json::from_str(&text).with_context(|| {
             format!(
                 "`{}` is not a plan saved by `berth plan --out`",

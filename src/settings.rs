@@ -36,7 +36,8 @@ impl BerthToml {
     /// berth.toml under the root; all defaults when it does not exist.
     pub(crate) fn read(host: &Host) -> Result<Self> {
         let path = host_path(HOST_CONFIG);
-        let Some(text) = host.read_optional(&path)? else {
+        // berth.toml names the profiles, and so what berth runs as root: it must be root's.
+        let Some((text, _)) = host.read_trusted(&path)? else {
             return Ok(Self::default());
         };
         let file = TomlFile::new(path.to_string(), text);

@@ -8,17 +8,27 @@
     reason = "the host layer is the one door to the filesystem"
 )]
 
+mod beneath;
 pub(crate) mod exec;
 pub(crate) mod lock;
 
 use std::{
     collections::BTreeMap,
+    ffi::OsString,
     io::{self, Write},
-    os::unix::fs::{MetadataExt, PermissionsExt},
+    os::{
+        fd::OwnedFd,
+        unix::fs::{OpenOptionsExt, PermissionsExt},
+    },
     path::{Component, Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
+use beneath::{Entry, Last, Missing, Walker};
+use nix::{
+    fcntl::OFlag,
+    sys::stat::{FileStat, Mode},
+};
 use sha2::{Digest, Sha256};
 
 use anyhow::{Context, Result, bail};
@@ -97,6 +107,8 @@ pub(crate) struct FileMode(pub u32);
 #[derive(Debug, Clone)]
 pub(crate) struct Host {
     root: PathBuf,
+    /// Directories someone other than root may write in ([`Host::distrust`]).
+    hostile: Arc<Mutex<Vec<HostPath>>>,
     /// While a plan records what it observed ([`Host::record_reads`]): each file read, as the
     /// sha256 of its text, or `None` when it did not exist.
     reads: Arc<Mutex<Option<FileReads>>>,
@@ -109,6 +121,7 @@ impl Host {
     pub(crate) fn new(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
+            hostile: Arc::default(),
             reads: Arc::default(),
         }
     }
@@ -152,51 +165,129 @@ impl Host {
         self.root.join(relative)
     }
 
-    pub(crate) fn exists(&self, path: &HostPath) -> bool {
+    /// Marks `dir` hostile: someone other than root may write in it (the runner's directory,
+    /// which its container mounts; a bind-mount source; the metrics directory the exporter's
+    /// user may own). No link under it is ever followed, whatever its owner.
+    pub(crate) fn distrust(&self, dir: &HostPath) {
+        let mut hostile = self.hostile.lock().expect("not poisoned");
+        if !hostile.contains(dir) {
+            hostile.push(dir.clone());
+        }
+    }
+
+    /// Walks to `path` by descriptor (see `beneath.rs`).
+    fn walk(
+        &self,
+        path: &HostPath,
+        last: Last,
+        create: Option<u32>,
+    ) -> Result<Result<Entry, Missing>> {
+        let hostile = self.hostile.lock().expect("not poisoned").clone();
+        Walker {
+            root: &self.root,
+            hostile: &hostile,
+        }
+        .walk(path, last, create)
+    }
+
+    /// True when Docker, handed [`Host::path`] as a bind source, finds something there: it
+    /// resolves the path itself, on the machine, following links as the kernel does (under a
+    /// test `--root`, a link there may lead to a socket outside it). Nothing is read.
+    pub(crate) fn exists_for_docker(&self, path: &HostPath) -> bool {
         self.path(path).exists()
     }
 
-    /// Reads a text file; `None` when it does not exist (or cannot, because a parent is a file).
+    pub(crate) fn exists(&self, path: &HostPath) -> bool {
+        matches!(
+            self.walk(path, Last::Follow, None),
+            Ok(Ok(entry)) if matches!(entry.status(), Ok(Some(_)))
+        )
+    }
+
+    /// Reads a text file of at most [`READ_LIMIT`] bytes; `None` when it does not exist (or
+    /// cannot, because a parent is a file).
     pub(crate) fn read_optional(&self, path: &HostPath) -> Result<Option<String>> {
-        let text = match fs_err::read_to_string(self.path(path)) {
-            Ok(text) => Some(text),
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                None
-            }
-            Err(error) => return Err(error).with_context(|| format!("failed to read `{path}`")),
-        };
+        self.read_limited(path, READ_LIMIT)
+    }
+
+    /// Reads a text file of at most `limit` bytes: regular files only, never through a link
+    /// berth may not follow, never blocking; `None` when it does not exist.
+    pub(crate) fn read_limited(&self, path: &HostPath, limit: u64) -> Result<Option<String>> {
+        let text = self
+            .read_file(path, limit)?
+            .map(|(bytes, _)| {
+                String::from_utf8(bytes)
+                    .with_context(|| format!("failed to read `{path}`: it is not UTF-8 text"))
+            })
+            .transpose()?;
         self.remember_read(path, text.as_deref());
         Ok(text)
     }
 
+    /// Reads a file berth obeys (a profile, berth.toml): refused unless it is root's (when
+    /// berth runs as root) and writable by no one else, since it can set what root runs.
+    pub(crate) fn read_trusted(&self, path: &HostPath) -> Result<Option<(String, FileMode)>> {
+        let Some((bytes, status)) = self.read_file(path, READ_LIMIT)? else {
+            self.remember_read(path, None);
+            return Ok(None);
+        };
+        refuse_unless_trusted(&path.to_string(), status.st_uid, status.st_mode)?;
+        let text = String::from_utf8(bytes)
+            .with_context(|| format!("failed to read `{path}`: it is not UTF-8 text"))?;
+        self.remember_read(path, Some(&text));
+        Ok(Some((text, FileMode(status.st_mode & 0o7777))))
+    }
+
+    /// The bytes of a regular file (at most `limit`) and its status, from one descriptor.
+    fn read_file(&self, path: &HostPath, limit: u64) -> Result<Option<(Vec<u8>, FileStat)>> {
+        let read = || -> Result<Option<(Vec<u8>, FileStat)>> {
+            let Ok(entry) = self.walk(path, Last::Follow, None)? else {
+                return Ok(None);
+            };
+            let Some(file) = beneath::open_regular(&entry)? else {
+                return Ok(None);
+            };
+            let status = nix::sys::stat::fstat(&file).map_err(io::Error::from)?;
+            Ok(Some((read_bounded(file, limit, path)?, status)))
+        };
+        read().with_context(|| format!("failed to read `{path}`"))
+    }
+
     /// The names in a directory, sorted; empty when the directory does not exist.
     pub(crate) fn list_dir(&self, path: &HostPath) -> Result<Vec<String>> {
-        let entries = match fs_err::read_dir(self.path(path)) {
-            Ok(entries) => entries,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(error) => return Err(error).with_context(|| format!("failed to list `{path}`")),
+        let list = || -> Result<Vec<String>> {
+            let Ok(entry) = self.walk(path, Last::Directory, None)? else {
+                return Ok(Vec::new());
+            };
+            let fd = beneath::open_listable(&entry).map_err(io::Error::from)?;
+            let mut names = Vec::new();
+            for item in nix::dir::Dir::from_fd(fd).map_err(io::Error::from)?.iter() {
+                let name = item
+                    .map_err(io::Error::from)?
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned();
+                if name != "." && name != ".." {
+                    names.push(name);
+                }
+            }
+            names.sort();
+            Ok(names)
         };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.with_context(|| format!("failed to list `{path}`"))?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
-        }
-        names.sort();
-        Ok(names)
+        list().with_context(|| format!("failed to list `{path}`"))
     }
 
     /// Permission bits of an existing file.
     pub(crate) fn mode(&self, path: &HostPath) -> Result<Option<FileMode>> {
-        match fs_err::metadata(self.path(path)) {
-            Ok(metadata) => Ok(Some(FileMode(metadata.permissions().mode() & 0o7777))),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(error).with_context(|| format!("failed to inspect `{path}`")),
-        }
+        let inspect = || -> Result<Option<FileMode>> {
+            let Ok(entry) = self.walk(path, Last::Follow, None)? else {
+                return Ok(None);
+            };
+            Ok(entry
+                .status()?
+                .map(|status| FileMode(status.st_mode & 0o7777)))
+        };
+        inspect().with_context(|| format!("failed to inspect `{path}`"))
     }
 
     /// Replaces `path` atomically: a temporary file in the same directory is written, synced,
@@ -208,68 +299,91 @@ impl Host {
         contents: &[u8],
         new_mode: u32,
     ) -> Result<()> {
-        // A link (config management, NixOS's /etc/static) stays a link: its target is what
-        // gets replaced, or the link would silently stop being read.
-        let target = self
-            .through_links(path)
-            .with_context(|| format!("failed to write `{path}`"))?;
-        let Some(parent) = target.parent() else {
-            bail!("`{path}` has no parent directory");
-        };
+        self.replace(path, contents, Keep::ModeAndOwner(new_mode))
+    }
+
+    /// Replaces a secret-bearing file (config.toml, a token, the system ID) atomically at exactly
+    /// `mode`, set on the temporary file before the rename: the secret is never in place at an
+    /// older, looser mode.
+    pub(crate) fn write_secret(&self, path: &HostPath, contents: &[u8], mode: u32) -> Result<()> {
+        self.replace(path, contents, Keep::Owner(mode))
+    }
+
+    fn replace(&self, path: &HostPath, contents: &[u8], keep: Keep) -> Result<()> {
+        // A link stays a link where only root could have made it (config management, NixOS's
+        // /etc/static): the walk follows it and its target is what gets replaced. Anywhere
+        // else the walk refuses it.
         let attempt = || -> Result<()> {
-            fs_err::create_dir_all(parent)?;
-            let existing = match fs_err::metadata(&target) {
-                Ok(metadata) => Some(metadata),
-                Err(error) if error.kind() == io::ErrorKind::NotFound => None,
-                Err(error) => return Err(error.into()),
+            let entry = match self.walk(path, Last::Follow, Some(0o755))? {
+                Ok(entry) => entry,
+                Err(Missing(on_the_way)) => bail!("`{on_the_way}` is not a directory"),
             };
-            if existing.as_ref().is_some_and(|metadata| metadata.is_dir()) {
-                bail!("it is a directory");
+            let existing = entry.status()?;
+            if let Some(status) = &existing {
+                beneath::refuse_unless_regular(status, &entry.path())?;
             }
-            let mut temporary = tempfile::Builder::new()
-                .prefix(".berth-")
-                .tempfile_in(parent)
-                .with_context(|| {
-                    format!(
-                        "failed to create a temporary file in `{}`",
-                        parent.display()
-                    )
-                })?;
-            temporary.write_all(contents)?;
-            let mode = existing
-                .as_ref()
-                .map_or(new_mode, |metadata| metadata.permissions().mode() & 0o7777);
-            let file = temporary.as_file();
-            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-            if let Some(metadata) = &existing {
-                // Keep the owner so a file an operator handed to another user stays theirs.
-                let _ = nix::unistd::fchown(
-                    file,
-                    Some(metadata.uid().into()),
-                    Some(metadata.gid().into()),
-                );
-            }
-            file.sync_all()?;
-            temporary
-                .persist(&target)
-                .map_err(|error| error.error)
+            let mode = match (keep, &existing) {
+                (Keep::ModeAndOwner(_), Some(status)) => status.st_mode & 0o7777,
+                (Keep::ModeAndOwner(mode) | Keep::Owner(mode), _) => mode,
+            };
+            let directory = &entry.directory.fd;
+            let (temporary, mut file) = create_temporary(directory, &entry)?;
+            let mut written = || -> Result<()> {
+                file.write_all(contents)?;
+                nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(mode))
+                    .map_err(io::Error::from)?;
+                if let Some(status) = &existing {
+                    // Keep the owner so a file an operator handed to another user stays theirs.
+                    let _ = nix::unistd::fchown(
+                        &file,
+                        Some(status.st_uid.into()),
+                        Some(status.st_gid.into()),
+                    );
+                }
+                file.sync_all()?;
+                nix::fcntl::renameat(
+                    directory,
+                    temporary.as_os_str(),
+                    directory,
+                    entry.name.as_os_str(),
+                )
+                .map_err(io::Error::from)
                 .with_context(|| format!("failed to rename the temporary file over `{path}`"))?;
-            fs_err::File::open(parent)?.sync_all()?;
+                Ok(())
+            };
+            if let Err(error) = written() {
+                let _ = nix::unistd::unlinkat(
+                    directory,
+                    temporary.as_os_str(),
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                );
+                return Err(error);
+            }
+            let listable = beneath::open_listable(&Entry {
+                directory: beneath::Directory {
+                    fd: directory.try_clone()?,
+                    path: entry.directory.path.clone(),
+                },
+                name: ".".into(),
+            })
+            .map_err(io::Error::from)?;
+            nix::unistd::fsync(&listable).map_err(io::Error::from)?;
             Ok(())
         };
         attempt().with_context(|| format!("failed to write `{path}`"))
     }
 
-    /// Creates a directory (and its parents) with `mode` when it does not exist; an existing
-    /// directory keeps its mode.
+    /// Creates a directory (and its parents, 0755) with `mode` when it does not exist, whatever
+    /// the umask; an existing directory keeps its mode.
     pub(crate) fn ensure_dir(&self, path: &HostPath, mode: u32) -> Result<()> {
-        let target = self.path(path);
-        if target.is_dir() {
-            return Ok(());
+        match self.walk(path, Last::Directory, Some(mode)) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(Missing(on_the_way))) => {
+                Err(anyhow::anyhow!("`{on_the_way}` is not a directory"))
+            }
+            Err(error) => Err(error),
         }
-        fs_err::create_dir_all(&target)
-            .and_then(|()| fs_err::set_permissions(&target, std::fs::Permissions::from_mode(mode)))
-            .with_context(|| format!("failed to create directory `{path}`"))
+        .with_context(|| format!("failed to create directory `{path}`"))
     }
 
     /// Writes one of berth's own state files (journal, ledger, run report, pause, watch state):
@@ -289,71 +403,126 @@ impl Host {
         self.write_atomic(path, text.as_bytes(), mode)
     }
 
-    /// Removes a file; one that is not there is fine.
+    /// Removes a file (a link is removed, never its target); one that is not there is fine.
     pub(crate) fn remove_file(&self, path: &HostPath) -> Result<()> {
-        match fs_err::remove_file(self.path(path)) {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(error).with_context(|| format!("failed to remove `{path}`")),
-        }
+        let remove = || -> Result<()> {
+            let Ok(entry) = self.walk(path, Last::Keep, None)? else {
+                return Ok(());
+            };
+            match nix::unistd::unlinkat(
+                &entry.directory.fd,
+                entry.name.as_os_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            ) {
+                Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+                Err(error) => Err(io::Error::from(error).into()),
+            }
+        };
+        remove().with_context(|| format!("failed to remove `{path}`"))
     }
 
-    /// Sets the permission bits of an existing file.
+    /// Sets the permission bits of an existing file, through its descriptor.
     pub(crate) fn set_mode(&self, path: &HostPath, mode: u32) -> Result<()> {
-        fs_err::set_permissions(self.path(path), std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("failed to make `{path}` mode {mode:04o}"))
+        let change = || -> Result<()> {
+            let Ok(entry) = self.walk(path, Last::Follow, None)? else {
+                bail!("it does not exist");
+            };
+            let Some(file) = beneath::open_regular(&entry)? else {
+                bail!("it does not exist");
+            };
+            nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(mode))
+                .map_err(io::Error::from)?;
+            Ok(())
+        };
+        change().with_context(|| format!("failed to make `{path}` mode {mode:04o}"))
     }
 
     /// Copies `from` over `to` atomically, keeping `from`'s mode.
-    /// Where `path` really is: its symbolic links followed (an absolute target is a host path,
-    /// under the root like any other), refusing one that leads out of the root.
-    fn through_links(&self, path: &HostPath) -> Result<PathBuf> {
-        const MAX_LINKS: usize = 16;
-        let mut current = self.path(path);
-        for _ in 0..MAX_LINKS {
-            let is_link = fs_err::symlink_metadata(&current)
-                .is_ok_and(|metadata| metadata.file_type().is_symlink());
-            if !is_link {
-                return Ok(current);
-            }
-            let target = fs_err::read_link(&current)?;
-            let next = if target.is_absolute() {
-                self.root.join(target.strip_prefix("/").unwrap_or(&target))
-            } else {
-                current.parent().unwrap_or(&self.root).join(target)
-            };
-            current = lexically_normal(&next);
-            if !current.starts_with(&self.root) {
-                bail!(
-                    "it is a link that leads out of the root (to `{}`); berth writes only under the root",
-                    current.display()
-                );
-            }
-        }
-        bail!("it is a link through more than {MAX_LINKS} links")
-    }
-
     pub(crate) fn copy_atomic(&self, from: &HostPath, to: &HostPath) -> Result<()> {
-        let contents =
-            fs_err::read(self.path(from)).with_context(|| format!("failed to read `{from}`"))?;
-        let mode = self.mode(from)?.map_or(0o644, |FileMode(mode)| mode);
-        self.write_atomic(to, &contents, mode)
+        let (contents, status) = self
+            .read_file(from, READ_LIMIT)?
+            .with_context(|| format!("failed to read `{from}`: it does not exist"))?;
+        self.write_atomic(to, &contents, status.st_mode & 0o7777)
     }
 }
 
-/// `a/b/../c` as `a/c`, without asking the filesystem.
-fn lexically_normal(path: &Path) -> PathBuf {
-    let mut normal = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::ParentDir => {
-                normal.pop();
+/// How much berth reads of a host file unless its kind says otherwise: far more than any file
+/// berth reads needs (daemon.json, config.toml, certificates, units, profiles), and little
+/// enough that a 2 GiB sparse file or a link to `/dev/zero` costs nothing.
+pub(crate) const READ_LIMIT: u64 = 4 << 20;
+
+/// A saved plan holds the whole observed state; still a few megabytes at most.
+pub(crate) const SAVED_PLAN_LIMIT: u64 = 16 << 20;
+
+/// What a [`Host::replace`] keeps of the file it replaces.
+#[derive(Clone, Copy)]
+enum Keep {
+    /// Its mode and owner (`new_mode` for a new file).
+    ModeAndOwner(u32),
+    /// Its owner; the mode is always this one.
+    Owner(u32),
+}
+
+/// Reads at most `limit` bytes from `file`; more is an error naming `path`.
+fn read_bounded(file: std::fs::File, limit: u64, path: impl std::fmt::Display) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut io::Read::take(file, limit + 1), &mut bytes)?;
+    if bytes.len() as u64 > limit {
+        bail!("`{path}` is larger than {limit} bytes, more than berth reads from it");
+    }
+    Ok(bytes)
+}
+
+/// A new file beside `entry`, created `O_EXCL` (never an existing file or link) and 0600 until
+/// its mode is set.
+fn create_temporary(directory: &OwnedFd, entry: &Entry) -> Result<(OsString, std::fs::File)> {
+    static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    for _ in 0..16 {
+        let count = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.subsec_nanos());
+        let name = OsString::from(format!(".berth-{}-{nanos}-{count}", std::process::id()));
+        match nix::fcntl::openat(
+            directory,
+            name.as_os_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        ) {
+            Ok(fd) => return Ok((name, std::fs::File::from(fd))),
+            Err(nix::errno::Errno::EEXIST) => {}
+            Err(error) => {
+                return Err(io::Error::from(error)).with_context(|| {
+                    format!(
+                        "failed to create a temporary file in `{}`",
+                        entry.directory.path
+                    )
+                });
             }
-            Component::CurDir => {}
-            other => normal.push(other),
         }
     }
-    normal
+    bail!(
+        "failed to create a temporary file in `{}`",
+        entry.directory.path
+    )
+}
+
+/// A file that can set what berth runs as root (a profile, berth.toml, a saved plan) must be
+/// root's when berth runs as root, and writable by no one else (sshd's StrictModes, for files).
+fn refuse_unless_trusted(path: &str, owner: u32, mode: u32) -> Result<()> {
+    let writable_by_others = mode & 0o022 != 0;
+    let not_roots = nix::unistd::geteuid().is_root() && owner != 0;
+    if writable_by_others || not_roots {
+        let owner_name = nix::unistd::User::from_uid(owner.into())
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("uid {owner}"), |user| user.name);
+        bail!(
+            "refusing `{path}`: it is owned by {owner_name} with mode {:04o}, so someone other than root can change what berth runs as root; fix it with `chown root:root {path} && chmod go-w {path}`",
+            mode & 0o7777
+        );
+    }
+    Ok(())
 }
 
 /// True when `error` comes from a file this user may not read: `plan` as non-root, where
@@ -366,10 +535,9 @@ pub(crate) fn permission_denied(error: &anyhow::Error) -> bool {
     })
 }
 
-/// Reads a file named on the command line (`-p ./site.toml`): a path on the machine berth runs
-/// on, not under `--root`. The one file berth reads that is not the host's.
 /// Writes a file on the machine berth runs on (not under the root: a saved plan is the
-/// operator's file, like a `-p` profile), atomically: a temporary file beside it, renamed.
+/// operator's file, like a `-p` profile), atomically: a temporary file beside it (`O_EXCL`,
+/// 0600), given its final mode, renamed (a link at `path` is replaced, never followed).
 pub(crate) fn write_local(path: &Path, text: &str) -> Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -387,15 +555,34 @@ pub(crate) fn write_local(path: &Path, text: &str) -> Result<()> {
     write().with_context(|| format!("failed to write `{}`", path.display()))
 }
 
-pub(crate) fn read_local(path: &Path) -> Result<String> {
-    fs_err::read_to_string(path).with_context(|| format!("failed to read `{}`", path.display()))
+/// Reads a file named on the command line (`-p ./site.toml`, a saved plan): a path on the
+/// machine berth runs on, not under `--root`. It can set what berth runs as root, so it must be
+/// root's (when berth runs as root) and writable by no one else; a regular file (a FIFO is
+/// refused, not waited on) of at most `limit` bytes. Returns its text and permission bits.
+pub(crate) fn read_local(path: &Path, limit: u64) -> Result<(String, u32)> {
+    let read = || -> Result<(String, u32)> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_flags(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC))
+            .open(path)?;
+        let status = nix::sys::stat::fstat(&file).map_err(io::Error::from)?;
+        let shown = path.display().to_string();
+        let kind = nix::sys::stat::SFlag::from_bits_truncate(
+            status.st_mode & nix::sys::stat::SFlag::S_IFMT.bits(),
+        );
+        if kind != nix::sys::stat::SFlag::S_IFREG {
+            bail!("`{shown}` is not a regular file");
+        }
+        refuse_unless_trusted(&shown, status.st_uid, status.st_mode)?;
+        let text = String::from_utf8(read_bounded(file, limit, &shown)?)
+            .with_context(|| format!("`{shown}` is not UTF-8 text"))?;
+        Ok((text, status.st_mode & 0o7777))
+    };
+    read().with_context(|| format!("failed to read `{}`", path.display()))
 }
 
-/// The permission bits of a file named on the command line, like [`read_local`].
-pub(crate) fn local_mode(path: &Path) -> Option<u32> {
-    fs_err::metadata(path)
-        .ok()
-        .map(|metadata| metadata.permissions().mode() & 0o7777)
+fn libc_flags(flags: OFlag) -> i32 {
+    flags.bits()
 }
 
 /// `KEY=value` lines as systemd's `EnvironmentFile=` and os-release(5) write them: blank lines
@@ -478,5 +665,200 @@ mod tests {
             format!("{error:#}").contains("failed to write `/etc/x.json`"),
             "{error:#}"
         );
+    }
+
+    use std::os::unix::fs::symlink;
+
+    /// A root with a hostile directory `/srv/runner` (as the runner's is) and a file outside it
+    /// that a planted link aims at.
+    fn hostile_root() -> (tempfile::TempDir, Host) {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(root.path());
+        std::fs::create_dir_all(root.path().join("srv/runner")).unwrap();
+        std::fs::create_dir_all(root.path().join("root/.ssh")).unwrap();
+        std::fs::write(root.path().join("root/.ssh/authorized_keys"), "key\n").unwrap();
+        host.distrust(&host_path("/srv/runner"));
+        (root, host)
+    }
+
+    fn message(error: &anyhow::Error) -> String {
+        format!("{error:#}")
+    }
+
+    #[test]
+    fn a_link_in_a_hostile_directory_is_refused_and_its_target_untouched() {
+        let (root, host) = hostile_root();
+        symlink(
+            "/root/.ssh/authorized_keys",
+            root.path().join("srv/runner/config.toml"),
+        )
+        .unwrap();
+        let file = host_path("/srv/runner/config.toml");
+        let error = host.write_secret(&file, b"planted", 0o600).unwrap_err();
+        assert!(
+            message(&error).contains("`/srv/runner/config.toml` is a symbolic link"),
+            "{error:#}"
+        );
+        let error = host.read_optional(&file).unwrap_err();
+        assert!(message(&error).contains("symbolic link"), "{error:#}");
+        assert!(
+            host.mode(&file).is_err(),
+            "its mode is not read through it either"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("root/.ssh/authorized_keys")).unwrap(),
+            "key\n"
+        );
+        host.remove_file(&file).unwrap();
+        assert!(
+            root.path().join("root/.ssh/authorized_keys").exists(),
+            "removing a link removes the link"
+        );
+    }
+
+    #[test]
+    fn a_directory_link_in_a_hostile_directory_is_refused() {
+        let (root, host) = hostile_root();
+        symlink("/root/.ssh", root.path().join("srv/runner/certs")).unwrap();
+        let error = host
+            .write_atomic(&host_path("/srv/runner/certs/authorized_keys"), b"x", 0o644)
+            .unwrap_err();
+        assert!(
+            message(&error).contains("`/srv/runner/certs` is a symbolic link"),
+            "{error:#}"
+        );
+        let error = host
+            .ensure_dir(&host_path("/srv/runner/certs"), 0o700)
+            .unwrap_err();
+        assert!(message(&error).contains("symbolic link"), "{error:#}");
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("root/.ssh/authorized_keys")).unwrap(),
+            "key\n"
+        );
+    }
+
+    /// issue 18: `config.toml → a/../p.toml` with `a → d/e`. The kernel reads `d/p.toml` (`a/..`
+    /// is `d`, through the link); writing through text-resolved `..` hit `p.toml` beside
+    /// config.toml. Where a link may be followed at all, berth now writes what the kernel reads.
+    #[test]
+    fn a_link_chain_through_dot_dot_is_followed_as_the_kernel_follows_it() {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(root.path());
+        let etc = root.path().join("etc/app");
+        std::fs::create_dir_all(etc.join("d/e")).unwrap();
+        std::fs::write(etc.join("d/p.toml"), "kernel's\n").unwrap();
+        std::fs::write(etc.join("p.toml"), "text's\n").unwrap();
+        symlink("d/e", etc.join("a")).unwrap();
+        symlink("a/../p.toml", etc.join("config.toml")).unwrap();
+        let file = host_path("/etc/app/config.toml");
+        assert_eq!(
+            host.read_optional(&file).unwrap().as_deref(),
+            Some("kernel's\n")
+        );
+        host.write_atomic(&file, b"new\n", 0o644).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(etc.join("config.toml")).unwrap(),
+            "new\n",
+            "what the kernel reads is what was written"
+        );
+        assert_eq!(
+            std::fs::read_to_string(etc.join("p.toml")).unwrap(),
+            "text's\n"
+        );
+        assert!(
+            etc.join("config.toml")
+                .symlink_metadata()
+                .unwrap()
+                .is_symlink()
+        );
+
+        // The same chain in a hostile directory is refused at its first link.
+        host.distrust(&host_path("/etc/app"));
+        let error = host.write_atomic(&file, b"planted\n", 0o644).unwrap_err();
+        assert!(
+            message(&error).contains("`/etc/app/config.toml` is a symbolic link"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn a_link_is_not_followed_where_another_user_can_write() {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(root.path());
+        let dir = root.path().join("etc/shared");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(root.path().join("etc/target"), "kept\n").unwrap();
+        symlink("../target", dir.join("file")).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let error = host
+            .write_atomic(&host_path("/etc/shared/file"), b"x", 0o644)
+            .unwrap_err();
+        assert!(message(&error).contains("symbolic link"), "{error:#}");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        host.write_atomic(&host_path("/etc/shared/file"), b"x", 0o644)
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("etc/target")).unwrap(),
+            "x"
+        );
+    }
+
+    #[test]
+    fn a_link_out_of_the_root_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(root.path());
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        symlink("../../../../../../etc/passwd", root.path().join("etc/x")).unwrap();
+        let error = host.read_optional(&host_path("/etc/x")).unwrap_err();
+        assert!(
+            message(&error).contains("leads out of the root"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn reads_take_regular_files_of_bounded_size_and_never_wait() {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(root.path());
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        let sparse = std::fs::File::create(root.path().join("etc/big")).unwrap();
+        sparse.set_len(2 << 30).unwrap();
+        let error = host.read_optional(&host_path("/etc/big")).unwrap_err();
+        assert!(message(&error).contains("is larger than"), "{error:#}");
+        nix::unistd::mkfifo(
+            &root.path().join("etc/fifo"),
+            Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let error = host.read_optional(&host_path("/etc/fifo")).unwrap_err();
+        assert!(
+            message(&error).contains("`/etc/fifo` is a FIFO, not a regular file"),
+            "{error:#}"
+        );
+        let error = host
+            .write_atomic(&host_path("/etc/fifo"), b"x", 0o644)
+            .unwrap_err();
+        assert!(message(&error).contains("is a FIFO"), "{error:#}");
+    }
+
+    #[test]
+    fn directories_get_their_mode_whatever_the_umask_and_secrets_theirs_before_the_rename() {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(root.path());
+        host.ensure_dir(&host_path("/srv/a/b"), 0o700).unwrap();
+        let mode = |path: &str| {
+            std::fs::metadata(root.path().join(path))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(mode("srv"), 0o755);
+        assert_eq!(mode("srv/a"), 0o755);
+        assert_eq!(mode("srv/a/b"), 0o700);
+        let file = host_path("/srv/a/b/config.toml");
+        host.write_atomic(&file, b"old", 0o644).unwrap();
+        host.write_secret(&file, b"token", 0o600).unwrap();
+        assert_eq!(mode("srv/a/b/config.toml"), 0o600);
     }
 }

@@ -95,9 +95,8 @@ impl ProfileRef {
         match self {
             Self::Name(name) => {
                 let operator_copy = host_path(PROFILE_DIR).join(format!("{name}.toml"));
-                if let Some(text) = host.read_optional(&operator_copy)? {
-                    let mode = host.mode(&operator_copy)?.map(|FileMode(mode)| mode);
-                    return Ok(TomlFile::new(operator_copy.to_string(), text).with_mode(mode));
+                if let Some((text, FileMode(mode))) = host.read_trusted(&operator_copy)? {
+                    return Ok(TomlFile::new(operator_copy.to_string(), text).with_mode(Some(mode)));
                 }
                 let text = embedded_text(name).with_context(|| {
                     let known: Vec<_> = embedded().map(|(name, _)| name).collect();
@@ -113,17 +112,15 @@ impl ProfileRef {
                 Ok(TomlFile::new(format!("{name} (embedded)"), text))
             }
             Self::LocalFile(path) => {
-                let text = crate::host::read_local(path)
+                let (text, mode) = crate::host::read_local(path, crate::host::READ_LIMIT)
                     .with_context(|| format!("failed to read profile `{}`", path.display()))?;
-                Ok(TomlFile::new(path.display().to_string(), text)
-                    .with_mode(crate::host::local_mode(path)))
+                Ok(TomlFile::new(path.display().to_string(), text).with_mode(Some(mode)))
             }
             Self::HostFile(path) => {
-                let text = host
-                    .read_optional(path)?
+                let (text, FileMode(mode)) = host
+                    .read_trusted(path)?
                     .with_context(|| format!("profile `{path}` does not exist"))?;
-                let mode = host.mode(path)?.map(|FileMode(mode)| mode);
-                Ok(TomlFile::new(path.to_string(), text).with_mode(mode))
+                Ok(TomlFile::new(path.to_string(), text).with_mode(Some(mode)))
             }
         }
     }

@@ -146,7 +146,31 @@ pub(crate) fn load(refs: &[ProfileRef], host: &Host) -> Result<Profile> {
     if profile.instance.label.is_empty() {
         profile.instance = default_instance(host)?;
     }
+    for directory in profile.hostile_directories() {
+        host.distrust(&directory);
+    }
     Ok(profile)
+}
+
+impl Profile {
+    /// The directories a container can write in (the runner's, mounted into its container, and
+    /// every bind-mount source not mounted `ro`): berth never follows a link in them (issue 18).
+    fn hostile_directories(&self) -> Vec<crate::host::HostPath> {
+        let runner = self.runner.config.parent();
+        let sources = self.containers.iter().flat_map(|container| {
+            container
+                .mounts
+                .iter()
+                .filter(|mount| !mount.options.iter().any(|option| option == "ro"))
+                .filter_map(|mount| match &mount.source {
+                    crate::resource::container::values::MountSource::Bind(source) => {
+                        Some(source.clone())
+                    }
+                    _ => None,
+                })
+        });
+        runner.into_iter().chain(sources).collect()
+    }
 }
 
 impl Profile {
@@ -419,6 +443,18 @@ mod tests {
         profile::{DEFAULT_PROFILE, embedded, embedded_text},
     };
     use serde_json::Value as Json;
+
+    #[test]
+    fn the_runners_directory_and_writable_bind_sources_are_hostile() {
+        let profile = profile(&[
+            "[runner]\nconfig = \"/srv/r/config.toml\"\n[containers.app]\nimage = \"i:1\"\nvolumes = [\"/data:/data\", \"/etc/ssl:/etc/ssl:ro\", \"cache:/cache\"]\n",
+        ])
+        .unwrap();
+        assert_eq!(
+            profile.hostile_directories(),
+            [host_path("/srv/r"), host_path("/data")]
+        );
+    }
 
     fn profile(layers: &[&str]) -> Result<Profile, String> {
         let sources: Vec<_> = layers

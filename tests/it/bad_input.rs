@@ -131,7 +131,7 @@ fn an_unwritable_target_fails_with_its_path_and_changes_nothing() {
     daemon-config: create /etc/docker/daemon.json
     error: failed to create `daemon-config`
       caused by: failed to write `/etc/docker/daemon.json`
-      caused by: failed to create directory `[ROOT]/etc/docker`: File exists (os error 17)
+      caused by: `/etc/docker` is not a directory
     error: not attempted because `daemon-config` failed
     ");
     assert_eq!(root.snapshot(), before);

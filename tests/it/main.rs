@@ -24,6 +24,7 @@ mod faults;
 mod gitlab_server;
 mod host_files;
 mod hostile_docker;
+mod hostile_files;
 mod hostile_profile;
 mod init;
 mod module_graph;

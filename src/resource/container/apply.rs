@@ -117,7 +117,7 @@ impl Container {
     pub(super) fn ensure_sources(&self, context: &Context) -> Result<()> {
         for mount in &self.spec.mounts {
             if let MountSource::Bind(source) = &mount.source
-                && !context.host.exists(source)
+                && !context.host.exists_for_docker(source)
             {
                 if is_socket_path(source) {
                     bail!("the bind source `{source}` does not exist");

@@ -336,7 +336,9 @@ impl Container {
             .mounts
             .iter()
             .filter_map(|mount| match &mount.source {
-                MountSource::Bind(source) if !context.host.exists(source) => Some(source.clone()),
+                MountSource::Bind(source) if !context.host.exists_for_docker(source) => {
+                    Some(source.clone())
+                }
                 _ => None,
             })
             .collect();

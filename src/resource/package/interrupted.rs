@@ -50,12 +50,16 @@ pub(super) fn unfinished(
 /// it did last before it was killed is there, not in `status`.
 const DPKG_UPDATES: &str = "/var/lib/dpkg/updates";
 
+/// dpkg's status lists every installed package: a few megabytes on a full desktop, so well
+/// above berth's usual read limit.
+const DPKG_STATUS_LIMIT: u64 = 64 << 20;
+
 /// Each package's state as dpkg would read it back: `status`, then its journal entries
 /// (`updates/0000`, `0001`, ...) in order, a later record of a package replacing the earlier.
 fn package_states(host: &Host, journal: &[String]) -> Result<BTreeMap<String, String>> {
     let mut states = BTreeMap::new();
     let status = host
-        .read_optional(&host_path("/var/lib/dpkg/status"))?
+        .read_limited(&host_path("/var/lib/dpkg/status"), DPKG_STATUS_LIMIT)?
         .unwrap_or_default();
     states.extend(records(&status));
     // `list_dir` sorts by name, and dpkg numbers its entries with leading zeros; `tmp.i` is

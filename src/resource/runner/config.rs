@@ -292,6 +292,7 @@ impl Resource for RunnerConfig {
     }
 
     fn observe(&self, context: &Context) -> Result<ConfigTomlState> {
+        distrust_directory(context.host, &self.path);
         let read_both = || -> Result<_> {
             Ok((
                 context.host.mode(&self.path)?,
@@ -427,6 +428,7 @@ impl Resource for RunnerConfig {
         // Read again: gitlab-runner may have rewritten the file (a token rotation) since.
         let current = read(context.host, &self.path)?;
         for (target, text) in &op.certificates {
+            distrust_directory(context.host, target);
             if let Some(dir) = target.parent() {
                 context.host.ensure_dir(&dir, DIR_MODE)?;
             }
@@ -498,6 +500,7 @@ pub(crate) fn not_planned(reason: &str) -> String {
 
 /// Reads and parses config.toml; `None` when absent. Unparseable text is an error.
 pub(crate) fn read(host: &Host, path: &HostPath) -> Result<Option<(String, DocumentMut)>> {
+    distrust_directory(host, path);
     let Some(text) = host.read_optional(path)? else {
         return Ok(None);
     };
@@ -505,12 +508,22 @@ pub(crate) fn read(host: &Host, path: &HostPath) -> Result<Option<(String, Docum
     Ok(Some((text, document)))
 }
 
-/// Writes config.toml atomically: mode 0600, its directory created 0700.
+/// Writes config.toml atomically at mode 0600 (set before the rename: it holds tokens), its
+/// directory created 0700.
 pub(crate) fn write(host: &Host, path: &HostPath, text: &str) -> Result<()> {
+    distrust_directory(host, path);
     if let Some(dir) = path.parent() {
         host.ensure_dir(&dir, DIR_MODE)?;
     }
-    host.write_atomic(path, text.as_bytes(), FILE_MODE)
+    host.write_secret(path, text.as_bytes(), FILE_MODE)
+}
+
+/// The runner's directory is mounted read-write into its container: whoever controls that
+/// container can plant links there, so no link in it is ever followed (issue 18).
+pub(crate) fn distrust_directory(host: &Host, config: &HostPath) {
+    if let Some(dir) = config.parent() {
+        host.distrust(&dir);
+    }
 }
 
 #[cfg(test)]

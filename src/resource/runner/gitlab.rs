@@ -718,8 +718,11 @@ pub(crate) fn read_ca_file(
     host: &Host,
     file: &HostPath,
 ) -> Result<Vec<ureq::tls::Certificate<'static>>> {
-    let bytes = fs_err::read(host.path(file))
+    let bytes = host
+        .read_optional(file)
+        .and_then(|text| text.with_context(|| format!("`{file}` does not exist")))
         .with_context(|| format!("failed to read `tls_ca_file` `{file}`"))?;
+    let bytes = bytes.into_bytes();
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&bytes) {
         match item {

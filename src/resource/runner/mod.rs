@@ -526,19 +526,23 @@ fn check_writable(host: &Host, config: &HostPath) -> Result<()> {
         .parent()
         .with_context(|| format!("`{config}` has no directory"))?;
     let probe = dir.join(".berth-write-check");
+    config::distrust_directory(host, config);
     host.ensure_dir(&dir, 0o700)?;
     // About what an entry with its token takes.
-    host.write_atomic(&probe, &[b'#'; 4096], 0o600)
+    host.write_secret(&probe, &[b'#'; 4096], 0o600)
         .and_then(|()| host.remove_file(&probe))
         .with_context(|| {
             format!("`{dir}` cannot take config.toml's new entry (disk full or read-only?); GitLab was not asked for a runner")
         })
 }
 
+/// Far more than any GitLab token takes.
+const TOKEN_LIMIT: u64 = 64 << 10;
+
 /// Reads a token file: trimmed, since `echo token > file` adds a newline.
 pub(super) fn read_token_file(host: &Host, file: &HostPath) -> Result<TokenFile> {
     let Some(text) = host
-        .read_optional(file)
+        .read_limited(file, TOKEN_LIMIT)
         .with_context(|| format!("failed to read the token file `{file}`"))?
     else {
         return Ok(TokenFile::Missing);

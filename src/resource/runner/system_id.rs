@@ -39,10 +39,14 @@ pub(crate) fn is_valid(id: &str) -> bool {
     rest.len() == 12 && rest.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
+/// More than a system ID takes (`s_` and 12 characters), for a file in the runner's directory.
+const ID_LIMIT: u64 = 4096;
+
 /// The system ID in the file beside `config`, if there is a valid one.
 pub(crate) fn read(host: &Host, config: &HostPath) -> Result<Option<String>> {
+    super::config::distrust_directory(host, config);
     Ok(host
-        .read_optional(&path(config))?
+        .read_limited(&path(config), ID_LIMIT)?
         .map(|text| text.trim().to_owned())
         .filter(|id| is_valid(id)))
 }
@@ -57,7 +61,7 @@ pub(crate) fn ensure(host: &Host, config: &HostPath) -> Result<String> {
     if let Some(dir) = file.parent() {
         host.ensure_dir(&dir, 0o700)?;
     }
-    host.write_atomic(&file, id.as_bytes(), 0o600)
+    host.write_secret(&file, id.as_bytes(), 0o600)
         .context("failed to save the runner's system ID")?;
     Ok(id)
 }
