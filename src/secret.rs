@@ -125,10 +125,10 @@ mod tests {
         assert_eq!(format!("{secret:#?}"), "***");
         assert_eq!(serde_json::to_string(&secret).unwrap(), "\"***\"");
         #[derive(Debug, Serialize)]
-        struct Holder {
+        struct SerializedHolder {
             token: Secret,
         }
-        let holder = Holder {
+        let holder = SerializedHolder {
             token: secret.clone(),
         };
         assert!(!format!("{holder:?}").contains(TOKEN));

@@ -42,12 +42,12 @@ pub(super) struct Directory {
 
 /// The last step of a walk: the directory that holds the entry, and the entry's name in it. The
 /// entry itself may not exist; it is a link only when the walk was asked not to follow one.
-pub(super) struct Entry {
+pub(super) struct WalkedEntry {
     pub(super) directory: Directory,
     pub(super) name: OsString,
 }
 
-impl Entry {
+impl WalkedEntry {
     /// The host path of the entry, for messages.
     pub(super) fn path(&self) -> HostPath {
         self.directory.path.join(&self.name)
@@ -80,7 +80,7 @@ pub(super) enum Last {
 }
 
 /// One component still to walk, and whether a link there is inside a hostile directory.
-struct Step {
+struct PendingComponent {
     name: OsString,
     hostile: bool,
 }
@@ -102,9 +102,9 @@ impl Walker<'_> {
         path: &HostPath,
         last: Last,
         create: Option<u32>,
-    ) -> Result<Result<Entry, Missing>> {
+    ) -> Result<Result<WalkedEntry, Missing>> {
         let mut held = self.open_root()?;
-        let mut steps: VecDeque<Step> = self.steps(path);
+        let mut steps: VecDeque<PendingComponent> = self.steps(path);
         let mut links = 0;
         while let Some(step) = steps.pop_front() {
             let at = held_path(&held);
@@ -124,7 +124,7 @@ impl Walker<'_> {
             }
             let top = &held.last().expect("the root is always held").0;
             if is_last {
-                let entry = Entry {
+                let entry = WalkedEntry {
                     directory: Directory {
                         fd: top.try_clone()?,
                         path: at.clone(),
@@ -193,7 +193,7 @@ impl Walker<'_> {
         }
         let path = held_path(&held);
         let (fd, _, _) = held.pop().expect("the root is always held");
-        Ok(Ok(Entry {
+        Ok(Ok(WalkedEntry {
             directory: Directory { fd, path },
             name: OsString::from("."),
         }))
@@ -218,7 +218,7 @@ impl Walker<'_> {
 
     /// The components of `path`, each marked hostile when it lies inside a hostile directory
     /// (the hostile directory's own name is not: a link above it is the operator's).
-    fn steps(&self, path: &HostPath) -> VecDeque<Step> {
+    fn steps(&self, path: &HostPath) -> VecDeque<PendingComponent> {
         let names: Vec<&OsStr> = path
             .as_path()
             .components()
@@ -237,7 +237,7 @@ impl Walker<'_> {
         names
             .into_iter()
             .enumerate()
-            .map(|(index, name)| Step {
+            .map(|(index, name)| PendingComponent {
                 name: name.to_owned(),
                 hostile: index >= inside_from,
             })
@@ -246,7 +246,7 @@ impl Walker<'_> {
 
     /// A link is followed only outside hostile directories, and only when every directory held
     /// passes StrictModes: no one but root could have planted it.
-    fn may_follow(&self, step: &Step, held: &[Held], at: &HostPath) -> bool {
+    fn may_follow(&self, step: &PendingComponent, held: &[Held], at: &HostPath) -> bool {
         !step.hostile
             && !self
                 .hostile
@@ -261,14 +261,14 @@ type Held = (OwnedFd, OsString, bool);
 
 /// Puts a link's target before the steps still to walk, so that it is walked from where the
 /// link is (the caller went back to the root for an absolute one).
-fn push_target(steps: &mut VecDeque<Step>, target: &Path, hostile: bool) {
+fn push_target(steps: &mut VecDeque<PendingComponent>, target: &Path, hostile: bool) {
     for component in target.components().rev() {
         let name = match component {
             Component::Normal(name) => name.to_owned(),
             Component::ParentDir => OsString::from(".."),
             Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
         };
-        steps.push_front(Step { name, hostile });
+        steps.push_front(PendingComponent { name, hostile });
     }
 }
 
@@ -315,7 +315,7 @@ pub(super) fn io_error(error: Errno, path: &HostPath) -> anyhow::Error {
 
 /// Opens `name` in `directory` for reading: never through a link, never blocking (a FIFO opens
 /// at once and is then refused), regular files only.
-pub(super) fn open_regular(entry: &Entry) -> Result<Option<std::fs::File>> {
+pub(super) fn open_regular(entry: &WalkedEntry) -> Result<Option<std::fs::File>> {
     let opened = openat(
         &entry.directory.fd,
         entry.name.as_os_str(),
@@ -350,7 +350,7 @@ pub(super) fn refuse_unless_regular(status: &FileStat, path: &HostPath) -> Resul
 }
 
 /// The directory a walk that ended with [`Last::Directory`] reached, opened for listing.
-pub(super) fn open_listable(entry: &Entry) -> Result<OwnedFd, Errno> {
+pub(super) fn open_listable(entry: &WalkedEntry) -> Result<OwnedFd, Errno> {
     openat(
         entry.directory.fd.as_fd(),
         ".",

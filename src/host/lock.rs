@@ -54,7 +54,7 @@ impl RunLock {
                     return Ok(Self { _lock: lock });
                 }
                 Err((mut file, Errno::EWOULDBLOCK)) => {
-                    let holder = Holder::of(&mut file);
+                    let holder = LockHolder::of(&mut file);
                     if Instant::now() >= deadline {
                         bail!(
                             "{}; waited {} s for it",
@@ -157,7 +157,7 @@ fn owned_and_private(file: &File, path: &str, mode: u32) -> Result<()> {
 }
 
 /// Who holds the lock: the process the kernel names (`/proc/locks`), and what the file says.
-struct Holder {
+struct LockHolder {
     /// From `/proc/locks`; `None` when it cannot be read (the file's pid is then all there is).
     pid: Option<u32>,
     /// Its command name (`/proc/PID/comm`), when it is not berth.
@@ -166,7 +166,7 @@ struct Holder {
     recorded: String,
 }
 
-impl Holder {
+impl LockHolder {
     fn of(file: &mut File) -> Self {
         let pid = kernel_holder(file);
         let recorded = read_holder(file, pid);

@@ -24,7 +24,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use beneath::{Entry, Last, Missing, Walker};
+use beneath::{Last, Missing, WalkedEntry, Walker};
 use nix::{
     fcntl::OFlag,
     sys::stat::{FileStat, Mode},
@@ -181,7 +181,7 @@ impl Host {
         path: &HostPath,
         last: Last,
         create: Option<u32>,
-    ) -> Result<Result<Entry, Missing>> {
+    ) -> Result<Result<WalkedEntry, Missing>> {
         let hostile = self.hostile.lock().expect("not poisoned").clone();
         Walker {
             root: &self.root,
@@ -359,7 +359,7 @@ impl Host {
                 );
                 return Err(error);
             }
-            let listable = beneath::open_listable(&Entry {
+            let listable = beneath::open_listable(&WalkedEntry {
                 directory: beneath::Directory {
                     fd: directory.try_clone()?,
                     path: entry.directory.path.clone(),
@@ -475,7 +475,7 @@ fn read_bounded(file: std::fs::File, limit: u64, path: impl std::fmt::Display) -
 
 /// A new file beside `entry`, created `O_EXCL` (never an existing file or link) and 0600 until
 /// its mode is set.
-fn create_temporary(directory: &OwnedFd, entry: &Entry) -> Result<(OsString, std::fs::File)> {
+fn create_temporary(directory: &OwnedFd, entry: &WalkedEntry) -> Result<(OsString, std::fs::File)> {
     static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     for _ in 0..16 {
         let count = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
