@@ -8,6 +8,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
+    docker::{
+        ObjectNames,
+        labels::{Instance, has_control},
+    },
     host::Host,
     profile::{
         self, Layers, Problems, ProfileError, ProfileRef,
@@ -20,9 +24,7 @@ use crate::{
             spec::{container_warnings, order_by_after, resolve_container},
         },
         daemon::{self, DockerSection, DockerSettings, keys::DockerdVersion},
-        docker_object::{
-            Instance, ObjectName, ObjectNames, Owner, has_control, labels, non_empty, string_map,
-        },
+        docker_object::{ObjectName, Owner, labels, non_empty, string_map},
         kernel_module::{self, KernelSection, ModuleName},
         network::resolve_network,
         network::{NetworkSection, NetworkSpec},

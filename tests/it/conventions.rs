@@ -329,85 +329,12 @@ fn metrics_keep_the_last_success_through_a_failed_run_and_name_the_build() {
 
 /// The imports that close the import cycles `src/` still has (files relative to `src/`, the
 /// importer first), each with why it is there. The list only shrinks: an import that no longer
-/// closes a cycle must leave it, and any other cycle fails. Today they are one cycle of 17 files
-/// in `src/resource/`, the kinds and their shared base knowing each other.
-const KNOWN_BACK_EDGES: &[(&str, &str, &str)] = &[
-    (
-        "resource/docker_object.rs",
-        "resource/container/inspect.rs",
-        "prefetch and Docker's wire types sit in the shared base; part 2 of #19 removes it (wire types to src/docker/, prefetch above the kinds)",
-    ),
-    (
-        "resource/docker_object.rs",
-        "resource/container/mod.rs",
-        "prefetch knows the kinds; part 2 of #19 removes it (prefetch above the kinds)",
-    ),
-    (
-        "resource/docker_object.rs",
-        "resource/network/mod.rs",
-        "prefetch knows the kinds; part 2 of #19 removes it (prefetch above the kinds)",
-    ),
-    (
-        "resource/docker_object.rs",
-        "resource/orphan.rs",
-        "prefetch lists the orphans; part 2 of #19 removes it (prefetch above the kinds)",
-    ),
-    (
-        "resource/docker_object.rs",
-        "resource/volume.rs",
-        "prefetch knows the kinds; part 2 of #19 removes it (prefetch above the kinds)",
-    ),
-    (
-        "resource/container/mod.rs",
-        "resource/profile.rs",
-        "Container::new takes the whole Profile; part 2 of #19 removes it (Profile::resolve hands a kind its spec and facts)",
-    ),
-    (
-        "resource/orphan.rs",
-        "resource/profile.rs",
-        "orphan::find reads the whole Profile; part 2 of #19 removes it (Profile::resolve facts)",
-    ),
-    (
-        "resource/container/mod.rs",
-        "resource/network/mod.rs",
-        "a container reads the network kind's types; part 2 of #19 removes it (wire types to src/docker/, typed facts)",
-    ),
-    (
-        "resource/container/mod.rs",
-        "resource/runner/config.rs",
-        "a container asks the runner kind what config.toml changed; part 2 of #19 removes it (typed facts in Earlier)",
-    ),
-    (
-        "resource/container/apply.rs",
-        "resource/runner/config.rs",
-        "a container asks the runner kind what config.toml changed; part 2 of #19 removes it (typed facts in Earlier)",
-    ),
-    (
-        "resource/runner/section.rs",
-        "resource/container/values.rs",
-        "the runner section builds the container kind's Mount; part 2 of #19 removes it (Profile::resolve facts)",
-    ),
-    (
-        "resource/network/mod.rs",
-        "resource/container/inspect.rs",
-        "Docker's wire types live in the container kind; part 2 of #19 removes it (wire types to src/docker/)",
-    ),
-    (
-        "resource/network/replace.rs",
-        "resource/container/inspect.rs",
-        "Docker's wire types live in the container kind; part 2 of #19 removes it (wire types to src/docker/)",
-    ),
-    (
-        "resource/orphan.rs",
-        "resource/container/inspect.rs",
-        "Docker's wire types live in the container kind; part 2 of #19 removes it (wire types to src/docker/)",
-    ),
-    (
-        "resource/orphan.rs",
-        "resource/container/mod.rs",
-        "an orphan drains like a container; part 2 of #19 removes it (the drain beside the wire types)",
-    ),
-];
+/// closes a cycle must leave it, and any other cycle fails.
+const KNOWN_BACK_EDGES: &[(&str, &str, &str)] = &[(
+    "resource/container/mod.rs",
+    "resource/profile.rs",
+    "Container::new takes the whole Profile; part 2 of #19 removes it (Profile::resolve hands a kind its spec and facts)",
+)];
 
 #[test]
 fn src_has_no_import_cycle_beyond_the_known_back_edges() {

@@ -9,10 +9,10 @@ use anyhow::{Context as _, Result, bail};
 use super::{
     Container, PULL_TIMEOUT,
     drift::Repair,
-    inspect::{ContainerInfo, ImageInfo, short_image_id},
     values::{MountSource, PullPolicy, security_opt_argument},
 };
 use crate::{
+    docker::wire::{ContainerInfo, ImageInfo, short_image_id},
     host::{Host, HostPath},
     resource::{Context, Resource, docker_object},
 };

@@ -8,14 +8,17 @@ use serde_json::Value as Json;
 
 use super::{
     Container, Seen,
-    inspect::{Config, ContainerInfo, normalize_reference, short_image_id},
     spec::ContainerSpec,
     values::{MountSource, RestartPolicy, normalize_capability, normalize_signal},
 };
 use crate::{
+    docker::{
+        labels::Labelled,
+        wire::{Config, ContainerInfo, normalize_reference, short_image_id},
+    },
     host::Host,
     plan::FieldChange,
-    resource::docker_object::{self, Labelled},
+    resource::docker_object,
 };
 
 /// How a live container differs from the profile.

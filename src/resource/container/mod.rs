@@ -21,7 +21,6 @@
 
 mod apply;
 mod drift;
-pub(crate) mod inspect;
 mod replace;
 pub(crate) mod spec;
 pub(crate) mod values;
@@ -30,8 +29,11 @@ use std::{collections::BTreeMap, rc::Rc, time::Duration};
 
 use anyhow::Result;
 
-use crate::docker::DaemonStatus;
-use crate::resource::network::NetworkInfo;
+use crate::docker::{
+    DaemonStatus, ObjectNames, drain,
+    labels::Labelled,
+    wire::{ContainerInfo, ImageInfo, NetworkInfo},
+};
 use crate::{
     host::exec,
     host::{Host, HostPath},
@@ -40,7 +42,7 @@ use crate::{
     resource::{
         Context, Earlier, Resource,
         daemon::service::DaemonService,
-        docker_object::{self, Labelled, ObjectName, ObjectNames, Observed, Owner},
+        docker_object::{self, ObjectName, Observed, Owner},
         journal,
         profile::Profile,
         runner::config::RunnerConfig,
@@ -48,7 +50,6 @@ use crate::{
 };
 use apply::{is_socket_path, run};
 use drift::{RecordedHash, Repair, text};
-use inspect::{ContainerInfo, ImageInfo};
 pub(crate) use replace::set_aside_name;
 use replace::{Leftover, ReplaceIntent};
 use spec::{ContainerSpec, SYSBOX_RUNTIME};
@@ -56,10 +57,6 @@ use values::{MountSource, PullPolicy, seccomp_file};
 
 /// How long a `docker pull` may take.
 const PULL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// Docker's stop timeout when a container sets none.
-const DEFAULT_STOP_TIMEOUT: u64 = 10;
-/// Added to a container's stop timeout for the `docker stop` call itself.
-const STOP_MARGIN: u64 = 60;
 
 pub(crate) struct Container {
     /// Boxed: the spec is most of a container's size, and resources live in one enum.
@@ -374,7 +371,7 @@ impl Container {
 
     /// Time for `docker stop` or `restart` of `live`: its own stop timeout, and a margin.
     fn stop_timeout(live: &ContainerInfo) -> u64 {
-        stop_timeout(live)
+        drain::stop_timeout(live)
     }
 
     /// Compares what was seen with the profile.
@@ -569,47 +566,6 @@ fn unregistered_runtime(runtime: &str, registered: &[String]) -> String {
         "; register it in daemon.json's `runtimes` (`[docker.daemon.runtimes]`) or install the package that does"
     };
     format!("the Docker daemon has no runtime `{runtime}` (it has {known}){install}")
-}
-
-/// Time for `docker stop` or `restart` of `live`: its own stop timeout, and a margin.
-pub(crate) fn stop_timeout(live: &ContainerInfo) -> u64 {
-    own_stop_timeout(live) + STOP_MARGIN
-}
-
-/// The seconds `docker stop` gives `live` before it kills it.
-pub(crate) fn own_stop_timeout(live: &ContainerInfo) -> u64 {
-    live.config
-        .stop_timeout
-        .map_or(DEFAULT_STOP_TIMEOUT, u64::from)
-}
-
-/// Drains `live`: `docker stop` without `-t`, so with its own stop signal and timeout
-/// (gitlab-runner finishes its running jobs on SIGQUIT), saying every ten seconds that it
-/// waits, as `resource` (`what` names it in that line).
-pub(crate) fn drain(
-    context: &Context,
-    resource: &ResourceId,
-    live: &ContainerInfo,
-    what: &str,
-) -> Result<()> {
-    let timeout = Duration::from_secs(stop_timeout(live));
-    exec::run_reporting(
-        &context
-            .docker
-            .command(["container", "stop", live.id.as_str()]),
-        timeout,
-        |elapsed| {
-            tracing::info!(
-                "{resource}: {}",
-                progress::waiting(
-                    &format!("{what} to stop (it drains its running jobs)"),
-                    elapsed,
-                    timeout
-                )
-            );
-        },
-    )?;
-    Ok(())
 }
 
 /// The images the profile names and those the containers run, in one batch that every

@@ -17,12 +17,11 @@
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Container, ContainerOp, Seen, apply::run, inspect::ContainerInfo, values::RestartPolicy,
-};
+use super::{Container, ContainerOp, Seen, apply::run, values::RestartPolicy};
 use crate::{
+    docker::{drain::drain, labels::Labelled, wire::ContainerInfo},
     plan::{Action, Change},
-    resource::{Context, Resource, docker_object::Labelled, journal},
+    resource::{Context, Resource, journal},
 };
 
 /// What a container set aside by berth is called while its replacement is made.
@@ -155,8 +154,13 @@ impl Container {
             &["container", "update", "--restart", "no", &live.id],
         )
         .with_context(|| format!("failed to turn off the old `{name}`'s restart policy"))?;
-        super::drain(context, &self.id(), live, &format!("the old `{name}`"))
-            .with_context(|| format!("failed to stop the old `{name}`"))?;
+        drain(
+            context.docker,
+            &self.id(),
+            live,
+            &format!("the old `{name}`"),
+        )
+        .with_context(|| format!("failed to stop the old `{name}`"))?;
         run(context, &["container", "rename", &live.id, &parked])?;
         let outcome = match self.create_and_start(context) {
             Ok(()) => run(context, &["container", "rm", "--volumes", &live.id])

@@ -6,14 +6,15 @@ use super::*;
 use serde_json::Value as Json;
 
 use crate::{
-    profile::source::TomlFile,
-    resource::{
-        container::inspect::{
+    docker::{
+        labels::{LABEL_MANAGED, LABEL_SPEC_HASH},
+        wire::{
             Config, ContainerState as LiveState, Endpoint, HostConfig, MountPoint, NetworkSettings,
             RestartPolicyInfo,
         },
-        docker_object::{LABEL_MANAGED, LABEL_SPEC_HASH, Reach},
     },
+    profile::source::TomlFile,
+    resource::docker_object::Reach,
 };
 
 const PROFILE: &str = r#"

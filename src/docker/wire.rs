@@ -1,14 +1,16 @@
-//! What `docker container inspect` and `docker image inspect` report, typed: only the fields
-//! berth reads. Unknown fields are ignored and missing ones default, because the CLI and the
-//! daemon add and drop fields between releases (and fill some only once a container ran).
+//! Docker's wire types: what `docker container|image|network|volume inspect` report, typed,
+//! only the fields berth reads. What Docker *says*, beside the client that asks it; a kind owns
+//! what it *wants* (its spec) and compares the two. Unknown fields are ignored and missing ones
+//! default, because the CLI and the daemon add and drop fields between releases (and fill some
+//! only once a container ran).
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::{
-    docker::Inspect,
-    resource::docker_object::{Labelled, Labels},
+use crate::docker::{
+    Inspect,
+    labels::{Labelled, Labels},
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -223,6 +225,65 @@ impl Inspect for ImageInfo {
             .flatten()
             .chain(self.repo_digests.iter().flatten())
             .any(|known| normalize_reference(known) == wanted)
+    }
+}
+
+/// What `docker network inspect` reports: only the fields berth reads.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct NetworkInfo {
+    pub name: String,
+    pub id: String,
+    pub driver: String,
+    pub options: Option<Labels>,
+    pub internal: bool,
+    pub labels: Option<Labels>,
+    /// Only containers with a live endpoint (running ones).
+    pub containers: Option<BTreeMap<String, NetworkMember>>,
+}
+
+impl Labelled for NetworkInfo {
+    fn labels(&self) -> Option<&Labels> {
+        self.labels.as_ref()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct NetworkMember {
+    pub name: String,
+}
+
+impl Inspect for NetworkInfo {
+    const KIND: &'static str = "network";
+
+    fn answers_to(&self, name: &str) -> bool {
+        self.name == name
+    }
+}
+
+/// What `docker volume inspect` reports: only the fields berth reads.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct VolumeInfo {
+    pub name: String,
+    pub driver: String,
+    pub options: Option<Labels>,
+    pub labels: Option<Labels>,
+    pub created_at: String,
+}
+
+impl Labelled for VolumeInfo {
+    fn labels(&self) -> Option<&Labels> {
+        self.labels.as_ref()
+    }
+}
+
+impl Inspect for VolumeInfo {
+    const KIND: &'static str = "volume";
+
+    fn answers_to(&self, name: &str) -> bool {
+        self.name == name
     }
 }
 
