@@ -410,7 +410,7 @@ fn look(settings: &Settings, profile: &Profile, pass: Pass) -> Looked {
             let orphans = resource::orphan::find(
                 &listing,
                 &profile.instance,
-                Some(profile),
+                Some(&profile.declared()),
                 resource::orphan::Handling {
                     keep: settings.options.keep_orphans,
                     purge: false,

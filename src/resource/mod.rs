@@ -229,7 +229,13 @@ pub(crate) fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResou
     for spec in &profile.containers {
         resources.push(AnyResource::Container(container::Container::new(
             spec.clone(),
-            profile,
+            profile
+                .relations
+                .containers
+                .get(&spec.name)
+                .cloned()
+                .unwrap_or_default(),
+            owner.clone(),
             Rc::clone(&names),
             options.adopt,
         )));

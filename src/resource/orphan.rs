@@ -42,7 +42,6 @@ use crate::{
     plan::{Action, Change, Diff, Kind, ResourceId},
     resource::{
         Context, Earlier, Resource, daemon::service::DaemonService, docker_object::Observed,
-        profile::Profile,
     },
 };
 
@@ -121,6 +120,16 @@ pub(crate) enum OrphanOp {
     RemoveVolume,
 }
 
+/// What the profiles declare, as far as orphans care: every name, and the spec hash of each
+/// declared container and network (an object carrying one under another name was renamed).
+/// Worked out by the profile (`Profile::declared`), so the orphan kind reads no other kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct DeclaredObjects {
+    pub names: ObjectNames,
+    /// A declared object's spec, as its `berth.spec-hash` label records it, by kind: its name.
+    pub hashes: BTreeMap<(Kind, String), String>,
+}
+
 /// The objects of `listing` that `instance` made and `declared` does not name, and those
 /// labelled as berth's that berth refuses to touch (whatever their instance: someone forged
 /// them, which is worth saying). `declared` is empty for `berth destroy`, which makes every
@@ -128,35 +137,21 @@ pub(crate) enum OrphanOp {
 pub(crate) fn find(
     listing: &Listing,
     instance: &Instance,
-    declared: Option<&Profile>,
+    declared: Option<&DeclaredObjects>,
     handling: Handling,
 ) -> Orphans {
-    let names = declared.map(ObjectNames::from_profile).unwrap_or_default();
-    // A declared object's spec, as its `berth.spec-hash` label records it, by kind.
-    let mut hashes: BTreeMap<(Kind, String), String> = BTreeMap::new();
-    if let Some(profile) = declared {
-        for container in &profile.containers {
-            hashes.insert(
-                (Kind::Container, container.spec_hash()),
-                container.name.to_string(),
-            );
-        }
-        for network in &profile.networks {
-            hashes.insert(
-                (Kind::Network, network.spec_hash()),
-                network.name.to_string(),
-            );
-        }
-    }
-    let reason = |kind: Kind, listed: &Listed| match (
-        declared,
-        hashes.get(&(kind, listed.label(LABEL_SPEC_HASH).to_owned())),
-    ) {
-        (None, _) => Reason::Destroy,
-        (Some(_), Some(declared)) => Reason::Renamed {
-            declared: declared.clone(),
+    let names = declared
+        .map(|declared| declared.names.clone())
+        .unwrap_or_default();
+    let hashes = declared.map(|declared| &declared.hashes);
+    let reason = |kind: Kind, listed: &Listed| match hashes {
+        None => Reason::Destroy,
+        Some(hashes) => match hashes.get(&(kind, listed.label(LABEL_SPEC_HASH).to_owned())) {
+            Some(declared) => Reason::Renamed {
+                declared: declared.clone(),
+            },
+            None => Reason::Undeclared,
         },
-        (Some(_), None) => Reason::Undeclared,
     };
     // (listed, why it is removed, why berth refuses it)
     let found = |listed: &[Listed], known: &[String], kind: Kind| {
@@ -400,7 +395,7 @@ impl Resource for Orphan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{docker::labels::Labels, profile::source::TomlFile};
+    use crate::docker::labels::Labels;
 
     fn listed(name: &str, instance: &str, spec_hash: &str) -> Listed {
         let mut labels = Labels::from([(LABEL_MANAGED.to_owned(), "true".to_owned())]);
@@ -423,17 +418,27 @@ mod tests {
         }
     }
 
-    fn profile() -> Profile {
-        let text = r#"
-[networks.net]
-[containers.runner]
-image = "busybox"
-networks = ["net"]
-volumes = ["data:/data"]
-"#;
-        Profile::from_sources(vec!["t".into()], &[TomlFile::new("t.toml", text)])
-            .unwrap_or_else(|error| panic!("{}", error.problem()))
+    /// What a profile of one network `net`, one volume `data` and one container `runner`
+    /// declares (`Profile::declared`'s own test checks how a profile says it).
+    fn declared() -> DeclaredObjects {
+        DeclaredObjects {
+            names: ObjectNames {
+                containers: vec!["runner".into(), "runner.berth-old".into()],
+                networks: vec!["net".into()],
+                volumes: vec!["data".into()],
+                images: vec!["busybox".into()],
+            },
+            hashes: BTreeMap::from([
+                (
+                    (Kind::Container, RUNNER_HASH.to_owned()),
+                    "runner".to_owned(),
+                ),
+                ((Kind::Network, "net-hash".to_owned()), "net".to_owned()),
+            ]),
+        }
     }
+
+    const RUNNER_HASH: &str = "runner-hash";
 
     fn ids(orphans: &[Orphan]) -> Vec<(String, Reason)> {
         orphans
@@ -444,13 +449,12 @@ volumes = ["data:/data"]
 
     #[test]
     fn only_this_instances_undeclared_objects_are_orphans() {
-        let profile = profile();
-        let runner_hash = profile.containers[0].spec_hash();
+        let runner_hash = RUNNER_HASH;
         let listing = Listing {
             containers: vec![
-                listed("runner", "me", &runner_hash),
-                listed("runner.berth-old", "me", &runner_hash),
-                listed("runner-2", "me", &runner_hash),
+                listed("runner", "me", runner_hash),
+                listed("runner.berth-old", "me", runner_hash),
+                listed("runner-2", "me", runner_hash),
                 listed("dind", "", "old"),
                 listed("theirs", "other", "x"),
             ],
@@ -461,7 +465,7 @@ volumes = ["data:/data"]
             ],
             volumes: vec![listed("data", "me", ""), listed("cache", "me", "")],
         };
-        let orphans = find(&listing, &me(), Some(&profile), Handling::default());
+        let orphans = find(&listing, &me(), Some(&declared()), Handling::default());
         assert_eq!(
             ids(&orphans.containers),
             vec![
@@ -500,7 +504,7 @@ volumes = ["data:/data"]
         };
         let seen = Observed::Seen(None);
         let plan = |handling: Handling| -> Vec<(Action, String, bool)> {
-            let orphans = find(&listing, &me(), Some(&profile()), handling);
+            let orphans = find(&listing, &me(), Some(&declared()), handling);
             orphans
                 .networks
                 .iter()

@@ -44,7 +44,6 @@ use crate::{
         daemon::service::DaemonService,
         docker_object::{self, ObjectName, Observed, Owner},
         journal,
-        profile::Profile,
         runner::config::RunnerConfig,
     },
 };
@@ -72,9 +71,34 @@ pub(crate) struct Container {
     /// It runs gitlab-runner on the profile's config.toml (it bind-mounts its directory), so
     /// it restarts when a key gitlab-runner reads only at start changed.
     runs_gitlab_runner: bool,
-    /// The bind source that is config.toml's directory (the profile's, or gitlab-runner's
-    /// default), created 0700 as gitlab-runner keeps it, should this container create it.
-    runner_config_dir: Option<HostPath>,
+    /// The bind source that is config.toml's directory, created with gitlab-runner's mode
+    /// should this container create it.
+    runner_directory: Option<RunnerDirectory>,
+}
+
+/// What the profile says of a container beyond its own spec: its relations to the other kinds,
+/// worked out once by `Profile::resolve` (docs/ARCHITECTURE.md lists them), so that a container
+/// never reads another kind's section.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ContainerFacts {
+    /// The networks it joins that the profile declares: made before it.
+    pub networks: Vec<ObjectName>,
+    /// Containers in its `after` that write a named volume this one mounts read-only, with
+    /// the volume: their replacement restarts this one.
+    pub producers: Vec<(ObjectName, ObjectName)>,
+    /// It is the container that runs gitlab-runner on the profile's config.toml, so it
+    /// restarts when a key gitlab-runner reads only at start changed.
+    pub runs_gitlab_runner: bool,
+    /// config.toml's directory, for the container that runs gitlab-runner.
+    pub runner_directory: Option<RunnerDirectory>,
+}
+
+/// config.toml's directory on the host (the profile's, or gitlab-runner's default) and the
+/// mode gitlab-runner keeps it at (it will hold runner tokens).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RunnerDirectory {
+    pub path: HostPath,
+    pub mode: u32,
 }
 
 /// What apply does for a container.
@@ -130,55 +154,31 @@ pub(crate) struct Seen {
 impl Container {
     pub(crate) fn new(
         spec: ContainerSpec,
-        profile: &Profile,
+        facts: ContainerFacts,
+        owner: Owner,
         names: Rc<ObjectNames>,
         adopt: bool,
     ) -> Self {
         let mut dependencies = vec![DaemonService::id()];
-        for network in spec.networks.keys() {
-            if profile.networks.iter().any(|known| &known.name == network) {
-                dependencies.push(ResourceId::new(Kind::Network, network.as_str()));
-            }
+        for network in &facts.networks {
+            dependencies.push(ResourceId::new(Kind::Network, network.as_str()));
         }
         for volume in spec.volume_names() {
             dependencies.push(ResourceId::new(Kind::Volume, volume.as_str()));
         }
-        let runs_gitlab_runner =
-            profile.runner.is_declared() && profile.runner.mounted_by(&spec.mounts);
-        let runner_config_dir = profile
-            .runner
-            .config
-            .parent()
-            .filter(|_| profile.runner.mounted_by(&spec.mounts));
-        let mut producers = Vec::new();
         for before in &spec.after {
             dependencies.push(ResourceId::new(Kind::Container, before.as_str()));
-            let Some(producer) = profile.containers.iter().find(|c| &c.name == before) else {
-                continue;
-            };
-            for mount in spec.mounts.iter().filter(|mount| mount.read_only()) {
-                let Some(volume) = mount.volume() else {
-                    continue;
-                };
-                let writes = producer
-                    .mounts
-                    .iter()
-                    .any(|theirs| theirs.volume() == Some(volume) && !theirs.read_only());
-                if writes {
-                    producers.push((before.clone(), volume.clone()));
-                }
-            }
         }
         Self {
             hash: spec.spec_hash(),
             spec: Box::new(spec),
-            owner: profile.owner(),
+            owner,
             names,
             adopt,
             dependencies,
-            producers,
-            runs_gitlab_runner,
-            runner_config_dir,
+            producers: facts.producers,
+            runs_gitlab_runner: facts.runs_gitlab_runner,
+            runner_directory: facts.runner_directory,
         }
     }
 

@@ -14,7 +14,7 @@ use crate::{
         },
     },
     profile::source::TomlFile,
-    resource::docker_object::Reach,
+    resource::{docker_object::Reach, profile::Profile},
 };
 
 const PROFILE: &str = r#"
@@ -55,8 +55,9 @@ fn container(profile: &Profile, name: &str, adopt: bool) -> Container {
         .unwrap()
         .clone();
     Container::new(
-        spec,
-        profile,
+        spec.clone(),
+        profile.relations.containers[&spec.name].clone(),
+        profile.owner(),
         Rc::new(ObjectNames::from_profile(profile)),
         adopt,
     )
