@@ -4,7 +4,7 @@
 //! default, because the CLI and the daemon add and drop fields between releases (and fill some
 //! only once a container ran).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt};
 
 use serde::Deserialize;
 
@@ -69,10 +69,61 @@ impl ContainerInfo {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub(crate) struct ContainerState {
-    /// created, running, paused, restarting, removing, exited, dead.
-    pub status: String,
+    pub status: ContainerStatus,
     pub running: bool,
     pub started_at: String,
+}
+
+/// A container's `State.Status`, as Docker reports it. A word a later Docker adds is kept as
+/// written (`Other`), never taken for one of these.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub(crate) enum ContainerStatus {
+    #[default]
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+    Other(String),
+}
+
+impl From<String> for ContainerStatus {
+    fn from(word: String) -> Self {
+        match word.as_str() {
+            "created" => Self::Created,
+            "running" => Self::Running,
+            "paused" => Self::Paused,
+            "restarting" => Self::Restarting,
+            "removing" => Self::Removing,
+            "exited" => Self::Exited,
+            "dead" => Self::Dead,
+            _ => Self::Other(word),
+        }
+    }
+}
+
+impl From<&str> for ContainerStatus {
+    fn from(word: &str) -> Self {
+        Self::from(word.to_owned())
+    }
+}
+
+impl fmt::Display for ContainerStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Created => "created",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Restarting => "restarting",
+            Self::Removing => "removing",
+            Self::Exited => "exited",
+            Self::Dead => "dead",
+            Self::Other(word) => word,
+        })
+    }
 }
 
 /// A container's `Config`, and an image's: the daemon merges the image's into the container's.
@@ -135,8 +186,40 @@ pub(crate) struct HostConfig {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub(crate) struct RestartPolicyInfo {
-    pub name: String,
+    pub name: RestartPolicyName,
+    /// Only meaningful for `on-failure`; 0 there means no limit.
     pub maximum_retry_count: u32,
+}
+
+/// `HostConfig.RestartPolicy.Name` as Docker reports it: `no` (or empty, which Docker also
+/// means as none), `always`, `unless-stopped`, `on-failure`. Anything else is kept as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub(crate) enum RestartPolicyName {
+    #[default]
+    No,
+    Always,
+    UnlessStopped,
+    OnFailure,
+    Other(String),
+}
+
+impl From<String> for RestartPolicyName {
+    fn from(word: String) -> Self {
+        match word.as_str() {
+            "" | "no" => Self::No,
+            "always" => Self::Always,
+            "unless-stopped" => Self::UnlessStopped,
+            "on-failure" => Self::OnFailure,
+            _ => Self::Other(word),
+        }
+    }
+}
+
+impl From<&str> for RestartPolicyName {
+    fn from(word: &str) -> Self {
+        Self::from(word.to_owned())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -317,6 +400,24 @@ mod tests {
     }
 
     #[test]
+    fn a_status_or_restart_policy_docker_adds_later_is_kept_as_written() {
+        let info: ContainerInfo = serde_json::from_str(
+            r#"{"State":{"Status":"hibernating"},
+                "HostConfig":{"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3}}}"#,
+        )
+        .unwrap();
+        assert_eq!(info.state.status.to_string(), "hibernating");
+        assert_eq!(
+            info.host_config.restart_policy.name,
+            RestartPolicyName::OnFailure
+        );
+        let dead: ContainerStatus = serde_json::from_str(r#""dead""#).unwrap();
+        assert_eq!(dead, ContainerStatus::Dead);
+        let other: RestartPolicyName = serde_json::from_str(r#""sometimes""#).unwrap();
+        assert_eq!(other, RestartPolicyName::Other("sometimes".into()));
+    }
+
+    #[test]
     fn a_created_container_parses_with_what_is_missing_defaulted() {
         let info: ContainerInfo = serde_json::from_str(
             r#"{"Id":"0123456789abcdef","Name":"/gitlab-dind","State":{"Status":"created"},
@@ -325,6 +426,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(info.plain_name(), "gitlab-dind");
+        assert_eq!(info.state.status, ContainerStatus::Created);
+        assert_eq!(info.host_config.restart_policy.name, RestartPolicyName::No);
         assert_eq!(info.short_id(), "0123456789ab");
         assert!(info.config.managed());
         assert_eq!(

@@ -20,7 +20,7 @@ use crate::{
         },
         unit,
     },
-    plan::{Change, Diff, FieldChange},
+    plan::{Change, Diff, FieldChange, Kind},
     profile::{
         Layers,
         source::{KeyPath, LocatedError},
@@ -281,7 +281,9 @@ pub(crate) fn ownership_labels(owner: &Owner, spec_hash: &str) -> Vec<String> {
     .collect()
 }
 
-pub(crate) fn conflict_detail(kind: &str, name: &str) -> String {
+/// Why an object of the profile's name is not berth's to change: `kind` is a Docker object's
+/// (a network, a volume, a container), whose word is also what Docker calls it.
+pub(crate) fn conflict_detail(kind: Kind, name: &str) -> String {
     format!("a {kind} named `{name}` exists but berth did not create it (no {LABEL_MANAGED} label)")
 }
 

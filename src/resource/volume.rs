@@ -237,7 +237,7 @@ impl Volume {
                 Action::Update,
                 format!(
                     "{}; adopt it, data included",
-                    docker_object::conflict_detail("volume", self.spec.name.as_str())
+                    docker_object::conflict_detail(Kind::Volume, self.spec.name.as_str())
                 ),
             )
             .with_fields([vec![docker_object::conflict_field()], storage.clone()].concat());

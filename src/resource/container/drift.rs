@@ -101,10 +101,7 @@ impl Container {
         self.compare_process(config, contributed, replace);
 
         // In place: the restart policy and the network attachments.
-        let live_restart = RestartPolicy::from_docker(
-            &live.host_config.restart_policy.name,
-            live.host_config.restart_policy.maximum_retry_count,
-        );
+        let live_restart = RestartPolicy::from_docker(&live.host_config.restart_policy);
         if live_restart != spec.restart {
             drift.update.push((
                 FieldChange::new(

@@ -32,7 +32,7 @@ use anyhow::Result;
 use crate::docker::{
     DaemonStatus, ObjectNames, drain,
     labels::Labelled,
-    wire::{ContainerInfo, ImageInfo, NetworkInfo},
+    wire::{ContainerInfo, ContainerStatus, ImageInfo, NetworkInfo},
 };
 use crate::{
     host::exec,
@@ -414,7 +414,7 @@ impl Container {
             let change = Change::new(
                 self.id(),
                 Action::Replace,
-                docker_object::conflict_detail("container", self.name()),
+                docker_object::conflict_detail(Kind::Container, self.name()),
             )
             .with_fields(vec![docker_object::conflict_field()]);
             if self.adopt {
@@ -425,7 +425,7 @@ impl Container {
             return;
         }
         let drift = self.drift(live, seen);
-        let dead = live.state.status == "dead";
+        let dead = live.state.status == ContainerStatus::Dead;
         if drift.hash_changed.is_some() || !drift.replace.is_empty() || dead {
             let mut fields = drift.replace;
             fields.extend(drift.update.into_iter().map(|(field, _)| field));
@@ -464,11 +464,11 @@ impl Container {
                 ContainerOp::Repair(repairs),
             );
         }
-        match live.state.status.as_str() {
-            "running" | "restarting" => {}
-            "paused" => diff
+        match &live.state.status {
+            ContainerStatus::Running | ContainerStatus::Restarting => {}
+            ContainerStatus::Paused => diff
                 .warn("the container is paused; berth leaves it so (`docker unpause` resumes it)"),
-            "removing" => {
+            ContainerStatus::Removing => {
                 diff.warn("the container is being removed; the next run creates it again")
             }
             status => {

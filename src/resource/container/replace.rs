@@ -19,7 +19,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{Container, ContainerOp, Seen, apply::run, values::RestartPolicy};
 use crate::{
-    docker::{drain::drain, labels::Labelled, wire::ContainerInfo},
+    docker::{
+        drain::drain,
+        labels::Labelled,
+        wire::{ContainerInfo, RestartPolicyName},
+    },
     plan::{Action, Change},
     resource::{Context, Resource, journal},
 };
@@ -57,12 +61,8 @@ impl Container {
         let parked = set_aside_name(self.name());
         let restart = |info: Option<&ContainerInfo>| match (&seen.intent, info) {
             (Some(intent), _) => intent.restart.clone(),
-            (None, Some(info)) if info.host_config.restart_policy.name != "no" => {
-                RestartPolicy::from_docker(
-                    &info.host_config.restart_policy.name,
-                    info.host_config.restart_policy.maximum_retry_count,
-                )
-                .to_string()
+            (None, Some(info)) if info.host_config.restart_policy.name != RestartPolicyName::No => {
+                RestartPolicy::from_docker(&info.host_config.restart_policy).to_string()
             }
             (None, _) => self.spec.restart.to_string(),
         };
@@ -136,11 +136,7 @@ impl Container {
         self.ensure_sources(context)?;
         let name = self.name();
         let parked = set_aside_name(name);
-        let policy = RestartPolicy::from_docker(
-            &live.host_config.restart_policy.name,
-            live.host_config.restart_policy.maximum_retry_count,
-        )
-        .to_string();
+        let policy = RestartPolicy::from_docker(&live.host_config.restart_policy).to_string();
         journal::record(
             context.host,
             &self.id(),

@@ -127,7 +127,7 @@ fn live(resource: &Container) -> ContainerInfo {
             privileged: spec.privileged,
             runtime: spec.runtime.clone().unwrap_or_else(|| "runc".into()),
             restart_policy: RestartPolicyInfo {
-                name: spec.restart.to_string(),
+                name: spec.restart.to_string().into(),
                 maximum_retry_count: 0,
             },
             ..HostConfig::default()

@@ -268,7 +268,7 @@ impl Resource for Network {
                 Action::Replace,
                 format!(
                     "{}{reconnects}",
-                    docker_object::conflict_detail("network", self.spec.name.as_str())
+                    docker_object::conflict_detail(Kind::Network, self.spec.name.as_str())
                 ),
             )
             .with_fields([vec![docker_object::conflict_field()], fields].concat());
