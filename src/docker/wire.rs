@@ -6,7 +6,7 @@
 
 use std::{collections::BTreeMap, fmt};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::docker::{
     Inspect,
@@ -16,11 +16,11 @@ use crate::docker::{
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub(crate) struct ContainerInfo {
-    pub id: String,
+    pub id: ContainerId,
     /// With Docker's leading `/`.
     pub name: String,
     /// The ID of the image the container was created from.
-    pub image: String,
+    pub image: ImageId,
     pub state: ContainerState,
     pub config: Config,
     pub host_config: HostConfig,
@@ -45,7 +45,7 @@ pub(crate) struct MountPoint {
 
 impl ContainerInfo {
     pub(crate) fn short_id(&self) -> &str {
-        &self.id[..self.id.len().min(12)]
+        self.id.short()
     }
 
     pub(crate) fn plain_name(&self) -> &str {
@@ -72,6 +72,73 @@ pub(crate) struct ContainerState {
     pub status: ContainerStatus,
     pub running: bool,
     pub started_at: String,
+}
+
+/// Docker's IDs, each of one kind of object: a container's is never compared with an image's.
+/// As Docker writes them (64 hexadecimal digits; an image's with `sha256:`), empty until Docker
+/// gives one (a container's endpoint before it first starts).
+macro_rules! docker_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub(crate) struct $name(String);
+
+        impl From<&str> for $name {
+            fn from(id: &str) -> Self {
+                Self(id.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(id: String) -> Self {
+                Self(id)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+docker_id!(
+    /// A container's ID.
+    ContainerId
+);
+docker_id!(
+    /// An image's ID, `sha256:` and its digest.
+    ImageId
+);
+docker_id!(
+    /// A network's ID.
+    NetworkId
+);
+
+impl ContainerId {
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The 12 digits `docker ps` shows, and Docker gives a container as an alias.
+    pub(crate) fn short(&self) -> &str {
+        &self.0[..self.0.len().min(12)]
+    }
+}
+
+impl ImageId {
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl NetworkId {
+    /// True until Docker gives the endpoint one (the container has not started on it).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// A container's `State.Status`, as Docker reports it. A word a later Docker adds is kept as
@@ -249,13 +316,13 @@ pub(crate) struct Endpoint {
     pub aliases: Option<Vec<String>>,
     /// Empty until the container first starts on the network.
     #[serde(rename = "NetworkID")]
-    pub network_id: String,
+    pub network_id: NetworkId,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub(crate) struct ImageInfo {
-    pub id: String,
+    pub id: ImageId,
     pub repo_tags: Option<Vec<String>>,
     pub repo_digests: Option<Vec<String>>,
     pub config: Config,
@@ -281,8 +348,8 @@ pub(crate) fn normalize_reference(reference: &str) -> String {
     }
 }
 
-pub(crate) fn short_image_id(id: &str) -> &str {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+pub(crate) fn short_image_id(id: &ImageId) -> &str {
+    let hex = id.as_str().strip_prefix("sha256:").unwrap_or(id.as_str());
     &hex[..hex.len().min(12)]
 }
 
@@ -300,7 +367,7 @@ impl Inspect for ImageInfo {
     /// True when `reference` (a tag, a digest reference or an ID) names this image.
     fn answers_to(&self, reference: &str) -> bool {
         if reference.starts_with("sha256:") {
-            return self.id == reference;
+            return self.id.as_str() == reference;
         }
         let wanted = normalize_reference(reference);
         self.repo_tags
@@ -316,7 +383,7 @@ impl Inspect for ImageInfo {
 #[serde(rename_all = "PascalCase", default)]
 pub(crate) struct NetworkInfo {
     pub name: String,
-    pub id: String,
+    pub id: NetworkId,
     pub driver: String,
     pub options: Option<Labels>,
     pub internal: bool,

@@ -232,7 +232,7 @@ impl Inspect for ById {
     const KIND: &'static str = "container";
 
     fn answers_to(&self, id: &str) -> bool {
-        self.0.id == id
+        self.0.id.as_str() == id
     }
 }
 

@@ -32,7 +32,7 @@ use anyhow::Result;
 use crate::docker::{
     DaemonStatus, ObjectNames, drain,
     labels::Labelled,
-    wire::{ContainerInfo, ContainerStatus, ImageInfo, NetworkInfo},
+    wire::{ContainerInfo, ContainerStatus, ImageInfo, NetworkId, NetworkInfo},
 };
 use crate::{
     host::exec,
@@ -137,7 +137,7 @@ pub(crate) struct Seen {
     /// The image the container was created from, to tell what it contributed.
     pub running_image: Option<ImageInfo>,
     /// The IDs of the networks the profile's containers use that exist now.
-    pub network_ids: BTreeMap<String, String>,
+    pub network_ids: BTreeMap<String, NetworkId>,
     /// Bind sources that do not exist on the host.
     pub missing_sources: Vec<HostPath>,
     /// The text of each seccomp profile file the profile's `security_opt` names (`None`: the
@@ -326,7 +326,7 @@ impl Container {
         let intent = journal::read(context.host, &self.id())?;
         let running_image = container
             .as_ref()
-            .and_then(|info| images.get(&info.image))
+            .and_then(|info| images.get(info.image.as_str()))
             .cloned();
         let missing_sources = self
             .spec
@@ -576,8 +576,9 @@ pub(crate) fn image_references(
 ) -> Vec<String> {
     let mut references = profile_images.to_vec();
     for info in containers.values() {
-        if !info.image.is_empty() && !references.contains(&info.image) {
-            references.push(info.image.clone());
+        let image = info.image.as_str();
+        if !image.is_empty() && !references.iter().any(|known| known == image) {
+            references.push(image.to_owned());
         }
     }
     references

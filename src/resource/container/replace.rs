@@ -83,7 +83,7 @@ impl Container {
             ),
             (None, None) => return None,
             (None, Some(intent)) => match &seen.container {
-                Some(live) if live.id == intent.old_id => (
+                Some(live) if live.id.as_str() == intent.old_id => (
                     "an interrupted replacement stopped before the container was set aside: give it its restart policy back".to_owned(),
                     Leftover::Restore {
                         id: intent.old_id.clone(),
@@ -141,13 +141,13 @@ impl Container {
             context.host,
             &self.id(),
             &ReplaceIntent {
-                old_id: live.id.clone(),
+                old_id: live.id.to_string(),
                 restart: policy.clone(),
             },
         )?;
         run(
             context,
-            &["container", "update", "--restart", "no", &live.id],
+            &["container", "update", "--restart", "no", live.id.as_str()],
         )
         .with_context(|| format!("failed to turn off the old `{name}`'s restart policy"))?;
         drain(
@@ -157,9 +157,9 @@ impl Container {
             &format!("the old `{name}`"),
         )
         .with_context(|| format!("failed to stop the old `{name}`"))?;
-        run(context, &["container", "rename", &live.id, &parked])?;
+        run(context, &["container", "rename", live.id.as_str(), &parked])?;
         let outcome = match self.create_and_start(context) {
-            Ok(()) => run(context, &["container", "rm", "--volumes", &live.id])
+            Ok(()) => run(context, &["container", "rm", "--volumes", live.id.as_str()])
                 .map(drop)
                 .with_context(|| {
                     format!(
@@ -167,7 +167,7 @@ impl Container {
                     )
                 }),
             Err(error) => {
-                let restored = run(context, &["container", "rename", &live.id, name])
+                let restored = run(context, &["container", "rename", live.id.as_str(), name])
                     .and_then(|_| {
                         run(
                             context,

@@ -150,7 +150,7 @@ fn live(resource: &Container) -> ContainerInfo {
                     .collect(),
             ),
         },
-        id,
+        id: id.into(),
         mounts: Vec::new(),
     }
 }
