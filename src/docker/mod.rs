@@ -1,4 +1,6 @@
-//! The Docker daemon as berth sees it through the `docker` CLI (driven by duct, JSON output).
+//! The Docker daemon as berth sees it through the `docker` CLI (driven by duct, JSON output):
+//! the edge, below every kind. What Docker says (`wire`, `labels`, `listing`) lives here, beside
+//! the client that asks it; what a kind wants lives with the kind.
 //! `DOCKER_HOST` and docker contexts are respected because the CLI reads them itself. Answers
 //! are cached for one run so that observing N resources costs a constant number of calls; the
 //! engine drops the cache after anything is applied.

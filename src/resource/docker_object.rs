@@ -1,6 +1,8 @@
-//! What `network/NAME`, `volume/NAME` and `container/NAME` share: the names every one of them asks
-//! the daemon about (so each kind costs one batched inspect per run), whether the daemon can be
-//! asked at all, the labels that mark what berth created, and the wording of a conflict.
+//! What `network/NAME`, `volume/NAME` and `container/NAME` share: their names, how their
+//! sections' maps and labels resolve, whether the daemon can be asked at all, the labels that
+//! mark what berth created (as `docker create` arguments), and the wording of a conflict.
+//! The shared base of the kinds, so it knows none of them: whatever needs every kind
+//! (`prefetch`, `from_profile`) sits above them; what Docker reports is `docker::wire`.
 //! Read-only helpers: nothing here changes the daemon.
 
 use std::{collections::BTreeMap, fmt};

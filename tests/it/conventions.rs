@@ -366,6 +366,94 @@ fn src_has_no_import_cycle_beyond_the_known_back_edges() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// The kinds of `src/resource/` stand side by side (docs/ARCHITECTURE.md): what they share sits
+/// below them (`docker_object`, `journal`, `src/docker/`) or above them (`mod.rs`, `profile`,
+/// `prefetch`), and a kind imports another kind only where this list says why. Like the back
+/// edges, the list only shrinks.
+const KIND_TO_KIND: &[(&str, &str, &str)] = &[
+    (
+        "resource/container/mod.rs",
+        "resource/daemon/service.rs",
+        "depends on `daemon/docker`, named by DaemonService::id",
+    ),
+    (
+        "resource/network/mod.rs",
+        "resource/daemon/service.rs",
+        "depends on `daemon/docker`, named by DaemonService::id",
+    ),
+    (
+        "resource/volume.rs",
+        "resource/daemon/service.rs",
+        "depends on `daemon/docker`, named by DaemonService::id",
+    ),
+    (
+        "resource/orphan.rs",
+        "resource/daemon/service.rs",
+        "depends on `daemon/docker`, named by DaemonService::id",
+    ),
+    (
+        "resource/container/mod.rs",
+        "resource/runner/config.rs",
+        "asks RunnerConfig what config.toml keys read only at start changed in Earlier; the typed facts in Earlier (issue 19) end it",
+    ),
+    (
+        "resource/daemon/service.rs",
+        "resource/package/mod.rs",
+        "asks DockerPackage whether Docker was installed in Earlier; the typed facts in Earlier (issue 19) end it",
+    ),
+    (
+        "resource/daemon/mod.rs",
+        "resource/package/mod.rs",
+        "[docker] install names the package kind's InstallSource",
+    ),
+];
+
+/// The kind a module file of `src/resource/` belongs to; `None` for what is not a kind.
+fn kind_of(file: &str) -> Option<&str> {
+    let rest = file.strip_prefix("resource/")?;
+    let kind = rest.split('/').next()?.trim_end_matches(".rs");
+    (!matches!(
+        kind,
+        "mod" | "profile" | "prefetch" | "docker_object" | "journal"
+    ))
+    .then_some(kind)
+}
+
+#[test]
+fn a_kind_imports_another_kind_only_where_the_list_says_why() {
+    let graph = ModuleGraph::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    assert_eq!(kind_of("resource/container/drift.rs"), Some("container"));
+    assert_eq!(kind_of("resource/docker_object.rs"), None);
+    let crossing: Vec<&module_graph::Edge> = graph
+        .edges
+        .values()
+        .filter(|edge| match (kind_of(&edge.from), kind_of(&edge.to)) {
+            (Some(from), Some(to)) => from != to,
+            _ => false,
+        })
+        .collect();
+    let mut problems: Vec<String> = crossing
+        .iter()
+        .filter(|edge| {
+            !KIND_TO_KIND
+                .iter()
+                .any(|(from, to, _)| edge.from == *from && edge.to == *to)
+        })
+        .map(|edge| format!("a kind imports another: {edge}; pass what it needs as a fact (docs/ARCHITECTURE.md)"))
+        .collect();
+    for (from, to, _) in KIND_TO_KIND {
+        if !crossing
+            .iter()
+            .any(|edge| edge.from == *from && edge.to == *to)
+        {
+            problems.push(format!(
+                "`{from} -> {to}` is gone: take it off KIND_TO_KIND in tests/it/conventions.rs (the list only shrinks)"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 /// `src/host/` is the lowest layer (docs/ARCHITECTURE.md): what it needs from above, such as
 /// how often a long run reports, the caller passes in.
 #[test]
