@@ -15,7 +15,7 @@ use anyhow::{Result, bail};
 
 use crate::{
     cli::{DestroyArgs, exit},
-    docker::Docker,
+    docker::{Docker, ObjectNames, labels::Instance, listing::Listing},
     engine::{self, Mode, Pass, Reviewed},
     host::lock::RunLock,
     output::{
@@ -27,9 +27,10 @@ use crate::{
     resource::{
         self, AnyResource, Context,
         berth_unit::BerthUnit,
-        docker_object::{self, Instance, ObjectNames, Reach},
+        docker_object::Reach,
         kernel_module::KernelModule,
         orphan::{self, Handling},
+        prefetch::prefetch,
         profile::Profile,
     },
     settings::{Settings, require_root},
@@ -150,11 +151,11 @@ pub(crate) fn run(settings: &Settings, printer: &Printer, request: Request) -> R
 }
 
 /// What berth made on this daemon; `None` when no Docker is installed (runners still go).
-fn listing(context: &Context, instance: &Instance) -> Result<Option<orphan::Listing>> {
-    let listed = docker_object::prefetch(context, &ObjectNames::default(), instance);
+fn listing(context: &Context, instance: &Instance) -> Result<Option<Listing>> {
+    let listed = prefetch(context, &ObjectNames::default(), instance);
     Ok(match listed {
         Some(listing) => Some(listing?),
-        None => match docker_object::reach(context) {
+        None => match resource::docker_object::reach(context) {
             Reach::NotInstalled => None,
             Reach::Down => bail!(
                 "Docker does not answer: berth cannot tell what it made there; start Docker and run `berth destroy` again"
@@ -173,7 +174,7 @@ fn listing(context: &Context, instance: &Instance) -> Result<Option<orphan::List
 fn resources(
     profile: &Profile,
     host: &crate::host::Host,
-    listing: Option<&orphan::Listing>,
+    listing: Option<&Listing>,
     purge: bool,
 ) -> Vec<AnyResource> {
     let mut resources: Vec<AnyResource> = BerthUnit::units().map(AnyResource::BerthUnit).collect();

@@ -28,7 +28,7 @@ use anyhow::{Result, bail};
 
 use crate::{
     cli::{Cli, Command, exit},
-    docker::Docker,
+    docker::{Docker, ObjectNames},
     engine::{Mode, Pass, Report, Reviewed},
     host::{HostPath, lock::RunLock},
     output::confirm::{self, Consent},
@@ -37,7 +37,7 @@ use crate::{
     pause::Pause,
     plan::Change,
     profile::ProfileRef,
-    resource::{Context, docker_object::ObjectNames, profile::Profile},
+    resource::{Context, profile::Profile},
     saved_plan::{Observation, SavedPlan},
     settings::{Settings, require_root},
 };
@@ -401,7 +401,7 @@ fn look(settings: &Settings, profile: &Profile, pass: Pass) -> Looked {
     let mut resources = resource::from_profile(profile, &settings.options);
     // berth's own listings ride along with the prefetch: a converged run pays for them in the
     // time of the slowest query, not after it.
-    match resource::docker_object::prefetch(
+    match resource::prefetch::prefetch(
         &context,
         &ObjectNames::from_profile(profile),
         &profile.instance,
@@ -410,7 +410,7 @@ fn look(settings: &Settings, profile: &Profile, pass: Pass) -> Looked {
             let orphans = resource::orphan::find(
                 &listing,
                 &profile.instance,
-                Some(profile),
+                Some(&profile.declared()),
                 resource::orphan::Handling {
                     keep: settings.options.keep_orphans,
                     purge: false,

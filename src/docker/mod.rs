@@ -1,10 +1,16 @@
-//! The Docker daemon as berth sees it through the `docker` CLI (driven by duct, JSON output).
+//! The Docker daemon as berth sees it through the `docker` CLI (driven by duct, JSON output):
+//! the edge, below every kind. What Docker says (`wire`, `labels`, `listing`) lives here, beside
+//! the client that asks it; what a kind wants lives with the kind.
 //! `DOCKER_HOST` and docker contexts are respected because the CLI reads them itself. Answers
 //! are cached for one run so that observing N resources costs a constant number of calls; the
 //! engine drops the cache after anything is applied.
 
+pub(crate) mod drain;
+pub(crate) mod labels;
+pub(crate) mod listing;
 pub(crate) mod pull;
 pub(crate) mod unit;
+pub(crate) mod wire;
 
 use std::{
     any::{Any, TypeId},
@@ -19,6 +25,18 @@ use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value as Json;
 
 use crate::host::exec::{self, CommandError, CommandLine};
+
+/// The names a profile's Docker objects go by. Every resource of a kind asks about all of its
+/// kind's names at once, so the first asks the daemon and the rest read the cached answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ObjectNames {
+    pub containers: Vec<String>,
+    /// Declared networks and those containers join without declaring them.
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+    /// The images the profile's containers name.
+    pub images: Vec<String>,
+}
 
 /// How long one `docker` query may take before berth treats the daemon as hung.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(60);

@@ -12,12 +12,11 @@ use serde_json::{Map, Value as Json};
 
 use crate::{
     docker::unit,
-    docker::{DaemonStatus, Docker},
+    docker::{DaemonStatus, Docker, wire::ContainerInfo},
     host::{Host, HostPath, host_path},
     output::run_report::LastRun,
     resource::container::spec::SYSBOX_RUNTIME,
     resource::{
-        container::inspect::ContainerInfo,
         kernel_module::{KernelModule, KernelView, ModuleName},
         runner::{
             config, config_toml,

@@ -156,12 +156,8 @@ pub(super) fn timer(host: &Host, applied: bool) -> Check {
 /// A gitlab-runner installed on the host (the Debian/RPM package's `gitlab-runner.service`)
 /// would run beside the container, with the same runners if it reads the same config.
 pub(super) fn host_gitlab_runner(host: &Host, profile: Option<&Profile>) -> Option<Check> {
-    let declares_runner = profile.is_some_and(|profile| {
-        profile
-            .containers
-            .iter()
-            .any(|container| profile.runner.mounted_by(&container.mounts))
-    });
+    let declares_runner =
+        profile.is_some_and(|profile| profile.relations.runner_container.is_some());
     if !declares_runner {
         return None;
     }

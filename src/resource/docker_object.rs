@@ -1,6 +1,8 @@
-//! What `network/NAME`, `volume/NAME` and `container/NAME` share: the names every one of them asks
-//! the daemon about (so each kind costs one batched inspect per run), whether the daemon can be
-//! asked at all, the labels that mark what berth created, and the wording of a conflict.
+//! What `network/NAME`, `volume/NAME` and `container/NAME` share: their names, how their
+//! sections' maps and labels resolve, whether the daemon can be asked at all, the labels that
+//! mark what berth created (as `docker create` arguments), and the wording of a conflict.
+//! The shared base of the kinds, so it knows none of them: whatever needs every kind
+//! (`prefetch`, `from_profile`) sits above them; what Docker reports is `docker::wire`.
 //! Read-only helpers: nothing here changes the daemon.
 
 use std::{collections::BTreeMap, fmt};
@@ -13,8 +15,14 @@ use anyhow::Result;
 use serde_json::Value as Json;
 
 use crate::{
-    docker::{DaemonStatus, unit},
-    plan::{Change, Diff, FieldChange},
+    docker::{
+        DaemonStatus,
+        labels::{
+            LABEL_INSTANCE, LABEL_MANAGED, LABEL_PROFILE, LABEL_SPEC_HASH, Labels, has_control,
+        },
+        unit,
+    },
+    plan::{Change, Diff, FieldChange, Kind},
     profile::{
         Layers,
         source::{KeyPath, LocatedError},
@@ -25,66 +33,12 @@ use crate::{
 /// Profiles may not set labels under berth's own prefix: they would forge ownership.
 const RESERVED_LABEL_PREFIX: &str = "berth.";
 
-/// Labels berth puts on every network, volume and container it creates, and reads back.
-pub(crate) const LABEL_MANAGED: &str = "berth.managed";
-pub(crate) const LABEL_PROFILE: &str = "berth.profile";
-pub(crate) const LABEL_SPEC_HASH: &str = "berth.spec-hash";
-/// Which berth configuration made the object (`instance`, by default an HMAC of the machine
-/// id), so that two on one daemon never take each other's objects for orphans.
-pub(crate) const LABEL_INSTANCE: &str = "berth.instance";
-
-/// Which berth configuration this is, as the `berth.instance` label of its objects says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Instance {
-    /// What berth labels the objects it makes with.
-    pub label: String,
-    /// What an earlier berth labelled this same instance's objects with: the raw machine id,
-    /// before the default became its HMAC. Still this instance's, so an upgrade replaces and
-    /// orphans nothing.
-    pub earlier: Option<String>,
-}
-
-impl Instance {
-    /// True when an object labelled `label` (empty: no label) is this instance's: its label,
-    /// the earlier one, or none at all (made by a berth from before the label).
-    pub(crate) fn owns(&self, label: &str) -> bool {
-        label.is_empty() || label == self.label || self.earlier.as_deref() == Some(label)
-    }
-}
-
-/// True when `text` holds a control character (a newline, a tab, an escape): no name or label
-/// berth gives has one, and printed or parsed as text one can forge what follows it.
-pub(crate) fn has_control(text: &str) -> bool {
-    text.chars().any(char::is_control)
-}
-
 /// Who makes an object: the profiles (recorded as `berth.profile`) and the instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Owner {
     /// `dind+site`: the names of the profile layers.
     pub profile: String,
     pub instance: String,
-}
-
-pub(crate) type Labels = BTreeMap<String, String>;
-
-/// Anything Docker labels: containers (their config), networks and volumes.
-pub(crate) trait Labelled {
-    fn labels(&self) -> Option<&Labels>;
-
-    fn label(&self, key: &str) -> Option<&str> {
-        self.labels()?.get(key).map(String::as_str)
-    }
-
-    /// True when berth created the object: only berth sets `berth.managed=true`.
-    fn managed(&self) -> bool {
-        self.label(LABEL_MANAGED) == Some("true")
-    }
-
-    /// The hash of the spec berth created the object from.
-    fn spec_hash(&self) -> Option<&str> {
-        self.label(LABEL_SPEC_HASH)
-    }
 }
 
 /// A container, network or volume name as Docker accepts it: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
@@ -193,18 +147,6 @@ pub(crate) fn labels(
     Ok(labels)
 }
 
-/// The names a profile's Docker objects go by. Every resource of a kind asks about all of its
-/// kind's names at once, so the first asks the daemon and the rest read the cached answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct ObjectNames {
-    pub containers: Vec<String>,
-    /// Declared networks and those containers join without declaring them.
-    pub networks: Vec<String>,
-    pub volumes: Vec<String>,
-    /// The images the profile's containers name.
-    pub images: Vec<String>,
-}
-
 /// Whether Docker objects can be observed in this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reach {
@@ -268,66 +210,6 @@ impl<T> Observed<T> {
         diff.push(change, op);
         None
     }
-}
-
-/// Asks the daemon everything this run's resources will ask, at once: `docker info` and the
-/// batched inspects of networks, volumes and containers run side by side (images follow the
-/// containers, whose images they include), and their answers are kept as the run's. The same
-/// queries as one after another, in the time of the slowest; a query that fails is left for
-/// its resource to ask again and report.
-///
-/// berth's three listings of what it made (`resource::orphan::list`) run beside them; their
-/// outcome is returned when the daemon answers.
-pub(crate) fn prefetch(
-    context: &Context,
-    names: &ObjectNames,
-    instance: &Instance,
-) -> Option<Result<crate::resource::orphan::Listing>> {
-    use crate::{
-        docker::{self as client},
-        resource::{
-            container::{self, inspect::ContainerInfo, inspect::ImageInfo},
-            network::NetworkInfo,
-            volume::VolumeInfo,
-        },
-    };
-    let program = context.docker.program();
-    let (status, networks, volumes, containers, listing) = std::thread::scope(|scope| {
-        let status = scope.spawn(|| client::query_status(program));
-        let listing = scope.spawn(|| crate::resource::orphan::list(program, instance, names));
-        let networks = scope.spawn(|| client::fetch::<NetworkInfo>(program, &names.networks));
-        let volumes = scope.spawn(|| client::fetch::<VolumeInfo>(program, &names.volumes));
-        let containers = scope.spawn(|| {
-            let containers = client::fetch::<ContainerInfo>(program, &names.containers)?;
-            let references = container::image_references(&names.images, &containers.found);
-            let images = client::fetch::<ImageInfo>(program, &references)?;
-            Ok::<_, anyhow::Error>((containers, references, images))
-        });
-        (
-            status.join().ok(),
-            networks.join().ok().and_then(Result::ok),
-            volumes.join().ok().and_then(Result::ok),
-            containers.join().ok().and_then(Result::ok),
-            listing.join().ok(),
-        )
-    });
-    let status = status?;
-    let running = matches!(status, DaemonStatus::Running(_));
-    context.docker.remember_status(status);
-    if !running {
-        return None;
-    }
-    if let Some(networks) = networks {
-        context.docker.remember(&names.networks, networks);
-    }
-    if let Some(volumes) = volumes {
-        context.docker.remember(&names.volumes, volumes);
-    }
-    if let Some((containers, references, images)) = containers {
-        context.docker.remember(&names.containers, containers);
-        context.docker.remember(&references, images);
-    }
-    listing
 }
 
 /// What a network or a volume is made of: its driver and the options it takes, as written
@@ -401,7 +283,9 @@ pub(crate) fn ownership_labels(owner: &Owner, spec_hash: &str) -> Vec<String> {
     .collect()
 }
 
-pub(crate) fn conflict_detail(kind: &str, name: &str) -> String {
+/// Why an object of the profile's name is not berth's to change: `kind` is a Docker object's
+/// (a network, a volume, a container), whose word is also what Docker calls it.
+pub(crate) fn conflict_detail(kind: Kind, name: &str) -> String {
     format!("a {kind} named `{name}` exists but berth did not create it (no {LABEL_MANAGED} label)")
 }
 

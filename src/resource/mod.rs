@@ -19,6 +19,7 @@ pub(crate) mod kernel_module;
 pub(crate) mod network;
 pub(crate) mod orphan;
 pub(crate) mod package;
+pub(crate) mod prefetch;
 pub(crate) mod profile;
 pub(crate) mod runner;
 pub(crate) mod volume;
@@ -207,7 +208,7 @@ pub(crate) fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResou
             runner::config::RunnerConfig::new(&profile.runner),
         ));
     }
-    let names = Rc::new(docker_object::ObjectNames::from_profile(profile));
+    let names = Rc::new(crate::docker::ObjectNames::from_profile(profile));
     let owner = profile.owner();
     for spec in &profile.networks {
         resources.push(AnyResource::Network(network::Network::new(
@@ -228,7 +229,13 @@ pub(crate) fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResou
     for spec in &profile.containers {
         resources.push(AnyResource::Container(container::Container::new(
             spec.clone(),
-            profile,
+            profile
+                .relations
+                .containers
+                .get(&spec.name)
+                .cloned()
+                .unwrap_or_default(),
+            owner.clone(),
             Rc::clone(&names),
             options.adopt,
         )));

@@ -25,234 +25,29 @@
 //! only if it still carries `berth.managed=true` and this instance's label, so an object
 //! swapped in since the listing is never removed; and it removes by ID, never by a name.
 
-use std::{collections::BTreeMap, rc::Rc, time::Duration};
+use std::{collections::BTreeMap, rc::Rc};
 
 use anyhow::{Context as _, Result, bail};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::{
-    docker::{self, Inspect},
-    host::exec::{self, CommandLine},
+    docker::{
+        self, Inspect, ObjectNames,
+        drain::{drain, own_stop_timeout},
+        labels::{Instance, LABEL_INSTANCE, LABEL_MANAGED, LABEL_SPEC_HASH},
+        listing::{Listed, Listing, escaped, from_inspect, word},
+        wire::ContainerInfo,
+    },
     plan::{Action, Change, Diff, Kind, ResourceId},
     resource::{
-        Context, Earlier, Resource,
-        container::{self, inspect::ContainerInfo},
-        daemon::service::DaemonService,
-        docker_object::{
-            Instance, LABEL_INSTANCE, LABEL_MANAGED, LABEL_SPEC_HASH, Labels, ObjectNames,
-            Observed, has_control,
-        },
-        profile::Profile,
+        Context, Earlier, Resource, daemon::service::DaemonService, docker_object::Observed,
     },
 };
 
-/// How long one listing may take before berth treats the daemon as hung.
-const LIST_TIMEOUT: Duration = Duration::from_secs(60);
 /// What berth calls the probe network of a network replacement: made and removed at once, by
 /// the replacement itself.
 const PROBE_SUFFIX: &str = ".berth-probe";
-
-/// One object a listing found with berth's label, as Docker's inspect says it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Listed {
-    /// The full ID, which a removal re-inspects and removes it by; a volume's name (volumes
-    /// have no other).
-    pub id: String,
-    pub name: String,
-    pub labels: Labels,
-}
-
-impl Listed {
-    /// The label's value, empty when the object has none.
-    fn label(&self, key: &str) -> &str {
-        self.labels.get(key).map_or("", String::as_str)
-    }
-
-    /// Why berth will not act on it: a name or a label with a control character, which berth
-    /// never gives and which printed as text forges what follows it.
-    fn refusal(&self) -> Option<String> {
-        if has_control(&self.name) {
-            return Some(format!(
-                "its name {} holds a control character",
-                escaped(&self.name)
-            ));
-        }
-        self.labels
-            .iter()
-            .find(|(key, value)| has_control(key) || has_control(value))
-            .map(|(key, _)| format!("its label {} holds a control character", escaped(key)))
-    }
-
-    /// How a line of output names it: by name, or, when the name cannot be printed as it is,
-    /// by its short ID (a volume, which has none, by its name escaped).
-    fn shown_name(&self, kind: Kind) -> String {
-        match kind {
-            _ if !has_control(&self.name) => self.name.clone(),
-            Kind::Volume => escaped(&self.name),
-            _ => self.id[..self.id.len().min(12)].to_owned(),
-        }
-    }
-}
-
-/// `text` quoted, its control characters escaped (`"a\nb"`): safe on a terminal and a line.
-fn escaped(text: &str) -> String {
-    format!("{text:?}")
-}
-
-/// What berth made on this daemon, by kind, from one listing each.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Listing {
-    pub containers: Vec<Listed>,
-    pub networks: Vec<Listed>,
-    pub volumes: Vec<Listed>,
-}
-
-/// The three listings, run side by side; callable from any thread (`prefetch` runs it beside
-/// its inspects). Only what may be an orphan is inspected: this instance's objects that
-/// `declared` does not name (so a converged host inspects nothing more), and any whose name or
-/// instance label holds a control character (a forgery, reported).
-pub(crate) fn list(program: &str, instance: &Instance, declared: &ObjectNames) -> Result<Listing> {
-    let (containers, networks, volumes) = std::thread::scope(|scope| {
-        let containers =
-            scope.spawn(|| list_kind(program, Kind::Container, instance, &declared.containers));
-        let networks =
-            scope.spawn(|| list_kind(program, Kind::Network, instance, &declared.networks));
-        let volumes = scope.spawn(|| list_kind(program, Kind::Volume, instance, &declared.volumes));
-        (containers.join(), networks.join(), volumes.join())
-    });
-    let joined = |result: std::thread::Result<Result<Vec<Listed>>>| {
-        result.unwrap_or_else(|_| Err(anyhow::anyhow!("a docker listing panicked")))
-    };
-    Ok(Listing {
-        containers: joined(containers)?,
-        networks: joined(networks)?,
-        volumes: joined(volumes)?,
-    })
-}
-
-/// The CLI's word for a kind of object.
-fn word(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Container => "container",
-        Kind::Network => "network",
-        _ => "volume",
-    }
-}
-
-/// `docker … ls --filter label=berth.managed=true`, printing each object's ID (a volume's
-/// name), name and instance label as one JSON array a line, then one `docker KIND inspect` of
-/// those worth a look.
-fn list_kind(
-    program: &str,
-    kind: Kind,
-    instance: &Instance,
-    declared: &[String],
-) -> Result<Vec<Listed>> {
-    let mut args: Vec<String> = match kind {
-        Kind::Container => vec!["ps".into(), "--all".into(), "--no-trunc".into()],
-        Kind::Network => vec!["network".into(), "ls".into(), "--no-trunc".into()],
-        _ => vec!["volume".into(), "ls".into()],
-    };
-    let (id, name) = match kind {
-        Kind::Container => ("ID", "Names"),
-        Kind::Network => ("ID", "Name"),
-        _ => ("Name", "Name"),
-    };
-    args.extend([
-        "--filter".into(),
-        format!("label={LABEL_MANAGED}=true"),
-        "--format".into(),
-        format!(
-            "[{{{{json .{id}}}}},{{{{json .{name}}}}},{{{{json (.Label \"{LABEL_INSTANCE}\")}}}}]"
-        ),
-    ]);
-    let line = CommandLine::new(program, args);
-    let output = exec::run_with_timeout(&line, LIST_TIMEOUT)
-        .with_context(|| format!("failed to list what berth made (`{line}`)"))?;
-    let ids: Vec<String> = parse_lines(kind, &output.stdout)
-        .with_context(|| format!("`{line}` printed something berth cannot read"))?
-        .into_iter()
-        .filter(|(_, name, label)| {
-            (instance.owns(label) && !declared.contains(name))
-                || has_control(name)
-                || has_control(label)
-        })
-        .map(|(id, _, _)| id)
-        .collect();
-    let raw: Vec<Json> = docker::inspect(program, word(kind), &ids)?;
-    raw.iter()
-        .map(|object| from_inspect(kind, object))
-        // Asked by exact ID: anything else in the answer is not what was listed.
-        .filter(|listed| {
-            listed
-                .as_ref()
-                .map_or(true, |listed| ids.contains(&listed.id))
-        })
-        .collect::<Result<Vec<_>>>()
-        .with_context(|| {
-            format!(
-                "`docker {} inspect` printed something berth cannot read",
-                word(kind)
-            )
-        })
-}
-
-/// What a listing printed, one JSON array a line: the ID (a volume's name), the name and the
-/// instance label. Docker's `json` escapes every control character, so no name or label can
-/// add a line. A container's or network's ID is 64 hexadecimal digits; anything else is
-/// refused whole.
-fn parse_lines(kind: Kind, stdout: &str) -> Result<Vec<(String, String, String)>> {
-    stdout
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            let (id, name, instance): (String, String, String) = serde_json::from_str(line)
-                .with_context(|| format!("{} is not a JSON [ID, name, instance]", escaped(line)))?;
-            let hex = id.len() == 64 && id.bytes().all(|byte| byte.is_ascii_hexdigit());
-            if kind != Kind::Volume && !hex {
-                bail!("{} is not a Docker ID", escaped(&id));
-            }
-            Ok((id, name, instance))
-        })
-        .collect()
-}
-
-/// The ID, name and labels of one object from its `docker KIND inspect` document (a
-/// container's labels are under `Config`).
-fn from_inspect(kind: Kind, object: &Json) -> Result<Listed> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Wire {
-        #[serde(default)]
-        id: String,
-        name: String,
-        #[serde(default)]
-        labels: Option<Labels>,
-        #[serde(default)]
-        config: Option<WireConfig>,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct WireConfig {
-        #[serde(default)]
-        labels: Option<Labels>,
-    }
-    let wire = Wire::deserialize(object)?;
-    let labels = match kind {
-        Kind::Container => wire.config.and_then(|config| config.labels),
-        _ => wire.labels,
-    };
-    Ok(Listed {
-        id: if kind == Kind::Volume {
-            wire.name.clone()
-        } else {
-            wire.id
-        },
-        name: wire.name.trim_start_matches('/').to_owned(),
-        labels: labels.unwrap_or_default(),
-    })
-}
 
 /// Why an object is removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -325,6 +120,16 @@ pub(crate) enum OrphanOp {
     RemoveVolume,
 }
 
+/// What the profiles declare, as far as orphans care: every name, and the spec hash of each
+/// declared container and network (an object carrying one under another name was renamed).
+/// Worked out by the profile (`Profile::declared`), so the orphan kind reads no other kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct DeclaredObjects {
+    pub names: ObjectNames,
+    /// A declared object's spec, as its `berth.spec-hash` label records it, by kind: its name.
+    pub hashes: BTreeMap<(Kind, String), String>,
+}
+
 /// The objects of `listing` that `instance` made and `declared` does not name, and those
 /// labelled as berth's that berth refuses to touch (whatever their instance: someone forged
 /// them, which is worth saying). `declared` is empty for `berth destroy`, which makes every
@@ -332,35 +137,21 @@ pub(crate) enum OrphanOp {
 pub(crate) fn find(
     listing: &Listing,
     instance: &Instance,
-    declared: Option<&Profile>,
+    declared: Option<&DeclaredObjects>,
     handling: Handling,
 ) -> Orphans {
-    let names = declared.map(ObjectNames::from_profile).unwrap_or_default();
-    // A declared object's spec, as its `berth.spec-hash` label records it, by kind.
-    let mut hashes: BTreeMap<(Kind, String), String> = BTreeMap::new();
-    if let Some(profile) = declared {
-        for container in &profile.containers {
-            hashes.insert(
-                (Kind::Container, container.spec_hash()),
-                container.name.to_string(),
-            );
-        }
-        for network in &profile.networks {
-            hashes.insert(
-                (Kind::Network, network.spec_hash()),
-                network.name.to_string(),
-            );
-        }
-    }
-    let reason = |kind: Kind, listed: &Listed| match (
-        declared,
-        hashes.get(&(kind, listed.label(LABEL_SPEC_HASH).to_owned())),
-    ) {
-        (None, _) => Reason::Destroy,
-        (Some(_), Some(declared)) => Reason::Renamed {
-            declared: declared.clone(),
+    let names = declared
+        .map(|declared| declared.names.clone())
+        .unwrap_or_default();
+    let hashes = declared.map(|declared| &declared.hashes);
+    let reason = |kind: Kind, listed: &Listed| match hashes {
+        None => Reason::Destroy,
+        Some(hashes) => match hashes.get(&(kind, listed.label(LABEL_SPEC_HASH).to_owned())) {
+            Some(declared) => Reason::Renamed {
+                declared: declared.clone(),
+            },
+            None => Reason::Undeclared,
         },
-        (Some(_), None) => Reason::Undeclared,
     };
     // (listed, why it is removed, why berth refuses it)
     let found = |listed: &[Listed], known: &[String], kind: Kind| {
@@ -423,7 +214,7 @@ fn drain_note(live: &ContainerInfo) -> String {
         .clone()
         .filter(|signal| !signal.is_empty())
         .unwrap_or_else(|| "SIGTERM".to_owned());
-    let timeout = container::own_stop_timeout(live);
+    let timeout = own_stop_timeout(live);
     if live.state.running {
         format!("; drained: {signal}, up to {timeout} s")
     } else {
@@ -441,7 +232,7 @@ impl Inspect for ById {
     const KIND: &'static str = "container";
 
     fn answers_to(&self, id: &str) -> bool {
-        self.0.id == id
+        self.0.id.as_str() == id
     }
 }
 
@@ -591,7 +382,7 @@ impl Resource for Orphan {
                 let name = &self.name;
                 run(&["container", "update", "--restart", "no", id])
                     .with_context(|| format!("failed to turn off `{name}`'s restart policy"))?;
-                container::drain(context, &self.id(), live, &format!("`{name}`"))
+                drain(context.docker, &self.id(), live, &format!("`{name}`"))
                     .with_context(|| format!("failed to stop `{name}`"))?;
                 run(&["container", "rm", "--volumes", id])
             }
@@ -604,7 +395,7 @@ impl Resource for Orphan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::source::TomlFile;
+    use crate::docker::labels::Labels;
 
     fn listed(name: &str, instance: &str, spec_hash: &str) -> Listed {
         let mut labels = Labels::from([(LABEL_MANAGED.to_owned(), "true".to_owned())]);
@@ -627,17 +418,27 @@ mod tests {
         }
     }
 
-    fn profile() -> Profile {
-        let text = r#"
-[networks.net]
-[containers.runner]
-image = "busybox"
-networks = ["net"]
-volumes = ["data:/data"]
-"#;
-        Profile::from_sources(vec!["t".into()], &[TomlFile::new("t.toml", text)])
-            .unwrap_or_else(|error| panic!("{}", error.problem()))
+    /// What a profile of one network `net`, one volume `data` and one container `runner`
+    /// declares (`Profile::declared`'s own test checks how a profile says it).
+    fn declared() -> DeclaredObjects {
+        DeclaredObjects {
+            names: ObjectNames {
+                containers: vec!["runner".into(), "runner.berth-old".into()],
+                networks: vec!["net".into()],
+                volumes: vec!["data".into()],
+                images: vec!["busybox".into()],
+            },
+            hashes: BTreeMap::from([
+                (
+                    (Kind::Container, RUNNER_HASH.to_owned()),
+                    "runner".to_owned(),
+                ),
+                ((Kind::Network, "net-hash".to_owned()), "net".to_owned()),
+            ]),
+        }
     }
+
+    const RUNNER_HASH: &str = "runner-hash";
 
     fn ids(orphans: &[Orphan]) -> Vec<(String, Reason)> {
         orphans
@@ -648,13 +449,12 @@ volumes = ["data:/data"]
 
     #[test]
     fn only_this_instances_undeclared_objects_are_orphans() {
-        let profile = profile();
-        let runner_hash = profile.containers[0].spec_hash();
+        let runner_hash = RUNNER_HASH;
         let listing = Listing {
             containers: vec![
-                listed("runner", "me", &runner_hash),
-                listed("runner.berth-old", "me", &runner_hash),
-                listed("runner-2", "me", &runner_hash),
+                listed("runner", "me", runner_hash),
+                listed("runner.berth-old", "me", runner_hash),
+                listed("runner-2", "me", runner_hash),
                 listed("dind", "", "old"),
                 listed("theirs", "other", "x"),
             ],
@@ -665,7 +465,7 @@ volumes = ["data:/data"]
             ],
             volumes: vec![listed("data", "me", ""), listed("cache", "me", "")],
         };
-        let orphans = find(&listing, &me(), Some(&profile), Handling::default());
+        let orphans = find(&listing, &me(), Some(&declared()), Handling::default());
         assert_eq!(
             ids(&orphans.containers),
             vec![
@@ -704,7 +504,7 @@ volumes = ["data:/data"]
         };
         let seen = Observed::Seen(None);
         let plan = |handling: Handling| -> Vec<(Action, String, bool)> {
-            let orphans = find(&listing, &me(), Some(&profile()), handling);
+            let orphans = find(&listing, &me(), Some(&declared()), handling);
             orphans
                 .networks
                 .iter()
@@ -742,31 +542,6 @@ volumes = ["data:/data"]
                 && detail.starts_with("kept for this run (--keep-orphans)")
                 && !op)
         );
-    }
-
-    #[test]
-    fn a_listing_is_one_json_array_a_line_and_anything_else_is_refused_whole() {
-        let id = "ab".repeat(32);
-        assert_eq!(
-            parse_lines(
-                Kind::Container,
-                &format!("[\"{id}\",\"runner\",\"me\"]\n\n")
-            )
-            .unwrap(),
-            vec![(id.clone(), "runner".to_owned(), "me".to_owned())]
-        );
-        // A label is whatever the JSON string says, escapes included: one line, one object.
-        assert_eq!(
-            parse_lines(Kind::Volume, "[\"data\",\"data\",\"x\\nvictim\\tme\"]\n").unwrap(),
-            vec![(
-                "data".to_owned(),
-                "data".to_owned(),
-                "x\nvictim\tme".to_owned()
-            )]
-        );
-        // What the old tab-separated format printed, and an ID that is none.
-        assert!(parse_lines(Kind::Container, "victim\tme\t\n").is_err());
-        assert!(parse_lines(Kind::Network, "[\"victim\",\"victim\",\"me\"]\n").is_err());
     }
 
     #[test]

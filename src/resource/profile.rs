@@ -2,31 +2,43 @@
 //! (defaults filled in, checked, errors placed in the layer that set the key), put together as
 //! the desired state of the host that [`super::from_profile`] turns into resources.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use indexmap::IndexMap;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
+    docker::{
+        ObjectNames,
+        labels::{Instance, has_control},
+    },
     host::Host,
+    plan::Kind,
     profile::{
         self, Layers, Problems, ProfileError, ProfileRef,
         source::{KeyPath, LocatedError, TomlFile},
     },
     resource::{
-        container::spec::{ContainerSection, ContainerSpec},
         container::{
-            self,
-            spec::{container_warnings, order_by_after, resolve_container},
+            self, ContainerFacts, RunnerDirectory,
+            spec::{
+                ContainerSection, ContainerSpec, container_warnings, order_by_after,
+                resolve_container,
+            },
+            values::{Mount, MountSource},
         },
         daemon::{self, DockerSection, DockerSettings, keys::DockerdVersion},
-        docker_object::{
-            Instance, ObjectName, ObjectNames, Owner, has_control, labels, non_empty, string_map,
-        },
+        docker_object::{ObjectName, Owner, labels, non_empty, string_map},
         kernel_module::{self, KernelSection, ModuleName},
         network::resolve_network,
         network::{NetworkSection, NetworkSpec},
-        runner::{self, section::RunnerSettings},
+        orphan,
+        runner::{
+            self,
+            section::{RunnerContainer, RunnerSettings},
+        },
         volume::{VolumeSection, VolumeSpec},
     },
 };
@@ -70,6 +82,8 @@ pub(crate) struct Profile {
     pub volumes: Vec<VolumeSpec>,
     /// In converge order: every container after those in its `after`.
     pub containers: Vec<ContainerSpec>,
+    /// How the kinds relate, worked out once: a kind gets its spec and these facts.
+    pub relations: Relations,
     /// `berth.instance` on everything berth makes: the profile's `instance`, else the
     /// machine id's app-specific HMAC (filled in by [`load`], which reads the host).
     pub instance: Instance,
@@ -163,9 +177,7 @@ impl Profile {
                 .iter()
                 .filter(|mount| !mount.options.iter().any(|option| option == "ro"))
                 .filter_map(|mount| match &mount.source {
-                    crate::resource::container::values::MountSource::Bind(source) => {
-                        Some(source.clone())
-                    }
+                    MountSource::Bind(source) => Some(source.clone()),
                     _ => None,
                 })
         });
@@ -257,31 +269,13 @@ impl Profile {
             layers,
             &mut problems,
         );
-        let runner_container = objects
-            .containers
-            .iter()
-            .find(|container| runner.is_declared() && runner.mounted_by(&container.mounts));
-        runner.run_in(
-            runner_container.map(|container| {
-                (
-                    container.image.as_str(),
-                    &container.env,
-                    container.mounts.as_slice(),
-                )
-            }),
+        let relations = Relations::of(&runner, &objects.networks, &objects.containers);
+        runner_container_facts(
+            &mut runner,
+            &relations,
+            &objects.containers,
             &mut runner_warnings,
         );
-        if runner.runners.is_empty()
-            && let Some(container) = objects
-                .containers
-                .iter()
-                .find(|container| runner.mounted_by(&container.mounts))
-        {
-            runner_warnings.push((
-                KeyPath::parse_dotted("containers").key(container.name.as_str()),
-                NO_RUNNER_DECLARED.to_owned(),
-            ));
-        }
         let warnings = objects
             .warnings
             .into_iter()
@@ -298,6 +292,7 @@ impl Profile {
             networks: objects.networks,
             volumes: objects.volumes,
             containers: objects.containers,
+            relations,
             instance: Instance {
                 label: instance,
                 earlier: None,
@@ -312,6 +307,28 @@ impl Profile {
         self.names.join("+")
     }
 
+    /// What the profiles declare, as the orphan kind needs it: every name, and the spec hash
+    /// of each declared container and network.
+    pub(crate) fn declared(&self) -> orphan::DeclaredObjects {
+        let mut hashes = BTreeMap::new();
+        for container in &self.containers {
+            hashes.insert(
+                (Kind::Container, container.spec_hash()),
+                container.name.to_string(),
+            );
+        }
+        for network in &self.networks {
+            hashes.insert(
+                (Kind::Network, network.spec_hash()),
+                network.name.to_string(),
+            );
+        }
+        orphan::DeclaredObjects {
+            names: ObjectNames::from_profile(self),
+            hashes,
+        }
+    }
+
     /// Who makes this profile's Docker objects.
     pub(crate) fn owner(&self) -> Owner {
         Owner {
@@ -319,6 +336,134 @@ impl Profile {
             instance: self.instance.label.clone(),
         }
     }
+}
+
+/// What the container that runs gitlab-runner means for the runners (its image, its Docker
+/// environment, where it sees config.toml's directory), and the warning for one that runs no
+/// runner at all.
+fn runner_container_facts(
+    runner: &mut RunnerSettings,
+    relations: &Relations,
+    containers: &[ContainerSpec],
+    warnings: &mut Vec<(KeyPath, String)>,
+) {
+    let runner_container = relations
+        .runner_container
+        .as_ref()
+        .and_then(|name| containers.iter().find(|c| &c.name == name));
+    if runner.is_declared()
+        && let Some(container) = runner_container
+    {
+        let config_directory = runner.config.parent().and_then(|directory| {
+            container
+                .mounts
+                .iter()
+                .find_map(|mount| match &mount.source {
+                    MountSource::Bind(source) if source == &directory => {
+                        Some(mount.target.trim_end_matches('/').to_owned())
+                    }
+                    _ => None,
+                })
+        });
+        runner.run_in(
+            RunnerContainer {
+                image: container.image.as_str(),
+                env: &container.env,
+                config_directory,
+            },
+            warnings,
+        );
+    }
+    if runner.runners.is_empty()
+        && let Some(container) = runner_container
+    {
+        warnings.push((
+            KeyPath::parse_dotted("containers").key(container.name.as_str()),
+            NO_RUNNER_DECLARED.to_owned(),
+        ));
+    }
+}
+
+/// How the kinds of a profile relate, worked out once by [`Profile::resolve`]: which container
+/// runs gitlab-runner, and each container's facts. A kind is given its own spec and these,
+/// never the whole profile.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Relations {
+    /// The container that runs gitlab-runner on the profile's config.toml.
+    pub runner_container: Option<ObjectName>,
+    /// Every container's facts, by name.
+    pub containers: BTreeMap<ObjectName, ContainerFacts>,
+}
+
+/// Whether a container with these mounts runs gitlab-runner on `runner`'s config.toml: it
+/// bind-mounts the file's directory (as `/etc/gitlab-runner`, the embedded profiles' way) or
+/// the file itself. The one rule: the first such container, in converge order, is the one.
+fn runs_gitlab_runner(runner: &RunnerSettings, mounts: &[Mount]) -> bool {
+    let directory = runner.config.parent();
+    mounts.iter().any(|mount| match &mount.source {
+        MountSource::Bind(source) => source == &runner.config || directory.as_ref() == Some(source),
+        _ => false,
+    })
+}
+
+impl Relations {
+    fn of(runner: &RunnerSettings, networks: &[NetworkSpec], containers: &[ContainerSpec]) -> Self {
+        let runner_container = containers
+            .iter()
+            .find(|container| runs_gitlab_runner(runner, &container.mounts))
+            .map(|container| container.name.clone());
+        let facts = containers
+            .iter()
+            .map(|spec| {
+                let runs = runner_container.as_ref() == Some(&spec.name);
+                let facts = ContainerFacts {
+                    networks: spec
+                        .networks
+                        .keys()
+                        .filter(|network| networks.iter().any(|known| &known.name == *network))
+                        .cloned()
+                        .collect(),
+                    producers: producers(spec, containers),
+                    runs_gitlab_runner: runs,
+                    runner_directory: runner.config.parent().filter(|_| runs).map(|path| {
+                        RunnerDirectory {
+                            path,
+                            mode: runner::config::DIR_MODE,
+                        }
+                    }),
+                };
+                (spec.name.clone(), facts)
+            })
+            .collect();
+        Self {
+            runner_container,
+            containers: facts,
+        }
+    }
+}
+
+/// The containers in `spec`'s `after` that write a named volume it mounts read-only (TLS
+/// certificates a dind daemon generates), each with the volume.
+fn producers(spec: &ContainerSpec, containers: &[ContainerSpec]) -> Vec<(ObjectName, ObjectName)> {
+    let mut producers = Vec::new();
+    for before in &spec.after {
+        let Some(producer) = containers.iter().find(|c| &c.name == before) else {
+            continue;
+        };
+        for mount in spec.mounts.iter().filter(|mount| mount.read_only()) {
+            let Some(volume) = mount.volume() else {
+                continue;
+            };
+            let writes = producer
+                .mounts
+                .iter()
+                .any(|theirs| theirs.volume() == Some(volume) && !theirs.read_only());
+            if writes {
+                producers.push((before.clone(), volume.clone()));
+            }
+        }
+    }
+    producers
 }
 
 /// The networks, volumes and containers of a merged profile, in converge order, with what
@@ -443,6 +588,92 @@ mod tests {
         profile::{DEFAULT_PROFILE, embedded, embedded_text},
     };
     use serde_json::Value as Json;
+
+    /// The one rule (issue 19): the first container, in converge order, that bind-mounts
+    /// config.toml or its directory runs gitlab-runner; only it gets the directory's mode and
+    /// restarts for config.toml, whatever else mounts the directory.
+    #[test]
+    fn relations_name_one_runner_container_and_each_containers_networks_and_producers() {
+        let profile = profile(&[r#"
+[runner]
+config = "/srv/r/config.toml"
+[networks.ci]
+[containers.dind]
+image = "docker:27-dind"
+networks = ["ci", "undeclared"]
+volumes = ["certs:/certs"]
+[containers.runner]
+image = "gitlab/gitlab-runner:v17.11.0"
+after = ["dind"]
+volumes = ["/srv/r:/etc/gitlab-runner", "certs:/certs:ro"]
+[containers.reader]
+image = "busybox"
+after = ["runner"]
+volumes = ["/srv/r/config.toml:/config.toml:ro"]
+"#])
+        .unwrap();
+        let relations = &profile.relations;
+        assert_eq!(
+            relations.runner_container.as_ref().map(ObjectName::as_str),
+            Some("runner")
+        );
+        let facts = |name: &str| {
+            relations
+                .containers
+                .iter()
+                .find(|(known, _)| known.as_str() == name)
+                .map(|(_, facts)| facts.clone())
+                .unwrap()
+        };
+        let name = |text: &str| ObjectName::try_from(text.to_owned()).unwrap();
+        assert_eq!(facts("dind").networks, vec![name("ci")]);
+        assert!(!facts("dind").runs_gitlab_runner);
+        let runner = facts("runner");
+        assert!(runner.runs_gitlab_runner);
+        assert_eq!(runner.producers, vec![(name("dind"), name("certs"))]);
+        assert_eq!(
+            runner.runner_directory,
+            Some(RunnerDirectory {
+                path: host_path("/srv/r"),
+                mode: 0o700
+            })
+        );
+        let reader = facts("reader");
+        assert!(!reader.runs_gitlab_runner && reader.runner_directory.is_none());
+        assert!(
+            reader.producers.is_empty(),
+            "it mounts no volume the runner writes"
+        );
+    }
+
+    #[test]
+    fn declared_names_every_object_and_the_hash_of_each_container_and_network() {
+        let profile = profile(&[
+            "[networks.ci]\n[containers.app]\nimage = \"i:1\"\nnetworks = [\"ci\"]\nvolumes = [\"data:/data\"]\n",
+        ])
+        .unwrap();
+        let declared = profile.declared();
+        // A replacement's set-aside container is declared too: it is no orphan.
+        assert_eq!(
+            declared.names.containers,
+            vec!["app".to_owned(), "app.berth-old".to_owned()]
+        );
+        assert_eq!(declared.names.networks, vec!["ci".to_owned()]);
+        assert_eq!(declared.names.volumes, vec!["data".to_owned()]);
+        assert_eq!(
+            declared.hashes,
+            BTreeMap::from([
+                (
+                    (Kind::Container, profile.containers[0].spec_hash()),
+                    "app".to_owned()
+                ),
+                (
+                    (Kind::Network, profile.networks[0].spec_hash()),
+                    "ci".to_owned()
+                ),
+            ])
+        );
+    }
 
     #[test]
     fn the_runners_directory_and_writable_bind_sources_are_hostile() {

@@ -15,15 +15,13 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use crate::{
-    docker::Inspect,
+    docker::{ObjectNames, labels::Labelled, wire::VolumeInfo},
     host::{HostPath, host_path},
     plan::{Action, Change, Diff, FieldChange, Kind, ResourceId},
     resource::{
         Context, Earlier, Resource,
         daemon::service::DaemonService,
-        docker_object::{
-            self, Driven, Labelled, Labels, ObjectName, ObjectNames, Observed, Owner, spec_hash,
-        },
+        docker_object::{self, Driven, ObjectName, Observed, Owner, spec_hash},
     },
 };
 
@@ -239,7 +237,7 @@ impl Volume {
                 Action::Update,
                 format!(
                     "{}; adopt it, data included",
-                    docker_object::conflict_detail("volume", self.spec.name.as_str())
+                    docker_object::conflict_detail(Kind::Volume, self.spec.name.as_str())
                 ),
             )
             .with_fields([vec![docker_object::conflict_field()], storage.clone()].concat());
@@ -279,35 +277,10 @@ impl Volume {
     }
 }
 
-/// What `docker volume inspect` reports: only the fields berth reads.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub(crate) struct VolumeInfo {
-    pub name: String,
-    pub driver: String,
-    pub options: Option<Labels>,
-    pub labels: Option<Labels>,
-    pub created_at: String,
-}
-
-impl Labelled for VolumeInfo {
-    fn labels(&self) -> Option<&Labels> {
-        self.labels.as_ref()
-    }
-}
-
-impl Inspect for VolumeInfo {
-    const KIND: &'static str = "volume";
-
-    fn answers_to(&self, name: &str) -> bool {
-        self.name == name
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resource::docker_object::{LABEL_MANAGED, LABEL_SPEC_HASH};
+    use crate::docker::labels::{LABEL_MANAGED, LABEL_SPEC_HASH};
 
     fn volume(adopt: bool) -> Volume {
         Volume::new(

@@ -28,11 +28,12 @@ use anyhow::{Context as _, Result};
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::{
+    docker::ObjectNames,
     engine,
     host::host_path,
     output::Printer,
     profile::{PROFILE_DIR, ProfileRef},
-    resource::{self, docker_object::ObjectNames, kernel_module::KernelModule},
+    resource::{self, kernel_module::KernelModule},
     settings::{HOST_CONFIG, Settings},
 };
 use notify::Notifier;

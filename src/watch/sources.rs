@@ -150,7 +150,7 @@ impl DockerEvent {
         let berths = self
             .actor
             .attributes
-            .get(crate::resource::docker_object::LABEL_MANAGED)
+            .get(crate::docker::labels::LABEL_MANAGED)
             .is_some_and(|value| value == "true");
         (berths || targets.names.contains(&name)).then(|| format!("{}/{name}", self.kind))
     }

@@ -329,85 +329,9 @@ fn metrics_keep_the_last_success_through_a_failed_run_and_name_the_build() {
 
 /// The imports that close the import cycles `src/` still has (files relative to `src/`, the
 /// importer first), each with why it is there. The list only shrinks: an import that no longer
-/// closes a cycle must leave it, and any other cycle fails. Today they are one cycle of 17 files
-/// in `src/resource/`, the kinds and their shared base knowing each other.
-const KNOWN_BACK_EDGES: &[(&str, &str, &str)] = &[
-    (
-        "resource/docker_object.rs",
-        "resource/container/inspect.rs",
-        "prefetch and Docker's wire types sit in the shared base; part 2 of #19 removes it (wire types to src/docker/, prefetch above the kinds)",
-    ),
-    (
-        "resource/docker_object.rs",
-        "resource/container/mod.rs",
-        "prefetch knows the kinds; part 2 of #19 removes it (prefetch above the kinds)",
-    ),
-    (
-        "resource/docker_object.rs",
-        "resource/network/mod.rs",
-        "prefetch knows the kinds; part 2 of #19 removes it (prefetch above the kinds)",
-    ),
-    (
-        "resource/docker_object.rs",
-        "resource/orphan.rs",
-        "prefetch lists the orphans; part 2 of #19 removes it (prefetch above the kinds)",
-    ),
-    (
-        "resource/docker_object.rs",
-        "resource/volume.rs",
-        "prefetch knows the kinds; part 2 of #19 removes it (prefetch above the kinds)",
-    ),
-    (
-        "resource/container/mod.rs",
-        "resource/profile.rs",
-        "Container::new takes the whole Profile; part 2 of #19 removes it (Profile::resolve hands a kind its spec and facts)",
-    ),
-    (
-        "resource/orphan.rs",
-        "resource/profile.rs",
-        "orphan::find reads the whole Profile; part 2 of #19 removes it (Profile::resolve facts)",
-    ),
-    (
-        "resource/container/mod.rs",
-        "resource/network/mod.rs",
-        "a container reads the network kind's types; part 2 of #19 removes it (wire types to src/docker/, typed facts)",
-    ),
-    (
-        "resource/container/mod.rs",
-        "resource/runner/config.rs",
-        "a container asks the runner kind what config.toml changed; part 2 of #19 removes it (typed facts in Earlier)",
-    ),
-    (
-        "resource/container/apply.rs",
-        "resource/runner/config.rs",
-        "a container asks the runner kind what config.toml changed; part 2 of #19 removes it (typed facts in Earlier)",
-    ),
-    (
-        "resource/runner/section.rs",
-        "resource/container/values.rs",
-        "the runner section builds the container kind's Mount; part 2 of #19 removes it (Profile::resolve facts)",
-    ),
-    (
-        "resource/network/mod.rs",
-        "resource/container/inspect.rs",
-        "Docker's wire types live in the container kind; part 2 of #19 removes it (wire types to src/docker/)",
-    ),
-    (
-        "resource/network/replace.rs",
-        "resource/container/inspect.rs",
-        "Docker's wire types live in the container kind; part 2 of #19 removes it (wire types to src/docker/)",
-    ),
-    (
-        "resource/orphan.rs",
-        "resource/container/inspect.rs",
-        "Docker's wire types live in the container kind; part 2 of #19 removes it (wire types to src/docker/)",
-    ),
-    (
-        "resource/orphan.rs",
-        "resource/container/mod.rs",
-        "an orphan drains like a container; part 2 of #19 removes it (the drain beside the wire types)",
-    ),
-];
+/// closes a cycle must leave it, and any other cycle fails. Empty since part 2 of issue 19:
+/// `src/` has no import cycle, and none may come back.
+const KNOWN_BACK_EDGES: &[(&str, &str, &str)] = &[];
 
 #[test]
 fn src_has_no_import_cycle_beyond_the_known_back_edges() {
@@ -438,6 +362,94 @@ fn src_has_no_import_cycle_beyond_the_known_back_edges() {
             "an import cycle in src/: {}; remove one of these imports (move what both need below them, or pass it in): no new back-edge is allowed",
             edges.join(", then ")
         ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The kinds of `src/resource/` stand side by side (docs/ARCHITECTURE.md): what they share sits
+/// below them (`docker_object`, `journal`, `src/docker/`) or above them (`mod.rs`, `profile`,
+/// `prefetch`), and a kind imports another kind only where this list says why. Like the back
+/// edges, the list only shrinks.
+const KIND_TO_KIND: &[(&str, &str, &str)] = &[
+    (
+        "resource/container/mod.rs",
+        "resource/daemon/service.rs",
+        "depends on `daemon/docker`, named by DaemonService::id",
+    ),
+    (
+        "resource/network/mod.rs",
+        "resource/daemon/service.rs",
+        "depends on `daemon/docker`, named by DaemonService::id",
+    ),
+    (
+        "resource/volume.rs",
+        "resource/daemon/service.rs",
+        "depends on `daemon/docker`, named by DaemonService::id",
+    ),
+    (
+        "resource/orphan.rs",
+        "resource/daemon/service.rs",
+        "depends on `daemon/docker`, named by DaemonService::id",
+    ),
+    (
+        "resource/container/mod.rs",
+        "resource/runner/config.rs",
+        "asks RunnerConfig what config.toml keys read only at start changed in Earlier; the typed facts in Earlier (issue 19) end it",
+    ),
+    (
+        "resource/daemon/service.rs",
+        "resource/package/mod.rs",
+        "asks DockerPackage whether Docker was installed in Earlier; the typed facts in Earlier (issue 19) end it",
+    ),
+    (
+        "resource/daemon/mod.rs",
+        "resource/package/mod.rs",
+        "[docker] install names the package kind's InstallSource",
+    ),
+];
+
+/// The kind a module file of `src/resource/` belongs to; `None` for what is not a kind.
+fn kind_of(file: &str) -> Option<&str> {
+    let rest = file.strip_prefix("resource/")?;
+    let kind = rest.split('/').next()?.trim_end_matches(".rs");
+    (!matches!(
+        kind,
+        "mod" | "profile" | "prefetch" | "docker_object" | "journal"
+    ))
+    .then_some(kind)
+}
+
+#[test]
+fn a_kind_imports_another_kind_only_where_the_list_says_why() {
+    let graph = ModuleGraph::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    assert_eq!(kind_of("resource/container/drift.rs"), Some("container"));
+    assert_eq!(kind_of("resource/docker_object.rs"), None);
+    let crossing: Vec<&module_graph::Edge> = graph
+        .edges
+        .values()
+        .filter(|edge| match (kind_of(&edge.from), kind_of(&edge.to)) {
+            (Some(from), Some(to)) => from != to,
+            _ => false,
+        })
+        .collect();
+    let mut problems: Vec<String> = crossing
+        .iter()
+        .filter(|edge| {
+            !KIND_TO_KIND
+                .iter()
+                .any(|(from, to, _)| edge.from == *from && edge.to == *to)
+        })
+        .map(|edge| format!("a kind imports another: {edge}; pass what it needs as a fact (docs/ARCHITECTURE.md)"))
+        .collect();
+    for (from, to, _) in KIND_TO_KIND {
+        if !crossing
+            .iter()
+            .any(|edge| edge.from == *from && edge.to == *to)
+        {
+            problems.push(format!(
+                "`{from} -> {to}` is gone: take it off KIND_TO_KIND in tests/it/conventions.rs (the list only shrinks)"
+            ));
+        }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -9,10 +9,10 @@ use anyhow::{Context as _, Result, bail};
 use super::{
     Container, PULL_TIMEOUT,
     drift::Repair,
-    inspect::{ContainerInfo, ImageInfo, short_image_id},
     values::{MountSource, PullPolicy, security_opt_argument},
 };
 use crate::{
+    docker::wire::{ContainerInfo, ImageInfo, short_image_id},
     host::{Host, HostPath},
     resource::{Context, Resource, docker_object},
 };
@@ -124,10 +124,9 @@ impl Container {
                 }
                 // As `docker run -v` would (0755), except config.toml's directory: it will
                 // hold runner tokens, and gitlab-runner keeps it 0700.
-                let mode = if self.runner_config_dir.as_ref() == Some(source) {
-                    crate::resource::runner::config::DIR_MODE
-                } else {
-                    0o755
+                let mode = match &self.runner_directory {
+                    Some(directory) if &directory.path == source => directory.mode,
+                    _ => 0o755,
                 };
                 context.host.ensure_dir(source, mode)?;
             }

@@ -8,14 +8,17 @@ use serde_json::Value as Json;
 
 use super::{
     Container, Seen,
-    inspect::{Config, ContainerInfo, normalize_reference, short_image_id},
     spec::ContainerSpec,
     values::{MountSource, RestartPolicy, normalize_capability, normalize_signal},
 };
 use crate::{
+    docker::{
+        labels::Labelled,
+        wire::{Config, ContainerInfo, normalize_reference, short_image_id},
+    },
     host::Host,
     plan::FieldChange,
-    resource::docker_object::{self, Labelled},
+    resource::docker_object,
 };
 
 /// How a live container differs from the profile.
@@ -98,10 +101,7 @@ impl Container {
         self.compare_process(config, contributed, replace);
 
         // In place: the restart policy and the network attachments.
-        let live_restart = RestartPolicy::from_docker(
-            &live.host_config.restart_policy.name,
-            live.host_config.restart_policy.maximum_retry_count,
-        );
+        let live_restart = RestartPolicy::from_docker(&live.host_config.restart_policy);
         if live_restart != spec.restart {
             drift.update.push((
                 FieldChange::new(

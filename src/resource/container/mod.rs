@@ -21,7 +21,6 @@
 
 mod apply;
 mod drift;
-pub(crate) mod inspect;
 mod replace;
 pub(crate) mod spec;
 pub(crate) mod values;
@@ -30,8 +29,11 @@ use std::{collections::BTreeMap, rc::Rc, time::Duration};
 
 use anyhow::Result;
 
-use crate::docker::DaemonStatus;
-use crate::resource::network::NetworkInfo;
+use crate::docker::{
+    DaemonStatus, ObjectNames, drain,
+    labels::Labelled,
+    wire::{ContainerInfo, ContainerStatus, ImageInfo, NetworkId, NetworkInfo},
+};
 use crate::{
     host::exec,
     host::{Host, HostPath},
@@ -40,15 +42,13 @@ use crate::{
     resource::{
         Context, Earlier, Resource,
         daemon::service::DaemonService,
-        docker_object::{self, Labelled, ObjectName, ObjectNames, Observed, Owner},
+        docker_object::{self, ObjectName, Observed, Owner},
         journal,
-        profile::Profile,
         runner::config::RunnerConfig,
     },
 };
 use apply::{is_socket_path, run};
 use drift::{RecordedHash, Repair, text};
-use inspect::{ContainerInfo, ImageInfo};
 pub(crate) use replace::set_aside_name;
 use replace::{Leftover, ReplaceIntent};
 use spec::{ContainerSpec, SYSBOX_RUNTIME};
@@ -56,10 +56,6 @@ use values::{MountSource, PullPolicy, seccomp_file};
 
 /// How long a `docker pull` may take.
 const PULL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// Docker's stop timeout when a container sets none.
-const DEFAULT_STOP_TIMEOUT: u64 = 10;
-/// Added to a container's stop timeout for the `docker stop` call itself.
-const STOP_MARGIN: u64 = 60;
 
 pub(crate) struct Container {
     /// Boxed: the spec is most of a container's size, and resources live in one enum.
@@ -75,9 +71,34 @@ pub(crate) struct Container {
     /// It runs gitlab-runner on the profile's config.toml (it bind-mounts its directory), so
     /// it restarts when a key gitlab-runner reads only at start changed.
     runs_gitlab_runner: bool,
-    /// The bind source that is config.toml's directory (the profile's, or gitlab-runner's
-    /// default), created 0700 as gitlab-runner keeps it, should this container create it.
-    runner_config_dir: Option<HostPath>,
+    /// The bind source that is config.toml's directory, created with gitlab-runner's mode
+    /// should this container create it.
+    runner_directory: Option<RunnerDirectory>,
+}
+
+/// What the profile says of a container beyond its own spec: its relations to the other kinds,
+/// worked out once by `Profile::resolve` (docs/ARCHITECTURE.md lists them), so that a container
+/// never reads another kind's section.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ContainerFacts {
+    /// The networks it joins that the profile declares: made before it.
+    pub networks: Vec<ObjectName>,
+    /// Containers in its `after` that write a named volume this one mounts read-only, with
+    /// the volume: their replacement restarts this one.
+    pub producers: Vec<(ObjectName, ObjectName)>,
+    /// It is the container that runs gitlab-runner on the profile's config.toml, so it
+    /// restarts when a key gitlab-runner reads only at start changed.
+    pub runs_gitlab_runner: bool,
+    /// config.toml's directory, for the container that runs gitlab-runner.
+    pub runner_directory: Option<RunnerDirectory>,
+}
+
+/// config.toml's directory on the host (the profile's, or gitlab-runner's default) and the
+/// mode gitlab-runner keeps it at (it will hold runner tokens).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RunnerDirectory {
+    pub path: HostPath,
+    pub mode: u32,
 }
 
 /// What apply does for a container.
@@ -116,7 +137,7 @@ pub(crate) struct Seen {
     /// The image the container was created from, to tell what it contributed.
     pub running_image: Option<ImageInfo>,
     /// The IDs of the networks the profile's containers use that exist now.
-    pub network_ids: BTreeMap<String, String>,
+    pub network_ids: BTreeMap<String, NetworkId>,
     /// Bind sources that do not exist on the host.
     pub missing_sources: Vec<HostPath>,
     /// The text of each seccomp profile file the profile's `security_opt` names (`None`: the
@@ -133,55 +154,31 @@ pub(crate) struct Seen {
 impl Container {
     pub(crate) fn new(
         spec: ContainerSpec,
-        profile: &Profile,
+        facts: ContainerFacts,
+        owner: Owner,
         names: Rc<ObjectNames>,
         adopt: bool,
     ) -> Self {
         let mut dependencies = vec![DaemonService::id()];
-        for network in spec.networks.keys() {
-            if profile.networks.iter().any(|known| &known.name == network) {
-                dependencies.push(ResourceId::new(Kind::Network, network.as_str()));
-            }
+        for network in &facts.networks {
+            dependencies.push(ResourceId::new(Kind::Network, network.as_str()));
         }
         for volume in spec.volume_names() {
             dependencies.push(ResourceId::new(Kind::Volume, volume.as_str()));
         }
-        let runs_gitlab_runner =
-            profile.runner.is_declared() && profile.runner.mounted_by(&spec.mounts);
-        let runner_config_dir = profile
-            .runner
-            .config
-            .parent()
-            .filter(|_| profile.runner.mounted_by(&spec.mounts));
-        let mut producers = Vec::new();
         for before in &spec.after {
             dependencies.push(ResourceId::new(Kind::Container, before.as_str()));
-            let Some(producer) = profile.containers.iter().find(|c| &c.name == before) else {
-                continue;
-            };
-            for mount in spec.mounts.iter().filter(|mount| mount.read_only()) {
-                let Some(volume) = mount.volume() else {
-                    continue;
-                };
-                let writes = producer
-                    .mounts
-                    .iter()
-                    .any(|theirs| theirs.volume() == Some(volume) && !theirs.read_only());
-                if writes {
-                    producers.push((before.clone(), volume.clone()));
-                }
-            }
         }
         Self {
             hash: spec.spec_hash(),
             spec: Box::new(spec),
-            owner: profile.owner(),
+            owner,
             names,
             adopt,
             dependencies,
-            producers,
-            runs_gitlab_runner,
-            runner_config_dir,
+            producers: facts.producers,
+            runs_gitlab_runner: facts.runs_gitlab_runner,
+            runner_directory: facts.runner_directory,
         }
     }
 
@@ -329,7 +326,7 @@ impl Container {
         let intent = journal::read(context.host, &self.id())?;
         let running_image = container
             .as_ref()
-            .and_then(|info| images.get(&info.image))
+            .and_then(|info| images.get(info.image.as_str()))
             .cloned();
         let missing_sources = self
             .spec
@@ -374,7 +371,7 @@ impl Container {
 
     /// Time for `docker stop` or `restart` of `live`: its own stop timeout, and a margin.
     fn stop_timeout(live: &ContainerInfo) -> u64 {
-        stop_timeout(live)
+        drain::stop_timeout(live)
     }
 
     /// Compares what was seen with the profile.
@@ -417,7 +414,7 @@ impl Container {
             let change = Change::new(
                 self.id(),
                 Action::Replace,
-                docker_object::conflict_detail("container", self.name()),
+                docker_object::conflict_detail(Kind::Container, self.name()),
             )
             .with_fields(vec![docker_object::conflict_field()]);
             if self.adopt {
@@ -428,7 +425,7 @@ impl Container {
             return;
         }
         let drift = self.drift(live, seen);
-        let dead = live.state.status == "dead";
+        let dead = live.state.status == ContainerStatus::Dead;
         if drift.hash_changed.is_some() || !drift.replace.is_empty() || dead {
             let mut fields = drift.replace;
             fields.extend(drift.update.into_iter().map(|(field, _)| field));
@@ -467,11 +464,11 @@ impl Container {
                 ContainerOp::Repair(repairs),
             );
         }
-        match live.state.status.as_str() {
-            "running" | "restarting" => {}
-            "paused" => diff
+        match &live.state.status {
+            ContainerStatus::Running | ContainerStatus::Restarting => {}
+            ContainerStatus::Paused => diff
                 .warn("the container is paused; berth leaves it so (`docker unpause` resumes it)"),
-            "removing" => {
+            ContainerStatus::Removing => {
                 diff.warn("the container is being removed; the next run creates it again")
             }
             status => {
@@ -571,47 +568,6 @@ fn unregistered_runtime(runtime: &str, registered: &[String]) -> String {
     format!("the Docker daemon has no runtime `{runtime}` (it has {known}){install}")
 }
 
-/// Time for `docker stop` or `restart` of `live`: its own stop timeout, and a margin.
-pub(crate) fn stop_timeout(live: &ContainerInfo) -> u64 {
-    own_stop_timeout(live) + STOP_MARGIN
-}
-
-/// The seconds `docker stop` gives `live` before it kills it.
-pub(crate) fn own_stop_timeout(live: &ContainerInfo) -> u64 {
-    live.config
-        .stop_timeout
-        .map_or(DEFAULT_STOP_TIMEOUT, u64::from)
-}
-
-/// Drains `live`: `docker stop` without `-t`, so with its own stop signal and timeout
-/// (gitlab-runner finishes its running jobs on SIGQUIT), saying every ten seconds that it
-/// waits, as `resource` (`what` names it in that line).
-pub(crate) fn drain(
-    context: &Context,
-    resource: &ResourceId,
-    live: &ContainerInfo,
-    what: &str,
-) -> Result<()> {
-    let timeout = Duration::from_secs(stop_timeout(live));
-    exec::run_reporting(
-        &context
-            .docker
-            .command(["container", "stop", live.id.as_str()]),
-        timeout,
-        |elapsed| {
-            tracing::info!(
-                "{resource}: {}",
-                progress::waiting(
-                    &format!("{what} to stop (it drains its running jobs)"),
-                    elapsed,
-                    timeout
-                )
-            );
-        },
-    )?;
-    Ok(())
-}
-
 /// The images the profile names and those the containers run, in one batch that every
 /// container resource asks for alike (so it is asked once).
 pub(crate) fn image_references(
@@ -620,8 +576,9 @@ pub(crate) fn image_references(
 ) -> Vec<String> {
     let mut references = profile_images.to_vec();
     for info in containers.values() {
-        if !info.image.is_empty() && !references.contains(&info.image) {
-            references.push(info.image.clone());
+        let image = info.image.as_str();
+        if !image.is_empty() && !references.iter().any(|known| known == image) {
+            references.push(image.to_owned());
         }
     }
     references

@@ -17,12 +17,15 @@
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Container, ContainerOp, Seen, apply::run, inspect::ContainerInfo, values::RestartPolicy,
-};
+use super::{Container, ContainerOp, Seen, apply::run, values::RestartPolicy};
 use crate::{
+    docker::{
+        drain::drain,
+        labels::Labelled,
+        wire::{ContainerInfo, RestartPolicyName},
+    },
     plan::{Action, Change},
-    resource::{Context, Resource, docker_object::Labelled, journal},
+    resource::{Context, Resource, journal},
 };
 
 /// What a container set aside by berth is called while its replacement is made.
@@ -58,12 +61,8 @@ impl Container {
         let parked = set_aside_name(self.name());
         let restart = |info: Option<&ContainerInfo>| match (&seen.intent, info) {
             (Some(intent), _) => intent.restart.clone(),
-            (None, Some(info)) if info.host_config.restart_policy.name != "no" => {
-                RestartPolicy::from_docker(
-                    &info.host_config.restart_policy.name,
-                    info.host_config.restart_policy.maximum_retry_count,
-                )
-                .to_string()
+            (None, Some(info)) if info.host_config.restart_policy.name != RestartPolicyName::No => {
+                RestartPolicy::from_docker(&info.host_config.restart_policy).to_string()
             }
             (None, _) => self.spec.restart.to_string(),
         };
@@ -84,7 +83,7 @@ impl Container {
             ),
             (None, None) => return None,
             (None, Some(intent)) => match &seen.container {
-                Some(live) if live.id == intent.old_id => (
+                Some(live) if live.id.as_str() == intent.old_id => (
                     "an interrupted replacement stopped before the container was set aside: give it its restart policy back".to_owned(),
                     Leftover::Restore {
                         id: intent.old_id.clone(),
@@ -137,29 +136,30 @@ impl Container {
         self.ensure_sources(context)?;
         let name = self.name();
         let parked = set_aside_name(name);
-        let policy = RestartPolicy::from_docker(
-            &live.host_config.restart_policy.name,
-            live.host_config.restart_policy.maximum_retry_count,
-        )
-        .to_string();
+        let policy = RestartPolicy::from_docker(&live.host_config.restart_policy).to_string();
         journal::record(
             context.host,
             &self.id(),
             &ReplaceIntent {
-                old_id: live.id.clone(),
+                old_id: live.id.to_string(),
                 restart: policy.clone(),
             },
         )?;
         run(
             context,
-            &["container", "update", "--restart", "no", &live.id],
+            &["container", "update", "--restart", "no", live.id.as_str()],
         )
         .with_context(|| format!("failed to turn off the old `{name}`'s restart policy"))?;
-        super::drain(context, &self.id(), live, &format!("the old `{name}`"))
-            .with_context(|| format!("failed to stop the old `{name}`"))?;
-        run(context, &["container", "rename", &live.id, &parked])?;
+        drain(
+            context.docker,
+            &self.id(),
+            live,
+            &format!("the old `{name}`"),
+        )
+        .with_context(|| format!("failed to stop the old `{name}`"))?;
+        run(context, &["container", "rename", live.id.as_str(), &parked])?;
         let outcome = match self.create_and_start(context) {
-            Ok(()) => run(context, &["container", "rm", "--volumes", &live.id])
+            Ok(()) => run(context, &["container", "rm", "--volumes", live.id.as_str()])
                 .map(drop)
                 .with_context(|| {
                     format!(
@@ -167,7 +167,7 @@ impl Container {
                     )
                 }),
             Err(error) => {
-                let restored = run(context, &["container", "rename", &live.id, name])
+                let restored = run(context, &["container", "rename", live.id.as_str(), name])
                     .and_then(|_| {
                         run(
                             context,

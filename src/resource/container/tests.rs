@@ -6,14 +6,15 @@ use super::*;
 use serde_json::Value as Json;
 
 use crate::{
-    profile::source::TomlFile,
-    resource::{
-        container::inspect::{
+    docker::{
+        labels::{LABEL_MANAGED, LABEL_SPEC_HASH},
+        wire::{
             Config, ContainerState as LiveState, Endpoint, HostConfig, MountPoint, NetworkSettings,
             RestartPolicyInfo,
         },
-        docker_object::{LABEL_MANAGED, LABEL_SPEC_HASH, Reach},
     },
+    profile::source::TomlFile,
+    resource::{docker_object::Reach, profile::Profile},
 };
 
 const PROFILE: &str = r#"
@@ -54,8 +55,9 @@ fn container(profile: &Profile, name: &str, adopt: bool) -> Container {
         .unwrap()
         .clone();
     Container::new(
-        spec,
-        profile,
+        spec.clone(),
+        profile.relations.containers[&spec.name].clone(),
+        profile.owner(),
         Rc::new(ObjectNames::from_profile(profile)),
         adopt,
     )
@@ -125,7 +127,7 @@ fn live(resource: &Container) -> ContainerInfo {
             privileged: spec.privileged,
             runtime: spec.runtime.clone().unwrap_or_else(|| "runc".into()),
             restart_policy: RestartPolicyInfo {
-                name: spec.restart.to_string(),
+                name: spec.restart.to_string().into(),
                 maximum_retry_count: 0,
             },
             ..HostConfig::default()
@@ -148,7 +150,7 @@ fn live(resource: &Container) -> ContainerInfo {
                     .collect(),
             ),
         },
-        id,
+        id: id.into(),
         mounts: Vec::new(),
     }
 }

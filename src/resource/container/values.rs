@@ -7,7 +7,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::host::{Host, HostPath};
-use crate::{profile::source::closest, resource::docker_object::ObjectName};
+use crate::{
+    docker::wire::{RestartPolicyInfo, RestartPolicyName},
+    profile::source::closest,
+    resource::docker_object::ObjectName,
+};
 
 /// `no | always | unless-stopped | on-failure[:N]`, as `docker run --restart` takes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -22,13 +26,15 @@ pub(crate) enum RestartPolicy {
 }
 
 impl RestartPolicy {
-    /// The policy as Docker reports it: `Name` and `MaximumRetryCount`.
-    pub(crate) fn from_docker(name: &str, maximum_retries: u32) -> Self {
-        match name {
-            "always" => Self::Always,
-            "unless-stopped" => Self::UnlessStopped,
-            "on-failure" => Self::OnFailure((maximum_retries > 0).then_some(maximum_retries)),
-            _ => Self::No,
+    /// The policy as Docker reports it: `Name` and `MaximumRetryCount`. A name berth does not
+    /// know restarts nothing it can tell, so it compares as `no`.
+    pub(crate) fn from_docker(live: &RestartPolicyInfo) -> Self {
+        let retries = live.maximum_retry_count;
+        match live.name {
+            RestartPolicyName::Always => Self::Always,
+            RestartPolicyName::UnlessStopped => Self::UnlessStopped,
+            RestartPolicyName::OnFailure => Self::OnFailure((retries > 0).then_some(retries)),
+            RestartPolicyName::No | RestartPolicyName::Other(_) => Self::No,
         }
     }
 }
@@ -495,9 +501,13 @@ mod tests {
             );
         }
         assert!(RestartPolicy::try_from("sometimes".to_owned()).is_err());
-        assert_eq!(RestartPolicy::from_docker("", 0), RestartPolicy::No);
+        let live = |name: &str, maximum_retry_count| RestartPolicyInfo {
+            name: name.into(),
+            maximum_retry_count,
+        };
+        assert_eq!(RestartPolicy::from_docker(&live("", 0)), RestartPolicy::No);
         assert_eq!(
-            RestartPolicy::from_docker("on-failure", 5),
+            RestartPolicy::from_docker(&live("on-failure", 5)),
             RestartPolicy::OnFailure(Some(5))
         );
     }

@@ -18,7 +18,11 @@ mod replace;
 use replace::NetworkReplaceIntent;
 
 use crate::{
-    docker::Inspect,
+    docker::{
+        ObjectNames,
+        labels::Labelled,
+        wire::{ContainerInfo, NetworkInfo},
+    },
     plan::{Action, Change, Diff, FieldChange, Kind, ResourceId},
     profile::{
         Layers,
@@ -26,11 +30,9 @@ use crate::{
     },
     resource::{
         Context, Earlier, Resource,
-        container::inspect::ContainerInfo,
         daemon::service::DaemonService,
         docker_object::{
-            self, Driven, Labelled, Labels, ObjectName, ObjectNames, Observed, Owner, labels,
-            non_empty, spec_hash, string_map,
+            self, Driven, ObjectName, Observed, Owner, labels, non_empty, spec_hash, string_map,
         },
         journal,
     },
@@ -266,7 +268,7 @@ impl Resource for Network {
                 Action::Replace,
                 format!(
                     "{}{reconnects}",
-                    docker_object::conflict_detail("network", self.spec.name.as_str())
+                    docker_object::conflict_detail(Kind::Network, self.spec.name.as_str())
                 ),
             )
             .with_fields([vec![docker_object::conflict_field()], fields].concat());
@@ -317,47 +319,16 @@ impl Resource for Network {
     }
 }
 
-/// What `docker network inspect` reports: only the fields berth reads.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub(crate) struct NetworkInfo {
-    pub name: String,
-    pub id: String,
-    pub driver: String,
-    pub options: Option<Labels>,
-    pub internal: bool,
-    pub labels: Option<Labels>,
-    /// Only containers with a live endpoint (running ones).
-    pub containers: Option<BTreeMap<String, NetworkMember>>,
-}
-
-impl Labelled for NetworkInfo {
-    fn labels(&self) -> Option<&Labels> {
-        self.labels.as_ref()
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub(crate) struct NetworkMember {
-    pub name: String,
-}
-
-impl Inspect for NetworkInfo {
-    const KIND: &'static str = "network";
-
-    fn answers_to(&self, name: &str) -> bool {
-        self.name == name
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::docker::{
+        labels::{LABEL_MANAGED, LABEL_SPEC_HASH},
+        wire::NetworkMember,
+    };
     use crate::resource::docker_object::Reach;
-    use crate::resource::docker_object::{LABEL_MANAGED, LABEL_SPEC_HASH};
 
     fn network(options: &[(&str, &str)], adopt: bool) -> Network {
         Network::new(

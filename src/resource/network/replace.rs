@@ -15,10 +15,11 @@
 use anyhow::{Context as _, Result, anyhow};
 use serde::{Deserialize, Serialize};
 
-use super::{Network, NetworkInfo, NetworkOp, kept_aliases, run};
+use super::{Network, NetworkOp, kept_aliases, run};
 use crate::{
+    docker::wire::{ContainerInfo, NetworkInfo},
     plan::{Action, Change},
-    resource::{Context, Resource, container::inspect::ContainerInfo, journal},
+    resource::{Context, Resource, journal},
 };
 
 /// What the journal keeps while a network is replaced.

@@ -14,7 +14,6 @@ use anyhow::Result;
 
 use super::keys::{OWN_KEYS, SERVER_KEYS, check_entry, resolve_globals};
 use super::secret_files::{self, SecretFile};
-use crate::resource::container::values::{Mount, MountSource};
 use crate::{
     host::{HostPath, host_path},
     profile::{
@@ -58,42 +57,35 @@ impl Default for RunnerSettings {
     }
 }
 
-impl RunnerSettings {
-    /// Whether a container with these mounts runs gitlab-runner on this config.toml: it
-    /// bind-mounts the file's directory (as `/etc/gitlab-runner`, the embedded profiles' way)
-    /// or the file itself.
-    pub(crate) fn mounted_by(&self, mounts: &[Mount]) -> bool {
-        let directory = self.config.parent();
-        mounts.iter().any(|mount| match &mount.source {
-            MountSource::Bind(source) => {
-                source == &self.config || directory.as_ref() == Some(source)
-            }
-            _ => false,
-        })
-    }
+/// The container that runs gitlab-runner, as much of it as the runners need: worked out by
+/// `Profile::resolve`, which alone decides which container that is.
+pub(crate) struct RunnerContainer<'a> {
+    pub image: &'a str,
+    pub env: &'a BTreeMap<String, String>,
+    /// Where it mounts config.toml's directory (`/etc/gitlab-runner`); `None` when it mounts
+    /// only the file.
+    pub config_directory: Option<String>,
+}
 
-    /// Takes in what the container that runs gitlab-runner (`container`, when the profile
-    /// declares one) means for the runners: the gitlab-runner version its image names, told to
-    /// GitLab; and, for a runner whose `[runners.NAME.docker] host` is the container's
+impl RunnerSettings {
+    /// Takes in what the container that runs gitlab-runner (`container`, which
+    /// `Profile::resolve` picks) means for the runners: where it sees config.toml's directory;
+    /// the gitlab-runner version its image names, told to GitLab; and, for a runner whose `[runners.NAME.docker] host` is the container's
     /// `DOCKER_HOST`, the container's `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH` as
     /// `tls_verify` and `tls_cert_path`: with `host` set gitlab-runner ignores those variables
     /// (`helpers/docker/official_docker_client.go`, `New`: the environment is read only when
     /// `host` is empty), so without them it would dial a TLS daemon in plain TCP.
     pub(crate) fn run_in(
         &mut self,
-        container: Option<(&str, &BTreeMap<String, String>, &[Mount])>,
+        container: RunnerContainer<'_>,
         warnings: &mut Vec<(KeyPath, String)>,
     ) {
-        let Some((image, env, mounts)) = container else {
-            return;
-        };
-        let directory = self.config.parent();
-        self.seen_directory = mounts.iter().find_map(|mount| match &mount.source {
-            MountSource::Bind(source) if directory.as_ref() == Some(source) => {
-                Some(mount.target.trim_end_matches('/').to_owned())
-            }
-            _ => None,
-        });
+        let RunnerContainer {
+            image,
+            env,
+            config_directory,
+        } = container;
+        self.seen_directory = config_directory;
         for runner in &mut self.runners {
             runner.runner_image = Some(image.to_owned());
             let Some(docker) = runner

@@ -1,24 +1,26 @@
-//! What `docker container inspect` and `docker image inspect` report, typed: only the fields
-//! berth reads. Unknown fields are ignored and missing ones default, because the CLI and the
-//! daemon add and drop fields between releases (and fill some only once a container ran).
+//! Docker's wire types: what `docker container|image|network|volume inspect` report, typed,
+//! only the fields berth reads. What Docker *says*, beside the client that asks it; a kind owns
+//! what it *wants* (its spec) and compares the two. Unknown fields are ignored and missing ones
+//! default, because the CLI and the daemon add and drop fields between releases (and fill some
+//! only once a container ran).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::{
-    docker::Inspect,
-    resource::docker_object::{Labelled, Labels},
+use crate::docker::{
+    Inspect,
+    labels::{Labelled, Labels},
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub(crate) struct ContainerInfo {
-    pub id: String,
+    pub id: ContainerId,
     /// With Docker's leading `/`.
     pub name: String,
     /// The ID of the image the container was created from.
-    pub image: String,
+    pub image: ImageId,
     pub state: ContainerState,
     pub config: Config,
     pub host_config: HostConfig,
@@ -43,7 +45,7 @@ pub(crate) struct MountPoint {
 
 impl ContainerInfo {
     pub(crate) fn short_id(&self) -> &str {
-        &self.id[..self.id.len().min(12)]
+        self.id.short()
     }
 
     pub(crate) fn plain_name(&self) -> &str {
@@ -67,10 +69,128 @@ impl ContainerInfo {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub(crate) struct ContainerState {
-    /// created, running, paused, restarting, removing, exited, dead.
-    pub status: String,
+    pub status: ContainerStatus,
     pub running: bool,
     pub started_at: String,
+}
+
+/// Docker's IDs, each of one kind of object: a container's is never compared with an image's.
+/// As Docker writes them (64 hexadecimal digits; an image's with `sha256:`), empty until Docker
+/// gives one (a container's endpoint before it first starts).
+macro_rules! docker_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub(crate) struct $name(String);
+
+        impl From<&str> for $name {
+            fn from(id: &str) -> Self {
+                Self(id.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(id: String) -> Self {
+                Self(id)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+docker_id!(
+    /// A container's ID.
+    ContainerId
+);
+docker_id!(
+    /// An image's ID, `sha256:` and its digest.
+    ImageId
+);
+docker_id!(
+    /// A network's ID.
+    NetworkId
+);
+
+impl ContainerId {
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The 12 digits `docker ps` shows, and Docker gives a container as an alias.
+    pub(crate) fn short(&self) -> &str {
+        &self.0[..self.0.len().min(12)]
+    }
+}
+
+impl ImageId {
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl NetworkId {
+    /// True until Docker gives the endpoint one (the container has not started on it).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A container's `State.Status`, as Docker reports it. A word a later Docker adds is kept as
+/// written (`Other`), never taken for one of these.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub(crate) enum ContainerStatus {
+    #[default]
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+    Other(String),
+}
+
+impl From<String> for ContainerStatus {
+    fn from(word: String) -> Self {
+        match word.as_str() {
+            "created" => Self::Created,
+            "running" => Self::Running,
+            "paused" => Self::Paused,
+            "restarting" => Self::Restarting,
+            "removing" => Self::Removing,
+            "exited" => Self::Exited,
+            "dead" => Self::Dead,
+            _ => Self::Other(word),
+        }
+    }
+}
+
+impl From<&str> for ContainerStatus {
+    fn from(word: &str) -> Self {
+        Self::from(word.to_owned())
+    }
+}
+
+impl fmt::Display for ContainerStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Created => "created",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Restarting => "restarting",
+            Self::Removing => "removing",
+            Self::Exited => "exited",
+            Self::Dead => "dead",
+            Self::Other(word) => word,
+        })
+    }
 }
 
 /// A container's `Config`, and an image's: the daemon merges the image's into the container's.
@@ -133,8 +253,40 @@ pub(crate) struct HostConfig {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub(crate) struct RestartPolicyInfo {
-    pub name: String,
+    pub name: RestartPolicyName,
+    /// Only meaningful for `on-failure`; 0 there means no limit.
     pub maximum_retry_count: u32,
+}
+
+/// `HostConfig.RestartPolicy.Name` as Docker reports it: `no` (or empty, which Docker also
+/// means as none), `always`, `unless-stopped`, `on-failure`. Anything else is kept as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub(crate) enum RestartPolicyName {
+    #[default]
+    No,
+    Always,
+    UnlessStopped,
+    OnFailure,
+    Other(String),
+}
+
+impl From<String> for RestartPolicyName {
+    fn from(word: String) -> Self {
+        match word.as_str() {
+            "" | "no" => Self::No,
+            "always" => Self::Always,
+            "unless-stopped" => Self::UnlessStopped,
+            "on-failure" => Self::OnFailure,
+            _ => Self::Other(word),
+        }
+    }
+}
+
+impl From<&str> for RestartPolicyName {
+    fn from(word: &str) -> Self {
+        Self::from(word.to_owned())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -164,13 +316,13 @@ pub(crate) struct Endpoint {
     pub aliases: Option<Vec<String>>,
     /// Empty until the container first starts on the network.
     #[serde(rename = "NetworkID")]
-    pub network_id: String,
+    pub network_id: NetworkId,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub(crate) struct ImageInfo {
-    pub id: String,
+    pub id: ImageId,
     pub repo_tags: Option<Vec<String>>,
     pub repo_digests: Option<Vec<String>>,
     pub config: Config,
@@ -196,8 +348,8 @@ pub(crate) fn normalize_reference(reference: &str) -> String {
     }
 }
 
-pub(crate) fn short_image_id(id: &str) -> &str {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+pub(crate) fn short_image_id(id: &ImageId) -> &str {
+    let hex = id.as_str().strip_prefix("sha256:").unwrap_or(id.as_str());
     &hex[..hex.len().min(12)]
 }
 
@@ -215,7 +367,7 @@ impl Inspect for ImageInfo {
     /// True when `reference` (a tag, a digest reference or an ID) names this image.
     fn answers_to(&self, reference: &str) -> bool {
         if reference.starts_with("sha256:") {
-            return self.id == reference;
+            return self.id.as_str() == reference;
         }
         let wanted = normalize_reference(reference);
         self.repo_tags
@@ -223,6 +375,65 @@ impl Inspect for ImageInfo {
             .flatten()
             .chain(self.repo_digests.iter().flatten())
             .any(|known| normalize_reference(known) == wanted)
+    }
+}
+
+/// What `docker network inspect` reports: only the fields berth reads.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct NetworkInfo {
+    pub name: String,
+    pub id: NetworkId,
+    pub driver: String,
+    pub options: Option<Labels>,
+    pub internal: bool,
+    pub labels: Option<Labels>,
+    /// Only containers with a live endpoint (running ones).
+    pub containers: Option<BTreeMap<String, NetworkMember>>,
+}
+
+impl Labelled for NetworkInfo {
+    fn labels(&self) -> Option<&Labels> {
+        self.labels.as_ref()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct NetworkMember {
+    pub name: String,
+}
+
+impl Inspect for NetworkInfo {
+    const KIND: &'static str = "network";
+
+    fn answers_to(&self, name: &str) -> bool {
+        self.name == name
+    }
+}
+
+/// What `docker volume inspect` reports: only the fields berth reads.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct VolumeInfo {
+    pub name: String,
+    pub driver: String,
+    pub options: Option<Labels>,
+    pub labels: Option<Labels>,
+    pub created_at: String,
+}
+
+impl Labelled for VolumeInfo {
+    fn labels(&self) -> Option<&Labels> {
+        self.labels.as_ref()
+    }
+}
+
+impl Inspect for VolumeInfo {
+    const KIND: &'static str = "volume";
+
+    fn answers_to(&self, name: &str) -> bool {
+        self.name == name
     }
 }
 
@@ -256,6 +467,24 @@ mod tests {
     }
 
     #[test]
+    fn a_status_or_restart_policy_docker_adds_later_is_kept_as_written() {
+        let info: ContainerInfo = serde_json::from_str(
+            r#"{"State":{"Status":"hibernating"},
+                "HostConfig":{"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3}}}"#,
+        )
+        .unwrap();
+        assert_eq!(info.state.status.to_string(), "hibernating");
+        assert_eq!(
+            info.host_config.restart_policy.name,
+            RestartPolicyName::OnFailure
+        );
+        let dead: ContainerStatus = serde_json::from_str(r#""dead""#).unwrap();
+        assert_eq!(dead, ContainerStatus::Dead);
+        let other: RestartPolicyName = serde_json::from_str(r#""sometimes""#).unwrap();
+        assert_eq!(other, RestartPolicyName::Other("sometimes".into()));
+    }
+
+    #[test]
     fn a_created_container_parses_with_what_is_missing_defaulted() {
         let info: ContainerInfo = serde_json::from_str(
             r#"{"Id":"0123456789abcdef","Name":"/gitlab-dind","State":{"Status":"created"},
@@ -264,6 +493,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(info.plain_name(), "gitlab-dind");
+        assert_eq!(info.state.status, ContainerStatus::Created);
+        assert_eq!(info.host_config.restart_policy.name, RestartPolicyName::No);
         assert_eq!(info.short_id(), "0123456789ab");
         assert!(info.config.managed());
         assert_eq!(
