@@ -584,6 +584,40 @@ pub(crate) fn container_warnings(container: &ContainerSpec) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{profile::source::TomlFile, resource::profile::Profile};
+
+    /// One profile of `tests/fixtures/spec-hashes.toml` and the hash of each of its containers.
+    #[derive(Deserialize)]
+    struct Golden {
+        profile: String,
+        hashes: BTreeMap<String, String>,
+    }
+
+    /// An upgrade replaces no container: the spec hashes the previous release computed for
+    /// these profiles (every field set, a minimal one, dind with mtu and mirrors) are computed
+    /// again, byte for byte.
+    #[test]
+    fn spec_hashes_of_the_previous_release_are_kept() {
+        let golden: BTreeMap<String, Golden> =
+            toml::from_str(include_str!("../../../tests/fixtures/spec-hashes.toml")).unwrap();
+        assert_eq!(golden.len(), 3);
+        let mut expected = BTreeMap::new();
+        let mut computed = BTreeMap::new();
+        for (case, golden) in golden {
+            let profile = Profile::from_sources(
+                vec![case.clone()],
+                &[TomlFile::new("golden.toml", golden.profile.as_str())],
+            )
+            .unwrap_or_else(|error| panic!("{case}: {}", error.problem()));
+            for spec in &profile.containers {
+                computed.insert(format!("{case}: {}", spec.name), spec.spec_hash());
+            }
+            for (name, hash) in golden.hashes {
+                expected.insert(format!("{case}: {name}"), hash);
+            }
+        }
+        assert_eq!(computed, expected);
+    }
 
     #[test]
     fn dind_images_are_recognised() {
