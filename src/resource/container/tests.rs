@@ -46,7 +46,7 @@ fn profile(extra: &str) -> Profile {
     .unwrap_or_else(|error| panic!("{}", error.problem()))
 }
 
-fn container(profile: &Profile, name: &str, adopt: bool) -> Container {
+pub(super) fn container(profile: &Profile, name: &str, adopt: bool) -> Container {
     let spec = profile
         .containers
         .iter()
