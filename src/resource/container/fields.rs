@@ -16,32 +16,24 @@ use super::{
         MountPoint, NetworkSettings, PortBindingInfo, RestartPolicyInfo,
     },
     spec::ContainerSpec,
-    tests::container,
+    tests::{container, profile},
     values::{Device, Mount, MountSource, Port, PullPolicy, RestartPolicy},
 };
 use crate::{
     host::Host,
-    profile::source::TomlFile,
-    resource::{
-        docker_object::{LABEL_MANAGED, LABEL_SPEC_HASH, ObjectName},
-        profile::Profile,
-    },
+    resource::docker_object::{LABEL_MANAGED, LABEL_SPEC_HASH, ObjectName},
 };
 
 const IMAGE_ID: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
 const CONTAINER_ID: &str = "fedcba98765432100123456789abcdef";
 
-/// The golden profile that sets every field of container `app`.
+/// The golden profile that sets every field of container `app`, over the diff tests' base
+/// profile (whose containers `app` knows nothing of).
 fn every_field() -> Container {
     let golden: toml::Table =
         toml::from_str(include_str!("../../../tests/fixtures/spec-hashes.toml")).unwrap();
     let text = golden["every-field"]["profile"].as_str().unwrap();
-    let profile = Profile::from_sources(
-        vec!["every-field".into()],
-        &[TomlFile::new("every-field.toml", text)],
-    )
-    .unwrap_or_else(|error| panic!("{}", error.problem()));
-    container(&profile, "app", false)
+    container(&profile(text), "app", false)
 }
 
 /// The image `app` runs, with what an image contributes: env and a label.

@@ -639,13 +639,23 @@ pub(crate) fn container_warnings(container: &ContainerSpec) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{profile::source::TomlFile, resource::profile::Profile};
+    use crate::profile::source::TomlFile;
 
     /// One profile of `tests/fixtures/spec-hashes.toml` and the hash of each of its containers.
     #[derive(Deserialize)]
     struct Golden {
         profile: String,
         hashes: BTreeMap<String, String>,
+    }
+
+    /// What a container's spec reads of a golden profile: its sections, and the top-level
+    /// `mtu` and `registry_mirrors` a dind container's command takes in.
+    #[derive(Deserialize)]
+    struct GoldenProfile {
+        mtu: Option<u32>,
+        #[serde(default)]
+        registry_mirrors: Vec<String>,
+        containers: IndexMap<ObjectName, ContainerSection>,
     }
 
     /// An upgrade replaces no container: the spec hashes the previous release computed for
@@ -659,12 +669,18 @@ mod tests {
         let mut expected = BTreeMap::new();
         let mut computed = BTreeMap::new();
         for (case, golden) in golden {
-            let profile = Profile::from_sources(
-                vec![case.clone()],
-                &[TomlFile::new("golden.toml", golden.profile.as_str())],
-            )
-            .unwrap_or_else(|error| panic!("{case}: {}", error.problem()));
-            for spec in &profile.containers {
+            let file = TomlFile::new("golden.toml", golden.profile.as_str());
+            let layers = Layers::new(std::slice::from_ref(&file));
+            let profile: GoldenProfile = toml::from_str(&golden.profile).unwrap();
+            for (name, section) in profile.containers {
+                let spec = resolve_container(
+                    name,
+                    section,
+                    profile.mtu,
+                    &profile.registry_mirrors,
+                    &layers,
+                )
+                .unwrap_or_else(|problems| panic!("{case}: {problems:?}"));
                 computed.insert(format!("{case}: {}", spec.name), spec.spec_hash());
             }
             for (name, hash) in golden.hashes {

@@ -35,7 +35,7 @@ stop_timeout = 3600
 after = ["gitlab-dind"]
 "#;
 
-fn profile(extra: &str) -> Profile {
+pub(super) fn profile(extra: &str) -> Profile {
     Profile::from_sources(
         vec!["test".into()],
         &[
