@@ -306,7 +306,8 @@ fn every_field_changes_the_hash_and_is_named_by_drift() {
         items
     };
     // Each row: the field, the spec with that field changed, the path drift names it by
-    // (`None`: it steers berth alone; neither hashed nor compared).
+    // (`None`: not what the container runs, so neither hashed nor compared: the name Docker
+    // finds it by, or what steers berth alone).
     let rows: Vec<(&str, ContainerSpec, Option<&str>)> = vec![
         (
             "name",
