@@ -2,8 +2,8 @@
 //! spec hash changes and drift, against the container as Docker reports the original, names
 //! the field. The table and [`reported`] take the spec apart without `..`: a field added to the
 //! spec does not compile until it has a row here (and says how Docker reports it), and its row
-//! fails until the hash and drift know it. A field that steers berth alone has a row that says
-//! so: its change neither replaces the container nor is drift.
+//! fails until the hash and drift know it, and the docs name it. A field that steers berth
+//! alone has a row that says so: its change neither replaces the container nor is drift.
 
 use std::collections::BTreeMap;
 
@@ -305,7 +305,8 @@ fn every_field_changes_the_hash_and_is_named_by_drift() {
         items.push(item.to_owned());
         items
     };
-    // Each row: the field, the spec with that field changed, the path drift names it by
+    // Each row: the field (by its key in the profile), the spec with that field changed, the
+    // path drift names it by
     // (`None`: not what the container runs, so neither hashed nor compared: the name Docker
     // finds it by, or what steers berth alone).
     let rows: Vec<(&str, ContainerSpec, Option<&str>)> = vec![
@@ -347,7 +348,7 @@ fn every_field_changes_the_hash_and_is_named_by_drift() {
             Some("networks."),
         ),
         (
-            "mounts",
+            "volumes",
             with(&|spec| {
                 let mut changed = mounts.clone();
                 changed.push(parsed::<Mount>("/srv/more:/more"));
@@ -458,7 +459,20 @@ fn every_field_changes_the_hash_and_is_named_by_drift() {
         ),
         ("dind", with(&|spec| spec.dind = !dind), None),
     ];
+    let documented = |text: &str, field: &str| {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|word| word == field)
+    };
     for (field, changed, named) in rows {
+        for (doc, text) in [
+            (
+                "docs/container.md",
+                include_str!("../../../docs/container.md"),
+            ),
+            ("README.md", include_str!("../../../README.md")),
+        ] {
+            assert!(documented(text, field), "{field}: not in {doc}");
+        }
         assert_ne!(changed, *original.spec, "{field}: the row changes nothing");
         let mut resource = every_field();
         resource.hash = changed.spec_hash();
