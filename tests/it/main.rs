@@ -36,4 +36,5 @@ mod profiles;
 mod registry_mirrors;
 mod runner;
 mod runtime;
+mod upgrade;
 mod watch;

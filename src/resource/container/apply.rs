@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use super::{
     Container, PULL_TIMEOUT,
     drift::Repair,
+    spec::ContainerSpec,
     values::{MountSource, PullPolicy, security_opt_argument},
 };
 use crate::{
@@ -22,75 +23,104 @@ impl Container {
     /// are not among them: argv is readable in `/proc/*/cmdline` by every local user, so they
     /// travel in `env_file` ([`Container::env_file_text`]), named here when the spec has any.
     pub(super) fn create_arguments(&self, host: &Host, env_file: Option<&Path>) -> Vec<String> {
-        let spec = &self.spec;
+        // Every field of the spec by name, so that a field added to the spec does not compile
+        // until it is passed to Docker here or said to steer berth alone.
+        let ContainerSpec {
+            name,
+            image,
+            privileged,
+            runtime,
+            restart,
+            networks,
+            mounts,
+            env,
+            command,
+            entrypoint,
+            ports,
+            labels,
+            user,
+            workdir,
+            hostname,
+            cap_add,
+            security_opt,
+            devices,
+            stop_signal,
+            stop_timeout,
+            // When to pull: `ensure_image`.
+            pull: _,
+            // The order: `depends_on`.
+            after: _,
+            // What it adds, `--mtu` and the mirrors, is in `command`.
+            dind: _,
+        } = &*self.spec;
         let mut args: Vec<String> = vec![
             "container".into(),
             "create".into(),
             "--name".into(),
-            spec.name.to_string(),
+            name.to_string(),
         ];
         args.extend(docker_object::ownership_labels(&self.owner, &self.hash));
-        for (key, value) in &spec.labels {
+        for (key, value) in labels {
             args.extend(["--label".into(), format!("{key}={value}")]);
         }
-        args.extend(["--restart".into(), spec.restart.to_string()]);
-        if spec.privileged {
+        args.extend(["--restart".into(), restart.to_string()]);
+        if *privileged {
             args.push("--privileged".into());
         }
-        if let Some(runtime) = &spec.runtime {
+        if let Some(runtime) = runtime {
             args.extend(["--runtime".into(), runtime.clone()]);
         }
         // API 1.41 creates a container on one network; the others are connected before start.
-        if let Some((network, aliases)) = spec.networks.first() {
+        if let Some((network, aliases)) = networks.first() {
             args.extend(["--network".into(), network.to_string()]);
             for alias in aliases {
                 args.extend(["--network-alias".into(), alias.clone()]);
             }
         }
-        for mount in &spec.mounts {
+        for mount in mounts {
             let argument = mount
                 .bind_argument(host)
                 .unwrap_or_else(|| mount.target.clone());
             args.extend(["--volume".into(), argument]);
         }
-        if let Some(env_file) = env_file.filter(|_| !spec.env.is_empty()) {
+        if let Some(env_file) = env_file.filter(|_| !env.is_empty()) {
             args.extend(["--env-file".into(), env_file.display().to_string()]);
         }
-        for port in &spec.ports {
+        for port in ports {
             args.extend(["--publish".into(), port.argument()]);
         }
-        if let Some(user) = &spec.user {
+        if let Some(user) = user {
             args.extend(["--user".into(), user.clone()]);
         }
-        if let Some(workdir) = &spec.workdir {
+        if let Some(workdir) = workdir {
             args.extend(["--workdir".into(), workdir.clone()]);
         }
-        if let Some(hostname) = &spec.hostname {
+        if let Some(hostname) = hostname {
             args.extend(["--hostname".into(), hostname.clone()]);
         }
-        for capability in &spec.cap_add {
+        for capability in cap_add {
             args.extend(["--cap-add".into(), capability.clone()]);
         }
-        for option in &spec.security_opt {
+        for option in security_opt {
             args.extend(["--security-opt".into(), security_opt_argument(option, host)]);
         }
-        for device in &spec.devices {
+        for device in devices {
             args.extend(["--device".into(), device.argument(host)]);
         }
-        if let Some(signal) = &spec.stop_signal {
+        if let Some(signal) = stop_signal {
             args.extend(["--stop-signal".into(), signal.clone()]);
         }
-        if let Some(timeout) = spec.stop_timeout {
+        if let Some(timeout) = *stop_timeout {
             args.extend(["--stop-timeout".into(), timeout.to_string()]);
         }
         // `--entrypoint` takes one word; the rest of the entrypoint leads the arguments.
         let mut trailing = Vec::new();
-        if let Some(entrypoint) = &spec.entrypoint {
+        if let Some(entrypoint) = entrypoint {
             args.extend(["--entrypoint".into(), entrypoint[0].clone()]);
             trailing.extend(entrypoint[1..].iter().cloned());
         }
-        trailing.extend(spec.command.iter().flatten().cloned());
-        args.push(spec.image.clone());
+        trailing.extend(command.iter().flatten().cloned());
+        args.push(image.clone());
         args.extend(trailing);
         args
     }

@@ -585,4 +585,6 @@ pub(crate) fn image_references(
 }
 
 #[cfg(test)]
+mod fields;
+#[cfg(test)]
 mod tests;

@@ -104,139 +104,171 @@ impl<'de> Deserialize<'de> for NetworksSection {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A container as the profile declares it, checked, with defaults filled in and names
+/// normalized (capabilities upper case without `CAP_`, signals `SIGQUIT`).
+///
+/// Serialized, it is what the spec hash covers ([`ContainerSpec::spec_hash`]): a field is in
+/// the hash unless it says `#[serde(skip)]`, which only a field that steers berth alone may say
+/// (`name`, `pull`, `after`, `dind`). Each hashed field is serialized as written in the profile,
+/// independent of `--root`, and sets are sorted, so the order a profile lists them in never
+/// changes the hash (the spec keeps that order for what berth passes and shows). A field that
+/// can be empty is left out when it is, so that a field added in a later berth version does not
+/// change the hash of the containers that do not use it, and so does not replace them all on
+/// upgrade: `spec_hashes_of_the_previous_release_are_kept` holds the hashes of earlier releases,
+/// and the field order here is theirs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct ContainerSpec {
+    /// Not hashed: Docker finds the container by it, so another name is another container.
+    #[serde(skip)]
     pub name: ObjectName,
     pub image: String,
+    #[serde(skip_serializing_if = "is_false")]
     pub privileged: bool,
     /// The OCI runtime; the daemon's default when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
+    #[serde(serialize_with = "hashed::display")]
     pub restart: RestartPolicy,
     /// Network name → aliases, in profile order; the first is the one the container is created on.
+    #[serde(
+        skip_serializing_if = "IndexMap::is_empty",
+        serialize_with = "hashed::networks"
+    )]
     pub networks: IndexMap<ObjectName, Vec<String>>,
+    #[serde(
+        rename = "volumes",
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "hashed::mounts"
+    )]
     pub mounts: Vec<Mount>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// With `--mtu=N` and `--registry-mirror=URL` appended for a dind container when the
     /// profile sets `mtu` and `registry_mirrors`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "hashed::ports"
+    )]
     pub ports: Vec<Port>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
     /// The container's hostname; Docker's default (its short ID) when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// Normalized: upper case, without `CAP_`.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "hashed::set")]
     pub cap_add: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "hashed::set")]
     pub security_opt: Vec<String>,
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "hashed::devices"
+    )]
     pub devices: Vec<Device>,
     /// Normalized: `SIGQUIT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<u32>,
+    /// Not hashed: when berth pulls, not what runs (a moved tag is drift of `image`).
+    #[serde(skip)]
     pub pull: PullPolicy,
+    /// Not hashed: the order berth converges in.
+    #[serde(skip)]
     pub after: Vec<ObjectName>,
+    /// Not hashed: what it adds (`--mtu`, the mirrors) is in `command`.
+    #[serde(skip)]
     pub dind: bool,
-}
-
-/// What the spec hash covers: everything that shapes the container, and nothing that only
-/// steers berth (`pull`, `after`) or the run (`--root`). Every field that can be empty is left
-/// out when it is, so a field added in a later berth version does not change the hash of the
-/// containers that do not use it (and so does not replace them all on upgrade).
-#[derive(Serialize)]
-struct NormalizedContainer<'a> {
-    image: &'a str,
-    #[serde(skip_serializing_if = "is_false")]
-    privileged: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    runtime: Option<&'a str>,
-    restart: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    networks: BTreeMap<&'a str, Vec<&'a str>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    volumes: Vec<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    env: &'a BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    command: Option<&'a Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    entrypoint: Option<&'a Vec<String>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    ports: Vec<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    labels: &'a BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    workdir: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    hostname: Option<&'a str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    cap_add: Vec<&'a str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    security_opt: Vec<&'a str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    devices: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stop_signal: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stop_timeout: Option<u32>,
 }
 
 fn is_false(value: &bool) -> bool {
     !value
 }
 
-fn sorted_str(items: &[String]) -> Vec<&str> {
-    let mut items: Vec<&str> = items.iter().map(String::as_str).collect();
-    items.sort_unstable();
-    items
+/// How the spec's fields that are not plain text serialize for the hash: as the profile writes
+/// them, sets sorted.
+mod hashed {
+    use std::{collections::BTreeMap, fmt::Display};
+
+    use indexmap::IndexMap;
+    use serde::Serializer;
+
+    use super::{Device, Mount, ObjectName, Port};
+
+    fn sorted<S: Serializer>(serializer: S, items: Vec<String>) -> Result<S::Ok, S::Error> {
+        let mut items = items;
+        items.sort_unstable();
+        serializer.collect_seq(items)
+    }
+
+    pub(super) fn display<S: Serializer>(
+        value: &impl Display,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(value)
+    }
+
+    pub(super) fn set<S: Serializer>(items: &[String], serializer: S) -> Result<S::Ok, S::Error> {
+        sorted(serializer, items.to_vec())
+    }
+
+    /// By name, each network's aliases sorted.
+    pub(super) fn networks<S: Serializer>(
+        networks: &IndexMap<ObjectName, Vec<String>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let by_name: BTreeMap<&str, Vec<&String>> = networks
+            .iter()
+            .map(|(name, aliases)| {
+                let mut aliases: Vec<&String> = aliases.iter().collect();
+                aliases.sort_unstable();
+                (name.as_str(), aliases)
+            })
+            .collect();
+        serializer.collect_map(by_name)
+    }
+
+    pub(super) fn mounts<S: Serializer>(
+        mounts: &[Mount],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        sorted(serializer, mounts.iter().map(Mount::normalized).collect())
+    }
+
+    pub(super) fn ports<S: Serializer>(ports: &[Port], serializer: S) -> Result<S::Ok, S::Error> {
+        sorted(serializer, ports.iter().map(Port::argument).collect())
+    }
+
+    pub(super) fn devices<S: Serializer>(
+        devices: &[Device],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let texts = devices
+            .iter()
+            .map(|device| {
+                format!(
+                    "{}:{}:{}",
+                    device.host, device.container, device.permissions
+                )
+            })
+            .collect();
+        sorted(serializer, texts)
+    }
 }
 
 impl ContainerSpec {
-    /// sha256 of the normalized spec: equal specs hash equal whatever the order they were
+    /// sha256 of the spec serialized: equal specs hash equal whatever the order they were
     /// written in (sets are sorted; env and labels are maps).
     pub(crate) fn spec_hash(&self) -> String {
-        let sorted = |items: Vec<String>| -> Vec<String> {
-            let mut items = items;
-            items.sort();
-            items
-        };
-        let normalized = NormalizedContainer {
-            image: &self.image,
-            privileged: self.privileged,
-            runtime: self.runtime.as_deref(),
-            restart: self.restart.to_string(),
-            networks: self
-                .networks
-                .iter()
-                .map(|(name, aliases)| (name.as_str(), sorted_str(aliases)))
-                .collect(),
-            volumes: sorted(self.mounts.iter().map(Mount::normalized).collect()),
-            env: &self.env,
-            command: self.command.as_ref(),
-            entrypoint: self.entrypoint.as_ref(),
-            ports: sorted(self.ports.iter().map(Port::argument).collect()),
-            labels: &self.labels,
-            user: self.user.as_deref(),
-            workdir: self.workdir.as_deref(),
-            hostname: self.hostname.as_deref(),
-            cap_add: sorted_str(&self.cap_add),
-            security_opt: sorted_str(&self.security_opt),
-            devices: sorted(
-                self.devices
-                    .iter()
-                    .map(|device| {
-                        format!(
-                            "{}:{}:{}",
-                            device.host, device.container, device.permissions
-                        )
-                    })
-                    .collect(),
-            ),
-            stop_signal: self.stop_signal.as_deref(),
-            stop_timeout: self.stop_timeout,
-        };
-        spec_hash(&normalized)
+        spec_hash(self)
     }
 
     /// The named volumes this container mounts.
@@ -271,7 +303,32 @@ pub(crate) fn resolve_container(
     let key = KeyPath::parse_dotted("containers").key(name.as_str());
     // Every check runs, so that one run reports every problem of the section.
     let mut problems = Vec::new();
-    let image = layer.image;
+    // Every field of the section by name, so that one added and never resolved does not
+    // compile (an unused binding is a warning, and warnings fail the build).
+    let ContainerSection {
+        image,
+        privileged,
+        runtime,
+        restart,
+        networks: network_sections,
+        volumes,
+        env: variables,
+        command,
+        entrypoint,
+        ports,
+        labels: label_section,
+        user,
+        workdir,
+        hostname,
+        cap_add: capabilities,
+        security_opt,
+        devices,
+        stop_signal,
+        stop_timeout,
+        pull,
+        after,
+        dind,
+    } = layer;
     match &image {
         None => problems.push(layers.error_at(&key, "a container needs an `image`")),
         Some(image) => {
@@ -284,7 +341,7 @@ pub(crate) fn resolve_container(
         }
     }
     let mut networks = IndexMap::new();
-    for (network, attachment) in layer.networks.unwrap_or_default().0 {
+    for (network, attachment) in network_sections.unwrap_or_default().0 {
         let aliases = attachment.aliases.unwrap_or_default();
         if let Some(bad) = aliases
             .iter()
@@ -298,7 +355,7 @@ pub(crate) fn resolve_container(
         networks.insert(network, aliases);
     }
     let mut env = BTreeMap::new();
-    for (variable, value) in layer.env.unwrap_or_default() {
+    for (variable, value) in variables.unwrap_or_default() {
         // The values reach docker through an env file (never argv, which every local user
         // reads), one `KEY=value` a line: the docker CLI skips `#` lines and refuses a name
         // with blanks, and a line ends a value.
@@ -324,13 +381,13 @@ pub(crate) fn resolve_container(
         }
         env.insert(variable, value);
     }
-    if layer.entrypoint.as_ref().is_some_and(Vec::is_empty) {
+    if entrypoint.as_ref().is_some_and(Vec::is_empty) {
         problems.push(layers.error_at(
             &key.key("entrypoint"),
             "must name a program; leave it out to keep the image's entrypoint",
         ));
     }
-    let stop_signal = match layer.stop_signal {
+    let stop_signal = match stop_signal {
         Some(signal) => {
             let normalized = normalize_signal(&signal);
             let valid = normalized.chars().all(|c| c.is_ascii_digit())
@@ -349,7 +406,7 @@ pub(crate) fn resolve_container(
         None => None,
     };
     let mut cap_add = Vec::new();
-    for capability in layer.cap_add.unwrap_or_default() {
+    for capability in capabilities.unwrap_or_default() {
         let normalized = normalize_capability(&capability);
         if normalized.is_empty()
             || !normalized
@@ -366,7 +423,7 @@ pub(crate) fn resolve_container(
             cap_add.push(normalized);
         }
     }
-    if let Some(hostname) = &layer.hostname
+    if let Some(hostname) = &hostname
         && !is_hostname(hostname)
     {
         problems.push(layers.error_at(
@@ -374,12 +431,10 @@ pub(crate) fn resolve_container(
             format!("`{hostname}` is not a hostname (letters, digits and `-`, in dot-separated labels of at most 63 characters)"),
         ));
     }
-    let dind = layer
-        .dind
-        .unwrap_or_else(|| image.as_deref().is_some_and(is_dind_image));
+    let dind = dind.unwrap_or_else(|| image.as_deref().is_some_and(is_dind_image));
     // `command = []` cannot be passed to `docker create` (no arguments means the image's CMD),
     // so it means what it does there: the image's CMD.
-    let mut command = layer.command.filter(|command| !command.is_empty());
+    let mut command = command.filter(|command| !command.is_empty());
     // One MTU: the daemon inside a dind container makes its own bridge, which must not be
     // bigger than the path out (docker-library/docker #103).
     if let Some(mtu) = mtu
@@ -398,7 +453,7 @@ pub(crate) fn resolve_container(
     if dind {
         add_registry_mirrors(&mut command, registry_mirrors);
     }
-    let security_opt = layer.security_opt.unwrap_or_default();
+    let security_opt = security_opt.unwrap_or_default();
     for option in &security_opt {
         if let Some(Err(why)) = seccomp_file(option) {
             problems.push(layers.error_at(
@@ -407,7 +462,7 @@ pub(crate) fn resolve_container(
             ));
         }
     }
-    if let Some(runtime) = &layer.runtime
+    if let Some(runtime) = &runtime
         && (runtime.is_empty()
             || !runtime
                 .chars()
@@ -418,42 +473,42 @@ pub(crate) fn resolve_container(
             format!("`{runtime}` is not a runtime name (as `docker info` lists them, e.g. `sysbox-runc`)"),
         ));
     }
-    if layer.runtime.as_deref() == Some(SYSBOX_RUNTIME) && layer.privileged == Some(true) {
+    if runtime.as_deref() == Some(SYSBOX_RUNTIME) && privileged == Some(true) {
         problems.push(layers.error_at(
             &key.key("privileged"),
             "sysbox-runc refuses privileged containers (its raison d'être is not needing them); leave `privileged` out",
         ));
     }
-    let after = layer.after.unwrap_or_default();
+    let after = after.unwrap_or_default();
     if after.contains(&name) {
         problems.push(layers.error_at(&key.key("after"), "a container cannot come after itself"));
     }
-    let labels = labels(layer.labels, &key.key("labels"), layers)
+    let labels = labels(label_section, &key.key("labels"), layers)
         .map_err(|problem| problems.push(problem))
         .unwrap_or_default();
     let Some(image) = image.filter(|_| problems.is_empty()) else {
         return Err(problems);
     };
     Ok(ContainerSpec {
-        privileged: layer.privileged.unwrap_or(false),
-        runtime: layer.runtime,
-        restart: layer.restart.unwrap_or_default(),
+        privileged: privileged.unwrap_or(false),
+        runtime,
+        restart: restart.unwrap_or_default(),
         networks,
-        mounts: layer.volumes.unwrap_or_default(),
+        mounts: volumes.unwrap_or_default(),
         env,
         command,
-        entrypoint: layer.entrypoint,
-        ports: layer.ports.unwrap_or_default(),
+        entrypoint,
+        ports: ports.unwrap_or_default(),
         labels,
-        user: layer.user.filter(|user| !user.is_empty()),
-        workdir: layer.workdir.filter(|workdir| !workdir.is_empty()),
-        hostname: layer.hostname,
+        user: user.filter(|user| !user.is_empty()),
+        workdir: workdir.filter(|workdir| !workdir.is_empty()),
+        hostname,
         cap_add,
         security_opt,
-        devices: layer.devices.unwrap_or_default(),
+        devices: devices.unwrap_or_default(),
         stop_signal,
-        stop_timeout: layer.stop_timeout,
-        pull: layer.pull.unwrap_or_default(),
+        stop_timeout,
+        pull: pull.unwrap_or_default(),
         after,
         dind,
         image,
@@ -584,6 +639,56 @@ pub(crate) fn container_warnings(container: &ContainerSpec) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::source::TomlFile;
+
+    /// One profile of `tests/fixtures/spec-hashes.toml` and the hash of each of its containers.
+    #[derive(Deserialize)]
+    struct Golden {
+        profile: String,
+        hashes: BTreeMap<String, String>,
+    }
+
+    /// What a container's spec reads of a golden profile: its sections, and the top-level
+    /// `mtu` and `registry_mirrors` a dind container's command takes in.
+    #[derive(Deserialize)]
+    struct GoldenProfile {
+        mtu: Option<u32>,
+        #[serde(default)]
+        registry_mirrors: Vec<String>,
+        containers: IndexMap<ObjectName, ContainerSection>,
+    }
+
+    /// An upgrade replaces no container: the spec hashes the previous release computed for
+    /// these profiles (every field set, a minimal one, dind with mtu and mirrors) are computed
+    /// again, byte for byte.
+    #[test]
+    fn spec_hashes_of_the_previous_release_are_kept() {
+        let golden: BTreeMap<String, Golden> =
+            toml::from_str(include_str!("../../../tests/fixtures/spec-hashes.toml")).unwrap();
+        assert_eq!(golden.len(), 3);
+        let mut expected = BTreeMap::new();
+        let mut computed = BTreeMap::new();
+        for (case, golden) in golden {
+            let file = TomlFile::new("golden.toml", golden.profile.as_str());
+            let layers = Layers::new(std::slice::from_ref(&file));
+            let profile: GoldenProfile = toml::from_str(&golden.profile).unwrap();
+            for (name, section) in profile.containers {
+                let spec = resolve_container(
+                    name,
+                    section,
+                    profile.mtu,
+                    &profile.registry_mirrors,
+                    &layers,
+                )
+                .unwrap_or_else(|problems| panic!("{case}: {problems:?}"));
+                computed.insert(format!("{case}: {}", spec.name), spec.spec_hash());
+            }
+            for (name, hash) in golden.hashes {
+                expected.insert(format!("{case}: {name}"), hash);
+            }
+        }
+        assert_eq!(computed, expected);
+    }
 
     #[test]
     fn dind_images_are_recognised() {

@@ -36,7 +36,7 @@ stop_timeout = 3600
 after = ["gitlab-dind"]
 "#;
 
-fn profile(extra: &str) -> Profile {
+pub(super) fn profile(extra: &str) -> Profile {
     Profile::from_sources(
         vec!["test".into()],
         &[
@@ -47,7 +47,7 @@ fn profile(extra: &str) -> Profile {
     .unwrap_or_else(|error| panic!("{}", error.problem()))
 }
 
-fn container(profile: &Profile, name: &str, adopt: bool) -> Container {
+pub(super) fn container(profile: &Profile, name: &str, adopt: bool) -> Container {
     let spec = profile
         .containers
         .iter()
