@@ -709,7 +709,7 @@ fn an_interrupted_replacement_is_finished_or_undone() {
         op,
         ContainerOp::Recover(Leftover::Undo {
             set_aside: "gitlab-runner.berth-old".into(),
-            restart: "always".into(),
+            restart: values::RestartPolicy::Always,
         }),
         "no journal: the profile's restart policy comes back"
     );
