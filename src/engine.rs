@@ -321,9 +321,10 @@ fn step<R: Resource>(
             });
             continue;
         }
+        let made = op.as_ref().map(|op| resource.made(op)).unwrap_or_default();
         // A note is printed in both modes and carried out in neither.
         if mode == Mode::Plan || !change.action.changes_host() {
-            earlier.push(change.clone());
+            earlier.push(&change, made);
             let status = if change.refused.is_some() {
                 Status::Refused
             } else {
@@ -353,7 +354,7 @@ fn step<R: Resource>(
         context.docker.invalidate();
         let planned = change.clone();
         if settle(report, &id, change, outcome) {
-            earlier.push(planned);
+            earlier.push(&planned, made);
         } else {
             for (rest, _) in changes.by_ref() {
                 report.entries.push(Entry {

@@ -373,11 +373,6 @@ const KNOWN_BACK_EDGES: &[(&str, &str, &str)] = &[
         "a container reads the network kind's types; part 2 of #19 removes it (wire types to src/docker/, typed facts)",
     ),
     (
-        "resource/container/mod.rs",
-        "resource/runner/config.rs",
-        "a container asks the runner kind what config.toml changed; part 2 of #19 removes it (typed facts in Earlier)",
-    ),
-    (
         "resource/container/apply.rs",
         "resource/runner/config.rs",
         "a container asks the runner kind what config.toml changed; part 2 of #19 removes it (typed facts in Earlier)",

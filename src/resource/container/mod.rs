@@ -38,12 +38,11 @@ use crate::{
     output::progress,
     plan::{Action, Change, Diff, FieldChange, Kind, ResourceId},
     resource::{
-        Context, Earlier, Resource,
+        Context, Earlier, Made, Resource,
         daemon::service::DaemonService,
         docker_object::{self, Labelled, ObjectName, ObjectNames, Observed, Owner},
         journal,
         profile::Profile,
-        runner::config::RunnerConfig,
     },
 };
 use apply::{is_socket_path, run};
@@ -270,6 +269,20 @@ impl Resource for Container {
         diff
     }
 
+    /// A new container: those reading a volume it writes restart after it. A pull replaces it
+    /// only if the tag moved, which is known only once pulled: not a new container here, or
+    /// its readers would restart at every run of a `pull = "always"` container.
+    fn made(&self, op: &ContainerOp) -> Vec<Made> {
+        match op {
+            ContainerOp::Create { .. } | ContainerOp::Replace { .. } => vec![Made::NewContainer],
+            ContainerOp::Repair(_)
+            | ContainerOp::Start
+            | ContainerOp::Restart { .. }
+            | ContainerOp::Pull
+            | ContainerOp::Recover(_) => Vec::new(),
+        }
+    }
+
     fn apply(&self, context: &Context, op: &ContainerOp) -> Result<()> {
         match op {
             ContainerOp::Create { image_present } => {
@@ -489,12 +502,10 @@ impl Container {
         if !diff.changes.is_empty() {
             return;
         }
-        let replaced_producer = self.producers.iter().find(|(producer, _)| {
-            let id = ResourceId::new(Kind::Container, producer.as_str());
-            earlier
-                .of(&id)
-                .any(|change| matches!(change.action, Action::Replace | Action::Create))
-        });
+        let replaced_producer = self
+            .producers
+            .iter()
+            .find(|(producer, _)| earlier.new_container(producer.as_str()));
         if let Some((producer, volume)) = replaced_producer {
             diff.push(
                 Change::new(
@@ -509,7 +520,7 @@ impl Container {
             return;
         }
         let read_at_start = if self.runs_gitlab_runner {
-            RunnerConfig::read_at_start_changed_in(earlier)
+            earlier.read_at_start()
         } else {
             Vec::new()
         };

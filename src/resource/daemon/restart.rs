@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use super::{
-    config::{ConfigChange, backup_path, rejected_path},
+    config::{backup_path, rejected_path},
     service::{DaemonCommand, DaemonOp, DaemonService, describe, mismatches},
 };
 use crate::{
@@ -26,7 +26,7 @@ use crate::{
     host::exec::{self, CommandError, CommandLine},
     output::progress::{self, Ticker},
     plan::{Action, Change},
-    resource::{Context, Resource, journal},
+    resource::{Context, DaemonJsonChange, Resource, journal},
     secret::Fingerprint,
 };
 
@@ -65,7 +65,7 @@ impl DaemonService {
         context: &Context,
         command: DaemonCommand,
         expected: &Map<String, Json>,
-        config_change: Option<&ConfigChange>,
+        config_change: Option<&DaemonJsonChange>,
     ) -> Result<()> {
         let Some(change) = config_change else {
             return self
@@ -229,7 +229,7 @@ impl DaemonService {
         &self,
         context: &Context,
         command: DaemonCommand,
-        change: &ConfigChange,
+        change: &DaemonJsonChange,
         error: anyhow::Error,
     ) -> Result<()> {
         let error = match last_words(context) {
@@ -267,7 +267,7 @@ impl DaemonService {
     }
 
     /// daemon.json as it was before this step: the backup, or no file when there was none.
-    fn put_back(&self, context: &Context, change: &ConfigChange) -> Result<()> {
+    fn put_back(&self, context: &Context, change: &DaemonJsonChange) -> Result<()> {
         if change.had_file {
             context
                 .host

@@ -20,9 +20,9 @@ use crate::{
     host::exec::CommandLine,
     plan::{Action, Change, Diff, Kind, ResourceId},
     resource::{
-        Context, Earlier, Resource,
+        Context, DaemonJsonChange, Earlier, Resource,
         daemon::DockerSettings,
-        daemon::config::{ConfigChange, DaemonConfig, StorageFacts},
+        daemon::config::{DaemonConfig, StorageFacts},
         daemon::keys::{self, DockerdVersion},
         journal,
         package::DockerPackage,
@@ -85,13 +85,11 @@ impl DaemonService {
     pub(super) fn expected(
         &self,
         observed: &DaemonState,
-        config_change: Option<&ConfigChange>,
+        config_change: Option<&DaemonJsonChange>,
     ) -> Map<String, Json> {
         let mut file = observed.file.clone().unwrap_or_default();
         for (key, after) in config_change.iter().flat_map(|change| &change.keys) {
-            if let Some(after) = after {
-                file.insert(key.clone(), after.clone());
-            }
+            file.insert(key.clone(), after.clone());
         }
         file.into_iter()
             .filter(|(key, _)| self.keys.contains_key(key))
@@ -130,7 +128,7 @@ pub(crate) enum DaemonOp {
     Run {
         command: DaemonCommand,
         expected: Map<String, Json>,
-        config_change: Option<ConfigChange>,
+        config_change: Option<DaemonJsonChange>,
     },
     /// An interrupted restart: run it again, and undo it (the previous daemon.json back) when
     /// dockerd refuses the file. Either way ends with Docker up; only Docker down is a failure.
@@ -181,7 +179,7 @@ impl Resource for DaemonService {
     )]
     fn diff(&self, observed: &DaemonState, earlier: &Earlier) -> Diff<DaemonOp> {
         let mut diff = Diff::none();
-        let config_change = DaemonConfig::change_in(earlier);
+        let config_change = earlier.daemon_json().cloned();
         let expected = self.expected(observed, config_change.as_ref());
         let op = |command| DaemonOp::Run {
             command,
@@ -189,7 +187,7 @@ impl Resource for DaemonService {
             config_change: config_change.clone(),
         };
         if !observed.installed {
-            if DockerPackage::installs_in(earlier) {
+            if earlier.installs_docker() {
                 diff.push(
                     Change::new(self.id(), Action::Start, "after Docker is installed"),
                     op(DaemonCommand::Start),
@@ -302,7 +300,7 @@ impl Resource for DaemonService {
                 (change, command, None)
             }
         };
-        let change = if change.action == Action::Restart
+        let change = if command == DaemonCommand::Restart
             && !info.live_restore_enabled
             && info.containers_running > 0
         {
@@ -329,7 +327,7 @@ impl Resource for DaemonService {
                 config_change,
             } => self.run(context, *command, expected, config_change.as_ref()),
             DaemonOp::Recover { expected, had_file } => {
-                let change = ConfigChange {
+                let change = DaemonJsonChange {
                     keys: Vec::new(),
                     had_file: *had_file,
                 };
@@ -425,7 +423,7 @@ pub(super) fn describe(mismatches: &[Mismatch]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{host::host_path, plan::FieldChange};
+    use crate::{host::host_path, plan::FieldChange, resource::Made};
     use serde_json::json;
 
     fn daemon(keys: Json) -> DaemonService {
@@ -457,8 +455,10 @@ mod tests {
         }
     }
 
-    fn config_change(fields: &[(&str, Json)]) -> Change {
-        Change::new(
+    /// daemon.json's keys written earlier in the run: the change as printed, and what its op
+    /// made.
+    fn config_change(fields: &[(&str, Json)]) -> (Change, Made) {
+        let change = Change::new(
             ResourceId::singleton(Kind::DaemonConfig),
             Action::Update,
             "",
@@ -468,7 +468,15 @@ mod tests {
                 .iter()
                 .map(|(key, value)| FieldChange::new(*key, None, Some(value.clone())))
                 .collect(),
-        )
+        );
+        let made = Made::DaemonJson(DaemonJsonChange {
+            keys: fields
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), value.clone()))
+                .collect(),
+            had_file: true,
+        });
+        (change, made)
     }
 
     fn actions(diff: Diff<DaemonOp>) -> Vec<(Action, String)> {
@@ -495,6 +503,46 @@ mod tests {
             actions(resource.diff(&observed, &Earlier::from_changes(vec![both]))),
             [(Action::Restart, "registry-mirrors, mtu changed".into())]
         );
+    }
+
+    /// Issue 19: reload or restart follows the keys `daemon-config`'s op writes, handed on as a
+    /// typed fact, never the paths its printed change shows: a change printed another way (its
+    /// path quoted, a restart-only key named in the detail) decides nothing.
+    #[test]
+    fn reload_or_restart_follows_the_written_keys_not_the_printed_change() {
+        let resource = daemon(json!({"registry-mirrors": ["https://m.example"]}));
+        let config = DaemonConfig::new(
+            &DockerSettings {
+                install: None,
+                config: host_path("/etc/docker/daemon.json"),
+                restart: resource.restart.clone(),
+                reload: resource.reload.clone(),
+                ready_timeout: resource.ready_timeout,
+                restart_unresponsive: false,
+                daemon: resource.keys.clone(),
+            },
+            false,
+        );
+        let written = config.diff(&config_state(), &Earlier::default());
+        let (mut change, op) = written.changes.into_iter().next().unwrap();
+        change.fields[0].path = "mtu".into();
+        change.detail = "mtu, storage-driver changed".into();
+        let mut earlier = Earlier::default();
+        earlier.push(&change, config.made(&op.unwrap()));
+        assert_eq!(
+            actions(resource.diff(&running(overlay2(), json!({})), &earlier)),
+            [(Action::Reload, "registry-mirrors changed".into())]
+        );
+    }
+
+    fn config_state() -> crate::resource::daemon::config::DaemonJsonState {
+        crate::resource::daemon::config::DaemonJsonState {
+            current: None,
+            storage: None,
+            service: None,
+            rejected: None,
+            dockerd: None,
+        }
     }
 
     fn planned_action(resource: &DaemonService, info: DaemonInfo, key: &str) -> Action {
@@ -634,7 +682,10 @@ mod tests {
         assert!(diff.changes.is_empty());
         assert_eq!(diff.warnings.len(), 1);
         // Installed in this run: started after it, through the same `[docker] restart` path.
-        let install = Change::new(DockerPackage::id(), Action::Install, "docker.io");
+        let install = (
+            Change::new(DockerPackage::id(), Action::Install, "docker.io"),
+            Made::DockerInstalled,
+        );
         let diff = resource.diff(&absent, &Earlier::from_changes(vec![install]));
         assert_eq!(
             actions(diff),
@@ -664,8 +715,8 @@ mod tests {
         let resource = daemon(json!({"storage-driver": "vfs"}));
         let mut info = overlay2();
         info.images = 2;
-        let refused =
-            config_change(&[("storage-driver", json!("vfs"))]).refused_because("hides images");
+        let (change, made) = config_change(&[("storage-driver", json!("vfs"))]);
+        let refused = (change.refused_because("hides images"), made);
         assert_eq!(
             resource.diff(
                 &running(info, json!({})),
