@@ -21,7 +21,7 @@ use super::{
     Container, ContainerOp, Seen, apply::run, inspect::ContainerInfo, values::RestartPolicy,
 };
 use crate::{
-    plan::{Action, Change},
+    plan::Change,
     resource::{Context, Resource, docker_object::Labelled, journal},
 };
 
@@ -100,10 +100,8 @@ impl Container {
                 ),
             },
         };
-        Some((
-            Change::new(self.id(), Action::Recover, detail),
-            ContainerOp::Recover(leftover),
-        ))
+        let op = ContainerOp::Recover(leftover);
+        Some((self.change(&op, detail), op))
     }
 
     pub(super) fn recover(&self, context: &Context, leftover: &Leftover) -> Result<()> {

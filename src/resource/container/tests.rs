@@ -561,13 +561,55 @@ fn a_reader_restarts_when_the_container_writing_its_volume_is_replaced() {
     );
 }
 
+/// Issue 19: a pull may drain and replace the running gitlab-runner (the tag moved), so it is
+/// asked about and counted like a replace, as its op is carried out.
 #[test]
-fn pull_always_is_a_change_every_run() {
+fn pull_always_is_a_change_every_run_asked_about_and_counted_like_a_replace() {
     let always = profile("[containers.gitlab-runner]\npull = \"always\"\n");
     let resource = container(&always, "gitlab-runner", false);
     let diff = resource.diff(&seen(&resource, Some(live(&resource))), &Earlier::default());
     assert_eq!(diff.changes.len(), 1);
-    assert_eq!(diff.changes[0].0.action, Action::Pull);
+    let (change, op) = &diff.changes[0];
+    assert_eq!(change.action, Action::Pull);
+    assert_eq!(op, &Some(ContainerOp::Pull));
+    assert!(change.needs_consent(), "{change:?}");
+    assert_eq!(
+        crate::plan::Summary::count([change]),
+        crate::plan::Summary {
+            add: 1,
+            change: 0,
+            destroy: 1
+        }
+    );
+    assert_eq!(Action::Pull.marker(), "-/+");
+}
+
+/// Issue 19: every change a container plans is shown with its op's action, so what plan
+/// shows, asks about and counts is what apply does.
+#[test]
+fn every_planned_change_shows_its_ops_action() {
+    let cases = [
+        ("", None),
+        ("[containers.gitlab-runner]\npull = \"always\"\n", None),
+        ("[containers.gitlab-runner]\nstop_timeout = 60\n", None),
+        ("", Some("exited")),
+    ];
+    for (extra, status) in cases {
+        let declared = profile(extra);
+        let resource = container(&declared, "gitlab-runner", false);
+        let mut running = live(&resource);
+        if let Some(status) = status {
+            running.state.status = status.into();
+            running.state.running = false;
+        }
+        let live_seen = seen(&resource, Some(running));
+        for observed in [live_seen, seen(&resource, None)] {
+            for (change, op) in resource.diff(&observed, &Earlier::default()).changes {
+                let op = op.expect("not refused");
+                assert_eq!(change.action, op.action(), "{extra} {status:?}: {op:?}");
+            }
+        }
+    }
 }
 
 #[test]
