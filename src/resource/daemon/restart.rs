@@ -25,7 +25,7 @@ use crate::{
     docker::DaemonStatus,
     host::exec::{self, CommandError, CommandLine},
     output::progress::{self, Ticker},
-    plan::{Action, Change},
+    plan::Change,
     resource::{Context, DaemonJsonChange, Resource, journal},
     secret::Fingerprint,
 };
@@ -151,28 +151,24 @@ impl DaemonService {
         let observed = self.observe(context)?;
         let expected = self.expected(&observed, None);
         let text = context.host.read_optional(&self.config)?;
-        let recover = |detail: &str| Change::new(Self::id(), Action::Recover, detail);
-        Ok(Some(match &observed.status {
+        let (detail, op) = match &observed.status {
             _ if !intent.wrote(text.as_deref()) => (
-                recover(
-                    "an interrupted restart left daemon.json, which has changed since; it converges as it is",
-                ),
+                "an interrupted restart left daemon.json, which has changed since; it converges as it is",
                 DaemonOp::Forget,
             ),
             DaemonStatus::Running(info) if mismatches(info, &expected).is_empty() => (
-                recover("an interrupted restart had finished: the daemon runs on daemon.json"),
+                "an interrupted restart had finished: the daemon runs on daemon.json",
                 DaemonOp::Forget,
             ),
             _ => (
-                recover(
-                    "an interrupted run left Docker restarting into a daemon.json it had not confirmed: restart it, and put the previous file back if dockerd refuses it",
-                ),
+                "an interrupted run left Docker restarting into a daemon.json it had not confirmed: restart it, and put the previous file back if dockerd refuses it",
                 DaemonOp::Recover {
                     expected,
                     had_file: intent.had_file,
                 },
             ),
-        }))
+        };
+        Ok(Some((Self::change(&op, detail), op)))
     }
 
     fn say_waiting(&self, elapsed: Duration) {

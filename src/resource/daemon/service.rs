@@ -101,13 +101,19 @@ impl DaemonService {
     fn restart_or_reload<'a>(
         info: &DaemonInfo,
         mut keys: impl Iterator<Item = &'a str>,
-    ) -> (Action, DaemonCommand) {
+    ) -> DaemonCommand {
         let version = DockerdVersion::parse(&info.server_version);
         if keys.all(|key| keys::reloadable_in(key, version)) {
-            (Action::Reload, DaemonCommand::Reload)
+            DaemonCommand::Reload
         } else {
-            (Action::Restart, DaemonCommand::Restart)
+            DaemonCommand::Restart
         }
+    }
+
+    /// The change that shows `op` in the plan: its action is the op's ([`DaemonOp::action`]),
+    /// so a restart, which needs consent, is shown as one exactly when apply restarts.
+    pub(super) fn change(op: &DaemonOp, detail: impl Into<String>) -> Change {
+        Change::new(Self::id(), op.action(), detail)
     }
 }
 
@@ -138,6 +144,20 @@ pub(crate) enum DaemonOp {
     },
     /// An interrupted restart had finished after all: clear its journal entry.
     Forget,
+}
+
+impl DaemonOp {
+    /// The action the plan shows for this op.
+    fn action(&self) -> Action {
+        match self {
+            Self::Run { command, .. } => match command {
+                DaemonCommand::Start => Action::Start,
+                DaemonCommand::Restart => Action::Restart,
+                DaemonCommand::Reload => Action::Reload,
+            },
+            Self::Recover { .. } | Self::Forget => Action::Recover,
+        }
+    }
 }
 
 impl Resource for DaemonService {
@@ -188,10 +208,8 @@ impl Resource for DaemonService {
         };
         if !observed.installed {
             if earlier.installs_docker() {
-                diff.push(
-                    Change::new(self.id(), Action::Start, "after Docker is installed"),
-                    op(DaemonCommand::Start),
-                );
+                let start = op(DaemonCommand::Start);
+                diff.push(Self::change(&start, "after Docker is installed"), start);
             } else {
                 diff.warn("Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is");
             }
@@ -211,9 +229,8 @@ impl Resource for DaemonService {
             DaemonStatus::Running(info) => info,
             DaemonStatus::CliMissing => {
                 diff.refuse(
-                    Change::new(
-                        self.id(),
-                        Action::Start,
+                    Self::change(
+                        &op(DaemonCommand::Start),
                         "dockerd is installed but the `docker` CLI is not",
                     ),
                     "berth drives the daemon through the `docker` CLI; install it",
@@ -227,27 +244,24 @@ impl Resource for DaemonService {
                 return diff;
             }
             DaemonStatus::Unreachable(reason) => {
+                let start = op(DaemonCommand::Start);
                 diff.push(
-                    Change::new(
-                        self.id(),
-                        Action::Start,
-                        format!("the daemon does not answer: {reason}"),
-                    ),
-                    op(DaemonCommand::Start),
+                    Self::change(&start, format!("the daemon does not answer: {reason}")),
+                    start,
                 );
                 return diff;
             }
             DaemonStatus::NotAnswering(reason) => {
                 // A hung dockerd still runs its containers: this is a restart, never a start.
-                let change = Change::new(
-                    self.id(),
-                    Action::Restart,
+                let restart = op(DaemonCommand::Restart);
+                let change = Self::change(
+                    &restart,
                     format!("the daemon takes connections but does not answer: {reason}"),
                 );
                 if self.restart_unresponsive {
                     diff.push(
                         change.with_warning("the restart stops every running container"),
-                        op(DaemonCommand::Restart),
+                        restart,
                     );
                 } else {
                     diff.refuse(change, "a hung daemon is restarted only when the profile sets `[docker] restart_unresponsive = true`, since that stops every running container; see `journalctl -u docker` for why it hangs");
@@ -255,31 +269,27 @@ impl Resource for DaemonService {
                 return diff;
             }
         };
-        let (change, command, refusal) = if let Some(config_change) = &config_change {
+        let (detail, command, refusal) = if let Some(config_change) = &config_change {
             let keys: Vec<&str> = config_change
                 .keys
                 .iter()
                 .map(|(key, _)| key.as_str())
                 .collect();
             let detail = format!("{} changed", keys.join(", "));
-            let (action, command) = Self::restart_or_reload(info, keys.into_iter());
-            (Change::new(self.id(), action, detail), command, None)
+            let command = Self::restart_or_reload(info, keys.into_iter());
+            (detail, command, None)
         } else {
             let mismatches = mismatches(info, &expected);
             if mismatches.is_empty() {
                 return diff;
             }
-            let (action, command) = Self::restart_or_reload(
+            let command = Self::restart_or_reload(
                 info,
                 mismatches.iter().map(|mismatch| mismatch.key.as_str()),
             );
-            let change = Change::new(
-                self.id(),
-                action,
-                format!(
-                    "the running daemon has not loaded daemon.json: {}",
-                    describe(&mismatches)
-                ),
+            let detail = format!(
+                "the running daemon has not loaded daemon.json: {}",
+                describe(&mismatches)
             );
             let wanted_driver = mismatches
                 .iter()
@@ -295,11 +305,13 @@ impl Resource for DaemonService {
                 let refusal = storage
                     .switch_refusal(wanted)
                     .filter(|_| !self.allow_storage_driver_change);
-                (change, command, refusal)
+                (detail, command, refusal)
             } else {
-                (change, command, None)
+                (detail, command, None)
             }
         };
+        let run = op(command);
+        let change = Self::change(&run, detail);
         let change = if command == DaemonCommand::Restart
             && !info.live_restore_enabled
             && info.containers_running > 0
@@ -314,7 +326,7 @@ impl Resource for DaemonService {
         };
         match refusal {
             Some(reason) => diff.refuse(change, reason),
-            None => diff.push(change, op(command)),
+            None => diff.push(change, run),
         }
         diff
     }
