@@ -30,7 +30,7 @@ use anyhow::Result;
 use crate::{
     docker::Docker,
     host::Host,
-    plan::{Change, Diff, Kind, ResourceId},
+    plan::{Action, Change, Diff, Kind, ResourceId},
     resource::profile::Profile,
 };
 
@@ -77,6 +77,11 @@ pub(crate) trait Resource {
     /// resources before this one made, so that, for instance, the Docker service restarts only
     /// when its configuration changed; ask it by kind ([`Earlier`]).
     fn diff(&self, observed: &Self::Observed, earlier: &Earlier) -> Diff<Self::Op>;
+
+    /// The action the plan shows for `op`, which consent and the summary count go by: the
+    /// engine prints every change with an op with its op's action, so what plan shows, asks
+    /// about and counts is what apply does.
+    fn action(&self, op: &Self::Op) -> Action;
 
     /// What `op` makes that a later kind decides on (see [`Made`]); nothing by default. The
     /// engine records it in [`Earlier`] once the op is planned (plan) or done (apply).

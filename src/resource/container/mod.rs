@@ -293,6 +293,10 @@ impl Resource for Container {
         }
     }
 
+    fn action(&self, op: &ContainerOp) -> Action {
+        op.action()
+    }
+
     fn apply(&self, context: &Context, op: &ContainerOp) -> Result<()> {
         match op {
             ContainerOp::Create { image_present } => {

@@ -322,14 +322,15 @@ impl Resource for DaemonConfig {
             .current
             .as_ref()
             .map_or("", |current| current.text.as_str());
-        let action = if observed.current.is_some() {
-            Action::Update
-        } else {
-            Action::Create
+        let op = WriteDaemonJson {
+            text: planned.text.clone(),
+            replaces: observed.current.is_some(),
+            keys: planned.keys.clone(),
         };
-        let mut change = Change::new(Self::id(), action, self.path.to_string()).with_diff(
-            plan::unified_diff(&self.path.to_string(), before, &planned.text),
-        );
+        let mut change =
+            Change::new(Self::id(), self.action(&op), self.path.to_string()).with_diff(
+                plan::unified_diff(&self.path.to_string(), before, &planned.text),
+            );
         if let Some(reason) = self.refusal(observed, &planned) {
             diff.refuse(change.with_fields(planned.fields), reason);
             return diff;
@@ -344,13 +345,16 @@ impl Resource for DaemonConfig {
                 ));
             }
         }
-        let op = WriteDaemonJson {
-            text: planned.text,
-            replaces: observed.current.is_some(),
-            keys: planned.keys,
-        };
         diff.push(change.with_fields(planned.fields), op);
         diff
+    }
+
+    fn action(&self, op: &WriteDaemonJson) -> Action {
+        if op.replaces {
+            Action::Update
+        } else {
+            Action::Create
+        }
     }
 
     fn made(&self, op: &WriteDaemonJson) -> Vec<Made> {

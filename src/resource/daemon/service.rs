@@ -331,6 +331,10 @@ impl Resource for DaemonService {
         diff
     }
 
+    fn action(&self, op: &DaemonOp) -> Action {
+        op.action()
+    }
+
     fn apply(&self, context: &Context, op: &DaemonOp) -> Result<()> {
         match op {
             DaemonOp::Run {

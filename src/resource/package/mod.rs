@@ -430,6 +430,13 @@ impl Resource for DockerPackage {
     }
 
     /// Either op ends with Docker installed: `daemon/docker` then plans to start it.
+    fn action(&self, op: &PackageOp) -> Action {
+        match op {
+            PackageOp::Install(_) => Action::Install,
+            PackageOp::FinishInterrupted => Action::Recover,
+        }
+    }
+
     fn made(&self, _op: &PackageOp) -> Vec<Made> {
         vec![Made::DockerInstalled]
     }

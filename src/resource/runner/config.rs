@@ -290,6 +290,8 @@ pub(crate) struct MergeConfigToml {
     secrets: Vec<ReadSecret>,
     /// The keys gitlab-runner reads only at start that the merge changes.
     read_at_start: Vec<String>,
+    /// config.toml does not exist yet.
+    creates: bool,
 }
 
 /// A secret read from its file: the runner whose entry it goes to (`None`: the globals), its key
@@ -382,12 +384,14 @@ impl Resource for RunnerConfig {
         if planned.is_none() && !mode_wrong && certificates.is_empty() {
             return diff;
         }
-        let action = if observed.current.is_some() {
-            Action::Update
-        } else {
-            Action::Create
+        let op = MergeConfigToml {
+            registered,
+            certificates,
+            secrets,
+            read_at_start,
+            creates: observed.current.is_none(),
         };
-        let mut change = Change::new(self.id(), action, self.path.to_string());
+        let mut change = Change::new(self.id(), self.action(&op), self.path.to_string());
         let mut fields = Vec::new();
         if let Some(planned) = planned {
             let before = observed
@@ -427,16 +431,16 @@ impl Resource for RunnerConfig {
             };
         }
         fields.extend(certificate_fields);
-        diff.push(
-            change.with_fields(fields),
-            MergeConfigToml {
-                registered,
-                certificates,
-                secrets,
-                read_at_start,
-            },
-        );
+        diff.push(change.with_fields(fields), op);
         diff
+    }
+
+    fn action(&self, op: &MergeConfigToml) -> Action {
+        if op.creates {
+            Action::Create
+        } else {
+            Action::Update
+        }
     }
 
     fn made(&self, op: &MergeConfigToml) -> Vec<Made> {

@@ -495,6 +495,10 @@ impl Resource for Runner {
 
     /// A registration writes the runner's entry in config.toml, which `runner-config` then
     /// fills with the profile's settings.
+    fn action(&self, op: &RunnerOp) -> Action {
+        op.action()
+    }
+
     fn made(&self, op: &RunnerOp) -> Vec<Made> {
         match op {
             RunnerOp::Verify {
