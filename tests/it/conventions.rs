@@ -375,7 +375,7 @@ const KNOWN_BACK_EDGES: &[(&str, &str, &str)] = &[
     (
         "resource/container/apply.rs",
         "resource/runner/config.rs",
-        "a container asks the runner kind what config.toml changed; part 2 of #19 removes it (typed facts in Earlier)",
+        "a container makes config.toml's directory with the runner kind's DIR_MODE; part 2 of #19 removes it (Profile::resolve facts)",
     ),
     (
         "resource/runner/section.rs",
