@@ -210,7 +210,8 @@ fn recover<R: Resource>(
             return;
         }
     };
-    let (change, op) = leftover;
+    let (mut change, op) = leftover;
+    change.action = resource.action(&op);
     if mode == Mode::Plan {
         report.entries.push(Entry {
             change,
@@ -312,7 +313,14 @@ fn step<R: Resource>(
             message,
         });
     }
-    let mut changes = diff.changes.into_iter();
+    // What plan shows, asks about and counts is what apply does: a change with an op is shown
+    // with its op's action.
+    let mut changes = diff.changes.into_iter().map(|(mut change, op)| {
+        if let Some(op) = &op {
+            change.action = resource.action(op);
+        }
+        (change, op)
+    });
     while let Some((change, op)) = changes.next() {
         if stop_requested() && mode == Mode::Apply {
             report.entries.push(Entry {
@@ -321,9 +329,10 @@ fn step<R: Resource>(
             });
             continue;
         }
+        let made = op.as_ref().map(|op| resource.made(op)).unwrap_or_default();
         // A note is printed in both modes and carried out in neither.
         if mode == Mode::Plan || !change.action.changes_host() {
-            earlier.push(change.clone());
+            earlier.push(&change, made);
             let status = if change.refused.is_some() {
                 Status::Refused
             } else {
@@ -353,7 +362,7 @@ fn step<R: Resource>(
         context.docker.invalidate();
         let planned = change.clone();
         if settle(report, &id, change, outcome) {
-            earlier.push(planned);
+            earlier.push(&planned, made);
         } else {
             for (rest, _) in changes.by_ref() {
                 report.entries.push(Entry {
@@ -363,5 +372,95 @@ fn step<R: Resource>(
             }
             failed.insert(id.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        docker::Docker,
+        host::Host,
+        plan::{Action, Diff, Kind},
+        resource::Made,
+    };
+
+    /// A kind whose diff prints an update for an op that replaces the container.
+    struct Misprinted;
+
+    impl Resource for Misprinted {
+        type Observed = ();
+        type Op = ();
+
+        fn id(&self) -> ResourceId {
+            ResourceId::new(Kind::Container, "ci")
+        }
+
+        fn observe(&self, _context: &Context) -> anyhow::Result<()> {
+            Ok(())
+        }
+
+        fn diff(&self, _observed: &(), _earlier: &Earlier) -> Diff<()> {
+            let mut diff = Diff::none();
+            diff.push(Change::new(self.id(), Action::Update, "looks harmless"), ());
+            diff
+        }
+
+        fn action(&self, _op: &()) -> Action {
+            Action::Replace
+        }
+
+        fn made(&self, _op: &()) -> Vec<Made> {
+            vec![Made::NewContainer]
+        }
+
+        fn apply(&self, _context: &Context, _op: &()) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Issue 19: what plan shows, asks about and counts is what the op does, and what the op
+    /// makes is what later kinds are told.
+    #[test]
+    fn a_change_is_shown_asked_about_and_counted_as_its_op_does() {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(root.path());
+        let docker = Docker::default();
+        let context = Context {
+            host: &host,
+            docker: &docker,
+        };
+        let mut report = Report {
+            mode: Mode::Plan,
+            entries: Vec::new(),
+            notices: Vec::new(),
+            failures: Vec::new(),
+        };
+        let mut earlier = Earlier::default();
+        let pass = Pass {
+            mode: Mode::Plan,
+            reviewed: None,
+            log_warnings: false,
+        };
+        step(
+            &Misprinted,
+            &context,
+            pass,
+            &mut report,
+            &mut earlier,
+            &mut BTreeSet::new(),
+        );
+        let change = &report.entries[0].change;
+        assert_eq!(change.action, Action::Replace);
+        assert!(change.needs_consent());
+        assert_eq!(
+            report.summary(),
+            Summary {
+                add: 1,
+                change: 0,
+                destroy: 1
+            }
+        );
+        assert!(earlier.new_container("ci"));
     }
 }

@@ -107,7 +107,8 @@ pub(crate) enum Action {
     Install,
     Register,
     Unregister,
-    /// Pull an image (`pull = "always"`), replacing the container if the tag moved.
+    /// Pull an image (`pull = "always"`), replacing the container if the tag moved: since it
+    /// may drain and replace a running container, it is asked about and counted as a replace.
     Pull,
     /// Finish or undo what an interrupted run left half done.
     Recover,
@@ -143,10 +144,10 @@ impl Action {
             | Self::Install
             | Self::Register
             | Self::Start => Effect::Add,
-            Self::Update | Self::Restart | Self::Reload | Self::Pull => Effect::Change,
+            Self::Update | Self::Restart | Self::Reload => Effect::Change,
             Self::Delete | Self::Unregister | Self::Destroy | Self::Disable => Effect::Destroy,
             Self::Keep => Effect::Note,
-            Self::Replace => Effect::Replace,
+            Self::Replace | Self::Pull => Effect::Replace,
             Self::Recover => Effect::Recover,
         }
     }
@@ -395,6 +396,8 @@ mod tests {
             (Change::new(container.clone(), Action::Update, ""), false),
             (Change::new(container.clone(), Action::Restart, ""), false),
             (Change::new(container.clone(), Action::Replace, ""), true),
+            // It may drain and replace the running container.
+            (Change::new(container.clone(), Action::Pull, ""), true),
             (Change::new(container.clone(), Action::Delete, ""), true),
             (Change::new(daemon.clone(), Action::Reload, ""), false),
             (Change::new(daemon.clone(), Action::Start, ""), false),

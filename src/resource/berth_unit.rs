@@ -98,6 +98,10 @@ impl Resource for BerthUnit {
         diff
     }
 
+    fn action(&self, _op: &DisableUnit) -> Action {
+        Action::Disable
+    }
+
     fn apply(&self, _context: &Context, _op: &DisableUnit) -> Result<()> {
         exec::run(&CommandLine::new(
             "systemctl",

@@ -339,16 +339,19 @@ pub(crate) fn map_fields(
     live: &BTreeMap<String, String>,
     wanted: &BTreeMap<String, String>,
 ) -> Vec<FieldChange> {
-    let bookkeeping = format!("{prefix}.berth.");
+    // Told apart by the key, not by the path printed for it.
+    let compared = |map: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        map.iter()
+            .filter(|(key, _)| !key.starts_with("berth."))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    };
     keyed_fields(
-        live,
-        wanted,
+        &compared(live),
+        &compared(wanted),
         |key| format!("{prefix}.{key}"),
         |value| Json::from(value.as_str()),
     )
-    .into_iter()
-    .filter(|field| !field.path.starts_with(&bookkeeping))
-    .collect()
 }
 
 /// `a, b, c`: the paths of the fields that differ, for a change's one-line detail.

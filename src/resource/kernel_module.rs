@@ -340,6 +340,14 @@ impl Resource for KernelModule {
         diff
     }
 
+    fn action(&self, op: &ModuleOp) -> Action {
+        match op {
+            ModuleOp::Load => Action::Load,
+            ModuleOp::Persist => Action::Persist,
+            ModuleOp::Unpersist => Action::Destroy,
+        }
+    }
+
     fn apply(&self, context: &Context, op: &ModuleOp) -> Result<()> {
         match op {
             ModuleOp::Load => {

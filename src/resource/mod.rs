@@ -31,7 +31,7 @@ use anyhow::Result;
 use crate::{
     docker::Docker,
     host::Host,
-    plan::{Change, Diff, ResourceId},
+    plan::{Action, Change, Diff, Kind, ResourceId},
     resource::profile::Profile,
 };
 
@@ -74,10 +74,21 @@ pub(crate) trait Resource {
     fn observe(&self, context: &Context) -> Result<Self::Observed>;
 
     /// The changes that would bring the observed state to the profile, each with the operation
-    /// that makes it. Pure. `earlier` holds the changes planned (plan) or made (apply) for the
-    /// resources before this one, so that, for instance, the Docker service restarts only when
-    /// its configuration changed; ask it by kind ([`Earlier`]).
+    /// that makes it. Pure. `earlier` holds what the ops planned (plan) or made (apply) for the
+    /// resources before this one made, so that, for instance, the Docker service restarts only
+    /// when its configuration changed; ask it by kind ([`Earlier`]).
     fn diff(&self, observed: &Self::Observed, earlier: &Earlier) -> Diff<Self::Op>;
+
+    /// The action the plan shows for `op`, which consent and the summary count go by: the
+    /// engine prints every change with an op with its op's action, so what plan shows, asks
+    /// about and counts is what apply does.
+    fn action(&self, op: &Self::Op) -> Action;
+
+    /// What `op` makes that a later kind decides on (see [`Made`]); nothing by default. The
+    /// engine records it in [`Earlier`] once the op is planned (plan) or done (apply).
+    fn made(&self, _op: &Self::Op) -> Vec<Made> {
+        Vec::new()
+    }
 
     /// Carries out exactly one operation that `diff` returned.
     fn apply(&self, context: &Context, op: &Self::Op) -> Result<()>;
@@ -91,26 +102,104 @@ pub(crate) trait Resource {
     }
 }
 
-/// The changes planned or made so far in this run, asked by kind and name.
+/// What an op makes that a later kind decides on: kinds meet through these typed facts,
+/// which the engine hands on in [`Earlier`], never through another kind's printed [`Change`]
+/// (its paths and detail are for people, and may be worded differently tomorrow).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Made {
+    /// `package/docker` installs Docker: `daemon/docker` starts it after.
+    DockerInstalled,
+    /// `daemon-config` writes daemon.json: `daemon/docker` reloads or restarts for its keys.
+    DaemonJson(DaemonJsonChange),
+    /// `runner/NAME` registers the runner: its entry in config.toml exists after.
+    Registered,
+    /// `runner-config` changes config.toml keys gitlab-runner reads only when it starts (each
+    /// named as the plan names it, for the restart's detail): the container that runs it
+    /// restarts.
+    ReadAtStart(Vec<String>),
+    /// `container/NAME` is new (created or replaced): a container reading a volume it writes
+    /// restarts.
+    NewContainer,
+}
+
+/// A daemon.json written in this run, as the Docker service needs to know it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DaemonJsonChange {
+    /// Each key written, with its new value.
+    pub(crate) keys: Vec<(String, serde_json::Value)>,
+    /// The file existed before, so its backup can be put back.
+    pub(crate) had_file: bool,
+}
+
+/// What the ops planned (plan) or made (apply) so far in this run made, by resource: asked by
+/// kind and name, never by reading a printed change.
 #[derive(Debug, Default)]
-pub(crate) struct Earlier(Vec<Change>);
+pub(crate) struct Earlier(Vec<(ResourceId, Made)>);
 
 impl Earlier {
-    pub(crate) fn push(&mut self, change: Change) {
-        self.0.push(change);
+    /// Records what the op of `change` made. A refused change made nothing (it has no op).
+    pub(crate) fn push(&mut self, change: &Change, made: Vec<Made>) {
+        if change.refused.is_some() {
+            return;
+        }
+        self.0
+            .extend(made.into_iter().map(|made| (change.id.clone(), made)));
     }
 
-    /// The changes of one resource that were not refused.
-    pub(crate) fn of(&self, id: &ResourceId) -> impl Iterator<Item = &Change> {
-        let id = id.clone();
+    fn of_kind(&self, kind: Kind) -> impl Iterator<Item = (&ResourceId, &Made)> {
         self.0
             .iter()
-            .filter(move |change| change.id == id && change.refused.is_none())
+            .filter(move |(id, _)| id.kind == kind)
+            .map(|(id, made)| (id, made))
     }
 
+    /// True when this run installs (plan: would install) Docker.
+    pub(crate) fn installs_docker(&self) -> bool {
+        self.of_kind(Kind::Package)
+            .any(|(_, made)| *made == Made::DockerInstalled)
+    }
+
+    /// What this run writes (plan: would write) to daemon.json.
+    pub(crate) fn daemon_json(&self) -> Option<&DaemonJsonChange> {
+        self.of_kind(Kind::DaemonConfig)
+            .find_map(|(_, made)| match made {
+                Made::DaemonJson(change) => Some(change),
+                _ => None,
+            })
+    }
+
+    /// True when `runner/NAME` registers (plan: would register) in this run.
+    pub(crate) fn registers(&self, runner: &str) -> bool {
+        self.of_kind(Kind::Runner)
+            .any(|(id, made)| id.name.as_deref() == Some(runner) && *made == Made::Registered)
+    }
+
+    /// The config.toml keys gitlab-runner reads only at start that this run changes.
+    pub(crate) fn read_at_start(&self) -> Vec<&str> {
+        self.of_kind(Kind::RunnerConfig)
+            .flat_map(|(_, made)| match made {
+                Made::ReadAtStart(keys) => keys.as_slice(),
+                _ => &[],
+            })
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// True when `container/NAME` is created or replaced (plan: would be) in this run.
+    pub(crate) fn new_container(&self, name: &str) -> bool {
+        self.of_kind(Kind::Container)
+            .any(|(id, made)| id.name.as_deref() == Some(name) && *made == Made::NewContainer)
+    }
+
+    /// What tests hand a kind's diff: each change, as the engine records it, with what its op
+    /// made.
     #[cfg(test)]
-    pub(crate) fn from_changes(changes: Vec<Change>) -> Self {
-        Self(changes)
+    pub(crate) fn from_changes(changes: Vec<(Change, Made)>) -> Self {
+        let mut earlier = Self::default();
+        for (change, made) in changes {
+            earlier.push(&change, vec![made]);
+        }
+        earlier
     }
 }
 

@@ -368,6 +368,11 @@ impl Resource for Orphan {
         diff
     }
 
+    /// Every op removes (a volume kept is a note, without an op).
+    fn action(&self, _op: &OrphanOp) -> Action {
+        Action::Destroy
+    }
+
     fn apply(&self, context: &Context, op: &OrphanOp) -> Result<()> {
         if !self.still_ours(context)? {
             return Ok(());

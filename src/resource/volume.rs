@@ -190,6 +190,14 @@ impl Resource for Volume {
         diff
     }
 
+    fn action(&self, op: &VolumeOp) -> Action {
+        match op {
+            VolumeOp::Create => Action::Create,
+            // Taken over as it is: its data stays.
+            VolumeOp::Adopt { .. } => Action::Update,
+        }
+    }
+
     fn apply(&self, context: &Context, op: &VolumeOp) -> Result<()> {
         match op {
             VolumeOp::Create => {

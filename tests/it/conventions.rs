@@ -392,11 +392,6 @@ const KIND_TO_KIND: &[(&str, &str, &str)] = &[
         "depends on `daemon/docker`, named by DaemonService::id",
     ),
     (
-        "resource/container/mod.rs",
-        "resource/runner/config.rs",
-        "asks RunnerConfig what config.toml keys read only at start changed in Earlier; the typed facts in Earlier (issue 19) end it",
-    ),
-    (
         "resource/daemon/service.rs",
         "resource/package/mod.rs",
         "asks DockerPackage whether Docker was installed in Earlier; the typed facts in Earlier (issue 19) end it",

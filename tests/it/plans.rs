@@ -525,3 +525,60 @@ fn a_pull_on_a_terminal_hands_the_cli_the_terminal_and_keeps_its_error() {
         apply.stdout
     );
 }
+
+/// Issue 19: `pull = "always"` may drain and replace the running container (when the tag
+/// moved), so plan counts it as a replace and apply asks about it on a terminal, as it does
+/// for a replace; without a terminal (the timer) it goes ahead unasked, as it always did.
+#[test]
+fn a_pull_that_may_replace_the_container_is_asked_about_and_counted_like_a_replace() {
+    if !crate::harness::tool_available("script", "apt-get install util-linux") {
+        return;
+    }
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    dockerd.import_busybox("berth-test/pulled:1");
+    let daemon = dockerd.layer_file();
+    let site = layer(
+        &root,
+        "site",
+        "[containers.berth-test-pulled]\nimage = \"berth-test/pulled:1\"\ncommand = [\"sleep\", \"3600\"]\n",
+    );
+    p(berth(&root).docker(&dockerd), &[&daemon, &site])
+        .args(["apply"])
+        .run()
+        .code(0);
+    let id = dockerd.container_id("berth-test-pulled");
+    let always = layer(
+        &root,
+        "always",
+        "[containers.berth-test-pulled]\npull = \"always\"\n",
+    );
+    let plan = p(berth(&root).docker(&dockerd), &[&daemon, &site, &always])
+        .env("NO_COLOR", "1")
+        .args(["plan"])
+        .run();
+    plan.code(2);
+    insta::assert_snapshot!(plan.stdout, @r#"
+    container/berth-test-pulled  -/+ pull      berth-test/pulled:1 (pull = "always"); replaces the container if the tag moved
+
+    Plan: 1 to add, 0 to change, 1 to destroy.
+    "#);
+    let declined = p(berth(&root).docker(&dockerd), &[&daemon, &site, &always])
+        .env("NO_COLOR", "1")
+        .args(["apply"])
+        .run_on_terminal("no\n");
+    declined.code(1);
+    assert!(
+        declined.stdout.contains(
+            "Apply these changes? These cannot be taken back: pull container/berth-test-pulled."
+        ),
+        "{}",
+        declined.stdout
+    );
+    assert_eq!(
+        dockerd.container_id("berth-test-pulled"),
+        id,
+        "nothing pulled, nothing replaced"
+    );
+    dockerd.docker(["rm", "--force", "berth-test-pulled"]);
+}

@@ -40,11 +40,10 @@ use crate::{
     output::progress,
     plan::{Action, Change, Diff, FieldChange, Kind, ResourceId},
     resource::{
-        Context, Earlier, Resource,
+        Context, Earlier, Made, Resource,
         daemon::service::DaemonService,
         docker_object::{self, ObjectName, Observed, Owner},
         journal,
-        runner::config::RunnerConfig,
     },
 };
 use apply::{is_socket_path, run};
@@ -125,6 +124,22 @@ pub(crate) enum ContainerOp {
     Pull,
     /// Finish or undo what an interrupted replacement left.
     Recover(Leftover),
+}
+
+impl ContainerOp {
+    /// The action the plan shows for this op, which consent and the summary go by: a pull may
+    /// drain and replace the running container (the tag moved), so it counts as a replace.
+    fn action(&self) -> Action {
+        match self {
+            Self::Create { .. } => Action::Create,
+            Self::Replace { .. } => Action::Replace,
+            Self::Repair(_) => Action::Update,
+            Self::Start => Action::Start,
+            Self::Restart { .. } => Action::Restart,
+            Self::Pull => Action::Pull,
+            Self::Recover(_) => Action::Recover,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -249,22 +264,34 @@ impl Resource for Container {
     fn diff(&self, observed: &Self::Observed, earlier: &Earlier) -> Diff<ContainerOp> {
         let mut diff = Diff::none();
         let create = || {
-            (
-                Change::new(
-                    self.id(),
-                    Action::Create,
-                    format!("image {}", self.spec.image),
-                ),
-                ContainerOp::Create {
-                    image_present: false,
-                },
-            )
+            let op = ContainerOp::Create {
+                image_present: false,
+            };
+            (self.change(&op, format!("image {}", self.spec.image)), op)
         };
         let Some(seen) = observed.seen(&mut diff, create) else {
             return diff;
         };
         self.compare(seen, earlier, &mut diff);
         diff
+    }
+
+    /// A new container: those reading a volume it writes restart after it. A pull replaces it
+    /// only if the tag moved, which is known only once pulled: not a new container here, or
+    /// its readers would restart at every run of a `pull = "always"` container.
+    fn made(&self, op: &ContainerOp) -> Vec<Made> {
+        match op {
+            ContainerOp::Create { .. } | ContainerOp::Replace { .. } => vec![Made::NewContainer],
+            ContainerOp::Repair(_)
+            | ContainerOp::Start
+            | ContainerOp::Restart { .. }
+            | ContainerOp::Pull
+            | ContainerOp::Recover(_) => Vec::new(),
+        }
+    }
+
+    fn action(&self, op: &ContainerOp) -> Action {
+        op.action()
     }
 
     fn apply(&self, context: &Context, op: &ContainerOp) -> Result<()> {
@@ -374,6 +401,12 @@ impl Container {
         drain::stop_timeout(live)
     }
 
+    /// The change that shows `op` in the plan: its action is the op's ([`ContainerOp::action`]),
+    /// so what plan shows, asks about and counts is what apply does.
+    pub(super) fn change(&self, op: &ContainerOp, detail: impl Into<String>) -> Change {
+        Change::new(self.id(), op.action(), detail)
+    }
+
     /// Compares what was seen with the profile.
     #[expect(
         clippy::too_many_lines,
@@ -391,18 +424,18 @@ impl Container {
         let image_present = seen.image.is_some();
         // A create or replace that cannot be prepared (an image that cannot be had, a missing
         // socket) is refused, with what it would have done.
-        let mut create_or_replace = |change: Change, op: ContainerOp| match &refusal {
-            Some(reason) => diff.refuse(change, reason.clone()),
-            None => diff.push(change, op),
+        let mut create_or_replace = |op: ContainerOp, detail: String, fields: Vec<FieldChange>| {
+            let change = self.change(&op, detail).with_fields(fields);
+            match &refusal {
+                Some(reason) => diff.refuse(change, reason.clone()),
+                None => diff.push(change, op),
+            }
         };
         let Some(live) = &seen.container else {
             create_or_replace(
-                Change::new(
-                    self.id(),
-                    Action::Create,
-                    format!("image {}{note}", self.spec.image),
-                ),
                 ContainerOp::Create { image_present },
+                format!("image {}{note}", self.spec.image),
+                Vec::new(),
             );
             return;
         };
@@ -411,16 +444,12 @@ impl Container {
             image_present,
         };
         if !live.config.managed() {
-            let change = Change::new(
-                self.id(),
-                Action::Replace,
-                docker_object::conflict_detail(Kind::Container, self.name()),
-            )
-            .with_fields(vec![docker_object::conflict_field()]);
+            let detail = docker_object::conflict_detail(Kind::Container, self.name());
+            let fields = vec![docker_object::conflict_field()];
             if self.adopt {
-                create_or_replace(change, replace_op());
+                create_or_replace(replace_op(), detail, fields);
             } else {
-                diff.refuse(change, "berth does not touch a container it did not create; rerun with --adopt to replace it with the profile's (named volumes are kept)");
+                diff.refuse(self.change(&replace_op(), detail).with_fields(fields), "berth does not touch a container it did not create; rerun with --adopt to replace it with the profile's (named volumes are kept)");
             }
             return;
         }
@@ -446,10 +475,7 @@ impl Container {
                 fields.push(docker_object::hash_field(recorded.as_deref(), &self.hash));
             }
             let detail = format!("{why}: {}{note}", docker_object::field_paths(&fields));
-            create_or_replace(
-                Change::new(self.id(), Action::Replace, detail).with_fields(fields),
-                replace_op(),
-            );
+            create_or_replace(replace_op(), detail, fields);
             return;
         }
         if !drift.update.is_empty() {
@@ -459,10 +485,8 @@ impl Container {
                 "changed outside berth: {} (repaired in place)",
                 docker_object::field_paths(&fields)
             );
-            diff.push(
-                Change::new(self.id(), Action::Update, detail).with_fields(fields),
-                ContainerOp::Repair(repairs),
-            );
+            let op = ContainerOp::Repair(repairs);
+            diff.push(self.change(&op, detail).with_fields(fields), op);
         }
         match &live.state.status {
             ContainerStatus::Running | ContainerStatus::Restarting => {}
@@ -472,41 +496,30 @@ impl Container {
                 diff.warn("the container is being removed; the next run creates it again")
             }
             status => {
-                diff.push(
-                    Change::new(
-                        self.id(),
-                        Action::Start,
-                        format!("the container is {status}"),
-                    ),
-                    ContainerOp::Start,
-                );
+                let op = ContainerOp::Start;
+                diff.push(self.change(&op, format!("the container is {status}")), op);
                 return;
             }
         }
         if !diff.changes.is_empty() {
             return;
         }
-        let replaced_producer = self.producers.iter().find(|(producer, _)| {
-            let id = ResourceId::new(Kind::Container, producer.as_str());
-            earlier
-                .of(&id)
-                .any(|change| matches!(change.action, Action::Replace | Action::Create))
-        });
+        let replaced_producer = self
+            .producers
+            .iter()
+            .find(|(producer, _)| earlier.new_container(producer.as_str()));
+        let restart = ContainerOp::Restart {
+            stop_timeout: Self::stop_timeout(live),
+        };
         if let Some((producer, volume)) = replaced_producer {
             diff.push(
-                Change::new(
-                    self.id(),
-                    Action::Restart,
-                    format!("`container/{producer}` is new and writes volume `{volume}`, which this container reads"),
-                ),
-                ContainerOp::Restart {
-                    stop_timeout: Self::stop_timeout(live),
-                },
+                self.change(&restart, format!("`container/{producer}` is new and writes volume `{volume}`, which this container reads")),
+                restart,
             );
             return;
         }
         let read_at_start = if self.runs_gitlab_runner {
-            RunnerConfig::read_at_start_changed_in(earlier)
+            earlier.read_at_start()
         } else {
             Vec::new()
         };
@@ -518,37 +531,24 @@ impl Container {
                 (Some(signal), None) => format!(", drained: {signal}"),
                 _ => String::new(),
             };
-            diff.push(
-                Change::new(
-                    self.id(),
-                    Action::Restart,
-                    format!(
-                        "config.toml changed {}, which gitlab-runner reads only when it starts{drained}",
-                        read_at_start
-                            .iter()
-                            .map(|key| format!("`{key}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ),
-                ContainerOp::Restart {
-                    stop_timeout: Self::stop_timeout(live),
-                },
+            let detail = format!(
+                "config.toml changed {}, which gitlab-runner reads only when it starts{drained}",
+                read_at_start
+                    .iter()
+                    .map(|key| format!("`{key}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
+            diff.push(self.change(&restart, detail), restart);
             return;
         }
         if self.spec.pull == PullPolicy::Always {
-            diff.push(
-                Change::new(
-                    self.id(),
-                    Action::Pull,
-                    format!(
-                        "{} (pull = \"always\"); replaces the container if the tag moved",
-                        self.spec.image
-                    ),
-                ),
-                ContainerOp::Pull,
+            let op = ContainerOp::Pull;
+            let detail = format!(
+                "{} (pull = \"always\"); replaces the container if the tag moved",
+                self.spec.image
             );
+            diff.push(self.change(&op, detail), op);
         }
     }
 }

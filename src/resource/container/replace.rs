@@ -24,7 +24,7 @@ use crate::{
         labels::Labelled,
         wire::{ContainerInfo, RestartPolicyName},
     },
-    plan::{Action, Change},
+    plan::Change,
     resource::{Context, Resource, journal},
 };
 
@@ -38,8 +38,9 @@ pub(crate) fn set_aside_name(name: &str) -> String {
 pub(crate) struct ReplaceIntent {
     /// The container being replaced.
     old_id: String,
-    /// Its restart policy, as `docker update --restart` takes it, to give it back on undo.
-    restart: String,
+    /// Its restart policy, to give it back on undo. Persisted as `docker update --restart`
+    /// spells it (`on-failure:3`), as the journal of earlier releases holds it.
+    restart: RestartPolicy,
 }
 
 /// What recovery does with what an interrupted replacement left.
@@ -48,9 +49,12 @@ pub(crate) enum Leftover {
     /// The new container exists: remove the set-aside one (if any) and forget the step.
     Finish { set_aside: Option<String> },
     /// No new container: put the set-aside one back under its name with its restart policy.
-    Undo { set_aside: String, restart: String },
+    Undo {
+        set_aside: String,
+        restart: RestartPolicy,
+    },
     /// The old container was never set aside: give it its restart policy back.
-    Restore { id: String, restart: String },
+    Restore { id: String, restart: RestartPolicy },
 }
 
 impl Container {
@@ -60,11 +64,11 @@ impl Container {
         let set_aside = seen.set_aside.as_ref().filter(|info| info.config.managed());
         let parked = set_aside_name(self.name());
         let restart = |info: Option<&ContainerInfo>| match (&seen.intent, info) {
-            (Some(intent), _) => intent.restart.clone(),
+            (Some(intent), _) => intent.restart,
             (None, Some(info)) if info.host_config.restart_policy.name != RestartPolicyName::No => {
-                RestartPolicy::from_docker(&info.host_config.restart_policy).to_string()
+                RestartPolicy::from_docker(&info.host_config.restart_policy)
             }
-            (None, _) => self.spec.restart.to_string(),
+            (None, _) => self.spec.restart,
         };
         let new_exists = seen.container.is_some();
         let (detail, leftover) = match (set_aside, &seen.intent) {
@@ -87,7 +91,7 @@ impl Container {
                     "an interrupted replacement stopped before the container was set aside: give it its restart policy back".to_owned(),
                     Leftover::Restore {
                         id: intent.old_id.clone(),
-                        restart: intent.restart.clone(),
+                        restart: intent.restart,
                     },
                 ),
                 _ => (
@@ -96,10 +100,8 @@ impl Container {
                 ),
             },
         };
-        Some((
-            Change::new(self.id(), Action::Recover, detail),
-            ContainerOp::Recover(leftover),
-        ))
+        let op = ContainerOp::Recover(leftover);
+        Some((self.change(&op, detail), op))
     }
 
     pub(super) fn recover(&self, context: &Context, leftover: &Leftover) -> Result<()> {
@@ -116,11 +118,20 @@ impl Container {
                 run(context, &["container", "rename", set_aside, self.name()])?;
                 run(
                     context,
-                    &["container", "update", "--restart", restart, self.name()],
+                    &[
+                        "container",
+                        "update",
+                        "--restart",
+                        &restart.to_string(),
+                        self.name(),
+                    ],
                 )?;
             }
             Leftover::Restore { id, restart } => {
-                run(context, &["container", "update", "--restart", restart, id])?;
+                run(
+                    context,
+                    &["container", "update", "--restart", &restart.to_string(), id],
+                )?;
             }
         }
         journal::clear(context.host, &self.id())
@@ -136,13 +147,13 @@ impl Container {
         self.ensure_sources(context)?;
         let name = self.name();
         let parked = set_aside_name(name);
-        let policy = RestartPolicy::from_docker(&live.host_config.restart_policy).to_string();
+        let policy = RestartPolicy::from_docker(&live.host_config.restart_policy);
         journal::record(
             context.host,
             &self.id(),
             &ReplaceIntent {
                 old_id: live.id.to_string(),
-                restart: policy.clone(),
+                restart: policy,
             },
         )?;
         run(
@@ -171,7 +182,13 @@ impl Container {
                     .and_then(|_| {
                         run(
                             context,
-                            &["container", "update", "--restart", &policy, name],
+                            &[
+                                "container",
+                                "update",
+                                "--restart",
+                                &policy.to_string(),
+                                name,
+                            ],
                         )
                     })
                     .and_then(|_| {
@@ -197,5 +214,53 @@ impl Container {
             journal::clear(context.host, &self.id())?;
         }
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        host::Host,
+        plan::{Kind, ResourceId},
+    };
+
+    /// The journal outlives an upgrade: an entry the previous release wrote (the policy as the
+    /// string `docker update --restart` takes) loads as the enum, and is written back the same.
+    #[test]
+    fn a_journal_entry_of_the_previous_release_still_loads() {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(root.path());
+        let id = ResourceId::new(Kind::Container, "gitlab-runner");
+        let old_release = r#"{"schema_version":1,"intents":{"container/gitlab-runner":{"old_id":"4f2a9c","restart":"on-failure:3"}}}"#;
+        host.write_atomic(&journal::path(), old_release.as_bytes(), 0o600)
+            .unwrap();
+        let intent = journal::read::<ReplaceIntent>(&host, &id).unwrap().unwrap();
+        assert_eq!(
+            intent,
+            ReplaceIntent {
+                old_id: "4f2a9c".into(),
+                restart: RestartPolicy::OnFailure(Some(3)),
+            }
+        );
+        assert_eq!(
+            serde_json::to_value(&intent).unwrap(),
+            serde_json::json!({"old_id": "4f2a9c", "restart": "on-failure:3"})
+        );
+        for (text, policy) in [
+            ("no", RestartPolicy::No),
+            ("always", RestartPolicy::Always),
+            ("unless-stopped", RestartPolicy::UnlessStopped),
+            ("on-failure", RestartPolicy::OnFailure(None)),
+        ] {
+            let entry = serde_json::json!({"old_id": "4f2a9c", "restart": text});
+            assert_eq!(
+                serde_json::from_value::<ReplaceIntent>(entry)
+                    .unwrap()
+                    .restart,
+                policy,
+                "{text}"
+            );
+        }
     }
 }

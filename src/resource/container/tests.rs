@@ -534,7 +534,7 @@ fn a_reader_restarts_when_the_container_writing_its_volume_is_replaced() {
     );
     let diff = runner.diff(
         &seen(&runner, Some(live(&runner))),
-        &Earlier::from_changes(vec![replaced]),
+        &Earlier::from_changes(vec![(replaced, Made::NewContainer)]),
     );
     assert_eq!(
         told(&diff),
@@ -556,20 +556,62 @@ fn a_reader_restarts_when_the_container_writing_its_volume_is_replaced() {
         runner
             .diff(
                 &seen(&runner, Some(live(&runner))),
-                &Earlier::from_changes(vec![replaced])
+                &Earlier::from_changes(vec![(replaced, Made::NewContainer)])
             )
             .changes
             .is_empty()
     );
 }
 
+/// Issue 19: a pull may drain and replace the running gitlab-runner (the tag moved), so it is
+/// asked about and counted like a replace, as its op is carried out.
 #[test]
-fn pull_always_is_a_change_every_run() {
+fn pull_always_is_a_change_every_run_asked_about_and_counted_like_a_replace() {
     let always = profile("[containers.gitlab-runner]\npull = \"always\"\n");
     let resource = container(&always, "gitlab-runner", false);
     let diff = resource.diff(&seen(&resource, Some(live(&resource))), &Earlier::default());
     assert_eq!(diff.changes.len(), 1);
-    assert_eq!(diff.changes[0].0.action, Action::Pull);
+    let (change, op) = &diff.changes[0];
+    assert_eq!(change.action, Action::Pull);
+    assert_eq!(op, &Some(ContainerOp::Pull));
+    assert!(change.needs_consent(), "{change:?}");
+    assert_eq!(
+        crate::plan::Summary::count([change]),
+        crate::plan::Summary {
+            add: 1,
+            change: 0,
+            destroy: 1
+        }
+    );
+    assert_eq!(Action::Pull.marker(), "-/+");
+}
+
+/// Issue 19: every change a container plans is shown with its op's action, so what plan
+/// shows, asks about and counts is what apply does.
+#[test]
+fn every_planned_change_shows_its_ops_action() {
+    let cases = [
+        ("", None),
+        ("[containers.gitlab-runner]\npull = \"always\"\n", None),
+        ("[containers.gitlab-runner]\nstop_timeout = 60\n", None),
+        ("", Some("exited")),
+    ];
+    for (extra, status) in cases {
+        let declared = profile(extra);
+        let resource = container(&declared, "gitlab-runner", false);
+        let mut running = live(&resource);
+        if let Some(status) = status {
+            running.state.status = status.into();
+            running.state.running = false;
+        }
+        let live_seen = seen(&resource, Some(running));
+        for observed in [live_seen, seen(&resource, None)] {
+            for (change, op) in resource.diff(&observed, &Earlier::default()).changes {
+                let op = op.expect("not refused");
+                assert_eq!(change.action, op.action(), "{extra} {status:?}: {op:?}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -711,7 +753,7 @@ fn an_interrupted_replacement_is_finished_or_undone() {
         op,
         ContainerOp::Recover(Leftover::Undo {
             set_aside: "gitlab-runner.berth-old".into(),
-            restart: "always".into(),
+            restart: values::RestartPolicy::Always,
         }),
         "no journal: the profile's restart policy comes back"
     );
@@ -737,7 +779,7 @@ fn the_runner_container_restarts_for_a_key_gitlab_runner_reads_only_at_start() {
     let declared = profile("[runner]\nlisten_address = \":9252\"\n");
     let runner = container(&declared, "gitlab-runner", false);
     let config_change = |path: &str| {
-        Change::new(
+        let change = Change::new(
             ResourceId::singleton(Kind::RunnerConfig),
             Action::Update,
             "",
@@ -746,7 +788,8 @@ fn the_runner_container_restarts_for_a_key_gitlab_runner_reads_only_at_start() {
             path,
             None,
             Some(Json::from(":9252")),
-        )])
+        )]);
+        (change, Made::ReadAtStart(vec![path.to_owned()]))
     };
     let diff = runner.diff(
         &seen(&runner, Some(live(&runner))),
@@ -762,10 +805,8 @@ fn the_runner_container_restarts_for_a_key_gitlab_runner_reads_only_at_start() {
         diff.changes[0].1,
         Some(ContainerOp::Restart { stop_timeout: 3660 })
     ));
-    let reloaded = runner.diff(
-        &seen(&runner, Some(live(&runner))),
-        &Earlier::from_changes(vec![config_change("concurrent")]),
-    );
+    // `concurrent` is reloaded: `runner-config`'s op makes no fact of it.
+    let reloaded = runner.diff(&seen(&runner, Some(live(&runner))), &Earlier::default());
     assert!(reloaded.changes.is_empty());
     // The dind container does not run gitlab-runner.
     let dind = container(&declared, "gitlab-dind", false);

@@ -13,9 +13,10 @@ use crate::{
     resource::docker_object::ObjectName,
 };
 
-/// `no | always | unless-stopped | on-failure[:N]`, as `docker run --restart` takes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(try_from = "String")]
+/// `no | always | unless-stopped | on-failure[:N]`, as `docker run --restart` takes it. Written
+/// (the journal keeps it) and read in that one spelling, so a journal entry outlives an upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub(crate) enum RestartPolicy {
     #[default]
     No,
@@ -57,6 +58,12 @@ impl TryFrom<String> for RestartPolicy {
                 )),
             },
         }
+    }
+}
+
+impl From<RestartPolicy> for String {
+    fn from(policy: RestartPolicy) -> Self {
+        policy.to_string()
     }
 }
 

@@ -23,7 +23,7 @@ use crate::{
     },
     plan::{self, Action, Change, Diff, FieldChange, Kind, ResourceId},
     resource::{
-        Context, Earlier, Resource,
+        Context, DaemonJsonChange, Earlier, Made, Resource,
         daemon::{
             DockerSettings,
             keys::{self, DockerdVersion},
@@ -147,8 +147,21 @@ fn count(number: u64, noun: &str) -> String {
 /// What apply would write.
 struct PlannedDaemonJson {
     text: String,
+    /// Each key that changes, with its new value: what apply writes, and what is decided on.
+    keys: Vec<(String, Json)>,
+    /// The same, as the plan prints it.
     fields: Vec<FieldChange>,
     object: Map<String, Json>,
+}
+
+impl PlannedDaemonJson {
+    /// The new value of `key`, when it changes.
+    fn new_value(&self, key: &str) -> Option<&Json> {
+        self.keys
+            .iter()
+            .find(|(changed, _)| changed == key)
+            .map(|(_, value)| value)
+    }
 }
 
 /// Where the previous daemon.json is kept when berth replaces it.
@@ -177,9 +190,11 @@ impl DaemonConfig {
             .map(|current| current.object.clone())
             .unwrap_or_default();
         let mut fields = Vec::new();
+        let mut keys = Vec::new();
         for (key, wanted) in &self.keys {
             let before = object.get(key);
             if before != Some(wanted) {
+                keys.push((key.clone(), wanted.clone()));
                 fields.push(FieldChange::new(
                     key.clone(),
                     before.cloned(),
@@ -198,6 +213,7 @@ impl DaemonConfig {
             .map_or_else(|| "  ".to_owned(), |current| detect_indent(&current.text));
         Some(PlannedDaemonJson {
             text: render(&object, &indent),
+            keys,
             fields,
             object,
         })
@@ -234,12 +250,7 @@ impl DaemonConfig {
                 ));
             }
         }
-        let new_driver = planned
-            .fields
-            .iter()
-            .find(|field| field.path == "storage-driver")
-            .and_then(|field| field.after.as_ref())
-            .and_then(Json::as_str);
+        let new_driver = planned.new_value("storage-driver").and_then(Json::as_str);
         if let (Some(new_driver), Some(storage)) = (new_driver, &observed.storage)
             && !self.allow_storage_driver_change
         {
@@ -249,40 +260,19 @@ impl DaemonConfig {
     }
 }
 
-/// A change of daemon.json made earlier in the run, as the Docker service needs to know it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ConfigChange {
-    /// Each key written, with its new value.
-    pub(crate) keys: Vec<(String, Option<Json>)>,
-    /// The file existed before, so its backup can be put back.
-    pub(crate) had_file: bool,
-}
-
 /// What apply does to daemon.json: writes exactly the text the plan showed, after
 /// `dockerd --validate` accepts it, keeping the previous file as the backup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WriteDaemonJson {
     text: String,
     replaces: bool,
+    /// Each key written, with its new value: what `daemon/docker` reloads or restarts for.
+    keys: Vec<(String, Json)>,
 }
 
 impl DaemonConfig {
     pub(crate) fn id() -> ResourceId {
         ResourceId::singleton(Kind::DaemonConfig)
-    }
-
-    /// What this run changed (apply) or would change (plan) in daemon.json, from the change
-    /// `daemon-config` listed in `earlier`; `None` when it listed none or it was refused.
-    pub(crate) fn change_in(earlier: &Earlier) -> Option<ConfigChange> {
-        let change = earlier.of(&Self::id()).next()?;
-        Some(ConfigChange {
-            keys: change
-                .fields
-                .iter()
-                .map(|field| (field.path.clone(), field.after.clone()))
-                .collect(),
-            had_file: change.action == Action::Update,
-        })
     }
 }
 
@@ -332,42 +322,46 @@ impl Resource for DaemonConfig {
             .current
             .as_ref()
             .map_or("", |current| current.text.as_str());
-        let action = if observed.current.is_some() {
-            Action::Update
-        } else {
-            Action::Create
+        let op = WriteDaemonJson {
+            text: planned.text.clone(),
+            replaces: observed.current.is_some(),
+            keys: planned.keys.clone(),
         };
-        let mut change = Change::new(Self::id(), action, self.path.to_string()).with_diff(
-            plan::unified_diff(&self.path.to_string(), before, &planned.text),
-        );
+        let mut change =
+            Change::new(Self::id(), self.action(&op), self.path.to_string()).with_diff(
+                plan::unified_diff(&self.path.to_string(), before, &planned.text),
+            );
         if let Some(reason) = self.refusal(observed, &planned) {
             diff.refuse(change.with_fields(planned.fields), reason);
             return diff;
         }
-        if let (Some(storage), Some(field)) = (
-            &observed.storage,
-            planned
-                .fields
-                .iter()
-                .find(|field| field.path == "storage-driver"),
-        ) {
-            let wanted = field
-                .after
-                .as_ref()
-                .and_then(Json::as_str)
-                .unwrap_or_default();
+        if let (Some(storage), Some(wanted)) =
+            (&observed.storage, planned.new_value("storage-driver"))
+        {
+            let wanted = wanted.as_str().unwrap_or_default();
             if let Some(hidden) = storage.switch_hides(wanted) {
                 change = change.with_warning(format!(
                     "{hidden} (allowed by --allow-storage-driver-change)"
                 ));
             }
         }
-        let op = WriteDaemonJson {
-            text: planned.text,
-            replaces: observed.current.is_some(),
-        };
         diff.push(change.with_fields(planned.fields), op);
         diff
+    }
+
+    fn action(&self, op: &WriteDaemonJson) -> Action {
+        if op.replaces {
+            Action::Update
+        } else {
+            Action::Create
+        }
+    }
+
+    fn made(&self, op: &WriteDaemonJson) -> Vec<Made> {
+        vec![Made::DaemonJson(DaemonJsonChange {
+            keys: op.keys.clone(),
+            had_file: op.replaces,
+        })]
     }
 
     fn apply(&self, context: &Context, op: &WriteDaemonJson) -> Result<()> {

@@ -18,15 +18,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use super::{
-    config::{ConfigChange, backup_path, rejected_path},
+    config::{backup_path, rejected_path},
     service::{DaemonCommand, DaemonOp, DaemonService, describe, mismatches},
 };
 use crate::{
     docker::DaemonStatus,
     host::exec::{self, CommandError, CommandLine},
     output::progress::{self, Ticker},
-    plan::{Action, Change},
-    resource::{Context, Resource, journal},
+    plan::Change,
+    resource::{Context, DaemonJsonChange, Resource, journal},
     secret::Fingerprint,
 };
 
@@ -65,7 +65,7 @@ impl DaemonService {
         context: &Context,
         command: DaemonCommand,
         expected: &Map<String, Json>,
-        config_change: Option<&ConfigChange>,
+        config_change: Option<&DaemonJsonChange>,
     ) -> Result<()> {
         let Some(change) = config_change else {
             return self
@@ -151,28 +151,24 @@ impl DaemonService {
         let observed = self.observe(context)?;
         let expected = self.expected(&observed, None);
         let text = context.host.read_optional(&self.config)?;
-        let recover = |detail: &str| Change::new(Self::id(), Action::Recover, detail);
-        Ok(Some(match &observed.status {
+        let (detail, op) = match &observed.status {
             _ if !intent.wrote(text.as_deref()) => (
-                recover(
-                    "an interrupted restart left daemon.json, which has changed since; it converges as it is",
-                ),
+                "an interrupted restart left daemon.json, which has changed since; it converges as it is",
                 DaemonOp::Forget,
             ),
             DaemonStatus::Running(info) if mismatches(info, &expected).is_empty() => (
-                recover("an interrupted restart had finished: the daemon runs on daemon.json"),
+                "an interrupted restart had finished: the daemon runs on daemon.json",
                 DaemonOp::Forget,
             ),
             _ => (
-                recover(
-                    "an interrupted run left Docker restarting into a daemon.json it had not confirmed: restart it, and put the previous file back if dockerd refuses it",
-                ),
+                "an interrupted run left Docker restarting into a daemon.json it had not confirmed: restart it, and put the previous file back if dockerd refuses it",
                 DaemonOp::Recover {
                     expected,
                     had_file: intent.had_file,
                 },
             ),
-        }))
+        };
+        Ok(Some((Self::change(&op, detail), op)))
     }
 
     fn say_waiting(&self, elapsed: Duration) {
@@ -229,7 +225,7 @@ impl DaemonService {
         &self,
         context: &Context,
         command: DaemonCommand,
-        change: &ConfigChange,
+        change: &DaemonJsonChange,
         error: anyhow::Error,
     ) -> Result<()> {
         let error = match last_words(context) {
@@ -267,7 +263,7 @@ impl DaemonService {
     }
 
     /// daemon.json as it was before this step: the backup, or no file when there was none.
-    fn put_back(&self, context: &Context, change: &ConfigChange) -> Result<()> {
+    fn put_back(&self, context: &Context, change: &DaemonJsonChange) -> Result<()> {
         if change.had_file {
             context
                 .host

@@ -20,9 +20,9 @@ use crate::{
     host::exec::CommandLine,
     plan::{Action, Change, Diff, Kind, ResourceId},
     resource::{
-        Context, Earlier, Resource,
+        Context, DaemonJsonChange, Earlier, Resource,
         daemon::DockerSettings,
-        daemon::config::{ConfigChange, DaemonConfig, StorageFacts},
+        daemon::config::{DaemonConfig, StorageFacts},
         daemon::keys::{self, DockerdVersion},
         journal,
         package::DockerPackage,
@@ -85,13 +85,11 @@ impl DaemonService {
     pub(super) fn expected(
         &self,
         observed: &DaemonState,
-        config_change: Option<&ConfigChange>,
+        config_change: Option<&DaemonJsonChange>,
     ) -> Map<String, Json> {
         let mut file = observed.file.clone().unwrap_or_default();
         for (key, after) in config_change.iter().flat_map(|change| &change.keys) {
-            if let Some(after) = after {
-                file.insert(key.clone(), after.clone());
-            }
+            file.insert(key.clone(), after.clone());
         }
         file.into_iter()
             .filter(|(key, _)| self.keys.contains_key(key))
@@ -103,13 +101,19 @@ impl DaemonService {
     fn restart_or_reload<'a>(
         info: &DaemonInfo,
         mut keys: impl Iterator<Item = &'a str>,
-    ) -> (Action, DaemonCommand) {
+    ) -> DaemonCommand {
         let version = DockerdVersion::parse(&info.server_version);
         if keys.all(|key| keys::reloadable_in(key, version)) {
-            (Action::Reload, DaemonCommand::Reload)
+            DaemonCommand::Reload
         } else {
-            (Action::Restart, DaemonCommand::Restart)
+            DaemonCommand::Restart
         }
+    }
+
+    /// The change that shows `op` in the plan: its action is the op's ([`DaemonOp::action`]),
+    /// so a restart, which needs consent, is shown as one exactly when apply restarts.
+    pub(super) fn change(op: &DaemonOp, detail: impl Into<String>) -> Change {
+        Change::new(Self::id(), op.action(), detail)
     }
 }
 
@@ -130,7 +134,7 @@ pub(crate) enum DaemonOp {
     Run {
         command: DaemonCommand,
         expected: Map<String, Json>,
-        config_change: Option<ConfigChange>,
+        config_change: Option<DaemonJsonChange>,
     },
     /// An interrupted restart: run it again, and undo it (the previous daemon.json back) when
     /// dockerd refuses the file. Either way ends with Docker up; only Docker down is a failure.
@@ -140,6 +144,20 @@ pub(crate) enum DaemonOp {
     },
     /// An interrupted restart had finished after all: clear its journal entry.
     Forget,
+}
+
+impl DaemonOp {
+    /// The action the plan shows for this op.
+    fn action(&self) -> Action {
+        match self {
+            Self::Run { command, .. } => match command {
+                DaemonCommand::Start => Action::Start,
+                DaemonCommand::Restart => Action::Restart,
+                DaemonCommand::Reload => Action::Reload,
+            },
+            Self::Recover { .. } | Self::Forget => Action::Recover,
+        }
+    }
 }
 
 impl Resource for DaemonService {
@@ -181,7 +199,7 @@ impl Resource for DaemonService {
     )]
     fn diff(&self, observed: &DaemonState, earlier: &Earlier) -> Diff<DaemonOp> {
         let mut diff = Diff::none();
-        let config_change = DaemonConfig::change_in(earlier);
+        let config_change = earlier.daemon_json().cloned();
         let expected = self.expected(observed, config_change.as_ref());
         let op = |command| DaemonOp::Run {
             command,
@@ -189,11 +207,9 @@ impl Resource for DaemonService {
             config_change: config_change.clone(),
         };
         if !observed.installed {
-            if DockerPackage::installs_in(earlier) {
-                diff.push(
-                    Change::new(self.id(), Action::Start, "after Docker is installed"),
-                    op(DaemonCommand::Start),
-                );
+            if earlier.installs_docker() {
+                let start = op(DaemonCommand::Start);
+                diff.push(Self::change(&start, "after Docker is installed"), start);
             } else {
                 diff.warn("Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is");
             }
@@ -213,9 +229,8 @@ impl Resource for DaemonService {
             DaemonStatus::Running(info) => info,
             DaemonStatus::CliMissing => {
                 diff.refuse(
-                    Change::new(
-                        self.id(),
-                        Action::Start,
+                    Self::change(
+                        &op(DaemonCommand::Start),
                         "dockerd is installed but the `docker` CLI is not",
                     ),
                     "berth drives the daemon through the `docker` CLI; install it",
@@ -229,27 +244,24 @@ impl Resource for DaemonService {
                 return diff;
             }
             DaemonStatus::Unreachable(reason) => {
+                let start = op(DaemonCommand::Start);
                 diff.push(
-                    Change::new(
-                        self.id(),
-                        Action::Start,
-                        format!("the daemon does not answer: {reason}"),
-                    ),
-                    op(DaemonCommand::Start),
+                    Self::change(&start, format!("the daemon does not answer: {reason}")),
+                    start,
                 );
                 return diff;
             }
             DaemonStatus::NotAnswering(reason) => {
                 // A hung dockerd still runs its containers: this is a restart, never a start.
-                let change = Change::new(
-                    self.id(),
-                    Action::Restart,
+                let restart = op(DaemonCommand::Restart);
+                let change = Self::change(
+                    &restart,
                     format!("the daemon takes connections but does not answer: {reason}"),
                 );
                 if self.restart_unresponsive {
                     diff.push(
                         change.with_warning("the restart stops every running container"),
-                        op(DaemonCommand::Restart),
+                        restart,
                     );
                 } else {
                     diff.refuse(change, "a hung daemon is restarted only when the profile sets `[docker] restart_unresponsive = true`, since that stops every running container; see `journalctl -u docker` for why it hangs");
@@ -257,31 +269,27 @@ impl Resource for DaemonService {
                 return diff;
             }
         };
-        let (change, command, refusal) = if let Some(config_change) = &config_change {
+        let (detail, command, refusal) = if let Some(config_change) = &config_change {
             let keys: Vec<&str> = config_change
                 .keys
                 .iter()
                 .map(|(key, _)| key.as_str())
                 .collect();
             let detail = format!("{} changed", keys.join(", "));
-            let (action, command) = Self::restart_or_reload(info, keys.into_iter());
-            (Change::new(self.id(), action, detail), command, None)
+            let command = Self::restart_or_reload(info, keys.into_iter());
+            (detail, command, None)
         } else {
             let mismatches = mismatches(info, &expected);
             if mismatches.is_empty() {
                 return diff;
             }
-            let (action, command) = Self::restart_or_reload(
+            let command = Self::restart_or_reload(
                 info,
                 mismatches.iter().map(|mismatch| mismatch.key.as_str()),
             );
-            let change = Change::new(
-                self.id(),
-                action,
-                format!(
-                    "the running daemon has not loaded daemon.json: {}",
-                    describe(&mismatches)
-                ),
+            let detail = format!(
+                "the running daemon has not loaded daemon.json: {}",
+                describe(&mismatches)
             );
             let wanted_driver = mismatches
                 .iter()
@@ -297,12 +305,14 @@ impl Resource for DaemonService {
                 let refusal = storage
                     .switch_refusal(wanted)
                     .filter(|_| !self.allow_storage_driver_change);
-                (change, command, refusal)
+                (detail, command, refusal)
             } else {
-                (change, command, None)
+                (detail, command, None)
             }
         };
-        let change = if change.action == Action::Restart
+        let run = op(command);
+        let change = Self::change(&run, detail);
+        let change = if command == DaemonCommand::Restart
             && !info.live_restore_enabled
             && info.containers_running > 0
         {
@@ -316,9 +326,13 @@ impl Resource for DaemonService {
         };
         match refusal {
             Some(reason) => diff.refuse(change, reason),
-            None => diff.push(change, op(command)),
+            None => diff.push(change, run),
         }
         diff
+    }
+
+    fn action(&self, op: &DaemonOp) -> Action {
+        op.action()
     }
 
     fn apply(&self, context: &Context, op: &DaemonOp) -> Result<()> {
@@ -329,7 +343,7 @@ impl Resource for DaemonService {
                 config_change,
             } => self.run(context, *command, expected, config_change.as_ref()),
             DaemonOp::Recover { expected, had_file } => {
-                let change = ConfigChange {
+                let change = DaemonJsonChange {
                     keys: Vec::new(),
                     had_file: *had_file,
                 };
@@ -425,7 +439,7 @@ pub(super) fn describe(mismatches: &[Mismatch]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{host::host_path, plan::FieldChange};
+    use crate::{host::host_path, plan::FieldChange, resource::Made};
     use serde_json::json;
 
     fn daemon(keys: Json) -> DaemonService {
@@ -457,8 +471,10 @@ mod tests {
         }
     }
 
-    fn config_change(fields: &[(&str, Json)]) -> Change {
-        Change::new(
+    /// daemon.json's keys written earlier in the run: the change as printed, and what its op
+    /// made.
+    fn config_change(fields: &[(&str, Json)]) -> (Change, Made) {
+        let change = Change::new(
             ResourceId::singleton(Kind::DaemonConfig),
             Action::Update,
             "",
@@ -468,7 +484,15 @@ mod tests {
                 .iter()
                 .map(|(key, value)| FieldChange::new(*key, None, Some(value.clone())))
                 .collect(),
-        )
+        );
+        let made = Made::DaemonJson(DaemonJsonChange {
+            keys: fields
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), value.clone()))
+                .collect(),
+            had_file: true,
+        });
+        (change, made)
     }
 
     fn actions(diff: Diff<DaemonOp>) -> Vec<(Action, String)> {
@@ -495,6 +519,46 @@ mod tests {
             actions(resource.diff(&observed, &Earlier::from_changes(vec![both]))),
             [(Action::Restart, "registry-mirrors, mtu changed".into())]
         );
+    }
+
+    /// Issue 19: reload or restart follows the keys `daemon-config`'s op writes, handed on as a
+    /// typed fact, never the paths its printed change shows: a change printed another way (its
+    /// path quoted, a restart-only key named in the detail) decides nothing.
+    #[test]
+    fn reload_or_restart_follows_the_written_keys_not_the_printed_change() {
+        let resource = daemon(json!({"registry-mirrors": ["https://m.example"]}));
+        let config = DaemonConfig::new(
+            &DockerSettings {
+                install: None,
+                config: host_path("/etc/docker/daemon.json"),
+                restart: resource.restart.clone(),
+                reload: resource.reload.clone(),
+                ready_timeout: resource.ready_timeout,
+                restart_unresponsive: false,
+                daemon: resource.keys.clone(),
+            },
+            false,
+        );
+        let written = config.diff(&config_state(), &Earlier::default());
+        let (mut change, op) = written.changes.into_iter().next().unwrap();
+        change.fields[0].path = "mtu".into();
+        change.detail = "mtu, storage-driver changed".into();
+        let mut earlier = Earlier::default();
+        earlier.push(&change, config.made(&op.unwrap()));
+        assert_eq!(
+            actions(resource.diff(&running(overlay2(), json!({})), &earlier)),
+            [(Action::Reload, "registry-mirrors changed".into())]
+        );
+    }
+
+    fn config_state() -> crate::resource::daemon::config::DaemonJsonState {
+        crate::resource::daemon::config::DaemonJsonState {
+            current: None,
+            storage: None,
+            service: None,
+            rejected: None,
+            dockerd: None,
+        }
     }
 
     fn planned_action(resource: &DaemonService, info: DaemonInfo, key: &str) -> Action {
@@ -634,7 +698,10 @@ mod tests {
         assert!(diff.changes.is_empty());
         assert_eq!(diff.warnings.len(), 1);
         // Installed in this run: started after it, through the same `[docker] restart` path.
-        let install = Change::new(DockerPackage::id(), Action::Install, "docker.io");
+        let install = (
+            Change::new(DockerPackage::id(), Action::Install, "docker.io"),
+            Made::DockerInstalled,
+        );
         let diff = resource.diff(&absent, &Earlier::from_changes(vec![install]));
         assert_eq!(
             actions(diff),
@@ -664,8 +731,8 @@ mod tests {
         let resource = daemon(json!({"storage-driver": "vfs"}));
         let mut info = overlay2();
         info.images = 2;
-        let refused =
-            config_change(&[("storage-driver", json!("vfs"))]).refused_because("hides images");
+        let (change, made) = config_change(&[("storage-driver", json!("vfs"))]);
+        let refused = (change.refused_because("hides images"), made);
         assert_eq!(
             resource.diff(
                 &running(info, json!({})),

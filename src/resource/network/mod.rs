@@ -306,6 +306,14 @@ impl Resource for Network {
         diff
     }
 
+    fn action(&self, op: &NetworkOp) -> Action {
+        match op {
+            NetworkOp::Create => Action::Create,
+            NetworkOp::Replace { .. } => Action::Replace,
+            NetworkOp::Recover(_) => Action::Recover,
+        }
+    }
+
     fn apply(&self, context: &Context, op: &NetworkOp) -> Result<()> {
         match op {
             NetworkOp::Create => self.create(context),

@@ -24,7 +24,7 @@ use crate::{
         host_path,
     },
     plan::{Action, Change, Diff, Kind, ResourceId},
-    resource::{Context, Earlier, Resource},
+    resource::{Context, Earlier, Made, Resource},
 };
 
 /// How long one package manager run may take: downloads on a slow mirror included.
@@ -275,12 +275,6 @@ impl DockerPackage {
     pub(crate) fn id() -> ResourceId {
         ResourceId::new(Kind::Package, "docker")
     }
-
-    /// True when this run installs (plan: would install) Docker: `daemon/docker` then plans to
-    /// start it, and networks, volumes and containers say they wait for it.
-    pub(crate) fn installs_in(earlier: &Earlier) -> bool {
-        earlier.of(&Self::id()).next().is_some()
-    }
 }
 
 fn read_os_release(host: &Host) -> Result<Option<OsRelease>> {
@@ -433,6 +427,18 @@ impl Resource for DockerPackage {
             }),
         );
         diff
+    }
+
+    /// Either op ends with Docker installed: `daemon/docker` then plans to start it.
+    fn action(&self, op: &PackageOp) -> Action {
+        match op {
+            PackageOp::Install(_) => Action::Install,
+            PackageOp::FinishInterrupted => Action::Recover,
+        }
+    }
+
+    fn made(&self, _op: &PackageOp) -> Vec<Made> {
+        vec![Made::DockerInstalled]
     }
 
     fn apply(&self, context: &Context, op: &PackageOp) -> Result<()> {

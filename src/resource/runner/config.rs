@@ -22,7 +22,7 @@ use crate::{
     host::{self, FileMode, Host, HostPath},
     plan::{self, Action, Change, Diff, FieldChange, Kind, ResourceId},
     resource::{
-        Context, Earlier, Resource,
+        Context, Earlier, Made, Resource,
         runner::{
             self, TokenFile, config_toml,
             secret_files::{self, SecretFile},
@@ -181,15 +181,8 @@ impl RunnerConfig {
         registered: &[String],
         secrets: &[ReadSecret],
     ) -> Option<PlannedConfigToml> {
-        let with_secrets = |settings: &toml::Table, runner: Option<&str>| {
-            let mut settings = settings.clone();
-            for (owner, key, secret) in secrets {
-                if owner.as_deref() == runner {
-                    secret_files::insert(&mut settings, key, secret);
-                }
-            }
-            settings
-        };
+        let with_secrets =
+            |settings: &toml::Table, runner: Option<&str>| with_secrets(settings, runner, secrets);
         let mut document = current.map_or_else(DocumentMut::new, |(_, document)| document.clone());
         let mut fields = config_toml::merge(
             document.as_table_mut(),
@@ -234,6 +227,21 @@ impl RunnerConfig {
     }
 }
 
+/// `settings` with the secrets read from files for `runner` (`None`: the globals) put in.
+fn with_secrets(
+    settings: &toml::Table,
+    runner: Option<&str>,
+    secrets: &[ReadSecret],
+) -> toml::Table {
+    let mut settings = settings.clone();
+    for (owner, key, secret) in secrets {
+        if owner.as_deref() == runner {
+            secret_files::insert(&mut settings, key, secret);
+        }
+    }
+    settings
+}
+
 /// Global keys gitlab-runner reads only when it starts (`commands/multi.go`, 17.11: `run` sets
 /// up the metrics and debug server from `listen_address` and the session server from
 /// `[session_server]` once; `reloadConfig` re-reads the log level and format, `concurrent`,
@@ -245,23 +253,26 @@ impl RunnerConfig {
         ResourceId::singleton(Kind::RunnerConfig)
     }
 
-    /// The keys gitlab-runner reads only at start that this run changed (apply) or would
-    /// change (plan) in config.toml, from the change `runner-config` listed in `earlier`:
-    /// the container that runs gitlab-runner restarts for them.
-    pub(crate) fn read_at_start_changed_in(earlier: &Earlier) -> Vec<String> {
-        earlier
-            .of(&Self::id())
-            .flat_map(|change| &change.fields)
-            .filter(|field| {
-                READ_AT_START.iter().any(|key| {
-                    field.path == *key
-                        || field
-                            .path
-                            .strip_prefix(key)
-                            .is_some_and(|rest| rest.starts_with('.'))
-                })
-            })
-            .map(|field| field.path.clone())
+    /// The keys gitlab-runner reads only at start that merging the profile's globals into
+    /// `current` changes, each named as the plan names it: the container that runs
+    /// gitlab-runner restarts for them. Decided by merging those keys alone, never by reading
+    /// the printed change.
+    fn read_at_start(
+        &self,
+        current: Option<&(String, DocumentMut)>,
+        secrets: &[ReadSecret],
+    ) -> Vec<String> {
+        let read_at_start: toml::Table = with_secrets(&self.globals, None, secrets)
+            .into_iter()
+            .filter(|(key, _)| READ_AT_START.contains(&key.as_str()))
+            .collect();
+        if read_at_start.is_empty() {
+            return Vec::new();
+        }
+        let mut document = current.map_or_else(DocumentMut::new, |(_, document)| document.clone());
+        config_toml::merge(document.as_table_mut(), &read_at_start, "")
+            .into_iter()
+            .map(|field| field.path)
             .collect()
     }
 }
@@ -277,6 +288,10 @@ pub(crate) struct MergeConfigToml {
     certificates: Vec<(HostPath, String)>,
     /// The secrets read from their files, as observed.
     secrets: Vec<ReadSecret>,
+    /// The keys gitlab-runner reads only at start that the merge changes.
+    read_at_start: Vec<String>,
+    /// config.toml does not exist yet.
+    creates: bool,
 }
 
 /// A secret read from its file: the runner whose entry it goes to (`None`: the globals), its key
@@ -356,11 +371,12 @@ impl Resource for RunnerConfig {
         let registered: Vec<String> = self
             .runners
             .iter()
-            .filter(|runner| runner::Runner::registers_in(earlier, &runner.name))
+            .filter(|runner| earlier.registers(&runner.name))
             .map(|runner| runner.name.clone())
             .collect();
         let secrets = self.read_secrets(observed, &mut diff);
         let planned = self.planned(observed.current.as_ref(), &registered, &secrets);
+        let read_at_start = self.read_at_start(observed.current.as_ref(), &secrets);
         let mode_wrong = observed
             .mode
             .is_some_and(|FileMode(mode)| mode != FILE_MODE);
@@ -368,12 +384,14 @@ impl Resource for RunnerConfig {
         if planned.is_none() && !mode_wrong && certificates.is_empty() {
             return diff;
         }
-        let action = if observed.current.is_some() {
-            Action::Update
-        } else {
-            Action::Create
+        let op = MergeConfigToml {
+            registered,
+            certificates,
+            secrets,
+            read_at_start,
+            creates: observed.current.is_none(),
         };
-        let mut change = Change::new(self.id(), action, self.path.to_string());
+        let mut change = Change::new(self.id(), self.action(&op), self.path.to_string());
         let mut fields = Vec::new();
         if let Some(planned) = planned {
             let before = observed
@@ -413,15 +431,24 @@ impl Resource for RunnerConfig {
             };
         }
         fields.extend(certificate_fields);
-        diff.push(
-            change.with_fields(fields),
-            MergeConfigToml {
-                registered,
-                certificates,
-                secrets,
-            },
-        );
+        diff.push(change.with_fields(fields), op);
         diff
+    }
+
+    fn action(&self, op: &MergeConfigToml) -> Action {
+        if op.creates {
+            Action::Create
+        } else {
+            Action::Update
+        }
+    }
+
+    fn made(&self, op: &MergeConfigToml) -> Vec<Made> {
+        if op.read_at_start.is_empty() {
+            Vec::new()
+        } else {
+            vec![Made::ReadAtStart(op.read_at_start.clone())]
+        }
     }
 
     fn apply(&self, context: &Context, op: &MergeConfigToml) -> Result<()> {
@@ -529,6 +556,7 @@ pub(crate) fn distrust_directory(host: &Host, config: &HostPath) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resource::Made;
     use crate::{host::host_path, resource::runner::section::RunnerSettings};
 
     fn resource(globals: &str, runners: &[(&str, &str, &str)]) -> RunnerConfig {
@@ -607,7 +635,7 @@ mod tests {
         let register = Change::new(ResourceId::new(Kind::Runner, "new"), Action::Register, "");
         let diff = resource.diff(
             &state(None, 0),
-            &Earlier::from_changes(vec![register.clone()]),
+            &Earlier::from_changes(vec![(register.clone(), Made::Registered)]),
         );
         let change = &diff.changes[0];
         assert_eq!(change.0.action, Action::Create);
@@ -621,7 +649,7 @@ mod tests {
             "{:?}",
             change.0.diff
         );
-        let refused = register.refused_because("no token");
+        let refused = (register.refused_because("no token"), Made::Registered);
         assert_eq!(
             resource.diff(&state(None, 0), &Earlier::from_changes(vec![refused])),
             Diff::none()
@@ -690,16 +718,47 @@ mod tests {
             "concurrent = 8\nlisten_address = \":9252\"\n[session_server]\nlisten_address = \"[::]:8093\"\n",
             &[],
         );
-        let diff = restarting.diff(&state(Some(FILE), 0o600), &Earlier::default());
-        let earlier = Earlier::from_changes(vec![diff.changes[0].0.clone()]);
+        let mut earlier = Earlier::default();
+        record(&restarting, &mut earlier, |_| {});
         assert_eq!(
-            RunnerConfig::read_at_start_changed_in(&earlier),
+            earlier.read_at_start(),
             ["listen_address", "session_server.listen_address"]
         );
         let reloaded = resource("concurrent = 8\n", &[]);
-        let diff = reloaded.diff(&state(Some(FILE), 0o600), &Earlier::default());
-        let earlier = Earlier::from_changes(vec![diff.changes[0].0.clone()]);
-        assert!(RunnerConfig::read_at_start_changed_in(&earlier).is_empty());
+        let mut earlier = Earlier::default();
+        record(&reloaded, &mut earlier, |_| {});
+        assert!(earlier.read_at_start().is_empty());
+    }
+
+    /// Records `resource`'s one change in `earlier` as the engine does, with what its op made,
+    /// after `reword` changed how the change reads.
+    fn record(resource: &RunnerConfig, earlier: &mut Earlier, reword: impl Fn(&mut Change)) {
+        let diff = resource.diff(&state(Some(FILE), 0o600), &Earlier::default());
+        let (mut change, op) = diff.changes.into_iter().next().unwrap();
+        reword(&mut change);
+        earlier.push(&change, resource.made(&op.unwrap()));
+    }
+
+    /// Issue 19: what restarts gitlab-runner is what the op merges, not how the plan prints it.
+    /// Field paths printed another way (or a detail naming a key read at start) decide nothing.
+    #[test]
+    fn the_restart_follows_the_op_not_the_printed_change() {
+        let restarting = resource("[session_server]\nlisten_address = \"[::]:8093\"\n", &[]);
+        let mut earlier = Earlier::default();
+        record(&restarting, &mut earlier, |change| {
+            for field in &mut change.fields {
+                field.path = format!("[{}]", field.path.replace('.', "] "));
+            }
+            change.detail = "reworded".into();
+        });
+        assert_eq!(earlier.read_at_start(), ["session_server.listen_address"]);
+        let reloaded = resource("concurrent = 8\n", &[]);
+        let mut earlier = Earlier::default();
+        record(&reloaded, &mut earlier, |change| {
+            change.fields[0].path = "listen_address".into();
+            change.detail = "session_server.listen_address changed".into();
+        });
+        assert!(earlier.read_at_start().is_empty());
     }
 
     #[test]

@@ -60,6 +60,28 @@ pub(crate) enum RunnerOp {
     ForgetRequest,
 }
 
+impl RunnerOp {
+    /// The action the plan shows for this op, which consent and the summary go by.
+    pub(super) fn action(&self) -> Action {
+        match self {
+            Self::ForgetRequest => Action::Recover,
+            Self::Verify {
+                changed_from: None, ..
+            }
+            | Self::Register { .. }
+            | Self::Create { .. } => Action::Register,
+            Self::Verify {
+                changed_from: Some(_),
+                ..
+            }
+            | Self::Adopt { .. }
+            | Self::Record { .. } => Action::Update,
+            Self::Unregister { .. } => Action::Unregister,
+            Self::Forget { .. } => Action::Delete,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Call {
     DeleteRunner,
@@ -315,10 +337,11 @@ impl Runner {
     #[expect(clippy::too_many_lines, reason = "one plan line per operation")]
     pub(super) fn change(&self, op: &RunnerOp, observed: &RunnerState) -> Change {
         let id = self.id();
+        let action = op.action();
         match op {
             RunnerOp::ForgetRequest => Change::new(
                 id,
-                Action::Recover,
+                action,
                 "an interrupted registration had finished: its answer is kept",
             ),
             RunnerOp::Verify {
@@ -328,7 +351,7 @@ impl Runner {
             }
             | RunnerOp::Register { spec, .. }
             | RunnerOp::Create { spec, .. } => {
-                Change::new(id, Action::Register, self.register_detail(spec, observed))
+                Change::new(id, action, self.register_detail(spec, observed))
             }
             RunnerOp::Verify {
                 token,
@@ -338,7 +361,7 @@ impl Runner {
                 let after = token.fingerprint();
                 Change::new(
                     id,
-                    Action::Update,
+                    action,
                     format!("token (fingerprint {} → {})", before.short(), after.short()),
                 )
                 .with_fields(vec![FieldChange::new(
@@ -353,7 +376,7 @@ impl Runner {
                 ..
             } => Change::new(
                 id,
-                Action::Update,
+                action,
                 format!(
                     "record the existing entry (runner #{runner_id}) in berth's ledger as {}; no GitLab call",
                     source.as_str()
@@ -361,7 +384,7 @@ impl Runner {
             ),
             RunnerOp::Record { fields, .. } => Change::new(
                 id,
-                Action::Update,
+                action,
                 format!(
                     "record {} in berth's ledger",
                     fields
@@ -389,7 +412,7 @@ impl Runner {
                 };
                 let mut change = Change::new(
                     id,
-                    Action::Unregister,
+                    action,
                     format!("{what}; its entry leaves `{}`", self.config),
                 );
                 if *call == Call::None && recorded.source == Origin::Verified {
@@ -403,7 +426,7 @@ impl Runner {
             RunnerOp::Forget { recorded } => {
                 Change::new(
                     id,
-                    Action::Delete,
+                    action,
                     format!(
                         "forget it in berth's ledger: its entry in `{}` is gone, and its token with it, so GitLab cannot be told",
                         self.config

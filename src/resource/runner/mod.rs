@@ -36,7 +36,7 @@ use toml_edit::DocumentMut;
 use crate::{
     host::{FileMode, Host, HostPath},
     plan::{Action, Change, Diff, FieldChange, Kind, ResourceId},
-    resource::{Context, Earlier, Resource, journal},
+    resource::{Context, Earlier, Made, Resource, journal},
     secret::{Fingerprint, Secret},
 };
 use config::FILE_MODE;
@@ -424,13 +424,6 @@ impl Runner {
             ledger.runners.shift_remove(&self.name);
         })
     }
-
-    /// True when `runner/NAME` plans (plan) or made (apply) a registration in this run.
-    pub(crate) fn registers_in(earlier: &Earlier, name: &str) -> bool {
-        earlier
-            .of(&ResourceId::new(Kind::Runner, name))
-            .any(|change| change.action == Action::Register)
-    }
 }
 
 impl Resource for Runner {
@@ -498,6 +491,31 @@ impl Resource for Runner {
             Decision::Do(op) => diff.push(self.change(&op, observed), op),
         }
         diff
+    }
+
+    /// A registration writes the runner's entry in config.toml, which `runner-config` then
+    /// fills with the profile's settings.
+    fn action(&self, op: &RunnerOp) -> Action {
+        op.action()
+    }
+
+    fn made(&self, op: &RunnerOp) -> Vec<Made> {
+        match op {
+            RunnerOp::Verify {
+                changed_from: None, ..
+            }
+            | RunnerOp::Register { .. }
+            | RunnerOp::Create { .. } => vec![Made::Registered],
+            RunnerOp::Verify {
+                changed_from: Some(_),
+                ..
+            }
+            | RunnerOp::Adopt { .. }
+            | RunnerOp::Record { .. }
+            | RunnerOp::Unregister { .. }
+            | RunnerOp::Forget { .. }
+            | RunnerOp::ForgetRequest => Vec::new(),
+        }
     }
 
     fn apply(&self, context: &Context, op: &RunnerOp) -> Result<()> {
