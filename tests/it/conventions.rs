@@ -394,7 +394,7 @@ const KIND_TO_KIND: &[(&str, &str, &str)] = &[
     (
         "resource/daemon/service.rs",
         "resource/package/mod.rs",
-        "asks DockerPackage whether Docker was installed in Earlier; the typed facts in Earlier (issue 19) end it",
+        "depends on `package/docker`, named by DockerPackage::id (whether Docker was installed is the typed fact Made::DockerInstalled in Earlier)",
     ),
     (
         "resource/daemon/mod.rs",
