@@ -527,10 +527,9 @@ impl Resource for Runner {
             | RunnerOp::Register { .. }
             | RunnerOp::Create { .. } => vec![Made::Registered],
             // gitlab-runner reads `.runner_system_id` when it starts.
-            RunnerOp::RegenerateSystemId { .. } => vec![Made::ReadAtStart(vec![format!(
-                "`{}`",
-                system_id::FILE_NAME
-            )])],
+            RunnerOp::RegenerateSystemId { .. } => {
+                vec![Made::ReadAtStart(vec![system_id::FILE_NAME.to_owned()])]
+            }
             RunnerOp::Verify {
                 changed_from: Some(_),
                 ..

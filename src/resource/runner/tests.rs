@@ -137,7 +137,7 @@ fn a_system_id_made_on_another_machine_is_regenerated() {
     assert!(change.warnings[0].contains("s_0123456789ab"), "{change:?}");
     assert_eq!(
         runner.made(op),
-        vec![Made::ReadAtStart(vec!["`.runner_system_id`".into()])]
+        vec![Made::ReadAtStart(vec![".runner_system_id".into()])]
     );
     // Not yet registered: the registration comes first; gitlab-runner reads the ID after.
     let mut unregistered = state(None, None, Some("glrt-a"));
