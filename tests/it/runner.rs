@@ -1670,6 +1670,11 @@ fn a_cloned_host_regenerates_its_system_id_and_the_metric_shows_it() {
     );
     assert_eq!(root.mode(SYSTEM_ID), 0o600);
     assert_eq!(gitlab.calls(VERIFY), verifies, "no GitLab call");
+    let recorded = &ledger(&root)["system_ids"];
+    assert!(
+        recorded.get(&regenerated).is_some() && recorded.get(&original).is_none(),
+        "{recorded}"
+    );
     let metrics = root.read(METRICS).unwrap();
     assert!(
         metrics.contains(&format!(

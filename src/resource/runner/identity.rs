@@ -50,6 +50,13 @@ pub(crate) fn remember(host: &Host, config: &HostPath) -> Result<()> {
     })
 }
 
+/// Drops a system ID this host no longer holds from the ledger.
+pub(crate) fn forget(host: &Host, system_id: &str) -> Result<()> {
+    Ledger::update(host, |ledger| {
+        ledger.system_ids.shift_remove(system_id);
+    })
+}
+
 /// One runner's identity and token lifetime, for status, the run report and the metrics.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Facts {

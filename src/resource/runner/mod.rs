@@ -355,9 +355,22 @@ impl Runner {
                 self.record(host, spec, *id, *source, fingerprint.clone())?;
                 identity::remember(host, &self.config)
             }
-            RunnerOp::RegenerateSystemId { .. } => {
+            RunnerOp::RegenerateSystemId { system_id: copied } => {
+                // Runners sharing one config.toml share its system ID: the first regenerates it.
+                let here = identity::machine(host)?;
+                let current = system_id::read(host, &self.config)?;
+                let ledger = Ledger::load(host)?;
+                if current.as_deref() != Some(copied.as_str())
+                    || !identity::made_elsewhere(&ledger, copied, here.as_deref())
+                {
+                    return Ok(());
+                }
                 let new = system_id::regenerate(host, &self.config)?;
-                tracing::info!("{}: new system ID `{new}`", self.id());
+                tracing::info!(
+                    "{}: new system ID `{new}` in place of `{copied}`",
+                    self.id()
+                );
+                identity::forget(host, copied)?;
                 identity::remember(host, &self.config)
             }
             RunnerOp::Record { spec, recorded, .. } => self.record(
