@@ -50,11 +50,23 @@ pub(crate) fn remember(host: &Host, config: &HostPath) -> Result<()> {
     })
 }
 
-/// Drops a system ID this host no longer holds from the ledger.
-pub(crate) fn forget(host: &Host, system_id: &str) -> Result<()> {
+/// Replaces `copied`, the system ID beside `config` made on another machine, with one made
+/// here, and records it in its place; returns it. Runners sharing one config.toml share its
+/// system ID, so only the first of them finds it still copied: `None` for the rest.
+pub(crate) fn regenerate(host: &Host, config: &HostPath, copied: &str) -> Result<Option<String>> {
+    let here = machine(host)?;
+    let current = system_id::read(host, config)?;
+    if current.as_deref() != Some(copied)
+        || !made_elsewhere(&Ledger::load(host)?, copied, here.as_deref())
+    {
+        return Ok(None);
+    }
+    let new = system_id::regenerate(host, config)?;
     Ledger::update(host, |ledger| {
-        ledger.system_ids.shift_remove(system_id);
-    })
+        ledger.system_ids.shift_remove(copied);
+    })?;
+    remember(host, config)?;
+    Ok(Some(new))
 }
 
 /// One runner's identity and token lifetime, for status, the run report and the metrics.

@@ -356,22 +356,13 @@ impl Runner {
                 identity::remember(host, &self.config)
             }
             RunnerOp::RegenerateSystemId { system_id: copied } => {
-                // Runners sharing one config.toml share its system ID: the first regenerates it.
-                let here = identity::machine(host)?;
-                let current = system_id::read(host, &self.config)?;
-                let ledger = Ledger::load(host)?;
-                if current.as_deref() != Some(copied.as_str())
-                    || !identity::made_elsewhere(&ledger, copied, here.as_deref())
-                {
-                    return Ok(());
+                if let Some(new) = identity::regenerate(host, &self.config, copied)? {
+                    tracing::info!(
+                        "{}: new system ID `{new}` in place of `{copied}`",
+                        self.id()
+                    );
                 }
-                let new = system_id::regenerate(host, &self.config)?;
-                tracing::info!(
-                    "{}: new system ID `{new}` in place of `{copied}`",
-                    self.id()
-                );
-                identity::forget(host, copied)?;
-                identity::remember(host, &self.config)
+                Ok(())
             }
             RunnerOp::Record { spec, recorded, .. } => self.record(
                 host,
