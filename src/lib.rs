@@ -228,6 +228,13 @@ fn apply(settings: &Settings, printer: &Printer, print_converged: bool) -> Resul
         .ok()
         .flatten();
     let mut last_run = last_run.after(previous.as_ref());
+    // A system ID an older berth did not record is recorded now, so a clone of this host is
+    // found; only after a run that converged, when the IDs are the ones apply meant.
+    if matches!(&outcome, Ok(converged) if !converged.report.failed())
+        && let Err(error) = resource::runner::identity::remember_unrecorded(&settings.host)
+    {
+        tracing::warn!("failed to record the runners' system IDs: {error:#}");
+    }
     // Identity and token lifetime as the host holds them after the run, for status and metrics.
     match resource::runner::identity::facts(&settings.host) {
         Ok(facts) => {

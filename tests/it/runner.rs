@@ -1642,6 +1642,17 @@ fn a_cloned_host_regenerates_its_system_id_and_the_metric_shows_it() {
         "the ledger never holds the machine ID: {ledger_text}"
     );
     command(&root, &gitlab, &[], &[&profile]).converged();
+    // A ledger an older berth wrote, without the machines: the next apply records them, and
+    // changes nothing else.
+    let mut older = ledger(&root);
+    older.as_object_mut().unwrap().remove("system_ids").unwrap();
+    root.write(LEDGER, &older.to_string());
+    run(&root, &gitlab, &["apply"], &[&profile]).code(0);
+    assert!(
+        ledger(&root)["system_ids"].get(&original).is_some(),
+        "{}",
+        ledger(&root)
+    );
 
     // The clone: another machine ID, the same system ID.
     root.write(MACHINE_ID, "fedcba9876543210fedcba9876543210\n");

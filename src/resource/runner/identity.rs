@@ -69,6 +69,33 @@ pub(crate) fn regenerate(host: &Host, config: &HostPath, copied: &str) -> Result
     Ok(Some(new))
 }
 
+/// Records the system ID of every runner in the ledger that it does not know yet (a ledger an
+/// older berth wrote), as made on this machine; called after an apply, under its lock, so a
+/// host later cloned from this one is found. Writes only when something is new.
+pub(crate) fn remember_unrecorded(host: &Host) -> Result<()> {
+    let Some(here) = machine(host)? else {
+        return Ok(());
+    };
+    let ledger = Ledger::load(host)?;
+    let mut new = Vec::new();
+    for recorded in ledger.runners.values() {
+        if let Some(id) = system_id::read(host, &recorded.config)?
+            && !ledger.system_ids.contains_key(&id)
+            && !new.contains(&id)
+        {
+            new.push(id);
+        }
+    }
+    if new.is_empty() {
+        return Ok(());
+    }
+    Ledger::update(host, |ledger| {
+        for id in new {
+            ledger.system_ids.insert(id, here.clone());
+        }
+    })
+}
+
 /// One runner's identity and token lifetime, for status, the run report and the metrics.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Facts {
