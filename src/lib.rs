@@ -227,7 +227,28 @@ fn apply(settings: &Settings, printer: &Printer, print_converged: bool) -> Resul
         .inspect_err(|error| tracing::warn!("{error:#}"))
         .ok()
         .flatten();
-    let last_run = last_run.after(previous.as_ref());
+    let mut last_run = last_run.after(previous.as_ref());
+    // A system ID an older berth did not record is recorded now, so a clone of this host is
+    // found; only after a run that converged, when the IDs are the ones apply meant.
+    if matches!(&outcome, Ok(converged) if !converged.report.failed())
+        && let Err(error) = resource::runner::identity::remember_unrecorded(&settings.host)
+    {
+        tracing::warn!("failed to record the runners' system IDs: {error:#}");
+    }
+    // Identity and token lifetime as the host holds them after the run, for status and metrics.
+    match resource::runner::identity::facts(&settings.host) {
+        Ok(facts) => {
+            last_run.runners = facts
+                .into_iter()
+                .map(|facts| run_report::RunnerReport {
+                    runner: facts.runner,
+                    system_id: facts.system_id,
+                    token_expires_at: facts.token_expires_at,
+                })
+                .collect();
+        }
+        Err(error) => tracing::warn!("failed to read the runners' identities: {error:#}"),
+    }
     // Monitoring must hear about every run; failing to record one is worth a loud warning but
     // does not undo what the run did.
     if let Err(error) = last_run.write(&settings.host) {

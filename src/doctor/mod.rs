@@ -190,6 +190,8 @@ pub(crate) fn run(host: &Host, docker: &Docker, profile: Option<&Profile>) -> Ve
         after.extend(runner_config_permissions(host, profile));
         after.extend(dind_from_runner(docker, &status, profile, applied));
         after.extend(runner_tokens(host, profile, applied));
+        after.extend(token_expiry(host, profile, jiff::Timestamp::now()));
+        after.extend(runner_directory_persists(host, profile));
     }
     after.push(systemd::timer(host, applied));
     for check in &mut after {
@@ -705,6 +707,129 @@ fn runner_tokens(host: &Host, profile: &Profile, applied: bool) -> Vec<Check> {
     checks
 }
 
+/// How early doctor warns that a runner's token expires.
+const TOKEN_EXPIRY_WARNING: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+
+/// Each registered runner's `token_expires_at`, as GitLab returned it and gitlab-runner keeps
+/// it in config.toml: a warning within a week, a failure once past, since the runner then
+/// takes no jobs.
+fn token_expiry(host: &Host, profile: &Profile, now: jiff::Timestamp) -> Vec<Check> {
+    let Ok(Some((_, document))) = config::read(host, &profile.runner.config) else {
+        return Vec::new();
+    };
+    profile
+        .runner
+        .runners
+        .iter()
+        .filter_map(|spec| {
+            let index = config_toml::find(&document, &spec.name)?;
+            Some(expiry_check(
+                &spec.name,
+                config_toml::entry_expiry(&document, index),
+                now,
+            ))
+        })
+        .collect()
+}
+
+fn expiry_check(runner: &str, expires_at: Option<jiff::Timestamp>, now: jiff::Timestamp) -> Check {
+    let name = format!("runner {runner} token expiry");
+    let Some(at) = expires_at else {
+        return Check::new(&name, Verdict::Ok, "its token does not expire");
+    };
+    let left = at.duration_since(now).as_secs();
+    let renew = "create a new runner authentication token in GitLab (the runner's page: Reset token, or `POST /runners/reset_authentication_token`), put it in the runner's token file and run `berth apply`; gitlab-runner renews a token itself only while it is still valid";
+    if left <= 0 {
+        Check::new(
+            &name,
+            Verdict::Fail,
+            format!(
+                "its token expired at {at} ({}): GitLab refuses it, the runner takes no jobs",
+                crate::output::time::ago(-left)
+            ),
+        )
+        .fix(renew)
+    } else if left.unsigned_abs() <= TOKEN_EXPIRY_WARNING.as_secs() {
+        Check::new(
+            &name,
+            Verdict::Warn,
+            format!(
+                "its token expires at {at}, in {}",
+                crate::output::time::span(left)
+            ),
+        )
+        .fix(renew)
+    } else {
+        Check::new(&name, Verdict::Ok, format!("its token expires at {at}"))
+    }
+}
+
+/// config.toml's directory on tmpfs loses `.runner_system_id` at every boot: the runner comes
+/// back as a new manager in GitLab each time (and GitLab limits how many a runner may have).
+fn runner_directory_persists(host: &Host, profile: &Profile) -> Option<Check> {
+    if profile.runner.runners.is_empty() {
+        return None;
+    }
+    let directory = profile.runner.config.parent()?;
+    let name = "runner directory";
+    Some(match on_tmpfs(&host.path(&directory)) {
+        Some(true) => Check::new(
+            name,
+            Verdict::Warn,
+            format!("`{directory}` is on tmpfs: `.runner_system_id` is lost at every boot, and each boot makes the runner a new manager in GitLab"),
+        )
+        .fix("keep config.toml's directory on persistent storage (a disk-backed volume or bind mount)"),
+        Some(false) => Check::new(name, Verdict::Ok, format!("`{directory}` is on persistent storage")),
+        None => Check::new(name, Verdict::Skip, format!("the filesystem of `{directory}` cannot be looked at")),
+    })
+}
+
+/// Whether `path` (or, when it does not exist yet, the nearest directory above it that does)
+/// is on tmpfs; `None` when nothing of it can be looked at.
+fn on_tmpfs(path: &std::path::Path) -> Option<bool> {
+    let existing = path.ancestors().find(|path| path.exists())?;
+    let stats = nix::sys::statfs::statfs(existing).ok()?;
+    let kind = stats.filesystem_type();
+    Some(kind == nix::sys::statfs::TMPFS_MAGIC)
+}
+
 pub(crate) fn healthy(checks: &[Check]) -> bool {
     checks.iter().all(|check| check.verdict != Verdict::Fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_warns_within_a_week_and_fails_once_expired() {
+        let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let at = |text: &str| Some(text.parse::<jiff::Timestamp>().unwrap());
+        let never = expiry_check("r", None, now);
+        assert_eq!(never.verdict, Verdict::Ok);
+        let later = expiry_check("r", at("2026-12-09T00:00:01Z"), now);
+        assert_eq!(later.verdict, Verdict::Ok, "{later:?}");
+        let soon = expiry_check("r", at("2026-12-04T00:00:00Z"), now);
+        assert_eq!(soon.verdict, Verdict::Warn);
+        assert!(soon.detail.contains("in 3 days"), "{soon:?}");
+        let past = expiry_check("r", at("2026-11-30T00:00:00Z"), now);
+        assert_eq!(past.verdict, Verdict::Fail);
+        assert!(
+            past.detail.contains("expired") && past.detail.contains("1 day ago"),
+            "{past:?}"
+        );
+        assert!(
+            past.fix.as_deref().unwrap().contains("token file"),
+            "{past:?}"
+        );
+    }
+
+    #[test]
+    fn tmpfs_is_told_from_a_disk() {
+        assert_eq!(on_tmpfs(std::path::Path::new("/dev/shm")), Some(true));
+        assert_eq!(
+            on_tmpfs(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))),
+            Some(false)
+        );
+    }
 }

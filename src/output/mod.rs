@@ -257,7 +257,6 @@ impl Printer {
         }
     }
 
-    /// Prints `validate`'s verdict for the profiles that loaded.
     /// Prints `berth status`: the last run, how long ago, and what it changed.
     pub(crate) fn status(
         &self,
@@ -317,6 +316,9 @@ impl Printer {
         }
         if let Some(line) = watch_line {
             out.push_str(&line);
+        }
+        for runner in &run.runners {
+            out.push_str(&runner_line(runner, jiff::Timestamp::now()));
         }
         if run.changes.is_empty() {
             out.push_str("changes:   none, the host matched its profiles\n");
@@ -477,6 +479,31 @@ fn watch_line(state: &WatchState) -> String {
         state.pid,
         state.converges,
         state.heals
+    )
+}
+
+/// A runner's line in `status`: its system ID and when its token expires, as of `now`.
+fn runner_line(runner: &run_report::RunnerReport, now: jiff::Timestamp) -> String {
+    let system_id = runner.system_id.as_deref().unwrap_or("none yet");
+    let expiry = match runner.token_expires_at {
+        None => "token never expires".to_owned(),
+        Some(at) => {
+            let seconds = at.duration_since(now).as_secs();
+            let when = if seconds < 0 {
+                format!("EXPIRED {} ago", time::span(-seconds))
+            } else {
+                format!("in {}", time::span(seconds))
+            };
+            format!(
+                "token expires {} ({when})",
+                time::local_time(&at.to_string())
+            )
+        }
+    };
+    format!(
+        "runner:    {}: system_id {}, {expiry}\n",
+        clean(&runner.runner),
+        clean(system_id)
     )
 }
 

@@ -39,6 +39,19 @@ pub(crate) struct LastRun {
     /// host has been failing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_success_at: Option<String>,
+    /// Each runner berth answers for, as the host held it after the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runners: Vec<RunnerReport>,
+}
+
+/// One runner's identity and token lifetime after the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RunnerReport {
+    pub runner: String,
+    /// Its `.runner_system_id`; `None` while there is none.
+    pub system_id: Option<String>,
+    /// RFC 3339, UTC; `None` when the token never expires.
+    pub token_expires_at: Option<jiff::Timestamp>,
 }
 
 impl LastRun {
@@ -58,6 +71,7 @@ impl LastRun {
             summary: serde_json::json!({"add": 0, "change": 0, "destroy": 0, "refused": 0, "failed": 0}),
             changes_by_kind: BTreeMap::new(),
             last_success_at: None,
+            runners: Vec::new(),
         }
     }
 
@@ -199,6 +213,17 @@ impl LastRun {
             "Unix time at which the last berth apply that converged the host started; 0 while none has.",
             &[(String::new(), format_float(last_success))],
         );
+        let (info, expiry) = runner_samples(&self.runners);
+        gauge(
+            "berth_runner_info",
+            "Each runner berth answers for, with the system ID this host presents to GitLab.",
+            &info,
+        );
+        gauge(
+            "berth_runner_token_expiry_timestamp_seconds",
+            "Unix time at which the runner's authentication token expires (token_expires_at); absent for a token that never expires.",
+            &expiry,
+        );
         gauge(
             "berth_build_info",
             "The berth that wrote these metrics: its version and the commit it was built from.",
@@ -240,6 +265,38 @@ pub(crate) fn write_metrics(
     host.write_atomic(path, text.as_bytes(), 0o644)
 }
 
+type Samples = Vec<(String, String)>;
+
+/// The runners' samples: `berth_runner_info` for each with a system ID, and the token expiry
+/// for each whose token expires.
+fn runner_samples(runners: &[RunnerReport]) -> (Samples, Samples) {
+    let info = runners
+        .iter()
+        .filter_map(|runner| {
+            let system_id = runner.system_id.as_deref()?;
+            Some((
+                format!(
+                    "{{runner=\"{}\",system_id=\"{}\"}}",
+                    escape_label(&runner.runner),
+                    escape_label(system_id)
+                ),
+                "1".to_owned(),
+            ))
+        })
+        .collect();
+    let expiry = runners
+        .iter()
+        .filter_map(|runner| {
+            let at = runner.token_expires_at?;
+            Some((
+                format!("{{runner=\"{}\"}}", escape_label(&runner.runner)),
+                at.as_second().to_string(),
+            ))
+        })
+        .collect();
+    (info, expiry)
+}
+
 fn format_float(value: f64) -> String {
     let text = format!("{value:.3}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
@@ -275,6 +332,7 @@ mod tests {
             summary: serde_json::json!({}),
             changes_by_kind: [("container".to_owned(), 2), ("daemon-config".to_owned(), 0)].into(),
             last_success_at: None,
+            runners: Vec::new(),
         }
     }
 
@@ -335,6 +393,40 @@ mod tests {
                 .metrics()
                 .contains("berth_last_success_timestamp_seconds 0\n")
         );
+    }
+
+    #[test]
+    fn each_runner_has_its_system_id_and_token_expiry_as_metrics() {
+        let run = LastRun {
+            runners: vec![
+                RunnerReport {
+                    runner: "docker".into(),
+                    system_id: Some("s_0123456789ab".into()),
+                    token_expires_at: Some("2031-01-02T03:04:05Z".parse().unwrap()),
+                },
+                RunnerReport {
+                    runner: "never".into(),
+                    system_id: None,
+                    token_expires_at: None,
+                },
+            ],
+            ..sample()
+        };
+        let metrics = run.metrics();
+        assert!(
+            metrics
+                .contains("berth_runner_info{runner=\"docker\",system_id=\"s_0123456789ab\"} 1\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(
+                "berth_runner_token_expiry_timestamp_seconds{runner=\"docker\"} 1925089445\n"
+            ),
+            "{metrics}"
+        );
+        assert!(!metrics.contains("runner=\"never\""), "{metrics}");
+        let read: LastRun = serde_json::from_str(&serde_json::to_string(&run).unwrap()).unwrap();
+        assert_eq!(read, run);
     }
 
     #[test]

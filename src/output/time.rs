@@ -3,14 +3,22 @@
 
 /// "42 seconds ago", "5 minutes ago", "3 hours ago", "2 days ago".
 pub(crate) fn ago(seconds: i64) -> String {
+    if seconds < 0 {
+        return "in the future (clock skew?)".to_owned();
+    }
+    format!("{} ago", span(seconds))
+}
+
+/// A stretch of time in its largest whole unit: "42 seconds", "3 hours", "2 days".
+pub(crate) fn span(seconds: i64) -> String {
+    let seconds = seconds.max(0);
     let (count, unit) = match seconds {
-        ..0 => return "in the future (clock skew?)".to_owned(),
         0..60 => (seconds, "second"),
         60..3600 => (seconds / 60, "minute"),
         3600..86_400 => (seconds / 3600, "hour"),
         _ => (seconds / 86_400, "day"),
     };
-    format!("{count} {unit}{} ago", if count == 1 { "" } else { "s" })
+    format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
 }
 
 /// A timestamp as the operator's clock shows it: local time with its zone abbreviation

@@ -114,8 +114,8 @@ pub(crate) enum Made {
     /// `runner/NAME` registers the runner: its entry in config.toml exists after.
     Registered,
     /// `runner-config` changes config.toml keys gitlab-runner reads only when it starts (each
-    /// named as the plan names it, for the restart's detail): the container that runs it
-    /// restarts.
+    /// named as the plan names it, for the restart's detail), or `runner/NAME` writes a new
+    /// `.runner_system_id`: the container that runs it restarts.
     ReadAtStart(Vec<String>),
     /// `container/NAME` is new (created or replaced): a container reading a volume it writes
     /// restarts.
@@ -174,9 +174,11 @@ impl Earlier {
             .any(|(id, made)| id.name.as_deref() == Some(runner) && *made == Made::Registered)
     }
 
-    /// The config.toml keys gitlab-runner reads only at start that this run changes.
+    /// What gitlab-runner reads only at start that this run changes: config.toml keys, or a
+    /// runner's new `.runner_system_id`.
     pub(crate) fn read_at_start(&self) -> Vec<&str> {
         self.of_kind(Kind::RunnerConfig)
+            .chain(self.of_kind(Kind::Runner))
             .flat_map(|(_, made)| match made {
                 Made::ReadAtStart(keys) => keys.as_slice(),
                 _ => &[],

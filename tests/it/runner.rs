@@ -1605,3 +1605,196 @@ fn s3_cache_keys_come_from_files_and_show_only_as_stars() {
             .contains(&format!("SecretKey = \"{ROTATED}\""))
     );
 }
+
+const METRICS: &str = "/var/lib/node-exporter/berth.prom";
+const MACHINE_ID: &str = "/etc/machine-id";
+
+/// The `.runner_system_id` the host holds now.
+fn system_id(root: &Root) -> String {
+    root.read(SYSTEM_ID).expect("the system ID exists")
+}
+
+/// Issue 22: a host cloned from another (its machine ID changed under the root, the same
+/// `.runner_system_id` copied along) makes a system ID of its own in one apply, without a
+/// GitLab call, and the metrics show the new one; the ledger holds no machine ID.
+#[test]
+fn a_cloned_host_regenerates_its_system_id_and_the_metric_shows_it() {
+    let (root, gitlab, _, profile) = glrt_host();
+    root.write(MACHINE_ID, "0123456789abcdef0123456789abcdef\n");
+    run(
+        &root,
+        &gitlab,
+        &["apply", "--metrics-file", METRICS],
+        &[&profile],
+    )
+    .code(0);
+    let original = system_id(&root);
+    let metrics = root.read(METRICS).unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "berth_runner_info{{runner=\"docker-runner\",system_id=\"{original}\"}} 1\n"
+        )),
+        "{metrics}"
+    );
+    let ledger_text = root.read(LEDGER).unwrap();
+    assert!(
+        !ledger_text.contains("0123456789abcdef0123456789abcdef"),
+        "the ledger never holds the machine ID: {ledger_text}"
+    );
+    command(&root, &gitlab, &[], &[&profile]).converged();
+    // A ledger an older berth wrote, without the machines: the next apply records them, and
+    // changes nothing else.
+    let mut older = ledger(&root);
+    older.as_object_mut().unwrap().remove("system_ids").unwrap();
+    root.write(LEDGER, &older.to_string());
+    run(&root, &gitlab, &["apply"], &[&profile]).code(0);
+    assert!(
+        ledger(&root)["system_ids"].get(&original).is_some(),
+        "{}",
+        ledger(&root)
+    );
+
+    // The clone: another machine ID, the same system ID.
+    root.write(MACHINE_ID, "fedcba9876543210fedcba9876543210\n");
+    let verifies = gitlab.calls(VERIFY);
+    let plan = run(&root, &gitlab, &["plan"], &[&profile]);
+    plan.code(2);
+    assert!(
+        plan.stdout
+            .contains("~ update    system-id  regenerate: made on another machine"),
+        "{}",
+        plan.transcript()
+    );
+    assert!(plan.stdout.contains(&original), "{}", plan.transcript());
+    run(
+        &root,
+        &gitlab,
+        &["apply", "--metrics-file", METRICS],
+        &[&profile],
+    )
+    .code(0);
+    let regenerated = system_id(&root);
+    assert_ne!(regenerated, original);
+    assert!(
+        regenerated.starts_with("s_") && regenerated.len() == 14,
+        "{regenerated}"
+    );
+    assert_eq!(root.mode(SYSTEM_ID), 0o600);
+    assert_eq!(gitlab.calls(VERIFY), verifies, "no GitLab call");
+    let recorded = &ledger(&root)["system_ids"];
+    assert!(
+        recorded.get(&regenerated).is_some() && recorded.get(&original).is_none(),
+        "{recorded}"
+    );
+    let metrics = root.read(METRICS).unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "berth_runner_info{{runner=\"docker-runner\",system_id=\"{regenerated}\"}} 1\n"
+        )) && !metrics.contains(&original),
+        "{metrics}"
+    );
+    let status = run(&root, &gitlab, &["status"], &[]);
+    assert!(
+        status.stdout.contains(&format!(
+            "runner:    docker-runner: system_id {regenerated}, "
+        )),
+        "{}",
+        status.transcript()
+    );
+    let json = run(&root, &gitlab, &["status", "--json"], &[]).json();
+    assert_eq!(
+        json["last_run"]["runners"][0]["system_id"],
+        serde_json::json!(regenerated)
+    );
+    command(&root, &gitlab, &[], &[&profile]).converged();
+}
+
+/// doctor's verdict and detail for the check `name`.
+fn doctor_check(root: &Root, gitlab: &GitLab, profile: &Path, name: &str) -> (String, String) {
+    let run = run(root, gitlab, &["doctor", "--json"], &[profile]);
+    let document = run.json();
+    let check = document["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["name"] == name)
+        .unwrap_or_else(|| panic!("no `{name}` check:\n{}", run.stdout))
+        .clone();
+    let text = |key: &str| check[key].as_str().unwrap_or_default().to_owned();
+    (
+        text("verdict"),
+        format!("{}; fix: {}", text("detail"), text("fix")),
+    )
+}
+
+/// Issue 22: the `token_expires_at` GitLab's verify returned reaches status, the metrics and
+/// doctor, which warns within a week and fails once the token has expired.
+#[test]
+fn a_token_expiry_reaches_status_metrics_and_doctor() {
+    let root = Root::new();
+    let gitlab = start_gitlab();
+    let expires =
+        jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 3 * 86_400 + 600)
+            .unwrap();
+    gitlab.add_runner_expiring(GLRT, Some(&expires.to_string()));
+    token_file(&root, GLRT_TOKEN_FILE, GLRT);
+    let profile = layer(&root, "site", &docker_runner(&gitlab));
+    run(
+        &root,
+        &gitlab,
+        &["apply", "--metrics-file", METRICS],
+        &[&profile],
+    )
+    .code(0);
+
+    let metrics = root.read(METRICS).unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "berth_runner_token_expiry_timestamp_seconds{{runner=\"docker-runner\"}} {}\n",
+            expires.as_second()
+        )),
+        "{metrics}"
+    );
+    let status = run(&root, &gitlab, &["status"], &[]);
+    assert!(
+        status.stdout.contains("token expires ") && status.stdout.contains("(in 3 days)"),
+        "{}",
+        status.transcript()
+    );
+    let json = run(&root, &gitlab, &["status", "--json"], &[]).json();
+    assert_eq!(
+        json["last_run"]["runners"][0]["token_expires_at"],
+        serde_json::json!(expires.to_string())
+    );
+    let (verdict, detail) = doctor_check(
+        &root,
+        &gitlab,
+        &profile,
+        "runner docker-runner token expiry",
+    );
+    assert_eq!(verdict, "warn", "{detail}");
+    assert!(
+        detail.contains("in 3 days") && detail.contains("token file"),
+        "{detail}"
+    );
+
+    // Time passes: the token in config.toml is now past its expiry.
+    let config = root.read(CONFIG).unwrap();
+    let expired = config.replace(
+        &format!("token_expires_at = {expires}"),
+        "token_expires_at = 2020-01-01T00:00:00Z",
+    );
+    assert_ne!(expired, config, "{config}");
+    root.write(CONFIG, &expired);
+    let (verdict, detail) = doctor_check(
+        &root,
+        &gitlab,
+        &profile,
+        "runner docker-runner token expiry",
+    );
+    assert_eq!(verdict, "fail", "{detail}");
+    assert!(
+        detail.contains("expired at 2020-01-01T00:00:00Z") && detail.contains("takes no jobs"),
+        "{detail}"
+    );
+}

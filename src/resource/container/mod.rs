@@ -532,7 +532,7 @@ impl Container {
                 _ => String::new(),
             };
             let detail = format!(
-                "config.toml changed {}, which gitlab-runner reads only when it starts{drained}",
+                "{} changed, which gitlab-runner reads only when it starts{drained}",
                 read_at_start
                     .iter()
                     .map(|key| format!("`{key}`"))

@@ -798,7 +798,7 @@ fn the_runner_container_restarts_for_a_key_gitlab_runner_reads_only_at_start() {
     assert_eq!(
         told(&diff),
         [
-            "restart config.toml changed `listen_address`, which gitlab-runner reads only when it starts, drained: SIGQUIT, up to 3600 s for running jobs"
+            "restart `listen_address` changed, which gitlab-runner reads only when it starts, drained: SIGQUIT, up to 3600 s for running jobs"
         ]
     );
     assert!(matches!(
@@ -808,6 +808,25 @@ fn the_runner_container_restarts_for_a_key_gitlab_runner_reads_only_at_start() {
     // `concurrent` is reloaded: `runner-config`'s op makes no fact of it.
     let reloaded = runner.diff(&seen(&runner, Some(live(&runner))), &Earlier::default());
     assert!(reloaded.changes.is_empty());
+    // Issue 22: a runner's regenerated `.runner_system_id` is read only at start too.
+    let regenerated = (
+        Change::new(
+            ResourceId::new(Kind::Runner, "docker-runner"),
+            Action::Update,
+            "",
+        ),
+        Made::ReadAtStart(vec![".runner_system_id".to_owned()]),
+    );
+    let diff = runner.diff(
+        &seen(&runner, Some(live(&runner))),
+        &Earlier::from_changes(vec![regenerated]),
+    );
+    assert_eq!(
+        told(&diff),
+        [
+            "restart `.runner_system_id` changed, which gitlab-runner reads only when it starts, drained: SIGQUIT, up to 3600 s for running jobs"
+        ]
+    );
     // The dind container does not run gitlab-runner.
     let dind = container(&declared, "gitlab-dind", false);
     assert!(

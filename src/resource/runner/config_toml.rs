@@ -103,6 +103,22 @@ pub(crate) fn entry_id(document: &DocumentMut, index: usize) -> Option<i64> {
     entry(document, index)?.get("id").and_then(Item::as_integer)
 }
 
+/// The entry's `token_expires_at`, as gitlab-runner writes it (a TOML datetime; a string is
+/// read too). `None` when absent, unreadable, or Go's zero time, which gitlab-runner writes for
+/// a token that never expires.
+pub(crate) fn entry_expiry(document: &DocumentMut, index: usize) -> Option<jiff::Timestamp> {
+    let item = entry(document, index)?.get("token_expires_at")?;
+    let text = match item.as_value()? {
+        Value::Datetime(datetime) => datetime.value().to_string(),
+        Value::String(text) => text.value().clone(),
+        _ => return None,
+    };
+    // Go's zero time is year 1: any time before the epoch means "never".
+    text.parse::<jiff::Timestamp>()
+        .ok()
+        .filter(|at| at.as_second() > 0)
+}
+
 /// Puts a blank line between the global keys and the first table when there is none, as
 /// gitlab-runner writes it (a file begun by registering a runner has no global keys at first).
 pub(crate) fn separate_globals(document: &mut DocumentMut) {
@@ -490,6 +506,19 @@ pub(crate) fn expiry(gitlab_time: Option<&str>) -> toml_edit::Datetime {
 mod tests {
     use super::*;
     use crate::host::host_path;
+
+    #[test]
+    fn the_expiry_is_read_back_and_the_zero_time_means_never() {
+        let document: DocumentMut = "[[runners]]\nname = \"a\"\ntoken_expires_at = 2031-01-02T03:04:05.678Z\n\n[[runners]]\nname = \"b\"\ntoken_expires_at = 0001-01-01T00:00:00Z\n\n[[runners]]\nname = \"c\"\n"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            entry_expiry(&document, 0).map(|at| at.to_string()),
+            Some("2031-01-02T03:04:05.678Z".to_owned())
+        );
+        assert_eq!(entry_expiry(&document, 1), None);
+        assert_eq!(entry_expiry(&document, 2), None);
+    }
 
     /// A config.toml as gitlab-runner writes it, edited by hand since: a comment, a foreign
     /// runner, a key berth does not know.

@@ -58,6 +58,10 @@ pub(crate) enum RunnerOp {
     Forget { recorded: Recorded },
     /// A registration an interrupted run sent was kept after all: clear its journal entry.
     ForgetRequest,
+    /// `.runner_system_id` was made on another machine (a cloned image or snapshot): write
+    /// one made on this machine, so two hosts never share a runner manager. No GitLab call:
+    /// the runner's next request for jobs makes the new ID a manager.
+    RegenerateSystemId { system_id: String },
 }
 
 impl RunnerOp {
@@ -75,7 +79,8 @@ impl RunnerOp {
                 ..
             }
             | Self::Adopt { .. }
-            | Self::Record { .. } => Action::Update,
+            | Self::Record { .. }
+            | Self::RegenerateSystemId { .. } => Action::Update,
             Self::Unregister { .. } => Action::Unregister,
             Self::Forget { .. } => Action::Delete,
         }
@@ -95,7 +100,19 @@ pub(crate) enum Call {
 impl Runner {
     pub(super) fn decide(&self, observed: &RunnerState) -> Decision {
         match &self.role {
-            Role::Declared(spec) => self.decide_declared(spec, observed),
+            Role::Declared(spec) => match self.decide_declared(spec, observed) {
+                Decision::InSync => {
+                    observed
+                        .copied_system_id
+                        .as_ref()
+                        .map_or(Decision::InSync, |system_id| {
+                            Decision::Do(RunnerOp::RegenerateSystemId {
+                                system_id: system_id.clone(),
+                            })
+                        })
+                }
+                other => other,
+            },
             Role::Removed => self.decide_removed(observed),
             Role::UnreadableLedger { .. } => Decision::InSync,
         }
@@ -423,6 +440,15 @@ impl Runner {
                 }
                 change
             }
+            RunnerOp::RegenerateSystemId { system_id } => Change::new(
+                id,
+                action,
+                "system-id  regenerate: made on another machine",
+            )
+            .with_warning(format!(
+                "`{}` holds `{system_id}`, which berth recorded on another machine (a cloned image or snapshot): two hosts with one system ID are one runner manager in GitLab",
+                system_id::path(&self.config)
+            )),
             RunnerOp::Forget { recorded } => {
                 Change::new(
                     id,

@@ -29,6 +29,11 @@ pub(crate) struct Ledger {
     /// By runner name, in the order berth recorded them.
     #[serde(default)]
     pub runners: IndexMap<String, Recorded>,
+    /// By `.runner_system_id` berth wrote or verified with: the machine it was made on, as
+    /// `identity::machine` hashes it (never the machine ID itself). A system ID found on
+    /// another machine was copied there, and is made anew.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub system_ids: IndexMap<String, String>,
 }
 
 /// One runner berth answers for.

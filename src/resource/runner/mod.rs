@@ -23,6 +23,7 @@ pub(crate) mod config;
 pub(crate) mod config_toml;
 mod decision;
 pub(crate) mod gitlab;
+pub(crate) mod identity;
 mod keys;
 pub(crate) mod ledger;
 pub(crate) mod secret_files;
@@ -76,6 +77,8 @@ pub(crate) struct RunnerState {
     system_id: Option<String>,
     /// A registration an earlier run sent without hearing how it ended.
     pending: Option<Registering>,
+    /// The system ID, when berth recorded it on another machine than this one.
+    copied_system_id: Option<String>,
 }
 
 /// What the journal keeps while a runner is requested from GitLab: nothing secret, enough for
@@ -156,7 +159,13 @@ impl Runner {
     }
 
     fn read_state(&self, host: &Host) -> Result<RunnerState> {
-        let recorded = Ledger::load(host)?.runners.shift_remove(&self.name);
+        let mut ledger = Ledger::load(host)?;
+        let system_id = system_id::read(host, &self.config)?;
+        let here = identity::machine(host)?;
+        let copied_system_id = system_id
+            .clone()
+            .filter(|id| identity::made_elsewhere(&ledger, id, here.as_deref()));
+        let recorded = ledger.runners.shift_remove(&self.name);
         let entry = config::read(host, &self.config)?.and_then(|(_, document)| {
             let index = config_toml::find(&document, &self.name)?;
             Some(RunnerEntry {
@@ -174,8 +183,9 @@ impl Runner {
             entry,
             recorded,
             token,
-            system_id: system_id::read(host, &self.config)?,
+            system_id,
             pending: journal::read(host, &self.id())?,
+            copied_system_id,
         })
     }
 
@@ -289,7 +299,8 @@ impl Runner {
                     registration.id,
                     Origin::Verified,
                     token.fingerprint(),
-                )
+                )?;
+                identity::remember(host, &self.config)
             }
             RunnerOp::Register {
                 spec,
@@ -333,14 +344,26 @@ impl Runner {
                         registration.id, self.config
                     )
                 })?;
-                Ok(())
+                identity::remember(host, &self.config)
             }
             RunnerOp::Adopt {
                 spec,
                 source,
                 fingerprint,
                 id,
-            } => self.record(host, spec, *id, *source, fingerprint.clone()),
+            } => {
+                self.record(host, spec, *id, *source, fingerprint.clone())?;
+                identity::remember(host, &self.config)
+            }
+            RunnerOp::RegenerateSystemId { system_id: copied } => {
+                if let Some(new) = identity::regenerate(host, &self.config, copied)? {
+                    tracing::info!(
+                        "{}: new system ID `{new}` in place of `{copied}`",
+                        self.id()
+                    );
+                }
+                Ok(())
+            }
             RunnerOp::Record { spec, recorded, .. } => self.record(
                 host,
                 spec,
@@ -463,6 +486,7 @@ impl Resource for Runner {
                 token: TokenFile::NotNeeded,
                 system_id: None,
                 pending: None,
+                copied_system_id: None,
             }),
             other => other,
         }
@@ -506,6 +530,10 @@ impl Resource for Runner {
             }
             | RunnerOp::Register { .. }
             | RunnerOp::Create { .. } => vec![Made::Registered],
+            // gitlab-runner reads `.runner_system_id` when it starts.
+            RunnerOp::RegenerateSystemId { .. } => {
+                vec![Made::ReadAtStart(vec![system_id::FILE_NAME.to_owned()])]
+            }
             RunnerOp::Verify {
                 changed_from: Some(_),
                 ..

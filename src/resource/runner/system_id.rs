@@ -68,15 +68,34 @@ pub(crate) fn ensure(host: &Host, config: &HostPath) -> Result<String> {
 
 /// A new system ID for this host.
 pub(crate) fn generate(host: &Host) -> Result<String> {
+    match machine_id(host)? {
+        Some(machine_id) => Ok(from_machine_id(&machine_id)),
+        None => random(),
+    }
+}
+
+/// The machine ID gitlab-runner would make the system ID from: the first of
+/// [`MACHINE_ID_FILES`] that is not empty.
+pub(crate) fn machine_id(host: &Host) -> Result<Option<String>> {
     for file in MACHINE_ID_FILES {
         if let Some(text) = host.read_optional(&host_path(file))? {
             let machine_id = text.trim();
             if !machine_id.is_empty() {
-                return Ok(from_machine_id(machine_id));
+                return Ok(Some(machine_id.to_owned()));
             }
         }
     }
-    random()
+    Ok(None)
+}
+
+/// Replaces the system ID beside `config` with a new one made on this machine, as
+/// gitlab-runner would have made it here; returns it.
+pub(crate) fn regenerate(host: &Host, config: &HostPath) -> Result<String> {
+    let id = generate(host)?;
+    super::config::distrust_directory(host, config);
+    host.write_secret(&path(config), id.as_bytes(), 0o600)
+        .context("failed to save the runner's new system ID")?;
+    Ok(id)
 }
 
 /// `s_` + the first 12 hex digits of HMAC-SHA256 keyed with the machine ID over

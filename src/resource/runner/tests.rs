@@ -80,6 +80,7 @@ fn state(
         }),
         system_id: Some("s_0123456789ab".into()),
         pending: None,
+        copied_system_id: None,
     }
 }
 
@@ -105,6 +106,46 @@ fn a_glrt_token_is_verified_once_and_then_in_sync() {
             .changes
             .is_empty()
     );
+}
+
+/// Issue 22: a system ID berth recorded on another machine (a cloned image) is made anew,
+/// and only once the registration is otherwise in sync; the runner container restarts for it.
+#[test]
+fn a_system_id_made_on_another_machine_is_regenerated() {
+    let runner = runner(glrt());
+    let mut cloned = state(
+        Some(entry("glrt-a")),
+        Some(recorded(Origin::Verified, "glrt-a")),
+        Some("glrt-a"),
+    );
+    cloned.copied_system_id = Some("s_0123456789ab".into());
+    let diff = runner.diff(&cloned, &Earlier::default());
+    let [(change, Some(op))] = diff.changes.as_slice() else {
+        panic!("{:?}", diff.changes)
+    };
+    assert_eq!(
+        op,
+        &RunnerOp::RegenerateSystemId {
+            system_id: "s_0123456789ab".into()
+        }
+    );
+    assert_eq!(change.action, Action::Update);
+    assert_eq!(
+        change.detail,
+        "system-id  regenerate: made on another machine"
+    );
+    assert!(change.warnings[0].contains("s_0123456789ab"), "{change:?}");
+    assert_eq!(
+        runner.made(op),
+        vec![Made::ReadAtStart(vec![".runner_system_id".into()])]
+    );
+    // Not yet registered: the registration comes first; gitlab-runner reads the ID after.
+    let mut unregistered = state(None, None, Some("glrt-a"));
+    unregistered.copied_system_id = Some("s_0123456789ab".into());
+    assert!(matches!(
+        runner.decide(&unregistered),
+        Decision::Do(RunnerOp::Verify { .. })
+    ));
 }
 
 #[test]
