@@ -275,6 +275,10 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// `plan` only: the host differs from the profile, and apply would make every change.
     pub const CHANGES_PENDING: u8 = 2;
+    /// `apply` only: everything converged but the disruptive steps, which wait for a fleet
+    /// slot (`[fleet]` in berth.toml); sysexits' EX_TEMPFAIL, "try again later". The timer's
+    /// next run does.
+    pub const WAITING_FOR_FLEET_SLOT: u8 = 75;
 
     /// What a command line clap could not parse exits with: 1, like any other error, since 2
     /// means "changes pending"; `--help` and `--version` (which clap reports the same way)

@@ -93,6 +93,7 @@ pub(crate) fn run(settings: &Settings, printer: &Printer, request: Request) -> R
             mode: Mode::Plan,
             reviewed: None,
             log_warnings: true,
+            fleet: None,
         },
     );
     if request.mode == Mode::Plan || !plan.has_changes() || plan.failed() {
@@ -140,6 +141,7 @@ pub(crate) fn run(settings: &Settings, printer: &Printer, request: Request) -> R
             mode: Mode::Apply,
             reviewed: Some(Reviewed(&shown)),
             log_warnings: false,
+            fleet: None,
         },
     );
     ignore_broken_pipe(printer.destroy_report(&report, &profile.names))?;

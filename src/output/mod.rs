@@ -180,6 +180,9 @@ impl Printer {
                 if report.failed() {
                     line.push_str(&format!(", {} failed", report.failures.len()));
                 }
+                if report.waiting() > 0 {
+                    line.push_str(&format!(", {} wait for a fleet slot", report.waiting()));
+                }
                 line.push('.');
                 line
             }
@@ -206,6 +209,7 @@ impl Printer {
             Status::Planned | Status::Done | Status::Refused => String::new(),
             Status::Failed => format!("  {}", self.paint(DESTROY, "(failed)")),
             Status::Skipped => format!("  {}", self.paint(DIM, "(skipped)")),
+            Status::Waiting => format!("  {}", self.paint(DIM, "(waits for a fleet slot)")),
         };
         // Padded before it is painted: escape codes have no width on the screen, but
         // `format!` would count them, and the columns would not line up in colour.
