@@ -32,6 +32,9 @@ struct Slots {
     holders: BTreeMap<String, BTreeSet<String>>,
     /// (group, id, "take" | "release" | "refused").
     events: Vec<(String, String, &'static str)>,
+    /// When each id took and gave back its slot: (id, taken, released), in Unix seconds; an
+    /// open interval has `f64::INFINITY` as its end.
+    held: Vec<(String, f64, f64)>,
     /// The most ids that held a slot of one group at any moment.
     most_at_once: usize,
 }
@@ -75,6 +78,10 @@ impl FleetLock {
             .get(group)
             .cloned()
             .unwrap_or_default()
+    }
+
+    fn held(&self) -> Vec<(String, f64, f64)> {
+        self.slots.lock().unwrap().held.clone()
     }
 
     fn events(&self) -> Vec<(String, String, &'static str)> {
@@ -148,6 +155,7 @@ fn handle(state: &Mutex<Slots>, slots: usize, mut request: tiny_http::Request) {
             holders.insert(id.clone());
             let held = holders.len();
             state.most_at_once = state.most_at_once.max(held);
+            state.held.push((id.clone(), now(), f64::INFINITY));
             state.events.push((group, id, "take"));
         } else {
             state.events.push((group, id, "refused"));
@@ -155,11 +163,26 @@ fn handle(state: &Mutex<Slots>, slots: usize, mut request: tiny_http::Request) {
             return answer(request, 409, "failed_lock", "semaphore currently full");
         }
     } else {
-        holders.remove(&id);
+        if holders.remove(&id)
+            && let Some(open) = state
+                .held
+                .iter_mut()
+                .rev()
+                .find(|(holder, _, end)| *holder == id && end.is_infinite())
+        {
+            open.2 = now();
+        }
         state.events.push((group, id, "release"));
     }
     drop(state);
     let _ = request.respond(tiny_http::Response::from_string("").with_status_code(200));
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 /// A loopback URL nobody listens on: the lock server is down.
@@ -381,4 +404,150 @@ fn a_slot_an_ended_run_held_is_released_by_the_next_run() {
     );
     assert!(!root.exists("/var/lib/berth/fleet-slot.json"));
     assert_eq!(lock.most_at_once(), 1);
+}
+
+/// The dockerd layer, with the restart wrapped so that it records when it began and ended.
+fn timed_restart_layer(dockerd: &Dockerd, log: &std::path::Path) -> PathBuf {
+    let t = dockerd.dir().display();
+    let log = log.display();
+    let script = format!(
+        "echo start $(date +%s.%N) >> {log}; sh {t}/restart.sh; rc=$?; echo end $(date +%s.%N) >> {log}; exit $rc"
+    );
+    profile_file(
+        dockerd.dir(),
+        "timed-daemon",
+        &format!(
+            "[docker]\nrestart = [\"sh\", \"-c\", \"{script}\"]\nreload = [\"sh\", \"{t}/reload.sh\"]\nready_timeout = 60\n"
+        ),
+    )
+}
+
+/// (start, end) of each restart the wrapper recorded.
+fn restarts(log: &std::path::Path) -> Vec<(f64, f64)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let times: Vec<(&str, f64)> = text
+        .lines()
+        .filter_map(|line| {
+            let (word, time) = line.split_once(' ')?;
+            Some((word, time.trim().parse().ok()?))
+        })
+        .collect();
+    times
+        .chunks(2)
+        .map(|pair| {
+            assert_eq!((pair[0].0, pair[1].0), ("start", "end"), "{text}");
+            (pair[0].1, pair[1].1)
+        })
+        .collect()
+}
+
+/// Issue 21's fleet: three hosts, each with its own private dockerd and a running container,
+/// share one slot; one profile change restarts Docker on all three; their applies run at once,
+/// round after round, as timers would. Every restart happens while its host holds the slot, so
+/// no two hosts are ever disrupted at once, and all three converge.
+#[test]
+fn three_hosts_sharing_one_slot_restart_one_at_a_time_and_all_converge() {
+    let lock = FleetLock::start(1);
+    let mut hosts = Vec::new();
+    for name in ["host-1", "host-2", "host-3"] {
+        let root = Root::new();
+        let dockerd = require_dockerd!(&root);
+        dockerd.import_stand_in(APP_IMAGE, APP_SCRIPT, &[]);
+        let log = root.scratch("restarts").join("log");
+        let layer = timed_restart_layer(&dockerd, &log);
+        hosts.push((name, root, dockerd, log, layer));
+    }
+    let site = |root: &Root, level: &str| {
+        profile_file(
+            &root.join("/work"),
+            "site",
+            &format!(
+                "[docker.daemon]\nlog-level = \"{level}\"\n[containers.berth-test-runner]\nimage = \"{APP_IMAGE}\"\nrestart = \"always\"\n"
+            ),
+        )
+    };
+    // Before the change, without `[fleet]`: each host converged, its container running.
+    for (name, root, dockerd, log, layer) in &hosts {
+        berth(root)
+            .docker(dockerd)
+            .args(["apply", "--yes"])
+            .args(p_args(&[layer.clone(), site(root, "info")]))
+            .run()
+            .code(0);
+        std::fs::remove_file(log).unwrap();
+        write_fleet(root, &lock.url(), name);
+    }
+    assert!(lock.events().is_empty(), "{:?}", lock.events());
+
+    // The merged change: every host restarts Docker for it.
+    let mut converged = BTreeSet::new();
+    for round in 1..=5 {
+        let running: Vec<_> = hosts
+            .iter()
+            .filter(|(name, ..)| !converged.contains(*name))
+            .map(|(name, root, dockerd, _, layer)| {
+                let run = berth(root)
+                    .docker(dockerd)
+                    .args(["apply", "--yes"])
+                    .args(p_args(&[layer.clone(), site(root, "warn")]))
+                    .spawn();
+                (*name, run)
+            })
+            .collect();
+        for (name, mut run) in running {
+            let code = run.child.wait().unwrap().code();
+            match code {
+                Some(0) => {
+                    converged.insert(name);
+                }
+                Some(75) => {}
+                other => panic!("round {round}: {name} exited {other:?}\n{}", run.output()),
+            }
+        }
+        if converged.len() == hosts.len() {
+            break;
+        }
+    }
+    assert_eq!(converged.len(), 3, "all converge: {:?}", lock.events());
+    assert_eq!(lock.most_at_once(), 1);
+    assert!(
+        lock.holders("runners-test").is_empty(),
+        "every slot given back"
+    );
+    let held = lock.held();
+    for (name, root, dockerd, log, layer) in &hosts {
+        let restarts = restarts(log);
+        assert_eq!(
+            restarts.len(),
+            1,
+            "{name} restarted Docker once: {restarts:?}"
+        );
+        for (start, end) in restarts {
+            assert!(
+                held.iter()
+                    .any(|(id, taken, released)| id == name && *taken <= start && end <= *released),
+                "{name} restarted Docker ({start}..{end}) outside its slot: {held:?}"
+            );
+        }
+        assert_eq!(
+            dockerd
+                .docker(["inspect", "-f", "{{.State.Running}}", "berth-test-runner"])
+                .trim(),
+            "true"
+        );
+        berth(root)
+            .docker(dockerd)
+            .args(p_args(&[layer.clone(), site(root, "warn")]))
+            .converged();
+    }
+    // The slots never overlapped: each was given back before the next was taken.
+    let mut intervals: Vec<(f64, f64)> = held
+        .iter()
+        .map(|(_, taken, released)| (*taken, *released))
+        .collect();
+    intervals.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(
+        intervals.windows(2).all(|pair| pair[0].1 <= pair[1].0),
+        "{held:?}"
+    );
 }
