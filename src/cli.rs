@@ -26,7 +26,7 @@ pub const VERSION: &str = concat!(
     max_term_width = 100,
     after_help = "Exit codes: 0 success (plan: in sync); 2 plan only: changes pending, all of which apply \
 would make; 1 anything else: an error, a plan with a change apply would refuse, a command line \
-berth cannot parse, an apply that was declined or whose saved plan no longer matches the host."
+berth cannot parse, an apply that was declined or whose saved plan no longer matches the host; 75 apply only: everything converged but the disruptive steps, which wait for a fleet slot ([fleet] in berth.toml; the next run carries them out)."
 )]
 pub struct Cli {
     /// Profile to converge to, by name (/etc/berth/profiles/NAME.toml, else embedded) or path;
@@ -67,7 +67,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Converge the host to the profiles, or carry out a plan saved by `plan --out`. On a
     /// terminal, asks before it removes, replaces, unregisters or restarts Docker. Exit 0:
-    /// converged; 1: something failed, the question was declined, or the saved plan is stale
+    /// converged; 1: something failed, the question was declined, or the saved plan is stale;
+    /// 75: the disruptive steps wait for a fleet slot, the rest converged
     Apply(ApplyCommand),
     /// Converge, then again on every drift of what berth owns (Docker events, file changes),
     /// until SIGTERM. Exit 0: stopped by a signal; 1: could not start

@@ -551,3 +551,23 @@ fn three_hosts_sharing_one_slot_restart_one_at_a_time_and_all_converge() {
         "{held:?}"
     );
 }
+
+#[test]
+fn a_fleet_lock_that_is_not_a_url_is_placed_at_its_key() {
+    let root = Root::new();
+    root.write(
+        "/etc/berth/berth.toml",
+        "profiles = [\"dind\"]\n\n[fleet]\nlock = \"fleetlock.example.com\"\n",
+    );
+    let plan = berth(&root).args(["plan"]).run();
+    plan.code(1);
+    assert!(
+        plan.stderr.contains("berth.toml:4:")
+            && plan.stderr.contains("`fleet.lock`")
+            && plan
+                .stderr
+                .contains("must be the FleetLock server's http:// or https:// URL"),
+        "{}",
+        plan.stderr
+    );
+}
