@@ -571,3 +571,57 @@ fn a_fleet_lock_that_is_not_a_url_is_placed_at_its_key() {
         plan.stderr
     );
 }
+
+#[test]
+fn destroy_goes_only_with_a_slot_and_gives_it_back() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    dockerd.import_stand_in(APP_IMAGE, APP_SCRIPT, &[]);
+    let profiles = profiles(&root, &dockerd, "info", true);
+    berth(&root)
+        .docker(&dockerd)
+        .args(["apply", "--yes"])
+        .args(p_args(&profiles))
+        .run()
+        .code(0);
+
+    write_fleet(&root, &closed_url(), "host-d");
+    let waits = berth(&root)
+        .docker(&dockerd)
+        .args(["destroy", "--yes"])
+        .args(p_args(&profiles))
+        .run();
+    waits.code(75);
+    assert!(
+        waits
+            .stderr
+            .contains("destroy waits for a fleet slot in `runners-test`: nothing was changed"),
+        "{}",
+        waits.stderr
+    );
+    assert_eq!(
+        dockerd
+            .docker(["inspect", "-f", "{{.State.Running}}", "berth-test-web"])
+            .trim(),
+        "true"
+    );
+
+    let lock = FleetLock::start(1);
+    write_fleet(&root, &lock.url(), "host-d");
+    berth(&root)
+        .docker(&dockerd)
+        .args(["destroy", "--yes"])
+        .args(p_args(&profiles))
+        .run()
+        .code(0);
+    assert!(
+        !dockerd
+            .docker_unchecked(["inspect", "berth-test-web"])
+            .status
+            .success(),
+        "destroyed with the slot"
+    );
+    let events: Vec<&str> = lock.events().iter().map(|(_, _, event)| *event).collect();
+    assert_eq!(events, ["take", "release"]);
+    assert!(!root.exists("/var/lib/berth/fleet-slot.json"));
+}
