@@ -26,7 +26,9 @@ pub const VERSION: &str = concat!(
     max_term_width = 100,
     after_help = "Exit codes: 0 success (plan: in sync); 2 plan only: changes pending, all of which apply \
 would make; 1 anything else: an error, a plan with a change apply would refuse, a command line \
-berth cannot parse, an apply that was declined or whose saved plan no longer matches the host; 75 apply and destroy: the disruptive steps wait for a fleet slot ([fleet] in berth.toml); apply converged the rest, and the next run carries them out."
+berth cannot parse, an apply that was declined or whose saved plan no longer matches the host; \
+75 apply and destroy: the disruptive steps wait for a fleet slot ([fleet] in berth.toml); apply \
+converged the rest, and the next run carries them out."
 )]
 pub struct Cli {
     /// Profile to converge to, by name (/etc/berth/profiles/NAME.toml, else embedded) or path;

@@ -316,6 +316,9 @@ impl Printer {
             run.profiles.join(", "),
         );
         out.push_str(&pause_line);
+        if let Some(fleet) = &run.fleet {
+            out.push_str(&fleet_line(fleet));
+        }
         if !run.success {
             out.push_str(&format!("converged: {}\n", last_success(run)));
         }
@@ -467,6 +470,25 @@ impl Printer {
 }
 
 /// `berth watch`'s line in `status`.
+/// `status`'s `fleet:` line: the group, whether a slot is held, what waits for one.
+fn fleet_line(fleet: &crate::fleet::FleetRun) -> String {
+    let held = if fleet.slot_held {
+        "holds a slot"
+    } else {
+        "holds no slot"
+    };
+    let waiting = if fleet.waiting.is_empty() {
+        "nothing waits".to_owned()
+    } else {
+        format!("waiting for a slot: {}", fleet.waiting.join(", "))
+    };
+    format!(
+        "fleet:     group {}, {held}; {}\n",
+        clean(&fleet.group),
+        clean(&waiting)
+    )
+}
+
 fn watch_line(state: &WatchState) -> String {
     if !state.running() {
         return "watch:     not running (it stopped, or was killed)\n".to_owned();

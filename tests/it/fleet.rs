@@ -308,6 +308,14 @@ fn lock_server_down_a_new_container_converges_and_a_restart_waits() {
     assert!(metrics.contains("\nberth_fleet_waiting 1\n"), "{metrics}");
     assert!(metrics.contains("\nberth_fleet_slot_held 0\n"), "{metrics}");
     assert!(!root.exists("/var/lib/berth/fleet-slot.json"));
+    let status = berth(&root).args(["status"]).run();
+    assert!(
+        status.stdout.contains(
+            "fleet:     group runners-test, holds no slot; waiting for a slot: daemon-config\n"
+        ),
+        "{}",
+        status.stdout
+    );
 
     // The server is back: the restart that waited is made, and the slot given back.
     let lock = FleetLock::start(1);
