@@ -26,7 +26,9 @@ pub const VERSION: &str = concat!(
     max_term_width = 100,
     after_help = "Exit codes: 0 success (plan: in sync); 2 plan only: changes pending, all of which apply \
 would make; 1 anything else: an error, a plan with a change apply would refuse, a command line \
-berth cannot parse, an apply that was declined or whose saved plan no longer matches the host."
+berth cannot parse, an apply that was declined or whose saved plan no longer matches the host; \
+75 apply and destroy: the disruptive steps wait for a fleet slot ([fleet] in berth.toml); apply \
+converged the rest, and the next run carries them out."
 )]
 pub struct Cli {
     /// Profile to converge to, by name (/etc/berth/profiles/NAME.toml, else embedded) or path;
@@ -67,7 +69,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Converge the host to the profiles, or carry out a plan saved by `plan --out`. On a
     /// terminal, asks before it removes, replaces, unregisters or restarts Docker. Exit 0:
-    /// converged; 1: something failed, the question was declined, or the saved plan is stale
+    /// converged; 1: something failed, the question was declined, or the saved plan is stale;
+    /// 75: the disruptive steps wait for a fleet slot, the rest converged
     Apply(ApplyCommand),
     /// Converge, then again on every drift of what berth owns (Docker events, file changes),
     /// until SIGTERM. Exit 0: stopped by a signal; 1: could not start
@@ -107,7 +110,8 @@ pub enum Command {
     Man,
     /// Take down what berth made here: drain and remove its containers and networks,
     /// unregister its runners, disable its timer; volumes and files stay unless --purge. Asks
-    /// first. Exit 0: nothing left to remove, or removed; 1: something failed or not confirmed
+    /// first. Exit 0: nothing left to remove, or removed; 1: something failed or not confirmed;
+    /// 75: waits for a fleet slot, nothing changed
     Destroy(DestroyArgs),
 }
 
@@ -275,6 +279,10 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// `plan` only: the host differs from the profile, and apply would make every change.
     pub const CHANGES_PENDING: u8 = 2;
+    /// `apply` only: everything converged but the disruptive steps, which wait for a fleet
+    /// slot (`[fleet]` in berth.toml); sysexits' EX_TEMPFAIL, "try again later". The timer's
+    /// next run does.
+    pub const WAITING_FOR_FLEET_SLOT: u8 = 75;
 
     /// What a command line clap could not parse exits with: 1, like any other error, since 2
     /// means "changes pending"; `--help` and `--version` (which clap reports the same way)

@@ -17,6 +17,7 @@ use crate::{
     cli::{DestroyArgs, exit},
     docker::{Docker, ObjectNames, labels::Instance, listing::Listing},
     engine::{self, Mode, Pass, Reviewed},
+    fleet::{Gate, SlotHeld},
     host::lock::RunLock,
     output::{
         Printer,
@@ -93,6 +94,7 @@ pub(crate) fn run(settings: &Settings, printer: &Printer, request: Request) -> R
             mode: Mode::Plan,
             reviewed: None,
             log_warnings: true,
+            fleet: None,
         },
     );
     if request.mode == Mode::Plan || !plan.has_changes() || plan.failed() {
@@ -126,6 +128,26 @@ pub(crate) fn run(settings: &Settings, printer: &Printer, request: Request) -> R
     )? {
         bail!("destroy cancelled: nothing was changed");
     }
+    // Taking the host down is disruptive as a whole: with `[fleet]`, it goes only with a slot,
+    // and hands it back once everything is gone.
+    let gate = match &settings.fleet {
+        Some(fleet) => Some(Gate::new(
+            fleet,
+            &settings.host,
+            SlotHeld::read(&settings.host)?.is_some(),
+        )),
+        None => None,
+    };
+    if let Some(gate) = &gate
+        && !gate.holds()
+        && !gate.take()
+    {
+        tracing::warn!(
+            "destroy waits for a fleet slot in `{}`: nothing was changed; run it again",
+            gate.group()
+        );
+        return Ok(exit::WAITING_FOR_FLEET_SLOT);
+    }
     docker.invalidate();
     // Exactly what was shown, and asked about.
     let shown: Vec<Change> = plan
@@ -140,14 +162,20 @@ pub(crate) fn run(settings: &Settings, printer: &Printer, request: Request) -> R
             mode: Mode::Apply,
             reviewed: Some(Reviewed(&shown)),
             log_warnings: false,
+            fleet: None,
         },
     );
     ignore_broken_pipe(printer.destroy_report(&report, &profile.names))?;
-    Ok(if report.failed() {
-        exit::FAILURE
-    } else {
-        exit::OK
-    })
+    if report.failed() {
+        return Ok(exit::FAILURE);
+    }
+    if let Some(gate) = &gate
+        && let Err(error) = gate.release()
+    {
+        tracing::error!("{error:#}");
+        return Ok(exit::FAILURE);
+    }
+    Ok(exit::OK)
 }
 
 /// What berth made on this daemon; `None` when no Docker is installed (runners still go).

@@ -12,6 +12,7 @@ use anyhow::anyhow;
 use serde::Serialize;
 
 use crate::{
+    fleet::Gate,
     host,
     plan::{Change, ResourceId, Summary},
     resource::{AnyResource, Context, Earlier, Resource, with_resource},
@@ -37,6 +38,9 @@ pub(crate) enum Status {
     Failed,
     /// apply: not attempted because an earlier change of the same resource failed.
     Skipped,
+    /// apply: a disruptive step (or one after it) not attempted because no fleet slot was
+    /// given; the next run tries again.
+    Waiting,
 }
 
 #[derive(Debug)]
@@ -89,6 +93,14 @@ impl Report {
 
     pub(crate) fn failed(&self) -> bool {
         !self.failures.is_empty()
+    }
+
+    /// apply: the changes that wait for a fleet slot.
+    pub(crate) fn waiting(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|entry| entry.status == Status::Waiting)
+            .count()
     }
 
     /// plan: the changes apply would refuse.
@@ -146,6 +158,8 @@ pub(crate) struct Pass<'a> {
     /// False for the plan apply makes before it asks or checks a saved plan: the apply that
     /// follows logs the same warnings.
     pub(crate) log_warnings: bool,
+    /// `[fleet]`: the slot a disruptive step takes first, or waits for.
+    pub(crate) fleet: Option<&'a Gate<'a>>,
 }
 
 pub(crate) fn run(resources: &[AnyResource], context: &Context, pass: Pass) -> Report {
@@ -258,6 +272,32 @@ fn settle(
     done
 }
 
+/// A disruptive step and the fleet's slot. Plan shows the step as waiting while no slot is
+/// held (plan asks no server); apply takes one first, and true means it did not get one.
+/// Recovery is not gated: finishing what a run left half done heals the host.
+fn waits_for_slot(gate: &Gate, mode: Mode, change: &mut Change) -> bool {
+    if gate.holds() {
+        return false;
+    }
+    match mode {
+        Mode::Plan => {
+            change.detail = format!(
+                "{} (waits for a fleet slot in {})",
+                change.detail,
+                gate.group()
+            )
+            .trim_start()
+            .to_owned();
+            false
+        }
+        Mode::Apply => change.refused.is_none() && !gate.take(),
+    }
+}
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "one step's ladder: dependency, observe, diff, fleet slot, consent, apply"
+)]
 fn step<R: Resource>(
     resource: &R,
     context: &Context,
@@ -265,6 +305,7 @@ fn step<R: Resource>(
         mode,
         reviewed,
         log_warnings,
+        fleet,
     }: Pass,
     report: &mut Report,
     earlier: &mut Earlier,
@@ -321,7 +362,23 @@ fn step<R: Resource>(
         }
         (change, op)
     });
-    while let Some((change, op)) = changes.next() {
+    while let Some((mut change, op)) = changes.next() {
+        if let Some(gate) = fleet
+            && op.as_ref().is_some_and(|op| resource.disrupts(op))
+            && waits_for_slot(gate, mode, &mut change)
+        {
+            // This step and the rest of the resource's wait; the resources after it
+            // converge, since nothing failed.
+            gate.wait(&id);
+            let rest = changes.by_ref().map(|(rest, _)| rest);
+            report
+                .entries
+                .extend(std::iter::once(change).chain(rest).map(|change| Entry {
+                    change,
+                    status: Status::Waiting,
+                }));
+            return;
+        }
         if stop_requested() && mode == Mode::Apply {
             report.entries.push(Entry {
                 change,
@@ -441,6 +498,7 @@ mod tests {
             mode: Mode::Plan,
             reviewed: None,
             log_warnings: false,
+            fleet: None,
         };
         step(
             &Misprinted,

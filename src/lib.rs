@@ -10,6 +10,7 @@ mod destroy;
 mod docker;
 mod doctor;
 mod engine;
+mod fleet;
 mod host;
 mod init;
 mod output;
@@ -30,6 +31,7 @@ use crate::{
     cli::{Cli, Command, exit},
     docker::{Docker, ObjectNames},
     engine::{Mode, Pass, Report, Reviewed},
+    fleet::{FleetRun, Gate, SlotHeld},
     host::{HostPath, lock::RunLock},
     output::confirm::{self, Consent},
     output::run_report::{self, LastRun},
@@ -212,6 +214,7 @@ fn apply(settings: &Settings, printer: &Printer, print_converged: bool) -> Resul
             clock.elapsed(),
             &converged.profile_names,
             converged.kinds.iter().cloned(),
+            converged.fleet.clone(),
         ),
         Err(error) => {
             let names: Vec<String> = settings
@@ -315,6 +318,8 @@ struct Converged {
     profile_names: Vec<String>,
     /// The kinds of resource the profiles declare.
     kinds: Vec<String>,
+    /// `[fleet]`: what waits for a slot and whether one is held.
+    fleet: Option<FleetRun>,
 }
 
 /// Why an apply changed nothing on purpose: the operator declined, or a saved plan no longer
@@ -351,14 +356,30 @@ fn converge(
     for warning in &profile.warnings {
         tracing::warn!("{warning}");
     }
+    let gate = match &settings.fleet {
+        Some(fleet) => {
+            let held = match SlotHeld::read(&settings.host) {
+                Ok(held) => held.is_some(),
+                // `plan` as another user: berth's state is root's; plan as if none is held.
+                Err(error) if mode == Mode::Plan => {
+                    tracing::debug!("{error:#}");
+                    false
+                }
+                Err(error) => return Err(error),
+            };
+            Some(Gate::new(fleet, &settings.host, held))
+        }
+        None => None,
+    };
     let reviewed = match mode {
-        Mode::Apply => review(settings, printer, &profile)?,
+        Mode::Apply => review(settings, printer, &profile, gate.as_ref())?,
         Mode::Plan => None,
     };
     let pass = Pass {
         mode,
         reviewed: reviewed.as_deref().map(Reviewed),
         log_warnings: true,
+        fleet: gate.as_ref(),
     };
     let Looked {
         report,
@@ -387,8 +408,16 @@ fn converge(
     if print_converged || report.has_changes() || report.failed() {
         ignore_broken_pipe(printer.report(&report, &profile.names))?;
     }
+    let (fleet, release_failed) = match &gate {
+        Some(gate) => {
+            let release_failed = mode == Mode::Apply && !settle_fleet(gate, &report);
+            (Some(gate.run()), release_failed)
+        }
+        None => (None, false),
+    };
     let code = match mode {
-        _ if report.failed() => exit::FAILURE,
+        _ if report.failed() || release_failed => exit::FAILURE,
+        Mode::Apply if report.waiting() > 0 => exit::WAITING_FOR_FLEET_SLOT,
         // apply would not make every change: that is not "changes pending", it needs a person.
         Mode::Plan if report.refused() > 0 => exit::FAILURE,
         Mode::Plan if report.has_changes() => exit::CHANGES_PENDING,
@@ -399,7 +428,29 @@ fn converge(
         report,
         profile_names: profile.names,
         kinds,
+        fleet,
     })
+}
+
+/// After apply, with `[fleet]`: says what waits for a slot, or, once the run converged, gives
+/// back the slot held (this run's, or one an earlier run left). False when the release failed.
+fn settle_fleet(gate: &Gate, report: &Report) -> bool {
+    let waiting = gate.waiting();
+    if !waiting.is_empty() {
+        let names: Vec<String> = waiting.iter().map(ToString::to_string).collect();
+        tracing::warn!(
+            "waiting for a fleet slot in `{}`: {}; the next `berth apply` (the timer's) carries them out",
+            gate.group(),
+            names.join(", ")
+        );
+        return true;
+    }
+    if report.failed() {
+        return true;
+    }
+    gate.release()
+        .inspect_err(|error| tracing::error!("{error:#}"))
+        .is_ok()
 }
 
 /// What one look at the host found.
@@ -465,11 +516,13 @@ fn review(
     settings: &Settings,
     printer: &Printer,
     profile: &Profile,
+    fleet: Option<&Gate>,
 ) -> Result<Option<Vec<Change>>> {
     let first_look = Pass {
         mode: Mode::Plan,
         reviewed: None,
         log_warnings: false,
+        fleet,
     };
     let planned = |report: Report| -> Vec<Change> {
         report

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::{
     cli::{ApplyCommand, Cli, Command},
+    fleet::{DEFAULT_GROUP, Fleet},
     host::{Host, HostPath, host_path},
     output::confirm::Consent,
     profile::source::{KeyPath, TomlFile},
@@ -27,6 +28,11 @@ pub(crate) struct BerthToml {
     pub profiles: Option<Vec<String>>,
     /// Where apply writes node_exporter textfile metrics.
     pub metrics_file: Option<HostPath>,
+    /// `[fleet]`: take a FleetLock slot before disruptive steps.
+    fleet: Option<FleetSection>,
+    /// `[fleet]`, checked and resolved when berth.toml was read.
+    #[serde(skip)]
+    resolved_fleet: Option<Fleet>,
     /// `profiles`, checked and resolved from berth.toml's directory when it was read.
     #[serde(skip)]
     profile_refs: Vec<ProfileRef>,
@@ -59,13 +65,110 @@ impl BerthToml {
             })
             .collect::<Result<_, _>>()
             .with_context(|| format!("invalid berth settings `{path}`"))?;
+        if let Some(section) = &config.fleet {
+            config.resolved_fleet = Some(
+                section
+                    .resolve(host, &file)
+                    .with_context(|| format!("invalid berth settings `{path}`"))?,
+            );
+        }
         Ok(config)
+    }
+
+    /// `[fleet]`, resolved; `None` when berth.toml has no `[fleet]`.
+    pub(crate) fn fleet(&self) -> Option<Fleet> {
+        self.resolved_fleet.clone()
     }
 
     /// The profiles berth.toml names, in layering order.
     pub(crate) fn profile_refs(&self) -> Vec<ProfileRef> {
         self.profile_refs.clone()
     }
+}
+
+/// `[fleet]` as written: the FleetLock server, the group (default `default`) and the client id
+/// (default the machine id).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FleetSection {
+    lock: Option<String>,
+    group: Option<String>,
+    id: Option<String>,
+}
+
+impl FleetSection {
+    fn resolve(
+        &self,
+        host: &Host,
+        file: &TomlFile,
+    ) -> Result<Fleet, crate::profile::source::LocatedError> {
+        let at = |key: &str, message: &str| file.error_at(&KeyPath::parse_dotted(key), message);
+        let lock = match self.lock.as_deref().map(str::trim) {
+            Some(lock) if lock.starts_with("http://") || lock.starts_with("https://") => {
+                lock.trim_end_matches('/').to_owned()
+            }
+            Some(_) => {
+                return Err(at(
+                    "fleet.lock",
+                    "must be the FleetLock server's http:// or https:// URL",
+                ));
+            }
+            None => {
+                return Err(at(
+                    "fleet",
+                    "`[fleet]` needs `lock`, the FleetLock server's URL",
+                ));
+            }
+        };
+        let group = match self.group.as_deref() {
+            None => DEFAULT_GROUP.to_owned(),
+            Some(group) if valid_word(group) => group.to_owned(),
+            Some(_) => {
+                return Err(at(
+                    "fleet.group",
+                    "must be a FleetLock group: letters, digits, `-`, `_` and `.`",
+                ));
+            }
+        };
+        let id = match self.id.as_deref() {
+            Some(id) if valid_word(id) => id.to_owned(),
+            Some(_) => {
+                return Err(at(
+                    "fleet.id",
+                    "must be a FleetLock client id: letters, digits, `-`, `_` and `.`",
+                ));
+            }
+            None => {
+                // Zincati's default too: the machine id names the host to the server.
+                let machine_id = host
+                    .read_optional(&host_path("/etc/machine-id"))
+                    .ok()
+                    .flatten()
+                    .map(|text| text.trim().to_owned())
+                    .filter(|id| valid_word(id));
+                match machine_id {
+                    Some(id) => id,
+                    None => {
+                        return Err(at(
+                            "fleet",
+                            "`[fleet]` has no `id` and `/etc/machine-id` holds none: set `id`",
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(Fleet { lock, group, id })
+    }
+}
+
+/// A group or client id: it goes into the server's keys and berth's logs, so nothing that
+/// could break either.
+fn valid_word(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 128
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 #[derive(Debug)]
@@ -87,6 +190,8 @@ pub(crate) struct Settings {
     /// apply only: whether to ask before what cannot be taken back (`--yes` says not to;
     /// `watch` never asks).
     pub consent: Consent,
+    /// `[fleet]` in berth.toml: the FleetLock slot disruptive steps wait for.
+    pub fleet: Option<Fleet>,
 }
 
 impl Settings {
@@ -99,6 +204,7 @@ impl Settings {
         let host_config = BerthToml::read(&host)?;
         refuse_an_unconfigured_timer_run(cli, &host_config)?;
         let selected = host_config.profile_refs();
+        let fleet = host_config.fleet();
         let saved_plan = match &cli.command {
             Command::Apply(ApplyCommand {
                 plan: Some(path),
@@ -179,6 +285,7 @@ impl Settings {
             plan_out,
             saved_plan,
             consent,
+            fleet,
         })
     }
 }

@@ -180,6 +180,9 @@ impl Printer {
                 if report.failed() {
                     line.push_str(&format!(", {} failed", report.failures.len()));
                 }
+                if report.waiting() > 0 {
+                    line.push_str(&format!(", {} wait for a fleet slot", report.waiting()));
+                }
                 line.push('.');
                 line
             }
@@ -206,6 +209,7 @@ impl Printer {
             Status::Planned | Status::Done | Status::Refused => String::new(),
             Status::Failed => format!("  {}", self.paint(DESTROY, "(failed)")),
             Status::Skipped => format!("  {}", self.paint(DIM, "(skipped)")),
+            Status::Waiting => format!("  {}", self.paint(DIM, "(waits for a fleet slot)")),
         };
         // Padded before it is painted: escape codes have no width on the screen, but
         // `format!` would count them, and the columns would not line up in colour.
@@ -311,6 +315,9 @@ impl Printer {
             run.profiles.join(", "),
         );
         out.push_str(&pause_line);
+        if let Some(fleet) = &run.fleet {
+            out.push_str(&fleet_line(fleet));
+        }
         if !run.success {
             out.push_str(&format!("converged: {}\n", last_success(run)));
         }
@@ -465,6 +472,25 @@ impl Printer {
 }
 
 /// `berth watch`'s line in `status`.
+/// `status`'s `fleet:` line: the group, whether a slot is held, what waits for one.
+fn fleet_line(fleet: &crate::fleet::FleetRun) -> String {
+    let held = if fleet.slot_held {
+        "holds a slot"
+    } else {
+        "holds no slot"
+    };
+    let waiting = if fleet.waiting.is_empty() {
+        "nothing waits".to_owned()
+    } else {
+        format!("waiting for a slot: {}", fleet.waiting.join(", "))
+    };
+    format!(
+        "fleet:     group {}, {held}; {}\n",
+        clean(&fleet.group),
+        clean(&waiting)
+    )
+}
+
 fn watch_line(state: &WatchState) -> String {
     if !state.running() {
         return "watch:     not running (it stopped, or was killed)\n".to_owned();

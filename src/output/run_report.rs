@@ -42,6 +42,9 @@ pub(crate) struct LastRun {
     /// Each runner berth answers for, as the host held it after the run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runners: Vec<RunnerReport>,
+    /// `[fleet]` only: what waits for a slot, and whether this host holds one after the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::fleet::FleetRun>,
 }
 
 /// One runner's identity and token lifetime after the run.
@@ -72,6 +75,7 @@ impl LastRun {
             changes_by_kind: BTreeMap::new(),
             last_success_at: None,
             runners: Vec::new(),
+            fleet: None,
         }
     }
 
@@ -99,6 +103,7 @@ impl LastRun {
         duration: Duration,
         profiles: &[String],
         kinds: impl IntoIterator<Item = String>,
+        fleet: Option<crate::fleet::FleetRun>,
     ) -> Self {
         let mut changes_by_kind: BTreeMap<String, u64> =
             kinds.into_iter().map(|kind| (kind, 0)).collect();
@@ -116,6 +121,7 @@ impl LastRun {
             errors: json::errors(report),
             summary: json::summary(report),
             changes_by_kind,
+            fleet,
             ..Self::new(started, duration, profiles)
         }
     }
@@ -252,6 +258,20 @@ pub(crate) fn write_metrics(
     if let Ok(Some(watch)) = crate::watch::state::WatchState::read(host) {
         text.push_str(&watch.metrics());
     }
+    if let Some(fleet) = last_run.and_then(|run| run.fleet.as_ref()) {
+        // The slot from berth's state, not the run: a release by hand shows at once.
+        let held = crate::fleet::SlotHeld::read(host)?.is_some();
+        let _ = writeln!(
+            text,
+            "# HELP berth_fleet_waiting 1 while disruptive steps wait for a fleet slot.\n# TYPE berth_fleet_waiting gauge\nberth_fleet_waiting {}",
+            u8::from(!fleet.waiting.is_empty())
+        );
+        let _ = writeln!(
+            text,
+            "# HELP berth_fleet_slot_held 1 while this host holds a fleet slot.\n# TYPE berth_fleet_slot_held gauge\nberth_fleet_slot_held {}",
+            u8::from(held)
+        );
+    }
     let paused = crate::pause::Pause::read(host)?.is_some();
     let _ = writeln!(
         text,
@@ -333,6 +353,7 @@ mod tests {
             changes_by_kind: [("container".to_owned(), 2), ("daemon-config".to_owned(), 0)].into(),
             last_success_at: None,
             runners: Vec::new(),
+            fleet: None,
         }
     }
 

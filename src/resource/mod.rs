@@ -84,6 +84,14 @@ pub(crate) trait Resource {
     /// about and counts is what apply does.
     fn action(&self, op: &Self::Op) -> Action;
 
+    /// True when `op` disrupts the host's work (stops Docker, the runner or a dind daemon, or
+    /// cuts running containers off their network): with `[fleet]`, apply takes a fleet slot
+    /// before it, and without one it waits. Declared beside `action`, by the kind that knows
+    /// what its op does; nothing is disruptive by default.
+    fn disrupts(&self, _op: &Self::Op) -> bool {
+        false
+    }
+
     /// What `op` makes that a later kind decides on (see [`Made`]); nothing by default. The
     /// engine records it in [`Earlier`] once the op is planned (plan) or done (apply).
     fn made(&self, _op: &Self::Op) -> Vec<Made> {

@@ -373,6 +373,16 @@ impl Resource for Orphan {
         Action::Destroy
     }
 
+    /// Removing a running container berth made drains what runs in it (a runner's jobs, a
+    /// dind daemon's builds); berth cannot tell from an orphan what it ran, so every running
+    /// one counts.
+    fn disrupts(&self, op: &OrphanOp) -> bool {
+        match op {
+            OrphanOp::DrainContainer { live } => live.state.running,
+            OrphanOp::RemoveNetwork | OrphanOp::RemoveVolume => false,
+        }
+    }
+
     fn apply(&self, context: &Context, op: &OrphanOp) -> Result<()> {
         if !self.still_ours(context)? {
             return Ok(());

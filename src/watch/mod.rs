@@ -184,6 +184,8 @@ fn run_one(
             }
             let verdict = if code == crate::cli::exit::OK {
                 "converged"
+            } else if code == crate::cli::exit::WAITING_FOR_FLEET_SLOT {
+                "disruptive steps wait for a fleet slot"
             } else {
                 "failed (the journal says why)"
             };

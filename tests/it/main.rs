@@ -21,6 +21,7 @@ mod dind;
 mod doctor;
 mod fault_tools;
 mod faults;
+mod fleet;
 mod gitlab_server;
 mod host_files;
 mod hostile_docker;

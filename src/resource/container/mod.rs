@@ -294,6 +294,22 @@ impl Resource for Container {
         op.action()
     }
 
+    /// Replacing (a pull may replace) or restarting the container that runs gitlab-runner
+    /// drains its jobs; doing it to a dind daemon stops every build in it. Other containers'
+    /// changes, and every repair in place, disrupt nothing a fleet counts.
+    fn disrupts(&self, op: &ContainerOp) -> bool {
+        let runs_jobs = self.runs_gitlab_runner || self.spec.dind;
+        match op {
+            ContainerOp::Replace { .. } | ContainerOp::Pull | ContainerOp::Restart { .. } => {
+                runs_jobs
+            }
+            ContainerOp::Create { .. }
+            | ContainerOp::Repair(_)
+            | ContainerOp::Start
+            | ContainerOp::Recover(_) => false,
+        }
+    }
+
     fn apply(&self, context: &Context, op: &ContainerOp) -> Result<()> {
         match op {
             ContainerOp::Create { image_present } => {

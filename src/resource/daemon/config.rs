@@ -268,6 +268,10 @@ pub(crate) struct WriteDaemonJson {
     replaces: bool,
     /// Each key written, with its new value: what `daemon/docker` reloads or restarts for.
     keys: Vec<(String, Json)>,
+    /// The running dockerd restarts (not reloads) for these keys. The file waits with the
+    /// restart for a fleet slot: written alone, a key `docker info` does not report would
+    /// never be seen as unloaded, and the restart would be lost.
+    restarts: bool,
 }
 
 impl DaemonConfig {
@@ -326,6 +330,12 @@ impl Resource for DaemonConfig {
             text: planned.text.clone(),
             replaces: observed.current.is_some(),
             keys: planned.keys.clone(),
+            // A daemon that does not run is started, which disrupts nothing.
+            restarts: observed.dockerd.is_some()
+                && !planned
+                    .keys
+                    .iter()
+                    .all(|(key, _)| keys::reloadable_in(key, observed.dockerd)),
         };
         let mut change =
             Change::new(Self::id(), self.action(&op), self.path.to_string()).with_diff(
@@ -355,6 +365,11 @@ impl Resource for DaemonConfig {
         } else {
             Action::Create
         }
+    }
+
+    /// The write that makes Docker restart is the restart's first step (see `restarts`).
+    fn disrupts(&self, op: &WriteDaemonJson) -> bool {
+        op.restarts
     }
 
     fn made(&self, op: &WriteDaemonJson) -> Vec<Made> {

@@ -335,6 +335,17 @@ impl Resource for DaemonService {
         op.action()
     }
 
+    /// A restart stops every container without live-restore; a reload stops none, and a
+    /// start has nothing running to stop.
+    fn disrupts(&self, op: &DaemonOp) -> bool {
+        match op {
+            DaemonOp::Run { command, .. } => *command == DaemonCommand::Restart,
+            // Finishing an interrupted restart is a restart.
+            DaemonOp::Recover { .. } => true,
+            DaemonOp::Forget => false,
+        }
+    }
+
     fn apply(&self, context: &Context, op: &DaemonOp) -> Result<()> {
         match op {
             DaemonOp::Run {

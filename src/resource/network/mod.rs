@@ -314,6 +314,17 @@ impl Resource for Network {
         }
     }
 
+    /// Replacing a network cuts its running members off it until they are reconnected.
+    fn disrupts(&self, op: &NetworkOp) -> bool {
+        match op {
+            NetworkOp::Replace { old } => old
+                .containers
+                .as_ref()
+                .is_some_and(|members| !members.is_empty()),
+            NetworkOp::Create | NetworkOp::Recover(_) => false,
+        }
+    }
+
     fn apply(&self, context: &Context, op: &NetworkOp) -> Result<()> {
         match op {
             NetworkOp::Create => self.create(context),

@@ -437,6 +437,11 @@ impl Resource for DockerPackage {
         }
     }
 
+    /// Installing Docker (or finishing an install dpkg was killed in) starts or restarts it.
+    fn disrupts(&self, _op: &PackageOp) -> bool {
+        true
+    }
+
     fn made(&self, _op: &PackageOp) -> Vec<Made> {
         vec![Made::DockerInstalled]
     }
