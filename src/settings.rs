@@ -9,13 +9,19 @@ use serde::Deserialize;
 use crate::{
     cli::{ApplyCommand, Cli, Command},
     fleet::{DEFAULT_GROUP, Fleet},
-    host::{Host, HostPath, host_path},
+    host::{Host, HostPath, host_path, machine_id},
     output::confirm::Consent,
     profile::source::{KeyPath, TomlFile},
     profile::{DEFAULT_PROFILE, ProfileRef},
     resource::Options,
     saved_plan::SavedPlan,
 };
+
+/// The app ID of the FleetLock client id made from the machine id (made once with
+/// `systemd-id128 new`), as Zincati has its own.
+const FLEET_APP_ID: [u8; 16] = [
+    0x2c, 0x8f, 0x61, 0xd4, 0x0b, 0x97, 0x4e, 0x3a, 0xb5, 0x18, 0xe2, 0x7d, 0x46, 0xc9, 0x03, 0xfa,
+];
 
 /// The host's own berth settings.
 pub(crate) const HOST_CONFIG: &str = "/etc/berth/berth.toml";
@@ -139,12 +145,12 @@ impl FleetSection {
                 ));
             }
             None => {
-                // Zincati's default too: the machine id names the host to the server.
-                let machine_id = host
-                    .read_optional(&host_path("/etc/machine-id"))
+                // As Zincati's: the machine id's app-specific ID names the host to the server
+                // (machine-id(5): the id itself is never published).
+                let machine_id = machine_id::read(host)
                     .ok()
                     .flatten()
-                    .map(|text| text.trim().to_owned())
+                    .map(|id| machine_id::app_specific(&id, &FLEET_APP_ID))
                     .filter(|id| valid_word(id));
                 match machine_id {
                     Some(id) => id,

@@ -11,6 +11,7 @@
 mod beneath;
 pub(crate) mod exec;
 pub(crate) mod lock;
+pub(crate) mod machine_id;
 
 use std::{
     collections::BTreeMap,

@@ -100,8 +100,6 @@ pub(crate) struct Profile {
 /// starts, finds no runner in config.toml and takes no jobs, which nothing else would tell.
 pub(crate) const NO_RUNNER_DECLARED: &str = "no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)";
 
-/// Where the machine id, which the default instance is made from, is read.
-const MACHINE_ID: &str = "/etc/machine-id";
 /// The instance of a host without a machine id (a container, a bare root under `--root`).
 const NO_MACHINE_ID: &str = "unknown";
 /// berth's application ID (made once with `systemd-id128 new`): machine-id(5) asks that the
@@ -117,38 +115,16 @@ const APP_ID: [u8; 16] = [
 /// [`APP_ID`], its first 16 bytes marked as a version 4 UUID), with the raw id berth labelled
 /// with before as the earlier label; [`NO_MACHINE_ID`] when the root has no machine id.
 fn default_instance(host: &Host) -> Result<Instance> {
-    let text = host.read_optional(&crate::host::host_path(MACHINE_ID))?;
-    let Some(machine_id) = text
-        .map(|text| text.trim().to_owned())
-        .filter(|id| !id.is_empty())
-    else {
+    let Some(machine_id) = crate::host::machine_id::read(host)? else {
         return Ok(Instance {
             label: NO_MACHINE_ID.to_owned(),
             earlier: None,
         });
     };
     Ok(Instance {
-        label: app_specific_id(&machine_id),
+        label: crate::host::machine_id::app_specific(&machine_id, &APP_ID),
         earlier: Some(machine_id),
     })
-}
-
-/// [`default_instance`]'s HMAC. A machine id that is not 32 hexadecimal digits (never on a
-/// systemd host) keys it with its text as it is.
-fn app_specific_id(machine_id: &str) -> String {
-    use hmac::{Hmac, KeyInit, Mac};
-    let key = hex::decode(machine_id)
-        .ok()
-        .filter(|bytes| bytes.len() == 16)
-        .unwrap_or_else(|| machine_id.as_bytes().to_vec());
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes a key of any length");
-    mac.update(&APP_ID);
-    let mut id: [u8; 16] = mac.finalize().into_bytes()[..16]
-        .try_into()
-        .expect("SHA-256 is 32 bytes");
-    id[6] = (id[6] & 0x0f) | 0x40;
-    id[8] = (id[8] & 0x3f) | 0x80;
-    hex::encode(id)
 }
 
 /// Reads, parses, merges and checks the given profiles, in order.

@@ -5,31 +5,27 @@
 //! A system ID copied to another machine (a cloned image, a restored snapshot) makes two hosts
 //! one runner manager in GitLab, and jobs go to whichever asked last (gitlab-runner #38858). So
 //! berth's ledger keeps, for each system ID it wrote or verified with, a hash of the machine ID
-//! it was made on (an HMAC keyed by the machine ID, never the ID itself, as machine-id(5)
+//! it was made on (its app-specific ID, never the ID itself, as machine-id(5)
 //! asks); on a machine whose hash differs, the runner plans a new one. Reads only here; the
 //! runner's apply writes.
 
 use anyhow::Result;
-use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
-use sha2::Sha256;
 
 use super::{config, config_toml, ledger::Ledger, system_id};
-use crate::host::{Host, HostPath};
+use crate::host::{Host, HostPath, machine_id};
 
-/// What the hash is made over, so it is berth's and matches no other program's.
-const PURPOSE: &[u8] = b"berth runner system-id machine";
+/// The app ID of this use of the machine id (made once with `systemd-id128 new`), so the hash
+/// matches no other program's, nor berth's instance label or FleetLock id.
+const APP_ID: [u8; 16] = [
+    0x5b, 0x1e, 0x93, 0x0c, 0x7a, 0x42, 0x4f, 0x11, 0xa8, 0x36, 0x2d, 0xe4, 0x90, 0x6f, 0xb7, 0x25,
+];
 
 /// This machine, as berth's ledger records it: an HMAC keyed by the machine ID; `None` on a
 /// machine without one (its system ID is random, `r_...`, and cannot have been copied from
 /// the machine ID).
 pub(crate) fn machine(host: &Host) -> Result<Option<String>> {
-    Ok(system_id::machine_id(host)?.map(|machine_id| {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(machine_id.as_bytes()).expect("HMAC takes any key");
-        mac.update(PURPOSE);
-        hex::encode(mac.finalize().into_bytes())
-    }))
+    Ok(system_id::machine_id(host)?.map(|id| machine_id::app_specific(&id, &APP_ID)))
 }
 
 /// True when the ledger says `system_id` was made on another machine than this one.
@@ -142,7 +138,9 @@ mod tests {
         let raw = "b08dfa6083e7567a1921a715000001fb";
         std::fs::write(root.path().join("etc/machine-id"), format!("{raw}\n")).unwrap();
         let first = machine(&host).unwrap().unwrap();
-        assert!(!first.contains(raw) && first.len() == 64, "{first}");
+        // systemd's app-specific ID of this use: 32 hexadecimal digits, not the id.
+        assert!(!first.contains(raw) && first.len() == 32, "{first}");
+        assert_eq!(first, machine_id::app_specific(raw, &APP_ID));
         let mut ledger = Ledger::default();
         ledger
             .system_ids
