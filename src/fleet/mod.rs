@@ -39,8 +39,8 @@ pub(crate) struct SlotHeld {
     pub lock: String,
     pub group: String,
     pub id: String,
-    /// RFC 3339, UTC: when the slot was taken.
-    pub since: String,
+    /// When the slot was taken (RFC 3339, UTC, as jiff writes it).
+    pub since: jiff::Timestamp,
 }
 
 impl SlotHeld {
@@ -118,9 +118,7 @@ impl<'a> Gate<'a> {
                     lock: self.fleet.lock.clone(),
                     group: self.fleet.group.clone(),
                     id: self.fleet.id.clone(),
-                    since: jiff::Timestamp::now()
-                        .strftime("%Y-%m-%dT%H:%M:%SZ")
-                        .to_string(),
+                    since: jiff::Timestamp::now(),
                 };
                 // A slot berth cannot remember would never be released by a later run.
                 match self.host.write_json(&path(), &held, 0o644) {
