@@ -17,6 +17,10 @@ const NETWORK: &str = "gitlab-runner-net";
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 const CONFIG: &str = "/srv/gitlab-runner/config.toml";
 const WATCH_STATE: &str = "/var/lib/berth/watch.json";
+/// How long a test waits for the watch to heal something. A bound on "healed at all", not a
+/// speed claim: on CI's 2 shared cores a heal has taken over 5 s while other tests built
+/// images. How fast the watch heals is measured by `bench/heal.sh`, never by a test.
+const HEALED_WITHIN: Duration = Duration::from_secs(30);
 
 fn watch_state(root: &Root) -> Option<serde_json::Value> {
     serde_json::from_str(&root.read(WATCH_STATE)?).ok()
@@ -69,12 +73,8 @@ fn watch_heals_drift_as_it_happens() {
 
     // A job ran `docker rm -f $(docker ps -aq)` through the socket.
     dockerd.docker(["rm", "--force", RUNNER]);
-    let healed = within(Duration::from_secs(5), || running(&dockerd, RUNNER));
-    assert!(
-        healed.is_some(),
-        "the runner is back within 5 s\n{}",
-        watch.output()
-    );
+    let healed = within(HEALED_WITHIN, || running(&dockerd, RUNNER));
+    assert!(healed.is_some(), "the runner is back\n{}", watch.output());
     assert_eq!(spec_hash(&dockerd, RUNNER), hash, "with the same spec");
 
     // A hand edit of daemon.json drops a key berth owns.
@@ -82,7 +82,7 @@ fn watch_heals_drift_as_it_happens() {
     let mut edited: serde_json::Value = serde_json::from_str(&text).unwrap();
     edited.as_object_mut().unwrap().remove("debug");
     root.write(DAEMON_JSON, &serde_json::to_string_pretty(&edited).unwrap());
-    let restored = within(Duration::from_secs(10), || {
+    let restored = within(HEALED_WITHIN, || {
         root.read(DAEMON_JSON)
             .is_some_and(|text| text.contains("\"debug\""))
     });
@@ -96,7 +96,7 @@ fn watch_heals_drift_as_it_happens() {
     let config = root.read(CONFIG).unwrap();
     assert!(config.contains("concurrent = 4"), "{config}");
     root.write(CONFIG, &config.replace("concurrent = 4", "concurrent = 9"));
-    let restored = within(Duration::from_secs(5), || {
+    let restored = within(HEALED_WITHIN, || {
         root.read(CONFIG)
             .is_some_and(|text| text.contains("concurrent = 4"))
     });
@@ -117,7 +117,7 @@ fn watch_heals_drift_as_it_happens() {
         .status()
         .unwrap();
     assert!(deleted.success());
-    let reconnected = within(Duration::from_secs(10), || {
+    let reconnected = within(HEALED_WITHIN, || {
         [DIND, RUNNER].iter().all(|member| {
             dockerd.inspect_container(member)["NetworkSettings"]["Networks"]
                 .get(NETWORK)
@@ -241,7 +241,7 @@ fn a_timer_apply_beside_the_watch_waits_and_nothing_runs_twice() {
     // The timer fires at the same moment.
     let apply = host.run("apply");
     apply.code(0);
-    let healed = within(Duration::from_secs(10), || running(&dockerd, RUNNER));
+    let healed = within(HEALED_WITHIN, || running(&dockerd, RUNNER));
     assert!(healed.is_some(), "{}", watch.output());
     std::thread::sleep(Duration::from_secs(1));
     let runners: Vec<String> = dockerd
