@@ -37,6 +37,27 @@ pub(crate) fn is_secret_key(key: &str) -> bool {
         || key.ends_with("secret")
 }
 
+/// Environment variables whose values are secrets by their name (`CI_SERVER_TOKEN`,
+/// `AWS_SECRET_ACCESS_KEY`, `REGISTRY_PASSWORD`, `DOCKER_AUTH_CONFIG`): wider than
+/// [`is_secret_key`], since env names follow no schema and a container's env is where
+/// credentials are passed by convention. Their values print as a fingerprint, so a plan still
+/// shows that one changed.
+pub(crate) fn is_secret_env(name: &str) -> bool {
+    let name = name.to_ascii_uppercase();
+    is_secret_key(&name)
+        || [
+            "TOKEN",
+            "SECRET",
+            "PASSWORD",
+            "PASSWD",
+            "KEY",
+            "CREDENTIAL",
+            "AUTH",
+        ]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Secret(String);
 
@@ -116,6 +137,23 @@ mod tests {
     use super::*;
 
     const TOKEN: &str = "glrt-t3stT0kenValue_abcdef";
+
+    #[test]
+    fn env_names_that_carry_credentials_are_secret() {
+        for name in [
+            "CI_SERVER_TOKEN",
+            "AWS_SECRET_ACCESS_KEY",
+            "REGISTRY_PASSWORD",
+            "DOCKER_AUTH_CONFIG",
+            "ssh_private_key",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+        ] {
+            assert!(is_secret_env(name), "{name}");
+        }
+        for name in ["DOCKER_HOST", "DOCKER_TLS_CERTDIR", "PATH", "TZ"] {
+            assert!(!is_secret_env(name), "{name}");
+        }
+    }
 
     #[test]
     fn every_way_of_printing_a_secret_hides_it() {

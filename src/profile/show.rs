@@ -10,7 +10,7 @@ use super::source::{KeyPath, TomlFile, deep_merge};
 use super::{PROFILE_DIR, ProfileRef, embedded, read};
 use crate::{
     host::{Host, host_path},
-    secret::{REDACTED, is_secret_key},
+    secret::{REDACTED, is_secret_env, is_secret_key},
 };
 
 /// The merged profile and where each value came from.
@@ -77,12 +77,12 @@ fn annotate(
                 }
             }
             Item::Value(value) => {
-                if is_secret_key(key.get()) {
+                if shown_as_secret(path, key.get()) {
                     let decor = value.decor().clone();
                     *value = REDACTED.into();
                     *value.decor_mut() = decor;
                 } else if let toml_edit::Value::InlineTable(inline) = value {
-                    mask_inline(inline);
+                    mask_inline(inline, &key_path);
                 }
                 let from = origin(&key_path, sources);
                 value.decor_mut().set_suffix(format!("  # from {from}"));
@@ -93,14 +93,22 @@ fn annotate(
     }
 }
 
-fn mask_inline(table: &mut dyn TableLike) {
+fn mask_inline(table: &mut dyn TableLike, path: &KeyPath) {
     for (key, item) in table.iter_mut() {
         match item {
-            Item::Value(toml_edit::Value::InlineTable(inline)) => mask_inline(inline),
-            Item::Value(value) if is_secret_key(key.get()) => *value = REDACTED.into(),
+            Item::Value(toml_edit::Value::InlineTable(inline)) => {
+                mask_inline(inline, &path.key(key.get()));
+            }
+            Item::Value(value) if shown_as_secret(path, key.get()) => *value = REDACTED.into(),
             _ => {}
         }
     }
+}
+
+/// A secret key anywhere, or a container env variable whose name says it holds a credential
+/// (`REGISTRY_PASSWORD`, `AWS_SECRET_ACCESS_KEY`: the plan shows those as fingerprints too).
+fn shown_as_secret(parent: &KeyPath, key: &str) -> bool {
+    is_secret_key(key) || (parent.last_key() == Some("env") && is_secret_env(key))
 }
 
 /// A profile berth can find by name.
@@ -204,7 +212,8 @@ mod tests {
         let base = write("base.toml", "mtu = 1500\n[docker.daemon]\ndebug = true\n");
         let site = write(
             "site.toml",
-            "mtu = 1400\n[runners.r.cache.s3]\nSecretKey = \"hunter2\"\n",
+            "mtu = 1400\n[runners.r.cache.s3]\nSecretKey = \"hunter2\"\n\
+             [containers.c]\nenv = { AWS_SECRET_ACCESS_KEY = \"hunter3\", TZ = \"UTC\" }\n",
         );
         let shown = merged(&[base, site], &host).unwrap();
         let dir = root.path().display().to_string();
@@ -217,8 +226,14 @@ mod tests {
 
         [runners.r.cache.s3]
         SecretKey = "***"  # from [DIR]/site.toml:3
+
+        [containers.c.env]
+        AWS_SECRET_ACCESS_KEY = "***"  # from [DIR]/site.toml:5
+        TZ = "UTC"  # from [DIR]/site.toml:5
         "#);
         assert!(!shown.toml.contains("hunter2"));
+        assert!(!shown.toml.contains("hunter3"), "{}", shown.toml);
+        assert!(shown.toml.contains("TZ = \"UTC\""), "{}", shown.toml);
     }
 
     #[test]

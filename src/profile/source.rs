@@ -52,6 +52,15 @@ impl KeyPath {
         path
     }
 
+    /// The last key of the path (`env` of `containers.x.env`); `None` at the root or after an
+    /// index.
+    pub(crate) fn last_key(&self) -> Option<&str> {
+        match self.0.last()? {
+            Segment::Key(key) => Some(key),
+            Segment::Index(_) => None,
+        }
+    }
+
     pub(crate) fn is_root(&self) -> bool {
         self.0.is_empty()
     }

@@ -19,6 +19,7 @@ use crate::{
     host::Host,
     plan::FieldChange,
     resource::docker_object,
+    secret::{Fingerprint, REDACTED, is_secret_env},
 };
 
 /// How a live container differs from the profile.
@@ -76,6 +77,17 @@ pub(super) fn json_list(items: &[String]) -> Json {
 
 pub(super) fn text(value: &str) -> Json {
     Json::from(value)
+}
+
+/// An env value as the plan shows it: as written, unless the variable's name says it carries a
+/// credential; then `*** (3f2a…)`, its fingerprint, so a changed secret is still seen to change
+/// without the plan, the report or the journal ever holding it.
+fn env_value(name: &str, value: &str) -> Json {
+    if is_secret_env(name) {
+        Json::from(format!("{REDACTED} ({})", Fingerprint::of(value).short()))
+    } else {
+        text(value)
+    }
 }
 
 impl Container {
@@ -306,8 +318,8 @@ impl Container {
             if live_env.get(key.as_str()) != Some(&value.as_str()) {
                 replace.push(FieldChange::new(
                     format!("env.{key}"),
-                    live_env.get(key.as_str()).map(|value| text(value)),
-                    Some(text(value)),
+                    live_env.get(key.as_str()).map(|live| env_value(key, live)),
+                    Some(env_value(key, value)),
                 ));
             }
         }
@@ -318,8 +330,8 @@ impl Container {
                 }
                 replace.push(FieldChange::new(
                     format!("env.{key}"),
-                    Some(text(value)),
-                    image_env.get(key).map(|value| text(value)),
+                    Some(env_value(key, value)),
+                    image_env.get(key).map(|image| env_value(key, image)),
                 ));
             }
         }

@@ -454,6 +454,35 @@ fn a_profile_change_is_told_field_by_field() {
 }
 
 #[test]
+fn a_credential_in_env_changes_in_the_plan_without_being_shown() {
+    let old = profile("[containers.gitlab-runner.env]\nREGISTRY_PASSWORD = \"hunter2-old\"\n");
+    let new = profile("[containers.gitlab-runner.env]\nREGISTRY_PASSWORD = \"hunter2-new\"\n");
+    let before = container(&old, "gitlab-runner", false);
+    let after = container(&new, "gitlab-runner", false);
+    let diff = after.diff(&seen(&after, Some(live(&before))), &Earlier::default());
+    let told = told(&diff);
+    assert_eq!(
+        told[0],
+        "replace the profile changed: env.REGISTRY_PASSWORD"
+    );
+    let line = &told[1];
+    assert!(
+        !line.contains("hunter2"),
+        "the value is not printed: {line}"
+    );
+    let fingerprint = |value: &str| crate::secret::Fingerprint::of(value).short();
+    assert_eq!(
+        line,
+        &format!(
+            "  env.REGISTRY_PASSWORD: \"*** ({})\" → \"*** ({})\"",
+            fingerprint("hunter2-old"),
+            fingerprint("hunter2-new")
+        ),
+        "each side is a fingerprint, so the change is still seen"
+    );
+}
+
+#[test]
 fn a_changed_hash_with_nothing_observable_still_replaces_and_says_so() {
     let resource = container(&profile(""), "gitlab-runner", false);
     let mut old = live(&resource);
