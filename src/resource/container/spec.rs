@@ -508,7 +508,12 @@ pub(crate) fn resolve_container(
         devices: devices.unwrap_or_default(),
         stop_signal,
         stop_timeout,
-        pull: pull.unwrap_or_default(),
+        // An image pinned by digest cannot move: pulling it again at every apply would only
+        // keep the plan from ever being in sync, so "always" means "when missing" for it.
+        pull: match pull.unwrap_or_default() {
+            PullPolicy::Always if image.contains("@sha256:") => PullPolicy::Missing,
+            policy => policy,
+        },
         after,
         dind,
         image,

@@ -1303,3 +1303,20 @@ fn a_mount_or_a_dropped_capability_berth_never_set_is_drift_but_an_image_volume_
         "{drift:?}"
     );
 }
+
+#[test]
+fn pull_always_on_an_image_pinned_by_digest_pulls_only_when_missing() {
+    let digest =
+        "docker:27-dind@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let pinned = profile(&format!(
+        "[containers.gitlab-dind]\nimage = \"{digest}\"\npull = \"always\"\n"
+    ));
+    let tagged = profile("[containers.gitlab-dind]\npull = \"always\"\n");
+    let pull = |profile: &Profile| container(profile, "gitlab-dind", false).spec.pull;
+    assert_eq!(
+        pull(&pinned),
+        values::PullPolicy::Missing,
+        "a digest cannot move: pulling it at every apply would never let the plan be in sync"
+    );
+    assert_eq!(pull(&tagged), values::PullPolicy::Always);
+}
