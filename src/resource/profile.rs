@@ -252,6 +252,8 @@ impl Profile {
             &objects.containers,
             &mut runner_warnings,
         );
+        // After the runner container is known: its image pins the gitlab-runner version.
+        runner.check_feature_flags(&mut runner_warnings);
         let warnings = objects
             .warnings
             .into_iter()
