@@ -163,3 +163,68 @@ FF_NETWORK_PER_BUIDL      = true
         );
     }
 }
+
+/// Issue 22, item 6: daemon.json's mirrors mirror Docker Hub only, so a docker runner without
+/// `helper_image` still pulls its helper from registry.gitlab.com; validate and doctor say so,
+/// with the tag form to pin, and say nothing once it is pinned.
+#[test]
+fn a_mirrored_host_is_told_its_helper_image_still_comes_from_gitlab() {
+    let profile = |helper: &str| {
+        format!(
+            r#"registry_mirrors = ["https://mirror.example.com"]
+
+[runners.jobs]
+url        = "GITLAB"
+token_file = "{TOKEN_FILE}"
+executor   = "docker"
+[runners.jobs.docker]
+image      = "alpine:3"
+{helper}
+"#
+        )
+    };
+    let (root, gitlab, layer) = host(&profile(""));
+    let arch = match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let expected = format!(
+        "warning: [ROOT]/work/site.toml:3:10: key `runners.jobs`: the helper image still comes from registry.gitlab.com: daemon.json's `registry-mirrors` (https://mirror.example.com) mirror Docker Hub only, and runner `jobs` sets no `helper_image`; copy the helper there and pin it, `[runners.jobs.docker] helper_image = \"REGISTRY/gitlab-org/gitlab-runner/gitlab-runner-helper:{arch}-v${{CI_RUNNER_VERSION}}\"` (see https://docs.gitlab.com/runner/configuration/advanced-configuration.html#override-the-helper-image)"
+    );
+    let validate = run(&root, &gitlab, &["validate"], &layer);
+    validate.code(0);
+    assert!(validate.stdout.contains(&expected), "{}", validate.stdout);
+
+    let doctor = run(&root, &gitlab, &["doctor", "--json"], &layer);
+    let document = doctor.json();
+    let check = document["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["name"] == "helper image")
+        .unwrap_or_else(|| panic!("no `helper image` check:\n{}", doctor.stdout))
+        .clone();
+    assert_eq!(check["verdict"], "warn", "{check}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("gitlab-runner-helper:"),
+        "{check}"
+    );
+
+    // Pinned: nothing to say.
+    let pinned = profile_file(
+        &root.join("/work"),
+        "site",
+        &profile(r#"helper_image = "registry.example.com/gitlab-org/gitlab-runner/gitlab-runner-helper:x86_64-v${CI_RUNNER_VERSION}""#)
+            .replace("GITLAB", &gitlab.url()),
+    );
+    let validate = run(&root, &gitlab, &["validate"], &pinned);
+    validate.code(0);
+    assert!(
+        !validate.stdout.contains("helper image"),
+        "{}",
+        validate.stdout
+    );
+}

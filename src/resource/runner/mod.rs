@@ -24,6 +24,7 @@ pub(crate) mod config_toml;
 mod decision;
 mod feature_flags;
 pub(crate) mod gitlab;
+pub(crate) mod helper_image;
 pub(crate) mod identity;
 mod keys;
 pub(crate) mod ledger;
