@@ -1,13 +1,15 @@
 //! gitlab-runner sized to the host and judged as it judges itself (issue 22): `concurrent =
 //! "auto"` from the CPUs and memory the root's `proc/cpuinfo` and `proc/meminfo` give (the test
-//! seam `host::facts` documents), the long polling warnings gitlab-runner prints at start, and
-//! feature flags checked against the runner version.
+//! seam `host::facts` documents), the long polling warnings gitlab-runner prints at start,
+//! feature flags checked against the runner version, the helper image's registry, and the log
+//! options a daemon.json change does not reach.
 
 use std::{os::unix::fs::PermissionsExt, path::Path};
 
 use crate::{
     gitlab_server::GitLab,
     harness::{Root, berth, profile_file, start_gitlab},
+    require_dockerd,
 };
 
 const CONFIG: &str = "/srv/gitlab-runner/config.toml";
@@ -226,5 +228,66 @@ image      = "alpine:3"
         !validate.stdout.contains("helper image"),
         "{}",
         validate.stdout
+    );
+}
+
+/// Issue 22, item 7: Docker applies daemon.json's `log-opts` when it creates a container, so a
+/// change reaches new containers only; the plan names the running ones that keep the old.
+#[test]
+fn a_log_opts_change_names_the_running_containers_that_keep_the_old_options() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    dockerd.import_busybox_with(
+        "berth-test/logs:1",
+        &[r#"CMD ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"]"#],
+    );
+    let profile = |size: &str| {
+        profile_file(
+            &root.join("/work"),
+            &format!("logs-{size}"),
+            &format!(
+                "[docker.daemon.log-opts]\nmax-size = \"{size}\"\n\n[containers.berth-test-logs]\nimage = \"berth-test/logs:1\"\n"
+            ),
+        )
+    };
+    let with = |layer: &Path, command: &str| {
+        berth(&root)
+            .docker(&dockerd)
+            .args([
+                "-p".as_ref(),
+                dockerd.layer_file().as_os_str(),
+                "-p".as_ref(),
+                layer.as_os_str(),
+                command.as_ref(),
+            ])
+            .run()
+    };
+    let small = profile("10m");
+    with(&small, "apply").code(0);
+    let logs = dockerd.docker([
+        "inspect",
+        "--format",
+        "{{json .HostConfig.LogConfig.Config}}",
+        "berth-test-logs",
+    ]);
+    assert_eq!(logs.trim(), r#"{"max-size":"10m"}"#);
+
+    let bigger = profile("50m");
+    let plan = with(&bigger, "plan");
+    plan.code(2);
+    assert!(
+        plan.transcript().contains(
+            "log-opts reach new containers only (Docker applies them when it creates one); running: berth-test-logs keep max-size=10m"
+        ),
+        "{}",
+        plan.transcript()
+    );
+    // Unchanged log options: nothing to plan, nothing to say.
+    let again = with(&small, "plan");
+    again.code(0);
+    assert!(
+        !again.transcript().contains("log-opts reach"),
+        "{}",
+        again.transcript()
     );
 }
