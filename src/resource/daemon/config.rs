@@ -206,15 +206,13 @@ impl DaemonConfig {
             return Ok(Vec::new());
         }
         let found = docker.inspect_all::<ContainerInfo>(&self.containers)?;
-        Ok(found
-            .values()
-            .filter(|container| container.state.running)
-            .map(|container| {
-                (
-                    container.plain_name().to_owned(),
-                    container.host_config.log_config.clone(),
-                )
-            })
+        // By the profile's names: the cached batch may answer for more (set-aside containers).
+        Ok(self
+            .containers
+            .iter()
+            .filter_map(|name| Some((name, found.get(name)?)))
+            .filter(|(_, container)| container.state.running)
+            .map(|(name, container)| (name.clone(), container.host_config.log_config.clone()))
             .collect())
     }
 
