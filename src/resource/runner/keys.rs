@@ -134,7 +134,7 @@ pub(super) const CACHE_KEYS: &[&str] = &[
     "gcs",
     "azure",
 ];
-/// The cache adapters gitlab-runner 17.11 registers (`cache.Factories().Register` in
+/// The cache adapters gitlab-runner 17.11 (and still 19.3) registers (`cache.Factories().Register` in
 /// `cache/*/adapter.go`); `s3v2` reads `[runners.cache.s3]`, `gcsv2` `[runners.cache.gcs]`.
 const CACHE_TYPES: &[&str] = &["s3", "s3v2", "gcs", "gcsv2", "azure"];
 pub(super) const CACHE_S3_KEYS: &[&str] = &[
@@ -153,6 +153,8 @@ pub(super) const CACHE_S3_KEYS: &[&str] = &[
     "Accelerate",
     "RoleARN",
     "UploadRoleARN",
+    "AssumeRoleMaxConcurrency",
+    "DisableAssumeRoleCredentialsCaching",
 ];
 pub(super) const CACHE_GCS_KEYS: &[&str] = &[
     "AccessID",
