@@ -2,12 +2,13 @@
 //! sizes gitlab-runner by (issue 22). Only read; nothing here decides what the numbers mean.
 //!
 //! On the machine itself (root `/`) the numbers come from `sysinfo`, the design card's crate.
-//! Under another `--root` they come from `proc/cpuinfo` and `proc/meminfo` below that root, the
-//! kernel's files sysinfo itself reads on Linux: the same seam as `/proc/modules` for kernel
-//! modules, so a test gives a host of any size by writing two files, and production never reads
-//! them through the root. sysinfo cannot be pointed at another `/proc`, hence two readers; both
-//! report the whole machine, never berth's own cgroup (a unit's `MemoryMax=` limits berth, not
-//! the runner's jobs).
+//! Under another `--root` they come from the kernel's files below that root: `proc/meminfo`'s
+//! `MemTotal`, which sysinfo reads too, and `proc/cpuinfo`'s `processor` entries, the CPU list
+//! sysinfo falls back to when `/proc/stat` is unreadable (one entry per logical CPU in both).
+//! It is the same seam as `/proc/modules` for kernel modules, so a test gives a host of any
+//! size by writing two files, and production never reads them through the root. sysinfo cannot
+//! be pointed at another `/proc`, hence two readers; both report the whole machine, never
+//! berth's own cgroup (a unit's `MemoryMax=` limits berth, not the runner's jobs).
 
 use anyhow::{Context, Result, bail};
 
@@ -84,7 +85,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_kernels_files_are_read_as_sysinfo_reads_them() {
+    fn the_kernels_files_are_read_as_the_kernel_writes_them() {
         let cpuinfo =
             "processor\t: 0\nvendor_id\t: GenuineIntel\n\nprocessor\t: 1\nmodel name\t: x\n";
         assert_eq!(cpus(cpuinfo), Some(2));
