@@ -358,36 +358,51 @@ pub(super) fn check_entry(
         if key == "cache"
             && let Some(cache) = value.as_table()
         {
-            check_capitalised(cache, CACHE_KEYS, &path, layers)?;
-            if let Some(kind) = cache.get("Type")
-                && !kind
-                    .as_str()
-                    .is_some_and(|kind| CACHE_TYPES.contains(&kind))
-            {
-                return Err(layers
-                    .error_at(
-                        &path.key("Type"),
-                        format!("must be one of {}", CACHE_TYPES.join(", ")),
-                    )
-                    .with_hint(
-                        kind.as_str()
-                            .and_then(|kind| did_you_mean(kind, CACHE_TYPES)),
-                    ));
-            }
-            for (backend, keys) in [
-                ("s3", CACHE_S3_KEYS),
-                ("gcs", CACHE_GCS_KEYS),
-                ("azure", CACHE_AZURE_KEYS),
-            ] {
-                if let Some(backend_table) = cache.get(backend).and_then(toml::Value::as_table) {
-                    check_capitalised(backend_table, keys, &path.key(backend), layers)?;
-                }
-            }
+            check_cache(cache, &path, layers)?;
         }
         if key == "docker"
             && let Some(docker) = value.as_table()
         {
             check_docker(docker, &path, layers)?;
+        }
+        // gitlab-runner reads `feature_flags` as a map of booleans (`RunnerSettings.FeatureFlags
+        // map[string]bool`): any other value fails its whole config.toml.
+        if key == "feature_flags"
+            && let Some((flag, _)) = value
+                .as_table()
+                .and_then(|flags| flags.iter().find(|(_, value)| !value.is_bool()))
+        {
+            return Err(layers.error_at(&path.key(flag), "must be true or false"));
+        }
+    }
+    Ok(())
+}
+
+/// `[runners.NAME.cache]`: gitlab-runner's capitalised keys and a cache type it registers.
+fn check_cache(cache: &toml::Table, path: &KeyPath, layers: &Layers) -> Result<(), LocatedError> {
+    check_capitalised(cache, CACHE_KEYS, path, layers)?;
+    if let Some(kind) = cache.get("Type")
+        && !kind
+            .as_str()
+            .is_some_and(|kind| CACHE_TYPES.contains(&kind))
+    {
+        return Err(layers
+            .error_at(
+                &path.key("Type"),
+                format!("must be one of {}", CACHE_TYPES.join(", ")),
+            )
+            .with_hint(
+                kind.as_str()
+                    .and_then(|kind| did_you_mean(kind, CACHE_TYPES)),
+            ));
+    }
+    for (backend, keys) in [
+        ("s3", CACHE_S3_KEYS),
+        ("gcs", CACHE_GCS_KEYS),
+        ("azure", CACHE_AZURE_KEYS),
+    ] {
+        if let Some(backend_table) = cache.get(backend).and_then(toml::Value::as_table) {
+            check_capitalised(backend_table, keys, &path.key(backend), layers)?;
         }
     }
     Ok(())

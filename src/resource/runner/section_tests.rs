@@ -281,6 +281,10 @@ fn keys_up_to_nineteen_three_validate_in_their_sections() {
             "[[runners.r.docker.services]]\nalias = \"db\"\n",
             "each with the image as `name`",
         ),
+        (
+            "[runners.r.feature_flags]\nFF_NETWORK_PER_BUILD = \"yes\"\n",
+            "key `runners.r.feature_flags.FF_NETWORK_PER_BUILD`: must be true or false",
+        ),
     ] {
         let error = resolved(&format!("{GLRT}{bad}")).unwrap_err();
         assert!(error.contains(expected), "{bad}: {error}");
