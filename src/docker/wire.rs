@@ -248,6 +248,18 @@ pub(crate) struct HostConfig {
     pub masked_paths: Option<Vec<String>>,
     pub readonly_paths: Option<Vec<String>>,
     pub devices: Option<Vec<DeviceInfo>>,
+    /// The log driver and options the container was created with: Docker fixes them at create
+    /// (the daemon's `log-driver` and `log-opts` then, unless the container set its own).
+    pub log_config: LogConfig,
+}
+
+/// `HostConfig.LogConfig`: `{"Type": "json-file", "Config": {"max-size": "10m"}}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct LogConfig {
+    #[serde(rename = "Type")]
+    pub driver: String,
+    pub config: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

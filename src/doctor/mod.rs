@@ -27,7 +27,7 @@ use crate::{
     },
     resource::{
         profile::{NO_RUNNER_DECLARED, Profile},
-        runner::section::CLEAR_TEXT_URL,
+        runner::{helper_image::HELPER_FROM_GITLAB, section::CLEAR_TEXT_URL},
     },
 };
 
@@ -187,6 +187,7 @@ pub(crate) fn run(host: &Host, docker: &Docker, profile: Option<&Profile>) -> Ve
     if let Some(profile) = profile {
         checks.extend(runner_declared(profile));
         checks.extend(clear_text_urls(profile));
+        checks.extend(helper_images(profile));
         checks.extend(runtimes(&status, profile));
         after.extend(runner_config_permissions(host, profile));
         after.extend(dind::dind_from_runner(docker, &status, profile, applied));
@@ -226,6 +227,21 @@ fn clear_text_urls(profile: &Profile) -> Vec<Check> {
         .map(|warning| {
             Check::new("runner url", Verdict::Warn, warning.to_string())
                 .fix("use the GitLab's `https://` URL (and `tls_ca_file` for a private CA)")
+        })
+        .collect()
+}
+
+/// A docker runner whose helper image still comes from registry.gitlab.com on a host whose
+/// images come from a mirror or a private registry (issue 22): the profile's own warning.
+fn helper_images(profile: &Profile) -> Vec<Check> {
+    profile
+        .warnings
+        .iter()
+        .filter(|warning| warning.message.starts_with(HELPER_FROM_GITLAB))
+        .map(|warning| {
+            Check::new("helper image", Verdict::Warn, warning.to_string()).fix(
+                "copy the helper image to your registry and set the runner's `helper_image` to it",
+            )
         })
         .collect()
 }

@@ -10,6 +10,7 @@
 
 mod beneath;
 pub(crate) mod exec;
+pub(crate) mod facts;
 pub(crate) mod lock;
 pub(crate) mod machine_id;
 

@@ -284,7 +284,15 @@ pub(crate) fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResou
     }
     if !profile.docker.daemon.is_empty() {
         resources.push(AnyResource::DaemonConfig(
-            daemon::config::DaemonConfig::new(&profile.docker, options.allow_storage_driver_change),
+            daemon::config::DaemonConfig::new(
+                &profile.docker,
+                options.allow_storage_driver_change,
+                profile
+                    .containers
+                    .iter()
+                    .map(|container| container.name.to_string())
+                    .collect(),
+            ),
         ));
     }
     resources.push(AnyResource::DaemonService(

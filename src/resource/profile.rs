@@ -37,6 +37,7 @@ use crate::{
         orphan,
         runner::{
             self,
+            helper_image::{self, Registries},
             section::{RunnerContainer, RunnerSettings},
         },
         volume::{VolumeSection, VolumeSpec},
@@ -245,13 +246,29 @@ impl Profile {
             layers,
             &mut problems,
         );
-        let relations = Relations::of(&runner, &objects.networks, &objects.containers);
+        let mirrors = docker.as_ref().map_or_else(
+            || registry_mirrors.clone(),
+            |docker| {
+                docker
+                    .daemon
+                    .get("registry-mirrors")
+                    .and_then(serde_json::Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|mirror| mirror.as_str().map(str::to_owned))
+                    .collect()
+            },
+        );
+        let relations = Relations::of(&runner, &objects.networks, &objects.containers, mirrors);
         runner_container_facts(
             &mut runner,
             &relations,
             &objects.containers,
             &mut runner_warnings,
         );
+        // After the runner container is known: its image pins the gitlab-runner version.
+        runner.check_feature_flags(&mut runner_warnings);
+        runner.helper_image_warnings(&relations.registries, &mut runner_warnings);
         let warnings = objects
             .warnings
             .into_iter()
@@ -369,6 +386,9 @@ pub(crate) struct Relations {
     pub runner_container: Option<ObjectName>,
     /// Every container's facts, by name.
     pub containers: BTreeMap<ObjectName, ContainerFacts>,
+    /// Where the profile's images come from (mirrors, private registries): for the runner's
+    /// helper image.
+    pub registries: Registries,
 }
 
 /// Whether a container with these mounts runs gitlab-runner on `runner`'s config.toml: it
@@ -383,7 +403,12 @@ fn runs_gitlab_runner(runner: &RunnerSettings, mounts: &[Mount]) -> bool {
 }
 
 impl Relations {
-    fn of(runner: &RunnerSettings, networks: &[NetworkSpec], containers: &[ContainerSpec]) -> Self {
+    fn of(
+        runner: &RunnerSettings,
+        networks: &[NetworkSpec],
+        containers: &[ContainerSpec],
+        mirrors: Vec<String>,
+    ) -> Self {
         let runner_container = containers
             .iter()
             .find(|container| runs_gitlab_runner(runner, &container.mounts))
@@ -414,8 +439,45 @@ impl Relations {
         Self {
             runner_container,
             containers: facts,
+            registries: registries(runner, containers, mirrors),
         }
     }
+}
+
+/// The daemon's mirrors, and the registries other than Docker Hub the profile's images come
+/// from: the containers' images and the runners' job and service images.
+fn registries(
+    runner: &RunnerSettings,
+    containers: &[ContainerSpec],
+    mirrors: Vec<String>,
+) -> Registries {
+    let job_images = runner.runners.iter().flat_map(|spec| {
+        let docker = spec.settings.get("docker").and_then(toml::Value::as_table);
+        let image = docker
+            .and_then(|docker| docker.get("image"))
+            .and_then(toml::Value::as_str);
+        let services = docker
+            .and_then(|docker| docker.get("services"))
+            .and_then(toml::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|service| service.get("name").and_then(toml::Value::as_str));
+        image.into_iter().chain(services)
+    });
+    let mut private: Vec<String> = Vec::new();
+    for image in containers
+        .iter()
+        .map(|container| container.image.as_str())
+        .chain(job_images)
+    {
+        if let Some(registry) = helper_image::registry_of(image)
+            && registry != "registry.gitlab.com"
+            && !private.iter().any(|known| known == registry)
+        {
+            private.push(registry.to_owned());
+        }
+    }
+    Registries { mirrors, private }
 }
 
 /// The containers in `spec`'s `after` that write a named volume it mounts read-only (TLS

@@ -37,5 +37,6 @@ mod profiles;
 mod registry_mirrors;
 mod runner;
 mod runtime;
+mod sizing;
 mod upgrade;
 mod watch;

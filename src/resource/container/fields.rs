@@ -20,7 +20,7 @@ use crate::{
         labels::{LABEL_MANAGED, LABEL_SPEC_HASH},
         wire::{
             Config, ContainerInfo, ContainerState, DeviceInfo, Endpoint, HostConfig, ImageInfo,
-            MountPoint, NetworkId, NetworkSettings, PortBindingInfo, RestartPolicyInfo,
+            LogConfig, MountPoint, NetworkId, NetworkSettings, PortBindingInfo, RestartPolicyInfo,
         },
     },
     host::Host,
@@ -189,6 +189,7 @@ fn reported(resource: &Container) -> ContainerInfo {
                     })
                     .collect(),
             ),
+            log_config: LogConfig::default(),
         },
         network_settings: NetworkSettings {
             networks: Some(

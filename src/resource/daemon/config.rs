@@ -15,6 +15,7 @@ use crate::{
     docker::{
         DaemonStatus, Docker,
         unit::{self, DockerService},
+        wire::{ContainerInfo, LogConfig},
     },
     host::{
         Host, HostPath,
@@ -27,6 +28,7 @@ use crate::{
         daemon::{
             DockerSettings,
             keys::{self, DockerdVersion},
+            log_options,
         },
     },
 };
@@ -35,6 +37,9 @@ pub(crate) struct DaemonConfig {
     path: HostPath,
     keys: Map<String, Json>,
     allow_storage_driver_change: bool,
+    /// The profile's containers, whose log options a `log-opts` change does not reach while
+    /// they run (the same names the containers' batched inspect asks about).
+    containers: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +53,9 @@ pub(crate) struct DaemonJsonState {
     pub rejected: Option<String>,
     /// The running dockerd's version, from `docker info`, when it answers.
     pub dockerd: Option<DockerdVersion>,
+    /// The profile's running containers and how they log, read only when the profile sets a
+    /// log key (and the daemon answers).
+    pub running_logs: Vec<(String, LogConfig)>,
 }
 
 #[derive(Debug, Clone)]
@@ -175,12 +183,37 @@ pub(crate) fn rejected_path(config: &HostPath) -> HostPath {
 }
 
 impl DaemonConfig {
-    pub(crate) fn new(settings: &DockerSettings, allow_storage_driver_change: bool) -> Self {
+    pub(crate) fn new(
+        settings: &DockerSettings,
+        allow_storage_driver_change: bool,
+        containers: Vec<String>,
+    ) -> Self {
         Self {
             path: settings.config.clone(),
             keys: settings.daemon.clone(),
             allow_storage_driver_change,
+            containers,
         }
+    }
+
+    /// The profile's running containers with their log config, when the profile sets a log key
+    /// and the daemon answers: what a `log-opts` change leaves as it is.
+    fn running_logs(&self, docker: &Docker) -> Result<Vec<(String, LogConfig)>> {
+        let sets_logs = ["log-driver", "log-opts"]
+            .iter()
+            .any(|key| self.keys.contains_key(*key));
+        if !sets_logs || !matches!(docker.status(), DaemonStatus::Running(_)) {
+            return Ok(Vec::new());
+        }
+        let found = docker.inspect_all::<ContainerInfo>(&self.containers)?;
+        // By the profile's names: the cached batch may answer for more (set-aside containers).
+        Ok(self
+            .containers
+            .iter()
+            .filter_map(|name| Some((name, found.get(name)?)))
+            .filter(|(_, container)| container.state.running)
+            .map(|(name, container)| (name.clone(), container.host_config.log_config.clone()))
+            .collect())
     }
 
     fn planned(&self, observed: &DaemonJsonState) -> Option<PlannedDaemonJson> {
@@ -314,6 +347,7 @@ impl Resource for DaemonConfig {
                 _ => None,
             },
             rejected: context.host.read_optional(&rejected_path(&self.path))?,
+            running_logs: self.running_logs(context.docker)?,
         })
     }
 
@@ -354,6 +388,11 @@ impl Resource for DaemonConfig {
                     "{hidden} (allowed by --allow-storage-driver-change)"
                 ));
             }
+        }
+        if let Some(note) =
+            log_options::note(&planned.keys, &planned.object, &observed.running_logs)
+        {
+            change = change.with_warning(note);
         }
         diff.push(change.with_fields(planned.fields), op);
         diff
@@ -481,6 +520,7 @@ mod tests {
             path: host_path("/etc/docker/daemon.json"),
             keys: keys.as_object().unwrap().clone(),
             allow_storage_driver_change: false,
+            containers: Vec::new(),
         }
     }
 
@@ -494,6 +534,7 @@ mod tests {
             service: None,
             rejected: None,
             dockerd: None,
+            running_logs: Vec::new(),
         }
     }
 

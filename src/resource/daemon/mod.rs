@@ -4,6 +4,7 @@
 
 pub(crate) mod config;
 pub(crate) mod keys;
+mod log_options;
 mod restart;
 pub(crate) mod service;
 

@@ -549,6 +549,7 @@ mod tests {
                 daemon: resource.keys.clone(),
             },
             false,
+            Vec::new(),
         );
         let written = config.diff(&config_state(), &Earlier::default());
         let (mut change, op) = written.changes.into_iter().next().unwrap();
@@ -569,6 +570,7 @@ mod tests {
             service: None,
             rejected: None,
             dockerd: None,
+            running_logs: Vec::new(),
         }
     }
 

@@ -14,12 +14,12 @@
 //! is all gitlab-runner needs to reload it (it checks every 3 s). A config.toml that does not
 //! parse is never overwritten. Diffs show every token as `"***"`.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use serde_json::Value as Json;
 use toml_edit::DocumentMut;
 
 use crate::{
-    host::{self, FileMode, Host, HostPath},
+    host::{self, FileMode, Host, HostPath, facts::HostFacts},
     plan::{self, Action, Change, Diff, FieldChange, Kind, ResourceId},
     resource::{
         Context, Earlier, Made, Resource,
@@ -27,6 +27,7 @@ use crate::{
             self, TokenFile, config_toml,
             secret_files::{self, SecretFile},
             section::{RunnerSettings, normalize_url},
+            sizing::{Sized, Sizing},
         },
     },
     secret::Secret,
@@ -44,6 +45,11 @@ pub(crate) struct RunnerConfig {
     runners: Vec<Declared>,
     /// The private CAs of the runners' GitLabs, placed where gitlab-runner looks for them.
     certificates: Vec<Certificate>,
+    /// Which numbers are "auto", worked out from the host's facts when observed.
+    sizing: Sizing,
+    /// The profile's runner settings, kept when something is "auto": the numbers it stands
+    /// for are judged as gitlab-runner would (`long_polling`) once worked out.
+    settings: Option<Box<RunnerSettings>>,
 }
 
 struct Declared {
@@ -79,6 +85,8 @@ pub(crate) struct ConfigTomlState {
     mode: Option<FileMode>,
     /// Why the file could not be read by this user (`plan` as non-root), if so.
     unreadable: Option<String>,
+    /// The host's CPUs and memory, read when a number is "auto".
+    facts: Option<HostFacts>,
 }
 
 /// What apply would write.
@@ -137,6 +145,11 @@ impl RunnerConfig {
             secret_files,
             runners,
             certificates,
+            sizing: settings.sizing.clone(),
+            settings: settings
+                .sizing
+                .is_auto()
+                .then(|| Box::new(settings.clone())),
         }
     }
 
@@ -180,9 +193,11 @@ impl RunnerConfig {
         current: Option<&(String, DocumentMut)>,
         registered: &[String],
         secrets: &[ReadSecret],
+        sized: Option<&Sized>,
     ) -> Option<PlannedConfigToml> {
-        let with_secrets =
-            |settings: &toml::Table, runner: Option<&str>| with_secrets(settings, runner, secrets);
+        let with_secrets = |settings: &toml::Table, runner: Option<&str>| {
+            with_sized(with_secrets(settings, runner, secrets), runner, sized)
+        };
         let mut document = current.map_or_else(DocumentMut::new, |(_, document)| document.clone());
         let mut fields = config_toml::merge(
             document.as_table_mut(),
@@ -242,6 +257,31 @@ fn with_secrets(
     settings
 }
 
+/// `settings` with the numbers "auto" stands for on this host put in: `concurrent` in the
+/// globals (`runner` is `None`), `limit` in a runner's entry.
+fn with_sized(
+    mut settings: toml::Table,
+    runner: Option<&str>,
+    sized: Option<&Sized>,
+) -> toml::Table {
+    let Some(sized) = sized else {
+        return settings;
+    };
+    match runner {
+        None => {
+            if let Some(concurrent) = sized.concurrent {
+                settings.insert("concurrent".into(), toml::Value::Integer(concurrent));
+            }
+        }
+        Some(runner) => {
+            if let Some((_, limit)) = sized.limits.iter().find(|(name, _)| name == runner) {
+                settings.insert("limit".into(), toml::Value::Integer(*limit));
+            }
+        }
+    }
+    settings
+}
+
 /// Global keys gitlab-runner reads only when it starts (`commands/multi.go`, 17.11: `run` sets
 /// up the metrics and debug server from `listen_address` and the session server from
 /// `[session_server]` once; `reloadConfig` re-reads the log level and format, `concurrent`,
@@ -292,6 +332,8 @@ pub(crate) struct MergeConfigToml {
     read_at_start: Vec<String>,
     /// config.toml does not exist yet.
     creates: bool,
+    /// What "auto" stands for on this host, as observed.
+    sized: Option<Sized>,
 }
 
 /// A secret read from its file: the runner whose entry it goes to (`None`: the globals), its key
@@ -340,6 +382,13 @@ impl Resource for RunnerConfig {
                 secrets,
                 mode,
                 unreadable: None,
+                facts: if self.sizing.is_auto() {
+                    Some(HostFacts::read(context.host).context(
+                        "`concurrent` or `limit` is \"auto\", sized to the host's CPUs and memory",
+                    )?)
+                } else {
+                    None
+                },
             }),
             Err(error) if host::permission_denied(&error) => Ok(ConfigTomlState {
                 current: None,
@@ -347,6 +396,7 @@ impl Resource for RunnerConfig {
                 secrets: Vec::new(),
                 mode: None,
                 unreadable: Some(format!("{error:#}")),
+                facts: None,
             }),
             Err(error) => Err(error),
         }
@@ -375,7 +425,13 @@ impl Resource for RunnerConfig {
             .map(|runner| runner.name.clone())
             .collect();
         let secrets = self.read_secrets(observed, &mut diff);
-        let planned = self.planned(observed.current.as_ref(), &registered, &secrets);
+        let sized = self.sized(observed, &mut diff);
+        let planned = self.planned(
+            observed.current.as_ref(),
+            &registered,
+            &secrets,
+            sized.as_ref(),
+        );
         let read_at_start = self.read_at_start(observed.current.as_ref(), &secrets);
         let mode_wrong = observed
             .mode
@@ -390,6 +446,7 @@ impl Resource for RunnerConfig {
             secrets,
             read_at_start,
             creates: observed.current.is_none(),
+            sized,
         };
         let mut change = Change::new(self.id(), self.action(&op), self.path.to_string());
         let mut fields = Vec::new();
@@ -430,6 +487,7 @@ impl Resource for RunnerConfig {
                 format!("{} (a secret it holds changed)", self.path)
             };
         }
+        explain_sizing(&mut change, op.sized.as_ref(), &fields);
         fields.extend(certificate_fields);
         diff.push(change.with_fields(fields), op);
         diff
@@ -461,7 +519,12 @@ impl Resource for RunnerConfig {
             }
             context.host.write_atomic(target, text.as_bytes(), 0o644)?;
         }
-        if let Some(planned) = self.planned(current.as_ref(), &op.registered, &op.secrets) {
+        if let Some(planned) = self.planned(
+            current.as_ref(),
+            &op.registered,
+            &op.secrets,
+            op.sized.as_ref(),
+        ) {
             write(context.host, &self.path, &planned.text)?;
         }
         if context
@@ -475,7 +538,43 @@ impl Resource for RunnerConfig {
     }
 }
 
+/// What "auto" became, with the facts it was worked out from, added to the change's detail
+/// where the change sets it.
+fn explain_sizing(change: &mut Change, sized: Option<&Sized>, fields: &[FieldChange]) {
+    let Some(sized) = sized else {
+        return;
+    };
+    let explained: Vec<String> = sized
+        .explain()
+        .into_iter()
+        .filter(|line| {
+            let key = line.split(" = ").next().unwrap_or_default();
+            fields.iter().any(|field| field.path == key)
+        })
+        .collect();
+    if !explained.is_empty() {
+        change.detail = format!("{} ({})", change.detail, explained.join(", "));
+    }
+}
+
 impl RunnerConfig {
+    /// What "auto" stands for on the host observed, with what gitlab-runner would warn about
+    /// once the numbers are known.
+    fn sized(&self, observed: &ConfigTomlState, diff: &mut Diff<MergeConfigToml>) -> Option<Sized> {
+        let sized = observed.facts.map(|facts| self.sizing.size(facts))?;
+        if let Some(settings) = &self.settings {
+            // Those the profile's own numbers draw, `validate` and the profile's warnings said.
+            let (mut profile, mut warnings) = (Vec::new(), Vec::new());
+            settings.long_polling_warnings(None, &mut profile);
+            settings.long_polling_warnings(Some(&sized), &mut warnings);
+            warnings.retain(|warning| !profile.contains(warning));
+            for (key, message) in warnings {
+                diff.warn(format!("key `{key}`: {message}"));
+            }
+        }
+        Some(sized)
+    }
+
     /// The secrets whose files hold one, with a warning for each file that is missing, empty
     /// (its key is left out of config.toml) or readable by other users.
     fn read_secrets(
@@ -554,222 +653,5 @@ pub(crate) fn distrust_directory(host: &Host, config: &HostPath) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::resource::Made;
-    use crate::{host::host_path, resource::runner::section::RunnerSettings};
-
-    fn resource(globals: &str, runners: &[(&str, &str, &str)]) -> RunnerConfig {
-        RunnerConfig {
-            path: host_path("/srv/gitlab-runner/config.toml"),
-            globals: toml::from_str(globals).unwrap(),
-            runners: runners
-                .iter()
-                .map(|(name, url, settings)| Declared {
-                    name: (*name).into(),
-                    url: (*url).into(),
-                    settings: toml::from_str(settings).unwrap(),
-                })
-                .collect(),
-            certificates: Vec::new(),
-            secret_files: Vec::new(),
-        }
-    }
-
-    fn state(text: Option<&str>, mode: u32) -> ConfigTomlState {
-        ConfigTomlState {
-            certificates: Vec::new(),
-            secrets: Vec::new(),
-            current: text.map(|text| {
-                (
-                    text.to_owned(),
-                    config_toml::parse(&host_path("/c.toml"), text).unwrap(),
-                )
-            }),
-            mode: text.map(|_| FileMode(mode)),
-            unreadable: None,
-        }
-    }
-
-    const FILE: &str = "concurrent = 4\n\n[[runners]]\n  name = \"r\"\n  url = \"https://g.example/\"\n  id = 1\n  token = \"glrt-secret\"\n  executor = \"docker\"\n";
-
-    #[test]
-    fn in_sync_is_no_change_and_a_wrong_mode_is_one() {
-        let resource = resource(
-            "concurrent = 4\n",
-            &[("r", "https://g.example", "executor = \"docker\"\n")],
-        );
-        assert_eq!(
-            resource.diff(&state(Some(FILE), 0o600), &Earlier::default()),
-            Diff::none()
-        );
-        let diff = resource.diff(&state(Some(FILE), 0o644), &Earlier::default());
-        assert_eq!(diff.changes[0].0.fields[0].path, "mode");
-        assert!(diff.changes[0].0.diff.is_none());
-    }
-
-    #[test]
-    fn the_diff_shows_tokens_as_stars() {
-        let resource = resource("concurrent = 8\n", &[]);
-        let diff = resource.diff(&state(Some(FILE), 0o600), &Earlier::default());
-        let text = diff.changes[0].0.diff.clone().unwrap();
-        assert!(
-            text.contains("-concurrent = 4\n+concurrent = 8\n"),
-            "{text}"
-        );
-        assert!(!text.contains("glrt-secret"), "{text}");
-        let whole = config_toml::redact(FILE);
-        assert!(whole.contains("token = \"***\""), "{whole}");
-    }
-
-    #[test]
-    fn an_entry_appears_only_when_its_registration_is_planned() {
-        let resource = resource(
-            "",
-            &[("new", "https://g.example", "executor = \"shell\"\n")],
-        );
-        assert_eq!(
-            resource.diff(&state(None, 0), &Earlier::default()),
-            Diff::none()
-        );
-        let register = Change::new(ResourceId::new(Kind::Runner, "new"), Action::Register, "");
-        let diff = resource.diff(
-            &state(None, 0),
-            &Earlier::from_changes(vec![(register.clone(), Made::Registered)]),
-        );
-        let change = &diff.changes[0];
-        assert_eq!(change.0.action, Action::Create);
-        assert!(
-            change
-                .0
-                .diff
-                .as_ref()
-                .unwrap()
-                .contains("+name = \"new\"\n+url = \"https://g.example\"\n+executor = \"shell\"\n"),
-            "{:?}",
-            change.0.diff
-        );
-        let refused = (register.refused_because("no token"), Made::Registered);
-        assert_eq!(
-            resource.diff(&state(None, 0), &Earlier::from_changes(vec![refused])),
-            Diff::none()
-        );
-    }
-
-    /// Issue 12, item 7: a private GitLab CA reaches gitlab-runner, not only berth's client.
-    #[test]
-    fn a_private_ca_is_placed_for_gitlab_runner_and_named_in_the_entry() {
-        let mut settings = RunnerSettings {
-            seen_directory: Some("/etc/gitlab-runner".into()),
-            ..RunnerSettings::default()
-        };
-        settings
-            .runners
-            .push(crate::resource::runner::section::RunnerSpec {
-                name: "r".into(),
-                url: "https://g.example:8443/".into(),
-                token: crate::resource::runner::section::TokenSource::Authentication {
-                    file: host_path("/t"),
-                },
-                tls_ca_file: Some(host_path("/etc/berth/ca.pem")),
-                delete_on_remove: false,
-                settings: toml::from_str("executor = \"shell\"\n").unwrap(),
-                runner_image: None,
-                secret_files: Vec::new(),
-            });
-        let resource = RunnerConfig::new(&settings);
-        let file = "[[runners]]\n  name = \"r\"\n  url = \"https://g.example:8443/\"\n  id = 1\n  token = \"glrt-x\"\n  executor = \"shell\"\n";
-        let mut observed = state(Some(file), 0o600);
-        observed.certificates = vec![CertificateState {
-            source: Some("-----BEGIN CERTIFICATE-----\n".into()),
-            target: None,
-        }];
-        let diff = resource.diff(&observed, &Earlier::default());
-        let (change, op) = &diff.changes[0];
-        assert!(
-            change
-                .diff
-                .as_deref()
-                .unwrap()
-                .contains("+  tls-ca-file = \"/etc/gitlab-runner/certs/g.example.crt\""),
-            "{:?}",
-            change.diff
-        );
-        assert!(
-            change
-                .fields
-                .iter()
-                .any(|field| field.path == "/srv/gitlab-runner/certs/g.example.crt")
-        );
-        assert_eq!(
-            op.as_ref().unwrap().certificates,
-            [(
-                host_path("/srv/gitlab-runner/certs/g.example.crt"),
-                "-----BEGIN CERTIFICATE-----\n".to_owned()
-            )]
-        );
-    }
-
-    /// Issue 12, item 8: the keys gitlab-runner reads only at start are named for the runner
-    /// container; the others it reloads by itself.
-    #[test]
-    fn keys_read_only_at_start_are_told_apart() {
-        let restarting = resource(
-            "concurrent = 8\nlisten_address = \":9252\"\n[session_server]\nlisten_address = \"[::]:8093\"\n",
-            &[],
-        );
-        let mut earlier = Earlier::default();
-        record(&restarting, &mut earlier, |_| {});
-        assert_eq!(
-            earlier.read_at_start(),
-            ["listen_address", "session_server.listen_address"]
-        );
-        let reloaded = resource("concurrent = 8\n", &[]);
-        let mut earlier = Earlier::default();
-        record(&reloaded, &mut earlier, |_| {});
-        assert!(earlier.read_at_start().is_empty());
-    }
-
-    /// Records `resource`'s one change in `earlier` as the engine does, with what its op made,
-    /// after `reword` changed how the change reads.
-    fn record(resource: &RunnerConfig, earlier: &mut Earlier, reword: impl Fn(&mut Change)) {
-        let diff = resource.diff(&state(Some(FILE), 0o600), &Earlier::default());
-        let (mut change, op) = diff.changes.into_iter().next().unwrap();
-        reword(&mut change);
-        earlier.push(&change, resource.made(&op.unwrap()));
-    }
-
-    /// Issue 19: what restarts gitlab-runner is what the op merges, not how the plan prints it.
-    /// Field paths printed another way (or a detail naming a key read at start) decide nothing.
-    #[test]
-    fn the_restart_follows_the_op_not_the_printed_change() {
-        let restarting = resource("[session_server]\nlisten_address = \"[::]:8093\"\n", &[]);
-        let mut earlier = Earlier::default();
-        record(&restarting, &mut earlier, |change| {
-            for field in &mut change.fields {
-                field.path = format!("[{}]", field.path.replace('.', "] "));
-            }
-            change.detail = "reworded".into();
-        });
-        assert_eq!(earlier.read_at_start(), ["session_server.listen_address"]);
-        let reloaded = resource("concurrent = 8\n", &[]);
-        let mut earlier = Earlier::default();
-        record(&reloaded, &mut earlier, |change| {
-            change.fields[0].path = "listen_address".into();
-            change.detail = "session_server.listen_address changed".into();
-        });
-        assert!(earlier.read_at_start().is_empty());
-    }
-
-    #[test]
-    fn an_entry_of_the_same_name_for_another_gitlab_is_not_touched() {
-        let resource = resource(
-            "",
-            &[("r", "https://other.example", "executor = \"shell\"\n")],
-        );
-        assert_eq!(
-            resource.diff(&state(Some(FILE), 0o600), &Earlier::default()),
-            Diff::none()
-        );
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -23,7 +23,10 @@ use serde_json::{Value as Json, json};
 
 use crate::{
     host::{Host, HostPath},
-    resource::runner::section::{RunnerScope, RunnerSpec, ServerParams, normalize_url},
+    resource::runner::{
+        section::{RunnerScope, RunnerSpec, ServerParams, normalize_url},
+        version::runner_version,
+    },
     secret::Secret,
 };
 
@@ -118,22 +121,6 @@ impl RunnerInfo {
         }
         info
     }
-}
-
-/// The gitlab-runner version in an image reference's tag: `gitlab/gitlab-runner:v17.11.0`,
-/// `…:alpine-v17.11.0`, `…:ubuntu-v17.11.0@sha256:…` give `17.11.0`; `latest` gives `None`.
-pub(crate) fn runner_version(image: &str) -> Option<String> {
-    let reference = image.split('@').next().unwrap_or(image);
-    let (_, tag) = reference
-        .rsplit_once(':')
-        .filter(|(_, tag)| !tag.contains('/'))?;
-    let version = tag.rsplit('-').next()?.strip_prefix('v')?;
-    let parts: Vec<&str> = version.split('.').collect();
-    (parts.len() == 3
-        && parts
-            .iter()
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit())))
-    .then(|| version.to_owned())
 }
 
 /// A client for one GitLab instance.

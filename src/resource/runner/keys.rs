@@ -1,10 +1,13 @@
 //! The gitlab-runner config.toml keys berth knows (global, `[[runners]]`, `[runners.docker]`,
-//! `[runners.cache]` and its backends, as gitlab-runner 17.11's `common/config.go` names them)
+//! `[runners.cache]` and its backends, as gitlab-runner 19.3's `common/config.go` names them)
 //! and the checks a profile's `[runner]` and runner entries pass before they reach config.toml. Unknown keys
 //! pass through with a warning (a newer gitlab-runner may know them); known ones are checked for
 //! the shape gitlab-runner reads.
 
-use super::secret_files::{self, SecretFile};
+use super::{
+    secret_files::{self, SecretFile},
+    sizing::AUTO,
+};
 use crate::{
     host::HostPath,
     profile::{
@@ -67,6 +70,7 @@ pub(super) const GLOBAL_KEYS: &[&str] = &[
     "labels",
     "session_server",
     "experimental",
+    "machine",
 ];
 
 /// Keys of a `[[runners]]` entry besides the credentials.
@@ -92,6 +96,8 @@ pub(super) const ENTRY_KEYS: &[&str] = &[
     "post_get_sources_script",
     "pre_build_script",
     "post_build_script",
+    "prepare_timeout",
+    "get_sources_timeout",
     "debug_trace_disabled",
     "safe_directory_checkout",
     "clean_git_config",
@@ -113,6 +119,8 @@ pub(super) const ENTRY_KEYS: &[&str] = &[
     "kubernetes",
     "custom",
     "autoscaler",
+    "artifact",
+    "experimental",
 ];
 
 /// `[runners.cache]` and its backends: gitlab-runner spells these keys capitalised and ignores
@@ -126,7 +134,7 @@ pub(super) const CACHE_KEYS: &[&str] = &[
     "gcs",
     "azure",
 ];
-/// The cache adapters gitlab-runner 17.11 registers (`cache.Factories().Register` in
+/// The cache adapters gitlab-runner 17.11 (and still 19.3) registers (`cache.Factories().Register` in
 /// `cache/*/adapter.go`); `s3v2` reads `[runners.cache.s3]`, `gcsv2` `[runners.cache.gcs]`.
 const CACHE_TYPES: &[&str] = &["s3", "s3v2", "gcs", "gcsv2", "azure"];
 pub(super) const CACHE_S3_KEYS: &[&str] = &[
@@ -145,6 +153,8 @@ pub(super) const CACHE_S3_KEYS: &[&str] = &[
     "Accelerate",
     "RoleARN",
     "UploadRoleARN",
+    "AssumeRoleMaxConcurrency",
+    "DisableAssumeRoleCredentialsCaching",
 ];
 pub(super) const CACHE_GCS_KEYS: &[&str] = &[
     "AccessID",
@@ -173,6 +183,8 @@ pub(super) struct RunnerGlobals {
     pub(super) table: toml::Table,
     /// The global secrets read from files (`sentry_dsn_file`).
     pub(super) secret_files: Vec<SecretFile>,
+    /// `concurrent = "auto"`: sized to the host (`sizing`), so not in `table`.
+    pub(super) auto_concurrent: bool,
 }
 
 /// `[runner]`: gitlab-runner's global settings, each checked where berth knows its meaning.
@@ -189,6 +201,7 @@ pub(super) fn resolve_globals(
         secret_files: problems
             .keep(secret_files::take(&mut runner, &base, layers))
             .unwrap_or_default(),
+        auto_concurrent: false,
     };
     for (key, value) in runner {
         let path = base.key(&key);
@@ -216,11 +229,19 @@ pub(super) fn resolve_globals(
             }
             "concurrent" => match value.as_integer() {
                 Some(1..) => {}
+                None if value.as_str() == Some(AUTO) => {
+                    globals.auto_concurrent = true;
+                    continue;
+                }
                 _ => {
-                    fail("must be a whole number of at least 1 (gitlab-runner exits on 0)", None);
+                    fail("must be a whole number of at least 1 (gitlab-runner exits on 0), or \"auto\" (sized to the host)", None);
                     continue;
                 }
             },
+            "connection_max_age" if !is_duration(&value) => {
+                fail("must be a duration (\"15m\", \"1h30m\")", None);
+                continue;
+            }
             "check_interval" | "shutdown_timeout" => match value.as_integer() {
                 Some(0..) => {}
                 _ => {
@@ -325,6 +346,9 @@ pub(super) fn check_entry(
             "environment" if !is_string_list(value) => {
                 return Err(layers.error_at(&path, "must be a list of \"NAME=value\" strings"));
             }
+            "prepare_timeout" | "get_sources_timeout" if !is_duration(value) => {
+                return Err(layers.error_at(&path, "must be a duration (\"30s\", \"1h30m\")"));
+            }
             "limit" | "output_limit" | "request_concurrency" => match value.as_integer() {
                 Some(0..) => {}
                 _ => return Err(layers.error_at(&path, "must be a whole number")),
@@ -334,36 +358,51 @@ pub(super) fn check_entry(
         if key == "cache"
             && let Some(cache) = value.as_table()
         {
-            check_capitalised(cache, CACHE_KEYS, &path, layers)?;
-            if let Some(kind) = cache.get("Type")
-                && !kind
-                    .as_str()
-                    .is_some_and(|kind| CACHE_TYPES.contains(&kind))
-            {
-                return Err(layers
-                    .error_at(
-                        &path.key("Type"),
-                        format!("must be one of {}", CACHE_TYPES.join(", ")),
-                    )
-                    .with_hint(
-                        kind.as_str()
-                            .and_then(|kind| did_you_mean(kind, CACHE_TYPES)),
-                    ));
-            }
-            for (backend, keys) in [
-                ("s3", CACHE_S3_KEYS),
-                ("gcs", CACHE_GCS_KEYS),
-                ("azure", CACHE_AZURE_KEYS),
-            ] {
-                if let Some(backend_table) = cache.get(backend).and_then(toml::Value::as_table) {
-                    check_capitalised(backend_table, keys, &path.key(backend), layers)?;
-                }
-            }
+            check_cache(cache, &path, layers)?;
         }
         if key == "docker"
             && let Some(docker) = value.as_table()
         {
             check_docker(docker, &path, layers)?;
+        }
+        // gitlab-runner reads `feature_flags` as a map of booleans (`RunnerSettings.FeatureFlags
+        // map[string]bool`): any other value fails its whole config.toml.
+        if key == "feature_flags"
+            && let Some((flag, _)) = value
+                .as_table()
+                .and_then(|flags| flags.iter().find(|(_, value)| !value.is_bool()))
+        {
+            return Err(layers.error_at(&path.key(flag), "must be true or false"));
+        }
+    }
+    Ok(())
+}
+
+/// `[runners.NAME.cache]`: gitlab-runner's capitalised keys and a cache type it registers.
+fn check_cache(cache: &toml::Table, path: &KeyPath, layers: &Layers) -> Result<(), LocatedError> {
+    check_capitalised(cache, CACHE_KEYS, path, layers)?;
+    if let Some(kind) = cache.get("Type")
+        && !kind
+            .as_str()
+            .is_some_and(|kind| CACHE_TYPES.contains(&kind))
+    {
+        return Err(layers
+            .error_at(
+                &path.key("Type"),
+                format!("must be one of {}", CACHE_TYPES.join(", ")),
+            )
+            .with_hint(
+                kind.as_str()
+                    .and_then(|kind| did_you_mean(kind, CACHE_TYPES)),
+            ));
+    }
+    for (backend, keys) in [
+        ("s3", CACHE_S3_KEYS),
+        ("gcs", CACHE_GCS_KEYS),
+        ("azure", CACHE_AZURE_KEYS),
+    ] {
+        if let Some(backend_table) = cache.get(backend).and_then(toml::Value::as_table) {
+            check_capitalised(backend_table, keys, &path.key(backend), layers)?;
         }
     }
     Ok(())
@@ -398,6 +437,9 @@ fn check_docker(docker: &toml::Table, path: &KeyPath, layers: &Layers) -> Result
             | "volumes_from"
             | "links"
             | "group_add"
+            | "allowed_privileged_images"
+            | "allowed_privileged_services"
+            | "services_security_opt"
                 if !is_string_list(value) =>
             {
                 return Err(layers.error_at(&at, "must be a list of strings"));
@@ -426,6 +468,22 @@ fn check_docker(docker: &toml::Table, path: &KeyPath, layers: &Layers) -> Result
                         ));
                     }
                 }
+            }
+            // `[[runners.docker.services]]`: each a table naming its image.
+            "services"
+                if !value.as_array().is_some_and(|services| {
+                    services.iter().all(|service| {
+                        service
+                            .get("name")
+                            .and_then(toml::Value::as_str)
+                            .is_some_and(|name| !name.is_empty())
+                    })
+                }) =>
+            {
+                return Err(layers.error_at(
+                    &at,
+                    "must be `[[runners.NAME.docker.services]]` tables, each with the image as `name`",
+                ));
             }
             "host" | "image" if value.as_str().is_none_or(str::is_empty) => {
                 return Err(layers.error_at(&at, "must be a non-empty string"));
@@ -458,6 +516,41 @@ fn check_capitalised(
         }
     }
     Ok(())
+}
+
+/// A Go `time.Duration` as gitlab-runner's TOML reads one: text Go's `time.ParseDuration`
+/// takes (`"30s"`, `"1h30m"`), or a whole number of nanoseconds.
+fn is_duration(value: &toml::Value) -> bool {
+    match value {
+        toml::Value::Integer(nanoseconds) => *nanoseconds >= 0,
+        toml::Value::String(text) => {
+            let mut rest = text.as_str();
+            if rest == "0" {
+                return true;
+            }
+            if rest.is_empty() {
+                return false;
+            }
+            while !rest.is_empty() {
+                let number = rest
+                    .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                    .unwrap_or(rest.len());
+                if number == 0 {
+                    return false;
+                }
+                rest = &rest[number..];
+                let Some(unit) = ["ns", "us", "µs", "ms", "s", "m", "h"]
+                    .into_iter()
+                    .find(|unit| rest.starts_with(unit))
+                else {
+                    return false;
+                };
+                rest = &rest[unit.len()..];
+            }
+            true
+        }
+        _ => false,
+    }
 }
 
 fn is_string_list(value: &toml::Value) -> bool {

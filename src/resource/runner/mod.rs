@@ -22,13 +22,18 @@
 pub(crate) mod config;
 pub(crate) mod config_toml;
 mod decision;
+mod feature_flags;
 pub(crate) mod gitlab;
+pub(crate) mod helper_image;
 pub(crate) mod identity;
 mod keys;
 pub(crate) mod ledger;
+mod long_polling;
 pub(crate) mod secret_files;
 pub(crate) mod section;
+pub(crate) mod sizing;
 pub(crate) mod system_id;
+mod version;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};

@@ -12,8 +12,12 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
+use super::feature_flags;
 use super::keys::{OWN_KEYS, SERVER_KEYS, check_entry, resolve_globals};
+use super::long_polling::{self, RunnerNumbers};
 use super::secret_files::{self, SecretFile};
+use super::sizing::{AUTO, Sizing};
+use super::version::{release, runner_version};
 use crate::{
     host::{HostPath, host_path},
     profile::{
@@ -42,6 +46,8 @@ pub(crate) struct RunnerSettings {
     pub seen_directory: Option<String>,
     /// The global secrets read from files (`sentry_dsn_file`).
     pub secret_files: Vec<SecretFile>,
+    /// Which of `concurrent` and the runners' `limit`s are "auto", sized to the host.
+    pub sizing: Sizing,
 }
 
 impl Default for RunnerSettings {
@@ -53,6 +59,7 @@ impl Default for RunnerSettings {
             globals: toml::Table::new(),
             runners: Vec::new(),
             secret_files: Vec::new(),
+            sizing: Sizing::default(),
         }
     }
 }
@@ -124,6 +131,81 @@ impl RunnerSettings {
                 && !docker.contains_key("tls_cert_path")
             {
                 docker.insert("tls_cert_path".into(), toml::Value::String(path.clone()));
+            }
+        }
+    }
+
+    /// What gitlab-runner would warn about at start (`long_polling`), with the numbers the
+    /// profile gives and, once worked out on the host, what "auto" stands for (`sized`);
+    /// without them a number that is "auto" is not judged.
+    pub(crate) fn long_polling_warnings(
+        &self,
+        sized: Option<&super::sizing::Sized>,
+        warnings: &mut Vec<(KeyPath, String)>,
+    ) {
+        let concurrent = match sized {
+            Some(sized) => sized.concurrent.or(self.sizing.fixed_concurrent),
+            None => self
+                .sizing
+                .fixed_concurrent
+                .filter(|_| !self.sizing.concurrent),
+        };
+        let numbers: Vec<(String, RunnerNumbers)> = self
+            .runners
+            .iter()
+            .map(|runner| {
+                let number = |key: &str| runner.settings.get(key).and_then(toml::Value::as_integer);
+                let limit = number("limit").or_else(|| {
+                    sized.and_then(|sized| {
+                        sized
+                            .limits
+                            .iter()
+                            .find(|(name, _)| name == &runner.name)
+                            .map(|(_, limit)| *limit)
+                    })
+                });
+                let numbers = RunnerNumbers {
+                    limit,
+                    request_concurrency: number("request_concurrency"),
+                };
+                (runner.name.clone(), numbers)
+            })
+            .collect();
+        for (key, message) in long_polling::warnings(concurrent, &numbers) {
+            let path = match key {
+                None => KeyPath::parse_dotted("runner").key("concurrent"),
+                Some((name, key)) => KeyPath::root().key("runners").key(&name).key(key),
+            };
+            warnings.push((path, message));
+        }
+    }
+
+    /// Each runner's `feature_flags` checked against the gitlab-runner version its container's
+    /// image pins (the newest berth knows when the tag names none): a removed, misspelt or
+    /// not-yet-added flag is a warning, since gitlab-runner ignores it silently.
+    pub(crate) fn check_feature_flags(&self, warnings: &mut Vec<(KeyPath, String)>) {
+        for runner in &self.runners {
+            let Some(flags) = runner
+                .settings
+                .get("feature_flags")
+                .and_then(toml::Value::as_table)
+            else {
+                continue;
+            };
+            let pinned = runner
+                .runner_image
+                .as_deref()
+                .and_then(runner_version)
+                .and_then(|version| release(&version));
+            for flag in flags.keys() {
+                if let Some(message) = feature_flags::check(flag, pinned) {
+                    let path = KeyPath::root()
+                        .key("runners")
+                        .key(&runner.name)
+                        .key("feature_flags")
+                        .key(flag);
+                    warnings.push((path, message));
+                }
             }
         }
     }
@@ -257,10 +339,15 @@ pub(crate) fn resolve(
     }
     settings.globals = globals.table;
     settings.secret_files = globals.secret_files;
+    settings.sizing.concurrent = globals.auto_concurrent;
+    settings.sizing.fixed_concurrent = settings
+        .globals
+        .get("concurrent")
+        .and_then(toml::Value::as_integer);
     let base = KeyPath::parse_dotted("runners");
     for (name, value) in runners.unwrap_or_default() {
         let path = base.key(&name);
-        let toml::Value::Table(table) = value else {
+        let toml::Value::Table(mut table) = value else {
             problems.push(layers.error_at(
                 &path,
                 "must be a table: `[runners.NAME]` declares the runner NAME".to_owned(),
@@ -274,12 +361,27 @@ pub(crate) fn resolve(
             ));
             continue;
         }
+        // `limit = "auto"`: a share of `concurrent`, worked out on the host (`sizing`).
+        let auto_limit = table.get("limit").and_then(toml::Value::as_str) == Some(AUTO);
+        if auto_limit {
+            table.remove("limit");
+        }
         if let Some(spec) =
             problems.keep(resolve_runner(&name, table, &path, layers, &mut warnings))
         {
+            if auto_limit {
+                settings.sizing.auto_limits.push(spec.name.clone());
+            } else {
+                settings.sizing.fixed_limits += spec
+                    .settings
+                    .get("limit")
+                    .and_then(toml::Value::as_integer)
+                    .unwrap_or(0);
+            }
             settings.runners.push(spec);
         }
     }
+    settings.long_polling_warnings(None, &mut warnings);
     if let Some(mtu) = mtu {
         problems.keep(apply_mtu_to_runners(mtu, &mut settings, layers));
     }

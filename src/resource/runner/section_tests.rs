@@ -238,3 +238,57 @@ fn a_plain_http_url_warns_unless_it_stays_on_this_host() {
         );
     }
 }
+
+/// Issue 22: "auto" is taken out of what goes to config.toml as it is, and remembered for
+/// `runner-config` to size on the host.
+#[test]
+fn auto_concurrent_and_limits_are_taken_for_sizing() {
+    let (settings, warnings) = resolved(&format!(
+        "[runner]\nconcurrent = \"auto\"\n{GLRT}limit = \"auto\"\nrequest_concurrency = 2\n[runners.fixed]\nurl = \"https://gitlab.example.com\"\ntoken_file = \"/etc/berth/tokens/f\"\nexecutor = \"shell\"\nlimit = 3\nrequest_concurrency = 2\n"
+    ))
+    .unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(!settings.globals.contains_key("concurrent"));
+    assert!(!settings.runners[0].settings.contains_key("limit"));
+    assert_eq!(
+        settings.sizing,
+        Sizing {
+            concurrent: true,
+            fixed_concurrent: None,
+            auto_limits: vec!["r".into()],
+            fixed_limits: 3,
+        }
+    );
+    let error = resolved("[runner]\nconcurrent = \"lots\"\n").unwrap_err();
+    assert!(error.contains("or \"auto\" (sized to the host)"), "{error}");
+}
+
+/// Issue 22: keys up to gitlab-runner 19.3 are known and their shapes checked.
+#[test]
+fn keys_up_to_nineteen_three_validate_in_their_sections() {
+    let (_, warnings) = resolved(&format!(
+        "[runner]\nconnection_max_age = \"15m\"\n{GLRT}prepare_timeout = \"1h30m\"\nget_sources_timeout = \"90s\"\n[runners.r.docker]\nservices_limit = 2\nallowed_privileged_images = [\"docker:*-dind\"]\nallowed_privileged_services = [\"docker:*-dind\"]\n[[runners.r.docker.services]]\nname = \"postgres:16\"\nalias = \"db\"\n"
+    ))
+    .unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    for (bad, expected) in [
+        ("prepare_timeout = \"ten minutes\"\n", "must be a duration"),
+        (
+            "[runners.r.docker]\nallowed_privileged_images = \"docker\"\n",
+            "must be a list of strings",
+        ),
+        (
+            "[[runners.r.docker.services]]\nalias = \"db\"\n",
+            "each with the image as `name`",
+        ),
+        (
+            "[runners.r.feature_flags]\nFF_NETWORK_PER_BUILD = \"yes\"\n",
+            "key `runners.r.feature_flags.FF_NETWORK_PER_BUILD`: must be true or false",
+        ),
+    ] {
+        let error = resolved(&format!("{GLRT}{bad}")).unwrap_err();
+        assert!(error.contains(expected), "{bad}: {error}");
+    }
+    let error = resolved("[runner]\nconnection_max_age = \"forever\"\n").unwrap_err();
+    assert!(error.contains("must be a duration"), "{error}");
+}
