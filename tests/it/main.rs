@@ -22,6 +22,7 @@ mod doctor;
 mod fault_tools;
 mod faults;
 mod fleet;
+mod fleet_docs;
 mod gitlab_server;
 mod host_files;
 mod hostile_docker;

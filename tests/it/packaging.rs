@@ -69,7 +69,7 @@ fn install(tree: &Path, root: &Root, extra: &[&str]) -> String {
 }
 
 #[track_caller]
-fn succeeded(output: &Output, what: &str) {
+pub fn succeeded(output: &Output, what: &str) {
     assert!(
         output.status.success(),
         "{what} failed: {}\n{}{}",
