@@ -14,7 +14,7 @@ use std::{
 
 use crate::{
     git_server::{DEPLOY_TOKEN, DEPLOY_USER, GitServer, Repo, Signer},
-    harness::{Dockerd, Root, berth, within},
+    harness::{Dockerd, Root, berth, tool_available, within},
     require_dockerd,
 };
 
@@ -67,6 +67,12 @@ impl ArgvWatch {
         let seen = self.seen.lock().unwrap();
         assert!(seen.is_empty(), "the deploy token was in argv: {seen:?}");
     }
+}
+
+/// git (its http-backend serves the repository) and ssh-keygen (the signing keys).
+fn tools() -> bool {
+    tool_available("git", "apt-get install git")
+        && tool_available("ssh-keygen", "apt-get install openssh-client")
 }
 
 /// A host root following `reference` of the served repository, as group `group`.
@@ -152,6 +158,9 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn a_signed_source_converges_and_each_refusal_keeps_the_last_verified_commit() {
+    if !tools() {
+        return;
+    }
     let root = Root::new();
     let dockerd = require_dockerd!(&root);
     let projects = root.scratch("projects");
@@ -249,6 +258,44 @@ fn a_signed_source_converges_and_each_refusal_keeps_the_last_verified_commit() {
     assert!(metrics.contains("berth_last_run_success 1\n"), "{metrics}");
     server.up();
 
+    // The token refused (401) is the same: converged to the last commit, warned, counted.
+    let token_file = "/etc/berth/tokens/profiles";
+    root.write(token_file, &format!("{DEPLOY_USER}:not-the-token\n"));
+    std::fs::set_permissions(
+        root.join(token_file),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let refused = run(&["apply", "--yes"], 0);
+    assert!(
+        refused.stderr.contains("failed to fetch"),
+        "{}",
+        refused.stderr
+    );
+    let metrics = root.read(METRICS).unwrap();
+    assert!(
+        metrics.contains("berth_source_fetch_failures_total 2\n"),
+        "{metrics}"
+    );
+    // A token file other users can read is refused, as a runner's is.
+    root.write(token_file, &format!("{DEPLOY_USER}:{DEPLOY_TOKEN}\n"));
+    std::fs::set_permissions(
+        root.join(token_file),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let loose = run(&["apply", "--yes"], 1);
+    assert!(
+        loose.stderr.contains("other users can read it (mode 0644)"),
+        "{}",
+        loose.stderr
+    );
+    std::fs::set_permissions(
+        root.join(token_file),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+
     // Unsigned, then signed by an unknown key: each refused with its reason, the host stays on
     // the second commit (the third's network never appears).
     repo.write(
@@ -342,6 +389,9 @@ fn a_signed_source_converges_and_each_refusal_keeps_the_last_verified_commit() {
 
 #[test]
 fn a_running_watch_converges_to_a_new_signed_commit_within_its_poll() {
+    if !tools() {
+        return;
+    }
     let root = Root::new();
     let dockerd = require_dockerd!(&root);
     let projects = root.scratch("projects");
@@ -387,6 +437,9 @@ fn a_running_watch_converges_to_a_new_signed_commit_within_its_poll() {
 
 #[test]
 fn three_hosts_one_repository_each_gets_its_layers_and_canary_reaches_only_its_host() {
+    if !tools() {
+        return;
+    }
     let roots = [Root::new(), Root::new(), Root::new()];
     let dockerd = require_dockerd!(&roots[0]);
     dockerd.import_busybox("berth-test/runner:1");
@@ -473,6 +526,9 @@ fn three_hosts_one_repository_each_gets_its_layers_and_canary_reaches_only_its_h
 
 #[test]
 fn validate_and_show_take_a_host_s_layers_from_a_checkout() {
+    if !tools() {
+        return;
+    }
     let root = Root::new();
     let projects = root.scratch("projects");
     let repo = Repo::new(&root.scratch("repo"), &projects);
