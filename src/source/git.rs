@@ -117,13 +117,23 @@ impl Git {
                 timeout: TIMEOUT,
             });
         };
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        // Whatever git says of a request goes to berth's logs: never with the token in it.
-        let stderr = match &self.credentials {
-            Some(credentials) => credentials.scrub(&stderr),
-            None => stderr,
-        };
+        let stderr = self.scrub(&String::from_utf8_lossy(&output.stderr));
         Ok((output.status.success(), output.stdout.clone(), stderr))
+    }
+
+    /// Whatever git says of a request goes to berth's logs and report: never with the token in
+    /// it, whole, alone or as the header carries it.
+    fn scrub(&self, text: &str) -> String {
+        let Some(credentials) = &self.credentials else {
+            return text.to_owned();
+        };
+        let whole = credentials.expose();
+        let token = whole.split_once(':').map_or(whole, |(_, token)| token);
+        let mut text = credentials.scrub(text);
+        for secret in [token.to_owned(), base64(whole.as_bytes())] {
+            text = Secret::new(secret).scrub(&text);
+        }
+        text
     }
 
     fn run(&self, args: &[&str], with_credentials: bool) -> Result<String> {
@@ -140,11 +150,8 @@ impl Git {
         String::from_utf8(stdout).context("git printed what is not UTF-8")
     }
 
-    /// Makes the bare repository when there is none yet.
+    /// Makes the bare repository (the caller looked: there is none yet).
     pub(super) fn init(&self) -> Result<()> {
-        if self.dir.join("HEAD").exists() {
-            return Ok(());
-        }
         self.run(&["init", "--quiet", "--bare"], false)?;
         Ok(())
     }
@@ -304,6 +311,20 @@ fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_git_says_is_scrubbed_of_the_token_in_every_form() {
+        let git = Git {
+            dir: PathBuf::new(),
+            home: PathBuf::new(),
+            allowed_signers: PathBuf::new(),
+            credentials: Some(Secret::new("deploy:s3cr3t")),
+        };
+        assert_eq!(
+            git.scrub("fatal: deploy:s3cr3t s3cr3t ZGVwbG95OnMzY3IzdA== refused"),
+            "fatal: *** *** *** refused"
+        );
+    }
 
     #[test]
     fn base64_is_rfc_4648() {

@@ -361,9 +361,7 @@ pub(crate) fn applied_profiles(host: &Host, source: &Source) -> Result<Option<Ve
 
 /// The commit the ref points at on the server now (`git ls-remote`), for watch's poll.
 pub(crate) fn remote_head(host: &Host, source: &Source) -> Result<Option<String>> {
-    let git = open(host, source)?;
-    git.init()?;
-    git.remote_head(&source.url, &source.reference)
+    open(host, source)?.remote_head(&source.url, &source.reference)
 }
 
 /// The ref's head as the last fetch found it.
@@ -492,12 +490,17 @@ fn open(host: &Host, source: &Source) -> Result<Git> {
             source.allowed_signers
         )
     })?;
-    Ok(Git {
-        dir: host.path(&dir.join("git")),
+    let repository = dir.join("git");
+    let git = Git {
+        dir: host.path(&repository),
         home: host.path(&home),
         allowed_signers: host.path(&source.allowed_signers),
         credentials,
-    })
+    };
+    if !host.exists(&repository.join("HEAD")) {
+        git.init()?;
+    }
+    Ok(git)
 }
 
 /// `USER:TOKEN` from a file of root's alone (0600), as a runner's token file.
@@ -583,4 +586,67 @@ pub(crate) fn checkout_members(
         }
     }
     Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run() -> SourceRun {
+        SourceRun {
+            url: "https://gitlab.example.com/infra/runner-profiles.git".into(),
+            reference: "stable".into(),
+            commit: Some("3f9c2a1b0d4e5f60718293a4b5c6d7e8f9012345".into()),
+            signer: Some("alice@example.com".into()),
+            committed_at: Some(1_796_600_000),
+            ref_commit: Some("77e0d4c2aaaabbbbccccddddeeeeffff00001111".into()),
+            ref_committed_at: Some(1_796_603_600),
+            refused: None,
+            fetch_error: None,
+            fetch_failures_total: 3,
+        }
+    }
+
+    /// The names docs/fleet/berth.rules.yml alerts on: exactly these.
+    #[test]
+    fn the_metrics_are_the_ones_the_fleet_rules_use() {
+        let metrics = run().metrics();
+        for line in [
+            "berth_source_info{url=\"https://gitlab.example.com/infra/runner-profiles.git\",ref=\"stable\",commit=\"3f9c2a1b0d4e5f60718293a4b5c6d7e8f9012345\"} 1\n",
+            "berth_source_commit_timestamp_seconds 1796600000\n",
+            "berth_source_ref_commit_timestamp_seconds{ref=\"stable\"} 1796603600\n",
+            "# TYPE berth_source_fetch_failures_total counter\nberth_source_fetch_failures_total 3\n",
+            "berth_source_refused{reason=\"\"} 0\n",
+        ] {
+            assert!(metrics.contains(line), "{line}{metrics}");
+        }
+        let refused = SourceRun {
+            refused: Some(Refused {
+                reason: RefusalReason::UnknownSigner,
+                commit: "77e0d4c2aaaabbbbccccddddeeeeffff00001111".into(),
+                message: "the commit is not signed by a key in `/etc/berth/allowed_signers`".into(),
+            }),
+            ..run()
+        };
+        assert!(
+            refused
+                .metrics()
+                .contains("berth_source_refused{reason=\"unknown-signer\"} 1\n")
+        );
+        assert_eq!(
+            refused.describe(),
+            "source: https://gitlab.example.com/infra/runner-profiles.git@3f9c2a1b (ref stable, signed by alice@example.com)\nsource refused: 77e0d4c2 of ref stable (unknown-signer): the commit is not signed by a key in `/etc/berth/allowed_signers`"
+        );
+        let none = SourceRun {
+            commit: None,
+            committed_at: None,
+            ..run()
+        };
+        assert!(!none.metrics().contains("berth_source_info{"));
+        assert!(
+            !none
+                .metrics()
+                .contains("\nberth_source_commit_timestamp_seconds ")
+        );
+    }
 }
