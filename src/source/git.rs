@@ -84,6 +84,12 @@ impl Git {
             ("LC_ALL".to_owned(), "C".to_owned()),
             ("GIT_CONFIG_COUNT".to_owned(), config.len().to_string()),
         ];
+        // A host behind a proxy or with its own CA reaches its GitLab as every other client does.
+        for name in PASSED_THROUGH {
+            if let Ok(value) = std::env::var(name) {
+                environment.push((name.to_owned(), value));
+            }
+        }
         for (index, (key, value)) in config.into_iter().enumerate() {
             environment.push((format!("GIT_CONFIG_KEY_{index}"), key.to_owned()));
             environment.push((format!("GIT_CONFIG_VALUE_{index}"), value));
@@ -282,6 +288,20 @@ impl Git {
         Ok(stdout)
     }
 }
+
+/// The only variables of berth's own environment git sees, besides `PATH`: how to reach the
+/// server (curl's proxy variables) and which CAs to trust.
+const PASSED_THROUGH: [&str; 9] = [
+    "http_proxy",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
 
 /// Where a fetch leaves the ref's head in the bare repository.
 pub(super) const FETCHED: &str = "refs/berth/fetched";
