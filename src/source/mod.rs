@@ -269,7 +269,23 @@ pub(crate) fn prepare(host: &Host, source: &Source, look: Look) -> Result<Prepar
             if applied.as_deref() == Some(head.as_str()) {
                 state.refused = None;
             } else {
-                match judge(host, &git, source, &member, &head, applied.as_deref(), look)? {
+                let judged = judge(host, &git, source, &member, &head, applied.as_deref(), look);
+                let judged = match judged {
+                    Ok(judged) => judged,
+                    Err(error) => {
+                        // A signed commit whose layers cannot be read or checked fails the run,
+                        // as an invalid profile does; it is not recorded as applied.
+                        if let Look::Apply { .. } = look {
+                            state.write(host)?;
+                        }
+                        return Err(error.context(format!(
+                            "commit `{}` of `{}` cannot be applied",
+                            short(&head),
+                            source.reference
+                        )));
+                    }
+                };
+                match judged {
                     Ok(signer) => {
                         state.applied = Some(Commit {
                             commit: head.clone(),
@@ -429,6 +445,11 @@ fn judge(
     let profiles = checkout.profiles(&source.layers, member)?;
     let (_, sources) = profile::read(&profiles, host)?;
     let secrets = profile::literal_secrets(&sources);
+    if secrets.is_empty() {
+        // Checked before it is recorded as applied: a broken merge fails the run, and the
+        // host's metrics keep naming the commit it really runs.
+        crate::resource::profile::load(&profiles, host)?;
+    }
     if let Some(first) = secrets.first() {
         return refuse(
             RefusalReason::Secret,

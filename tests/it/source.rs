@@ -377,6 +377,34 @@ fn a_signed_source_converges_and_each_refusal_keeps_the_last_verified_commit() {
     );
     assert!(!secret.stdout.contains("glrt-leaked") && !secret.stderr.contains("glrt-leaked"));
 
+    // A signed commit with an invalid layer fails the run as an invalid profile does, and is
+    // not recorded as applied: the host's report and metrics still name the first commit.
+    repo.write(
+        "hosts/host-a.toml",
+        "instance = \"host-a\"\n[networks.berth-src-one]\nnope = 1\n",
+    );
+    let broken = repo.commit("broken", Signer::Alice);
+    repo.push("stable");
+    let invalid = run(&["apply", "--yes"], 1);
+    assert!(
+        invalid.stderr.contains(&format!(
+            "commit `{}` of `stable` cannot be applied",
+            &broken[..8]
+        )) && invalid.stderr.contains("hosts/host-a.toml:3:1"),
+        "{}",
+        invalid.stderr
+    );
+    let status = run(&["status", "--json"], 1);
+    assert_eq!(
+        status.json()["last_run"]["source"]["commit"],
+        first.as_str()
+    );
+    assert!(
+        root.read(METRICS)
+            .unwrap()
+            .contains(&format!("commit=\"{first}\""))
+    );
+
     argv.assert_never_seen();
     assert!(!outputs.contains(DEPLOY_TOKEN), "the token was printed");
     assert_token_in_no_file(&root.join("/var/lib/berth"));
