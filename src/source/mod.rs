@@ -253,60 +253,10 @@ pub(crate) fn prepare(host: &Host, source: &Source, look: Look) -> Result<Prepar
         group: source.group.clone(),
     };
     let git = open(host, source)?;
-    let fetched = git
-        .init()
-        .and_then(|()| git.fetch(&source.url, &source.reference));
+    let fetched = git.fetch(&source.url, &source.reference);
     let mut fetch_error = None;
     match fetched {
-        Ok(head) => {
-            let committed_at = git.committed_at(&head)?;
-            state.head = Some(Commit {
-                commit: head.clone(),
-                committed_at,
-                signer: None,
-            });
-            let applied = state.applied.as_ref().map(|applied| applied.commit.clone());
-            if applied.as_deref() == Some(head.as_str()) {
-                state.refused = None;
-            } else {
-                let judged = judge(host, &git, source, &member, &head, applied.as_deref(), look);
-                let judged = match judged {
-                    Ok(judged) => judged,
-                    Err(error) => {
-                        // A signed commit whose layers cannot be read or checked fails the run,
-                        // as an invalid profile does; it is not recorded as applied.
-                        if let Look::Apply { .. } = look {
-                            state.write(host)?;
-                        }
-                        return Err(error.context(format!(
-                            "commit `{}` of `{}` cannot be applied",
-                            short(&head),
-                            source.reference
-                        )));
-                    }
-                };
-                match judged {
-                    Ok(signer) => {
-                        state.applied = Some(Commit {
-                            commit: head.clone(),
-                            committed_at,
-                            signer: Some(signer),
-                        });
-                        state.refused = None;
-                    }
-                    Err(refused) => {
-                        tracing::warn!(
-                            "refused `{}` of `{}` ({}): {}; converging to the last verified commit",
-                            short(&refused.commit),
-                            source.reference,
-                            refused.reason.as_str(),
-                            refused.message
-                        );
-                        state.refused = Some(refused);
-                    }
-                }
-            }
-        }
+        Ok(head) => take(host, &git, source, &member, &mut state, &head, look)?,
         Err(error) => {
             let error = format!("{error:#}");
             tracing::warn!(
@@ -385,6 +335,65 @@ pub(crate) fn fetched_head(host: &Host, source: &Source) -> Option<String> {
     State::read(host, &source.url)
         .ok()
         .and_then(|state| state.head.map(|head| head.commit))
+}
+
+/// Records the fetched `head` in `state` and judges it, unless it is the commit applied last:
+/// applied, or refused with its reason. A head whose layers cannot be read or checked fails the
+/// run, as an invalid profile does, and is not recorded as applied.
+fn take(
+    host: &Host,
+    git: &Git,
+    source: &Source,
+    member: &Member,
+    state: &mut State,
+    head: &str,
+    look: Look,
+) -> Result<()> {
+    let committed_at = git.committed_at(head)?;
+    state.head = Some(Commit {
+        commit: head.to_owned(),
+        committed_at,
+        signer: None,
+    });
+    let applied = state.applied.as_ref().map(|applied| applied.commit.clone());
+    if applied.as_deref() == Some(head) {
+        state.refused = None;
+        return Ok(());
+    }
+    let judged = match judge(host, git, source, member, head, applied.as_deref(), look) {
+        Ok(judged) => judged,
+        Err(error) => {
+            if let Look::Apply { .. } = look {
+                state.write(host)?;
+            }
+            return Err(error.context(format!(
+                "commit `{}` of `{}` cannot be applied",
+                short(head),
+                source.reference
+            )));
+        }
+    };
+    match judged {
+        Ok(signer) => {
+            state.applied = Some(Commit {
+                commit: head.to_owned(),
+                committed_at,
+                signer: Some(signer),
+            });
+            state.refused = None;
+        }
+        Err(refused) => {
+            tracing::warn!(
+                "refused `{}` of `{}` ({}): {}; converging to the last verified commit",
+                short(&refused.commit),
+                source.reference,
+                refused.reason.as_str(),
+                refused.message
+            );
+            state.refused = Some(refused);
+        }
+    }
+    Ok(())
 }
 
 /// Judges `head`: `Ok(principal)` when it may be applied, else why not.
