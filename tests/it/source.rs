@@ -630,6 +630,17 @@ fn validate_and_show_take_a_host_s_layers_from_a_checkout() {
         invalid.stderr
     );
 
+    // A link in the checkout is never followed, wherever it points.
+    std::os::unix::fs::symlink(root.join("/etc/hostname"), repo.work().join("hosts/c.toml"))
+        .unwrap();
+    root.write("/etc/hostname", "mtu = 1\n");
+    let linked = berth(&root)
+        .args(["show", "--source", &dir, "--hostname", "c"])
+        .run();
+    linked.code(1);
+    assert!(linked.stderr.contains("hosts/c.toml"), "{}", linked.stderr);
+    assert!(!linked.stdout.contains("mtu = 1"), "{}", linked.stdout);
+
     // A layer that climbs out of the checkout is refused where berth.toml names it.
     root.write(
         "/etc/berth/berth.toml",
