@@ -14,11 +14,13 @@ use std::{
 
 use crate::{
     git_server::{DEPLOY_TOKEN, DEPLOY_USER, GitServer, Repo, Signer},
-    harness::{Dockerd, Root, berth, tool_available, within},
+    harness::{Dockerd, Root, berth, start_gitlab, tool_available, within},
     require_dockerd,
 };
 
 const METRICS: &str = "/var/lib/node-exporter/berth.prom";
+const RUNNER_CONFIG: &str = "/srv/gitlab-runner/config.toml";
+const RUNNER_TOKEN: &str = "/etc/berth/tokens/runner";
 
 /// Every process's argv, read from `/proc/*/cmdline` every few milliseconds while it runs:
 /// each one that holds the deploy token is kept.
@@ -471,6 +473,7 @@ fn three_hosts_one_repository_each_gets_its_layers_and_canary_reaches_only_its_h
     let roots = [Root::new(), Root::new(), Root::new()];
     let dockerd = require_dockerd!(&roots[0]);
     dockerd.import_busybox("berth-test/runner:1");
+    let gitlab = start_gitlab();
     let projects = roots[0].scratch("projects");
     let repo = Repo::new(&roots[0].scratch("repo"), &projects);
     let server = GitServer::start(&projects);
@@ -481,10 +484,22 @@ fn three_hosts_one_repository_each_gets_its_layers_and_canary_reaches_only_its_h
     ];
     for ((name, reference, group), root) in hosts.iter().zip(&roots) {
         host(root, &server, &repo, name, reference, group);
+        // Each host's own runner token stays on the host, in a file the repository names.
+        let token = format!("glrt-{name}-0123456789");
+        gitlab.add_runner(&token);
+        root.write(RUNNER_TOKEN, &format!("{token}\n"));
+        std::fs::set_permissions(
+            root.join(RUNNER_TOKEN),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
     }
+    // hosts/NAME.toml: the host's instance (one daemon serves all three), its runner in GitLab
+    // and the container standing in for the one that runs it.
     let runner = |name: &str| {
         format!(
-            "instance = \"{name}\"\n[containers.berth-src-runner-{name}]\nimage = \"berth-test/runner:1\"\ncommand = [\"sleep\", \"3600\"]\n"
+            "instance = \"{name}\"\n[runner]\nconfig = \"{RUNNER_CONFIG}\"\n[runners.runner-{name}]\nurl = \"{}\"\ntoken_file = \"{RUNNER_TOKEN}\"\nexecutor = \"docker\"\n[runners.runner-{name}.docker]\nimage = \"docker:27\"\n[containers.berth-src-runner-{name}]\nimage = \"berth-test/runner:1\"\ncommand = [\"sleep\", \"3600\"]\n",
+            gitlab.url()
         )
     };
     repo.write("base.toml", &dockerd.layer())
@@ -504,11 +519,19 @@ fn three_hosts_one_repository_each_gets_its_layers_and_canary_reaches_only_its_h
             .code(0);
     }
     let containers = dockerd.container_names();
-    for (name, _, _) in hosts {
+    for ((name, _, _), root) in hosts.iter().zip(&roots) {
         assert!(
             containers.contains(&format!("berth-src-runner-{name}")),
             "{containers:?}"
         );
+        let config: toml::Table = toml::from_str(&root.read(RUNNER_CONFIG).unwrap()).unwrap();
+        let names: Vec<&str> = config["runners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| entry["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, [format!("runner-{name}")]);
     }
     let seen = networks(&dockerd);
     assert!(
