@@ -69,14 +69,17 @@ pub enum Command {
     Plan(PlanArgs),
     /// Converge the host to the profiles, or carry out a plan saved by `plan --out`. On a
     /// terminal, asks before it removes, replaces, unregisters or restarts Docker. Exit 0:
-    /// converged; 1: something failed, the question was declined, or the saved plan is stale;
-    /// 75: the disruptive steps wait for a fleet slot, the rest converged
+    /// converged (with [source]: also when the server could not be reached, to the last
+    /// verified commit, with a warning); 1: something failed, the question was declined, the
+    /// saved plan is stale, or [source]'s ref is refused (the host stays on its last verified
+    /// commit); 75: the disruptive steps wait for a fleet slot, the rest converged
     Apply(ApplyCommand),
     /// Converge, then again on every drift of what berth owns (Docker events, file changes),
     /// until SIGTERM. Exit 0: stopped by a signal; 1: could not start
     Watch(WatchArgs),
-    /// Check the profiles without looking at the host. Exit 0: valid; 1: invalid
-    Validate,
+    /// Check the profiles without looking at the host; with --source, what a host would get
+    /// from a checkout of the profile repository. Exit 0: valid; 1: invalid
+    Validate(CheckoutArgs),
     /// Show what the last apply did and how long ago. Exit 0: it converged; 1: it failed, or
     /// berth has not run here yet
     Status,
@@ -88,8 +91,9 @@ pub enum Command {
     /// Exit 0: written; 1: a file is in the way, nothing changed
     Init(InitArgs),
     /// Print the merged profiles as TOML, each value with the layer it came from (secrets
-    /// masked). Exit 0: shown; 1: the profiles are invalid
-    Show,
+    /// masked); with --source, those a host would get from a checkout of the profile
+    /// repository. Exit 0: shown; 1: the profiles are invalid
+    Show(CheckoutArgs),
     /// List the embedded and installed profiles with their descriptions, marking those
     /// /etc/berth/berth.toml selects. Exit 0
     Profiles,
@@ -210,6 +214,35 @@ pub struct ApplyCommand {
     /// only on a terminal; without one it goes ahead)
     #[arg(short, long)]
     pub yes: bool,
+
+    /// [source]: take the ref's head even when it does not descend from the commit applied
+    /// last (a force-push back to an older signed commit); it must still be signed
+    #[arg(long)]
+    pub allow_rewind: bool,
+}
+
+/// `validate` and `show` of what a host would get from a checkout of the profile repository.
+#[derive(Debug, Clone, Args)]
+pub struct CheckoutArgs {
+    /// A checkout of the profile repository: take the layers from it ([source] profiles in
+    /// /etc/berth/berth.toml, else the default base.toml, groups/{group}.toml?,
+    /// hosts/{hostname}.toml?)
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+
+    /// With --source: the host name that fills {hostname}
+    #[arg(long, value_name = "NAME", requires = "source", conflicts_with = "all")]
+    pub hostname: Option<String>,
+
+    /// With --source: the group that fills {group} [default: none; with --all, every
+    /// groups/*.toml in turn]
+    #[arg(long, value_name = "NAME", requires = "source")]
+    pub group: Option<String>,
+
+    /// With --source: every host of hosts/*.toml, each with every group of groups/*.toml (or
+    /// only --group's)
+    #[arg(long, requires = "source")]
+    pub all: bool,
 }
 
 #[derive(Debug, Clone, Args)]

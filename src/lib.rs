@@ -21,6 +21,7 @@ mod resource;
 mod saved_plan;
 mod secret;
 mod settings;
+mod source;
 mod watch;
 
 use std::{collections::BTreeMap, time::Instant};
@@ -52,11 +53,11 @@ pub fn run(cli: Cli) -> u8 {
         Command::Plan(_) => "plan",
         Command::Apply(_) => "apply",
         Command::Watch(_) => "watch",
-        Command::Validate => "validate",
+        Command::Validate(_) => "validate",
         Command::Status => "status",
         Command::Doctor => "doctor",
         Command::Init(_) => "init",
-        Command::Show => "show",
+        Command::Show(_) => "show",
         Command::Profiles => "profiles",
         Command::Pause(_) => "pause",
         Command::Resume => "resume",
@@ -120,27 +121,17 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
             // A converge that changed nothing is not worth a line in the journal.
             &|settings, printer| apply(settings, printer, false),
         ),
-        Command::Validate => match resource::profile::load(&settings.profiles, &settings.host) {
-            Ok(profile) => {
-                ignore_broken_pipe(printer.validated(&profile.names, &profile.warnings))?;
-                Ok(exit::OK)
+        Command::Validate(ref args) => validate(&settings, printer, args),
+        Command::Show(ref args) => {
+            let mut shown_any = false;
+            for (_, profiles) in checkout_members(&settings, args)? {
+                // What is shown is what apply would take: an invalid profile is refused first.
+                resource::profile::load(&profiles, &settings.host)?;
+                let shown = profile::show::merged(&profiles, &settings.host)?;
+                ignore_broken_pipe(printer.shown(&shown))?;
+                shown_any = true;
             }
-            Err(error) => {
-                let names: Vec<String> = settings
-                    .profiles
-                    .iter()
-                    .map(ProfileRef::short_name)
-                    .collect();
-                ignore_broken_pipe(printer.invalid(&names, &error))?;
-                Ok(exit::FAILURE)
-            }
-        },
-        Command::Show => {
-            // What is shown is what apply would take: an invalid profile is refused first.
-            resource::profile::load(&settings.profiles, &settings.host)?;
-            let shown = profile::show::merged(&settings.profiles, &settings.host)?;
-            ignore_broken_pipe(printer.shown(&shown))?;
-            Ok(exit::OK)
+            Ok(if shown_any { exit::OK } else { exit::FAILURE })
         }
         Command::Profiles => {
             let listed = profile::show::list(&settings.host, &settings.selected)?;
@@ -158,7 +149,16 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
             let pause = Pause::read(&settings.host)?;
             ignore_broken_pipe(printer.status(last_run.as_ref(), watch.as_ref(), pause.as_ref()))?;
             Ok(match last_run {
-                Some(run) if run.success => exit::OK,
+                // A refused source needs a person, as apply's exit says.
+                Some(run)
+                    if run.success
+                        && run
+                            .source
+                            .as_ref()
+                            .is_none_or(|source| source.refused.is_none()) =>
+                {
+                    exit::OK
+                }
                 _ => exit::FAILURE,
             })
         }
@@ -177,6 +177,65 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
             })
         }
     }
+}
+
+/// `berth validate`: the profiles, or with `--source` what each host named gets from the
+/// checkout (literal secrets included, which `[source]` refuses); exit 1 if any is invalid.
+fn validate(settings: &Settings, printer: &Printer, args: &cli::CheckoutArgs) -> Result<u8> {
+    let mut code = exit::OK;
+    for (member, profiles) in checkout_members(settings, args)? {
+        if let Some(member) = &member {
+            ignore_broken_pipe(printer.line(member))?;
+        }
+        // A literal secret first: the runner kind would refuse `token` with its own words.
+        let secrets = || -> Result<()> {
+            if args.source.is_some() {
+                let (_, sources) = profile::read(&profiles, &settings.host)?;
+                if let Some(error) = profile::ProfileError::of(profile::literal_secrets(&sources)) {
+                    return Err(error.into());
+                }
+            }
+            Ok(())
+        };
+        let checked = secrets().and_then(|()| resource::profile::load(&profiles, &settings.host));
+        match checked {
+            Ok(profile) => {
+                ignore_broken_pipe(printer.validated(&profile.names, &profile.warnings))?;
+            }
+            Err(error) => {
+                let names: Vec<String> = profiles.iter().map(ProfileRef::short_name).collect();
+                ignore_broken_pipe(printer.invalid(&names, &error))?;
+                code = exit::FAILURE;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// The profiles `validate` and `show` look at: the host's, or with `--source` each host's
+/// (named `host H, group G` when there are several) from the checkout.
+fn checkout_members(
+    settings: &Settings,
+    args: &cli::CheckoutArgs,
+) -> Result<Vec<(Option<String>, Vec<ProfileRef>)>> {
+    let Some(dir) = &args.source else {
+        if settings.profiles.is_empty() {
+            bail!(
+                "[source] has no verified commit here yet: `berth apply` fetches one, or check a checkout with `--source DIR --hostname H`"
+            );
+        }
+        return Ok(vec![(None, settings.profiles.clone())]);
+    };
+    let layers = settings::BerthToml::read(&settings.host)?
+        .source()
+        .map_or_else(source::default_layers, |source| source.layers);
+    source::checkout_members(
+        dir,
+        &layers,
+        args.hostname.as_deref(),
+        args.group.as_deref(),
+        args.all,
+    )
 }
 
 /// `apply`: one run at a time, and a run report (and metrics) whatever happens after the lock.
@@ -215,14 +274,20 @@ fn apply(settings: &Settings, printer: &Printer, print_converged: bool) -> Resul
             &converged.profile_names,
             converged.kinds.iter().cloned(),
             converged.fleet.clone(),
-        ),
+        )
+        .with_source(converged.source.clone()),
         Err(error) => {
             let names: Vec<String> = settings
                 .profiles
                 .iter()
                 .map(|profile| profile.short_name())
                 .collect();
-            LastRun::from_error(error, started, clock.elapsed(), &names)
+            LastRun::from_error(error, started, clock.elapsed(), &names).with_source(
+                settings
+                    .source
+                    .as_ref()
+                    .and_then(|source| source::last_known(&settings.host, source)),
+            )
         }
     };
     // The last success outlives a failed run: monitoring alerts on how long ago it was.
@@ -320,6 +385,8 @@ struct Converged {
     kinds: Vec<String>,
     /// `[fleet]`: what waits for a slot and whether one is held.
     fleet: Option<FleetRun>,
+    /// `[source]`: the commit converged to, and what is known of the ref.
+    source: Option<source::SourceRun>,
 }
 
 /// Why an apply changed nothing on purpose: the operator declined, or a saved plan no longer
@@ -349,10 +416,11 @@ fn converge(
             pause.describe()
         );
     }
+    let (profiles, source) = source_profiles(settings, mode)?;
     if settings.plan_out.is_some() || settings.saved_plan.is_some() {
         settings.host.record_reads();
     }
-    let profile = resource::profile::load(&settings.profiles, &settings.host)?;
+    let profile = resource::profile::load(&profiles, &settings.host)?;
     for warning in &profile.warnings {
         tracing::warn!("{warning}");
     }
@@ -393,7 +461,7 @@ fn converge(
             docker: identities,
         };
         SavedPlan::new(
-            settings.profiles.clone(),
+            profiles.clone(),
             &settings.options,
             observed,
             json::changes(&report),
@@ -405,8 +473,9 @@ fn converge(
             out.display()
         );
     }
-    if print_converged || report.has_changes() || report.failed() {
-        ignore_broken_pipe(printer.report(&report, &profile.names))?;
+    let refused = source.as_ref().is_some_and(|run| run.refused.is_some());
+    if print_converged || report.has_changes() || report.failed() || refused {
+        ignore_broken_pipe(printer.report(&report, &profile.names, source.as_ref()))?;
     }
     let (fleet, release_failed) = match &gate {
         Some(gate) => {
@@ -416,7 +485,8 @@ fn converge(
         None => (None, false),
     };
     let code = match mode {
-        _ if report.failed() || release_failed => exit::FAILURE,
+        // A refused ref needs a person, though the host converged to its last verified commit.
+        _ if report.failed() || release_failed || refused => exit::FAILURE,
         Mode::Apply if report.waiting() > 0 => exit::WAITING_FOR_FLEET_SLOT,
         // apply would not make every change: that is not "changes pending", it needs a person.
         Mode::Plan if report.refused() > 0 => exit::FAILURE,
@@ -429,7 +499,27 @@ fn converge(
         profile_names: profile.names,
         kinds,
         fleet,
+        source,
     })
+}
+
+/// The profiles this run converges to: with `[source]`, those of the commit it takes (fetched
+/// and verified, or the last verified one), and what it took.
+fn source_profiles(
+    settings: &Settings,
+    mode: Mode,
+) -> Result<(Vec<ProfileRef>, Option<source::SourceRun>)> {
+    let Some(source) = &settings.source else {
+        return Ok((settings.profiles.clone(), None));
+    };
+    let look = match mode {
+        Mode::Plan => source::Look::Plan,
+        Mode::Apply => source::Look::Apply {
+            allow_rewind: settings.allow_rewind,
+        },
+    };
+    let prepared = source::prepare(&settings.host, source, look)?;
+    Ok((prepared.profiles, Some(prepared.run)))
 }
 
 /// After apply, with `[fleet]`: says what waits for a slot, or, once the run converged, gives

@@ -15,6 +15,7 @@ use crate::{
     profile::{DEFAULT_PROFILE, ProfileRef},
     resource::Options,
     saved_plan::SavedPlan,
+    source::{Source, SourceSection},
 };
 
 /// The app ID of the FleetLock client id made from the machine id (made once with
@@ -39,6 +40,10 @@ pub(crate) struct BerthToml {
     /// `[fleet]`, checked and resolved when berth.toml was read.
     #[serde(skip)]
     resolved_fleet: Option<Fleet>,
+    /// `[source]`: the profiles come from a signed git repository.
+    source: Option<SourceSection>,
+    #[serde(skip)]
+    resolved_source: Option<Source>,
     /// `profiles`, checked and resolved from berth.toml's directory when it was read.
     #[serde(skip)]
     profile_refs: Vec<ProfileRef>,
@@ -71,6 +76,20 @@ impl BerthToml {
             })
             .collect::<Result<_, _>>()
             .with_context(|| format!("invalid berth settings `{path}`"))?;
+        if let Some(section) = &config.source {
+            if config.profiles.is_some() {
+                return Err(file.error_at(
+                    &profiles_key,
+                    "`profiles` and `[source]` both name this host's profiles: list the layers as `[source] profiles`",
+                ))
+                .with_context(|| format!("invalid berth settings `{path}`"));
+            }
+            config.resolved_source = Some(
+                section
+                    .resolve(&file)
+                    .with_context(|| format!("invalid berth settings `{path}`"))?,
+            );
+        }
         if let Some(section) = &config.fleet {
             config.resolved_fleet = Some(
                 section
@@ -89,6 +108,11 @@ impl BerthToml {
     /// The profiles berth.toml names, in layering order.
     pub(crate) fn profile_refs(&self) -> Vec<ProfileRef> {
         self.profile_refs.clone()
+    }
+
+    /// `[source]`, resolved; `None` when berth.toml has none.
+    pub(crate) fn source(&self) -> Option<Source> {
+        self.resolved_source.clone()
     }
 }
 
@@ -198,6 +222,11 @@ pub(crate) struct Settings {
     pub consent: Consent,
     /// `[fleet]` in berth.toml: the FleetLock slot disruptive steps wait for.
     pub fleet: Option<Fleet>,
+    /// `[source]` in berth.toml, when the profiles come from it (no `-p`, no saved plan):
+    /// plan and apply fetch and verify, and converge to the layers it gives.
+    pub source: Option<Source>,
+    /// apply only: `--allow-rewind`.
+    pub allow_rewind: bool,
 }
 
 impl Settings {
@@ -211,6 +240,7 @@ impl Settings {
         refuse_an_unconfigured_timer_run(cli, &host_config)?;
         let selected = host_config.profile_refs();
         let fleet = host_config.fleet();
+        let source = source_for(cli, &host_config);
         let saved_plan = match &cli.command {
             Command::Apply(ApplyCommand {
                 plan: Some(path),
@@ -231,6 +261,13 @@ impl Settings {
         };
         let profiles = if let Some((_, plan)) = &saved_plan {
             plan.profiles.clone()
+        } else if let Some(source) = &source {
+            // The commit applied last; plan and apply fetch and take the layers anew.
+            crate::source::applied_profiles(&host, source)
+                .inspect_err(|error| tracing::debug!("{error:#}"))
+                .ok()
+                .flatten()
+                .unwrap_or_default()
         } else if !cli.profiles.is_empty() {
             cli.profiles
                 .iter()
@@ -292,8 +329,28 @@ impl Settings {
             saved_plan,
             consent,
             fleet,
+            source,
+            allow_rewind: matches!(&cli.command, Command::Apply(args) if args.allow_rewind),
         })
     }
+}
+
+/// `[source]`, for the commands that converge to it or read its profiles, when `-p` does not
+/// name others and no saved plan names its own.
+fn source_for(cli: &Cli, host_config: &BerthToml) -> Option<Source> {
+    let reads_profiles = matches!(
+        &cli.command,
+        Command::Apply(ApplyCommand { plan: None, .. })
+            | Command::Plan(_)
+            | Command::Watch(_)
+            | Command::Validate(_)
+            | Command::Show(_)
+            | Command::Doctor
+            | Command::Status
+    );
+    host_config
+        .source()
+        .filter(|_| reads_profiles && cli.profiles.is_empty())
 }
 
 /// A run systemd started (`--from-timer`: `berth apply` in berth.service, `berth watch` in
@@ -304,6 +361,7 @@ fn refuse_an_unconfigured_timer_run(cli: &Cli, host_config: &BerthToml) -> Resul
     if started_by_a_unit(cli)
         && cli.profiles.is_empty()
         && host_config.profiles.as_ref().is_none_or(Vec::is_empty)
+        && host_config.source.is_none()
     {
         bail!(
             "berth's units converge only a host whose `{HOST_CONFIG}` names its profiles, and it names none: write the site profile (or run `berth init`), list it as `profiles = [...]` in `{HOST_CONFIG}`, review `berth plan`, then `sudo berth apply`"

@@ -81,18 +81,29 @@ impl Printer {
     }
 
     /// Prints the outcome of `plan` or `apply`.
-    pub(crate) fn report(&self, report: &Report, profiles: &[String]) -> io::Result<()> {
-        self.report_of(report, profiles, Purpose::Converge)
+    pub(crate) fn report(
+        &self,
+        report: &Report,
+        profiles: &[String],
+        source: Option<&crate::source::SourceRun>,
+    ) -> io::Result<()> {
+        self.report_of(report, profiles, Purpose::Converge, source)
     }
 
     /// Prints the outcome of `plan --destroy` or `destroy`: the same, with its own last line.
     pub(crate) fn destroy_report(&self, report: &Report, profiles: &[String]) -> io::Result<()> {
-        self.report_of(report, profiles, Purpose::Destroy)
+        self.report_of(report, profiles, Purpose::Destroy, None)
     }
 
-    fn report_of(&self, report: &Report, profiles: &[String], purpose: Purpose) -> io::Result<()> {
+    fn report_of(
+        &self,
+        report: &Report,
+        profiles: &[String],
+        purpose: Purpose,
+        source: Option<&crate::source::SourceRun>,
+    ) -> io::Result<()> {
         let text = if self.json {
-            let document = json!({
+            let mut document = json!({
                 "schema_version": json::SCHEMA_VERSION,
                 "command": report.mode,
                 "profiles": profiles,
@@ -101,12 +112,19 @@ impl Printer {
                 "errors": json::errors(report),
                 "summary": json::summary(report),
             });
+            if let Some(source) = source {
+                document["source"] = serde_json::to_value(source).expect("serializes");
+            }
             format!(
                 "{}\n",
                 serde_json::to_string_pretty(&document).expect("a report serializes")
             )
         } else {
-            self.human_report(report, purpose)
+            // Every run names what it applied, first (issue 20).
+            let named = source
+                .map(|source| format!("{}\n", clean(&source.describe())))
+                .unwrap_or_default();
+            format!("{named}{}", self.human_report(report, purpose))
         };
         write_stdout(&text)?;
         if !self.json {
@@ -315,6 +333,9 @@ impl Printer {
             run.profiles.join(", "),
         );
         out.push_str(&pause_line);
+        if let Some(source) = &run.source {
+            out.push_str(&format!("{}\n", clean(&source.describe())));
+        }
         if let Some(fleet) = &run.fleet {
             out.push_str(&fleet_line(fleet));
         }

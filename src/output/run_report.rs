@@ -45,6 +45,9 @@ pub(crate) struct LastRun {
     /// `[fleet]` only: what waits for a slot, and whether this host holds one after the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<crate::fleet::FleetRun>,
+    /// `[source]` only: the commit converged to and what is known of the ref.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::source::SourceRun>,
 }
 
 /// One runner's identity and token lifetime after the run.
@@ -76,7 +79,14 @@ impl LastRun {
             last_success_at: None,
             runners: Vec::new(),
             fleet: None,
+            source: None,
         }
+    }
+
+    /// The report with what `[source]` gave the run.
+    pub(crate) fn with_source(mut self, source: Option<crate::source::SourceRun>) -> Self {
+        self.source = source;
+        self
     }
 
     /// This run's report with the last success filled in: this run if it converged, else
@@ -258,6 +268,9 @@ pub(crate) fn write_metrics(
     if let Ok(Some(watch)) = crate::watch::state::WatchState::read(host) {
         text.push_str(&watch.metrics());
     }
+    if let Some(source) = last_run.and_then(|run| run.source.as_ref()) {
+        text.push_str(&source.metrics());
+    }
     if let Some(fleet) = last_run.and_then(|run| run.fleet.as_ref()) {
         // The slot from berth's state, not the run: a release by hand shows at once.
         let held = crate::fleet::SlotHeld::read(host)?.is_some();
@@ -354,6 +367,7 @@ mod tests {
             last_success_at: None,
             runners: Vec::new(),
             fleet: None,
+            source: None,
         }
     }
 

@@ -48,6 +48,12 @@ pub(crate) enum ProfileRef {
     LocalFile(PathBuf),
     /// A path listed in `/etc/berth/berth.toml`: a host path, so it resolves under the root.
     HostFile(HostPath),
+    /// A file of a profile repository's checkout (`[source]`, `validate --source`): `path`
+    /// relative to `dir`, read without following a link.
+    Checkout { dir: PathBuf, path: String },
+    /// An embedded profile named by `[source] profiles`: the binary's, whatever
+    /// `/etc/berth/profiles` holds.
+    Embedded(String),
 }
 
 impl ProfileRef {
@@ -85,9 +91,10 @@ impl ProfileRef {
     /// A short name for labels and reports: the file stem or the name.
     pub(crate) fn short_name(&self) -> String {
         match self {
-            Self::Name(name) => name.clone(),
+            Self::Name(name) | Self::Embedded(name) => name.clone(),
             Self::LocalFile(path) => stem(path),
             Self::HostFile(path) => stem(path.as_path()),
+            Self::Checkout { path, .. } => stem(std::path::Path::new(path)),
         }
     }
 
@@ -122,6 +129,18 @@ impl ProfileRef {
                     .with_context(|| format!("profile `{path}` does not exist"))?;
                 Ok(TomlFile::new(path.to_string(), text).with_mode(Some(mode)))
             }
+            Self::Checkout { dir, path } => {
+                // What the repository holds is input: no link followed, every read bounded.
+                let files = Host::new(dir);
+                files.distrust(&host_path("/"));
+                let text = files
+                    .read_optional(&host_path("/").join(path))?
+                    .with_context(|| format!("profile `{path}` is not in the checkout"))?;
+                Ok(TomlFile::new(path.clone(), text))
+            }
+            Self::Embedded(name) => embedded_text(name)
+                .map(|text| TomlFile::new(format!("{name} (embedded)"), text))
+                .with_context(|| format!("no embedded profile named `{name}`")),
         }
     }
 }
@@ -317,6 +336,59 @@ pub(crate) fn inline_secrets(sources: &[TomlFile]) -> Vec<LocatedError> {
         }
     }
     warnings
+}
+
+/// The literal secrets written in the layers, each at its key: a non-empty value of a secret
+/// key (`token`, `password`, ..., never a `*_file` reference), or a GitLab runner or
+/// registration token anywhere. A profile repository is read by everyone who reviews it:
+/// `[source]` refuses a commit that holds one (tokens stay on the host, as files).
+pub(crate) fn literal_secrets(sources: &[TomlFile]) -> Vec<LocatedError> {
+    fn looks_like_a_token(text: &str) -> bool {
+        // glrt-: a runner authentication token; GR1348941: a registration token's prefix.
+        text.contains("glrt-") || text.contains("GR1348941")
+    }
+    fn walk(value: &toml::Value, path: &KeyPath, key: Option<&str>, found: &mut Vec<KeyPath>) {
+        match value {
+            toml::Value::Table(table) => {
+                for (child_key, child) in table {
+                    walk(child, &path.key(child_key), Some(child_key), found);
+                }
+            }
+            toml::Value::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    walk(item, &path.index(index), key, found);
+                }
+            }
+            toml::Value::String(text)
+                if !text.is_empty()
+                    && (key.is_some_and(crate::secret::is_secret_key)
+                        || looks_like_a_token(text)) =>
+            {
+                found.push(path.clone());
+            }
+            _ => {}
+        }
+    }
+    let mut secrets = Vec::new();
+    for source in sources {
+        let Ok(table) = toml::from_str::<toml::Table>(&source.text) else {
+            continue;
+        };
+        let mut found = Vec::new();
+        walk(
+            &toml::Value::Table(table),
+            &KeyPath::root(),
+            None,
+            &mut found,
+        );
+        secrets.extend(found.into_iter().map(|key| {
+            source.error_at(
+                &key,
+                "a literal secret: a profile repository holds no token or password; put it in a file on the host, readable by root only, and name that file with `KEY_file`",
+            )
+        }));
+    }
+    secrets
 }
 
 /// The layers a merged profile came from, to place errors found after merging: the last layer

@@ -133,7 +133,8 @@ pub(crate) fn list(host: &Host, selected: &[ProfileRef]) -> Result<Vec<ListedPro
         selected.iter().any(|profile| match profile {
             ProfileRef::Name(selected) => selected == name,
             ProfileRef::HostFile(file) => Some(file.to_string().as_str()) == path,
-            ProfileRef::LocalFile(_) => false,
+            ProfileRef::Embedded(selected) => selected == name && path.is_none(),
+            ProfileRef::LocalFile(_) | ProfileRef::Checkout { .. } => false,
         })
     };
     let mut listed = Vec::new();

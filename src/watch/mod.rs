@@ -37,7 +37,7 @@ use crate::{
     settings::{HOST_CONFIG, Settings},
 };
 use notify::Notifier;
-use sources::{DockerEvents, FileWatch, Targets};
+use sources::{DockerEvents, FileWatch, SourcePoll, Targets};
 use state::WatchState;
 
 /// How `berth watch` paces itself.
@@ -106,6 +106,9 @@ pub(crate) fn run(
     let mut state = WatchState::started(std::process::id());
     let targets = Arc::new(Mutex::new(targets_of(settings).unwrap_or_default()));
     let files = FileWatch::start(Arc::clone(&targets), sender.clone())?;
+    if let Some(source) = &settings.source {
+        SourcePoll::start(host.clone(), source.clone(), sender.clone())?;
+    }
     let docker = DockerEvents::start("docker".to_owned(), Arc::clone(&targets), sender);
     tracing::info!("watching: converging once, then on every drift");
     systemd.ready("watching; converging once");
@@ -249,7 +252,12 @@ impl Limiter {
 /// What berth owns under the profiles as they are now.
 fn targets_of(settings: &Settings) -> Result<Targets> {
     let host = &settings.host;
-    let profile = resource::profile::load(&settings.profiles, host)?;
+    // With `[source]`, the commit the last converge applied, not the one watch started on.
+    let profiles = match &settings.source {
+        Some(source) => crate::source::applied_profiles(host, source)?.unwrap_or_default(),
+        None => settings.profiles.clone(),
+    };
+    let profile = resource::profile::load(&profiles, host)?;
     let mut files = BTreeSet::new();
     files.insert(host.path(&profile.docker.config));
     if profile.runner.is_declared() {
@@ -259,7 +267,7 @@ fn targets_of(settings: &Settings) -> Result<Targets> {
         files.insert(host.path(&KernelModule::new(module.clone()).persistence_file()));
     }
     files.insert(host.path(&host_path(HOST_CONFIG)));
-    for profile_ref in &settings.profiles {
+    for profile_ref in &profiles {
         files.insert(match profile_ref {
             ProfileRef::Name(name) => {
                 host.path(&host_path(PROFILE_DIR).join(format!("{name}.toml")))
@@ -268,6 +276,9 @@ fn targets_of(settings: &Settings) -> Result<Targets> {
             ProfileRef::LocalFile(path) => {
                 std::path::absolute(path).unwrap_or_else(|_| path.clone())
             }
+            // A checkout moves only with a new commit: the source's poll hears of it.
+            ProfileRef::Checkout { dir, path } => dir.join(path),
+            ProfileRef::Embedded(_) => continue,
         });
     }
     let names = ObjectNames::from_profile(&profile);

@@ -102,6 +102,44 @@ impl FileWatch {
     }
 }
 
+/// `[source]`: asks the server for the ref's head (`git ls-remote`) every `poll`, and reports
+/// a head other than the one last fetched; the converge it brings fetches and verifies it.
+pub(crate) struct SourcePoll;
+
+impl SourcePoll {
+    pub(crate) fn start(
+        host: crate::host::Host,
+        source: crate::source::Source,
+        events: Sender<Event>,
+    ) -> Result<()> {
+        std::thread::Builder::new()
+            .name("berth-source".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(source.poll);
+                    let known = crate::source::fetched_head(&host, &source);
+                    match crate::source::remote_head(&host, &source) {
+                        Ok(Some(head)) if Some(&head) != known.as_ref() => {
+                            let what = format!(
+                                "source {} moved to {}",
+                                source.reference,
+                                crate::source::short(&head)
+                            );
+                            if events.send(Event::changed(what)).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                        // The converge counts failed fetches; a poll only logs.
+                        Err(error) => tracing::warn!("failed to look for a new commit: {error:#}"),
+                    }
+                }
+            })
+            .context("failed to start the source poll")?;
+        Ok(())
+    }
+}
+
 /// One line of `docker events --format '{{json .}}'`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
