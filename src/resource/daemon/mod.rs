@@ -5,6 +5,7 @@
 pub(crate) mod config;
 pub(crate) mod keys;
 mod restart;
+mod runner_drain;
 pub(crate) mod service;
 
 use keys::DockerdVersion;
