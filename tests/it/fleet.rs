@@ -102,6 +102,7 @@ impl FleetLock {
             .insert(id.to_owned());
         slots.most_at_once = slots.most_at_once.max(1);
     }
+
 }
 
 impl Drop for FleetLock {
@@ -594,6 +595,20 @@ fn destroy_goes_only_with_a_slot_and_gives_it_back() {
         .code(0);
 
     write_fleet(&root, &closed_url(), "host-d");
+    // `plan --destroy` marks what waits, as plan does: all of it, since destroy goes as a
+    // whole once it holds a slot.
+    let plan = berth(&root)
+        .docker(&dockerd)
+        .args(["plan", "--destroy"])
+        .args(p_args(&profiles))
+        .run();
+    plan.code(2);
+    assert!(
+        line_of(&plan.stdout, "container/berth-test-web ")
+            .ends_with("(waits for a fleet slot in runners-test)"),
+        "{}",
+        plan.stdout
+    );
     let waits = berth(&root)
         .docker(&dockerd)
         .args(["destroy", "--yes"])
