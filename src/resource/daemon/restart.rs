@@ -80,13 +80,13 @@ impl DaemonService {
             // Not journaled: a run killed after the drain finds the daemon still not on the
             // file and restarts it, and the runner's container resource starts it again.
             if let Some(drain) = drain {
-                drain.drain(context)?;
+                drain.drain(context, &Self::id())?;
             }
             let outcome = self
                 .run_and_wait(context, self.command_line(command), expected)
                 .map_err(|(RestartFailure::Refused(error) | RestartFailure::Command(error))| error);
             if let Some(drain) = drain {
-                drain.start_again(context);
+                drain.start_again(context, &Self::id());
             }
             return outcome;
         };
@@ -108,7 +108,7 @@ impl DaemonService {
         if let Some(drain) = drain {
             // The journal entry stays: the next run finishes the restart (draining again
             // whatever runs by then) and starts the runner again.
-            drain.drain(context)?;
+            drain.drain(context, &Self::id())?;
         }
         let outcome = match self.run_and_wait(context, self.command_line(command), expected) {
             Ok(()) => Ok(()),
@@ -123,7 +123,7 @@ impl DaemonService {
         };
         // The step is over, whichever way it went: what is left is plain drift.
         if let Some(drain) = drain {
-            drain.start_again(context);
+            drain.start_again(context, &Self::id());
         }
         journal::clear(context.host, &id)?;
         outcome

@@ -17,10 +17,9 @@ use crate::{
         self, drain,
         wire::{ContainerId, ContainerInfo},
     },
+    plan::ResourceId,
     resource::{Context, docker_object::ObjectName},
 };
-
-use super::service::DaemonService;
 
 /// The container that runs gitlab-runner, drained before the restart and started after it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,8 +69,8 @@ impl RunnerDrain {
     }
 
     /// Drains it when it runs: `docker stop` with its own signal and timeout, so its jobs
-    /// finish first.
-    pub(crate) fn drain(&self, context: &Context) -> Result<()> {
+    /// finish first. `daemon` names the resource whose restart waits, in the log.
+    pub(crate) fn drain(&self, context: &Context, daemon: &ResourceId) -> Result<()> {
         let Some(live) = self.look(context)? else {
             return Ok(());
         };
@@ -79,14 +78,13 @@ impl RunnerDrain {
             return Ok(());
         }
         tracing::info!(
-            "{}: draining `{}` (gitlab-runner) before the restart: up to {} s for its running jobs",
-            DaemonService::id(),
+            "{daemon}: draining `{}` (gitlab-runner) before the restart: up to {} s for its running jobs",
             self.container.as_str(),
             drain::own_stop_timeout(&live)
         );
         drain::drain(
             context.docker,
-            &DaemonService::id(),
+            daemon,
             &live,
             &format!("`{}`", self.container.as_str()),
         )
@@ -101,7 +99,7 @@ impl RunnerDrain {
     /// Starts it again after the restart, when it is not running (a restart policy may have
     /// brought it back already). A failure is said, not returned: the container's own resource,
     /// later in the run, starts it.
-    pub(crate) fn start_again(&self, context: &Context) {
+    pub(crate) fn start_again(&self, context: &Context, daemon: &ResourceId) {
         let started = self.look(context).and_then(|live| match live {
             Some(live) if !live.state.running => context
                 .docker
@@ -112,8 +110,7 @@ impl RunnerDrain {
         });
         if let Err(error) = started {
             tracing::warn!(
-                "{}: failed to start `{}` again after the restart ({error:#}); its container resource starts it",
-                DaemonService::id(),
+                "{daemon}: failed to start `{}` again after the restart ({error:#}); its container resource starts it",
                 self.container.as_str()
             );
         }
