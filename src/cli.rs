@@ -278,6 +278,11 @@ pub struct WatchArgs {
     /// left to the timer's pace
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub heals_per_minute: usize,
+
+    /// Seconds before a converge whose disruptive steps wait for a fleet slot is tried again
+    /// without any event; twice as long after each further wait, up to 15 minutes
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub fleet_retry_secs: u64,
 }
 
 #[derive(Debug, Clone, Args)]

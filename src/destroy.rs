@@ -98,6 +98,7 @@ pub(crate) fn run(settings: &Settings, printer: &Printer, request: Request) -> R
         },
     );
     if request.mode == Mode::Plan || !plan.has_changes() || plan.failed() {
+        let plan = mark_waiting(settings, request.mode, plan);
         ignore_broken_pipe(printer.destroy_report(&plan, &profile.names))?;
         return Ok(match () {
             () if plan.failed() => exit::FAILURE,
@@ -176,6 +177,26 @@ pub(crate) fn run(settings: &Settings, printer: &Printer, request: Request) -> R
         return Ok(exit::FAILURE);
     }
     Ok(exit::OK)
+}
+
+/// `plan --destroy` with `[fleet]` and no slot held: destroy takes one before it removes
+/// anything, so every step that changes the host waits for it, and says so as `plan` does (plan
+/// asks no server).
+fn mark_waiting(settings: &Settings, mode: Mode, mut plan: engine::Report) -> engine::Report {
+    let Some(fleet) = &settings.fleet else {
+        return plan;
+    };
+    // Apply marks nothing: it takes the slot before its first step, or changes nothing. As
+    // another user, berth's state is root's: plan as if no slot is held.
+    if mode == Mode::Apply || SlotHeld::read(&settings.host).is_ok_and(|held| held.is_some()) {
+        return plan;
+    }
+    for entry in &mut plan.entries {
+        if entry.change.action.changes_host() && entry.change.refused.is_none() {
+            engine::mark_waiting(&mut entry.change, &fleet.group);
+        }
+    }
+    plan
 }
 
 /// What berth made on this daemon; `None` when no Docker is installed (runners still go).

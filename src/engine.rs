@@ -272,6 +272,13 @@ fn settle(
     done
 }
 
+/// What plan says of a step that waits for a fleet slot of `group`.
+pub(crate) fn mark_waiting(change: &mut Change, group: &str) {
+    change.detail = format!("{} (waits for a fleet slot in {group})", change.detail)
+        .trim_start()
+        .to_owned();
+}
+
 /// A disruptive step and the fleet's slot. Plan shows the step as waiting while no slot is
 /// held (plan asks no server); apply takes one first, and true means it did not get one.
 /// Recovery is not gated: finishing what a run left half done heals the host.
@@ -281,13 +288,7 @@ fn waits_for_slot(gate: &Gate, mode: Mode, change: &mut Change) -> bool {
     }
     match mode {
         Mode::Plan => {
-            change.detail = format!(
-                "{} (waits for a fleet slot in {})",
-                change.detail,
-                gate.group()
-            )
-            .trim_start()
-            .to_owned();
+            mark_waiting(change, gate.group());
             false
         }
         Mode::Apply => change.refused.is_none() && !gate.take(),

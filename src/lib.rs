@@ -117,6 +117,7 @@ fn run_command(cli: &Cli, printer: &Printer) -> Result<u8> {
             watch::Pace {
                 debounce: std::time::Duration::from_millis(args.debounce_ms),
                 heals_per_minute: args.heals_per_minute.max(1),
+                fleet_retry: std::time::Duration::from_secs(args.fleet_retry_secs),
             },
             // A converge that changed nothing is not worth a line in the journal.
             &|settings, printer| apply(settings, printer, false),

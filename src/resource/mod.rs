@@ -300,6 +300,7 @@ pub(crate) fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResou
             &profile.docker,
             options.allow_storage_driver_change,
             runs_docker_objects,
+            profile.relations.runner_container.clone(),
         ),
     ));
     // Registration first: it writes a runner's entry with its token, so config.toml never

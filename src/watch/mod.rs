@@ -10,6 +10,10 @@
 //! ends the chain. An object that keeps drifting (a container in a crash loop) gets at most a
 //! few converges a minute, then a warning and the timer's pace.
 //!
+//! A converge whose disruptive steps wait for a fleet slot (`[fleet]`, exit 75) is tried again
+//! on watch's own schedule, event or not: after `--fleet-retry-secs` (30 s), then twice as long
+//! after each further wait, up to the timer's interval (15 minutes).
+//!
 //! SIGTERM (and SIGINT) stop it cleanly: a converge in progress ends after its current step
 //! (a multi-step change left journaled is finished by the next run). SIGHUP reloads the
 //! profiles. The signals are taken by one thread with `sigwait`, never by a handler.
@@ -47,6 +51,48 @@ pub(crate) struct Pace {
     pub(crate) debounce: Duration,
     /// Converges one object may cause in a minute before it is left to the timer.
     pub(crate) heals_per_minute: usize,
+    /// The first wait before a converge that waited for a fleet slot is tried again.
+    pub(crate) fleet_retry: Duration,
+}
+
+/// The longest wait between two tries of a converge that waits for a fleet slot: berth.timer's
+/// interval (`OnUnitActiveSec`), whose run would try again then anyway.
+const FLEET_RETRY_AT_MOST: Duration = Duration::from_secs(15 * 60);
+
+/// When to try again a converge whose disruptive steps wait for a fleet slot: no Docker event
+/// or file change announces a freed slot, so watch asks again on its own, backing off.
+struct FleetRetry {
+    first: Duration,
+    /// The wait after the next converge that waits; `None` after one that did not.
+    next: Option<Duration>,
+    /// When the next try is due.
+    due: Option<Instant>,
+}
+
+impl FleetRetry {
+    fn new(first: Duration) -> Self {
+        Self {
+            first,
+            next: None,
+            due: None,
+        }
+    }
+
+    /// After a converge: due again after the wait when it waited, doubling each time.
+    fn after(&mut self, waited: bool) {
+        if !waited {
+            self.next = None;
+            self.due = None;
+            return;
+        }
+        let wait = self.next.unwrap_or(self.first);
+        tracing::info!(
+            "disruptive steps wait for a fleet slot: trying again in {} s",
+            wait.as_secs()
+        );
+        self.due = Some(Instant::now() + wait);
+        self.next = Some((wait * 2).min(FLEET_RETRY_AT_MOST.max(self.first)));
+    }
 }
 
 /// What the main loop hears.
@@ -113,11 +159,14 @@ pub(crate) fn run(
     tracing::info!("watching: converging once, then on every drift");
     systemd.ready("watching; converging once");
     let mut limiter = Limiter::new(pace.heals_per_minute);
+    let mut retry = FleetRetry::new(pace.fleet_retry);
     let mut pending: Option<Instant> = Some(Instant::now());
     let mut stopping = false;
     loop {
         if let Some(since) = pending.take() {
-            systemd.status(&run_one(settings, printer, converge, &mut state, since));
+            let (status, waited) = run_one(settings, printer, converge, &mut state, since);
+            retry.after(waited);
+            systemd.status(&status);
             if let Ok(now) = targets_of(settings) {
                 files.refresh(&now);
                 *targets.lock().expect("targets") = now;
@@ -126,8 +175,22 @@ pub(crate) fn run(
         if stopping || engine::stop_requested() {
             break;
         }
-        // Wait for news, then for quiet.
-        let Ok(first) = events.recv() else { break };
+        // Wait for news (or for the retry of what waits for a fleet slot), then for quiet.
+        let first = match retry.due {
+            Some(due) => match events.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                Ok(event) => event,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    tracing::info!("trying again what waits for a fleet slot");
+                    pending = Some(Instant::now());
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+            None => match events.recv() {
+                Ok(event) => event,
+                Err(_) => break,
+            },
+        };
         let mut heard = vec![first];
         while let Ok(more) = events.recv_timeout(pace.debounce) {
             heard.push(more);
@@ -166,15 +229,17 @@ pub(crate) fn run(
 }
 
 /// One converge, recorded in the watch state: a heal when it changed something. Returns what
-/// `systemctl status` should say of it.
+/// `systemctl status` should say of it, and whether steps wait for a fleet slot.
 fn run_one(
     settings: &Settings,
     printer: &Printer,
     converge: &Converge,
     state: &mut WatchState,
     since: Instant,
-) -> String {
+) -> (String, bool) {
     let outcome = converge(settings, printer);
+    let waited =
+        matches!(outcome, Ok((code, _)) if code == crate::cli::exit::WAITING_FOR_FLEET_SLOT);
     state.converges += 1;
     let at = jiff::Timestamp::now()
         .to_zoned_datetime(jiff::tz::TimeZone::system())
@@ -205,7 +270,7 @@ fn run_one(
     if let Err(error) = state.write(&settings.host) {
         tracing::warn!("failed to record the watch state: {error:#}");
     }
-    status
+    (status, waited)
 }
 
 /// At most `per_minute` converges for one object in any minute: a container in a crash loop is
@@ -307,6 +372,25 @@ mod tests {
         assert!(
             limiter.allows("container/gitlab-runner"),
             "another object still heals at once"
+        );
+    }
+
+    #[test]
+    fn a_converge_that_waits_is_retried_later_each_time_up_to_the_timers_interval() {
+        let mut retry = FleetRetry::new(Duration::from_secs(30));
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            let before = Instant::now();
+            retry.after(true);
+            waits.push((retry.due.unwrap() - before).as_secs_f64().round() as u64);
+        }
+        assert_eq!(waits, [30, 60, 120, 240, 480, 900, 900]);
+        retry.after(false);
+        assert!(retry.due.is_none(), "nothing waits: no retry");
+        retry.after(true);
+        assert!(
+            retry.due.unwrap() <= Instant::now() + Duration::from_secs(30),
+            "the backoff starts over"
         );
     }
 }

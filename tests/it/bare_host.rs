@@ -41,14 +41,15 @@ fn docker_missing_plan_counts_every_object_and_apply_with_install_false_exits_1(
     daemon-config                + create    /etc/docker/daemon.json
         --- /etc/docker/daemon.json
         +++ /etc/docker/daemon.json
-        @@ -0,0 +1,8 @@
+        @@ -0,0 +1,9 @@
         +{
         +  "storage-driver": "overlay2",
         +  "log-driver": "json-file",
         +  "log-opts": {
         +    "max-size": "50m",
         +    "max-file": "3"
-        +  }
+        +  },
+        +  "live-restore": true
         +}
     network/gitlab-runner-net    + create    driver=bridge (after Docker is installed)
     volume/gitlab-dind-data      + create    driver=local (after Docker is installed)
@@ -57,7 +58,7 @@ fn docker_missing_plan_counts_every_object_and_apply_with_install_false_exits_1(
 
     Plan: 6 to add, 0 to change, 0 to destroy, 1 refused.
     --- stderr
-    warning: dind (embedded):48:13: key `containers.gitlab-runner`: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)
+    warning: dind (embedded):65:13: key `containers.gitlab-runner`: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)
     warning: kernel-module/overlay: the running kernel is not visible under the root (no /proc/filesystems or /proc/modules): `overlay` is only persisted, not loaded
     warning: daemon/docker: Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is
     "#);

@@ -229,7 +229,7 @@ fn validate_checks_profiles_without_touching_the_host() {
     let run = berth(&root).args(["validate"]).run();
     run.code(0);
     insta::assert_snapshot!(run.stdout, @r"
-    warning: dind (embedded):48:13: key `containers.gitlab-runner`: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)
+    warning: dind (embedded):65:13: key `containers.gitlab-runner`: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)
     valid: dind
     ");
     assert!(root.snapshot().is_empty(), "validate wrote nothing");
@@ -342,7 +342,7 @@ fn show_names_the_layer_of_each_value_and_masks_secrets() {
     for expected in [
         "# berth show: dind + site\n",
         "\nmtu = 1400  # from [ROOT]/work/site.toml:1\n",
-        "\nimage = \"docker:27-dind\"  # from dind (embedded):37\n",
+        "\nimage = \"docker:27-dind\"  # from dind (embedded):54\n",
         "\n[runners.r.cache.s3]\nBucketName = \"ci-cache\"  # from [ROOT]/work/site.toml:9\nSecretKey = \"***\"  # from [ROOT]/work/site.toml:10\n",
     ] {
         assert!(run.stdout.contains(expected), "{expected}\n{}", run.stdout);

@@ -49,7 +49,9 @@ fn a_restart_key_restarts_the_daemon_once_and_a_second_run_changes_nothing() {
         plan.stdout
             .lines()
             .any(|line| line.starts_with("daemon/docker ")
-                && line.ends_with("~ restart   storage-driver, log-driver, log-opts changed")),
+                && line.ends_with(
+                    "~ restart   storage-driver, log-driver, log-opts, live-restore changed"
+                )),
         "{}",
         plan.stdout
     );
@@ -450,14 +452,15 @@ fn plan_without_docker_installed_says_so_and_shows_the_file_changes() {
     daemon-config                + create    /etc/docker/daemon.json
         --- /etc/docker/daemon.json
         +++ /etc/docker/daemon.json
-        @@ -0,0 +1,8 @@
+        @@ -0,0 +1,9 @@
         +{
         +  "storage-driver": "overlay2",
         +  "log-driver": "json-file",
         +  "log-opts": {
         +    "max-size": "50m",
         +    "max-file": "3"
-        +  }
+        +  },
+        +  "live-restore": true
         +}
     network/gitlab-runner-net    + create    driver=bridge (after Docker is installed)
     volume/gitlab-dind-data      + create    driver=local (after Docker is installed)
@@ -466,7 +469,7 @@ fn plan_without_docker_installed_says_so_and_shows_the_file_changes() {
 
     Plan: 6 to add, 0 to change, 0 to destroy, 1 refused.
     --- stderr
-    warning: dind (embedded):48:13: key `containers.gitlab-runner`: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)
+    warning: dind (embedded):65:13: key `containers.gitlab-runner`: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)
     warning: kernel-module/overlay: the running kernel is not visible under the root (no /proc/filesystems or /proc/modules): `overlay` is only persisted, not loaded
     warning: daemon/docker: Docker is not installed (no docker.service unit and no dockerd under the root): daemon.json takes effect when it is
     "#);

@@ -214,6 +214,9 @@ pub enum Restart {
     /// Starts the real restart, SIGKILLs berth (the stub's parent) after the delay while Docker
     /// is still restarting, and lets the restart finish on its own.
     KillBerthDuring(Duration),
+    /// SIGKILLs berth before anything restarts: berth dies between the steps before its
+    /// restart (a drain) and the restart itself, which never happens.
+    KillBerthBefore,
 }
 
 /// A restart command for `[docker] restart` that logs each call and then behaves as
@@ -244,6 +247,7 @@ impl RestartStub {
             Restart::SleepThenReal(delay) => {
                 format!("sleep {}\n{}", delay.as_secs_f64(), real())
             }
+            Restart::KillBerthBefore => "kill -9 \"$PPID\"\nexit 137".to_owned(),
             Restart::KillBerthDuring(delay) => format!(
                 "{} &\nrestart=$!\nsleep {}\nkill -9 \"$PPID\"\nwait \"$restart\"",
                 real(),

@@ -19,7 +19,7 @@ use std::{
 };
 
 use crate::{
-    harness::{Dockerd, Root, berth, profile_file},
+    harness::{Dockerd, Root, berth, profile_file, within},
     require_dockerd,
 };
 
@@ -101,6 +101,24 @@ impl FleetLock {
             .or_default()
             .insert(id.to_owned());
         slots.most_at_once = slots.most_at_once.max(1);
+    }
+
+    /// As if `id`, which took a slot of `group` by [`FleetLock::seed`], gave it back.
+    fn free(&self, group: &str, id: &str) {
+        let mut slots = self.slots.lock().unwrap();
+        slots
+            .holders
+            .entry(group.to_owned())
+            .or_default()
+            .remove(id);
+    }
+
+    /// How often the server refused `id` a slot.
+    fn refusals(&self, id: &str) -> usize {
+        self.events()
+            .iter()
+            .filter(|(_, holder, event)| holder == id && *event == "refused")
+            .count()
     }
 }
 
@@ -594,6 +612,20 @@ fn destroy_goes_only_with_a_slot_and_gives_it_back() {
         .code(0);
 
     write_fleet(&root, &closed_url(), "host-d");
+    // `plan --destroy` marks what waits, as plan does: all of it, since destroy goes as a
+    // whole once it holds a slot.
+    let plan = berth(&root)
+        .docker(&dockerd)
+        .args(["plan", "--destroy"])
+        .args(p_args(&profiles))
+        .run();
+    plan.code(2);
+    assert!(
+        line_of(&plan.stdout, "container/berth-test-web ")
+            .ends_with("(waits for a fleet slot in runners-test)"),
+        "{}",
+        plan.stdout
+    );
     let waits = berth(&root)
         .docker(&dockerd)
         .args(["destroy", "--yes"])
@@ -632,4 +664,71 @@ fn destroy_goes_only_with_a_slot_and_gives_it_back() {
     let events: Vec<&str> = lock.events().iter().map(|(_, _, event)| *event).collect();
     assert_eq!(events, ["take", "release"]);
     assert!(!root.exists("/var/lib/berth/fleet-slot.json"));
+}
+
+/// Issue 21: `berth watch` tries a converge whose restart waits for a fleet slot again on its
+/// own schedule, since no Docker event or file change says a slot was freed: another host holds
+/// the only slot, watch is refused again and again; the stand-in frees the slot, and watch
+/// restarts Docker and gives the slot back with nothing else happening on the host.
+#[test]
+fn watch_retries_a_waiting_converge_on_its_own_until_a_slot_is_free() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    let lock = FleetLock::start(1);
+    berth(&root)
+        .docker(&dockerd)
+        .args(["apply", "--yes"])
+        .args(p_args(&profiles(&root, &dockerd, "info", false)))
+        .run()
+        .code(0);
+    lock.seed("runners-test", "host-other");
+    write_fleet(&root, &lock.url(), "host-w");
+    // The merged change, before watch starts: the restart it needs waits for the slot.
+    let profiles = profiles(&root, &dockerd, "warn", false);
+    let pid = dockerd.pid();
+    let mut watch = berth(&root)
+        .docker(&dockerd)
+        .args(["watch", "--fleet-retry-secs", "1"])
+        .args(p_args(&profiles))
+        .spawn();
+    let retried = within(std::time::Duration::from_secs(60), || {
+        lock.refusals("host-w") >= 3
+    });
+    assert!(
+        retried.is_some(),
+        "watch asks again, 1 s then 2 s later: {:?}\n{}",
+        lock.events(),
+        watch.output()
+    );
+    assert_eq!(dockerd.pid(), pid, "no restart without a slot");
+    assert!(
+        watch
+            .output()
+            .contains("disruptive steps wait for a fleet slot: trying again in 2 s"),
+        "{}",
+        watch.output()
+    );
+
+    lock.free("runners-test", "host-other");
+    let released = within(std::time::Duration::from_secs(60), || {
+        lock.events()
+            .iter()
+            .any(|(_, id, event)| id == "host-w" && *event == "release")
+    });
+    assert!(
+        released.is_some(),
+        "watch took the freed slot, restarted Docker and gave it back: {:?}\n{}",
+        lock.events(),
+        watch.output()
+    );
+    assert_ne!(dockerd.pid(), pid, "Docker restarted in the slot");
+    assert!(lock.holders("runners-test").is_empty());
+    assert_eq!(
+        watch.signal_and_wait(15, std::time::Duration::from_secs(30)),
+        Some(0)
+    );
+    berth(&root)
+        .docker(&dockerd)
+        .args(p_args(&profiles))
+        .converged();
 }

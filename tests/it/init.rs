@@ -218,11 +218,11 @@ fn a_profile_without_a_runner_is_told_once_by_plan_validate_and_doctor() {
     let plan = berth(&root).args(["plan"]).run();
     // 1: on a temp root the Docker install is refused.
     plan.code(1);
-    insta::assert_snapshot!(only(&plan.stderr).join("\n"), @"warning: dind (embedded):48:13: key `containers.gitlab-runner`: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)");
+    insta::assert_snapshot!(only(&plan.stderr).join("\n"), @"warning: dind (embedded):65:13: key `containers.gitlab-runner`: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)");
     assert!(!plan.stdout.contains(NO_RUNNER));
     let validate = berth(&root).args(["validate"]).run();
     validate.code(0);
-    insta::assert_snapshot!(only(&validate.stdout).join("\n"), @"warning: dind (embedded):48:13: key `containers.gitlab-runner`: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)");
+    insta::assert_snapshot!(only(&validate.stdout).join("\n"), @"warning: dind (embedded):65:13: key `containers.gitlab-runner`: no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)");
     let doctor = berth(&root).args(["doctor"]).run();
     insta::assert_snapshot!(only(&doctor.stdout).join("\n"), @r"
     warn runners no runner is declared: the host will run a runner container that takes no jobs (berth init writes one)

@@ -30,6 +30,7 @@ mod hostile_docker;
 mod hostile_files;
 mod hostile_profile;
 mod init;
+mod live_restore;
 mod module_graph;
 mod operations;
 mod orphans;

@@ -6,6 +6,7 @@ pub(crate) mod config;
 pub(crate) mod keys;
 mod log_options;
 mod restart;
+mod runner_drain;
 pub(crate) mod service;
 
 use keys::DockerdVersion;

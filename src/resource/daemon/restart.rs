@@ -1,7 +1,9 @@
 //! The one multi-step change of the Docker service: run the profile's restart (or reload)
 //! command, then wait until `docker info` shows what daemon.json holds, within one bound (the
-//! profile's `ready_timeout`). When daemon.json was replaced in this run, the step is journaled
-//! first, so a run killed in the middle is finished or undone by the next one.
+//! profile's `ready_timeout`). A restart of a daemon without live-restore drains the runner's
+//! container first and starts it after (`runner_drain`). When daemon.json was replaced in this
+//! run, the step is journaled first (the drain with it), so a run killed in the middle is
+//! finished or undone by the next one.
 //!
 //! Two failures are told apart, because they call for different things:
 //! - dockerd refused the file (it exited, or it answers with the old settings after the command
@@ -19,6 +21,7 @@ use serde_json::{Map, Value as Json};
 
 use super::{
     config::{backup_path, rejected_path},
+    runner_drain::RunnerDrain,
     service::{DaemonCommand, DaemonOp, DaemonService, describe, mismatches},
 };
 use crate::{
@@ -40,6 +43,10 @@ pub(super) struct RestartIntent {
     pub(super) had_file: bool,
     /// A fingerprint of the daemon.json berth wrote, to tell it from one edited since.
     written: Fingerprint,
+    /// The runner's container, drained before the restart: until it runs again, the restart
+    /// is not over, whatever `docker info` says (it does not show every key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    drained: Option<RunnerDrain>,
 }
 
 impl RestartIntent {
@@ -59,20 +66,29 @@ enum RestartFailure {
 
 impl DaemonService {
     /// Runs `command` and waits for the daemon to show `expected`; rolls daemon.json back when
-    /// `config_change` replaced it and the daemon does not take it.
+    /// `config_change` replaced it and the daemon does not take it. `drain`'s container is
+    /// drained before and started after.
     pub(super) fn run(
         &self,
         context: &Context,
         command: DaemonCommand,
         expected: &Map<String, Json>,
         config_change: Option<&DaemonJsonChange>,
+        drain: Option<&RunnerDrain>,
     ) -> Result<()> {
         let Some(change) = config_change else {
-            return self
+            // Not journaled: a run killed after the drain finds the daemon still not on the
+            // file and restarts it, and the runner's container resource starts it again.
+            if let Some(drain) = drain {
+                drain.drain(context, &Self::id())?;
+            }
+            let outcome = self
                 .run_and_wait(context, self.command_line(command), expected)
-                .map_err(
-                    |(RestartFailure::Refused(error) | RestartFailure::Command(error))| error,
-                );
+                .map_err(|(RestartFailure::Refused(error) | RestartFailure::Command(error))| error);
+            if let Some(drain) = drain {
+                drain.start_again(context, &Self::id());
+            }
+            return outcome;
         };
         let id = Self::id();
         let written = context
@@ -86,8 +102,14 @@ impl DaemonService {
             &RestartIntent {
                 had_file: change.had_file,
                 written,
+                drained: drain.cloned(),
             },
         )?;
+        if let Some(drain) = drain {
+            // The journal entry stays: the next run finishes the restart (draining again
+            // whatever runs by then) and starts the runner again.
+            drain.drain(context, &Self::id())?;
+        }
         let outcome = match self.run_and_wait(context, self.command_line(command), expected) {
             Ok(()) => Ok(()),
             Err(RestartFailure::Command(error)) => self.put_back(context, change).and(Err(error.context(
@@ -100,6 +122,9 @@ impl DaemonService {
             Err(RestartFailure::Refused(error)) => self.roll_back(context, command, change, error),
         };
         // The step is over, whichever way it went: what is left is plain drift.
+        if let Some(drain) = drain {
+            drain.start_again(context, &Self::id());
+        }
         journal::clear(context.host, &id)?;
         outcome
     }
@@ -151,22 +176,50 @@ impl DaemonService {
         let observed = self.observe(context)?;
         let expected = self.expected(&observed, None);
         let text = context.host.read_optional(&self.config)?;
+        // The container drained for the restart, still stopped: the restart may not have
+        // happened, and the runner waits for it.
+        let drained_and_stopped = intent.drained.as_ref().filter(|drained| {
+            observed
+                .runner
+                .as_ref()
+                .is_some_and(|live| live.id == drained.id && !live.state.running)
+        });
         let (detail, op) = match &observed.status {
             _ if !intent.wrote(text.as_deref()) => (
                 "an interrupted restart left daemon.json, which has changed since; it converges as it is",
                 DaemonOp::Forget,
             ),
-            DaemonStatus::Running(info) if mismatches(info, &expected).is_empty() => (
-                "an interrupted restart had finished: the daemon runs on daemon.json",
-                DaemonOp::Forget,
-            ),
-            _ => (
-                "an interrupted run left Docker restarting into a daemon.json it had not confirmed: restart it, and put the previous file back if dockerd refuses it",
-                DaemonOp::Recover {
-                    expected,
-                    had_file: intent.had_file,
-                },
-            ),
+            DaemonStatus::Running(info)
+                if mismatches(info, &expected).is_empty() && drained_and_stopped.is_none() =>
+            {
+                (
+                    "an interrupted restart had finished: the daemon runs on daemon.json",
+                    DaemonOp::Forget,
+                )
+            }
+            status => {
+                let live_restore =
+                    matches!(status, DaemonStatus::Running(info) if info.live_restore_enabled);
+                let drain = RunnerDrain::before_restart(
+                    self.runner_container.as_ref(),
+                    observed.runner.as_ref(),
+                    live_restore,
+                )
+                .or_else(|| {
+                    drained_and_stopped.map(|drained| RunnerDrain {
+                        running: false,
+                        ..drained.clone()
+                    })
+                });
+                (
+                    "an interrupted run left Docker restarting into a daemon.json it had not confirmed: restart it, and put the previous file back if dockerd refuses it",
+                    DaemonOp::Recover {
+                        expected,
+                        had_file: intent.had_file,
+                        drain,
+                    },
+                )
+            }
         };
         Ok(Some((Self::change(&op, detail), op)))
     }

@@ -15,7 +15,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::{
     docker::unit,
-    docker::{DaemonInfo, DaemonStatus, normalize_mirror},
+    docker::{DaemonInfo, DaemonStatus, normalize_mirror, wire::ContainerInfo},
     host::HostPath,
     host::exec::CommandLine,
     plan::{Action, Change, Diff, Kind, ResourceId},
@@ -24,6 +24,8 @@ use crate::{
         daemon::DockerSettings,
         daemon::config::{DaemonConfig, StorageFacts},
         daemon::keys::{self, DockerdVersion},
+        daemon::runner_drain::RunnerDrain,
+        docker_object::ObjectName,
         journal,
         package::DockerPackage,
     },
@@ -40,6 +42,9 @@ pub(crate) struct DaemonService {
     allow_storage_driver_change: bool,
     /// The profile declares networks, volumes or containers, which wait for this daemon.
     runs_docker_objects: bool,
+    /// The container that runs gitlab-runner (`Relations::runner_container`): drained before a
+    /// restart that would stop it.
+    pub(super) runner_container: Option<ObjectName>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +54,8 @@ pub(crate) struct DaemonState {
     pub status: DaemonStatus,
     /// daemon.json as it is now; `None` when absent or unreadable (daemon-config reports that).
     pub file: Option<Map<String, Json>>,
+    /// The container that runs gitlab-runner, as the running daemon has it.
+    pub runner: Option<ContainerInfo>,
 }
 
 /// A setting the running daemon reports differently from daemon.json.
@@ -64,6 +71,7 @@ impl DaemonService {
         settings: &DockerSettings,
         allow_storage_driver_change: bool,
         runs_docker_objects: bool,
+        runner_container: Option<ObjectName>,
     ) -> Self {
         Self {
             config: settings.config.clone(),
@@ -74,6 +82,7 @@ impl DaemonService {
             keys: settings.daemon.clone(),
             allow_storage_driver_change,
             runs_docker_objects,
+            runner_container,
         }
     }
 
@@ -111,8 +120,14 @@ impl DaemonService {
     }
 
     /// The change that shows `op` in the plan: its action is the op's ([`DaemonOp::action`]),
-    /// so a restart, which needs consent, is shown as one exactly when apply restarts.
+    /// so a restart, which needs consent, is shown as one exactly when apply restarts; and a
+    /// drain is said exactly when the op drains.
     pub(super) fn change(op: &DaemonOp, detail: impl Into<String>) -> Change {
+        let detail = detail.into();
+        let detail = match op.drain() {
+            Some(drain) => format!("{detail} ({})", drain.describe()),
+            None => detail,
+        };
         Change::new(Self::id(), op.action(), detail)
     }
 }
@@ -135,12 +150,17 @@ pub(crate) enum DaemonOp {
         command: DaemonCommand,
         expected: Map<String, Json>,
         config_change: Option<DaemonJsonChange>,
+        /// A restart that stops the runner's container (live-restore off) drains it first and
+        /// starts it after (see `runner_drain`).
+        drain: Option<RunnerDrain>,
     },
     /// An interrupted restart: run it again, and undo it (the previous daemon.json back) when
     /// dockerd refuses the file. Either way ends with Docker up; only Docker down is a failure.
     Recover {
         expected: Map<String, Json>,
         had_file: bool,
+        /// The runner's container, drained first when it runs again, and started after.
+        drain: Option<RunnerDrain>,
     },
     /// An interrupted restart had finished after all: clear its journal entry.
     Forget,
@@ -156,6 +176,14 @@ impl DaemonOp {
                 DaemonCommand::Reload => Action::Reload,
             },
             Self::Recover { .. } | Self::Forget => Action::Recover,
+        }
+    }
+
+    /// The runner's container this op drains (or starts again) around its restart.
+    fn drain(&self) -> Option<&RunnerDrain> {
+        match self {
+            Self::Run { drain, .. } | Self::Recover { drain, .. } => drain.as_ref(),
+            Self::Forget => None,
         }
     }
 }
@@ -182,14 +210,26 @@ impl Resource for DaemonService {
                 Json::Object(object) => Some(object),
                 _ => None,
             });
+        let status = if installed {
+            context.docker.status()
+        } else {
+            DaemonStatus::Unreachable("not installed".into())
+        };
+        // Asked only of a daemon that answers: the prefetched batch of the profile's
+        // containers holds it.
+        let runner = match (&self.runner_container, &status) {
+            (Some(name), DaemonStatus::Running(_)) => context
+                .docker
+                .inspect_all::<ContainerInfo>(&[name.as_str().to_owned()])?
+                .get(name.as_str())
+                .cloned(),
+            _ => None,
+        };
         Ok(DaemonState {
             installed,
-            status: if installed {
-                context.docker.status()
-            } else {
-                DaemonStatus::Unreachable("not installed".into())
-            },
+            status,
             file,
+            runner,
         })
     }
 
@@ -205,6 +245,7 @@ impl Resource for DaemonService {
             command,
             expected: expected.clone(),
             config_change: config_change.clone(),
+            drain: None,
         };
         if !observed.installed {
             if earlier.installs_docker() {
@@ -310,7 +351,20 @@ impl Resource for DaemonService {
                 (detail, command, None)
             }
         };
-        let run = op(command);
+        let run = DaemonOp::Run {
+            command,
+            expected,
+            config_change,
+            drain: (command == DaemonCommand::Restart)
+                .then(|| {
+                    RunnerDrain::before_restart(
+                        self.runner_container.as_ref(),
+                        observed.runner.as_ref(),
+                        info.live_restore_enabled,
+                    )
+                })
+                .flatten(),
+        };
         let change = Self::change(&run, detail);
         let change = if command == DaemonCommand::Restart
             && !info.live_restore_enabled
@@ -352,13 +406,30 @@ impl Resource for DaemonService {
                 command,
                 expected,
                 config_change,
-            } => self.run(context, *command, expected, config_change.as_ref()),
-            DaemonOp::Recover { expected, had_file } => {
+                drain,
+            } => self.run(
+                context,
+                *command,
+                expected,
+                config_change.as_ref(),
+                drain.as_ref(),
+            ),
+            DaemonOp::Recover {
+                expected,
+                had_file,
+                drain,
+            } => {
                 let change = DaemonJsonChange {
                     keys: Vec::new(),
                     had_file: *had_file,
                 };
-                match self.run(context, DaemonCommand::Restart, expected, Some(&change)) {
+                match self.run(
+                    context,
+                    DaemonCommand::Restart,
+                    expected,
+                    Some(&change),
+                    drain.as_ref(),
+                ) {
                     Ok(()) => {
                         tracing::info!("{}: the interrupted restart is finished", Self::id());
                         Ok(())
@@ -448,310 +519,5 @@ pub(super) fn describe(mismatches: &[Mismatch]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{host::host_path, plan::FieldChange, resource::Made};
-    use serde_json::json;
-
-    fn daemon(keys: Json) -> DaemonService {
-        DaemonService {
-            config: host_path("/etc/docker/daemon.json"),
-            restart: CommandLine::new("systemctl", ["restart", "docker"]),
-            reload: CommandLine::new("systemctl", ["reload", "docker"]),
-            ready_timeout: Duration::from_secs(1),
-            restart_unresponsive: false,
-            keys: keys.as_object().unwrap().clone(),
-            allow_storage_driver_change: false,
-            runs_docker_objects: false,
-        }
-    }
-
-    fn running(info: DaemonInfo, file: Json) -> DaemonState {
-        DaemonState {
-            installed: true,
-            status: DaemonStatus::Running(Box::new(info)),
-            file: file.as_object().cloned(),
-        }
-    }
-
-    fn overlay2() -> DaemonInfo {
-        DaemonInfo {
-            server_version: "20.10".into(),
-            driver: "overlay2".into(),
-            ..DaemonInfo::default()
-        }
-    }
-
-    /// daemon.json's keys written earlier in the run: the change as printed, and what its op
-    /// made.
-    fn config_change(fields: &[(&str, Json)]) -> (Change, Made) {
-        let change = Change::new(
-            ResourceId::singleton(Kind::DaemonConfig),
-            Action::Update,
-            "",
-        )
-        .with_fields(
-            fields
-                .iter()
-                .map(|(key, value)| FieldChange::new(*key, None, Some(value.clone())))
-                .collect(),
-        );
-        let made = Made::DaemonJson(DaemonJsonChange {
-            keys: fields
-                .iter()
-                .map(|(key, value)| ((*key).to_owned(), value.clone()))
-                .collect(),
-            had_file: true,
-        });
-        (change, made)
-    }
-
-    fn actions(diff: Diff<DaemonOp>) -> Vec<(Action, String)> {
-        diff.changes
-            .into_iter()
-            .map(|(change, _)| change)
-            .map(|change| (change.action, change.detail))
-            .collect()
-    }
-
-    #[test]
-    fn reloadable_keys_reload_and_others_restart() {
-        let resource = daemon(
-            json!({"registry-mirrors": ["https://m.example"], "storage-driver": "overlay2"}),
-        );
-        let observed = running(overlay2(), json!({}));
-        let mirrors = config_change(&[("registry-mirrors", json!(["https://m.example"]))]);
-        assert_eq!(
-            actions(resource.diff(&observed, &Earlier::from_changes(vec![mirrors]))),
-            [(Action::Reload, "registry-mirrors changed".into())]
-        );
-        let both = config_change(&[("registry-mirrors", json!([])), ("mtu", json!(1400))]);
-        assert_eq!(
-            actions(resource.diff(&observed, &Earlier::from_changes(vec![both]))),
-            [(Action::Restart, "registry-mirrors, mtu changed".into())]
-        );
-    }
-
-    /// Issue 19: reload or restart follows the keys `daemon-config`'s op writes, handed on as a
-    /// typed fact, never the paths its printed change shows: a change printed another way (its
-    /// path quoted, a restart-only key named in the detail) decides nothing.
-    #[test]
-    fn reload_or_restart_follows_the_written_keys_not_the_printed_change() {
-        let resource = daemon(json!({"registry-mirrors": ["https://m.example"]}));
-        let config = DaemonConfig::new(
-            &DockerSettings {
-                install: None,
-                config: host_path("/etc/docker/daemon.json"),
-                restart: resource.restart.clone(),
-                reload: resource.reload.clone(),
-                ready_timeout: resource.ready_timeout,
-                restart_unresponsive: false,
-                daemon: resource.keys.clone(),
-            },
-            false,
-            Vec::new(),
-        );
-        let written = config.diff(&config_state(), &Earlier::default());
-        let (mut change, op) = written.changes.into_iter().next().unwrap();
-        change.fields[0].path = "mtu".into();
-        change.detail = "mtu, storage-driver changed".into();
-        let mut earlier = Earlier::default();
-        earlier.push(&change, config.made(&op.unwrap()));
-        assert_eq!(
-            actions(resource.diff(&running(overlay2(), json!({})), &earlier)),
-            [(Action::Reload, "registry-mirrors changed".into())]
-        );
-    }
-
-    fn config_state() -> crate::resource::daemon::config::DaemonJsonState {
-        crate::resource::daemon::config::DaemonJsonState {
-            current: None,
-            storage: None,
-            service: None,
-            rejected: None,
-            dockerd: None,
-            running_logs: Vec::new(),
-        }
-    }
-
-    fn planned_action(resource: &DaemonService, info: DaemonInfo, key: &str) -> Action {
-        let change = config_change(&[(key, json!(true))]);
-        let diff = resource.diff(
-            &running(info, json!({})),
-            &Earlier::from_changes(vec![change]),
-        );
-        diff.changes[0].0.action
-    }
-
-    /// Issue 12, item 1: dockerd reads `features` (the containerd image store) only at start.
-    #[test]
-    fn a_features_change_restarts_with_the_live_restore_warning() {
-        let resource = daemon(json!({"features": {"containerd-snapshotter": true}}));
-        let mut info = overlay2();
-        info.containers_running = 1;
-        let change = config_change(&[("features", json!({"containerd-snapshotter": true}))]);
-        let diff = resource.diff(
-            &running(info, json!({})),
-            &Earlier::from_changes(vec![change]),
-        );
-        let (change, op) = &diff.changes[0];
-        assert_eq!(change.action, Action::Restart);
-        assert!(matches!(
-            op,
-            Some(DaemonOp::Run {
-                command: DaemonCommand::Restart,
-                ..
-            })
-        ));
-        assert_eq!(
-            change.warnings,
-            [
-                "the restart stops 1 running container (live-restore is off); those with a restart policy start again"
-            ]
-        );
-    }
-
-    /// Issue 12, item 2: what the running dockerd reloads follows its version.
-    #[test]
-    fn reloadable_keys_follow_the_running_dockerd_version() {
-        let resource = daemon(json!({}));
-        let version = |server_version: &str| DaemonInfo {
-            server_version: server_version.into(),
-            ..overlay2()
-        };
-        for key in [
-            "default-shm-size",
-            "default-ipc-mode",
-            "default-cgroupns-mode",
-            "network-diagnostic-port",
-        ] {
-            assert_eq!(
-                planned_action(&resource, version("20.10.24+dfsg1"), key),
-                Action::Reload,
-                "{key}"
-            );
-        }
-        assert_eq!(
-            planned_action(&resource, version("29.7.1"), "default-stop-timeout"),
-            Action::Reload
-        );
-        assert_eq!(
-            planned_action(&resource, version("29.2.0"), "nri-opts"),
-            Action::Reload
-        );
-        assert_eq!(
-            planned_action(&resource, version("29.1.5"), "nri-opts"),
-            Action::Restart,
-            "29.1 has no reloadNRI"
-        );
-        assert_eq!(
-            planned_action(&resource, version("20.10.24"), "cluster-store"),
-            Action::Reload
-        );
-        assert_eq!(
-            planned_action(&resource, version("20.10.24"), "mtu"),
-            Action::Restart
-        );
-    }
-
-    #[test]
-    fn a_daemon_already_running_the_file_needs_nothing() {
-        let resource = daemon(
-            json!({"registry-mirrors": ["https://m.example"], "storage-driver": "overlay2"}),
-        );
-        let mut info = overlay2();
-        info.registry_config = Some(crate::docker::RegistryConfig {
-            mirrors: Some(vec!["https://m.example/".into()]),
-        });
-        let observed = running(
-            info,
-            json!({"registry-mirrors": ["https://m.example"], "storage-driver": "overlay2"}),
-        );
-        assert_eq!(resource.diff(&observed, &Earlier::default()), Diff::none());
-    }
-
-    #[test]
-    fn a_daemon_that_never_loaded_the_file_is_reloaded() {
-        let resource = daemon(json!({"registry-mirrors": ["https://m.example"]}));
-        let observed = running(
-            overlay2(),
-            json!({"registry-mirrors": ["https://m.example"]}),
-        );
-        let planned = actions(resource.diff(&observed, &Earlier::default()));
-        assert_eq!(planned[0].0, Action::Reload);
-        assert!(
-            planned[0]
-                .1
-                .contains("registry-mirrors is [] (daemon.json: [\"https://m.example/\"])"),
-            "{}",
-            planned[0].1
-        );
-    }
-
-    #[test]
-    fn a_stopped_daemon_is_started_and_a_missing_docker_is_only_mentioned() {
-        let resource = daemon(json!({}));
-        let stopped = DaemonState {
-            installed: true,
-            status: DaemonStatus::Unreachable("Cannot connect".into()),
-            file: None,
-        };
-        assert_eq!(
-            resource.diff(&stopped, &Earlier::default()).changes[0]
-                .0
-                .action,
-            Action::Start
-        );
-        let absent = DaemonState {
-            installed: false,
-            status: DaemonStatus::CliMissing,
-            file: None,
-        };
-        let diff = resource.diff(&absent, &Earlier::default());
-        assert!(diff.changes.is_empty());
-        assert_eq!(diff.warnings.len(), 1);
-        // Installed in this run: started after it, through the same `[docker] restart` path.
-        let install = (
-            Change::new(DockerPackage::id(), Action::Install, "docker.io"),
-            Made::DockerInstalled,
-        );
-        let diff = resource.diff(&absent, &Earlier::from_changes(vec![install]));
-        assert_eq!(
-            actions(diff),
-            [(Action::Start, "after Docker is installed".to_owned())]
-        );
-    }
-
-    #[test]
-    fn restart_warns_when_it_stops_running_containers() {
-        let resource = daemon(json!({"mtu": 1400}));
-        let mut info = overlay2();
-        info.containers_running = 2;
-        let diff = resource.diff(
-            &running(info, json!({})),
-            &Earlier::from_changes(vec![config_change(&[("mtu", json!(1400))])]),
-        );
-        assert_eq!(
-            diff.changes[0].0.warnings,
-            [
-                "the restart stops 2 running containers (live-restore is off); those with a restart policy start again"
-            ]
-        );
-    }
-
-    #[test]
-    fn a_refused_config_change_does_not_restart() {
-        let resource = daemon(json!({"storage-driver": "vfs"}));
-        let mut info = overlay2();
-        info.images = 2;
-        let (change, made) = config_change(&[("storage-driver", json!("vfs"))]);
-        let refused = (change.refused_because("hides images"), made);
-        assert_eq!(
-            resource.diff(
-                &running(info, json!({})),
-                &Earlier::from_changes(vec![refused])
-            ),
-            Diff::none()
-        );
-    }
-}
+#[path = "service_tests.rs"]
+mod tests;
