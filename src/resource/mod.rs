@@ -14,6 +14,7 @@ pub(crate) mod berth_unit;
 pub(crate) mod container;
 pub(crate) mod daemon;
 pub(crate) mod docker_object;
+pub(crate) mod hygiene;
 pub(crate) mod journal;
 pub(crate) mod kernel_module;
 pub(crate) mod network;
@@ -228,6 +229,8 @@ pub(crate) enum AnyResource {
     Orphan(orphan::Orphan),
     /// A systemd unit that runs berth, which `berth destroy` disables.
     BerthUnit(berth_unit::BerthUnit),
+    /// A daemon kept below `[hygiene]`'s thresholds.
+    Hygiene(hygiene::Hygiene),
 }
 
 /// Calls `$body` with `$resource` bound to the concrete resource inside an [`AnyResource`].
@@ -245,6 +248,7 @@ macro_rules! with_resource {
             $crate::resource::AnyResource::Container($resource) => $body,
             $crate::resource::AnyResource::Orphan($resource) => $body,
             $crate::resource::AnyResource::BerthUnit($resource) => $body,
+            $crate::resource::AnyResource::Hygiene($resource) => $body,
         }
     };
 }
@@ -338,6 +342,26 @@ pub(crate) fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResou
             Rc::clone(&names),
             options.adopt,
         )));
+    }
+    if let Some(spec) = profile.hygiene {
+        // Last: what the profile's containers use is in use by then, and a dind daemon runs.
+        let facts = |kept_images: Vec<String>| hygiene::HygieneFacts {
+            kept_images,
+            runner_version: profile.relations.runner_version.clone(),
+        };
+        let declared = profile.containers.iter().map(|c| c.image.clone()).collect();
+        resources.push(AnyResource::Hygiene(hygiene::Hygiene::new(
+            spec,
+            hygiene::Daemon::Host,
+            facts(declared),
+        )));
+        for (name, prepull) in &profile.relations.dind {
+            resources.push(AnyResource::Hygiene(hygiene::Hygiene::new(
+                spec,
+                hygiene::Daemon::Dind(name.clone()),
+                facts(prepull.clone()),
+            )));
+        }
     }
     resources
 }

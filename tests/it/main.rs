@@ -27,6 +27,7 @@ mod host_files;
 mod hostile_docker;
 mod hostile_files;
 mod hostile_profile;
+mod hygiene;
 mod init;
 mod module_graph;
 mod operations;

@@ -1,0 +1,103 @@
+//! `hygiene/host` and `hygiene/NAME` (each container with `dind = true`): keeps each daemon
+//! berth manages below the thresholds of `[hygiene]` (issue 22). One resource per daemon.
+//!
+//! observe (`observe.rs`) asks the daemon what it holds and statvfs(2) the filesystem of its data
+//! root; diff (`diff.rs`) picks what may go, oldest first, until the thresholds would hold, as
+//! one `~ prune` op; apply (`apply.rs`) removes exactly those, by ID, each looked at again just
+//! before, and stops once the thresholds hold. What is never removed is decided in one place,
+//! [`diff::keeps_image`] and [`diff::keeps_volume`], which apply asks again. docs/hygiene.md says
+//! the rule.
+
+mod apply;
+mod diff;
+mod observe;
+pub(crate) mod section;
+
+use anyhow::Result;
+
+use crate::{
+    plan::{Action, Diff, Kind, ResourceId},
+    resource::{Context, Earlier, Resource, docker_object::ObjectName},
+};
+
+pub(crate) use diff::{PruneItem, PruneOp};
+pub(crate) use observe::SeenDaemon;
+use section::HygieneSpec;
+
+/// Which daemon a hygiene resource keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Daemon {
+    /// The host's own daemon.
+    Host,
+    /// The daemon inside a container with `dind = true`, reached through that container.
+    Dind(ObjectName),
+}
+
+/// What the profile says of the images a daemon must keep, worked out by `Relations`: the
+/// declared containers' images (on the host's daemon), the images a dind container prepulls
+/// (in it), and the gitlab-runner version whose helper image stays.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct HygieneFacts {
+    /// Image references that stay on this daemon.
+    pub kept_images: Vec<String>,
+    /// The pinned gitlab-runner version (`17.11.0`): its helper image stays.
+    pub runner_version: Option<String>,
+}
+
+pub(crate) struct Hygiene {
+    spec: HygieneSpec,
+    daemon: Daemon,
+    facts: HygieneFacts,
+}
+
+impl Hygiene {
+    pub(crate) fn new(spec: HygieneSpec, daemon: Daemon, facts: HygieneFacts) -> Self {
+        Self {
+            spec,
+            daemon,
+            facts,
+        }
+    }
+
+    /// The daemon's name as ids and metrics say it: `host`, or the dind container's name.
+    pub(crate) fn daemon_name(&self) -> &str {
+        match &self.daemon {
+            Daemon::Host => "host",
+            Daemon::Dind(name) => name.as_str(),
+        }
+    }
+}
+
+impl Resource for Hygiene {
+    type Observed = SeenDaemon;
+    type Op = PruneOp;
+
+    fn id(&self) -> ResourceId {
+        ResourceId::new(Kind::Hygiene, self.daemon_name())
+    }
+
+    fn depends_on(&self) -> Vec<ResourceId> {
+        // Named by kind, not by importing those kinds: the daemon must answer, and a dind
+        // daemon's container must be converged first.
+        match &self.daemon {
+            Daemon::Host => vec![ResourceId::new(Kind::Daemon, "docker")],
+            Daemon::Dind(name) => vec![ResourceId::new(Kind::Container, name.as_str())],
+        }
+    }
+
+    fn observe(&self, context: &Context) -> Result<SeenDaemon> {
+        observe::observe(context, &self.daemon)
+    }
+
+    fn diff(&self, observed: &SeenDaemon, _earlier: &Earlier) -> Diff<PruneOp> {
+        diff::diff(self, observed)
+    }
+
+    fn action(&self, _op: &PruneOp) -> Action {
+        Action::Prune
+    }
+
+    fn apply(&self, context: &Context, op: &PruneOp) -> Result<()> {
+        apply::apply(self, context, op)
+    }
+}
