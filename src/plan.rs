@@ -125,6 +125,8 @@ pub(crate) enum Action {
     /// Remove what a daemon holds that may go (`[hygiene]`): unused images, job volumes,
     /// build cache. Counted as a change.
     Prune,
+    /// Pull the images a dind container's `prepull` lists into its daemon.
+    Prepull,
 }
 
 /// How an action counts in the summary line, the way Terraform counts it.
@@ -149,7 +151,8 @@ impl Action {
             | Self::Persist
             | Self::Install
             | Self::Register
-            | Self::Start => Effect::Add,
+            | Self::Start
+            | Self::Prepull => Effect::Add,
             Self::Update | Self::Restart | Self::Reload | Self::Prune => Effect::Change,
             Self::Delete | Self::Unregister | Self::Destroy | Self::Disable => Effect::Destroy,
             Self::Keep => Effect::Note,
@@ -195,6 +198,7 @@ impl Action {
             Self::Disable => "disable",
             Self::Keep => "keep",
             Self::Prune => "prune",
+            Self::Prepull => "prepull",
         }
     }
 }

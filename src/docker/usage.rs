@@ -25,6 +25,8 @@ pub(crate) const RUNNER_MANAGED_LABEL: &str = "com.gitlab.gitlab-runner.managed"
 const ANSWER_LIMIT: u64 = 32 * 1024 * 1024;
 /// The most objects of one kind berth reads of a daemon; past it the daemon is refused.
 const MAX_OBJECTS: usize = 20_000;
+/// How long one pull may take.
+const PULL_TIMEOUT: Duration = Duration::from_secs(1800);
 /// How long one query may take.
 const USAGE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -73,6 +75,14 @@ impl DaemonCli {
     fn run_unchecked(&self, args: &[String]) -> Result<exec::Output> {
         let command = self.command(args.iter().cloned());
         Ok(exec::run_bounded(&command, USAGE_TIMEOUT, ANSWER_LIMIT)?)
+    }
+
+    /// `docker pull IMAGE` into this daemon; its progress is not read.
+    pub(crate) fn pull(&self, image: &str) -> Result<()> {
+        let command = self.command(["pull", "--quiet", image]);
+        let output = exec::run_bounded(&command, PULL_TIMEOUT, ANSWER_LIMIT)?;
+        exec::checked(&command, output)?;
+        Ok(())
     }
 
     /// `docker info` of this daemon.

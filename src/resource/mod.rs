@@ -343,23 +343,27 @@ pub(crate) fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResou
             options.adopt,
         )));
     }
-    if let Some(spec) = profile.hygiene {
-        // Last: what the profile's containers use is in use by then, and a dind daemon runs.
-        let facts = |kept_images: Vec<String>| hygiene::HygieneFacts {
-            kept_images,
-            runner_version: profile.relations.runner_version.clone(),
-        };
+    // Last: what the profile's containers use is in use by then, and a dind daemon runs.
+    let facts = |kept_images: Vec<String>, prepull: Vec<String>| hygiene::HygieneFacts {
+        kept_images,
+        prepull,
+        runner_version: profile.relations.runner_version.clone(),
+    };
+    if profile.hygiene.is_some() {
         let declared = profile.containers.iter().map(|c| c.image.clone()).collect();
         resources.push(AnyResource::Hygiene(hygiene::Hygiene::new(
-            spec,
+            profile.hygiene,
             hygiene::Daemon::Host,
-            facts(declared),
+            facts(declared, Vec::new()),
         )));
-        for (name, prepull) in &profile.relations.dind {
+    }
+    for (name, prepull) in &profile.relations.dind {
+        // Without `[hygiene]` a dind daemon is only prepulled into, when it lists images.
+        if profile.hygiene.is_some() || !prepull.is_empty() {
             resources.push(AnyResource::Hygiene(hygiene::Hygiene::new(
-                spec,
+                profile.hygiene,
                 hygiene::Daemon::Dind(name.clone()),
-                facts(prepull.clone()),
+                facts(Vec::new(), prepull.clone()),
             )));
         }
     }

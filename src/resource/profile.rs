@@ -433,7 +433,7 @@ impl Relations {
         let dind = containers
             .iter()
             .filter(|container| container.dind)
-            .map(|container| (container.name.clone(), Vec::new()))
+            .map(|container| (container.name.clone(), container.prepull.clone()))
             .collect();
         Self {
             runner_container,

@@ -1,12 +1,20 @@
 //! `[hygiene]` (issue 22, item 1) on the private dockerd: past `keep_free`, plan names what goes
 //! and apply removes the unused images and job volumes only; what a declared container uses,
 //! berth's own objects and a volume gitlab-runner did not label stay; below the thresholds the
-//! plan is empty again. And the bad values a `[hygiene]` can hold, placed at file:line:key.
+//! plan is empty again. Inside a real nested dind, the same through the dind container's CLI,
+//! what it prepulls kept (and pulled back), and a label a job forged neither printed nor acted
+//! on. And the bad values a `[hygiene]` can hold, placed at file:line:key.
 
-use std::path::Path;
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use crate::{
-    harness::{Dockerd, Root, Run, berth, profile_file},
+    harness::{Dockerd, Root, Run, berth, busybox_rootfs, profile_file, within},
+    profiles::Converged,
     require_dockerd,
 };
 
@@ -164,4 +172,234 @@ fn bad_hygiene_values_are_placed_at_their_key() {
     ] {
         assert!(run.stderr.contains(expected), "{expected}\n{}", run.stderr);
     }
+}
+
+const DIND: &str = "gitlab-dind";
+const REGISTRY: &str = "berth-test-registry";
+/// What dind prepulls, from [`REGISTRY`] on the runner network.
+const PREPULLED: &str = "berth-test-registry:5000/berth-test/prepulled:1";
+
+/// A real registry (Debian's `docker-registry`, the distribution project's) as a stand-in
+/// image: its binary, the libraries `ldd` names and a config serving plain HTTP on :5000.
+fn import_registry(dockerd: &Dockerd) -> bool {
+    let Ok(program) = which("docker-registry") else {
+        assert!(
+            !crate::harness::in_ci(),
+            "CI=true but docker-registry is missing (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: no docker-registry (apt-get install docker-registry)");
+        return false;
+    };
+    let rootfs = tempfile::tempdir().unwrap();
+    let put = |from: &Path, at: &Path| {
+        let to = rootfs.path().join(at.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, &to).unwrap();
+    };
+    put(&program, Path::new("/usr/bin/docker-registry"));
+    let ldd = Command::new("ldd").arg(&program).output().unwrap();
+    for library in String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|word| word.starts_with('/'))
+    {
+        put(Path::new(library), Path::new(library));
+    }
+    std::fs::create_dir_all(rootfs.path().join("etc")).unwrap();
+    std::fs::write(
+        rootfs.path().join("etc/registry.yml"),
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/registry\nhttp:\n  addr: :5000\n",
+    )
+    .unwrap();
+    let tar = rootfs.path().with_extension("tar");
+    assert!(
+        Command::new("tar")
+            .arg("-C")
+            .arg(rootfs.path())
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success()
+    );
+    dockerd.import_tar(
+        &tar,
+        "berth-test/registry:stand-in",
+        &["ENTRYPOINT [\"/usr/bin/docker-registry\", \"serve\", \"/etc/registry.yml\"]"],
+    );
+    let _ = std::fs::remove_file(tar);
+    true
+}
+
+fn which(program: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+        .ok_or(())
+}
+
+/// `docker ARGS` in the dind daemon, through its own CLI.
+fn in_dind(dockerd: &Dockerd, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["exec", DIND, "docker"];
+    all.extend_from_slice(args);
+    dockerd.docker_unchecked(all)
+}
+
+fn dind_has(dockerd: &Dockerd, kind: &str, name: &str) -> bool {
+    in_dind(dockerd, &[kind, "inspect", name]).status.success()
+}
+
+/// Imports the busybox root into the dind daemon as `tag` with `docker import -c` changes.
+fn import_in_dind(dockerd: &Dockerd, tag: &str, changes: &[&str]) {
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(busybox_rootfs())
+        .args(["-c", "."])
+        .output()
+        .unwrap();
+    let mut args = vec![
+        "exec".to_owned(),
+        "-i".into(),
+        DIND.into(),
+        "docker".into(),
+        "import".into(),
+    ];
+    for change in changes {
+        args.extend(["-c".to_owned(), (*change).to_owned()]);
+    }
+    args.extend(["-".to_owned(), tag.to_owned()]);
+    let mut import = Command::new("docker")
+        .args(&args)
+        .env("DOCKER_HOST", dockerd.host())
+        .env("DOCKER_CONFIG", dockerd.dir().join("cli"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    import.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
+    assert!(
+        import.wait().unwrap().success(),
+        "docker import {tag} in dind"
+    );
+}
+
+#[test]
+fn dind_past_keep_free_is_pruned_through_its_own_cli_and_keeps_what_it_prepulls() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    if !import_registry(&dockerd) {
+        return;
+    }
+    // The nested daemon may pull from the registry stand-in over plain HTTP.
+    let mut host = Converged::with_real_dind(
+        &root,
+        &dockerd,
+        "dind",
+        &format!(
+            "[containers.{DIND}]\ncommand = [\"--tls=false\", \"--insecure-registry=berth-test-registry:5000\"]\n"
+        ),
+    );
+    let dind = dockerd.container_id(DIND);
+    dockerd.docker([
+        "run",
+        "--detach",
+        "--name",
+        REGISTRY,
+        "--network",
+        "gitlab-runner-net",
+        "--publish",
+        "127.0.0.1:5000:5000",
+        "berth-test/registry:stand-in",
+    ]);
+    dockerd.import_busybox_with(
+        "127.0.0.1:5000/berth-test/prepulled:1",
+        &["LABEL prepulled=1"],
+    );
+    let pushed = within(Duration::from_secs(30), || {
+        dockerd
+            .docker_unchecked(["push", "127.0.0.1:5000/berth-test/prepulled:1"])
+            .status
+            .success()
+    });
+    assert!(pushed.is_some(), "the registry stand-in takes a push");
+    // What jobs left in dind: two images nothing uses, a job volume, and an image whose label
+    // holds a terminal escape (a job chose it).
+    import_in_dind(&dockerd, "berth-test/job:1", &["LABEL n=1"]);
+    import_in_dind(&dockerd, "berth-test/job:2", &["LABEL n=2"]);
+    import_in_dind(
+        &dockerd,
+        "berth-test/forged:1",
+        &["LABEL evil=\"\u{1b}[2Jgone\""],
+    );
+    assert!(
+        in_dind(
+            &dockerd,
+            &[
+                "volume",
+                "create",
+                "--label",
+                "com.gitlab.gitlab-runner.managed=true",
+                JOB_VOLUME
+            ]
+        )
+        .status
+        .success()
+    );
+
+    host.layer(
+        "hygiene",
+        &format!("[hygiene]\nkeep_free = \"99%\"\nunused_images_after = \"0s\"\njob_volumes_after = \"0s\"\n[containers.{DIND}]\nprepull = [\"{PREPULLED}\"]\n"),
+    );
+    let plan = host.run("plan");
+    plan.code(2);
+    let line = line_of(&plan, &format!("hygiene/{DIND}"));
+    assert!(
+        line.starts_with(&format!("hygiene/{DIND} ~ prune "))
+            && line.contains(": 2 images unused 0s+, 1 job volume (data root ")
+            && line.ends_with("% used; keep_free 99%)"),
+        "{line}"
+    );
+    assert!(
+        plan.stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == [&format!("hygiene/{DIND}"), "+", "prepull", PREPULLED]),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        !plan.stdout.contains('\u{1b}') && !plan.stderr.contains('\u{1b}'),
+        "{}",
+        plan.stdout
+    );
+
+    host.run("apply").code(0);
+    assert_eq!(
+        dockerd.container_id(DIND),
+        dind,
+        "prepull and hygiene never recreate dind"
+    );
+    assert!(!dind_has(&dockerd, "image", "berth-test/job:1"));
+    assert!(!dind_has(&dockerd, "image", "berth-test/job:2"));
+    assert!(!dind_has(&dockerd, "volume", JOB_VOLUME));
+    assert!(
+        dind_has(&dockerd, "image", "berth-test/forged:1"),
+        "berth does not act on what a job forged"
+    );
+    assert!(dind_has(&dockerd, "image", PREPULLED), "prepulled");
+
+    // Removed by hand (or by a prune of its own): pulled back.
+    assert!(
+        in_dind(&dockerd, &["image", "rm", PREPULLED])
+            .status
+            .success()
+    );
+    let plan = host.run("plan");
+    plan.code(2);
+    assert!(plan.stdout.contains("prepull"), "{}", plan.stdout);
+    host.run("apply").code(0);
+    assert!(dind_has(&dockerd, "image", PREPULLED), "pulled back");
+    let _ = dockerd.docker_unchecked(["rm", "--force", REGISTRY]);
 }

@@ -11,15 +11,28 @@ use crate::{
     resource::{
         Context,
         hygiene::{
-            Hygiene, PruneItem, PruneOp,
+            Hygiene, HygieneOp, PruneItem, PruneOp,
             diff::{keeps_image, keeps_volume},
             observe,
         },
     },
 };
 
-pub(super) fn apply(hygiene: &Hygiene, context: &Context, op: &PruneOp) -> Result<()> {
+pub(super) fn apply(hygiene: &Hygiene, context: &Context, op: &HygieneOp) -> Result<()> {
     let cli = observe::cli(context, &hygiene.daemon);
+    match op {
+        HygieneOp::Prune(op) => prune(hygiene, context, &cli, op),
+        HygieneOp::Prepull(images) => {
+            for image in images {
+                cli.pull(image)
+                    .with_context(|| format!("failed to prepull `{image}`"))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn prune(hygiene: &Hygiene, context: &Context, cli: &DaemonCli, op: &PruneOp) -> Result<()> {
     let mut removed_space = false;
     for item in &op.items {
         // Once keep_free holds, what is left on the list stays (the build cache first on the
@@ -28,8 +41,8 @@ pub(super) fn apply(hygiene: &Hygiene, context: &Context, op: &PruneOp) -> Resul
             break;
         }
         match item {
-            PruneItem::Image { id, .. } => remove_image(hygiene, &cli, id)?,
-            PruneItem::Volume { name, .. } => remove_volume(&cli, name)?,
+            PruneItem::Image { id, .. } => remove_image(hygiene, cli, id)?,
+            PruneItem::Volume { name, .. } => remove_volume(cli, name)?,
             PruneItem::BuildCache { keep, .. } => {
                 let keep = keep.to_string();
                 cli.run(&[

@@ -8,7 +8,7 @@ use crate::{
     plan::{Action, Change, Diff},
     resource::{
         Resource as _,
-        hygiene::{Hygiene, HygieneFacts, SeenDaemon, observe::DaemonDisk},
+        hygiene::{Hygiene, HygieneFacts, SeenDaemon, observe::DaemonDisk, section::HygieneSpec},
     },
 };
 
@@ -34,7 +34,15 @@ impl PruneItem {
     }
 }
 
-/// What apply does for one daemon: remove `items` in order, and stop once the data root's
+/// What apply does for one daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HygieneOp {
+    Prune(PruneOp),
+    /// Pull these `prepull` images, missing from the dind daemon, into it.
+    Prepull(Vec<String>),
+}
+
+/// Remove `items` in order, and stop once the data root's
 /// filesystem has `keep_available` bytes free.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PruneOp {
@@ -45,19 +53,46 @@ pub(crate) struct PruneOp {
     pub measured_at: std::path::PathBuf,
 }
 
-pub(super) fn diff(hygiene: &Hygiene, observed: &SeenDaemon) -> Diff<PruneOp> {
+pub(super) fn diff(hygiene: &Hygiene, observed: &SeenDaemon) -> Diff<HygieneOp> {
     let mut diff = Diff::none();
     let SeenDaemon::Seen(disk) = observed else {
         return diff;
     };
-    let spec = &hygiene.spec;
+    prune(hygiene, disk, &mut diff);
+    let missing: Vec<String> = hygiene
+        .facts
+        .prepull
+        .iter()
+        .filter(|wanted| {
+            let wanted = canonical(wanted);
+            !disk
+                .usage
+                .images
+                .iter()
+                .any(|image| image.tags().iter().any(|tag| canonical(tag) == wanted))
+        })
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        diff.push(
+            Change::new(hygiene.id(), Action::Prepull, missing.join(", ")),
+            HygieneOp::Prepull(missing),
+        );
+    }
+    diff
+}
+
+fn prune(hygiene: &Hygiene, disk: &DaemonDisk, diff: &mut Diff<HygieneOp>) {
+    let Some(spec) = &hygiene.spec else {
+        return;
+    };
     let total = disk.space.total;
     let keep_available = total / 100 * u64::from(spec.keep_free_percent)
         + total % 100 * u64::from(spec.keep_free_percent) / 100;
     let short = keep_available.saturating_sub(disk.space.available);
     let over_cache = disk.usage.build_cache.saturating_sub(spec.build_cache_max);
     if short == 0 && over_cache == 0 {
-        return diff;
+        return;
     }
     let mut items = Vec::new();
     let mut freed = 0;
@@ -96,14 +131,14 @@ pub(super) fn diff(hygiene: &Hygiene, observed: &SeenDaemon) -> Diff<PruneOp> {
         freed += item.bytes();
         items.push(item);
     }
-    let why = why(hygiene, disk, short, over_cache);
+    let why = why(spec, disk, short, over_cache);
     if items.is_empty() {
         // Crossed, but nothing may go: said, changing nothing (plan still exits 0).
         diff.changes.push((
             Change::new(hygiene.id(), Action::Keep, format!("nothing may go: {why}")),
             None,
         ));
-        return diff;
+        return;
     }
     let op = PruneOp {
         items,
@@ -111,10 +146,9 @@ pub(super) fn diff(hygiene: &Hygiene, observed: &SeenDaemon) -> Diff<PruneOp> {
         measured_at: disk.measured_at.clone(),
     };
     diff.push(
-        Change::new(hygiene.id(), Action::Prune, detail(hygiene, &op, &why)),
-        op,
+        Change::new(hygiene.id(), Action::Prune, detail(spec, &op, &why)),
+        HygieneOp::Prune(op),
     );
-    diff
 }
 
 fn key(item: &PruneItem) -> &str {
@@ -127,7 +161,7 @@ fn key(item: &PruneItem) -> &str {
 
 /// `14.2 GB: build cache 9.1 GB, 31 images unused 72h+, 4 job volumes (...)`: counts and sizes
 /// only, never a name a job chose.
-fn detail(hygiene: &Hygiene, op: &PruneOp, why: &str) -> String {
+fn detail(spec: &HygieneSpec, op: &PruneOp, why: &str) -> String {
     let total: u64 = op.items.iter().map(PruneItem::bytes).sum();
     let mut parts = Vec::new();
     for item in &op.items {
@@ -144,7 +178,7 @@ fn detail(hygiene: &Hygiene, op: &PruneOp, why: &str) -> String {
         parts.push(format!(
             "{images} image{} unused {}+",
             if images == 1 { "" } else { "s" },
-            age(hygiene.spec.unused_images_after)
+            age(spec.unused_images_after)
         ));
     }
     let volumes = op
@@ -161,21 +195,21 @@ fn detail(hygiene: &Hygiene, op: &PruneOp, why: &str) -> String {
     format!("{}: {} ({why})", human(total), parts.join(", "))
 }
 
-fn why(hygiene: &Hygiene, disk: &DaemonDisk, short: u64, over_cache: u64) -> String {
+fn why(spec: &HygieneSpec, disk: &DaemonDisk, short: u64, over_cache: u64) -> String {
     let mut reasons = Vec::new();
     if short > 0 {
         let used = disk.space.total.saturating_sub(disk.space.available);
         let percent = (used * 100).checked_div(disk.space.total).unwrap_or(0);
         reasons.push(format!(
             "data root {percent}% used; keep_free {}%",
-            hygiene.spec.keep_free_percent
+            spec.keep_free_percent
         ));
     }
     if over_cache > 0 {
         reasons.push(format!(
             "build cache {}; build_cache_max {}",
             human(disk.usage.build_cache),
-            human(hygiene.spec.build_cache_max)
+            human(spec.build_cache_max)
         ));
     }
     reasons.join("; ")
@@ -221,6 +255,7 @@ pub(crate) fn keeps_image(facts: &HygieneFacts, image: &UsedImage) -> bool {
     let kept: Vec<String> = facts
         .kept_images
         .iter()
+        .chain(&facts.prepull)
         .map(|image| canonical(image))
         .collect();
     let declared = image

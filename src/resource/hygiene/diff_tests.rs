@@ -30,15 +30,16 @@ fn image(n: u8, tag: &str, hours_ago: i64, size: u64) -> UsedImage {
 
 fn hygiene(keep_free: u8) -> Hygiene {
     Hygiene::new(
-        HygieneSpec {
+        Some(HygieneSpec {
             keep_free_percent: keep_free,
             unused_images_after: 72 * 3600,
             build_cache_max: 20 * GB,
             job_volumes_after: 168 * 3600,
-        },
+        }),
         Daemon::Host,
         HygieneFacts {
-            kept_images: vec!["gitlab/gitlab-runner:v17.11.0".into(), "busybox".into()],
+            kept_images: vec!["gitlab/gitlab-runner:v17.11.0".into()],
+            prepull: vec!["busybox".into()],
             runner_version: Some("17.11.0".into()),
         },
     )
@@ -62,7 +63,13 @@ fn planned(hygiene: &Hygiene, observed: &SeenDaemon) -> Vec<(String, Option<Vec<
         .diff(observed, &Earlier::default())
         .changes
         .into_iter()
-        .map(|(change, op)| (change.detail, op.map(|op| op.items)))
+        .map(|(change, op)| {
+            let items = op.map(|op| match op {
+                HygieneOp::Prune(op) => op.items,
+                HygieneOp::Prepull(images) => panic!("prepulls {images:?}"),
+            });
+            (change.detail, items)
+        })
         .collect()
 }
 
@@ -235,4 +242,28 @@ fn the_never_removed_list() {
     ));
     assert!(keeps_volume(&job_volume("x", 1, "false")));
     assert!(!keeps_volume(&job_volume("x", 1, "true")));
+}
+
+#[test]
+fn a_missing_prepull_image_is_pulled_and_one_there_is_not() {
+    let mut dind = hygiene(20);
+    dind.daemon = Daemon::Dind("gitlab-dind".to_owned().try_into().unwrap());
+    dind.facts.prepull = vec!["busybox".into(), "alpine:3.20".into()];
+    let changes = dind
+        .diff(&seen(50 * GB, usage()), &Earlier::default())
+        .changes;
+    assert_eq!(changes.len(), 1);
+    let change = &changes[0].0;
+    assert_eq!(
+        (change.id.to_string(), change.action, change.detail.as_str()),
+        (
+            "hygiene/gitlab-dind".to_owned(),
+            Action::Prepull,
+            "alpine:3.20"
+        )
+    );
+    assert_eq!(
+        changes[0].1,
+        Some(HygieneOp::Prepull(vec!["alpine:3.20".into()]))
+    );
 }

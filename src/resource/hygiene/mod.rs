@@ -20,7 +20,7 @@ use crate::{
     resource::{Context, Earlier, Resource, docker_object::ObjectName},
 };
 
-pub(crate) use diff::{PruneItem, PruneOp};
+pub(crate) use diff::{HygieneOp, PruneItem, PruneOp};
 pub(crate) use observe::SeenDaemon;
 use section::HygieneSpec;
 
@@ -38,20 +38,23 @@ pub(crate) enum Daemon {
 /// (in it), and the gitlab-runner version whose helper image stays.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct HygieneFacts {
-    /// Image references that stay on this daemon.
+    /// Image references that stay on this daemon: the declared containers' (host).
     pub kept_images: Vec<String>,
+    /// What the dind container's `prepull` lists: pulled when missing, never removed.
+    pub prepull: Vec<String>,
     /// The pinned gitlab-runner version (`17.11.0`): its helper image stays.
     pub runner_version: Option<String>,
 }
 
 pub(crate) struct Hygiene {
-    spec: HygieneSpec,
+    /// `None` without `[hygiene]`: a dind daemon's prepull alone.
+    spec: Option<HygieneSpec>,
     daemon: Daemon,
     facts: HygieneFacts,
 }
 
 impl Hygiene {
-    pub(crate) fn new(spec: HygieneSpec, daemon: Daemon, facts: HygieneFacts) -> Self {
+    pub(crate) fn new(spec: Option<HygieneSpec>, daemon: Daemon, facts: HygieneFacts) -> Self {
         Self {
             spec,
             daemon,
@@ -70,7 +73,7 @@ impl Hygiene {
 
 impl Resource for Hygiene {
     type Observed = SeenDaemon;
-    type Op = PruneOp;
+    type Op = HygieneOp;
 
     fn id(&self) -> ResourceId {
         ResourceId::new(Kind::Hygiene, self.daemon_name())
@@ -89,15 +92,18 @@ impl Resource for Hygiene {
         observe::observe(context, &self.daemon)
     }
 
-    fn diff(&self, observed: &SeenDaemon, _earlier: &Earlier) -> Diff<PruneOp> {
+    fn diff(&self, observed: &SeenDaemon, _earlier: &Earlier) -> Diff<HygieneOp> {
         diff::diff(self, observed)
     }
 
-    fn action(&self, _op: &PruneOp) -> Action {
-        Action::Prune
+    fn action(&self, op: &HygieneOp) -> Action {
+        match op {
+            HygieneOp::Prune(_) => Action::Prune,
+            HygieneOp::Prepull(_) => Action::Prepull,
+        }
     }
 
-    fn apply(&self, context: &Context, op: &PruneOp) -> Result<()> {
+    fn apply(&self, context: &Context, op: &HygieneOp) -> Result<()> {
         apply::apply(self, context, op)
     }
 }

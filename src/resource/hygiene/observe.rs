@@ -62,8 +62,7 @@ pub(super) fn observe(context: &Context, daemon: &Daemon) -> Result<SeenDaemon> 
             let Some(container) = dind_container(context, name.as_str())? else {
                 return Ok(SeenDaemon::Away);
             };
-            // The nested daemon answers a moment after its container starts.
-            let Ok(info) = cli.info() else {
+            let Some(info) = nested_info(&cli, &container) else {
                 return Ok(SeenDaemon::Away);
             };
             let measured_at = host_side(&container, &info.docker_root_dir)
@@ -91,6 +90,26 @@ fn daemon_label(daemon: &Daemon) -> String {
     match daemon {
         Daemon::Host => "host".to_owned(),
         Daemon::Dind(name) => name.to_string(),
+    }
+}
+
+/// The nested daemon's `docker info`. It answers a second or two after its container starts
+/// (in the same apply that started it, say): a container started in the last minute is given
+/// up to 30 s; one running longer that does not answer is away.
+fn nested_info(cli: &DaemonCli, container: &ContainerInfo) -> Option<crate::docker::DaemonInfo> {
+    let started: Option<jiff::Timestamp> = container.state.started_at.parse().ok();
+    let young = started.is_some_and(|started| {
+        jiff::Timestamp::now().duration_since(started) < jiff::SignedDuration::from_secs(60)
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match cli.info() {
+            Ok(info) => return Some(info),
+            Err(_) if young && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            Err(_) => return None,
+        }
     }
 }
 
