@@ -258,6 +258,14 @@ impl AnyResource {
     pub(crate) fn id(&self) -> ResourceId {
         with_resource!(self, resource => resource.id())
     }
+
+    /// A hygiene resource's daemon and the free bytes this run measured of it.
+    pub(crate) fn disk_free(&self) -> Option<(String, Option<u64>)> {
+        match self {
+            Self::Hygiene(hygiene) => Some(hygiene.disk_free()),
+            _ => None,
+        }
+    }
 }
 
 /// The resources a profile declares, in the order they must converge: the kernel first (Docker

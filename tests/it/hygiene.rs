@@ -23,11 +23,14 @@ const APP_SCRIPT: &str = "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; don
 const JOB_VOLUME: &str =
     "runner-0123abcd-project-1-concurrent-0-cache-3c3f060a0374fc8bc39395164f415a70";
 
+const METRICS: &str = "/var/lib/prometheus/node-exporter/berth.prom";
+
 fn run(root: &Root, dockerd: &Dockerd, command: &str, layers: &[&Path]) -> Run {
-    let mut berth = berth(root)
-        .docker(dockerd)
-        .args([command, "-p"])
-        .args([dockerd.layer_file()]);
+    let mut berth = berth(root).docker(dockerd).args([command]);
+    if command == "apply" {
+        berth = berth.args(["--metrics-file", METRICS]);
+    }
+    let mut berth = berth.args(["-p"]).args([dockerd.layer_file()]);
     for layer in layers {
         berth = berth.args(["-p".as_ref(), layer.as_os_str()]);
     }
@@ -129,6 +132,20 @@ fn past_keep_free_apply_removes_the_unused_images_and_job_volumes_only() {
         app,
         "the container was not touched"
     );
+    let metrics = root.read(METRICS).unwrap();
+    let sample = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `{name}` in\n{metrics}"))
+    };
+    assert!(sample("berth_disk_free_bytes{daemon=\"host\"}") > 0);
+    let pruned = sample("berth_pruned_bytes_total{daemon=\"host\",what=\"images\"}");
+    assert!(pruned > 0, "{metrics}");
+    assert!(
+        metrics.contains("# TYPE berth_pruned_bytes_total counter\n"),
+        "{metrics}"
+    );
 
     // 99% cannot be met and nothing else may go: said, changing nothing, exit 0.
     let again = run(&root, &dockerd, "plan", &[&site, &full]);
@@ -137,6 +154,15 @@ fn past_keep_free_apply_removes_the_unused_images_and_job_volumes_only() {
         line_of(&again, "hygiene/host").starts_with("hygiene/host (nothing may go: data root "),
         "{}",
         again.stdout
+    );
+    // The counter is kept across runs: an apply that prunes nothing still reports it.
+    run(&root, &dockerd, "apply", &[&site, &full]).code(0);
+    let metrics = root.read(METRICS).unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "berth_pruned_bytes_total{{daemon=\"host\",what=\"images\"}} {pruned}\n"
+        )),
+        "{metrics}"
     );
     // Normal thresholds: nothing to say.
     let normal = profile_file(&work, "normal", "[hygiene]\nkeep_free = \"1%\"\n");

@@ -13,7 +13,7 @@ use crate::{
         hygiene::{
             Hygiene, HygieneOp, PruneItem, PruneOp,
             diff::{keeps_image, keeps_volume},
-            observe,
+            observe, pruned,
         },
     },
 };
@@ -40,7 +40,7 @@ fn prune(hygiene: &Hygiene, context: &Context, cli: &DaemonCli, op: &PruneOp) ->
         if removed_space && holds(context, op)? {
             break;
         }
-        match item {
+        let removed = match item {
             PruneItem::Image { id, .. } => remove_image(hygiene, cli, id)?,
             PruneItem::Volume { name, .. } => remove_volume(cli, name)?,
             PruneItem::BuildCache { keep, .. } => {
@@ -54,7 +54,18 @@ fn prune(hygiene: &Hygiene, context: &Context, cli: &DaemonCli, op: &PruneOp) ->
                     &keep,
                 ])
                 .context("failed to prune the build cache")?;
+                true
             }
+        };
+        if removed
+            && let Err(error) = pruned::add(
+                context.host,
+                hygiene.daemon_name(),
+                item.what(),
+                item.bytes(),
+            )
+        {
+            tracing::warn!("failed to count what was pruned: {error:#}");
         }
         removed_space = true;
     }
@@ -66,33 +77,32 @@ fn holds(context: &Context, op: &PruneOp) -> Result<bool> {
     Ok(space.available >= op.keep_available)
 }
 
-fn remove_image(hygiene: &Hygiene, cli: &DaemonCli, id: &str) -> Result<()> {
+/// Removes the image unless it is gone or now on the never-removed list; true when removed.
+fn remove_image(hygiene: &Hygiene, cli: &DaemonCli, id: &str) -> Result<bool> {
     let Some(image) = cli.image(id)? else {
-        return Ok(());
+        return Ok(false);
     };
-    if keeps_image(&hygiene.facts, &image) {
-        return Ok(());
-    }
-    if !cli.users(&format!("ancestor={id}"))?.is_empty() {
-        return Ok(());
+    if keeps_image(&hygiene.facts, &image) || !cli.users(&format!("ancestor={id}"))?.is_empty() {
+        return Ok(false);
     }
     // By ID, forced: an image tagged twice is removed with its tags; no container uses it (just
     // asked), and Docker refuses to remove the image of a running container even when forced.
     cli.run(&["image", "rm", "--force", id])
         .with_context(|| format!("failed to remove image `{}`", short(id)))?;
-    Ok(())
+    Ok(true)
 }
 
-fn remove_volume(cli: &DaemonCli, name: &str) -> Result<()> {
+/// Removes the volume unless it is gone, used, or no longer the runner's; true when removed.
+fn remove_volume(cli: &DaemonCli, name: &str) -> Result<bool> {
     let Some(volume) = cli.volume(name)? else {
-        return Ok(());
+        return Ok(false);
     };
     if keeps_volume(&volume) || !cli.users(&format!("volume={name}"))?.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     cli.run(&["volume", "rm", name])
         .with_context(|| format!("failed to remove volume `{name}`"))?;
-    Ok(())
+    Ok(true)
 }
 
 /// `sha256:0123456789ab`: an ID as an error names it.

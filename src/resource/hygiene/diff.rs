@@ -25,6 +25,15 @@ pub(crate) enum PruneItem {
 }
 
 impl PruneItem {
+    /// What it is, as `berth_pruned_bytes_total{what}` says it.
+    pub(crate) fn what(&self) -> &'static str {
+        match self {
+            Self::Image { .. } => "images",
+            Self::Volume { .. } => "volumes",
+            Self::BuildCache { .. } => "build_cache",
+        }
+    }
+
     pub(crate) fn bytes(&self) -> u64 {
         match self {
             Self::Image { bytes, .. }

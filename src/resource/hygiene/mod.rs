@@ -11,6 +11,7 @@
 mod apply;
 mod diff;
 mod observe;
+pub(crate) mod pruned;
 pub(crate) mod section;
 
 use anyhow::Result;
@@ -51,6 +52,9 @@ pub(crate) struct Hygiene {
     spec: Option<HygieneSpec>,
     daemon: Daemon,
     facts: HygieneFacts,
+    /// The free bytes of the data root's filesystem this run last measured: for the run
+    /// report and `berth_disk_free_bytes`, kept in memory (observe writes nothing).
+    free: std::cell::Cell<Option<u64>>,
 }
 
 impl Hygiene {
@@ -59,7 +63,13 @@ impl Hygiene {
             spec,
             daemon,
             facts,
+            free: std::cell::Cell::new(None),
         }
+    }
+
+    /// The daemon's name and the free bytes this run measured, for the run report.
+    pub(crate) fn disk_free(&self) -> (String, Option<u64>) {
+        (self.daemon_name().to_owned(), self.free.get())
     }
 
     /// The daemon's name as ids and metrics say it: `host`, or the dind container's name.
@@ -89,7 +99,11 @@ impl Resource for Hygiene {
     }
 
     fn observe(&self, context: &Context) -> Result<SeenDaemon> {
-        observe::observe(context, &self.daemon)
+        let seen = observe::observe(context, &self.daemon)?;
+        if let SeenDaemon::Seen(disk) = &seen {
+            self.free.set(Some(disk.space.available));
+        }
+        Ok(seen)
     }
 
     fn diff(&self, observed: &SeenDaemon, _earlier: &Earlier) -> Diff<HygieneOp> {
