@@ -106,6 +106,11 @@ pub(crate) fn run(
     let mut state = WatchState::started(std::process::id());
     let targets = Arc::new(Mutex::new(targets_of(settings).unwrap_or_default()));
     let files = FileWatch::start(Arc::clone(&targets), sender.clone())?;
+    sources::hygiene_timer(
+        Arc::clone(&targets),
+        sender.clone(),
+        sources::HYGIENE_PERIOD,
+    )?;
     let docker = DockerEvents::start("docker".to_owned(), Arc::clone(&targets), sender);
     tracing::info!("watching: converging once, then on every drift");
     systemd.ready("watching; converging once");
@@ -279,6 +284,7 @@ fn targets_of(settings: &Settings) -> Result<Targets> {
             .chain(names.networks)
             .chain(names.volumes)
             .collect(),
+        hygiene: profile.hygiene.is_some(),
     })
 }
 
