@@ -13,6 +13,7 @@ use std::{
 };
 
 use crate::{
+    fault_tools::{FaultDocker, Target, Then},
     harness::{Dockerd, Root, Run, berth, busybox_rootfs, profile_file, within},
     profiles::Converged,
     require_dockerd,
@@ -428,4 +429,94 @@ fn dind_past_keep_free_is_pruned_through_its_own_cli_and_keeps_what_it_prepulls(
     host.run("apply").code(0);
     assert!(dind_has(&dockerd, "image", PREPULLED), "pulled back");
     let _ = dockerd.docker_unchecked(["rm", "--force", REGISTRY]);
+}
+
+#[test]
+fn an_apply_killed_while_pruning_is_finished_by_the_next() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    root.with_overlay_kernel();
+    for n in 1..=3 {
+        dockerd.import_busybox_with(&format!("berth-test/old:{n}"), &[&format!("LABEL n={n}")]);
+    }
+    let full = profile_file(
+        &root.join("/work"),
+        "full",
+        "[hygiene]\nkeep_free = \"99%\"\nunused_images_after = \"0s\"\n",
+    );
+    let size: u64 = dockerd
+        .docker([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Size}}",
+            "berth-test/old:1",
+        ])
+        .trim()
+        .parse()
+        .unwrap();
+    let counted = || -> u64 {
+        let record: serde_json::Value =
+            serde_json::from_str(&root.read("/var/lib/berth/hygiene-pruned.json").unwrap())
+                .unwrap();
+        record["host"]["images"].as_u64().unwrap()
+    };
+    let fault = FaultDocker::install(&root, &dockerd);
+    let apply = || {
+        berth(&root)
+            .docker(&dockerd)
+            .path_first(fault.bin())
+            .args(["apply", "--metrics-file", METRICS, "-p"])
+            .args([dockerd.layer_file()])
+            .args(["-p".as_ref(), full.as_os_str()])
+            .run()
+    };
+    // Killed as the second image goes: Docker removes it, berth never hears so.
+    fault.arm("image rm", 2, Target::Berth, Then::Proceed);
+    let killed = apply();
+    fault.wait_settled();
+    assert!(
+        fault.fired().is_some(),
+        "the fault fired: {}\n{:?}",
+        killed.transcript(),
+        fault.calls()
+    );
+    let left = (1..=3)
+        .filter(|n| exists(&dockerd, "image", &format!("berth-test/old:{n}")))
+        .count();
+    assert_eq!(left, 1, "two removed before the kill, one left");
+    assert_eq!(
+        counted(),
+        size,
+        "the first removal was counted before the kill"
+    );
+
+    fault.disarm();
+    apply().code(0);
+    for n in 1..=3 {
+        assert!(!exists(&dockerd, "image", &format!("berth-test/old:{n}")));
+    }
+    // What Docker removed as berth died was never heard, so not counted: the counter never
+    // counts more than was removed.
+    assert_eq!(counted(), 2 * size);
+    let metrics = root.read(METRICS).unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "berth_pruned_bytes_total{{daemon=\"host\",what=\"images\"}} {}\n",
+            2 * size
+        )),
+        "{metrics}"
+    );
+    let plan = berth(&root)
+        .docker(&dockerd)
+        .args(["plan", "-p"])
+        .args([dockerd.layer_file()])
+        .args(["-p".as_ref(), full.as_os_str()])
+        .run();
+    plan.code(0);
+    assert!(
+        line_of(&plan, "hygiene/host").starts_with("hygiene/host (nothing may go: "),
+        "{}",
+        plan.stdout
+    );
 }
