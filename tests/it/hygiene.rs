@@ -520,3 +520,107 @@ fn an_apply_killed_while_pruning_is_finished_by_the_next() {
         plan.stdout
     );
 }
+
+/// A `docker` first on berth's PATH that answers for the dind daemon (`docker exec NAME docker
+/// …`) as a daemon a job took over would: tags and labels with terminal escapes, or an answer
+/// without end. Every other call goes to the real CLI.
+fn hostile_dind_docker(dir: &Path, image_ls: &str, image_inspect: &str) {
+    let real = which("docker").unwrap();
+    crate::harness::write_executable(
+        dir,
+        "docker",
+        &format!(
+            r#"#!/bin/sh
+printf '%s\n' "$*" >> '{log}'
+if [ "$1" = exec ]; then
+    case "$*" in
+        *" docker info "*) echo '{{"ServerVersion":"20.10.24","DockerRootDir":"/var/lib/docker"}}'; exit 0 ;;
+        *" docker image ls "*) {image_ls}; exit 0 ;;
+        *" docker image inspect "*) {image_inspect}; exit 0 ;;
+        *" docker container ls "*|*" docker volume ls "*) exit 0 ;;
+        *" docker system df "*) echo '{{}}'; exit 0 ;;
+    esac
+fi
+exec '{real}' "$@"
+"#,
+            log = dir.join("calls.log").display(),
+            real = real.display(),
+        ),
+    );
+}
+
+#[test]
+fn a_hostile_dind_daemon_is_neither_printed_nor_acted_on() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    root.with_overlay_kernel();
+    dockerd.import_stand_in(APP_IMAGE, APP_SCRIPT, &[]);
+    let site = profile_file(
+        &root.join("/work"),
+        "site",
+        &format!(
+            "[containers.berth-test-dind]\nimage = \"{APP_IMAGE}\"\ndind = true\n[hygiene]\nkeep_free = \"99%\"\nunused_images_after = \"0s\"\n"
+        ),
+    );
+    run(&root, &dockerd, "apply", &[&site]);
+    let bin = root.scratch("hostile-docker");
+    let id = format!("sha256:{}", "e".repeat(64));
+    // A tag and a label with a terminal escape (JSON lets a job say "\u001b").
+    hostile_dind_docker(
+        &bin,
+        &format!("echo {id}"),
+        &format!(
+            r#"echo '[{{"Id":"{id}","RepoTags":["evil\u001b[2J:1"],"Created":"2020-01-01T00:00:00Z","Size":1000000,"Config":{{"Labels":{{"x":"\u001b]0;pwned\u0007"}}}}}}]'"#
+        ),
+    );
+    let plan = berth(&root)
+        .docker(&dockerd)
+        .path_first(&bin)
+        .args(["plan", "-p"])
+        .args([dockerd.layer_file()])
+        .args(["-p".as_ref(), site.as_os_str()])
+        .run();
+    assert!(
+        !plan.stdout.contains('\u{1b}') && !plan.stderr.contains('\u{1b}'),
+        "{}",
+        plan.transcript()
+    );
+    assert!(
+        line_of(&plan, "hygiene/berth-test-dind")
+            .starts_with("hygiene/berth-test-dind (nothing may go: "),
+        "the forged image is not a candidate: {}",
+        plan.transcript()
+    );
+    let applied = berth(&root)
+        .docker(&dockerd)
+        .path_first(&bin)
+        .args(["apply", "-p"])
+        .args([dockerd.layer_file()])
+        .args(["-p".as_ref(), site.as_os_str()])
+        .run();
+    applied.code(0);
+    let calls = std::fs::read_to_string(bin.join("calls.log")).unwrap();
+    assert!(!calls.contains(" rm "), "nothing removed: {calls}");
+
+    // An answer without end: refused at its cap, the run fails and prints none of it.
+    hostile_dind_docker(&bin, "yes sha256:0000", "echo '[]'");
+    let plan = berth(&root)
+        .docker(&dockerd)
+        .path_first(&bin)
+        .args(["plan", "-p"])
+        .args([dockerd.layer_file()])
+        .args(["-p".as_ref(), site.as_os_str()])
+        .run();
+    plan.code(1);
+    assert!(
+        plan.stderr
+            .contains("printed more than 33554432 bytes and was stopped"),
+        "{}",
+        plan.stderr
+    );
+    assert!(
+        plan.stdout.len() + plan.stderr.len() < 10_000,
+        "{}",
+        plan.transcript()
+    );
+}
