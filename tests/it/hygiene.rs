@@ -428,6 +428,14 @@ fn dind_past_keep_free_is_pruned_through_its_own_cli_and_keeps_what_it_prepulls(
     assert!(plan.stdout.contains("prepull"), "{}", plan.stdout);
     host.run("apply").code(0);
     assert!(dind_has(&dockerd, "image", PREPULLED), "pulled back");
+    // Still past keep_free, with the prepulled image there: it stays.
+    import_in_dind(&dockerd, "berth-test/job:3", &["LABEL n=3"]);
+    host.run("apply").code(0);
+    assert!(!dind_has(&dockerd, "image", "berth-test/job:3"));
+    assert!(
+        dind_has(&dockerd, "image", PREPULLED),
+        "a prepulled image is never pruned"
+    );
     let _ = dockerd.docker_unchecked(["rm", "--force", REGISTRY]);
 }
 
