@@ -186,7 +186,7 @@ fn bad_hygiene_values_are_placed_at_their_key() {
     let layer = profile_file(
         &work,
         "site",
-        "[hygiene]\nkeep_free = \"120%\"\nunused_images_after = \"3 parsecs\"\nbuild_cache_max = \"20\"\n",
+        "[hygiene]\nkeep_free = \"120%\"\nunused_images_after = \"3 parsecs\"\nbuild_cache_max = \"20\"\n[containers.app]\nimage = \"busybox:1\"\nprepull = [\"busybox:1\"]\n",
     );
     let run = berth(&root)
         .args(["validate".as_ref(), "-p".as_ref(), layer.as_os_str()])
@@ -196,6 +196,7 @@ fn bad_hygiene_values_are_placed_at_their_key() {
         "site.toml:2:1: key `hygiene.keep_free`: `120%` cannot be kept free",
         "site.toml:3:1: key `hygiene.unused_images_after`: `3 parsecs` is not a duration",
         "site.toml:4:1: key `hygiene.build_cache_max`: `20` is not a size",
+        "key `containers.app.prepull`: only a container with `dind = true` (a Docker daemon) prepulls images",
     ] {
         assert!(run.stderr.contains(expected), "{expected}\n{}", run.stderr);
     }
