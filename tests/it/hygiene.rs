@@ -571,7 +571,16 @@ fn a_hostile_dind_daemon_is_neither_printed_nor_acted_on() {
             "[containers.berth-test-dind]\nimage = \"{APP_IMAGE}\"\ndind = true\n[hygiene]\nkeep_free = \"99%\"\nunused_images_after = \"0s\"\n"
         ),
     );
-    run(&root, &dockerd, "apply", &[&site]);
+    // The stand-in runs no Docker daemon: past its first 30 s, a warning, and nothing done.
+    let first = run(&root, &dockerd, "apply", &[&site]);
+    first.code(0);
+    assert!(
+        first.stderr.contains(
+            "`hygiene/berth-test-dind`: its Docker daemon does not answer, so nothing is pruned or prepulled there"
+        ),
+        "{}",
+        first.transcript()
+    );
     let bin = root.scratch("hostile-docker");
     let id = format!("sha256:{}", "e".repeat(64));
     // A tag and a label with a terminal escape (JSON lets a job say "\u001b").

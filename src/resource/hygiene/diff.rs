@@ -64,8 +64,16 @@ pub(crate) struct PruneOp {
 
 pub(super) fn diff(hygiene: &Hygiene, observed: &SeenDaemon) -> Diff<HygieneOp> {
     let mut diff = Diff::none();
-    let SeenDaemon::Seen(disk) = observed else {
-        return diff;
+    let disk = match observed {
+        SeenDaemon::Seen(disk) => disk,
+        SeenDaemon::Away => return diff,
+        SeenDaemon::Silent(why) => {
+            diff.warn(format!(
+                "`{}`: its Docker daemon does not answer, so nothing is pruned or prepulled there: {why}",
+                hygiene.id()
+            ));
+            return diff;
+        }
     };
     prune(hygiene, disk, &mut diff);
     let missing: Vec<String> = hygiene

@@ -131,6 +131,14 @@ fn job_volume(name: &str, hours_ago: i64, managed: &str) -> JobVolume {
 fn below_every_threshold_nothing_is_planned() {
     assert_eq!(planned(&hygiene(20), &seen(50 * GB, usage())), vec![]);
     assert_eq!(planned(&hygiene(20), &SeenDaemon::Away), vec![]);
+    let silent = hygiene(20).diff(&SeenDaemon::Silent("no answer".into()), &Earlier::default());
+    assert!(silent.changes.is_empty());
+    assert_eq!(
+        silent.warnings,
+        [
+            "`hygiene/host`: its Docker daemon does not answer, so nothing is pruned or prepulled there: no answer"
+        ]
+    );
 }
 
 #[test]

@@ -20,6 +20,9 @@ pub(crate) enum SeenDaemon {
     /// The daemon does not answer yet (Docker not started, the dind container not running):
     /// nothing to prune, and the kinds that start it say so.
     Away,
+    /// The dind container runs, past its first minute, but the daemon in it does not answer
+    /// its own CLI: nothing is pruned or pulled, and the plan warns, with why.
+    Silent(String),
     Seen(Box<DaemonDisk>),
 }
 
@@ -62,8 +65,9 @@ pub(super) fn observe(context: &Context, daemon: &Daemon) -> Result<SeenDaemon> 
             let Some(container) = dind_container(context, name.as_str())? else {
                 return Ok(SeenDaemon::Away);
             };
-            let Some(info) = nested_info(&cli, &container) else {
-                return Ok(SeenDaemon::Away);
+            let info = match nested_info(&cli, &container) {
+                Ok(info) => info,
+                Err(error) => return Ok(SeenDaemon::Silent(first_line(&format!("{error:#}")))),
             };
             let measured_at = host_side(&container, &info.docker_root_dir)
                 .unwrap_or_else(|| PathBuf::from(&host_info.docker_root_dir));
@@ -96,7 +100,7 @@ fn daemon_label(daemon: &Daemon) -> String {
 /// The nested daemon's `docker info`. It answers a second or two after its container starts
 /// (in the same apply that started it, say): a container started in the last minute is given
 /// up to 30 s; one running longer that does not answer is away.
-fn nested_info(cli: &DaemonCli, container: &ContainerInfo) -> Option<crate::docker::DaemonInfo> {
+fn nested_info(cli: &DaemonCli, container: &ContainerInfo) -> Result<crate::docker::DaemonInfo> {
     let started: Option<jiff::Timestamp> = container.state.started_at.parse().ok();
     let young = started.is_some_and(|started| {
         jiff::Timestamp::now().duration_since(started) < jiff::SignedDuration::from_secs(60)
@@ -104,13 +108,19 @@ fn nested_info(cli: &DaemonCli, container: &ContainerInfo) -> Option<crate::dock
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         match cli.info() {
-            Ok(info) => return Some(info),
             Err(_) if young && std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(250));
             }
-            Err(_) => return None,
+            answer => return answer,
         }
     }
+}
+
+/// The first line of an error, its control characters dropped: what a dind daemon's CLI said
+/// is shown only so far.
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    line.chars().filter(|c| !c.is_control()).take(300).collect()
 }
 
 /// The dind container as the host's daemon says it, when it runs.
