@@ -33,14 +33,14 @@ use crate::{
     docker::{Docker, ObjectNames},
     engine::{Mode, Pass, Report, Reviewed},
     fleet::{FleetRun, Gate, SlotHeld},
-    host::{HostPath, lock::RunLock},
+    host::{Host, HostPath, lock::RunLock},
     output::confirm::{self, Consent},
     output::run_report::{self, LastRun},
     output::{Printer, ignore_broken_pipe, json},
     pause::Pause,
     plan::Change,
     profile::ProfileRef,
-    resource::{Context, profile::Profile},
+    resource::{AnyResource, Context, profile::Profile},
     saved_plan::{Observation, SavedPlan},
     settings::{Settings, require_root},
 };
@@ -318,6 +318,9 @@ fn apply(settings: &Settings, printer: &Printer, print_converged: bool) -> Resul
         }
         Err(error) => tracing::warn!("failed to read the runners' identities: {error:#}"),
     }
+    if let Ok(converged) = &outcome {
+        last_run.disks = disk_reports(&settings.host, &converged.disks);
+    }
     // Monitoring must hear about every run; failing to record one is worth a loud warning but
     // does not undo what the run did.
     if let Err(error) = last_run.write(&settings.host) {
@@ -336,6 +339,22 @@ fn apply(settings: &Settings, printer: &Printer, print_converged: bool) -> Resul
             .any(|entry| entry.status == engine::Status::Done);
         (converged.code, changed)
     })
+}
+
+/// Each `[hygiene]` daemon's free space, as this run measured it, and what berth pruned of it
+/// ever, for the run report and metrics.
+fn disk_reports(host: &Host, disks: &[(String, Option<u64>)]) -> Vec<run_report::DiskReport> {
+    let mut totals = resource::hygiene::pruned::totals(host)
+        .inspect_err(|error| tracing::warn!("{error:#}"))
+        .unwrap_or_default();
+    disks
+        .iter()
+        .map(|(daemon, free)| run_report::DiskReport {
+            daemon: daemon.clone(),
+            free_bytes: *free,
+            pruned_bytes: totals.remove(daemon).unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// `berth pause REASON` (`reason` given) or `berth resume`.
@@ -388,6 +407,8 @@ struct Converged {
     fleet: Option<FleetRun>,
     /// `[source]`: the commit converged to, and what is known of the ref.
     source: Option<source::SourceRun>,
+    /// `[hygiene]`'s daemons, each with the free bytes measured.
+    disks: Vec<(String, Option<u64>)>,
 }
 
 /// Why an apply changed nothing on purpose: the operator declined, or a saved plan no longer
@@ -454,6 +475,7 @@ fn converge(
         report,
         identities,
         kinds,
+        disks,
     } = look(settings, &profile, pass);
     if let Some(out) = &settings.plan_out {
         let observed = Observation {
@@ -501,6 +523,7 @@ fn converge(
         kinds,
         fleet,
         source,
+        disks,
     })
 }
 
@@ -551,6 +574,8 @@ struct Looked {
     identities: BTreeMap<String, serde_json::Value>,
     /// The kinds of resource looked at, in converge order.
     kinds: Vec<String>,
+    /// `[hygiene]`'s daemons, each with the free bytes measured.
+    disks: Vec<(String, Option<u64>)>,
 }
 
 /// Observes, diffs and (apply) applies every resource, on a Docker client of its own: a second
@@ -597,6 +622,10 @@ fn look(settings: &Settings, profile: &Profile, pass: Pass) -> Looked {
         report,
         identities: docker.identities(),
         kinds,
+        disks: resources
+            .iter()
+            .filter_map(AnyResource::disk_free)
+            .collect(),
     }
 }
 

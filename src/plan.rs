@@ -24,6 +24,8 @@ pub(crate) enum Kind {
     Container,
     /// A systemd unit that runs berth (`berth destroy` disables it).
     Unit,
+    /// What a daemon holds, kept below `[hygiene]`'s thresholds (`hygiene/host`, `hygiene/NAME`).
+    Hygiene,
 }
 
 impl Kind {
@@ -45,6 +47,7 @@ impl Kind {
             Self::Volume => "volume",
             Self::Container => "container",
             Self::Unit => "unit",
+            Self::Hygiene => "hygiene",
         }
     }
 }
@@ -119,6 +122,11 @@ pub(crate) enum Action {
     /// Leave something berth made that the profiles no longer declare, and say so: a named
     /// volume holds data. Not a change: plan counts it nowhere and exits 0 for it alone.
     Keep,
+    /// Remove what a daemon holds that may go (`[hygiene]`): unused images, job volumes,
+    /// build cache. Counted as a change.
+    Prune,
+    /// Pull the images a dind container's `prepull` lists into its daemon.
+    Prepull,
 }
 
 /// How an action counts in the summary line, the way Terraform counts it.
@@ -143,8 +151,9 @@ impl Action {
             | Self::Persist
             | Self::Install
             | Self::Register
-            | Self::Start => Effect::Add,
-            Self::Update | Self::Restart | Self::Reload => Effect::Change,
+            | Self::Start
+            | Self::Prepull => Effect::Add,
+            Self::Update | Self::Restart | Self::Reload | Self::Prune => Effect::Change,
             Self::Delete | Self::Unregister | Self::Destroy | Self::Disable => Effect::Destroy,
             Self::Keep => Effect::Note,
             Self::Replace | Self::Pull => Effect::Replace,
@@ -188,6 +197,8 @@ impl Action {
             Self::Destroy => "destroy",
             Self::Disable => "disable",
             Self::Keep => "keep",
+            Self::Prune => "prune",
+            Self::Prepull => "prepull",
         }
     }
 }

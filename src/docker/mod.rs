@@ -10,6 +10,7 @@ pub(crate) mod labels;
 pub(crate) mod listing;
 pub(crate) mod pull;
 pub(crate) mod unit;
+pub(crate) mod usage;
 pub(crate) mod wire;
 
 use std::{

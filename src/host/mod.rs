@@ -98,6 +98,14 @@ impl std::fmt::Display for HostPath {
 }
 
 /// Builds a [`HostPath`] from a literal known to be valid.
+/// What statvfs(2) says of a filesystem, in bytes: its size and what an unprivileged writer
+/// may still use (`f_bavail`, as `df` shows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FilesystemSpace {
+    pub total: u64,
+    pub available: u64,
+}
+
 pub(crate) fn host_path(literal: &str) -> HostPath {
     HostPath::new(literal).expect("literal host paths are absolute")
 }
@@ -159,6 +167,21 @@ impl Host {
     /// True when berth manages the machine it runs on rather than a directory tree.
     pub(crate) fn is_machine_root(&self) -> bool {
         self.root == Path::new("/")
+    }
+
+    /// The size and free space of the filesystem that holds `path`, a path a Docker daemon
+    /// reported of itself (its `DockerRootDir`, a volume's mountpoint). It names a place in the
+    /// daemon's mount namespace, which is the machine's whatever `--root` says, so it is not
+    /// resolved under the root: a daemon's disk is where the daemon writes. Only statvfs(2) is
+    /// asked of it, which reads nothing and writes nothing there.
+    pub(crate) fn daemon_filesystem(&self, path: &Path) -> Result<FilesystemSpace> {
+        let stats = nix::sys::statvfs::statvfs(path)
+            .with_context(|| format!("failed to read the free space of `{}`", path.display()))?;
+        let fragment = stats.fragment_size() as u64;
+        Ok(FilesystemSpace {
+            total: stats.blocks() as u64 * fragment,
+            available: stats.blocks_available() as u64 * fragment,
+        })
     }
 
     /// Where `path` lives for this run: `path` itself on `/`, `<root>/path` otherwise.

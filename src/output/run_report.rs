@@ -48,6 +48,21 @@ pub(crate) struct LastRun {
     /// `[source]` only: the commit converged to and what is known of the ref.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<crate::source::SourceRun>,
+    /// `[hygiene]` only: each daemon's free space and what berth pruned of it, ever.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<DiskReport>,
+}
+
+/// One daemon's disk, as `[hygiene]` keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DiskReport {
+    /// `host`, or the dind container's name.
+    pub daemon: String,
+    /// Free bytes on the filesystem of its data root, when this run measured them.
+    pub free_bytes: Option<u64>,
+    /// Bytes berth pruned of it, ever (as Docker counted them before removal), by what:
+    /// `images`, `volumes`, `build_cache`.
+    pub pruned_bytes: BTreeMap<String, u64>,
 }
 
 /// One runner's identity and token lifetime after the run.
@@ -80,6 +95,7 @@ impl LastRun {
             runners: Vec::new(),
             fleet: None,
             source: None,
+            disks: Vec::new(),
         }
     }
 
@@ -241,6 +257,11 @@ impl LastRun {
             &expiry,
         );
         gauge(
+            "berth_disk_free_bytes",
+            "Free bytes on the filesystem of each daemon's data root ([hygiene]).",
+            &disk_free_samples(&self.disks),
+        );
+        gauge(
             "berth_build_info",
             "The berth that wrote these metrics: its version and the commit it was built from.",
             &[(
@@ -252,6 +273,7 @@ impl LastRun {
                 "1".to_owned(),
             )],
         );
+        out.push_str(&pruned_counter(&self.disks));
         out
     }
 }
@@ -330,6 +352,40 @@ fn runner_samples(runners: &[RunnerReport]) -> (Samples, Samples) {
     (info, expiry)
 }
 
+/// `berth_disk_free_bytes{daemon}` of each daemon measured.
+fn disk_free_samples(disks: &[DiskReport]) -> Samples {
+    disks
+        .iter()
+        .filter_map(|disk| {
+            Some((
+                format!("{{daemon=\"{}\"}}", escape_label(&disk.daemon)),
+                disk.free_bytes?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// `berth_pruned_bytes_total{daemon,what}`: a counter, kept across runs in berth's state.
+fn pruned_counter(disks: &[DiskReport]) -> String {
+    if disks.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "# HELP berth_pruned_bytes_total Bytes [hygiene] pruned of each daemon, by what.\n# TYPE berth_pruned_bytes_total counter\n",
+    );
+    for disk in disks {
+        for (what, bytes) in &disk.pruned_bytes {
+            let _ = writeln!(
+                out,
+                "berth_pruned_bytes_total{{daemon=\"{}\",what=\"{}\"}} {bytes}",
+                escape_label(&disk.daemon),
+                escape_label(what)
+            );
+        }
+    }
+    out
+}
+
 fn format_float(value: f64) -> String {
     let text = format!("{value:.3}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
@@ -368,7 +424,30 @@ mod tests {
             runners: Vec::new(),
             fleet: None,
             source: None,
+            disks: Vec::new(),
         }
+    }
+
+    #[test]
+    fn each_hygiene_daemon_has_its_free_space_and_a_pruned_counter() {
+        let run = LastRun {
+            disks: vec![DiskReport {
+                daemon: "gitlab-dind".into(),
+                free_bytes: Some(1_000),
+                pruned_bytes: [("images".to_owned(), 42)].into(),
+            }],
+            ..sample()
+        };
+        let metrics = run.metrics();
+        assert!(
+            metrics.contains("berth_disk_free_bytes{daemon=\"gitlab-dind\"} 1000\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("# TYPE berth_pruned_bytes_total counter\nberth_pruned_bytes_total{daemon=\"gitlab-dind\",what=\"images\"} 42\n"),
+            "{metrics}"
+        );
+        assert!(!sample().metrics().contains("berth_pruned_bytes_total"));
     }
 
     #[test]

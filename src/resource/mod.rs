@@ -14,6 +14,7 @@ pub(crate) mod berth_unit;
 pub(crate) mod container;
 pub(crate) mod daemon;
 pub(crate) mod docker_object;
+pub(crate) mod hygiene;
 pub(crate) mod journal;
 pub(crate) mod kernel_module;
 pub(crate) mod network;
@@ -228,6 +229,8 @@ pub(crate) enum AnyResource {
     Orphan(orphan::Orphan),
     /// A systemd unit that runs berth, which `berth destroy` disables.
     BerthUnit(berth_unit::BerthUnit),
+    /// A daemon kept below `[hygiene]`'s thresholds.
+    Hygiene(hygiene::Hygiene),
 }
 
 /// Calls `$body` with `$resource` bound to the concrete resource inside an [`AnyResource`].
@@ -245,6 +248,7 @@ macro_rules! with_resource {
             $crate::resource::AnyResource::Container($resource) => $body,
             $crate::resource::AnyResource::Orphan($resource) => $body,
             $crate::resource::AnyResource::BerthUnit($resource) => $body,
+            $crate::resource::AnyResource::Hygiene($resource) => $body,
         }
     };
 }
@@ -254,6 +258,44 @@ impl AnyResource {
     pub(crate) fn id(&self) -> ResourceId {
         with_resource!(self, resource => resource.id())
     }
+
+    /// A hygiene resource's daemon and the free bytes this run measured of it.
+    pub(crate) fn disk_free(&self) -> Option<(String, Option<u64>)> {
+        match self {
+            Self::Hygiene(hygiene) => Some(hygiene.disk_free()),
+            _ => None,
+        }
+    }
+}
+
+/// `hygiene/host` when `[hygiene]` is there, and `hygiene/NAME` for each dind daemon it keeps
+/// or prepulls into.
+fn hygiene_resources(profile: &Profile) -> Vec<AnyResource> {
+    let mut resources = Vec::new();
+    let facts = |kept_images: Vec<String>, prepull: Vec<String>| hygiene::HygieneFacts {
+        kept_images,
+        prepull,
+        runner_version: profile.relations.runner_version.clone(),
+    };
+    if profile.hygiene.is_some() {
+        let declared = profile.containers.iter().map(|c| c.image.clone()).collect();
+        resources.push(AnyResource::Hygiene(hygiene::Hygiene::new(
+            profile.hygiene,
+            hygiene::Daemon::Host,
+            facts(declared, Vec::new()),
+        )));
+    }
+    for (name, prepull) in &profile.relations.dind {
+        // Without `[hygiene]` a dind daemon is only prepulled into, when it lists images.
+        if profile.hygiene.is_some() || !prepull.is_empty() {
+            resources.push(AnyResource::Hygiene(hygiene::Hygiene::new(
+                profile.hygiene,
+                hygiene::Daemon::Dind(name.clone()),
+                facts(Vec::new(), prepull.clone()),
+            )));
+        }
+    }
+    resources
 }
 
 /// The resources a profile declares, in the order they must converge: the kernel first (Docker
@@ -348,6 +390,8 @@ pub(crate) fn from_profile(profile: &Profile, options: &Options) -> Vec<AnyResou
             options.adopt,
         )));
     }
+    // Last: what the profile's containers use is in use by then, and a dind daemon runs.
+    resources.extend(hygiene_resources(profile));
     resources
 }
 

@@ -31,6 +31,7 @@ use crate::{
         },
         daemon::{self, DockerSection, DockerSettings, keys::DockerdVersion},
         docker_object::{ObjectName, Owner, labels, non_empty, string_map},
+        hygiene::section::{self as hygiene, HygieneSection, HygieneSpec},
         kernel_module::{self, KernelSection, ModuleName},
         network::resolve_network,
         network::{NetworkSection, NetworkSpec},
@@ -69,6 +70,8 @@ pub(crate) struct ProfileLayer {
     pub networks: Option<indexmap::IndexMap<ObjectName, NetworkSection>>,
     pub volumes: Option<indexmap::IndexMap<ObjectName, VolumeSection>>,
     pub containers: Option<indexmap::IndexMap<ObjectName, ContainerSection>>,
+    /// `[hygiene]`: the thresholds each daemon berth manages is kept below.
+    pub hygiene: Option<HygieneSection>,
 }
 
 /// The merged, checked desired state of a host, with defaults filled in.
@@ -83,6 +86,8 @@ pub(crate) struct Profile {
     pub volumes: Vec<VolumeSpec>,
     /// In converge order: every container after those in its `after`.
     pub containers: Vec<ContainerSpec>,
+    /// `[hygiene]`, when the profile has it: nothing is pruned without it.
+    pub hygiene: Option<HygieneSpec>,
     /// How the kinds relate, worked out once: a kind gets its spec and these facts.
     pub relations: Relations,
     /// `berth.instance` on everything berth makes: the profile's `instance`, else the
@@ -260,6 +265,9 @@ impl Profile {
             },
         );
         let relations = Relations::of(&runner, &objects.networks, &objects.containers, mirrors);
+        let hygiene = problems
+            .keep_all(hygiene::resolve(layer.hygiene, layers))
+            .flatten();
         runner_container_facts(
             &mut runner,
             &relations,
@@ -285,6 +293,7 @@ impl Profile {
             networks: objects.networks,
             volumes: objects.volumes,
             containers: objects.containers,
+            hygiene,
             relations,
             instance: Instance {
                 label: instance,
@@ -389,6 +398,12 @@ pub(crate) struct Relations {
     /// Where the profile's images come from (mirrors, private registries): for the runner's
     /// helper image.
     pub registries: Registries,
+    /// Each container with `dind = true` (a daemon `[hygiene]` keeps), with the images it
+    /// prepulls.
+    pub dind: Vec<(ObjectName, Vec<String>)>,
+    /// The gitlab-runner version the runner container's image names: its helper image is
+    /// never pruned.
+    pub runner_version: Option<String>,
 }
 
 /// Whether a container with these mounts runs gitlab-runner on `runner`'s config.toml: it
@@ -436,10 +451,21 @@ impl Relations {
                 (spec.name.clone(), facts)
             })
             .collect();
+        let runner_version = runner_container
+            .as_ref()
+            .and_then(|name| containers.iter().find(|c| &c.name == name))
+            .and_then(|container| runner::version::runner_version(&container.image));
+        let dind = containers
+            .iter()
+            .filter(|container| container.dind)
+            .map(|container| (container.name.clone(), container.prepull.clone()))
+            .collect();
         Self {
             runner_container,
             containers: facts,
             registries: registries(runner, containers, mirrors),
+            dind,
+            runner_version,
         }
     }
 }

@@ -119,34 +119,9 @@ pub(crate) fn run(
     pace: Pace,
     converge: &Converge,
 ) -> Result<u8> {
-    let mut signals = SigSet::empty();
-    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        signals.add(signal);
-    }
-    // Blocked before any thread starts, so every thread inherits it and only `wait` takes them.
-    signals
-        .thread_block()
-        .context("failed to take over SIGTERM and SIGHUP")?;
     let (sender, events) = mpsc::channel::<Event>();
-    let signal_sender = sender.clone();
     let systemd = Arc::new(Notifier::from_env());
-    let told_stopping = Arc::clone(&systemd);
-    std::thread::Builder::new()
-        .name("berth-signals".into())
-        .spawn(move || {
-            while let Ok(signal) = signals.wait() {
-                if signal != Signal::SIGHUP {
-                    // The engine stops after the step it is in, which may be an hour's drain:
-                    // systemd hears now that it is stopping.
-                    engine::request_stop();
-                    told_stopping.stopping();
-                }
-                if signal_sender.send(Event::Signal(signal)).is_err() {
-                    return;
-                }
-            }
-        })
-        .context("failed to start the signal thread")?;
+    take_signals(sender.clone(), Arc::clone(&systemd))?;
 
     let host = &settings.host;
     let mut state = WatchState::started(std::process::id());
@@ -155,6 +130,11 @@ pub(crate) fn run(
     if let Some(source) = &settings.source {
         SourcePoll::start(host.clone(), source.clone(), sender.clone())?;
     }
+    sources::hygiene_timer(
+        Arc::clone(&targets),
+        sender.clone(),
+        sources::HYGIENE_PERIOD,
+    )?;
     let docker = DockerEvents::start("docker".to_owned(), Arc::clone(&targets), sender);
     tracing::info!("watching: converging once, then on every drift");
     systemd.ready("watching; converging once");
@@ -226,6 +206,36 @@ pub(crate) fn run(
     docker.stop();
     WatchState::remove(host)?;
     Ok(crate::cli::exit::OK)
+}
+
+/// Takes SIGTERM, SIGINT and SIGHUP over on a thread of their own, which turns each into an
+/// [`Event`]; a stop is asked of the engine and told to systemd at once.
+fn take_signals(sender: mpsc::Sender<Event>, systemd: Arc<Notifier>) -> Result<()> {
+    let mut signals = SigSet::empty();
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        signals.add(signal);
+    }
+    // Blocked before any thread starts, so every thread inherits it and only `wait` takes them.
+    signals
+        .thread_block()
+        .context("failed to take over SIGTERM and SIGHUP")?;
+    std::thread::Builder::new()
+        .name("berth-signals".into())
+        .spawn(move || {
+            while let Ok(signal) = signals.wait() {
+                if signal != Signal::SIGHUP {
+                    // The engine stops after the step it is in, which may be an hour's drain:
+                    // systemd hears now that it is stopping.
+                    engine::request_stop();
+                    systemd.stopping();
+                }
+                if sender.send(Event::Signal(signal)).is_err() {
+                    return;
+                }
+            }
+        })
+        .context("failed to start the signal thread")?;
+    Ok(())
 }
 
 /// One converge, recorded in the watch state: a heal when it changed something. Returns what
@@ -355,6 +365,7 @@ fn targets_of(settings: &Settings) -> Result<Targets> {
             .chain(names.networks)
             .chain(names.volumes)
             .collect(),
+        hygiene: profile.hygiene.is_some(),
     })
 }
 

@@ -25,6 +25,42 @@ pub(crate) struct Targets {
     pub(crate) files: BTreeSet<PathBuf>,
     /// Names of the profile's containers (and their set-aside names), networks and volumes.
     pub(crate) names: BTreeSet<String>,
+    /// The profiles have `[hygiene]`: its thresholds are checked every minute.
+    pub(crate) hygiene: bool,
+}
+
+/// How often `berth watch` checks `[hygiene]`'s thresholds: a disk fills between two events.
+pub(crate) const HYGIENE_PERIOD: Duration = Duration::from_secs(60);
+
+/// A timer source: every `period`, while the profiles have `[hygiene]`, says the thresholds
+/// are due for a check. What it sends goes through the debounce and the rate limit as the
+/// other sources' news does; the converge it brings observes each daemon's disk and prunes
+/// only past a threshold.
+pub(crate) fn hygiene_timer(
+    targets: Arc<Mutex<Targets>>,
+    events: Sender<Event>,
+    period: Duration,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name("berth-hygiene".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(period);
+                if !targets.lock().expect("targets").hygiene {
+                    continue;
+                }
+                if events
+                    .send(Event::changed(
+                        "the [hygiene] thresholds, checked every minute".to_owned(),
+                    ))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })
+        .context("failed to start the hygiene timer")?;
+    Ok(())
 }
 
 /// The directories of the target files, watched with inotify: a file replaced by a rename (as
@@ -319,6 +355,7 @@ mod tests {
         let targets = Targets {
             files: BTreeSet::new(),
             names: ["gitlab-runner".to_owned()].into(),
+            hygiene: false,
         };
         let event = |line: &str| serde_json::from_str::<DockerEvent>(line).unwrap();
         assert_eq!(
@@ -349,5 +386,21 @@ mod tests {
                 .of_interest(&targets),
             Some("volume/gitlab-runner".into())
         );
+    }
+
+    #[test]
+    fn the_hygiene_timer_ticks_only_while_the_profiles_have_hygiene() {
+        let targets = Arc::new(Mutex::new(Targets::default()));
+        let (sender, events) = std::sync::mpsc::channel();
+        hygiene_timer(Arc::clone(&targets), sender, Duration::from_millis(20)).unwrap();
+        assert!(
+            events.recv_timeout(Duration::from_millis(200)).is_err(),
+            "no [hygiene], no tick"
+        );
+        targets.lock().unwrap().hygiene = true;
+        let Ok(Event::Changed { what, .. }) = events.recv_timeout(Duration::from_secs(5)) else {
+            panic!("no tick with [hygiene]");
+        };
+        assert!(what.contains("[hygiene]"), "{what}");
     }
 }

@@ -29,6 +29,7 @@ mod host_files;
 mod hostile_docker;
 mod hostile_files;
 mod hostile_profile;
+mod hygiene;
 mod init;
 mod live_restore;
 mod module_graph;

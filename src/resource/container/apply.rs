@@ -52,6 +52,8 @@ impl Container {
             after: _,
             // What it adds, `--mtu` and the mirrors, is in `command`.
             dind: _,
+            // Pulled into the daemon it runs by `hygiene/NAME`.
+            prepull: _,
         } = &*self.spec;
         let mut args: Vec<String> = vec![
             "container".into(),

@@ -90,6 +90,7 @@ fn reported(resource: &Container) -> ContainerInfo {
         pull: _,
         after: _,
         dind: _,
+        prepull: _,
     } = &*resource.spec;
     let host = Host::new("/");
     let contributed = image(reference).config;
@@ -298,6 +299,7 @@ fn every_field_changes_the_hash_and_is_named_by_drift() {
         pull,
         after,
         dind,
+        prepull,
     } = (*original.spec).clone();
     let with = |change: &dyn Fn(&mut ContainerSpec)| {
         let mut spec = (*original.spec).clone();
@@ -462,6 +464,17 @@ fn every_field_changes_the_hash_and_is_named_by_drift() {
             None,
         ),
         ("dind", with(&|spec| spec.dind = !dind), None),
+        (
+            "prepull",
+            with(&|spec| {
+                spec.prepull = prepull
+                    .iter()
+                    .cloned()
+                    .chain(["busybox:1".to_owned()])
+                    .collect()
+            }),
+            None,
+        ),
     ];
     let documented = |text: &str, field: &str| {
         text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))

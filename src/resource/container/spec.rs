@@ -60,6 +60,9 @@ pub(crate) struct ContainerSection {
     pub after: Option<Vec<ObjectName>>,
     /// Runs a Docker daemon (gets `--mtu`); guessed from a `docker:*dind*` image when unset.
     pub dind: Option<bool>,
+    /// Images berth pulls into this dind daemon (and pulls again after a prune), so the first
+    /// job does not wait; `[hygiene]` never removes them.
+    pub prepull: Option<Vec<String>>,
 }
 
 /// `networks = ["a", "b"]` or `networks = { a = { aliases = ["x"] } }`. The table form merges
@@ -187,6 +190,10 @@ pub(crate) struct ContainerSpec {
     /// Not hashed: what it adds (`--mtu`, the mirrors) is in `command`.
     #[serde(skip)]
     pub dind: bool,
+    /// Not hashed: what berth pulls into the daemon it runs, not how it runs (a change never
+    /// recreates dind); `hygiene/NAME` pulls them.
+    #[serde(skip)]
+    pub prepull: Vec<String>,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -328,6 +335,7 @@ pub(crate) fn resolve_container(
         pull,
         after,
         dind,
+        prepull,
     } = layer;
     match &image {
         None => problems.push(layers.error_at(&key, "a container needs an `image`")),
@@ -432,6 +440,21 @@ pub(crate) fn resolve_container(
         ));
     }
     let dind = dind.unwrap_or_else(|| image.as_deref().is_some_and(is_dind_image));
+    let prepull = prepull.unwrap_or_default();
+    if !prepull.is_empty() && !dind {
+        problems.push(layers.error_at(
+            &key.key("prepull"),
+            "only a container with `dind = true` (a Docker daemon) prepulls images",
+        ));
+    }
+    if let Some(bad) = prepull.iter().find(|image| {
+        image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control())
+    }) {
+        problems.push(layers.error_at(
+            &key.key("prepull"),
+            format!("{bad:?} is not an image reference"),
+        ));
+    }
     // `command = []` cannot be passed to `docker create` (no arguments means the image's CMD),
     // so it means what it does there: the image's CMD.
     let mut command = command.filter(|command| !command.is_empty());
@@ -516,6 +539,7 @@ pub(crate) fn resolve_container(
         },
         after,
         dind,
+        prepull,
         image,
         name,
     })

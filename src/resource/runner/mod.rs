@@ -33,7 +33,7 @@ pub(crate) mod secret_files;
 pub(crate) mod section;
 pub(crate) mod sizing;
 pub(crate) mod system_id;
-mod version;
+pub(crate) mod version;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
