@@ -19,14 +19,7 @@ fn systemctl_stub(root: &Root, properties: &str) -> std::path::PathBuf {
 /// doctor's verdict and detail for the check `name`, as `--json` gives them.
 fn check(root: &Root, bin: &std::path::Path, name: &str) -> (String, String, String) {
     let run = berth(root).path_first(bin).args(["doctor", "--json"]).run();
-    let document = run.json();
-    let check = document["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|check| check["name"] == name)
-        .unwrap_or_else(|| panic!("no `{name}` check:\n{}", run.stdout))
-        .clone();
+    let check = run.doctor_check(name);
     let text = |key: &str| check[key].as_str().unwrap_or_default().to_owned();
     (text("stage"), text("verdict"), text("detail"))
 }
@@ -57,13 +50,7 @@ fn doctor_checks_the_restart_command_the_timer_and_a_host_gitlab_runner() {
         .args(["doctor", "--json", "-p", "dind", "-p"])
         .args([&site])
         .run();
-    let restart = run.json()["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|check| check["name"] == "docker restart")
-        .cloned()
-        .unwrap();
+    let restart = run.doctor_check("docker restart");
     assert_eq!(restart["verdict"], "ok", "{restart}");
 
     // systemd runs: the restart command can work; a timer not enabled before the first apply

@@ -184,6 +184,18 @@ impl Run {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|error| panic!("stdout is not JSON ({error}):\n{}", self.stdout))
     }
+
+    /// The check `name` of a `berth doctor --json` run: its `verdict`, `detail`, `fix`, `stage`.
+    #[track_caller]
+    pub fn doctor_check(&self, name: &str) -> serde_json::Value {
+        self.json()["checks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no checks in doctor's output:\n{}", self.stdout))
+            .iter()
+            .find(|check| check["name"] == name)
+            .unwrap_or_else(|| panic!("no `{name}` check:\n{}", self.stdout))
+            .clone()
+    }
 }
 
 pub fn berth(root: &Root) -> Berth {

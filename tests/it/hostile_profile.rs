@@ -122,14 +122,7 @@ fn an_http_gitlab_url_is_warned_about_at_its_line_by_validate_plan_and_doctor() 
         .args(["doctor", "--json", "-p", "dind", "-p"])
         .args([&profile])
         .run();
-    let document = doctor.json();
-    let check = document["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|check| check["name"] == "runner url")
-        .unwrap_or_else(|| panic!("no `runner url` check:\n{}", doctor.stdout))
-        .clone();
+    let check = doctor.doctor_check("runner url");
     assert_eq!(check["verdict"], "warn", "{check}");
     assert!(
         check["detail"]

@@ -572,15 +572,7 @@ fn doctor_reports_missing_overlay_unreachable_daemon_and_flag_conflicts() {
     run.code(1);
     let document = run.json();
     assert_eq!(document["healthy"], false);
-    let verdict = |name: &str| {
-        document["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|check| check["name"] == name)
-            .unwrap_or_else(|| panic!("no check {name}"))
-            .clone()
-    };
+    let verdict = |name: &str| run.doctor_check(name);
     assert_eq!(verdict("overlay")["verdict"], "fail");
     assert!(
         verdict("overlay")["fix"]
@@ -706,18 +698,11 @@ fn doctor_fails_a_runner_config_others_can_read() {
     permissions("/srv/gitlab-runner", 0o700);
     permissions("/srv/gitlab-runner/config.toml", 0o644);
     let verdict = || {
-        let document = berth(&root)
+        berth(&root)
             .args(["doctor", "--json", "-p"])
             .args([&profile])
             .run()
-            .json();
-        document["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|check| check["name"] == "runner config")
-            .unwrap()
-            .clone()
+            .doctor_check("runner config")
     };
     let check = verdict();
     assert_eq!(check["verdict"], "fail", "{check}");

@@ -1471,29 +1471,18 @@ fn doctor_checks_dind_from_inside_the_runner_and_the_token_with_gitlab() {
         .code(0);
 
     let doctor = || {
-        let run = command(
+        command(
             &root,
             &gitlab,
             &["doctor", "--json", "-p", "dind"],
             &profiles,
         )
         .docker(&dockerd)
-        .run();
-        let checks = run.json()["checks"].clone();
-        (run, checks)
+        .run()
     };
-    let check = |checks: &serde_json::Value, name: &str| {
-        checks
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|check| check["name"] == name)
-            .unwrap_or_else(|| panic!("no check `{name}` in {checks:#}"))
-            .clone()
-    };
-    let (run, checks) = doctor();
+    let run = doctor();
     run.code(0);
-    let dind = check(&checks, "gitlab-runner → tcp://gitlab-dind:2375");
+    let dind = run.doctor_check("gitlab-runner → tcp://gitlab-dind:2375");
     assert_eq!(dind["verdict"], "ok", "{dind}");
     assert!(
         dind["detail"]
@@ -1502,19 +1491,19 @@ fn doctor_checks_dind_from_inside_the_runner_and_the_token_with_gitlab() {
             .contains("TCP connect to gitlab-dind:2375 (nc"),
         "{dind}"
     );
-    let token = check(&checks, "runner docker-runner");
+    let token = run.doctor_check("runner docker-runner");
     assert_eq!(token["verdict"], "ok", "{token}");
-    assert_eq!(check(&checks, "runner config")["verdict"], "ok");
+    assert_eq!(run.doctor_check("runner config")["verdict"], "ok");
     assert!(!run.stdout.contains(GLRT) && !run.stderr.contains(GLRT));
 
     // dind stops answering; GitLab no longer knows the token the runner has.
     dockerd.docker(["stop", "gitlab-dind"]);
     gitlab.rotate_token(id, "glrt-RotatedElsewhere0000");
-    let (run, checks) = doctor();
+    let run = doctor();
     run.code(1);
-    let dind = check(&checks, "gitlab-runner → tcp://gitlab-dind:2375");
+    let dind = run.doctor_check("gitlab-runner → tcp://gitlab-dind:2375");
     assert_eq!(dind["verdict"], "fail", "{dind}");
-    let token = check(&checks, "runner docker-runner");
+    let token = run.doctor_check("runner docker-runner");
     assert_eq!(token["verdict"], "fail", "{token}");
     assert!(
         token["detail"]
@@ -1712,14 +1701,7 @@ fn a_cloned_host_regenerates_its_system_id_and_the_metric_shows_it() {
 /// doctor's verdict and detail for the check `name`.
 fn doctor_check(root: &Root, gitlab: &GitLab, profile: &Path, name: &str) -> (String, String) {
     let run = run(root, gitlab, &["doctor", "--json"], &[profile]);
-    let document = run.json();
-    let check = document["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|check| check["name"] == name)
-        .unwrap_or_else(|| panic!("no `{name}` check:\n{}", run.stdout))
-        .clone();
+    let check = run.doctor_check(name);
     let text = |key: &str| check[key].as_str().unwrap_or_default().to_owned();
     (
         text("verdict"),

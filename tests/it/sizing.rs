@@ -198,14 +198,7 @@ image      = "alpine:3"
     assert!(validate.stdout.contains(&expected), "{}", validate.stdout);
 
     let doctor = run(&root, &gitlab, &["doctor", "--json"], &layer);
-    let document = doctor.json();
-    let check = document["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|check| check["name"] == "helper image")
-        .unwrap_or_else(|| panic!("no `helper image` check:\n{}", doctor.stdout))
-        .clone();
+    let check = doctor.doctor_check("helper image");
     assert_eq!(check["verdict"], "warn", "{check}");
     assert!(
         check["detail"]
