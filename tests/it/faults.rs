@@ -6,7 +6,6 @@
 
 use std::{
     ffi::OsString,
-    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -40,7 +39,7 @@ fn layer(root: &Root, name: &str, text: &str) -> PathBuf {
 /// Writes a token file readable by root only, as an operator would.
 fn token_file(root: &Root, path: &str, token: &str) {
     root.write(path, &format!("{token}\n"));
-    std::fs::set_permissions(root.join(path), std::fs::Permissions::from_mode(0o600)).unwrap();
+    root.chmod(path, 0o600);
 }
 
 /// Runs `command` on a converged host with the faulty `docker` first on PATH.

@@ -73,6 +73,12 @@ impl Root {
         self
     }
 
+    /// Sets `host_path`'s permission bits, as an operator's `chmod` would.
+    pub fn chmod(&self, host_path: &str, mode: u32) -> &Self {
+        fs::set_permissions(self.join(host_path), fs::Permissions::from_mode(mode)).unwrap();
+        self
+    }
+
     pub fn mkdir(&self, host_path: &str) -> &Self {
         fs::create_dir_all(self.join(host_path)).unwrap();
         self

@@ -43,11 +43,7 @@ fn runner_host(gitlab: &GitLab, entry: &str) -> (Root, PathBuf) {
         GLRT
     };
     root.write(TOKEN_FILE, &format!("{token}\n"));
-    std::fs::set_permissions(
-        root.join(TOKEN_FILE),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
+    root.chmod(TOKEN_FILE, 0o600);
     root.write(VICTIM, VICTIM_TEXT);
     root.mkdir(RUNNER_DIR);
     let profile = profile_file(
@@ -334,11 +330,7 @@ fn a_profile_berth_toml_or_saved_plan_others_could_write_is_refused() {
     std::fs::set_permissions(&profile, std::fs::Permissions::from_mode(0o644)).unwrap();
 
     root.write("/etc/berth/berth.toml", "profiles = [\"site\"]\n");
-    std::fs::set_permissions(
-        root.join("/etc/berth/berth.toml"),
-        std::fs::Permissions::from_mode(0o620),
-    )
-    .unwrap();
+    root.chmod("/etc/berth/berth.toml", 0o620);
     let plan = berth(&root).args(["plan"]).run();
     plan.code(1);
     assert!(

@@ -3,8 +3,6 @@
 //! registered runner; it never overwrites a file; and a profile without a runner says so in
 //! `plan`, `validate` and `doctor`.
 
-use std::os::unix::fs::PermissionsExt;
-
 use crate::{
     gitlab_server::VERIFY,
     harness::{Root, berth, profile_file, start_gitlab, unprivileged_layer},
@@ -20,7 +18,7 @@ const NO_RUNNER: &str = "no runner is declared";
 fn save_token(root: &Root, runner: &str, token: &str) {
     let path = format!("/etc/berth/tokens/{runner}");
     root.write(&path, &format!("{token}\n"));
-    std::fs::set_permissions(root.join(&path), std::fs::Permissions::from_mode(0o600)).unwrap();
+    root.chmod(&path, 0o600);
 }
 
 #[test]

@@ -5,7 +5,6 @@
 //! killed midway.
 
 use std::{
-    os::unix::fs::PermissionsExt,
     path::PathBuf,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -220,7 +219,7 @@ fn with_runners<'a>(root: &'a Root, dockerd: &'a Dockerd, gitlab: &GitLab) -> Co
         ("/etc/berth/tokens/registration", "GR1348941orphans"),
     ] {
         root.write(path, &format!("{token}\n"));
-        std::fs::set_permissions(root.join(path), std::fs::Permissions::from_mode(0o600)).unwrap();
+        root.chmod(path, 0o600);
     }
     let url = gitlab.url();
     Converged::new(

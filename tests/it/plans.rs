@@ -2,7 +2,7 @@
 //! (exactly the reviewed changes, or nothing when the host or the profiles changed since),
 //! apply's question on a terminal, and progress lines on long steps (a restart, a drain, a pull).
 
-use std::{os::unix::fs::PermissionsExt, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use crate::{
     fault_tools::{Restart, RestartStub},
@@ -32,11 +32,7 @@ fn runner_host() -> (Root, GitLab, PathBuf, PathBuf) {
     let gitlab = start_gitlab();
     gitlab.add_runner(GLRT);
     root.write(TOKEN_FILE, &format!("{GLRT}\n"));
-    std::fs::set_permissions(
-        root.join(TOKEN_FILE),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
+    root.chmod(TOKEN_FILE, 0o600);
     let global = format!("[runner]\nconfig = \"{CONFIG}\"\nconcurrent = 4\n");
     let with_runner = layer(
         &root,

@@ -27,7 +27,7 @@ const GLRT_TOKEN_FILE: &str = "/etc/berth/tokens/docker-runner";
 /// Writes a token file readable by root only, as an operator would.
 fn token_file(root: &Root, path: &str, token: &str) {
     root.write(path, &format!("{token}\n"));
-    std::fs::set_permissions(root.join(path), std::fs::Permissions::from_mode(0o600)).unwrap();
+    root.chmod(path, 0o600);
 }
 
 /// The example profile, pointed at the stand-in.
@@ -323,7 +323,7 @@ fn hand_edits_a_foreign_runner_a_comment_and_a_token_rotated_by_the_runner_are_k
         )
     );
     root.write(CONFIG, &edited);
-    std::fs::set_permissions(root.join(CONFIG), std::fs::Permissions::from_mode(0o600)).unwrap();
+    root.chmod(CONFIG, 0o600);
 
     command(&root, &gitlab, &[], &[&profile]).converged();
     assert_eq!(
@@ -410,7 +410,7 @@ fn a_runner_removed_from_the_profile_is_unregistered_once_and_its_entry_goes() {
         root.read(CONFIG).unwrap()
     );
     root.write(CONFIG, &with_foreign);
-    std::fs::set_permissions(root.join(CONFIG), std::fs::Permissions::from_mode(0o600)).unwrap();
+    root.chmod(CONFIG, 0o600);
 
     // Both runners leave the profile; only [runner] stays.
     let none = layer(
@@ -1003,8 +1003,7 @@ fn registrations_berth_refuses_are_planned_as_refused_and_never_reach_gitlab() {
                     CONFIG,
                     "concurrent = 4\n\n[[runners]]\n  name = \"docker-runner\"\n  url = \"https://other.example.com\"\n  token = \"glrt-HandMadeForeign1\"\n  executor = \"shell\"\n",
                 );
-                std::fs::set_permissions(root.join(CONFIG), std::fs::Permissions::from_mode(0o600))
-                    .unwrap();
+                root.chmod(CONFIG, 0o600);
                 layer(root, "site", &docker_runner(gitlab))
             },
             |transcript| {
@@ -1567,11 +1566,7 @@ fn s3_cache_keys_come_from_files_and_show_only_as_stars() {
     // A rotated secret is a change of config.toml, shown as stars; a file others can read is
     // told like a token file.
     root.write("/etc/berth/secrets/s3-secret", &format!("{ROTATED}\n"));
-    std::fs::set_permissions(
-        root.join("/etc/berth/secrets/s3-secret"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
+    root.chmod("/etc/berth/secrets/s3-secret", 0o644);
     let plan = run(&root, &gitlab, &["plan"], &[&profile]);
     plan.code(2);
     assert!(

@@ -4,7 +4,7 @@
 //! feature flags checked against the runner version, the helper image's registry, and the log
 //! options a daemon.json change does not reach.
 
-use std::{os::unix::fs::PermissionsExt, path::Path};
+use std::path::Path;
 
 use crate::{
     gitlab_server::GitLab,
@@ -37,11 +37,7 @@ fn host(profile: &str) -> (Root, GitLab, std::path::PathBuf) {
     let gitlab = start_gitlab();
     gitlab.add_runner(GLRT);
     root.write(TOKEN_FILE, &format!("{GLRT}\n"));
-    std::fs::set_permissions(
-        root.join(TOKEN_FILE),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
+    root.chmod(TOKEN_FILE, 0o600);
     let text = profile.replace("GITLAB", &gitlab.url());
     let layer = profile_file(&root.join("/work"), "site", &text);
     (root, gitlab, layer)

@@ -3,7 +3,6 @@
 //! signatures; the deploy token is watched for in every process's argv while berth runs.
 
 use std::{
-    os::unix::fs::PermissionsExt as _,
     path::Path,
     sync::{
         Arc, Mutex,
@@ -92,11 +91,7 @@ fn host(
         "/etc/berth/tokens/profiles",
         &format!("{DEPLOY_USER}:{DEPLOY_TOKEN}\n"),
     );
-    std::fs::set_permissions(
-        root.join("/etc/berth/tokens/profiles"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
+    root.chmod("/etc/berth/tokens/profiles", 0o600);
     root.write(
         "/etc/berth/berth.toml",
         &format!(
@@ -263,11 +258,7 @@ fn a_signed_source_converges_and_each_refusal_keeps_the_last_verified_commit() {
     // The token refused (401) is the same: converged to the last commit, warned, counted.
     let token_file = "/etc/berth/tokens/profiles";
     root.write(token_file, &format!("{DEPLOY_USER}:not-the-token\n"));
-    std::fs::set_permissions(
-        root.join(token_file),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
+    root.chmod(token_file, 0o600);
     let refused = run(&["apply", "--yes"], 0);
     assert!(
         refused.stderr.contains("failed to fetch"),
@@ -281,22 +272,14 @@ fn a_signed_source_converges_and_each_refusal_keeps_the_last_verified_commit() {
     );
     // A token file other users can read is refused, as a runner's is.
     root.write(token_file, &format!("{DEPLOY_USER}:{DEPLOY_TOKEN}\n"));
-    std::fs::set_permissions(
-        root.join(token_file),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
+    root.chmod(token_file, 0o644);
     let loose = run(&["apply", "--yes"], 1);
     assert!(
         loose.stderr.contains("other users can read it (mode 0644)"),
         "{}",
         loose.stderr
     );
-    std::fs::set_permissions(
-        root.join(token_file),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
+    root.chmod(token_file, 0o600);
 
     // Unsigned, then signed by an unknown key: each refused with its reason, the host stays on
     // the second commit (the third's network never appears).
@@ -488,11 +471,7 @@ fn three_hosts_one_repository_each_gets_its_layers_and_canary_reaches_only_its_h
         let token = format!("glrt-{name}-0123456789");
         gitlab.add_runner(&token);
         root.write(RUNNER_TOKEN, &format!("{token}\n"));
-        std::fs::set_permissions(
-            root.join(RUNNER_TOKEN),
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .unwrap();
+        root.chmod(RUNNER_TOKEN, 0o600);
     }
     // hosts/NAME.toml: the host's instance (one daemon serves all three), its runner in GitLab
     // and the container standing in for the one that runs it.
