@@ -450,6 +450,8 @@ fn the_debian_package_holds_the_binary_units_conffiles_docs_man_page_and_complet
         "./usr/share/doc/berth/README.md",
         "./usr/share/doc/berth/berth.toml.example",
         "./usr/share/doc/berth/docs/runner.md",
+        "./usr/share/doc/berth/docs/fleet/berth.rules.yml",
+        "./usr/share/doc/berth/docs/fleet/cloud-init.yaml",
         "./usr/share/man/man1/berth.1.gz",
         "./usr/share/bash-completion/completions/berth",
         "./usr/share/zsh/vendor-completions/_berth",
@@ -510,6 +512,13 @@ fn the_debian_package_holds_the_binary_units_conffiles_docs_man_page_and_complet
     assert!(
         depends.contains("procps") && depends.contains("kmod"),
         "{depends}"
+    );
+    // A `[source]` of profiles is fetched with git and verified with ssh-keygen: recommended,
+    // since a host of local profiles needs neither.
+    let recommends = field("Recommends");
+    assert!(
+        recommends.contains("git") && recommends.contains("openssh-client"),
+        "{recommends}"
     );
     let synopsis = field("Description");
     assert!(synopsis.len() <= 80, "synopsis cut at 80: {synopsis}");
