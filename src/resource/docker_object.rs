@@ -164,9 +164,7 @@ pub(crate) fn reach(context: &Context) -> Reach {
         DaemonStatus::Running(_) => Reach::Running,
         _ if !unit::docker_installed(context.host) => Reach::NotInstalled,
         DaemonStatus::PermissionDenied(_) => Reach::NotPermitted,
-        DaemonStatus::CliMissing | DaemonStatus::Unreachable(_) | DaemonStatus::NotAnswering(_) => {
-            Reach::Down
-        }
+        DaemonStatus::Unreachable(_) | DaemonStatus::NotAnswering(_) => Reach::Down,
     }
 }
 

@@ -242,7 +242,7 @@ impl Orphan {
     /// label (or carries a control character), so nothing swapped in is ever removed.
     fn still_ours(&self, context: &Context) -> Result<bool> {
         let raw: Vec<Json> = docker::inspect(
-            context.docker.program(),
+            context.docker.engine(),
             word(self.kind),
             std::slice::from_ref(&self.object_id),
         )?;
