@@ -15,10 +15,11 @@ use bollard::{
     ClientVersion,
     errors::Error as BollardError,
     query_parameters::{
-        InspectContainerOptions, InspectNetworkOptions, ListContainersOptions, ListNetworksOptions,
-        ListVolumesOptions,
+        EventsOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
+        ListNetworksOptions, ListVolumesOptions,
     },
 };
+use futures_util::{Stream, StreamExt as _};
 use serde::Serialize;
 use serde_json::Value as Json;
 use tokio::runtime::Runtime;
@@ -317,6 +318,44 @@ impl Engine {
             }),
         }
     }
+
+    /// Follows `GET /events` of containers, networks and volumes, calling `heard` with each
+    /// event as Docker's JSON until the stream ends (the daemon went away) or `heard` says
+    /// stop (false). Returns why it ended: `Ok` for an end of stream.
+    pub(crate) fn follow_events(
+        &self,
+        mut heard: impl FnMut(Json) -> bool,
+    ) -> Result<(), EngineError> {
+        let client = self.client()?;
+        let filters = HashMap::from([(
+            "type".to_owned(),
+            vec![
+                "container".to_owned(),
+                "network".to_owned(),
+                "volume".to_owned(),
+            ],
+        )]);
+        let mut stream = std::pin::pin!(client.events(Some(EventsOptions {
+            filters: Some(filters),
+            ..EventsOptions::default()
+        })));
+        loop {
+            // No timeout: a quiet daemon sends nothing for hours.
+            match self.runtime.block_on(next(&mut stream)) {
+                None => return Ok(()),
+                Some(Ok(event)) => {
+                    if !heard(to_json(&event)) {
+                        return Ok(());
+                    }
+                }
+                Some(Err(error)) => return Err(self.error(error)),
+            }
+        }
+    }
+}
+
+async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    stream.next().await
 }
 
 /// A model as the JSON Docker sent (bollard's models serialize with Docker's field names).

@@ -44,7 +44,7 @@ pub(crate) struct ObjectNames {
 }
 
 /// How long one query may take before berth treats the daemon as hung.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What `GET /info` could tell.
 #[derive(Debug, Clone)]
