@@ -228,6 +228,25 @@ impl Berth {
         self
     }
 
+    /// Runs berth inside the private daemon's network namespace (`nsenter -n`), where its
+    /// containers' addresses are reachable: a nested dind's TCP port. Call it last: the
+    /// arguments given so far move behind `nsenter`.
+    pub fn in_network_of(mut self, dockerd: &Dockerd) -> Self {
+        let mut wrapped = Command::new("nsenter");
+        wrapped.env_clear();
+        for (key, value) in self.command.get_envs() {
+            if let Some(value) = value {
+                wrapped.env(key, value);
+            }
+        }
+        wrapped
+            .args(["-n", "-t", &dockerd.pid().to_string(), "--"])
+            .arg(self.command.get_program())
+            .args(self.command.get_args());
+        self.command = wrapped;
+        self
+    }
+
     /// Replaces `from` with `to` in what the run printed (a port, a generated id).
     pub fn filter(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
         self.extra_filters.push((from.into(), to.into()));
