@@ -28,7 +28,10 @@ use tokio::runtime::Runtime;
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
 /// The newest API version berth asks for; an older daemon is spoken to in its own (the
-/// negotiation lowers it, as the CLI's does). Engine 20.10 answers 1.41.
+/// negotiation lowers it, as the CLI's does). Engine 20.10 answers 1.41. bollard 0.21 in fact
+/// sends its paths without the `/vX.Y` prefix (its URI joins an absolute path over it), so
+/// each daemon answers in its own current version, as to `curl --unix-socket`; the
+/// negotiation (one `GET /version` a run) keeps berth right should bollard send the prefix.
 const NEWEST_API: ClientVersion = ClientVersion {
     major_version: 1,
     minor_version: 53,
@@ -421,6 +424,111 @@ mod tests {
             .tls,
             Some(PathBuf::from("/root/.docker"))
         );
+    }
+
+    /// A daemon at a socket of the test's own that answers each request by its path with
+    /// `answer(path) -> (status, body)`, and `/version` with Engine 20.10's API version.
+    fn fake_daemon(dir: &std::path::Path, answer: fn(&str) -> (u16, &'static str)) -> Engine {
+        use std::io::{Read as _, Write as _};
+        let socket = dir.join("docker.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut head = Vec::new();
+                let mut byte = [0_u8];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let path = head
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+                let (status, body) = if path.ends_with("/version") {
+                    (200, r#"{"ApiVersion":"1.41","Version":"20.10.24"}"#)
+                } else {
+                    answer(&path)
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Engine::at(
+            address(&[("DOCKER_HOST", &format!("unix://{}", socket.display()))]),
+            Duration::from_secs(5),
+        )
+    }
+
+    #[test]
+    fn dockers_answers_become_typed_errors_and_a_404_on_inspect_is_an_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        // bollard 0.21 sends its paths without the negotiated `/v1.41` (it joins an absolute
+        // path over the prefix): either is the daemon's own version here.
+        let engine = fake_daemon(dir.path(), |path| {
+            match path
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("/v1.41")
+            {
+                "/containers/missing/json" => (404, r#"{"message":"No such container: missing"}"#),
+                "/containers/taken/json" => (
+                    409,
+                    r#"{"message":"Conflict. The container name is already in use"}"#,
+                ),
+                _ => (500, r#"{"message":"something broke"}"#),
+            }
+        });
+        assert_eq!(
+            engine
+                .inspect("container", &["missing".to_owned()])
+                .unwrap(),
+            Vec::<Json>::new()
+        );
+        let conflict = engine
+            .inspect("container", &["taken".to_owned()])
+            .unwrap_err();
+        assert!(matches!(conflict, EngineError::Conflict(_)), "{conflict:?}");
+        let broken = engine.info().unwrap_err();
+        assert!(
+            matches!(broken, EngineError::Daemon { status: 500, .. }),
+            "{broken:?}"
+        );
+        assert_eq!(
+            broken.to_string(),
+            "the Docker daemon answered 500: something broke"
+        );
+    }
+
+    #[test]
+    fn a_socket_nobody_listens_on_is_down_and_one_that_never_answers_is_hung() {
+        let dir = tempfile::tempdir().unwrap();
+        // Bound and closed: the file stays, the connection is refused (a killed dockerd).
+        let stale = dir.path().join("stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        let engine = Engine::at(
+            address(&[("DOCKER_HOST", &format!("unix://{}", stale.display()))]),
+            Duration::from_secs(5),
+        );
+        let error = engine.info().unwrap_err();
+        assert!(matches!(error, EngineError::Down { .. }), "{error:?}");
+
+        // Takes the connection and says nothing (a hung dockerd).
+        let hung = dir.path().join("hung.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&hung).unwrap();
+        let engine = Engine::at(
+            address(&[("DOCKER_HOST", &format!("unix://{}", hung.display()))]),
+            Duration::from_secs(1),
+        );
+        let error = engine.info().unwrap_err();
+        assert!(matches!(error, EngineError::Hung { .. }), "{error:?}");
+        assert_eq!(error.to_string(), "`GET /version` got no answer within 1 s");
+        drop(listener);
     }
 
     #[test]
