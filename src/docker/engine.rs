@@ -9,14 +9,21 @@
 //! serialized again), so `wire.rs`'s types and a saved plan's identities read the same document
 //! `docker inspect` printed. It knows no kind.
 
-use std::{collections::HashMap, future::Future, path::PathBuf, sync::Mutex, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::Future,
+    path::PathBuf,
+    sync::Mutex,
+    time::Duration,
+};
 
 use bollard::{
     ClientVersion,
     errors::Error as BollardError,
+    models::VolumeCreateRequest,
     query_parameters::{
         EventsOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
-        ListNetworksOptions, ListVolumesOptions,
+        ListNetworksOptions, ListVolumesOptions, RemoveVolumeOptions,
     },
 };
 use futures_util::{Stream, StreamExt as _};
@@ -320,6 +327,35 @@ impl Engine {
                     .collect())
             }),
         }
+    }
+
+    /// `POST /volumes/create`: `name` with `driver`, its options and labels.
+    pub(crate) fn create_volume(
+        &self,
+        name: &str,
+        driver: &str,
+        options: &BTreeMap<String, String>,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
+        let request = VolumeCreateRequest {
+            name: Some(name.to_owned()),
+            driver: Some(driver.to_owned()),
+            driver_opts: Some(options.clone().into_iter().collect()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..VolumeCreateRequest::default()
+        };
+        self.ask("`POST /volumes/create`", |client| async move {
+            client.create_volume(request).await.map(drop)
+        })
+    }
+
+    /// `DELETE /volumes/NAME`: refused (Conflict) while a container uses it.
+    pub(crate) fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+        self.ask("`DELETE /volumes/…`", |client| async move {
+            client
+                .remove_volume(name, None::<RemoveVolumeOptions>)
+                .await
+        })
     }
 
     /// Follows `GET /events` of containers, networks and volumes, calling `heard` with each

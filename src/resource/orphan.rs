@@ -402,7 +402,11 @@ impl Resource for Orphan {
                 run(&["container", "rm", "--volumes", id])
             }
             OrphanOp::RemoveNetwork => run(&["network", "rm", id]),
-            OrphanOp::RemoveVolume => run(&["volume", "rm", "--", id]),
+            OrphanOp::RemoveVolume => context
+                .docker
+                .engine()
+                .remove_volume(id)
+                .with_context(|| format!("failed to remove volume `{id}`")),
         }
     }
 }
