@@ -36,12 +36,19 @@ calls() { # ARGS...: how many docker processes a converged `berth apply ARGS...`
     wc -l <"$T/calls"
 }
 
-# The objects of one berth instance: what its converged apply asks about.
-questions() { # INSTANCE: sets CONTAINERS NETWORKS VOLUMES IMAGES
+# The objects of one berth instance: what its converged apply asks about. The apps profiles
+# declare the same network and volume, which the first to be applied made: their names are
+# read from PROFILE.
+questions() { # INSTANCE [PROFILE]: sets CONTAINERS NETWORKS VOLUMES IMAGES
     local filter="label=berth.instance=$1"
     mapfile -t CONTAINERS < <(docker ps --all --filter "$filter" --format '{{.Names}}')
-    mapfile -t NETWORKS < <(docker network ls --filter "$filter" --format '{{.Name}}')
-    mapfile -t VOLUMES < <(docker volume ls --filter "$filter" --format '{{.Name}}')
+    if [ -n "${2:-}" ]; then
+        mapfile -t NETWORKS < <(sed -n 's/^\[networks\.\(.*\)\]$/\1/p' "$2")
+        mapfile -t VOLUMES < <(sed -n 's/^\[volumes\.\(.*\)\]$/\1/p' "$2")
+    else
+        mapfile -t NETWORKS < <(docker network ls --filter "$filter" --format '{{.Name}}')
+        mapfile -t VOLUMES < <(docker volume ls --filter "$filter" --format '{{.Name}}')
+    fi
     mapfile -t IMAGES < <(docker container inspect --format '{{.Config.Image}}' "${CONTAINERS[@]}" | sort -u)
 }
 MANAGED=label=berth.managed=true
@@ -59,9 +66,9 @@ cli_floor() { # the questions of CONTAINERS... through the docker CLI, one proce
     "$REAL_DOCKER" network ls --no-trunc --filter "$MANAGED" --format '{{json .ID}}'
     "$REAL_DOCKER" volume ls --filter "$MANAGED" --format '{{json .Name}}'
 }
-urls() { # INSTANCE ARRAY: the same questions as Engine API URLs
+urls() { # INSTANCE ARRAY [PROFILE]: the same questions as Engine API URLs
     local -n into=$2
-    questions "$1"
+    questions "$1" "${3:-}"
     into=(http://docker/info)
     for name in "${CONTAINERS[@]}"; do into+=("http://docker/containers/$name/json"); done
     for name in "${NETWORKS[@]}"; do into+=("http://docker/networks/$name"); done
@@ -76,8 +83,8 @@ curl_floor() { # ARRAY: those URLs by one curl, on one connection, one after ano
     curl --silent --fail --unix-socket "${DOCKER_HOST#unix://}" "${asked[@]}"
 }
 # The CLI floor of INSTANCE, its objects looked up once, outside the timing.
-cli_of() { # INSTANCE NAME: defines the function NAME
-    questions "$1"
+cli_of() { # INSTANCE NAME [PROFILE]: defines the function NAME
+    questions "$1" "${3:-}"
     eval "$2() { CONTAINERS=(${CONTAINERS[*]@Q}); NETWORKS=(${NETWORKS[*]@Q}); VOLUMES=(${VOLUMES[*]@Q}); IMAGES=(${IMAGES[*]@Q}); cli_floor; }"
 }
 
@@ -119,10 +126,10 @@ printf '  curl --unix-socket floor %6.1f ms: berth takes %sx of it\n' "${MEDIAN[
 
 converge -p "$T/apps-1.toml"
 converge -p "$T/apps-50.toml"
-cli_of berth-bench-apps-1 cli_one
-cli_of berth-bench-apps-50 cli_fifty
-urls berth-bench-apps-1 ONE_URLS
-urls berth-bench-apps-50 FIFTY_URLS
+cli_of berth-bench-apps-1 cli_one "$T/apps-1.toml"
+cli_of berth-bench-apps-50 cli_fifty "$T/apps-50.toml"
+urls berth-bench-apps-1 ONE_URLS "$T/apps-1.toml"
+urls berth-bench-apps-50 FIFTY_URLS "$T/apps-50.toml"
 measure "one=berth apply -p $T/apps-1.toml" "fifty=berth apply -p $T/apps-50.toml" \
     "cli_one=cli_one" "cli_fifty=cli_fifty" \
     "curl_one=curl_floor ONE_URLS" "curl_fifty=curl_floor FIFTY_URLS"
