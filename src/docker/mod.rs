@@ -296,8 +296,23 @@ pub(crate) fn query_status(engine: &Engine) -> DaemonStatus {
         Err(error @ EngineError::PermissionDenied { .. }) => {
             DaemonStatus::PermissionDenied(error.to_string())
         }
-        Err(error) => DaemonStatus::Unreachable(first_line(&format!("{error:#}"))),
+        Err(error) => DaemonStatus::Unreachable(first_line(&with_causes(&error))),
     }
+}
+
+/// The error and what caused it, on one line: a TLS or certificate problem says which.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let said = error.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = error.source();
+    }
+    text
 }
 
 /// One batch of inspects, keyed by the name each object answers to; callable from any thread.
@@ -429,6 +444,17 @@ mod tests {
         assert!(classic.storage_driver_is("overlay2"));
         assert!(containerd.storage_driver_is("overlay2"));
         assert!(!containerd.storage_driver_is("vfs"));
+    }
+
+    #[test]
+    fn a_daemon_that_cannot_be_asked_is_told_with_its_causes() {
+        let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "no file `ca.pem`");
+        let error = anyhow::Error::new(missing).context("failed to read the certificates");
+        let error: &(dyn std::error::Error + 'static) = error.as_ref();
+        assert_eq!(
+            with_causes(error),
+            "failed to read the certificates: no file `ca.pem`"
+        );
     }
 
     #[test]
