@@ -35,7 +35,8 @@ cat >"$ROOT/etc/docker/daemon.json" <<'EOF'
   "log-opts": {
     "max-size": "50m",
     "max-file": "3"
-  }
+  },
+  "live-restore": true
 }
 EOF
 DOCKERD=(dockerd --data-root "$T/data" --exec-root "$T/exec" --pidfile "$T/pid"

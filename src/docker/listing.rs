@@ -1,9 +1,7 @@
-//! berth's listings of what it made, read as Docker's JSON: one `docker … ls` a kind filtered
-//! on `berth.managed=true`, each object one JSON array a line, then one batched `inspect` of
-//! what may be an orphan. What the orphan kind and `berth destroy` decide from them is theirs;
-//! here is only what Docker says.
-
-use std::time::Duration;
+//! berth's listings of what it made, read as Docker's JSON: one list a kind filtered on
+//! `berth.managed=true` (`GET /containers/json`, `/networks`, `/volumes`), then one batch of
+//! inspects of what may be an orphan. What the orphan kind and `berth destroy` decide from them
+//! is theirs; here is only what Docker says.
 
 use anyhow::{Context as _, Result, bail};
 use serde::Deserialize;
@@ -12,14 +10,11 @@ use serde_json::Value as Json;
 use crate::{
     docker::{
         self, ObjectNames,
+        engine::Engine,
         labels::{Instance, LABEL_INSTANCE, LABEL_MANAGED, Labels, has_control},
     },
-    host::exec::{self, CommandLine},
     plan::Kind,
 };
-
-/// How long one listing may take before berth treats the daemon as hung.
-const LIST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One object a listing found with berth's label, as Docker's inspect says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,13 +75,17 @@ pub(crate) struct Listing {
 /// its inspects). Only what may be an orphan is inspected: this instance's objects that
 /// `declared` does not name (so a converged host inspects nothing more), and any whose name or
 /// instance label holds a control character (a forgery, reported).
-pub(crate) fn list(program: &str, instance: &Instance, declared: &ObjectNames) -> Result<Listing> {
+pub(crate) fn list(
+    engine: &Engine,
+    instance: &Instance,
+    declared: &ObjectNames,
+) -> Result<Listing> {
     let (containers, networks, volumes) = std::thread::scope(|scope| {
         let containers =
-            scope.spawn(|| list_kind(program, Kind::Container, instance, &declared.containers));
+            scope.spawn(|| list_kind(engine, Kind::Container, instance, &declared.containers));
         let networks =
-            scope.spawn(|| list_kind(program, Kind::Network, instance, &declared.networks));
-        let volumes = scope.spawn(|| list_kind(program, Kind::Volume, instance, &declared.volumes));
+            scope.spawn(|| list_kind(engine, Kind::Network, instance, &declared.networks));
+        let volumes = scope.spawn(|| list_kind(engine, Kind::Volume, instance, &declared.volumes));
         (containers.join(), networks.join(), volumes.join())
     });
     let joined = |result: std::thread::Result<Result<Vec<Listed>>>| {
@@ -108,38 +107,27 @@ pub(crate) fn word(kind: Kind) -> &'static str {
     }
 }
 
-/// `docker … ls --filter label=berth.managed=true`, printing each object's ID (a volume's
-/// name), name and instance label as one JSON array a line, then one `docker KIND inspect` of
-/// those worth a look.
+/// The list of `kind` filtered on `berth.managed=true`, then one batch of inspects of those
+/// worth a look.
 fn list_kind(
-    program: &str,
+    engine: &Engine,
     kind: Kind,
     instance: &Instance,
     declared: &[String],
 ) -> Result<Vec<Listed>> {
-    let mut args: Vec<String> = match kind {
-        Kind::Container => vec!["ps".into(), "--all".into(), "--no-trunc".into()],
-        Kind::Network => vec!["network".into(), "ls".into(), "--no-trunc".into()],
-        _ => vec!["volume".into(), "ls".into()],
-    };
-    let (id, name) = match kind {
-        Kind::Container => ("ID", "Names"),
-        Kind::Network => ("ID", "Name"),
-        _ => ("Name", "Name"),
-    };
-    args.extend([
-        "--filter".into(),
-        format!("label={LABEL_MANAGED}=true"),
-        "--format".into(),
-        format!(
-            "[{{{{json .{id}}}}},{{{{json .{name}}}}},{{{{json (.Label \"{LABEL_INSTANCE}\")}}}}]"
-        ),
-    ]);
-    let line = CommandLine::new(program, args);
-    let output = exec::run_with_timeout(&line, LIST_TIMEOUT)
-        .with_context(|| format!("failed to list what berth made (`{line}`)"))?;
-    let ids: Vec<String> = parse_lines(kind, &output.stdout)
-        .with_context(|| format!("`{line}` printed something berth cannot read"))?
+    let listed = engine
+        .list(word(kind), &format!("{LABEL_MANAGED}=true"))
+        .with_context(|| format!("failed to list the {}s berth made", word(kind)))?;
+    let ids: Vec<String> = listed
+        .iter()
+        .map(|object| summary(kind, object))
+        .collect::<Result<Vec<_>>>()
+        .with_context(|| {
+            format!(
+                "the Docker daemon's list of {}s is something berth cannot read",
+                word(kind)
+            )
+        })?
         .into_iter()
         .filter(|(_, name, label)| {
             (instance.owns(label) && !declared.contains(name))
@@ -148,7 +136,7 @@ fn list_kind(
         })
         .map(|(id, _, _)| id)
         .collect();
-    let raw: Vec<Json> = docker::inspect(program, word(kind), &ids)?;
+    let raw: Vec<Json> = docker::inspect(engine, word(kind), &ids)?;
     raw.iter()
         .map(|object| from_inspect(kind, object))
         // Asked by exact ID: anything else in the answer is not what was listed.
@@ -160,33 +148,55 @@ fn list_kind(
         .collect::<Result<Vec<_>>>()
         .with_context(|| {
             format!(
-                "`docker {} inspect` printed something berth cannot read",
+                "the Docker daemon's {} inspect is something berth cannot read",
                 word(kind)
             )
         })
 }
 
-/// What a listing printed, one JSON array a line: the ID (a volume's name), the name and the
-/// instance label. Docker's `json` escapes every control character, so no name or label can
-/// add a line. A container's or network's ID is 64 hexadecimal digits; anything else is
-/// refused whole.
-fn parse_lines(kind: Kind, stdout: &str) -> Result<Vec<(String, String, String)>> {
-    stdout
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            let (id, name, instance): (String, String, String) = serde_json::from_str(line)
-                .with_context(|| format!("{} is not a JSON [ID, name, instance]", escaped(line)))?;
-            let hex = id.len() == 64 && id.bytes().all(|byte| byte.is_ascii_hexdigit());
-            if kind != Kind::Volume && !hex {
-                bail!("{} is not a Docker ID", escaped(&id));
-            }
-            Ok((id, name, instance))
-        })
-        .collect()
+/// What a list says of one object: its ID (a volume's name), its name and its instance label.
+/// A container's or network's ID is 64 hexadecimal digits: it goes into the next request's
+/// path, and anything else is refused whole.
+fn summary(kind: Kind, object: &Json) -> Result<(String, String, String)> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Summary {
+        #[serde(default, rename = "Id")]
+        id: String,
+        #[serde(default)]
+        name: String,
+        /// A container's names, each with its leading `/`.
+        #[serde(default)]
+        names: Vec<String>,
+        #[serde(default)]
+        labels: Option<Labels>,
+    }
+    let summary = Summary::deserialize(object)?;
+    let name = match kind {
+        Kind::Container => summary
+            .names
+            .first()
+            .map(|name| name.trim_start_matches('/').to_owned())
+            .unwrap_or_default(),
+        _ => summary.name,
+    };
+    let instance = summary
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(LABEL_INSTANCE))
+        .cloned()
+        .unwrap_or_default();
+    if kind == Kind::Volume {
+        return Ok((name.clone(), name, instance));
+    }
+    let id = summary.id;
+    if id.len() != 64 || !id.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        bail!("{} is not a Docker ID", escaped(&id));
+    }
+    Ok((id, name, instance))
 }
 
-/// The ID, name and labels of one object from its `docker KIND inspect` document (a
+/// The ID, name and labels of one object from its inspect document (a
 /// container's labels are under `Config`).
 pub(crate) fn from_inspect(kind: Kind, object: &Json) -> Result<Listed> {
     #[derive(Deserialize)]
@@ -227,27 +237,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_listing_is_one_json_array_a_line_and_anything_else_is_refused_whole() {
+    fn a_listed_id_is_a_docker_id_and_a_label_is_whatever_its_json_says() {
         let id = "ab".repeat(32);
+        let container = serde_json::json!({
+            "Id": id, "Names": ["/runner"], "Labels": {"berth.instance": "me"}
+        });
         assert_eq!(
-            parse_lines(
-                Kind::Container,
-                &format!("[\"{id}\",\"runner\",\"me\"]\n\n")
-            )
-            .unwrap(),
-            vec![(id.clone(), "runner".to_owned(), "me".to_owned())]
+            summary(Kind::Container, &container).unwrap(),
+            (id.clone(), "runner".to_owned(), "me".to_owned())
         );
-        // A label is whatever the JSON string says, escapes included: one line, one object.
+        let volume = serde_json::json!({
+            "Name": "data", "Labels": {"berth.instance": "x\nvictim\tme"}
+        });
         assert_eq!(
-            parse_lines(Kind::Volume, "[\"data\",\"data\",\"x\\nvictim\\tme\"]\n").unwrap(),
-            vec![(
+            summary(Kind::Volume, &volume).unwrap(),
+            (
                 "data".to_owned(),
                 "data".to_owned(),
                 "x\nvictim\tme".to_owned()
-            )]
+            )
         );
-        // What the old tab-separated format printed, and an ID that is none.
-        assert!(parse_lines(Kind::Container, "victim\tme\t\n").is_err());
-        assert!(parse_lines(Kind::Network, "[\"victim\",\"victim\",\"me\"]\n").is_err());
+        // An ID that is none would go into the next request's path.
+        let forged = serde_json::json!({"Id": "../victim", "Name": "victim"});
+        assert!(summary(Kind::Network, &forged).is_err());
     }
 }

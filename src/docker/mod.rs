@@ -1,11 +1,13 @@
-//! The Docker daemon as berth sees it through the `docker` CLI (driven by duct, JSON output):
-//! the edge, below every kind. What Docker says (`wire`, `labels`, `listing`) lives here, beside
-//! the client that asks it; what a kind wants lives with the kind.
-//! `DOCKER_HOST` and docker contexts are respected because the CLI reads them itself. Answers
-//! are cached for one run so that observing N resources costs a constant number of calls; the
-//! engine drops the cache after anything is applied.
+//! The Docker daemon as berth sees it: the edge, below every kind. What Docker says (`wire`,
+//! `labels`, `listing`) lives here, beside the client that asks it; what a kind wants lives with
+//! the kind. Observations (`info`, the batched inspects, berth's listings, events) go through
+//! the Engine API (`engine`, issue 24); changes still run the `docker` CLI (driven by duct),
+//! which reads `DOCKER_HOST` itself, as `engine` does. Answers are cached for one run so that
+//! observing N resources costs a constant number of requests; the engine drops the cache after
+//! anything is applied.
 
 pub(crate) mod drain;
+pub(crate) mod engine;
 pub(crate) mod labels;
 pub(crate) mod listing;
 pub(crate) mod pull;
@@ -27,6 +29,8 @@ use serde_json::Value as Json;
 
 use crate::host::exec::{self, CommandError, CommandLine};
 
+use engine::{Engine, EngineError};
+
 /// The names a profile's Docker objects go by. Every resource of a kind asks about all of its
 /// kind's names at once, so the first asks the daemon and the rest read the cached answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,16 +43,14 @@ pub(crate) struct ObjectNames {
     pub images: Vec<String>,
 }
 
-/// How long one `docker` query may take before berth treats the daemon as hung.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one query may take before berth treats the daemon as hung.
+pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What `docker info` could tell.
+/// What `GET /info` could tell.
 #[derive(Debug, Clone)]
 pub(crate) enum DaemonStatus {
     Running(Box<DaemonInfo>),
-    /// No `docker` program on PATH.
-    CliMissing,
-    /// The CLI runs but cannot reach a daemon: not running, no socket, wrong DOCKER_HOST.
+    /// No daemon to reach: not running, no socket, wrong DOCKER_HOST.
     Unreachable(String),
     /// The daemon takes the connection but does not answer (hung): restarting it stops every
     /// running container, so berth does it only when the profile says so.
@@ -57,8 +59,8 @@ pub(crate) enum DaemonStatus {
     PermissionDenied(String),
 }
 
-/// The parts of `docker info` berth reads. Unknown fields are ignored: the CLI and the daemon
-/// add fields with every release.
+/// The parts of `GET /info` berth reads. Unknown fields are ignored: the daemon adds fields
+/// with every release.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub(crate) struct DaemonInfo {
@@ -119,7 +121,9 @@ pub(crate) fn normalize_mirror(mirror: &str) -> String {
 }
 
 pub(crate) struct Docker {
+    /// The CLI, for the changes not yet made through the API.
     program: String,
+    engine: Engine,
     status: RefCell<Option<DaemonStatus>>,
     /// One `Batch<T>` per inspect type: two types may read one kind (a container by its name,
     /// an orphan container by its ID).
@@ -177,6 +181,7 @@ impl Docker {
     pub(crate) fn new(program: &str) -> Self {
         Self {
             program: program.to_owned(),
+            engine: Engine::from_env(QUERY_TIMEOUT),
             status: RefCell::new(None),
             inspected: RefCell::new(HashMap::new()),
             identities: RefCell::new(BTreeMap::new()),
@@ -230,13 +235,18 @@ impl Docker {
 
     /// Asks the daemon now, bypassing the cache: for waiting on a restart.
     pub(crate) fn query_status(&self) -> DaemonStatus {
-        query_status(&self.program)
+        query_status(&self.engine)
     }
 
-    /// The CLI program berth runs, for queries made on other threads ([`query_status`],
-    /// [`fetch`]) whose answers [`Docker::remember`] then keeps.
+    /// The CLI program berth runs its changes with.
     pub(crate) fn program(&self) -> &str {
         &self.program
+    }
+
+    /// The API client, for queries made on other threads ([`query_status`], [`fetch`]) whose
+    /// answers [`Docker::remember`] then keeps.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// Keeps a status asked on another thread as this run's answer.
@@ -269,46 +279,52 @@ impl Docker {
     }
 }
 
-/// `docker info`, through `program`: what the daemon says of itself, or why it cannot.
-pub(crate) fn query_status(program: &str) -> DaemonStatus {
-    let command = CommandLine::new(program, ["info", "--format", "{{json .}}"]);
-    match exec::run_with_timeout(&command, QUERY_TIMEOUT) {
-        Ok(output) => match serde_json::from_str::<DaemonInfo>(&output.stdout) {
+/// `GET /info`: what the daemon says of itself, or why it cannot.
+pub(crate) fn query_status(engine: &Engine) -> DaemonStatus {
+    match engine.info() {
+        Ok(raw) => match serde_json::from_value::<DaemonInfo>(raw) {
             Ok(info) if !info.server_version.is_empty() => DaemonStatus::Running(Box::new(info)),
-            Ok(_) => {
-                DaemonStatus::Unreachable("`docker info` returned no server information".into())
-            }
+            Ok(_) => DaemonStatus::Unreachable("`GET /info` returned no server information".into()),
             Err(error) => DaemonStatus::Unreachable(format!(
-                "`docker info` printed something that is not JSON: {error}"
+                "`GET /info` answered something berth cannot read: {error}"
             )),
         },
-        Err(error) if error.is_not_found() => DaemonStatus::CliMissing,
-        Err(exec::CommandError::TimedOut { timeout, .. }) => DaemonStatus::NotAnswering(format!(
+        Err(EngineError::Hung { timeout, .. }) => DaemonStatus::NotAnswering(format!(
             "`docker info` got no answer within {} s",
             timeout.as_secs()
         )),
-        Err(error) => {
-            let reason = error.stderr().map_or_else(|| error.to_string(), first_line);
-            if reason.to_ascii_lowercase().contains("permission denied") {
-                DaemonStatus::PermissionDenied(reason)
-            } else {
-                DaemonStatus::Unreachable(reason)
-            }
+        Err(error @ EngineError::PermissionDenied { .. }) => {
+            DaemonStatus::PermissionDenied(error.to_string())
         }
+        Err(error) => DaemonStatus::Unreachable(first_line(&with_causes(&error))),
     }
 }
 
-/// One batched `docker KIND inspect` through `program`, keyed by the name each object answers
-/// to; callable from any thread.
-pub(crate) fn fetch<T: Inspect>(program: &str, names: &[String]) -> Result<Fetched<T>> {
-    let raw: Vec<Json> = inspect(program, T::KIND, names)?;
+/// The error and what caused it, on one line: a TLS or certificate problem says which.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let said = error.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = error.source();
+    }
+    text
+}
+
+/// One batch of inspects, keyed by the name each object answers to; callable from any thread.
+pub(crate) fn fetch<T: Inspect>(engine: &Engine, names: &[String]) -> Result<Fetched<T>> {
+    let raw: Vec<Json> = inspect(engine, T::KIND, names)?;
     let items = raw
         .iter()
         .map(|value| Ok((T::deserialize(value)?, value)))
         .collect::<Result<Vec<(T, &Json)>, serde_json::Error>>()
         .with_context(|| {
             format!(
-                "`docker {} inspect` printed something berth cannot read",
+                "the Docker daemon's {} inspect is something berth cannot read",
                 T::KIND
             )
         })?;
@@ -377,44 +393,26 @@ impl Docker {
         {
             return Ok(found);
         }
-        Ok(self.remember(names, fetch::<T>(&self.program, names)?))
+        Ok(self.remember(names, fetch::<T>(&self.engine, names)?))
     }
 }
 
-/// `docker KIND inspect NAME…`. For names that do not exist the CLI prints the others and
-/// exits 1 with one "No such …"/"not found" line each: that is an answer, not a failure.
+/// The inspect document of each of `names` that exists (`GET /KIND/NAME/json`, side by side):
+/// a name that does not exist is an answer (left out), not a failure.
 pub(crate) fn inspect<T: DeserializeOwned>(
-    program: &str,
+    engine: &Engine,
     kind: &str,
     names: &[String],
 ) -> Result<Vec<T>> {
-    if names.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut args = vec![kind.to_owned(), "inspect".to_owned(), "--".to_owned()];
-    args.extend(names.iter().cloned());
-    let command = CommandLine::new(program, args);
-    let output = exec::run_unchecked_with_timeout(&command, QUERY_TIMEOUT)?;
-    if !output.success() {
-        let only_missing = output.stderr.lines().all(|line| {
-            let line = line.to_ascii_lowercase();
-            line.trim().is_empty() || line.contains("no such") || line.contains("not found")
-        });
-        if !only_missing || output.stderr.trim().is_empty() {
-            let stderr = output.stderr.trim();
-            return Err(CommandError::Failed {
-                command: command.to_string(),
-                code: output.code,
-                stderr: (!stderr.is_empty()).then(|| exec::Stderr(stderr.to_owned())),
-            }
-            .into());
-        }
-    }
-    if output.stdout.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    serde_json::from_str(&output.stdout)
-        .with_context(|| format!("`{command}` printed something berth cannot read"))
+    let raw = engine
+        .inspect(kind, names)
+        .with_context(|| format!("failed to inspect {kind}s on the Docker daemon"))?;
+    raw.into_iter()
+        .map(serde_json::from_value)
+        .collect::<Result<Vec<T>, _>>()
+        .with_context(|| {
+            format!("the Docker daemon's {kind} inspect is something berth cannot read")
+        })
 }
 
 fn first_line(text: &str) -> String {
@@ -449,17 +447,22 @@ mod tests {
     }
 
     #[test]
+    fn a_daemon_that_cannot_be_asked_is_told_with_its_causes() {
+        let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "no file `ca.pem`");
+        let error = anyhow::Error::new(missing).context("failed to read the certificates");
+        let error: &(dyn std::error::Error + 'static) = error.as_ref();
+        assert_eq!(
+            with_causes(error),
+            "failed to read the certificates: no file `ca.pem`"
+        );
+    }
+
+    #[test]
     fn mirrors_compare_with_one_trailing_slash() {
         assert_eq!(normalize_mirror("https://m.example"), "https://m.example/");
         assert_eq!(
             normalize_mirror("https://m.example//"),
             "https://m.example/"
         );
-    }
-
-    #[test]
-    fn missing_cli_is_told_apart_from_a_stopped_daemon() {
-        let docker = Docker::new("berth-no-such-docker");
-        assert!(matches!(docker.status(), DaemonStatus::CliMissing));
     }
 }

@@ -90,7 +90,7 @@ pub(super) fn dind_from_runner(
                 .iter()
                 .map(|container| container.name.as_str().to_owned())
                 .collect();
-            crate::docker::fetch::<ContainerInfo>(docker.program(), &names).ok()
+            crate::docker::fetch::<ContainerInfo>(docker.engine(), &names).ok()
         }
         _ => None,
     };

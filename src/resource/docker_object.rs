@@ -164,9 +164,7 @@ pub(crate) fn reach(context: &Context) -> Reach {
         DaemonStatus::Running(_) => Reach::Running,
         _ if !unit::docker_installed(context.host) => Reach::NotInstalled,
         DaemonStatus::PermissionDenied(_) => Reach::NotPermitted,
-        DaemonStatus::CliMissing | DaemonStatus::Unreachable(_) | DaemonStatus::NotAnswering(_) => {
-            Reach::Down
-        }
+        DaemonStatus::Unreachable(_) | DaemonStatus::NotAnswering(_) => Reach::Down,
     }
 }
 
@@ -272,15 +270,34 @@ impl Driven<'_> {
 
 /// `--label` arguments that mark an object as berth's.
 pub(crate) fn ownership_labels(owner: &Owner, spec_hash: &str) -> Vec<String> {
+    ownership(owner, spec_hash)
+        .into_iter()
+        .flat_map(|(key, value)| ["--label".to_owned(), format!("{key}={value}")])
+        .collect()
+}
+
+/// berth's labels in the order the `--label` arguments have always given them.
+fn ownership(owner: &Owner, spec_hash: &str) -> [(&'static str, String); 4] {
     [
-        format!("{LABEL_MANAGED}=true"),
-        format!("{LABEL_PROFILE}={}", owner.profile),
-        format!("{LABEL_INSTANCE}={}", owner.instance),
-        format!("{LABEL_SPEC_HASH}={spec_hash}"),
+        (LABEL_MANAGED, "true".to_owned()),
+        (LABEL_PROFILE, owner.profile.clone()),
+        (LABEL_INSTANCE, owner.instance.clone()),
+        (LABEL_SPEC_HASH, spec_hash.to_owned()),
     ]
-    .into_iter()
-    .flat_map(|label| ["--label".to_owned(), label])
-    .collect()
+}
+
+/// The labels that mark an object as berth's, for the Engine API; then the profile's own
+/// `labels`, as `--label` arguments in that order set them.
+pub(crate) fn labels_of(
+    owner: &Owner,
+    spec_hash: &str,
+    labels: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    ownership(owner, spec_hash)
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .chain(labels.clone())
+        .collect()
 }
 
 /// Why an object of the profile's name is not berth's to change: `kind` is a Docker object's

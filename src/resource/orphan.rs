@@ -242,7 +242,7 @@ impl Orphan {
     /// label (or carries a control character), so nothing swapped in is ever removed.
     fn still_ours(&self, context: &Context) -> Result<bool> {
         let raw: Vec<Json> = docker::inspect(
-            context.docker.program(),
+            context.docker.engine(),
             word(self.kind),
             std::slice::from_ref(&self.object_id),
         )?;
@@ -402,7 +402,11 @@ impl Resource for Orphan {
                 run(&["container", "rm", "--volumes", id])
             }
             OrphanOp::RemoveNetwork => run(&["network", "rm", id]),
-            OrphanOp::RemoveVolume => run(&["volume", "rm", "--", id]),
+            OrphanOp::RemoveVolume => context
+                .docker
+                .engine()
+                .remove_volume(id)
+                .with_context(|| format!("failed to remove volume `{id}`")),
         }
     }
 }

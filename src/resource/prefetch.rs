@@ -13,7 +13,7 @@ use crate::{
     resource::{Context, container},
 };
 
-/// Asks the daemon everything this run's resources will ask, at once: `docker info` and the
+/// Asks the daemon everything this run's resources will ask, at once: `GET /info` and the
 /// batched inspects of networks, volumes and containers run side by side (images follow the
 /// containers, whose images they include), and their answers are kept as the run's. The same
 /// queries as one after another, in the time of the slowest; a query that fails is left for
@@ -26,16 +26,16 @@ pub(crate) fn prefetch(
     names: &ObjectNames,
     instance: &Instance,
 ) -> Option<Result<Listing>> {
-    let program = context.docker.program();
+    let engine = context.docker.engine();
     let (status, networks, volumes, containers, listing) = std::thread::scope(|scope| {
-        let status = scope.spawn(|| client::query_status(program));
-        let listing = scope.spawn(|| listing::list(program, instance, names));
-        let networks = scope.spawn(|| client::fetch::<NetworkInfo>(program, &names.networks));
-        let volumes = scope.spawn(|| client::fetch::<VolumeInfo>(program, &names.volumes));
+        let status = scope.spawn(|| client::query_status(engine));
+        let listing = scope.spawn(|| listing::list(engine, instance, names));
+        let networks = scope.spawn(|| client::fetch::<NetworkInfo>(engine, &names.networks));
+        let volumes = scope.spawn(|| client::fetch::<VolumeInfo>(engine, &names.volumes));
         let containers = scope.spawn(|| {
-            let containers = client::fetch::<ContainerInfo>(program, &names.containers)?;
+            let containers = client::fetch::<ContainerInfo>(engine, &names.containers)?;
             let references = container::image_references(&names.images, &containers.found);
-            let images = client::fetch::<ImageInfo>(program, &references)?;
+            let images = client::fetch::<ImageInfo>(engine, &references)?;
             Ok::<_, anyhow::Error>((containers, references, images))
         });
         (

@@ -115,16 +115,6 @@ impl Volume {
         }
     }
 
-    fn create_arguments(&self) -> Vec<String> {
-        self.driven().create_arguments(
-            "volume",
-            &[],
-            (&self.owner, &self.hash),
-            &self.spec.labels,
-            self.spec.name.as_str(),
-        )
-    }
-
     fn refuse_replacement(&self, diff: &mut Diff<VolumeOp>, fields: Vec<FieldChange>) {
         let name = &self.spec.name;
         diff.refuse(Change::new(
@@ -201,9 +191,17 @@ impl Resource for Volume {
     fn apply(&self, context: &Context, op: &VolumeOp) -> Result<()> {
         match op {
             VolumeOp::Create => {
-                let args = self.create_arguments();
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                context.docker.run(&args)?;
+                let name = self.spec.name.as_str();
+                context
+                    .docker
+                    .engine()
+                    .create_volume(
+                        name,
+                        &self.spec.driver,
+                        &self.spec.options,
+                        &docker_object::labels_of(&self.owner, &self.hash, &self.spec.labels),
+                    )
+                    .with_context(|| format!("failed to create volume `{name}`"))?;
                 Ok(())
             }
             VolumeOp::Adopt { created_at } => self.adopt_record(context, created_at),

@@ -135,7 +135,11 @@ pub(crate) fn run(
         sender.clone(),
         sources::HYGIENE_PERIOD,
     )?;
-    let docker = DockerEvents::start("docker".to_owned(), Arc::clone(&targets), sender);
+    DockerEvents::start(
+        crate::docker::engine::Engine::from_env(crate::docker::QUERY_TIMEOUT),
+        Arc::clone(&targets),
+        sender,
+    );
     tracing::info!("watching: converging once, then on every drift");
     systemd.ready("watching; converging once");
     let mut limiter = Limiter::new(pace.heals_per_minute);
@@ -203,7 +207,6 @@ pub(crate) fn run(
             tracing::info!("drift: {}", reasons.join(", "));
         }
     }
-    docker.stop();
     WatchState::remove(host)?;
     Ok(crate::cli::exit::OK)
 }

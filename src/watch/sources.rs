@@ -4,10 +4,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    io::{BufRead, BufReader},
-    os::unix::process::CommandExt,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex, mpsc::Sender},
     time::{Duration, Instant},
 };
@@ -17,6 +14,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use serde::Deserialize;
 
 use super::Event;
+use crate::docker::engine::Engine;
 
 /// What berth owns, as the sources match it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -176,7 +174,7 @@ impl SourcePoll {
     }
 }
 
-/// One line of `docker events --format '{{json .}}'`.
+/// One event of `GET /events`, as Docker's JSON.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct DockerEvent {
@@ -230,66 +228,36 @@ impl DockerEvent {
     }
 }
 
-/// Follows `docker events` through the `docker` CLI, started again with backoff whenever the
-/// stream ends (the daemon went away); a stream that ended after running a while is itself
-/// news worth a converge (the daemon restarted, or stopped and needs starting).
-pub(crate) struct DockerEvents {
-    child: Arc<Mutex<Option<Child>>>,
-}
+/// Follows Docker's event stream (`GET /events`, through berth's API client: no `docker`
+/// process), asked again with backoff whenever the stream ends (the daemon went away); a stream
+/// that ended after running a while is itself news worth a converge (the daemon restarted, or
+/// stopped and needs starting).
+pub(crate) struct DockerEvents;
 
 impl DockerEvents {
-    pub(crate) fn start(
-        program: String,
-        targets: Arc<Mutex<Targets>>,
-        events: Sender<Event>,
-    ) -> Self {
-        let child: Arc<Mutex<Option<Child>>> = Arc::default();
-        let running = Arc::clone(&child);
+    pub(crate) fn start(engine: Engine, targets: Arc<Mutex<Targets>>, events: Sender<Event>) {
         let spawned = std::thread::Builder::new()
             .name("berth-docker-events".into())
             .spawn(move || {
                 let mut backoff = Duration::from_secs(1);
                 loop {
                     let started = Instant::now();
-                    let stream = Command::new(&program)
-                        .args([
-                            "events",
-                            "--format",
-                            "{{json .}}",
-                            "--filter",
-                            "type=container",
-                            "--filter",
-                            "type=network",
-                            "--filter",
-                            "type=volume",
-                        ])
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::piped())
-                        .stderr(Stdio::null())
-                        .dies_with_its_parent()
-                        .spawn();
-                    if let Ok(mut process) = stream {
-                        let stdout = process.stdout.take();
-                        *running.lock().expect("child") = Some(process);
-                        for line in stdout
-                            .into_iter()
-                            .flat_map(|out| BufReader::new(out).lines())
-                        {
-                            let Ok(line) = line else { break };
-                            let Ok(event) = serde_json::from_str::<DockerEvent>(&line) else {
-                                continue;
-                            };
-                            let of_interest = event.of_interest(&targets.lock().expect("targets"));
-                            if let Some(what) = of_interest
-                                && events.send(Event::changed(what)).is_err()
-                            {
-                                return;
-                            }
+                    let mut listening = true;
+                    let ended = engine.follow_events(|raw| {
+                        let Ok(event) = serde_json::from_value::<DockerEvent>(raw) else {
+                            return true;
+                        };
+                        let of_interest = event.of_interest(&targets.lock().expect("targets"));
+                        if let Some(what) = of_interest {
+                            listening = events.send(Event::changed(what)).is_ok();
                         }
-                        if let Some(mut process) = running.lock().expect("child").take() {
-                            let _ = process.kill();
-                            let _ = process.wait();
-                        }
+                        listening
+                    });
+                    if !listening {
+                        return;
+                    }
+                    if let Err(error) = ended {
+                        tracing::debug!("Docker's event stream: {error}");
                     }
                     if started.elapsed() > Duration::from_secs(5) {
                         backoff = Duration::from_secs(1);
@@ -306,42 +274,6 @@ impl DockerEvents {
             });
         if let Err(error) = spawned {
             tracing::warn!("cannot follow Docker's events: {error}");
-        }
-        Self { child }
-    }
-
-    /// Ends the `docker events` process, so it does not outlive berth.
-    pub(crate) fn stop(&self) {
-        if let Some(mut process) = self.child.lock().expect("child").take() {
-            let _ = process.kill();
-            let _ = process.wait();
-        }
-    }
-}
-
-/// A child that does not outlive berth when berth is killed outright (`kill -9`, the OOM killer),
-/// where `DockerEvents::stop` never runs: the kernel sends it SIGTERM when its parent dies
-/// (`PR_SET_PDEATHSIG`). Under systemd the cgroup is killed anyway; by hand it is not.
-trait DiesWithItsParent {
-    fn dies_with_its_parent(&mut self) -> &mut Self;
-}
-
-impl DiesWithItsParent for Command {
-    fn dies_with_its_parent(&mut self) -> &mut Self {
-        let parent = nix::unistd::getpid();
-        // SAFETY: the closure runs in the child between fork and exec and makes only
-        // async-signal-safe calls (prctl, getppid); it allocates nothing.
-        unsafe {
-            self.pre_exec(move || {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
-                // The parent may have died before the prctl: then nobody will send it.
-                if nix::unistd::getppid() != parent {
-                    return Err(std::io::Error::other(
-                        "berth exited before docker events started",
-                    ));
-                }
-                Ok(())
-            })
         }
     }
 }

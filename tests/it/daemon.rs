@@ -522,3 +522,35 @@ fn dockerd_validate_rejecting_the_file_leaves_it_untouched() {
         "#);
     });
 }
+
+/// Issue 24: a socket this user may not use is told apart from a daemon that is down, as the
+/// CLI told it: `plan` as `nobody` (the daemon's socket lies in root's private directory) says
+/// it cannot ask the daemon and plans no start of it.
+#[test]
+fn plan_as_a_user_who_may_not_use_the_socket_says_so_and_plans_no_start() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = Root::new();
+    let dockerd = crate::require_dockerd!(&root);
+    // The root reads like a host's to another user; the daemon's directory does not.
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let Some(plan) = berth(&root)
+        .docker(&dockerd)
+        .args(["-p", "dind", "plan"])
+        .by_nobody()
+    else {
+        return;
+    };
+    let plan = plan.run();
+    assert!(
+        plan.stderr.contains(
+            "cannot ask the Docker daemon (permission denied while trying to connect to the Docker daemon socket at unix://[DOCKERD]/docker.sock)"
+        ),
+        "{}",
+        plan.transcript()
+    );
+    assert!(
+        !plan.stdout.contains("daemon/docker"),
+        "{}",
+        plan.transcript()
+    );
+}

@@ -231,6 +231,82 @@ fn dind_tls_the_runner_builds_over_mutual_tls_and_reconnects_after_dind_is_repla
     host.converged();
 }
 
+/// Issue 24: berth reaches a daemon over TCP with mutual TLS as the `docker` CLI does, from
+/// `DOCKER_HOST`, `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH` (ca.pem, cert.pem, key.pem): the
+/// nested dind of `dind-tls` on 2376, with the client certificates it issued. Without
+/// `DOCKER_TLS_VERIFY` it does not answer (berth spoke plain HTTP to a TLS port).
+#[test]
+fn dind_tls_berth_reaches_the_nested_daemon_over_tcp_with_the_clis_tls_variables() {
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    let host = Converged::with_real_dind(&root, &dockerd, "dind-tls", "");
+    nested_daemon_answers(&host);
+    let certificates = root.scratch("nested-certs");
+    for file in ["ca.pem", "cert.pem", "key.pem"] {
+        std::fs::write(
+            certificates.join(file),
+            host.exec(RUNNER, &format!("cat /certs/client/{file}")) + "\n",
+        )
+        .unwrap();
+    }
+    let address = dockerd.inspect_container(DIND)["NetworkSettings"]["Networks"]
+        ["gitlab-runner-net"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A root whose Docker is installed (its unit); the daemon is the nested one.
+    let nested = Root::new();
+    nested.write(
+        "/lib/systemd/system/docker.service",
+        "[Service]\nExecStart=/usr/bin/dockerd\n",
+    );
+    let profile = crate::harness::profile_file(
+        &nested.scratch("profiles"),
+        "nested",
+        "[volumes.berth-test-nested]\n",
+    );
+    let berth = |tls: &str, command: &str| {
+        crate::harness::berth(&nested)
+            .env("DOCKER_HOST", format!("tcp://{address}:2376"))
+            .env("DOCKER_TLS_VERIFY", tls)
+            .env("DOCKER_CERT_PATH", &certificates)
+            .filter(address.as_str(), "[DIND]")
+            .args(["-p".as_ref(), profile.as_os_str(), command.as_ref()])
+            .in_network_of(&dockerd)
+            .run()
+    };
+    let plan = berth("1", "plan");
+    plan.code(2);
+    assert!(
+        plan.stdout.contains("volume/berth-test-nested") && plan.stdout.contains("+ create"),
+        "{}",
+        plan.transcript()
+    );
+    // The volume is made, through the same variables, and then seen over TLS.
+    berth("1", "apply").code(0);
+    assert_eq!(
+        in_runner_ok(
+            &host,
+            "docker volume inspect --format '{{.Name}}' berth-test-nested"
+        ),
+        "berth-test-nested"
+    );
+    let converged = berth("1", "plan");
+    converged.code(0);
+    assert!(
+        !converged.stdout.contains("volume/"),
+        "{}",
+        converged.transcript()
+    );
+
+    let plain = berth("", "plan");
+    assert!(
+        plain.stdout.contains("daemon/docker") && plain.stdout.contains("does not answer"),
+        "{}",
+        plain.transcript()
+    );
+}
+
 #[test]
 fn dind_the_mtu_and_the_dind_flags_reach_the_nested_daemon() {
     let root = Root::new();

@@ -958,7 +958,13 @@ fn berth_killed_at_every_docker_call_of_a_scratch_dind_apply_then_one_apply_conv
     fault.clear_log();
     run("apply", true).code(0);
     let calls = fault.calls();
-    assert!(calls.len() > 5, "berth's docker calls were seen: {calls:?}");
+    // The changes that still run the CLI (issue 24 moves them to the Engine API one group at
+    // a time; the volume's create went first): the network's create, each container's create
+    // and start. Kills between API requests are not covered here.
+    assert!(
+        calls.len() >= 5,
+        "berth's docker calls were seen: {calls:?}"
+    );
 
     eprintln!("the docker calls of a scratch apply of `dind`: {calls:#?}");
 

@@ -246,6 +246,37 @@ impl Berth {
         self
     }
 
+    /// Runs berth inside the private daemon's network namespace (`nsenter -n`), where its
+    /// containers' addresses are reachable: a nested dind's TCP port. Call it last: the
+    /// arguments given so far move behind `nsenter`.
+    pub fn in_network_of(self, dockerd: &Dockerd) -> Self {
+        let pid = dockerd.pid().to_string();
+        self.wrapped_in(Command::new("nsenter").args(["-n", "-t", &pid, "--"]))
+    }
+
+    /// Runs berth as `nobody` (`setpriv`, as [`as_nobody`]); `None` where that cannot be done
+    /// (the reason is printed, and under CI=true it fails). Call it last, as `in_network_of`.
+    pub fn by_nobody(self) -> Option<Self> {
+        let mut nobody = as_nobody("env")?;
+        Some(self.wrapped_in(&mut nobody))
+    }
+
+    /// `wrapper ... BERTH ARGS...`, with the environment given so far.
+    fn wrapped_in(mut self, wrapper: &mut Command) -> Self {
+        let mut wrapped = Command::new(wrapper.get_program());
+        wrapped.args(wrapper.get_args()).env_clear();
+        for (key, value) in self.command.get_envs() {
+            if let Some(value) = value {
+                wrapped.env(key, value);
+            }
+        }
+        wrapped
+            .arg(self.command.get_program())
+            .args(self.command.get_args());
+        self.command = wrapped;
+        self
+    }
+
     /// Replaces `from` with `to` in what the run printed (a port, a generated id).
     pub fn filter(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
         self.extra_filters.push((from.into(), to.into()));

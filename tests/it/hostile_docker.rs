@@ -134,8 +134,10 @@ fn a_volume_swapped_after_the_listing_is_never_removed() {
     let dockerd = require_dockerd!(&root);
     let host = Converged::new(&root, &dockerd, "dind", "");
     let volume = "gitlab-dind-data";
-    // A `docker` that, as berth looks at the volume again right before removing it, has
-    // someone put a volume of their own under that name (a volume has no ID but its name).
+    // Someone puts a volume of their own under that name (a volume has no ID but its name)
+    // after berth listed what it made and before it removes the volume: here as the network
+    // goes, which berth still removes through a `docker` on PATH, while its look at the volume
+    // again goes through the Engine API.
     let bin = root.scratch("swap-docker");
     let real = String::from_utf8(
         Command::new("sh")
@@ -150,13 +152,12 @@ fn a_volume_swapped_after_the_listing_is_never_removed() {
         "docker",
         &format!(
             r#"#!/bin/sh
-if [ "$1 $2" = "volume inspect" ]; then
-    n=$(cat '{dir}/inspects' 2>/dev/null || echo 0); n=$((n + 1)); echo $n > '{dir}/inspects'
-    # The first is the listing's; the second, berth's last look before `volume rm`.
-    if [ $n = 2 ]; then
-        '{real}' volume rm {volume} >/dev/null
-        '{real}' volume create --label owner=someone-else {volume} >/dev/null
-    fi
+if [ "$1 $2" = "network rm" ] && [ ! -f '{dir}/swapped' ]; then
+    '{real}' "$@"; rc=$?
+    touch '{dir}/swapped'
+    '{real}' volume rm {volume} >/dev/null
+    '{real}' volume create --label owner=someone-else {volume} >/dev/null
+    exit $rc
 fi
 exec '{real}' "$@"
 "#,
@@ -171,6 +172,7 @@ exec '{real}' "$@"
         .args(host.args())
         .run();
     destroy.code(1);
+    assert!(bin.join("swapped").exists(), "{}", destroy.transcript());
     assert!(
         destroy.stderr.contains(&format!(
             "caused by: refused to remove volume `{volume}`: looked at again by its name, it no longer carries `berth.managed=true`"

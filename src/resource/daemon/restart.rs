@@ -254,7 +254,6 @@ impl DaemonService {
                         describe(&mismatches)
                     )
                 }
-                DaemonStatus::CliMissing => bail!("the `docker` CLI is not installed"),
                 DaemonStatus::Unreachable(reason)
                 | DaemonStatus::NotAnswering(reason)
                 | DaemonStatus::PermissionDenied(reason) => reason,

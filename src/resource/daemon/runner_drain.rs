@@ -60,11 +60,8 @@ impl RunnerDrain {
 
     /// The container as Docker has it now; `None` once it is gone.
     fn look(&self, context: &Context) -> Result<Option<ContainerInfo>> {
-        let found: Vec<ContainerInfo> = docker::inspect(
-            context.docker.program(),
-            "container",
-            &[self.id.to_string()],
-        )?;
+        let found: Vec<ContainerInfo> =
+            docker::inspect(context.docker.engine(), "container", &[self.id.to_string()])?;
         Ok(found.into_iter().find(|live| live.id == self.id))
     }
 

@@ -268,16 +268,6 @@ impl Resource for DaemonService {
         }
         let info = match &observed.status {
             DaemonStatus::Running(info) => info,
-            DaemonStatus::CliMissing => {
-                diff.refuse(
-                    Self::change(
-                        &op(DaemonCommand::Start),
-                        "dockerd is installed but the `docker` CLI is not",
-                    ),
-                    "berth drives the daemon through the `docker` CLI; install it",
-                );
-                return diff;
-            }
             DaemonStatus::PermissionDenied(reason) => {
                 diff.warn(format!(
                     "cannot ask the Docker daemon ({reason}): neither daemon changes nor networks, volumes and containers are compared; run as root or in the docker group to see them"

@@ -256,7 +256,7 @@ fn a_stopped_daemon_is_started_and_a_missing_docker_is_only_mentioned() {
     );
     let absent = DaemonState {
         installed: false,
-        status: DaemonStatus::CliMissing,
+        status: DaemonStatus::Unreachable("no socket".into()),
         file: None,
         runner: None,
     };

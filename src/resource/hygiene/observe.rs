@@ -126,7 +126,7 @@ fn first_line(text: &str) -> String {
 /// The dind container as the host's daemon says it, when it runs.
 fn dind_container(context: &Context, name: &str) -> Result<Option<ContainerInfo>> {
     let found = crate::docker::inspect::<ContainerInfo>(
-        context.docker.program(),
+        context.docker.engine(),
         "container",
         &[name.to_owned()],
     )?;
