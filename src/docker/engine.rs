@@ -138,6 +138,7 @@ impl Engine {
         if let Some(client) = client.as_ref() {
             return Ok(client.clone());
         }
+        tracing::debug!("connecting to the Docker daemon at {}", self.address.host);
         let connected = self.connect()?;
         let negotiated = self.block_on("`GET /version`", connected.negotiate_version())?;
         *client = Some(negotiated.clone());
@@ -178,6 +179,8 @@ impl Engine {
         what: &str,
         request: impl Future<Output = Result<T, BollardError>>,
     ) -> Result<T, EngineError> {
+        // What `-v` shows of each question, as it showed each `docker` command before.
+        tracing::debug!("asking the Docker daemon at {}: {what}", self.address.host);
         self.runtime
             .block_on(async { tokio::time::timeout(self.timeout, request).await })
             .map_err(|_| EngineError::Hung {

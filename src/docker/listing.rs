@@ -160,7 +160,7 @@ fn list_kind(
 fn summary(kind: Kind, object: &Json) -> Result<(String, String, String)> {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
-    struct Summary {
+    struct ListedObject {
         #[serde(default, rename = "Id")]
         id: String,
         #[serde(default)]
@@ -171,7 +171,7 @@ fn summary(kind: Kind, object: &Json) -> Result<(String, String, String)> {
         #[serde(default)]
         labels: Option<Labels>,
     }
-    let summary = Summary::deserialize(object)?;
+    let summary = ListedObject::deserialize(object)?;
     let name = match kind {
         Kind::Container => summary
             .names
