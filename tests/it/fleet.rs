@@ -19,7 +19,7 @@ use std::{
 };
 
 use crate::{
-    harness::{Dockerd, Root, berth, profile_file, within},
+    harness::{Dockerd, Root, berth, line_starting, profile_file, within},
     require_dockerd,
 };
 
@@ -240,12 +240,6 @@ fn p_args(profiles: &[PathBuf]) -> Vec<std::ffi::OsString> {
         .collect()
 }
 
-fn line_of<'a>(text: &'a str, start: &str) -> &'a str {
-    text.lines()
-        .find(|line| line.starts_with(start))
-        .unwrap_or_else(|| panic!("no line starting `{start}` in\n{text}"))
-}
-
 const METRICS: [&str; 2] = ["--metrics-file", "/var/lib/node-exporter/berth.prom"];
 
 #[test]
@@ -268,7 +262,7 @@ fn lock_server_down_a_new_container_converges_and_a_restart_waits() {
         ("daemon/docker ", "restart   log-level changed"),
     ] {
         assert!(
-            line_of(&plan.stdout, resource).ends_with(&format!(
+            line_starting(&plan.stdout, resource).ends_with(&format!(
                 "{action} (waits for a fleet slot in runners-test)"
             )),
             "{}",
@@ -276,7 +270,7 @@ fn lock_server_down_a_new_container_converges_and_a_restart_waits() {
         );
     }
     assert!(
-        !line_of(&plan.stdout, "container/berth-test-web ").contains("fleet"),
+        !line_starting(&plan.stdout, "container/berth-test-web ").contains("fleet"),
         "creating a container disrupts nothing: {}",
         plan.stdout
     );
@@ -291,7 +285,7 @@ fn lock_server_down_a_new_container_converges_and_a_restart_waits() {
     // daemon.json waits with the restart it makes: written alone, the next run could not tell
     // that the running daemon has not loaded it.
     assert!(
-        line_of(&apply.stdout, "daemon-config ").ends_with("(waits for a fleet slot)"),
+        line_starting(&apply.stdout, "daemon-config ").ends_with("(waits for a fleet slot)"),
         "{}",
         apply.stdout
     );
@@ -392,7 +386,7 @@ fn a_slot_an_ended_run_held_is_released_by_the_next_run() {
         .run();
     plan.code(2);
     assert!(
-        line_of(&plan.stdout, "daemon/docker ").ends_with("restart   log-level changed"),
+        line_starting(&plan.stdout, "daemon/docker ").ends_with("restart   log-level changed"),
         "{}",
         plan.stdout
     );
@@ -621,7 +615,7 @@ fn destroy_goes_only_with_a_slot_and_gives_it_back() {
         .run();
     plan.code(2);
     assert!(
-        line_of(&plan.stdout, "container/berth-test-web ")
+        line_starting(&plan.stdout, "container/berth-test-web ")
             .ends_with("(waits for a fleet slot in runners-test)"),
         "{}",
         plan.stdout

@@ -191,6 +191,18 @@ impl Run {
             .unwrap_or_else(|error| panic!("stdout is not JSON ({error}):\n{}", self.stdout))
     }
 
+    /// The line of stdout about `id` (its first word), spaces collapsed: a plan's line for
+    /// one resource.
+    #[track_caller]
+    pub fn line_of(&self, id: &str) -> String {
+        let line = self
+            .stdout
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(id))
+            .unwrap_or_else(|| panic!("no line for `{id}`:\n{}\n{}", self.stdout, self.stderr));
+        line.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
     /// The check `name` of a `berth doctor --json` run: its `verdict`, `detail`, `fix`, `stage`.
     #[track_caller]
     pub fn doctor_check(&self, name: &str) -> serde_json::Value {
@@ -202,6 +214,14 @@ impl Run {
             .unwrap_or_else(|| panic!("no `{name}` check:\n{}", self.stdout))
             .clone()
     }
+}
+
+/// The first line of `text` that starts with `start`.
+#[track_caller]
+pub fn line_starting<'a>(text: &'a str, start: &str) -> &'a str {
+    text.lines()
+        .find(|line| line.starts_with(start))
+        .unwrap_or_else(|| panic!("no line starting `{start}` in\n{text}"))
 }
 
 pub fn berth(root: &Root) -> Berth {
@@ -626,6 +646,13 @@ macro_rules! require_dockerd {
 }
 
 impl Dockerd {
+    /// Whether the daemon has the object (`container`, `network`, `volume`, `image`) `name`.
+    pub fn exists(&self, kind: &str, name: &str) -> bool {
+        self.docker_unchecked([kind, "inspect", name])
+            .status
+            .success()
+    }
+
     /// Starts a daemon whose config file is `<root>/etc/docker/daemon.json` (created as `{}` if
     /// absent) and describes it in `<root>/lib/systemd/system/docker.service`, so berth sees an
     /// installed Docker whose ExecStart flags are the ones really used.

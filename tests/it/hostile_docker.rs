@@ -11,9 +11,7 @@ use std::{
 };
 
 use crate::{
-    harness::{
-        BERTH, Dockerd, Root, Run, as_nobody, berth, profile_file, within, write_executable,
-    },
+    harness::{BERTH, Root, Run, as_nobody, berth, profile_file, within, write_executable},
     profiles::Converged,
     require_dockerd,
 };
@@ -21,23 +19,6 @@ use crate::{
 const RUNNER: &str = "gitlab-runner";
 const DIND: &str = "gitlab-dind";
 const NETWORK: &str = "gitlab-runner-net";
-
-fn exists(dockerd: &Dockerd, kind: &str, name: &str) -> bool {
-    dockerd
-        .docker_unchecked([kind, "inspect", name])
-        .status
-        .success()
-}
-
-/// The line of `run`'s stdout about `id`, spaces collapsed.
-fn line_of(run: &Run, id: &str) -> String {
-    let line = run
-        .stdout
-        .lines()
-        .find(|line| line.split_whitespace().next() == Some(id))
-        .unwrap_or_else(|| panic!("no line for `{id}`:\n{}", run.stdout));
-    line.split_whitespace().collect::<Vec<_>>().join(" ")
-}
 
 #[test]
 fn forged_label_values_never_make_berth_remove_what_it_did_not_make() {
@@ -84,13 +65,13 @@ fn forged_label_values_never_make_berth_remove_what_it_did_not_make() {
             ("network", "forger-net"),
             ("container", "forger"),
         ] {
-            assert!(exists(&dockerd, kind, name), "{kind} {name} is left {when}");
+            assert!(dockerd.exists(kind, name), "{kind} {name} is left {when}");
         }
     };
     let said_refused = |run: &Run| {
         for id in ["container/forger", "network/forger-net"] {
             assert!(
-                line_of(run, id).starts_with(&format!(
+                run.line_of(id).starts_with(&format!(
                     "{id} (refused: labelled `berth.managed=true`, but its label \"berth.instance\" holds a control character;"
                 )),
                 "{}",
@@ -122,7 +103,7 @@ fn forged_label_values_never_make_berth_remove_what_it_did_not_make() {
         ("network", NETWORK),
     ] {
         assert!(
-            !exists(&dockerd, kind, name),
+            !dockerd.exists(kind, name),
             "berth's own {kind} {name} went"
         );
     }
@@ -400,7 +381,7 @@ fn an_upgrade_from_the_raw_machine_id_label_replaces_and_orphans_nothing() {
         ("network", NETWORK),
         ("network", "extra-net"),
     ] {
-        assert!(!exists(&dockerd, kind, name), "{kind} {name} went");
+        assert!(!dockerd.exists(kind, name), "{kind} {name} went");
     }
-    assert!(exists(&dockerd, "network", "their-net"));
+    assert!(dockerd.exists("network", "their-net"));
 }

@@ -38,23 +38,6 @@ fn run(root: &Root, dockerd: &Dockerd, command: &str, layers: &[&Path]) -> Run {
     berth.run()
 }
 
-fn exists(dockerd: &Dockerd, kind: &str, name: &str) -> bool {
-    dockerd
-        .docker_unchecked([kind, "inspect", name])
-        .status
-        .success()
-}
-
-/// The line of `run`'s stdout about `id`, spaces collapsed.
-fn line_of(run: &Run, id: &str) -> String {
-    let line = run
-        .stdout
-        .lines()
-        .find(|line| line.split_whitespace().next() == Some(id))
-        .unwrap_or_else(|| panic!("no line for `{id}`:\n{}\n{}", run.stdout, run.stderr));
-    line.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 #[test]
 fn past_keep_free_apply_removes_the_unused_images_and_job_volumes_only() {
     let root = Root::new();
@@ -90,7 +73,7 @@ fn past_keep_free_apply_removes_the_unused_images_and_job_volumes_only() {
     );
     let plan = run(&root, &dockerd, "plan", &[&site, &full]);
     plan.code(2);
-    let line = line_of(&plan, "hygiene/host");
+    let line = plan.line_of("hygiene/host");
     assert!(
         line.starts_with("hygiene/host ~ prune ")
             && line.contains(": 2 images unused 0s+, 1 job volume (data root ")
@@ -110,22 +93,19 @@ fn past_keep_free_apply_removes_the_unused_images_and_job_volumes_only() {
     );
 
     run(&root, &dockerd, "apply", &[&site, &full]).code(0);
-    assert!(!exists(&dockerd, "image", "berth-test/old:1"));
-    assert!(!exists(&dockerd, "image", "berth-test/old:2"));
+    assert!(!dockerd.exists("image", "berth-test/old:1"));
+    assert!(!dockerd.exists("image", "berth-test/old:2"));
+    assert!(!dockerd.exists("volume", JOB_VOLUME), "the job volume went");
     assert!(
-        !exists(&dockerd, "volume", JOB_VOLUME),
-        "the job volume went"
-    );
-    assert!(
-        exists(&dockerd, "image", APP_IMAGE),
+        dockerd.exists("image", APP_IMAGE),
         "a declared container's image stays"
     );
     assert!(
-        exists(&dockerd, "volume", "berth-test-data"),
+        dockerd.exists("volume", "berth-test-data"),
         "berth's volume stays"
     );
     assert!(
-        exists(&dockerd, "volume", "berth-test-plain"),
+        dockerd.exists("volume", "berth-test-plain"),
         "an unlabelled volume stays"
     );
     assert_eq!(
@@ -152,7 +132,9 @@ fn past_keep_free_apply_removes_the_unused_images_and_job_volumes_only() {
     let again = run(&root, &dockerd, "plan", &[&site, &full]);
     again.code(0);
     assert!(
-        line_of(&again, "hygiene/host").starts_with("hygiene/host (nothing may go: data root "),
+        again
+            .line_of("hygiene/host")
+            .starts_with("hygiene/host (nothing may go: data root "),
         "{}",
         again.stdout
     );
@@ -382,7 +364,7 @@ fn dind_past_keep_free_is_pruned_through_its_own_cli_and_keeps_what_it_prepulls(
     );
     let plan = host.run("plan");
     plan.code(2);
-    let line = line_of(&plan, &format!("hygiene/{DIND}"));
+    let line = plan.line_of(&format!("hygiene/{DIND}"));
     assert!(
         line.starts_with(&format!("hygiene/{DIND} ~ prune "))
             && line.contains(": 2 images unused 0s+, 1 job volume (data root ")
@@ -491,7 +473,7 @@ fn an_apply_killed_while_pruning_is_finished_by_the_next() {
         fault.calls()
     );
     let left = (1..=3)
-        .filter(|n| exists(&dockerd, "image", &format!("berth-test/old:{n}")))
+        .filter(|n| dockerd.exists("image", &format!("berth-test/old:{n}")))
         .count();
     assert_eq!(left, 1, "two removed before the kill, one left");
     assert_eq!(
@@ -503,7 +485,7 @@ fn an_apply_killed_while_pruning_is_finished_by_the_next() {
     fault.disarm();
     apply().code(0);
     for n in 1..=3 {
-        assert!(!exists(&dockerd, "image", &format!("berth-test/old:{n}")));
+        assert!(!dockerd.exists("image", &format!("berth-test/old:{n}")));
     }
     // What Docker removed as berth died was never heard, so not counted: the counter never
     // counts more than was removed.
@@ -524,7 +506,8 @@ fn an_apply_killed_while_pruning_is_finished_by_the_next() {
         .run();
     plan.code(0);
     assert!(
-        line_of(&plan, "hygiene/host").starts_with("hygiene/host (nothing may go: "),
+        plan.line_of("hygiene/host")
+            .starts_with("hygiene/host (nothing may go: "),
         "{}",
         plan.stdout
     );
@@ -604,7 +587,7 @@ fn a_hostile_dind_daemon_is_neither_printed_nor_acted_on() {
         plan.transcript()
     );
     assert!(
-        line_of(&plan, "hygiene/berth-test-dind")
+        plan.line_of("hygiene/berth-test-dind")
             .starts_with("hygiene/berth-test-dind (nothing may go: "),
         "the forged image is not a candidate: {}",
         plan.transcript()

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use crate::{
     fault_tools::{Restart, RestartStub},
-    harness::{Dockerd, Root, profile_file},
+    harness::{Dockerd, Root, line_starting, profile_file},
     profiles::Converged,
     require_dockerd,
 };
@@ -35,12 +35,6 @@ fn process(dockerd: &Dockerd, name: &str) -> (String, u64, bool) {
         state["State"]["Pid"].as_u64().unwrap(),
         state["State"]["Running"].as_bool().unwrap(),
     )
-}
-
-fn line_of<'a>(text: &'a str, start: &str) -> &'a str {
-    text.lines()
-        .find(|line| line.starts_with(start))
-        .unwrap_or_else(|| panic!("no line starting `{start}` in\n{text}"))
 }
 
 /// A host converged on the `dind` profile with live-restore off (an operator's layer) and the
@@ -101,7 +95,7 @@ fn a_host_converged_before_live_restore_gets_it_by_a_reload() {
     let plan = host.run("plan");
     plan.code(2);
     assert!(
-        line_of(&plan.stdout, "daemon/docker ").ends_with("~ reload    live-restore changed"),
+        line_starting(&plan.stdout, "daemon/docker ").ends_with("~ reload    live-restore changed"),
         "{}",
         plan.stdout
     );
@@ -137,7 +131,7 @@ fn with_live_restore_a_restart_keeps_the_same_containers_and_processes() {
     let plan = host.run("plan");
     plan.code(2);
     assert!(
-        line_of(&plan.stdout, "daemon/docker ").ends_with("~ restart   log-driver changed"),
+        line_starting(&plan.stdout, "daemon/docker ").ends_with("~ restart   log-driver changed"),
         "nothing to drain: {}",
         plan.stdout
     );
@@ -169,7 +163,7 @@ fn without_live_restore_the_runner_is_drained_before_docker_restarts() {
     let plan = host.run("plan");
     plan.code(2);
     assert!(
-        line_of(&plan.stdout, "daemon/docker ")
+        line_starting(&plan.stdout, "daemon/docker ")
             .ends_with("~ restart   log-driver changed (drains gitlab-runner first)"),
         "{}",
         plan.stdout
@@ -233,9 +227,9 @@ fn berth_killed_between_the_drain_and_the_restart_is_finished_by_the_next_run() 
     let plan = host.run("plan");
     plan.code(2);
     assert!(
-        line_of(&plan.stdout, "daemon/docker ").contains(
+        line_starting(&plan.stdout, "daemon/docker ").contains(
             "! recover   an interrupted run left Docker restarting into a daemon.json it had not confirmed"
-        ) && line_of(&plan.stdout, "daemon/docker ")
+        ) && line_starting(&plan.stdout, "daemon/docker ")
             .ends_with("(starts gitlab-runner again after)"),
         "{}",
         plan.stdout

@@ -12,7 +12,7 @@ use std::{
 use crate::{
     fault_tools::{FaultDocker, Target, Then},
     gitlab_server::{DELETE, DELETE_MANAGER, GitLab},
-    harness::{Dockerd, Root, Run, profile_file, start_gitlab},
+    harness::{Dockerd, Root, profile_file, start_gitlab},
     profiles::Converged,
     require_dockerd,
 };
@@ -25,13 +25,6 @@ const CONFIG: &str = "/srv/gitlab-runner/config.toml";
 const GLRT: &str = "glrt-Orphans7Destroy9Once2";
 const MODULE_FILE: &str = "/etc/modules-load.d/overlay.conf";
 
-fn exists(dockerd: &Dockerd, kind: &str, name: &str) -> bool {
-    dockerd
-        .docker_unchecked([kind, "inspect", name])
-        .status
-        .success()
-}
-
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -43,16 +36,6 @@ fn now() -> u64 {
 fn now_exact() -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     format!("{}.{:09}", now.as_secs(), now.subsec_nanos())
-}
-
-/// The line of `run`'s stdout about `id`, spaces collapsed.
-fn line_of(run: &Run, id: &str) -> String {
-    let line = run
-        .stdout
-        .lines()
-        .find(|line| line.split_whitespace().next() == Some(id))
-        .unwrap_or_else(|| panic!("no line for `{id}`:\n{}", run.stdout));
-    line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Switches a host converged to `dind` over to `socket`: the stand-ins layer (which makes
@@ -76,21 +59,22 @@ fn a_dind_to_socket_switch_drains_and_removes_dind_and_keeps_its_volume() {
     let plan = host.run("plan");
     plan.code(2);
     assert!(
-        line_of(&plan, &format!("container/{DIND}")).starts_with(&format!(
-            "container/{DIND} - destroy no longer in the profile; drained: "
-        )),
+        plan.line_of(&format!("container/{DIND}"))
+            .starts_with(&format!(
+                "container/{DIND} - destroy no longer in the profile; drained: "
+            )),
         "{}",
         plan.stdout
     );
     assert_eq!(
-        line_of(&plan, &format!("volume/{VOLUME}")),
+        plan.line_of(&format!("volume/{VOLUME}")),
         format!("volume/{VOLUME} (kept: holds data; berth destroy --purge removes it)")
     );
 
     host.run("apply").code(0);
-    assert!(!exists(&dockerd, "container", DIND), "gitlab-dind is gone");
-    assert!(exists(&dockerd, "volume", VOLUME), "its data is kept");
-    assert!(exists(&dockerd, "container", RUNNER));
+    assert!(!dockerd.exists("container", DIND), "gitlab-dind is gone");
+    assert!(dockerd.exists("volume", VOLUME), "its data is kept");
+    assert!(dockerd.exists("container", RUNNER));
     // Drained: the first signal it got is its own stop signal (`docker stop`), not a kill.
     let kills = dockerd.docker([
         "events",
@@ -137,16 +121,19 @@ fn a_runner_container_renamed_by_hand_is_removed_and_made_again() {
     let plan = host.run("plan");
     plan.code(2);
     assert_eq!(
-        line_of(&plan, "container/runner-by-hand"),
+        plan.line_of("container/runner-by-hand"),
         format!(
             "container/runner-by-hand - destroy `{RUNNER}` renamed by hand to runner-by-hand; berth makes `{RUNNER}` again; drained: SIGQUIT, up to 3600 s"
         )
     );
-    assert!(line_of(&plan, &format!("container/{RUNNER}")).contains("+ create"));
+    assert!(
+        plan.line_of(&format!("container/{RUNNER}"))
+            .contains("+ create")
+    );
 
     host.run("apply").code(0);
-    assert!(!exists(&dockerd, "container", "runner-by-hand"));
-    assert!(exists(&dockerd, "container", RUNNER));
+    assert!(!dockerd.exists("container", "runner-by-hand"));
+    assert!(dockerd.exists("container", RUNNER));
     host.converged();
 }
 
@@ -160,10 +147,10 @@ fn keep_orphans_leaves_them_for_one_run_and_says_so() {
     let apply = host.run_with("apply", &["--keep-orphans"]);
     apply.code(0);
     assert_eq!(
-        line_of(&apply, &format!("container/{DIND}")),
+        apply.line_of(&format!("container/{DIND}")),
         format!("container/{DIND} (kept for this run (--keep-orphans): no longer in the profile)")
     );
-    assert!(exists(&dockerd, "container", DIND), "left in place");
+    assert!(dockerd.exists("container", DIND), "left in place");
     host.run_with("plan", &["--keep-orphans"]).code(0);
     // Without the flag, the next run removes it.
     host.run("plan").code(2);
@@ -200,13 +187,13 @@ fn objects_another_berth_instance_made_are_never_touched() {
         ("volume", "their-data"),
         ("container", "their-runner"),
     ] {
-        assert!(exists(&dockerd, kind, name), "{kind} {name} is left");
+        assert!(dockerd.exists(kind, name), "{kind} {name} is left");
     }
     // Nor does destroy.
     host.run_with("destroy", &["--yes", "--purge"]).code(0);
-    assert!(exists(&dockerd, "container", "their-runner"));
-    assert!(exists(&dockerd, "volume", "their-data"));
-    assert!(!exists(&dockerd, "container", RUNNER));
+    assert!(dockerd.exists("container", "their-runner"));
+    assert!(dockerd.exists("volume", "their-data"));
+    assert!(!dockerd.exists("container", RUNNER));
 }
 
 /// The dind host with two runners of the GitLab stand-in in its ledger: a glrt- token runner
@@ -274,15 +261,16 @@ fn destroy_asks_then_unregisters_every_runner_once_and_keeps_volumes_unless_purg
         "runner/legacy".to_owned(),
         format!("network/{NETWORK}"),
     ] {
-        let line = line_of(&plan, &id);
+        let line = plan.line_of(&id);
         assert!(line.contains(" - "), "{line}");
     }
     assert_eq!(
-        line_of(&plan, &format!("volume/{VOLUME}")),
+        plan.line_of(&format!("volume/{VOLUME}")),
         format!("volume/{VOLUME} (kept: holds data; berth destroy --purge removes it)")
     );
     assert!(
-        line_of(&plan, "kernel-module/overlay").contains("kept: /etc/modules-load.d/overlay.conf")
+        plan.line_of("kernel-module/overlay")
+            .contains("kept: /etc/modules-load.d/overlay.conf")
     );
 
     // No terminal, no --yes: refused, nothing changed.
@@ -291,7 +279,7 @@ fn destroy_asks_then_unregisters_every_runner_once_and_keeps_volumes_unless_purg
     assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
     // Nor with --json, which keeps stdout to one document.
     host.run_with("destroy", &["--json"]).code(1);
-    assert!(exists(&dockerd, "container", RUNNER));
+    assert!(dockerd.exists("container", RUNNER));
     assert_eq!(gitlab.calls(DELETE) + gitlab.calls(DELETE_MANAGER), 0);
     assert_eq!(runner_entries(&root), 2);
 
@@ -302,10 +290,10 @@ fn destroy_asks_then_unregisters_every_runner_once_and_keeps_volumes_unless_purg
         ("container", RUNNER),
         ("network", NETWORK),
     ] {
-        assert!(!exists(&dockerd, kind, name), "{kind} {name} is gone");
+        assert!(!dockerd.exists(kind, name), "{kind} {name} is gone");
     }
     assert!(
-        exists(&dockerd, "volume", VOLUME),
+        dockerd.exists("volume", VOLUME),
         "volumes stay without --purge"
     );
     assert!(
@@ -326,24 +314,21 @@ fn destroy_asks_then_unregisters_every_runner_once_and_keeps_volumes_unless_purg
     let purge = host.run_with("plan", &["--destroy", "--purge"]);
     purge.code(2);
     assert!(
-        line_of(&purge, &format!("volume/{VOLUME}")).contains(" - "),
+        purge.line_of(&format!("volume/{VOLUME}")).contains(" - "),
         "{}",
         purge.stdout
     );
     assert!(
-        line_of(&purge, "kernel-module/overlay").contains(" - "),
+        purge.line_of("kernel-module/overlay").contains(" - "),
         "{}",
         purge.stdout
     );
-    assert!(exists(&dockerd, "volume", VOLUME), "a plan removes nothing");
+    assert!(dockerd.exists("volume", VOLUME), "a plan removes nothing");
     // --purge means nothing to a plain plan: a usage error.
     host.run_with("plan", &["--purge"]).code(1);
 
     host.run_with("destroy", &["--yes", "--purge"]).code(0);
-    assert!(
-        !exists(&dockerd, "volume", VOLUME),
-        "--purge removes volumes"
-    );
+    assert!(!dockerd.exists("volume", VOLUME), "--purge removes volumes");
     assert!(!root.exists(MODULE_FILE), "and the module file berth wrote");
     host.run_with("plan", &["--destroy"]).code(0);
     assert_eq!(gitlab.calls(DELETE) + gitlab.calls(DELETE_MANAGER), 2);
@@ -387,7 +372,7 @@ fn a_destroy_killed_midway_is_finished_by_the_next_and_unregisters_no_runner_twi
         ("container", RUNNER),
         ("network", NETWORK),
     ] {
-        assert!(!exists(&dockerd, kind, name), "{kind} {name} is gone");
+        assert!(!dockerd.exists(kind, name), "{kind} {name} is gone");
     }
     assert_eq!(
         gitlab.calls(DELETE_MANAGER),
