@@ -1,5 +1,6 @@
-//! Draining a container: `docker stop` with its own stop signal and timeout, so gitlab-runner
-//! finishes its running jobs (SIGQUIT). A replacement and an orphan's removal drain alike.
+//! Draining a container: `POST /containers/ID/stop` with its own stop signal and timeout (as
+//! `docker stop` without `-t`), so gitlab-runner finishes its running jobs (SIGQUIT). A
+//! replacement and an orphan's removal drain alike.
 
 use std::time::Duration;
 
@@ -7,14 +8,13 @@ use anyhow::Result;
 
 use crate::{
     docker::{Docker, wire::ContainerInfo},
-    host::exec,
     output::progress,
     plan::ResourceId,
 };
 
 /// Docker's stop timeout when a container sets none.
 const DEFAULT_STOP_TIMEOUT: u64 = 10;
-/// Added to a container's stop timeout for the `docker stop` call itself.
+/// Added to a container's stop timeout for the stop request itself.
 const STOP_MARGIN: u64 = 60;
 
 /// Time for `docker stop` or `restart` of `live`: its own stop timeout, and a margin.
@@ -29,7 +29,7 @@ pub(crate) fn own_stop_timeout(live: &ContainerInfo) -> u64 {
         .map_or(DEFAULT_STOP_TIMEOUT, u64::from)
 }
 
-/// Drains `live`: `docker stop` without `-t`, so with its own stop signal and timeout
+/// Drains `live`: a stop without `t`, so with its own stop signal and timeout
 /// (gitlab-runner finishes its running jobs on SIGQUIT), saying every ten seconds that it
 /// waits, as `resource` (`what` names it in that line).
 pub(crate) fn drain(
@@ -39,10 +39,9 @@ pub(crate) fn drain(
     what: &str,
 ) -> Result<()> {
     let timeout = Duration::from_secs(stop_timeout(live));
-    exec::run_reporting(
-        &docker.command(["container", "stop", live.id.as_str()]),
-        timeout,
-        |elapsed| {
+    docker
+        .engine()
+        .stop_container(live.id.as_str(), timeout, |elapsed| {
             tracing::info!(
                 "{resource}: {}",
                 progress::waiting(
@@ -51,7 +50,6 @@ pub(crate) fn drain(
                     timeout
                 )
             );
-        },
-    )?;
+        })?;
     Ok(())
 }

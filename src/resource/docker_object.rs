@@ -239,41 +239,6 @@ impl Driven<'_> {
         ));
         fields
     }
-
-    /// `docker KIND create --driver D [FLAGS] --opt K=V... --label ... NAME`, labelled as berth's.
-    pub(crate) fn create_arguments(
-        &self,
-        kind: &str,
-        flags: &[&str],
-        (owner, hash): (&Owner, &str),
-        labels: &BTreeMap<String, String>,
-        name: &str,
-    ) -> Vec<String> {
-        let mut args: Vec<String> = vec![
-            kind.into(),
-            "create".into(),
-            "--driver".into(),
-            self.driver.into(),
-        ];
-        args.extend(flags.iter().map(|flag| (*flag).to_owned()));
-        for (key, value) in self.options {
-            args.extend(["--opt".into(), format!("{key}={value}")]);
-        }
-        args.extend(ownership_labels(owner, hash));
-        for (key, value) in labels {
-            args.extend(["--label".into(), format!("{key}={value}")]);
-        }
-        args.push(name.to_owned());
-        args
-    }
-}
-
-/// `--label` arguments that mark an object as berth's.
-pub(crate) fn ownership_labels(owner: &Owner, spec_hash: &str) -> Vec<String> {
-    ownership(owner, spec_hash)
-        .into_iter()
-        .flat_map(|(key, value)| ["--label".to_owned(), format!("{key}={value}")])
-        .collect()
 }
 
 /// berth's labels in the order the `--label` arguments have always given them.

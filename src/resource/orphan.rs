@@ -28,6 +28,7 @@
 use std::{collections::BTreeMap, rc::Rc};
 
 use anyhow::{Context as _, Result, bail};
+use bollard::models::{RestartPolicy, RestartPolicyNameEnum};
 use serde::Deserialize;
 use serde_json::Value as Json;
 
@@ -111,8 +112,8 @@ pub(crate) struct Orphans {
 /// What apply does with an orphan.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum OrphanOp {
-    /// Restart policy off, drained (`docker stop` with its own signal and timeout),
-    /// `docker rm --volumes`.
+    /// Restart policy off, drained (stopped with its own signal and timeout), removed with
+    /// its anonymous volumes.
     DrainContainer {
         live: Box<ContainerInfo>,
     },
@@ -387,21 +388,27 @@ impl Resource for Orphan {
         if !self.still_ours(context)? {
             return Ok(());
         }
-        let run = |args: &[&str]| -> Result<()> {
-            context.docker.run(args)?;
-            Ok(())
-        };
+        let engine = context.docker.engine();
         let id = self.object_id.as_str();
         match op {
             OrphanOp::DrainContainer { live } => {
                 let name = &self.name;
-                run(&["container", "update", "--restart", "no", id])
+                let off = RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::NO),
+                    maximum_retry_count: Some(0),
+                };
+                engine
+                    .update_restart_policy(id, off)
                     .with_context(|| format!("failed to turn off `{name}`'s restart policy"))?;
                 drain(context.docker, &self.id(), live, &format!("`{name}`"))
                     .with_context(|| format!("failed to stop `{name}`"))?;
-                run(&["container", "rm", "--volumes", id])
+                engine
+                    .remove_container(id, false)
+                    .with_context(|| format!("failed to remove container `{name}`"))
             }
-            OrphanOp::RemoveNetwork => run(&["network", "rm", id]),
+            OrphanOp::RemoveNetwork => engine
+                .remove_network(id)
+                .with_context(|| format!("failed to remove network `{}`", self.name)),
             OrphanOp::RemoveVolume => context
                 .docker
                 .engine()

@@ -31,6 +31,9 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use tokio::runtime::Runtime;
 
+mod container;
+mod network;
+
 /// The daemon the CLI talks to when `DOCKER_HOST` says nothing.
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
@@ -467,7 +470,10 @@ mod tests {
 
     /// A daemon at a socket of the test's own that answers each request by its path with
     /// `answer(path) -> (status, body)`, and `/version` with Engine 20.10's API version.
-    fn fake_daemon(dir: &std::path::Path, answer: fn(&str) -> (u16, &'static str)) -> Engine {
+    pub(super) fn fake_daemon(
+        dir: &std::path::Path,
+        answer: fn(&str) -> (u16, &'static str),
+    ) -> Engine {
         use std::io::{Read as _, Write as _};
         let socket = dir.join("docker.sock");
         let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
@@ -480,6 +486,17 @@ mod tests {
                     head.push(byte[0]);
                 }
                 let head = String::from_utf8_lossy(&head).into_owned();
+                // Read the body too, so that closing never cuts a request short.
+                let length = head
+                    .lines()
+                    .find_map(|line| {
+                        let (key, value) = line.split_once(':')?;
+                        key.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0_u8; length];
+                let _ = stream.read_exact(&mut body);
                 let path = head
                     .split_whitespace()
                     .nth(1)

@@ -2,15 +2,19 @@
 //! losing data or a running job, repair it in place. Each function carries out one operation
 //! the diff returned; none decides anything the diff did not.
 
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context as _, Result, bail};
+use bollard::models::{
+    ContainerCreateBody, DeviceMapping, EndpointSettings, HostConfig, NetworkingConfig,
+    PortBinding, RestartPolicy as DockerRestartPolicy, RestartPolicyNameEnum,
+};
 
 use super::{
     Container, PULL_TIMEOUT,
-    drift::Repair,
+    drift::{Repair, SYSTEMPATHS_UNCONFINED},
     spec::ContainerSpec,
-    values::{MountSource, PullPolicy, security_opt_argument},
+    values::{Mount, MountSource, Port, PullPolicy, RestartPolicy, seccomp_file},
 };
 use crate::{
     docker::wire::{ContainerInfo, ImageInfo, short_image_id},
@@ -19,14 +23,25 @@ use crate::{
 };
 
 impl Container {
-    /// The `docker container create` arguments for the profile's container. The env values
-    /// are not among them: argv is readable in `/proc/*/cmdline` by every local user, so they
-    /// travel in `env_file` ([`Container::env_file_text`]), named here when the spec has any.
-    pub(super) fn create_arguments(&self, host: &Host, env_file: Option<&Path>) -> Vec<String> {
+    /// The `POST /containers/create` body for the profile's container: each field as `docker
+    /// container create` turned its flag into the request for API 1.41, so that a container
+    /// berth creates inspects as the ones the CLI created (and drift compares both alike).
+    /// `seccomp_profiles` holds the text of each `seccomp=FILE` option's file (read through
+    /// `Host` by [`Container::seccomp_profiles`]): the CLI sent the file's JSON, not its path.
+    /// The env values travel in this body, never on an argv; it is not logged.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "every field of the spec by name, each beside its translation"
+    )]
+    pub(super) fn create_body(
+        &self,
+        host: &Host,
+        seccomp_profiles: &BTreeMap<String, Option<String>>,
+    ) -> Result<ContainerCreateBody> {
         // Every field of the spec by name, so that a field added to the spec does not compile
         // until it is passed to Docker here or said to steer berth alone.
         let ContainerSpec {
-            name,
+            name: _,
             image,
             privileged,
             runtime,
@@ -55,76 +70,99 @@ impl Container {
             // Pulled into the daemon it runs by `hygiene/NAME`.
             prepull: _,
         } = &*self.spec;
-        let mut args: Vec<String> = vec![
-            "container".into(),
-            "create".into(),
-            "--name".into(),
-            name.to_string(),
-        ];
-        args.extend(docker_object::ownership_labels(&self.owner, &self.hash));
-        for (key, value) in labels {
-            args.extend(["--label".into(), format!("{key}={value}")]);
-        }
-        args.extend(["--restart".into(), restart.to_string()]);
-        if *privileged {
-            args.push("--privileged".into());
-        }
-        if let Some(runtime) = runtime {
-            args.extend(["--runtime".into(), runtime.clone()]);
-        }
-        // API 1.41 creates a container on one network; the others are connected before start.
-        if let Some((network, aliases)) = networks.first() {
-            args.extend(["--network".into(), network.to_string()]);
-            for alias in aliases {
-                args.extend(["--network-alias".into(), alias.clone()]);
-            }
-        }
-        for mount in mounts {
-            let argument = mount
-                .bind_argument(host)
-                .unwrap_or_else(|| mount.target.clone());
-            args.extend(["--volume".into(), argument]);
-        }
-        if let Some(env_file) = env_file.filter(|_| !env.is_empty()) {
-            args.extend(["--env-file".into(), env_file.display().to_string()]);
-        }
-        for port in ports {
-            args.extend(["--publish".into(), port.argument()]);
-        }
-        if let Some(user) = user {
-            args.extend(["--user".into(), user.clone()]);
-        }
-        if let Some(workdir) = workdir {
-            args.extend(["--workdir".into(), workdir.clone()]);
-        }
-        if let Some(hostname) = hostname {
-            args.extend(["--hostname".into(), hostname.clone()]);
-        }
-        for capability in cap_add {
-            args.extend(["--cap-add".into(), capability.clone()]);
-        }
-        for option in security_opt {
-            args.extend(["--security-opt".into(), security_opt_argument(option, host)]);
-        }
-        for device in devices {
-            args.extend(["--device".into(), device.argument(host)]);
-        }
-        if let Some(signal) = stop_signal {
-            args.extend(["--stop-signal".into(), signal.clone()]);
-        }
-        if let Some(timeout) = *stop_timeout {
-            args.extend(["--stop-timeout".into(), timeout.to_string()]);
-        }
+        // `-v SOURCE:TARGET[:OPTIONS]` is a bind (a host path or a named volume) as written;
+        // `-v TARGET` an anonymous volume, in `Volumes`.
+        let (binds, anonymous): (Vec<&Mount>, Vec<&Mount>) = mounts
+            .iter()
+            .partition(|mount| mount.source != MountSource::Anonymous);
+        let binds: Vec<String> = binds
+            .iter()
+            .filter_map(|mount| mount.bind_argument(host))
+            .collect();
+        let anonymous: Vec<String> = anonymous.iter().map(|mount| mount.target.clone()).collect();
+        let port_bindings = port_bindings(ports);
+        let mut exposed: Vec<String> = port_bindings.keys().cloned().collect();
+        exposed.sort_unstable();
+        let security = security_options(security_opt, host, seccomp_profiles)?;
         // `--entrypoint` takes one word; the rest of the entrypoint leads the arguments.
-        let mut trailing = Vec::new();
-        if let Some(entrypoint) = entrypoint {
-            args.extend(["--entrypoint".into(), entrypoint[0].clone()]);
-            trailing.extend(entrypoint[1..].iter().cloned());
-        }
-        trailing.extend(command.iter().flatten().cloned());
-        args.push(image.clone());
-        args.extend(trailing);
-        args
+        let (entrypoint, trailing) = match entrypoint {
+            Some(entrypoint) => (Some(vec![entrypoint[0].clone()]), entrypoint[1..].to_vec()),
+            None => (None, Vec::new()),
+        };
+        let cmd: Vec<String> = trailing
+            .into_iter()
+            .chain(command.iter().flatten().cloned())
+            .collect();
+        // API 1.41 creates a container on one network; the others are connected before start.
+        let first_network = networks.first();
+        let host_config = HostConfig {
+            binds: (!binds.is_empty()).then_some(binds),
+            network_mode: first_network.map(|(network, _)| network.to_string()),
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+            restart_policy: Some(restart_policy(*restart)),
+            privileged: Some(*privileged),
+            runtime: runtime.clone(),
+            // As the CLI normalizes them: upper case, `CAP_` first.
+            cap_add: (!cap_add.is_empty()).then(|| {
+                cap_add
+                    .iter()
+                    .map(|capability| match capability.as_str() {
+                        "ALL" => capability.clone(),
+                        _ => format!("CAP_{capability}"),
+                    })
+                    .collect()
+            }),
+            security_opt: (!security.options.is_empty()).then_some(security.options),
+            masked_paths: security.unconfined_paths.then(Vec::new),
+            readonly_paths: security.unconfined_paths.then(Vec::new),
+            devices: (!devices.is_empty()).then(|| {
+                devices
+                    .iter()
+                    .map(|device| DeviceMapping {
+                        path_on_host: Some(host.path(&device.host).display().to_string()),
+                        path_in_container: Some(device.container.clone()),
+                        cgroup_permissions: Some(device.permissions.clone()),
+                    })
+                    .collect()
+            }),
+            ..HostConfig::default()
+        };
+        Ok(ContainerCreateBody {
+            image: Some(image.clone()),
+            hostname: hostname.clone(),
+            user: user.clone(),
+            working_dir: workdir.clone(),
+            // `docker container create` attaches stdout and stderr unless told otherwise.
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            env: (!env.is_empty()).then(|| {
+                env.iter()
+                    .map(|(key, value)| format!("{key}={value}"))
+                    .collect()
+            }),
+            cmd: (!cmd.is_empty()).then_some(cmd),
+            entrypoint,
+            volumes: (!anonymous.is_empty()).then_some(anonymous),
+            labels: Some(
+                docker_object::labels_of(&self.owner, &self.hash, labels)
+                    .into_iter()
+                    .collect(),
+            ),
+            stop_signal: stop_signal.clone(),
+            stop_timeout: stop_timeout.map(i64::from),
+            host_config: Some(host_config),
+            networking_config: first_network.map(|(network, aliases)| NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    network.to_string(),
+                    EndpointSettings {
+                        aliases: (!aliases.is_empty()).then(|| aliases.clone()),
+                        ..EndpointSettings::default()
+                    },
+                )])),
+            }),
+            ..ContainerCreateBody::default()
+        })
     }
 
     pub(super) fn ensure_image(&self, context: &Context, present: bool) -> Result<()> {
@@ -166,66 +204,38 @@ impl Container {
         Ok(())
     }
 
-    /// The env file `docker container create --env-file` reads: one `KEY=value` a line, as
-    /// the docker CLI parses it (names and values were checked for that in `spec`).
-    pub(super) fn env_file_text(&self) -> String {
-        let mut text = String::from("# written by berth for `docker container create`\n");
-        for (key, value) in &self.spec.env {
-            text.push_str(&format!("{key}={value}\n"));
-        }
-        text
-    }
-
     /// Creates, connects and starts the profile's container; removes it again when it cannot
     /// be connected or started, so no half-made container is left behind.
     pub(super) fn create_and_start(&self, context: &Context) -> Result<()> {
-        // The env values may be secrets: a private temporary file (0600, created O_EXCL, removed
-        // when this returns), not argv, which every local user can read. It is berth's scratch
-        // file for the docker CLI, not a host file, so it lives in the temporary directory
-        // rather than under `--root`.
-        let env_file = if self.spec.env.is_empty() {
-            None
-        } else {
-            let mut file = tempfile::Builder::new()
-                .prefix("berth-env-")
-                .tempfile()
-                .context("failed to create a temporary env file for `docker container create`")?;
-            std::io::Write::write_all(&mut file, self.env_file_text().as_bytes())
-                .context("failed to write the temporary env file")?;
-            Some(file)
-        };
-        let args = self.create_arguments(
-            context.host,
-            env_file.as_ref().map(tempfile::NamedTempFile::path),
-        );
-        let id = run(context, &args)?.trim().to_owned();
-        drop(env_file);
+        let name = self.name();
+        let engine = context.docker.engine();
+        let body = self.create_body(context.host, &self.seccomp_profiles(context.host)?)?;
+        let id = engine
+            .create_container(name, body)
+            .with_context(|| format!("failed to create container `{name}`"))?;
         let finish = || -> Result<()> {
             for (network, aliases) in self.spec.networks.iter().skip(1) {
-                connect(context, self.name(), network.as_str(), aliases)?;
+                connect(context, name, network.as_str(), aliases)?;
             }
-            run(context, &["container", "start", self.name()])?;
-            Ok(())
+            engine
+                .start_container(name)
+                .with_context(|| format!("failed to start container `{name}`"))
         };
         finish().inspect_err(|_| {
-            let _ = run(
-                context,
-                &["container", "rm", "--force", "--volumes", id.as_str()],
-            );
+            let _ = engine.remove_container(&id, true);
         })
     }
 
     /// The in-place repairs the diff listed, in order.
     pub(super) fn repair(&self, context: &Context, repairs: &[Repair]) -> Result<()> {
         let name = self.name();
+        let engine = context.docker.engine();
         for repair in repairs {
             match repair {
                 Repair::RestartPolicy => {
-                    let policy = self.spec.restart.to_string();
-                    run(
-                        context,
-                        &["container", "update", "--restart", &policy, name],
-                    )?;
+                    engine
+                        .update_restart_policy(name, restart_policy(self.spec.restart))
+                        .with_context(|| format!("failed to set the restart policy of `{name}`"))?;
                 }
                 Repair::Network {
                     name: network,
@@ -233,10 +243,9 @@ impl Container {
                     aliases,
                 } => {
                     if *attached {
-                        run(
-                            context,
-                            &["network", "disconnect", "--force", network, name],
-                        )?;
+                        engine.disconnect_network(network, name).with_context(|| {
+                            format!("failed to disconnect `{name}` from network `{network}`")
+                        })?;
                     }
                     if let Some(aliases) = aliases {
                         connect(context, name, network, aliases)?;
@@ -281,18 +290,259 @@ pub(super) fn is_socket_path(path: &HostPath) -> bool {
         .is_some_and(|extension| extension == "sock")
 }
 
-pub(super) fn run<S: AsRef<str>>(context: &Context, args: &[S]) -> Result<String> {
-    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
-    Ok(context.docker.run(&args)?)
+/// `docker update --restart`'s policy as the API takes it (`on-failure:3`: its name and
+/// retries; the CLI sent a count of 0 for every other policy).
+pub(super) fn restart_policy(policy: RestartPolicy) -> DockerRestartPolicy {
+    let (name, retries) = match policy {
+        RestartPolicy::No => (RestartPolicyNameEnum::NO, 0),
+        RestartPolicy::Always => (RestartPolicyNameEnum::ALWAYS, 0),
+        RestartPolicy::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, 0),
+        RestartPolicy::OnFailure(retries) => (
+            RestartPolicyNameEnum::ON_FAILURE,
+            retries.map_or(0, i64::from),
+        ),
+    };
+    DockerRestartPolicy {
+        name: Some(name),
+        maximum_retry_count: Some(retries),
+    }
+}
+
+/// `-p`: every port bound where the profile says (an empty IP or port: Docker picks), keyed
+/// `PORT/PROTOCOL` as Docker keys them.
+fn port_bindings(ports: &[Port]) -> HashMap<String, Option<Vec<PortBinding>>> {
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for port in ports {
+        bindings
+            .entry(port.key())
+            .or_default()
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: Some(port.host_ip.clone()),
+                host_port: Some(port.host_port.clone()),
+            });
+    }
+    bindings
+}
+
+/// What `--security-opt` became in the request.
+struct SecurityOptions {
+    options: Vec<String>,
+    /// `systempaths=unconfined`: no masked or read-only paths (the CLI's translation; the
+    /// option itself is not sent).
+    unconfined_paths: bool,
+}
+
+/// Each option as the CLI sent it: `seccomp=FILE` (or `seccomp:FILE`) as `seccomp=` and the
+/// file's JSON, compacted; `systempaths=unconfined` as empty path lists; the rest as written.
+fn security_options(
+    options: &[String],
+    host: &Host,
+    seccomp_profiles: &BTreeMap<String, Option<String>>,
+) -> Result<SecurityOptions> {
+    let mut sent = SecurityOptions {
+        options: Vec::new(),
+        unconfined_paths: false,
+    };
+    for option in options {
+        if option == SYSTEMPATHS_UNCONFINED {
+            sent.unconfined_paths = true;
+            continue;
+        }
+        let Some(Ok(file)) = seccomp_file(option) else {
+            sent.options.push(option.clone());
+            continue;
+        };
+        let shown = host.path(&file).display().to_string();
+        let text = seccomp_profiles
+            .get(option)
+            .and_then(Option::as_deref)
+            .with_context(|| format!("the seccomp profile `{shown}` does not exist"))?;
+        let profile: serde_json::Value = serde_json::from_str(text)
+            .with_context(|| format!("the seccomp profile `{shown}` is not JSON"))?;
+        // Keys keep their order (serde_json's `preserve_order`), as the CLI's compaction did.
+        sent.options.push(format!("seccomp={profile}"));
+    }
+    Ok(sent)
 }
 
 fn connect(context: &Context, container: &str, network: &str, aliases: &[String]) -> Result<()> {
-    let mut args = vec!["network".to_owned(), "connect".to_owned()];
-    for alias in aliases {
-        args.extend(["--alias".to_owned(), alias.clone()]);
-    }
-    args.extend([network.to_owned(), container.to_owned()]);
-    run(context, &args)
-        .map(drop)
+    context
+        .docker
+        .engine()
+        .connect_network(network, container, aliases)
         .with_context(|| format!("failed to connect `{container}` to network `{network}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value as Json;
+
+    use super::super::tests::{container, profile};
+    use super::*;
+
+    /// Maps sorted by key, so that a snapshot does not depend on a `HashMap`'s order.
+    fn sorted(value: Json) -> Json {
+        match value {
+            Json::Object(map) => {
+                let mut entries: Vec<(String, Json)> = map.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                Json::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+            }
+            Json::Array(items) => Json::Array(items.into_iter().map(sorted).collect()),
+            other => other,
+        }
+    }
+
+    /// Every field of the spec, each as `docker container create` sent its flag for API 1.41.
+    #[test]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the profile and the body's snapshot read best whole"
+    )]
+    fn the_create_body_of_a_spec_using_every_field() {
+        let every = profile(
+            r#"
+[containers.every]
+image = "berth-test/every:1"
+privileged = true
+runtime = "runc"
+restart = "on-failure:3"
+networks = { ci-net = { aliases = ["a1", "a2"] }, other-net = {} }
+volumes = ["/srv/data:/data:ro,z", "named:/named", "/anonymous"]
+env = { B = "2", A = "one = 1" }
+entrypoint = ["/bin/sh", "-c"]
+command = ["echo hi"]
+ports = ["2375", "127.0.0.1:8080:80/tcp", "[::1]::53/udp", "127.0.0.2:8080:80"]
+labels = { team = "ci" }
+user = "1000:1000"
+workdir = "/work"
+hostname = "every.ci"
+cap_add = ["net_admin", "SYS_ADMIN"]
+security_opt = ["seccomp:/etc/seccomp.json", "no-new-privileges", "systempaths=unconfined", "apparmor=unconfined"]
+devices = ["/dev/fuse", "/dev/kvm:/dev/kvm:rw"]
+stop_signal = "quit"
+stop_timeout = 3600
+pull = "never"
+after = ["gitlab-dind"]
+"#,
+        );
+        let resource = container(&every, "every", false);
+        let seccomp = BTreeMap::from([(
+            "seccomp:/etc/seccomp.json".to_owned(),
+            Some(r#"{ "defaultAction": "SCMP_ACT_ERRNO", "syscalls": [ ] }"#.to_owned()),
+        )]);
+        let body = resource.create_body(&Host::new("/root"), &seccomp).unwrap();
+        let mut json = sorted(serde_json::to_value(&body).unwrap());
+        assert_eq!(json["Labels"]["berth.spec-hash"], resource.hash);
+        json["Labels"]["berth.spec-hash"] = "[HASH]".into();
+        insta::assert_snapshot!(serde_json::to_string_pretty(&json).unwrap(), @r#"
+        {
+          "AttachStderr": true,
+          "AttachStdout": true,
+          "Cmd": [
+            "-c",
+            "echo hi"
+          ],
+          "Entrypoint": [
+            "/bin/sh"
+          ],
+          "Env": [
+            "A=one = 1",
+            "B=2"
+          ],
+          "ExposedPorts": {
+            "2375/tcp": {},
+            "53/udp": {},
+            "80/tcp": {}
+          },
+          "HostConfig": {
+            "Binds": [
+              "/root/srv/data:/data:ro,z",
+              "named:/named"
+            ],
+            "CapAdd": [
+              "CAP_NET_ADMIN",
+              "CAP_SYS_ADMIN"
+            ],
+            "Devices": [
+              {
+                "CgroupPermissions": "rwm",
+                "PathInContainer": "/dev/fuse",
+                "PathOnHost": "/root/dev/fuse"
+              },
+              {
+                "CgroupPermissions": "rw",
+                "PathInContainer": "/dev/kvm",
+                "PathOnHost": "/root/dev/kvm"
+              }
+            ],
+            "MaskedPaths": [],
+            "NetworkMode": "ci-net",
+            "PortBindings": {
+              "2375/tcp": [
+                {
+                  "HostIp": "",
+                  "HostPort": ""
+                }
+              ],
+              "53/udp": [
+                {
+                  "HostIp": "::1",
+                  "HostPort": ""
+                }
+              ],
+              "80/tcp": [
+                {
+                  "HostIp": "127.0.0.1",
+                  "HostPort": "8080"
+                },
+                {
+                  "HostIp": "127.0.0.2",
+                  "HostPort": "8080"
+                }
+              ]
+            },
+            "Privileged": true,
+            "ReadonlyPaths": [],
+            "RestartPolicy": {
+              "MaximumRetryCount": 3,
+              "Name": "on-failure"
+            },
+            "Runtime": "runc",
+            "SecurityOpt": [
+              "seccomp={\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":[]}",
+              "no-new-privileges",
+              "apparmor=unconfined"
+            ]
+          },
+          "Hostname": "every.ci",
+          "Image": "berth-test/every:1",
+          "Labels": {
+            "berth.instance": "",
+            "berth.managed": "true",
+            "berth.profile": "test",
+            "berth.spec-hash": "[HASH]",
+            "team": "ci"
+          },
+          "NetworkingConfig": {
+            "EndpointsConfig": {
+              "ci-net": {
+                "Aliases": [
+                  "a1",
+                  "a2"
+                ]
+              }
+            }
+          },
+          "StopSignal": "SIGQUIT",
+          "StopTimeout": 3600,
+          "User": "1000:1000",
+          "Volumes": {
+            "/anonymous": {}
+          },
+          "WorkingDir": "/work"
+        }
+        "#);
+    }
 }

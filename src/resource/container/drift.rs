@@ -51,7 +51,7 @@ pub(crate) enum Repair {
     },
 }
 
-const SYSTEMPATHS_UNCONFINED: &str = "systempaths=unconfined";
+pub(super) const SYSTEMPATHS_UNCONFINED: &str = "systempaths=unconfined";
 
 /// A seccomp profile compared as JSON (keys sorted, no whitespace), whether read from the file
 /// the profile names or from what Docker kept; `None` for text that is not JSON.

@@ -27,7 +27,7 @@ pub(crate) mod values;
 
 use std::{collections::BTreeMap, rc::Rc, time::Duration};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use crate::docker::{
     DaemonStatus, ObjectNames, drain,
@@ -35,7 +35,6 @@ use crate::docker::{
     wire::{ContainerInfo, ContainerStatus, ImageInfo, NetworkId, NetworkInfo},
 };
 use crate::{
-    host::exec,
     host::{Host, HostPath},
     output::progress,
     plan::{Action, Change, Diff, FieldChange, Kind, ResourceId},
@@ -46,7 +45,7 @@ use crate::{
         journal,
     },
 };
-use apply::{is_socket_path, run};
+use apply::is_socket_path;
 use drift::{RecordedHash, Repair, text};
 pub(crate) use replace::set_aside_name;
 use replace::{Leftover, ReplaceIntent};
@@ -321,15 +320,17 @@ impl Resource for Container {
                 self.replace(context, old, *image_present)
             }
             ContainerOp::Repair(repairs) => self.repair(context, repairs),
-            ContainerOp::Start => run(context, &["container", "start", self.name()]).map(drop),
+            ContainerOp::Start => context
+                .docker
+                .engine()
+                .start_container(self.name())
+                .with_context(|| format!("failed to start container `{}`", self.name())),
             ContainerOp::Restart { stop_timeout } => {
                 let timeout = Duration::from_secs(*stop_timeout);
-                exec::run_reporting(
-                    &context
-                        .docker
-                        .command(["container", "restart", self.name()]),
-                    timeout,
-                    |elapsed| {
+                context
+                    .docker
+                    .engine()
+                    .restart_container(self.name(), timeout, |elapsed| {
                         let what =
                             format!("`{}` to restart (it drains its running jobs)", self.name());
                         tracing::info!(
@@ -337,9 +338,8 @@ impl Resource for Container {
                             self.id(),
                             progress::waiting(&what, elapsed, timeout)
                         );
-                    },
-                )?;
-                Ok(())
+                    })
+                    .with_context(|| format!("failed to restart container `{}`", self.name()))
             }
             ContainerOp::Pull => self.pull_and_follow(context),
             ContainerOp::Recover(leftover) => self.recover(context, leftover),
@@ -382,12 +382,7 @@ impl Container {
                 _ => None,
             })
             .collect();
-        let mut seccomp_profiles = BTreeMap::new();
-        for option in &self.spec.security_opt {
-            if let Some(Ok(file)) = seccomp_file(option) {
-                seccomp_profiles.insert(option.clone(), context.host.read_optional(&file)?);
-            }
-        }
+        let seccomp_profiles = self.seccomp_profiles(context.host)?;
         let runtimes = match context.docker.status() {
             DaemonStatus::Running(info) => info
                 .runtimes
@@ -410,6 +405,19 @@ impl Container {
             set_aside,
             intent,
         })
+    }
+
+    /// The text of each seccomp profile file the spec's `security_opt` names (`None`: there is
+    /// no such file), read through `Host` under the root: what observe compares with and what
+    /// create sends.
+    fn seccomp_profiles(&self, host: &Host) -> Result<BTreeMap<String, Option<String>>> {
+        let mut profiles = BTreeMap::new();
+        for option in &self.spec.security_opt {
+            if let Some(Ok(file)) = seccomp_file(option) {
+                profiles.insert(option.clone(), host.read_optional(&file)?);
+            }
+        }
+        Ok(profiles)
     }
 
     /// Time for `docker stop` or `restart` of `live`: its own stop timeout, and a margin.

@@ -17,7 +17,7 @@
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{Container, ContainerOp, Seen, apply::run, values::RestartPolicy};
+use super::{Container, ContainerOp, Seen, apply::restart_policy, values::RestartPolicy};
 use crate::{
     docker::{
         drain::drain,
@@ -105,33 +105,28 @@ impl Container {
     }
 
     pub(super) fn recover(&self, context: &Context, leftover: &Leftover) -> Result<()> {
+        let engine = context.docker.engine();
+        let name = self.name();
         match leftover {
             Leftover::Finish { set_aside } => {
                 if let Some(set_aside) = set_aside {
-                    run(
-                        context,
-                        &["container", "rm", "--force", "--volumes", set_aside],
-                    )?;
+                    engine
+                        .remove_container(set_aside, true)
+                        .with_context(|| format!("failed to remove `{set_aside}`"))?;
                 }
             }
             Leftover::Undo { set_aside, restart } => {
-                run(context, &["container", "rename", set_aside, self.name()])?;
-                run(
-                    context,
-                    &[
-                        "container",
-                        "update",
-                        "--restart",
-                        &restart.to_string(),
-                        self.name(),
-                    ],
-                )?;
+                engine
+                    .rename_container(set_aside, name)
+                    .with_context(|| format!("failed to rename `{set_aside}` back to `{name}`"))?;
+                engine
+                    .update_restart_policy(name, restart_policy(*restart))
+                    .with_context(|| format!("failed to give `{name}` its restart policy back"))?;
             }
             Leftover::Restore { id, restart } => {
-                run(
-                    context,
-                    &["container", "update", "--restart", &restart.to_string(), id],
-                )?;
+                engine
+                    .update_restart_policy(id, restart_policy(*restart))
+                    .with_context(|| format!("failed to give `{name}` its restart policy back"))?;
             }
         }
         journal::clear(context.host, &self.id())
@@ -145,7 +140,9 @@ impl Container {
     ) -> Result<()> {
         self.ensure_image(context, image_present)?;
         self.ensure_sources(context)?;
+        let engine = context.docker.engine();
         let name = self.name();
+        let old = live.id.as_str();
         let parked = set_aside_name(name);
         let policy = RestartPolicy::from_docker(&live.host_config.restart_policy);
         journal::record(
@@ -156,11 +153,9 @@ impl Container {
                 restart: policy,
             },
         )?;
-        run(
-            context,
-            &["container", "update", "--restart", "no", live.id.as_str()],
-        )
-        .with_context(|| format!("failed to turn off the old `{name}`'s restart policy"))?;
+        engine
+            .update_restart_policy(old, restart_policy(RestartPolicy::No))
+            .with_context(|| format!("failed to turn off the old `{name}`'s restart policy"))?;
         drain(
             context.docker,
             &self.id(),
@@ -168,32 +163,20 @@ impl Container {
             &format!("the old `{name}`"),
         )
         .with_context(|| format!("failed to stop the old `{name}`"))?;
-        run(context, &["container", "rename", live.id.as_str(), &parked])?;
+        engine
+            .rename_container(old, &parked)
+            .with_context(|| format!("failed to set the old `{name}` aside as `{parked}`"))?;
         let outcome = match self.create_and_start(context) {
-            Ok(()) => run(context, &["container", "rm", "--volumes", live.id.as_str()])
-                .map(drop)
-                .with_context(|| {
-                    format!(
-                        "the new `{name}` runs, but the old one (`{parked}`) could not be removed"
-                    )
-                }),
+            Ok(()) => engine.remove_container(old, false).with_context(|| {
+                format!("the new `{name}` runs, but the old one (`{parked}`) could not be removed")
+            }),
             Err(error) => {
-                let restored = run(context, &["container", "rename", live.id.as_str(), name])
-                    .and_then(|_| {
-                        run(
-                            context,
-                            &[
-                                "container",
-                                "update",
-                                "--restart",
-                                &policy.to_string(),
-                                name,
-                            ],
-                        )
-                    })
-                    .and_then(|_| {
+                let restored = engine
+                    .rename_container(old, name)
+                    .and_then(|()| engine.update_restart_policy(name, restart_policy(policy)))
+                    .and_then(|()| {
                         if live.state.running {
-                            run(context, &["container", "start", name]).map(drop)
+                            engine.start_container(name)
                         } else {
                             Ok(())
                         }
@@ -205,7 +188,7 @@ impl Container {
                     }
                     // Still journaled: the next run puts it back.
                     Err(second) => Err(error.context(format!(
-                        "the new `{name}` did not start, and putting the previous one back failed ({second:#}); it is kept as `{parked}`, and the next run puts it back"
+                        "the new `{name}` did not start, and putting the previous one back failed ({second}); it is kept as `{parked}`, and the next run puts it back"
                     ))),
                 }
             }

@@ -1,7 +1,5 @@
 //! Table tests for `container/NAME`'s diff: what is drift, what is not, and how it is told.
 
-use std::path::Path;
-
 use super::*;
 use serde_json::Value as Json;
 
@@ -662,49 +660,71 @@ fn dependencies_are_the_daemon_the_networks_volumes_and_after() {
     );
 }
 
+/// The create request's body as Docker reads it (JSON), for a container under `root`.
+fn body(resource: &Container, root: &str) -> Json {
+    serde_json::to_value(
+        resource
+            .create_body(&Host::new(root), &BTreeMap::new())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 #[test]
-fn create_arguments_carry_the_spec_and_the_ownership_labels() {
+fn the_create_body_carries_the_spec_and_the_ownership_labels() {
     let resource = container(
         &profile("mtu = 1400\ninstance = \"ci-7\"\n"),
         "gitlab-dind",
         false,
     );
-    let args = resource
-        .create_arguments(&Host::new("/r"), Some(Path::new("/tmp/env")))
-        .join(" ");
-    assert!(args.starts_with("container create --name gitlab-dind --label berth.managed=true --label berth.profile=test --label berth.instance=ci-7 --label berth.spec-hash="), "{args}");
-    assert!(args.contains(" --restart always --network ci-net --network-alias docker --volume dind-data:/var/lib/docker --volume dind-certs:/certs/client --env-file /tmp/env "), "{args}");
-    assert!(args.ends_with(" docker:27-dind --mtu=1400"), "{args}");
-    let runner = container(&profile(""), "gitlab-runner", false);
-    let args = runner
-        .create_arguments(&Host::new("/r"), Some(Path::new("/tmp/env")))
-        .join(" ");
-    assert!(
-        args.contains("--volume /r/srv/gitlab-runner:/etc/gitlab-runner"),
-        "{args}"
+    let dind = body(&resource, "/r");
+    assert_eq!(
+        dind["Labels"],
+        serde_json::json!({
+            "berth.managed": "true",
+            "berth.profile": "test",
+            "berth.instance": "ci-7",
+            "berth.spec-hash": resource.hash,
+        })
     );
-    assert!(
-        args.contains("--stop-signal SIGQUIT --stop-timeout 3600"),
-        "{args}"
+    assert_eq!(dind["Image"], "docker:27-dind");
+    assert_eq!(dind["Cmd"], serde_json::json!(["--mtu=1400"]));
+    assert_eq!(
+        dind["Env"],
+        serde_json::json!(["DOCKER_TLS_CERTDIR=/certs"])
+    );
+    let host_config = &dind["HostConfig"];
+    assert_eq!(
+        host_config["RestartPolicy"],
+        serde_json::json!({"Name": "always", "MaximumRetryCount": 0})
+    );
+    assert_eq!(host_config["NetworkMode"], "ci-net");
+    assert_eq!(
+        dind["NetworkingConfig"],
+        serde_json::json!({"EndpointsConfig": {"ci-net": {"Aliases": ["docker"]}}})
+    );
+    assert_eq!(
+        host_config["Binds"],
+        serde_json::json!(["dind-data:/var/lib/docker", "dind-certs:/certs/client"])
+    );
+    let runner = body(&container(&profile(""), "gitlab-runner", false), "/r");
+    assert_eq!(
+        runner["HostConfig"]["Binds"][0],
+        "/r/srv/gitlab-runner:/etc/gitlab-runner"
+    );
+    assert_eq!(
+        (&runner["StopSignal"], &runner["StopTimeout"]),
+        (&Json::from("SIGQUIT"), &Json::from(3600))
     );
 }
 
 #[test]
 fn hostname_is_set_compared_only_when_the_profile_sets_it_and_checked() {
     let unset = container(&profile(""), "gitlab-runner", false);
-    assert!(
-        !unset
-            .create_arguments(&Host::new("/"), None)
-            .contains(&"--hostname".to_owned())
-    );
+    assert_eq!(body(&unset, "/")["Hostname"], Json::Null);
     let set = profile("[containers.gitlab-runner]\nhostname = \"runner-1.ci\"\n");
     let named = container(&set, "gitlab-runner", false);
-    let args = named.create_arguments(&Host::new("/"), None);
-    assert!(
-        args.windows(2)
-            .any(|pair| pair == ["--hostname", "runner-1.ci"]),
-        "{args:?}"
-    );
+    assert_eq!(body(&named, "/")["Hostname"], "runner-1.ci");
     // A field added later does not change the hash of containers that do not use it.
     assert_ne!(named.hash, unset.hash);
     assert_eq!(
@@ -1071,37 +1091,49 @@ fn a_seccomp_profile_is_named_by_an_absolute_path_and_read_under_the_root() {
         "{}",
         error.problem().message
     );
-    let resource = with_security_opt(r#"["seccomp=/etc/seccomp.json", "seccomp=unconfined"]"#);
-    let args = resource.create_arguments(&Host::new("/srv/root"), None);
-    assert!(
-        args.windows(2)
-            .any(|pair| pair == ["--security-opt", "seccomp=/srv/root/etc/seccomp.json"]),
-        "{args:?}"
+    // The CLI sent the file's JSON, compacted, not its path; the file is read under the root.
+    let resource = with_security_opt(
+        r#"["seccomp=/etc/seccomp.json", "seccomp=unconfined", "systempaths=unconfined"]"#,
     );
-    assert!(
-        args.windows(2)
-            .any(|pair| pair == ["--security-opt", "seccomp=unconfined"])
+    let profiles = BTreeMap::from([(
+        "seccomp=/etc/seccomp.json".to_owned(),
+        Some("{\n  \"defaultAction\": \"SCMP_ACT_ALLOW\",\n  \"syscalls\": []\n}\n".to_owned()),
+    )]);
+    let sent = serde_json::to_value(
+        resource
+            .create_body(&Host::new("/srv/root"), &profiles)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        sent["HostConfig"]["SecurityOpt"],
+        serde_json::json!([
+            r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW","syscalls":[]}"#,
+            "seccomp=unconfined"
+        ])
+    );
+    // `systempaths=unconfined` is no option Docker keeps: empty masked and read-only paths.
+    assert_eq!(sent["HostConfig"]["MaskedPaths"], serde_json::json!([]));
+    assert_eq!(sent["HostConfig"]["ReadonlyPaths"], serde_json::json!([]));
+    let missing = resource
+        .create_body(&Host::new("/srv/root"), &BTreeMap::new())
+        .unwrap_err();
+    assert_eq!(
+        missing.to_string(),
+        "the seccomp profile `/srv/root/etc/seccomp.json` does not exist"
     );
 }
 
 #[test]
 fn runtime_is_passed_compared_only_when_set_and_refused_when_the_daemon_lacks_it() {
     let unset = container(&profile(""), "gitlab-dind", false);
-    assert!(
-        !unset
-            .create_arguments(&Host::new("/"), None)
-            .contains(&"--runtime".to_owned())
-    );
+    assert_eq!(body(&unset, "/")["HostConfig"]["Runtime"], Json::Null);
     let runc = container(
         &profile("[containers.gitlab-dind]\nruntime = \"runc\"\n"),
         "gitlab-dind",
         false,
     );
-    let args = runc.create_arguments(&Host::new("/"), None);
-    assert!(
-        args.windows(2).any(|pair| pair == ["--runtime", "runc"]),
-        "{args:?}"
-    );
+    assert_eq!(body(&runc, "/")["HostConfig"]["Runtime"], "runc");
     assert_ne!(runc.hash, unset.hash, "the runtime is part of the spec");
     let in_sync = runc.diff(&seen(&runc, Some(live(&runc))), &Earlier::default());
     assert!(told(&in_sync).is_empty(), "{:?}", told(&in_sync));
@@ -1186,27 +1218,20 @@ fn registry_mirrors_join_a_dind_command_once_and_skip_other_containers() {
 }
 
 #[test]
-fn env_values_travel_in_the_env_file_never_in_argv() {
-    // Issue 18: argv is readable in /proc/*/cmdline by every local user.
+fn env_values_travel_in_the_request_body() {
+    // Issue 18: argv is readable in /proc/*/cmdline by every local user; the body is not.
     let resource = container(
         &profile("[containers.gitlab-runner.env]\nRUNNER_SECRET = \"s3cr3t value #1\"\n"),
         "gitlab-runner",
         false,
     );
-    let args = resource.create_arguments(&Host::new("/"), Some(Path::new("/tmp/env")));
-    assert!(!args.join(" ").contains("s3cr3t"), "{args:?}");
+    let env = &body(&resource, "/")["Env"];
     assert!(
-        args.windows(2)
-            .any(|pair| pair == ["--env-file", "/tmp/env"]),
-        "{args:?}"
-    );
-    assert!(
-        resource
-            .env_file_text()
-            .lines()
+        env.as_array()
+            .unwrap()
+            .iter()
             .any(|line| line == "RUNNER_SECRET=s3cr3t value #1"),
-        "{}",
-        resource.env_file_text()
+        "{env}"
     );
 }
 

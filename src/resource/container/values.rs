@@ -386,15 +386,6 @@ pub(crate) fn seccomp_file(option: &str) -> Option<Result<HostPath, String>> {
     (value != "unconfined").then(|| HostPath::new(value))
 }
 
-/// The `--security-opt` argument for `option`: a seccomp profile read from under the root, as
-/// bind sources are, so that the JSON sent is the file observe compares with.
-pub(crate) fn security_opt_argument(option: &str, host: &Host) -> String {
-    match seccomp_file(option) {
-        Some(Ok(file)) => format!("seccomp={}", host.path(&file).display()),
-        _ => option.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

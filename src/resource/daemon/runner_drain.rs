@@ -1,6 +1,6 @@
 //! The drain before a restart (issue 21): a dockerd without live-restore stops every container
 //! when it stops, and with the runner container the jobs it runs die half done. So a restart of
-//! such a daemon first drains the container that runs gitlab-runner (`docker stop` with its own
+//! such a daemon first drains the container that runs gitlab-runner (a stop with its own
 //! signal and timeout: SIGQUIT, and gitlab-runner finishes its running jobs), then restarts
 //! Docker, then starts that container again.
 //!
@@ -65,7 +65,7 @@ impl RunnerDrain {
         Ok(found.into_iter().find(|live| live.id == self.id))
     }
 
-    /// Drains it when it runs: `docker stop` with its own signal and timeout, so its jobs
+    /// Drains it when it runs: a stop with its own signal and timeout, so its jobs
     /// finish first. `daemon` names the resource whose restart waits, in the log.
     pub(crate) fn drain(&self, context: &Context, daemon: &ResourceId) -> Result<()> {
         let Some(live) = self.look(context)? else {
@@ -100,8 +100,8 @@ impl RunnerDrain {
         let started = self.look(context).and_then(|live| match live {
             Some(live) if !live.state.running => context
                 .docker
-                .run(&["container", "start", self.id.as_str()])
-                .map(|_| ())
+                .engine()
+                .start_container(self.id.as_str())
                 .map_err(anyhow::Error::new),
             _ => Ok(()),
         });

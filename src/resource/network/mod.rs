@@ -10,7 +10,8 @@ use std::{collections::BTreeMap, rc::Rc};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
+use bollard::models::{Ipam, NetworkCreateRequest};
 use serde_json::Value as Json;
 
 mod replace;
@@ -166,19 +167,26 @@ impl Network {
         fields
     }
 
-    pub(super) fn create_arguments(&self) -> Vec<String> {
-        let flags: &[&str] = if self.spec.internal {
-            &["--internal"]
-        } else {
-            &[]
-        };
-        self.driven().create_arguments(
-            "network",
-            flags,
-            (&self.owner, &self.hash),
-            &self.spec.labels,
-            self.spec.name.as_str(),
-        )
+    /// The `POST /networks/create` body for the profile's network under `name` (its own, or a
+    /// probe's): as `docker network create --driver D [--internal] --opt K=V --label ...`
+    /// sent it, with the default IPAM driver the CLI named.
+    pub(super) fn create_request(&self, name: &str) -> NetworkCreateRequest {
+        NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some(self.spec.driver.clone()),
+            internal: Some(self.spec.internal),
+            ipam: Some(Ipam {
+                driver: Some("default".to_owned()),
+                ..Ipam::default()
+            }),
+            options: Some(self.spec.options.clone().into_iter().collect()),
+            labels: Some(
+                docker_object::labels_of(&self.owner, &self.hash, &self.spec.labels)
+                    .into_iter()
+                    .collect(),
+            ),
+            ..NetworkCreateRequest::default()
+        }
     }
 
     fn create_change(&self) -> (Change, NetworkOp) {
@@ -196,7 +204,12 @@ impl Network {
     }
 
     pub(super) fn create(&self, context: &Context) -> Result<()> {
-        run(context, &self.create_arguments())?;
+        let name = self.spec.name.as_str();
+        context
+            .docker
+            .engine()
+            .create_network(self.create_request(name))
+            .with_context(|| format!("failed to create network `{name}`"))?;
         Ok(())
     }
 }
@@ -210,11 +223,6 @@ pub(super) fn kept_aliases(info: &ContainerInfo, network: &str) -> Vec<String> {
         .into_iter()
         .filter(|alias| !info.is_automatic_alias(alias))
         .collect()
-}
-
-pub(super) fn run<S: AsRef<str>>(context: &Context, args: &[S]) -> Result<String> {
-    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
-    Ok(context.docker.run(&args)?)
 }
 
 impl Resource for Network {
@@ -506,10 +514,32 @@ mod tests {
     }
 
     #[test]
-    fn create_arguments_label_the_network() {
-        let args = network(&[("com.docker.network.driver.mtu", "1450")], false).create_arguments();
-        let text = args.join(" ");
-        assert!(text.starts_with("network create --driver bridge --opt com.docker.network.driver.mtu=1450 --label berth.managed=true --label berth.profile=dind --label berth.instance=test --label berth.spec-hash="), "{text}");
-        assert!(text.ends_with(" ci-net"));
+    fn the_create_request_labels_the_network() {
+        let request = network(&[("com.docker.network.driver.mtu", "1450")], false)
+            .create_request("ci-net.berth-probe");
+        let labels: BTreeMap<String, String> =
+            request.labels.clone().unwrap().into_iter().collect();
+        let mut json = serde_json::to_value(&request).unwrap();
+        json["Labels"] = serde_json::to_value(&labels).unwrap();
+        json["Labels"][LABEL_SPEC_HASH] = "[HASH]".into();
+        insta::assert_snapshot!(serde_json::to_string_pretty(&json).unwrap(), @r#"
+        {
+          "Name": "ci-net.berth-probe",
+          "Driver": "bridge",
+          "Internal": false,
+          "IPAM": {
+            "Driver": "default"
+          },
+          "Options": {
+            "com.docker.network.driver.mtu": "1450"
+          },
+          "Labels": {
+            "berth.instance": "test",
+            "berth.managed": "true",
+            "berth.profile": "dind",
+            "berth.spec-hash": "[HASH]"
+          }
+        }
+        "#);
     }
 }

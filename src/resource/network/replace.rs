@@ -13,9 +13,10 @@
 //! missing and reconnects every member that is not on it, before anything else.
 
 use anyhow::{Context as _, Result, anyhow};
+use bollard::models::{Ipam, NetworkCreateRequest};
 use serde::{Deserialize, Serialize};
 
-use super::{Network, NetworkOp, kept_aliases, run};
+use super::{Network, NetworkOp, kept_aliases};
 use crate::{
     docker::wire::{ContainerInfo, NetworkInfo},
     plan::{Action, Change},
@@ -41,15 +42,20 @@ impl Network {
                 members: members.clone(),
             },
         )?;
+        let engine = context.docker.engine();
         for (member, _) in &members {
-            run(context, &["network", "disconnect", "--force", name, member])
+            engine
+                .disconnect_network(name, member)
                 .with_context(|| format!("failed to disconnect `{member}` from `{name}`"))?;
         }
-        run(context, &["network", "rm", name])?;
+        engine
+            .remove_network(name)
+            .with_context(|| format!("failed to remove network `{name}`"))?;
         if let Err(error) = self.create(context) {
-            let restored = run(context, &recreate_arguments(old))
-                .map(drop)
-                .and_then(|()| self.reconnect(context, &members));
+            let restored = engine
+                .create_network(recreate_request(old))
+                .map_err(anyhow::Error::new)
+                .and_then(|_| self.reconnect(context, &members));
             return Err(match restored {
                 Ok(()) => {
                     journal::clear(context.host, &self.id())?;
@@ -77,41 +83,31 @@ impl Network {
         {
             return Ok(());
         }
+        let engine = context.docker.engine();
         let probe = format!("{}.berth-probe", self.spec.name);
         // One left by a run killed between the two steps is in the way.
-        let _ = run(context, &["network", "rm", &probe]);
-        let mut args = self.create_arguments();
-        *args.last_mut().expect("a create names the network") = probe.clone();
-        run(context, &args).with_context(|| {
-            format!(
-                "Docker refuses the profile's `{}`; the network and its containers are left as they are",
-                self.spec.name
-            )
-        })?;
-        run(context, &["network", "rm", &probe]).map(drop)
+        let _ = engine.remove_network(&probe);
+        engine
+            .create_network(self.create_request(&probe))
+            .with_context(|| {
+                format!(
+                    "Docker refuses the profile's `{}`; the network and its containers are left as they are",
+                    self.spec.name
+                )
+            })?;
+        engine
+            .remove_network(&probe)
+            .with_context(|| format!("failed to remove the probe network `{probe}`"))
     }
 
     /// The containers on the network, running or not, with the aliases someone gave them.
     fn members(&self, context: &Context) -> Result<Vec<(String, Vec<String>)>> {
         let name = self.spec.name.as_str();
-        // `network inspect` lists only running containers; `ps --filter network` all of them.
-        let members: Vec<String> = run(
-            context,
-            &[
-                "container",
-                "ls",
-                "--all",
-                "--filter",
-                &format!("network={name}"),
-                "--format",
-                "{{.Names}}",
-            ],
-        )?
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .map(str::to_owned)
-        .collect();
+        let members = context
+            .docker
+            .engine()
+            .containers_on(name)
+            .with_context(|| format!("failed to list the containers on network `{name}`"))?;
         let found = context.docker.inspect_all::<ContainerInfo>(&members)?;
         Ok(members
             .into_iter()
@@ -138,12 +134,10 @@ impl Network {
             if info.networks().contains_key(name) {
                 continue;
             }
-            let mut args = vec!["network".to_owned(), "connect".to_owned()];
-            for alias in aliases {
-                args.extend(["--alias".to_owned(), alias.clone()]);
-            }
-            args.extend([name.to_owned(), member.clone()]);
-            run(context, &args)
+            context
+                .docker
+                .engine()
+                .connect_network(name, member, aliases)
                 .with_context(|| format!("failed to reconnect `{member}` to `{name}`"))?;
         }
         Ok(())
@@ -191,24 +185,25 @@ impl Network {
     }
 }
 
-/// `docker network create` for a network as `docker network inspect` reported it: the way
-/// back when Docker refuses its replacement.
-fn recreate_arguments(old: &NetworkInfo) -> Vec<String> {
-    let mut args: Vec<String> = vec![
-        "network".into(),
-        "create".into(),
-        "--driver".into(),
-        old.driver.clone(),
-    ];
-    if old.internal {
-        args.push("--internal".into());
+/// The create request for a network as its inspect reported it: the way back when Docker
+/// refuses its replacement.
+fn recreate_request(old: &NetworkInfo) -> NetworkCreateRequest {
+    NetworkCreateRequest {
+        name: old.name.clone(),
+        driver: Some(old.driver.clone()),
+        internal: Some(old.internal),
+        ipam: Some(Ipam {
+            driver: Some("default".to_owned()),
+            ..Ipam::default()
+        }),
+        options: Some(
+            old.options
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        ),
+        labels: Some(old.labels.clone().unwrap_or_default().into_iter().collect()),
+        ..NetworkCreateRequest::default()
     }
-    for (key, value) in old.options.iter().flatten() {
-        args.extend(["--opt".into(), format!("{key}={value}")]);
-    }
-    for (key, value) in old.labels.iter().flatten() {
-        args.extend(["--label".into(), format!("{key}={value}")]);
-    }
-    args.push(old.name.clone());
-    args
 }
