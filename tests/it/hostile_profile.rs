@@ -68,7 +68,9 @@ fn a_container_env_secret_is_on_no_docker_argv_and_reaches_the_container() {
         .run();
     apply.code(0);
     assert!(
-        apply.stderr.contains("`POST /containers/create?name=berth-test-env`"),
+        apply
+            .stderr
+            .contains("`POST /containers/create?name=berth-test-env`"),
         "{}",
         apply.stderr
     );
