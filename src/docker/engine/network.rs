@@ -101,3 +101,31 @@ impl Engine {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::fake_daemon;
+    use super::*;
+
+    /// A daemon of API 1.41 makes a second network of a name and only warns: berth removes
+    /// that twin at once and reports the conflict the CLI's `CheckDuplicate` request got.
+    #[test]
+    fn a_twin_network_a_daemon_made_anyway_is_removed_and_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = fake_daemon(dir.path(), |path| match path.split('?').next() {
+            Some("/networks/create") => (
+                201,
+                r#"{"Id":"twin","Warning":"Network with name ci-net (id : first) already exists"}"#,
+            ),
+            Some("/networks/twin") => (204, ""),
+            _ => (500, r#"{"message":"unexpected"}"#),
+        });
+        let request = NetworkCreateRequest {
+            name: "ci-net".into(),
+            ..NetworkCreateRequest::default()
+        };
+        let error = engine.create_network(request).unwrap_err();
+        assert!(matches!(error, EngineError::Conflict(_)), "{error:?}");
+        assert_eq!(error.to_string(), "network with name ci-net already exists");
+    }
+}
