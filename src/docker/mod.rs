@@ -1,8 +1,9 @@
 //! The Docker daemon as berth sees it: the edge, below every kind. What Docker says (`wire`,
 //! `labels`, `listing`) lives here, beside the client that asks it; what a kind wants lives with
 //! the kind. Observations (`info`, the batched inspects, berth's listings, events) go through
-//! the Engine API (`engine`, issue 24); changes still run the `docker` CLI (driven by duct),
-//! which reads `DOCKER_HOST` itself, as `engine` does. Answers are cached for one run so that
+//! the Engine API (`engine`, issue 24), and so do the changes to containers, networks and
+//! volumes; pulls and hygiene still run the `docker` CLI (driven by duct), which reads
+//! `DOCKER_HOST` itself, as `engine` does. Answers are cached for one run so that
 //! observing N resources costs a constant number of requests; the engine drops the cache after
 //! anything is applied.
 
@@ -121,7 +122,7 @@ pub(crate) fn normalize_mirror(mirror: &str) -> String {
 }
 
 pub(crate) struct Docker {
-    /// The CLI, for the changes not yet made through the API.
+    /// The CLI, for what is not yet asked through the API (pulls, hygiene, doctor).
     program: String,
     engine: Engine,
     status: RefCell<Option<DaemonStatus>>,

@@ -113,53 +113,51 @@ fn forged_label_values_never_make_berth_remove_what_it_did_not_make() {
 fn a_volume_swapped_after_the_listing_is_never_removed() {
     let root = Root::new();
     let dockerd = require_dockerd!(&root);
-    let host = Converged::new(&root, &dockerd, "dind", "");
-    let volume = "gitlab-dind-data";
-    // Someone puts a volume of their own under that name (a volume has no ID but its name)
-    // after berth listed what it made and before it removes the volume: here as the network
-    // goes, which berth still removes through a `docker` on PATH, while its look at the volume
-    // again goes through the Engine API.
-    let bin = root.scratch("swap-docker");
-    let real = String::from_utf8(
-        Command::new("sh")
-            .args(["-c", "command -v docker"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    write_executable(
-        &bin,
-        "docker",
+    dockerd.import_busybox("berth-test/slow:1");
+    let volume = "berth-test-swapped";
+    // A volume no container uses, and a container whose drain lasts its whole stop timeout
+    // (PID 1 ignores a signal it has no handler for).
+    let profile = profile_file(
+        &root.join("/work"),
+        "site",
         &format!(
-            r#"#!/bin/sh
-if [ "$1 $2" = "network rm" ] && [ ! -f '{dir}/swapped' ]; then
-    '{real}' "$@"; rc=$?
-    touch '{dir}/swapped'
-    '{real}' volume rm {volume} >/dev/null
-    '{real}' volume create --label owner=someone-else {volume} >/dev/null
-    exit $rc
-fi
-exec '{real}' "$@"
-"#,
-            dir = bin.display(),
-            real = real.trim(),
+            "[volumes.{volume}]\n[containers.berth-test-slow]\nimage = \"berth-test/slow:1\"\ncommand = [\"sleep\", \"3600\"]\nrestart = \"always\"\nstop_signal = \"SIGUSR1\"\nstop_timeout = 8\n"
         ),
     );
-    let destroy = berth(&root)
-        .docker(&dockerd)
-        .path_first(&bin)
-        .args(["destroy", "--yes", "--purge"])
-        .args(host.args())
-        .run();
-    destroy.code(1);
-    assert!(bin.join("swapped").exists(), "{}", destroy.transcript());
+    let with_profile = || {
+        berth(&root).docker(&dockerd).args([
+            "-p".as_ref(),
+            dockerd.layer_file().as_os_str(),
+            "-p".as_ref(),
+            profile.as_os_str(),
+        ])
+    };
+    with_profile().args(["apply"]).run().code(0);
+    let mut destroy = with_profile().args(["destroy", "--yes", "--purge"]).spawn();
+    // Someone puts a volume of their own under that name (a volume has no ID but its name)
+    // after berth listed what it made and before it removes the volume: here while berth
+    // drains the container, which it does once it turned the container's restart policy off.
+    let draining = within(Duration::from_secs(30), || {
+        let policy = dockerd.docker_unchecked([
+            "container",
+            "inspect",
+            "--format",
+            "{{.HostConfig.RestartPolicy.Name}}",
+            "berth-test-slow",
+        ]);
+        String::from_utf8_lossy(&policy.stdout).trim() == "no"
+    });
+    assert!(draining.is_some(), "{}", destroy.output());
+    dockerd.docker(["volume", "rm", volume]);
+    dockerd.docker(["volume", "create", "--label", "owner=someone-else", volume]);
+    let code = destroy.child.wait().unwrap().code();
+    let output = destroy.output();
+    assert_eq!(code, Some(1), "{output}");
     assert!(
-        destroy.stderr.contains(&format!(
+        output.contains(&format!(
             "caused by: refused to remove volume `{volume}`: looked at again by its name, it no longer carries `berth.managed=true`"
         )),
-        "{}",
-        destroy.transcript()
+        "{output}"
     );
     let labels = dockerd.docker(["volume", "inspect", "--format", "{{json .Labels}}", volume]);
     assert_eq!(

@@ -59,11 +59,13 @@ fn a_container_env_secret_is_on_no_docker_argv_and_reaches_the_container() {
     );
     let scratch_tmp = root.scratch("tmp");
 
-    // Created through the Engine API: the env travels in the request's body, which `-v` does
-    // not print, and no `docker` process (and its argv) exists at all.
+    // Created through the Engine API: the env travels in the request's body, which no log
+    // level prints (bollard logs bodies at debug through the `log` crate, which berth caps at
+    // info), and no `docker` process (and its argv) exists at all.
     let apply = with_profile(&root, &dockerd, &profile)
         .path_first(&wrappers)
         .env("TMPDIR", &scratch_tmp)
+        .env("RUST_LOG", "trace")
         .args(["-v", "apply"])
         .run();
     apply.code(0);
