@@ -1345,3 +1345,168 @@ fn pull_always_on_an_image_pinned_by_digest_pulls_only_when_missing() {
     );
     assert_eq!(pull(&tagged), values::PullPolicy::Always);
 }
+
+/// Maps sorted by key, so that a snapshot does not depend on a `HashMap`'s order.
+fn sorted(value: Json) -> Json {
+    match value {
+        Json::Object(map) => {
+            let mut entries: Vec<(String, Json)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Json::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Json::Array(items) => Json::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+/// Every field of the spec, each as `docker container create` sent its flag for API 1.41.
+#[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "the profile and the body's snapshot read best whole"
+)]
+fn the_create_body_of_a_spec_using_every_field() {
+    let every = profile(
+        r#"
+[containers.every]
+image = "berth-test/every:1"
+privileged = true
+runtime = "runc"
+restart = "on-failure:3"
+networks = { ci-net = { aliases = ["a1", "a2"] }, other-net = {} }
+volumes = ["/srv/data:/data:ro,z", "named:/named", "/anonymous"]
+env = { B = "2", A = "one = 1" }
+entrypoint = ["/bin/sh", "-c"]
+command = ["echo hi"]
+ports = ["2375", "127.0.0.1:8080:80/tcp", "[::1]::53/udp", "127.0.0.2:8080:80"]
+labels = { team = "ci" }
+user = "1000:1000"
+workdir = "/work"
+hostname = "every.ci"
+cap_add = ["net_admin", "SYS_ADMIN"]
+security_opt = ["seccomp:/etc/seccomp.json", "no-new-privileges", "systempaths=unconfined", "apparmor=unconfined"]
+devices = ["/dev/fuse", "/dev/kvm:/dev/kvm:rw"]
+stop_signal = "quit"
+stop_timeout = 3600
+pull = "never"
+after = ["gitlab-dind"]
+"#,
+    );
+    let resource = container(&every, "every", false);
+    let seccomp = BTreeMap::from([(
+        "seccomp:/etc/seccomp.json".to_owned(),
+        Some(r#"{ "defaultAction": "SCMP_ACT_ERRNO", "syscalls": [ ] }"#.to_owned()),
+    )]);
+    let body = resource.create_body(&Host::new("/root"), &seccomp).unwrap();
+    let mut json = sorted(serde_json::to_value(&body).unwrap());
+    assert_eq!(json["Labels"]["berth.spec-hash"], resource.hash);
+    json["Labels"]["berth.spec-hash"] = "[HASH]".into();
+    insta::assert_snapshot!(serde_json::to_string_pretty(&json).unwrap(), @r#"
+    {
+      "AttachStderr": true,
+      "AttachStdout": true,
+      "Cmd": [
+        "-c",
+        "echo hi"
+      ],
+      "Entrypoint": [
+        "/bin/sh"
+      ],
+      "Env": [
+        "A=one = 1",
+        "B=2"
+      ],
+      "ExposedPorts": {
+        "2375/tcp": {},
+        "53/udp": {},
+        "80/tcp": {}
+      },
+      "HostConfig": {
+        "Binds": [
+          "/root/srv/data:/data:ro,z",
+          "named:/named"
+        ],
+        "CapAdd": [
+          "CAP_NET_ADMIN",
+          "CAP_SYS_ADMIN"
+        ],
+        "Devices": [
+          {
+            "CgroupPermissions": "rwm",
+            "PathInContainer": "/dev/fuse",
+            "PathOnHost": "/root/dev/fuse"
+          },
+          {
+            "CgroupPermissions": "rw",
+            "PathInContainer": "/dev/kvm",
+            "PathOnHost": "/root/dev/kvm"
+          }
+        ],
+        "MaskedPaths": [],
+        "NetworkMode": "ci-net",
+        "PortBindings": {
+          "2375/tcp": [
+            {
+              "HostIp": "",
+              "HostPort": ""
+            }
+          ],
+          "53/udp": [
+            {
+              "HostIp": "::1",
+              "HostPort": ""
+            }
+          ],
+          "80/tcp": [
+            {
+              "HostIp": "127.0.0.1",
+              "HostPort": "8080"
+            },
+            {
+              "HostIp": "127.0.0.2",
+              "HostPort": "8080"
+            }
+          ]
+        },
+        "Privileged": true,
+        "ReadonlyPaths": [],
+        "RestartPolicy": {
+          "MaximumRetryCount": 3,
+          "Name": "on-failure"
+        },
+        "Runtime": "runc",
+        "SecurityOpt": [
+          "seccomp={\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":[]}",
+          "no-new-privileges",
+          "apparmor=unconfined"
+        ]
+      },
+      "Hostname": "every.ci",
+      "Image": "berth-test/every:1",
+      "Labels": {
+        "berth.instance": "",
+        "berth.managed": "true",
+        "berth.profile": "test",
+        "berth.spec-hash": "[HASH]",
+        "team": "ci"
+      },
+      "NetworkingConfig": {
+        "EndpointsConfig": {
+          "ci-net": {
+            "Aliases": [
+              "a1",
+              "a2"
+            ]
+          }
+        }
+      },
+      "StopSignal": "SIGQUIT",
+      "StopTimeout": 3600,
+      "User": "1000:1000",
+      "Volumes": {
+        "/anonymous": {}
+      },
+      "WorkingDir": "/work"
+    }
+    "#);
+}
