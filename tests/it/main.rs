@@ -19,6 +19,7 @@ mod conventions;
 mod daemon;
 mod dind;
 mod doctor;
+mod fault_proxy;
 mod fault_tools;
 mod faults;
 mod fleet;
