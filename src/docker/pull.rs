@@ -65,11 +65,11 @@ pub(crate) fn pull_with(
 #[derive(Debug, Default)]
 pub(crate) struct PullProgress {
     /// Layer ID → what is known of it.
-    layers: BTreeMap<String, Layer>,
+    layers: BTreeMap<String, LayerProgress>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
-struct Layer {
+struct LayerProgress {
     /// Pulled, or already on the host.
     done: bool,
     /// Bytes downloaded, of `total` (known once it downloads).

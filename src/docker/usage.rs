@@ -49,15 +49,15 @@ pub(crate) enum DiskDaemon<'a> {
 
 /// A listed object's ID or name, as the API's listings say it.
 #[derive(Deserialize)]
-struct Listed {
+struct ListedId {
     #[serde(rename = "Id", alias = "Name", default)]
     id: String,
 }
 
 #[derive(Deserialize)]
-struct ListedVolumes {
+struct ListedVolumeIds {
     #[serde(rename = "Volumes", default)]
-    volumes: Option<Vec<Listed>>,
+    volumes: Option<Vec<ListedId>>,
 }
 
 impl DiskDaemon<'_> {
@@ -76,7 +76,12 @@ impl DiskDaemon<'_> {
                 || "no known status".to_owned(),
                 |code| format!("status {code}")
             ),
-            said(&output.stderr)
+            // What failed to start at all (no `docker` in the image) is said on stdout.
+            said(if output.stderr.trim().is_empty() {
+                &output.stdout
+            } else {
+                &output.stderr
+            })
         );
     }
 
@@ -207,13 +212,16 @@ impl DiskDaemon<'_> {
                     format!("filters={}", percent_encode(&json))
                 });
                 match kind {
-                    "volume" => Self::get::<ListedVolumes>(engine, &format!("/volumes?{filters}"))?
-                        .and_then(|listed| listed.volumes)
-                        .unwrap_or_default(),
-                    _ => {
-                        Self::get::<Vec<Listed>>(engine, &format!("/{kind}s/json?all=1&{filters}"))?
+                    "volume" => {
+                        Self::get::<ListedVolumeIds>(engine, &format!("/volumes?{filters}"))?
+                            .and_then(|listed| listed.volumes)
                             .unwrap_or_default()
                     }
+                    _ => Self::get::<Vec<ListedId>>(
+                        engine,
+                        &format!("/{kind}s/json?all=1&{filters}"),
+                    )?
+                    .unwrap_or_default(),
                 }
                 .into_iter()
                 .map(|listed| listed.id)

@@ -232,6 +232,32 @@ fn the_credentials_of_the_clis_config_reach_the_registry_and_are_never_shown() {
     for secret in [PASSWORD, encoded.as_str()] {
         assert!(!transcript.contains(secret), "{transcript}");
     }
+
+    // A `credsStore`: `docker-credential-NAME get`, told the registry on stdin, answers.
+    dockerd.docker(["rm", "--force", "berth-test-private"]);
+    dockerd.docker(["image", "rm", image]);
+    let helpers = root.scratch("credential-helpers");
+    crate::harness::write_executable(
+        &helpers,
+        "docker-credential-berth-test",
+        &format!(
+            "#!/bin/sh\n[ \"$1\" = get ] && [ \"$(cat)\" = 127.0.0.1:5001 ] || exit 1\necho '{{\"ServerURL\":\"127.0.0.1:5001\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}'\n"
+        ),
+    );
+    std::fs::write(config.join("config.json"), r#"{"credsStore":"berth-test"}"#).unwrap();
+    let helped = apply(&root, &dockerd, &profile)
+        .env("DOCKER_CONFIG", &config)
+        .path_first(&helpers)
+        .args(["-v"])
+        .run();
+    helped.code(0);
+    assert!(dockerd.exists("image", image));
+    let transcript = helped.transcript();
+    assert!(
+        transcript.contains("from `docker-credential-berth-test`"),
+        "{transcript}"
+    );
+    assert!(!transcript.contains(PASSWORD), "{transcript}");
     for name in ["private", "registry-auth"] {
         let _ = dockerd.docker_unchecked(["rm", "--force", &format!("berth-test-{name}")]);
     }

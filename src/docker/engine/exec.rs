@@ -62,11 +62,19 @@ impl Engine {
         limit: u64,
     ) -> Result<ExecOutput, ExecError> {
         let shown = command.join(" ");
+        // A script (doctor's probe) is shown by its first line only.
+        let logged: String = shown
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(80)
+            .collect();
         // The exec may rightly run for minutes (a pull inside a dind): the client's query
         // timeout must not cut its stream; `timeout` ends it instead.
         let client = self.client()?.with_timeout(timeout);
         tracing::debug!(
-            "asking the Docker daemon at {}: `POST /containers/…/exec` of `{shown}`",
+            "asking the Docker daemon at {}: `POST /containers/…/exec` of `{logged}`",
             self.address.host
         );
         let options = CreateExecOptions {

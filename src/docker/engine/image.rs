@@ -227,6 +227,138 @@ pub(crate) fn reference_parts(image: &str) -> (&str, &str) {
 mod tests {
     use super::*;
 
+    use std::{
+        io::{Read as _, Write as _},
+        sync::{Arc, Mutex},
+    };
+
+    /// A daemon of API `version` at a socket of the test's own: it answers each request by
+    /// its path with `answer(path)` and keeps every request line it was sent.
+    fn fake_daemon(
+        dir: &std::path::Path,
+        version: &'static str,
+        answer: fn(&str) -> (u16, String),
+    ) -> (Engine, Arc<Mutex<Vec<String>>>) {
+        let socket = dir.join("docker.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&asked);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut head = Vec::new();
+                let mut byte = [0_u8];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let line = head.lines().next().unwrap_or_default().to_owned();
+                let path = line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+                let (status, body) = if path.ends_with("/version") {
+                    (
+                        200,
+                        format!(r#"{{"ApiVersion":"{version}","Version":"x"}}"#),
+                    )
+                } else {
+                    kept.lock().unwrap().push(line);
+                    answer(&path)
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let host = format!("unix://{}", socket.display());
+        let engine = Engine::at(
+            super::super::Address::from_env(|key| (key == "DOCKER_HOST").then(|| host.clone())),
+            Duration::from_secs(5),
+        );
+        (engine, asked)
+    }
+
+    #[test]
+    fn the_build_cache_is_pruned_down_to_keep_in_the_daemons_own_words() {
+        let pruned = |_: &str| (200, r#"{"SpaceReclaimed":0}"#.to_owned());
+        for (version, keep) in [
+            ("1.41", "keep-storage=1000"),
+            ("1.48", "reserved-space=1000"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let (engine, asked) = fake_daemon(dir.path(), version, pruned);
+            engine.prune_build_cache(1000).unwrap();
+            let asked = asked.lock().unwrap().clone();
+            assert_eq!(asked.len(), 1, "{asked:?}");
+            assert!(
+                asked[0].starts_with("POST /build/prune?")
+                    && asked[0].contains("all=true")
+                    && asked[0].contains(keep),
+                "API {version}: {asked:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_error_inside_the_pull_stream_fails_it_in_dockers_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, asked) = fake_daemon(dir.path(), "1.41", |_| {
+            (
+                200,
+                concat!(
+                    r#"{"status":"Pulling from team/app","id":"1"}"#,
+                    "\n",
+                    r#"{"errorDetail":{"message":"manifest unknown"},"error":"manifest unknown"}"#,
+                    "\n"
+                )
+                .to_owned(),
+            )
+        });
+        let mut heard = Vec::new();
+        let error = engine
+            .pull(
+                "registry:5000/team/app:1",
+                None,
+                Duration::from_secs(5),
+                |step| {
+                    heard.extend(step.cloned());
+                },
+            )
+            .unwrap_err();
+        assert_eq!(error.to_string(), "manifest unknown");
+        assert_eq!(heard[0].status, "Pulling from team/app");
+        let asked = asked.lock().unwrap().clone();
+        assert!(
+            asked[0]
+                .starts_with("POST /images/create?fromImage=registry%3A5000%2Fteam%2Fapp&tag=1"),
+            "{asked:?}"
+        );
+    }
+
+    #[test]
+    fn a_bounded_read_stops_past_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, asked) = fake_daemon(dir.path(), "1.41", |_| (200, "x".repeat(5000)));
+        let error = engine.read_bounded("/system/df", 4096).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "`GET /system/df` answered more than 4096 bytes; berth stopped reading"
+        );
+        assert_eq!(engine.read_bounded("/system/df", 8192).unwrap().len(), 5000);
+        assert!(
+            asked
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|line| line.starts_with("GET /system/df ")),
+            "the daemon is asked exactly what was meant: {asked:?}"
+        );
+    }
+
     #[test]
     fn a_reference_is_split_as_the_cli_splits_it() {
         for (image, parts) in [
