@@ -267,6 +267,17 @@ mod tests {
                     kept.lock().unwrap().push(line);
                     answer(&path)
                 };
+                if body == STALL {
+                    // Headers, one message, then nothing: a registry that stopped sending.
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    );
+                    let message = r#"{"status":"Pulling fs layer","id":"0123456789ab"}"#;
+                    let _ = write!(stream, "{:x}\r\n{message}\n\r\n", message.len() + 1);
+                    std::thread::sleep(Duration::from_secs(30));
+                    continue;
+                }
                 let _ = write!(
                     stream,
                     "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -337,6 +348,28 @@ mod tests {
                 .starts_with("POST /images/create?fromImage=registry%3A5000%2Fteam%2Fapp&tag=1"),
             "{asked:?}"
         );
+    }
+
+    /// What [`fake_daemon`]'s answer says for a stream that stalls.
+    const STALL: &str = "stall";
+
+    #[test]
+    fn a_stalled_pull_ends_at_its_deadline_having_said_what_it_heard() {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = fake_daemon(dir.path(), "1.41", |_| (200, STALL.to_owned()));
+        let started = Instant::now();
+        let mut steps = 0;
+        let mut quiet = 0;
+        let error = engine
+            .pull("app:1", None, Duration::from_secs(2), |step| match step {
+                Some(_) => steps += 1,
+                None => quiet += 1,
+            })
+            .unwrap_err();
+        assert!(matches!(error, PullError::TimedOut(_)), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(steps, 1);
+        assert!(quiet >= 1, "the caller heard from it while it was quiet");
     }
 
     #[test]
