@@ -6,6 +6,7 @@
 //! observing N resources costs a constant number of requests; the engine drops the cache after
 //! anything is applied.
 
+pub(crate) mod credentials;
 pub(crate) mod drain;
 pub(crate) mod engine;
 pub(crate) mod labels;
@@ -236,11 +237,6 @@ impl Docker {
     /// Asks the daemon now, bypassing the cache: for waiting on a restart.
     pub(crate) fn query_status(&self) -> DaemonStatus {
         query_status(&self.engine)
-    }
-
-    /// The CLI program berth runs its changes with.
-    pub(crate) fn program(&self) -> &str {
-        &self.program
     }
 
     /// The API client, for queries made on other threads ([`query_status`], [`fetch`]) whose

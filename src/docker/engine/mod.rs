@@ -31,6 +31,10 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use tokio::runtime::Runtime;
 
+pub(crate) mod exec;
+pub(crate) mod image;
+pub(crate) mod system;
+
 /// The daemon the CLI talks to when `DOCKER_HOST` says nothing.
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
