@@ -1,12 +1,13 @@
 //! The Docker daemon as berth sees it: the edge, below every kind. What Docker says (`wire`,
 //! `labels`, `listing`) lives here, beside the client that asks it; what a kind wants lives with
 //! the kind. Observations (`info`, the batched inspects, berth's listings, events) go through
-//! the Engine API (`engine`, issue 24), and so do the changes to containers, networks and
-//! volumes; pulls and hygiene still run the `docker` CLI (driven by duct), which reads
-//! `DOCKER_HOST` itself, as `engine` does. Answers are cached for one run so that
+//! the Engine API (`engine`, issue 24), and so does every change berth makes (containers,
+//! networks, volumes, pulls, hygiene): berth starts no `docker` process on the host. Answers
+//! are cached for one run so that
 //! observing N resources costs a constant number of requests; the engine drops the cache after
 //! anything is applied.
 
+pub(crate) mod credentials;
 pub(crate) mod drain;
 pub(crate) mod engine;
 pub(crate) mod labels;
@@ -27,8 +28,6 @@ use std::{
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value as Json;
-
-use crate::host::exec::{self, CommandError, CommandLine};
 
 use engine::{Engine, EngineError};
 
@@ -122,8 +121,6 @@ pub(crate) fn normalize_mirror(mirror: &str) -> String {
 }
 
 pub(crate) struct Docker {
-    /// The CLI, for what is not yet asked through the API (pulls, hygiene, doctor).
-    program: String,
     engine: Engine,
     status: RefCell<Option<DaemonStatus>>,
     /// One `Batch<T>` per inspect type: two types may read one kind (a container by its name,
@@ -174,21 +171,16 @@ impl<T> Batch<T> {
 
 impl Default for Docker {
     fn default() -> Self {
-        Self::new("docker")
-    }
-}
-
-impl Docker {
-    pub(crate) fn new(program: &str) -> Self {
         Self {
-            program: program.to_owned(),
             engine: Engine::from_env(QUERY_TIMEOUT),
             status: RefCell::new(None),
             inspected: RefCell::new(HashMap::new()),
             identities: RefCell::new(BTreeMap::new()),
         }
     }
+}
 
+impl Docker {
     /// The identities of every object this run asked about, and of the daemon itself: what a
     /// saved plan compares to tell "the host changed since". Docker's own volatile parts (a
     /// health check's log, counters, the clock) are left out so that an idle host matches.
@@ -210,14 +202,6 @@ impl Docker {
         identities
     }
 
-    pub(crate) fn command<I, S>(&self, args: I) -> CommandLine
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        CommandLine::new(&self.program, args)
-    }
-
     /// The daemon's status, asked once per run (until [`Docker::invalidate`]).
     pub(crate) fn status(&self) -> DaemonStatus {
         if let Some(status) = self.status.borrow().as_ref() {
@@ -237,11 +221,6 @@ impl Docker {
     /// Asks the daemon now, bypassing the cache: for waiting on a restart.
     pub(crate) fn query_status(&self) -> DaemonStatus {
         query_status(&self.engine)
-    }
-
-    /// The CLI program berth runs its changes with.
-    pub(crate) fn program(&self) -> &str {
-        &self.program
     }
 
     /// The API client, for queries made on other threads ([`query_status`], [`fetch`]) whose
@@ -272,11 +251,6 @@ impl Docker {
             }),
         );
         found
-    }
-
-    /// Runs a docker command and returns its stdout; errors keep the command and stderr.
-    pub(crate) fn run(&self, args: &[&str]) -> Result<String, CommandError> {
-        Ok(exec::run_with_timeout(&self.command(args.iter().copied()), QUERY_TIMEOUT)?.stdout)
     }
 }
 

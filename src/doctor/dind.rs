@@ -73,6 +73,20 @@ echo "no curl, wget or nc in the container to reach $address" >&2
 exit 5
 "#;
 
+/// How long the probe may take in all (each of its tools gives up after 10 s).
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// The most of the probe's output berth reads: it prints one line.
+const PROBE_LIMIT: u64 = 64 * 1024;
+
+/// What the container said, as doctor shows it: control characters dropped, cut short.
+fn shown(said: &str) -> String {
+    said.chars()
+        .map(|c| if c == '\n' { ' ' } else { c })
+        .filter(|c| !c.is_control())
+        .take(1000)
+        .collect()
+}
+
 /// End to end: every profile container that talks to a Docker daemon over TCP (the runner, in
 /// the dind profiles) reaches it from inside, as its jobs will.
 pub(super) fn dind_from_runner(
@@ -136,15 +150,32 @@ pub(super) fn dind_from_runner(
             }
             _ => {}
         }
-        let probe = docker.run(&["exec", container.name.as_str(), "sh", "-c", DIND_PROBE]);
+        // Through an exec by the API: the host starts no `docker` process; what the probe
+        // prints is the container's, so it is read bounded and shown without control characters.
+        let probe = docker.engine().exec(
+            container.name.as_str(),
+            &["sh", "-c", DIND_PROBE],
+            &[],
+            PROBE_TIMEOUT,
+            PROBE_LIMIT,
+        );
         checks.push(match probe {
-            Ok(output) => {
-                let said = output.lines().last().unwrap_or_default();
-                Check::new(&name, Verdict::Ok, said.strip_prefix("ok ").unwrap_or(said).to_owned())
+            Ok(output) if output.success() => {
+                let said = shown(output.stdout.lines().last().unwrap_or_default());
+                Check::new(&name, Verdict::Ok, said.strip_prefix("ok ").unwrap_or(&said).to_owned())
             }
-            Err(error) => {
-                let said = error.stderr().map(str::to_owned).unwrap_or_else(|| error.to_string());
-                let said = if said.is_empty() { error.to_string() } else { said };
+            failed => {
+                let said = match failed {
+                    Ok(output) => {
+                        let stderr = shown(output.stderr.trim());
+                        if stderr.is_empty() {
+                            format!("the probe exited with status {}", output.code.unwrap_or(-1))
+                        } else {
+                            stderr
+                        }
+                    }
+                    Err(error) => error.to_string(),
+                };
                 Check::new(&name, Verdict::Fail, format!("the Docker daemon does not answer from inside `{}`: {said}", container.name.as_str()))
                     .fix("`berth apply` starts and wires the containers; `docker logs` on the dind container says why it is not serving")
             }

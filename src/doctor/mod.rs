@@ -127,24 +127,39 @@ const MIN_FREE_BYTES: u64 = 2 << 30;
 /// Below this (or 10 %), it is worth a warning.
 const LOW_FREE_BYTES: u64 = 10 << 30;
 
-/// Whether the `docker` CLI is there, for the operator: berth asks the daemon through its API
-/// but still makes its changes through the CLI (issue 24 moves them), and the docker group's
-/// users reach the daemon with it.
-fn docker_cli(docker: &Docker) -> Check {
-    let version = docker.command(["--version"]);
-    match crate::host::exec::run_with_timeout(&version, std::time::Duration::from_secs(10)) {
-        Err(error) if error.is_not_found() => {
-            Check::new("docker CLI", Verdict::Fail, "`docker` is not on PATH")
-                .fix("install Docker (Debian: apt-get install docker.io)")
-        }
-        _ => Check::new("docker CLI", Verdict::Ok, "`docker` is installed"),
+/// Whether a `docker` CLI is on PATH, for the operator (the docker group's users reach the
+/// daemon with it), looked up without running it; and what the daemon says of its version
+/// (`GET /version`). berth itself asks the daemon through its API.
+fn docker_cli(docker: &Docker, status: &DaemonStatus) -> Check {
+    let version = match status {
+        DaemonStatus::Running(_) => docker.engine().version().ok().map(|version| {
+            format!(
+                "; the daemon is Docker {} (API {})",
+                version.version, version.api
+            )
+        }),
+        _ => None,
+    }
+    .unwrap_or_default();
+    match crate::host::exec::on_path("docker") {
+        Some(path) => Check::new(
+            "docker CLI",
+            Verdict::Ok,
+            format!("`{}` is installed{version}", path.display()),
+        ),
+        None => Check::new(
+            "docker CLI",
+            Verdict::Warn,
+            format!("`docker` is not on PATH{version}"),
+        )
+        .fix("install it to look at containers yourself (Debian: apt-get install docker.io)"),
     }
 }
 
 pub(crate) fn run(host: &Host, docker: &Docker, profile: Option<&Profile>) -> Vec<Check> {
     let mut checks = vec![kernel_release(host), overlay(host)];
     let status = docker.status();
-    checks.push(docker_cli(docker));
+    checks.push(docker_cli(docker, &status));
     checks.push(match &status {
         DaemonStatus::Running(info) => Check::new("docker daemon", Verdict::Ok, format!("Docker {} answers", info.server_version)),
         DaemonStatus::PermissionDenied(reason) => Check::new("docker daemon", Verdict::Fail, reason.clone())

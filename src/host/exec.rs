@@ -104,8 +104,6 @@ pub(crate) enum CommandError {
     },
     #[error("`{command}` did not finish within {} s and was killed", timeout.as_secs())]
     TimedOut { command: String, timeout: Duration },
-    #[error("`{command}` printed more than {limit} bytes and was stopped")]
-    TooLong { command: String, limit: u64 },
     #[error("`{command}` exited with {}", describe_code(*code))]
     Failed {
         command: String,
@@ -125,17 +123,6 @@ fn describe_code(code: Option<i32>) -> String {
 impl CommandError {
     pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, Self::NotFound { .. })
-    }
-
-    /// The program's stderr, when it ran and failed.
-    pub(crate) fn stderr(&self) -> Option<&str> {
-        match self {
-            Self::Failed {
-                stderr: Some(stderr),
-                ..
-            } => Some(&stderr.0),
-            _ => None,
-        }
     }
 }
 
@@ -293,89 +280,18 @@ pub(crate) fn run_with_progress(
     }
 }
 
-/// How much of a bounded program's stderr is kept for its error: its first words say why.
-const STDERR_KEPT: u64 = 64 * 1024;
-
-/// Runs `command` whose output is hostile (a dind daemon a job controls answers through it):
-/// stdout is read up to `limit` bytes and the program is killed past it ([`CommandError::TooLong`]),
-/// stderr is kept up to 64 KiB and the rest discarded, and it is killed at `timeout`. A
-/// non-zero exit is returned as an answer, as [`run_unchecked`] does.
-pub(crate) fn run_bounded(
-    command: &CommandLine,
-    timeout: Duration,
-    limit: u64,
-) -> Result<Output, CommandError> {
-    use std::{
-        io::Read as _,
-        process::{Command, Stdio},
-        sync::{
-            Arc,
-            atomic::{AtomicBool, Ordering},
-        },
-    };
-    tracing::debug!("running `{command}` (output bounded to {limit} bytes)");
-    let mut child = Command::new(&command.program)
-        .args(&command.args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| spawn_error(command, source))?;
-    let too_long = Arc::new(AtomicBool::new(false));
-    let mut stdout = child.stdout.take().expect("stdout is piped");
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    let flag = Arc::clone(&too_long);
-    let out = std::thread::spawn(move || {
-        let mut kept = Vec::new();
-        let read = (&mut stdout).take(limit + 1).read_to_end(&mut kept);
-        if kept.len() as u64 > limit {
-            flag.store(true, Ordering::SeqCst);
-            kept.clear();
-        }
-        read.map(|_| kept)
-    });
-    let err = std::thread::spawn(move || {
-        let mut kept = Vec::new();
-        let _ = (&mut stderr).take(STDERR_KEPT).read_to_end(&mut kept);
-        // The rest is read and dropped, so the program never blocks on a full pipe.
-        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
-        kept
-    });
-    let started = std::time::Instant::now();
-    let status = loop {
-        if too_long.load(Ordering::SeqCst) {
-            let _ = child.kill();
-        }
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() >= timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(CommandError::TimedOut {
-                    command: command.to_string(),
-                    timeout,
-                });
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(source) => return Err(spawn_error(command, source)),
-        }
-    };
-    let stdout = out
-        .join()
-        .unwrap_or_else(|_| Ok(Vec::new()))
-        .map_err(|source| spawn_error(command, source))?;
-    let stderr = err.join().unwrap_or_default();
-    if too_long.load(Ordering::SeqCst) {
-        return Err(CommandError::TooLong {
-            command: command.to_string(),
-            limit,
-        });
-    }
-    Ok(Output {
-        code: status.code(),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    })
+/// The first executable `program` in PATH's directories, as a shell finds it: nothing is run.
+pub(crate) fn on_path(program: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            candidate
+                .metadata()
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
 }
 
 pub(crate) fn spawn_error(command: &CommandLine, source: io::Error) -> CommandError {
@@ -403,7 +319,10 @@ mod tests {
             error.to_string(),
             "`sh -c \"echo oops >&2; exit 3\"` exited with status 3"
         );
-        assert_eq!(error.stderr(), Some("oops"));
+        assert!(
+            matches!(&error, CommandError::Failed { stderr: Some(Stderr(said)), .. } if said == "oops"),
+            "{error:?}"
+        );
     }
 
     #[test]
@@ -447,22 +366,6 @@ mod tests {
         assert_eq!(
             error.to_string(),
             format!("`{command}` exited with status 1")
-        );
-    }
-
-    #[test]
-    fn a_bounded_program_is_stopped_past_its_limit() {
-        let command = CommandLine::new("sh", ["-c", "yes hostile"]);
-        let error = run_bounded(&command, Duration::from_secs(20), 4096).unwrap_err();
-        assert!(
-            matches!(error, CommandError::TooLong { limit: 4096, .. }),
-            "{error}"
-        );
-        let small = CommandLine::new("sh", ["-c", "echo '[1]'; echo why >&2; exit 3"]);
-        let output = run_bounded(&small, Duration::from_secs(20), 4096).unwrap();
-        assert_eq!(
-            (output.code, output.stdout.as_str(), output.stderr.as_str()),
-            (Some(3), "[1]\n", "why\n")
         );
     }
 

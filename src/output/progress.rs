@@ -45,11 +45,6 @@ impl Ticker {
         }
         Some(elapsed)
     }
-
-    /// Time until the next line is due.
-    pub(crate) fn until_due(&self) -> Duration {
-        self.next.saturating_sub(self.started.elapsed())
-    }
 }
 
 /// A closure given to [`exec::run_reporting`] is told how far the program got once per
@@ -82,7 +77,6 @@ mod tests {
         let mut ticker = Ticker::since(Instant::now() - Duration::from_secs(25));
         assert_eq!(ticker.due().map(|elapsed| elapsed.as_secs()), Some(25));
         assert_eq!(ticker.due(), None, "the next one is due at 30 s");
-        assert!(ticker.until_due() <= Duration::from_secs(5));
         assert!(Ticker::since(Instant::now()).due().is_none());
         let started = Instant::now() - Duration::from_secs(12);
         assert!(

@@ -4,7 +4,8 @@
 //! It hears of drift from Docker's event stream (berth's containers, networks and volumes:
 //! destroyed, died, stopped, renamed, disconnected) and from inotify on every file berth owns
 //! (daemon.json, config.toml, the modules-load file, the profiles and berth.toml; a profile
-//! edit is applied like any drift). Events are debounced (100 ms of quiet: the events of one `docker rm -f` come within a few ms), then one converge
+//! edit is applied like any drift). Events are debounced (100 ms of quiet, or until Docker
+//! destroyed the object: the last of the events one `docker rm -f` raises), then one converge
 //! runs: the same `apply`, under the same run lock, with the same report, metrics and journal.
 //! berth's own actions raise events too; they bring one more converge, which finds nothing and
 //! ends the chain. An object that keeps drifting (a container in a crash loop) gets at most a
@@ -97,7 +98,13 @@ impl FleetRetry {
 
 /// What the main loop hears.
 pub(crate) enum Event {
-    Changed { what: String, at: Instant },
+    Changed {
+        what: String,
+        at: Instant,
+        /// The object is gone (Docker destroyed it): the last event it raises, so the wait
+        /// for quiet can end here.
+        gone: bool,
+    },
     Signal(Signal),
 }
 
@@ -106,8 +113,38 @@ impl Event {
         Self::Changed {
             what,
             at: Instant::now(),
+            gone: false,
         }
     }
+
+    fn gone(what: String) -> Self {
+        Self::Changed {
+            what,
+            at: Instant::now(),
+            gone: true,
+        }
+    }
+
+    fn ends_the_wait(&self) -> bool {
+        matches!(self, Self::Changed { gone: true, .. })
+    }
+}
+
+/// The events that come with `first`: until `debounce` passes without one, or until one says
+/// its object is gone. A `docker rm -f` raises kill, die, network disconnect and destroy, tens
+/// of milliseconds apart on a busy host (up to 300 ms between two of them was seen): a converge
+/// after the destroy sees what the removal left, and does not wait a debounce more for it. What
+/// is already queued then comes along.
+fn settle(first: Event, events: &mpsc::Receiver<Event>, debounce: Duration) -> Vec<Event> {
+    let mut heard = vec![first];
+    while !heard.last().is_some_and(Event::ends_the_wait) {
+        match events.recv_timeout(debounce) {
+            Ok(more) => heard.push(more),
+            Err(_) => return heard,
+        }
+    }
+    heard.extend(events.try_iter());
+    heard
 }
 
 /// One converge, as `apply` runs it: its exit code, and whether it changed anything.
@@ -175,12 +212,8 @@ pub(crate) fn run(
                 Err(_) => break,
             },
         };
-        let mut heard = vec![first];
-        while let Ok(more) = events.recv_timeout(pace.debounce) {
-            heard.push(more);
-        }
         let mut reasons = BTreeSet::new();
-        for event in heard {
+        for event in settle(first, &events, pace.debounce) {
             match event {
                 Event::Signal(Signal::SIGHUP) => {
                     tracing::info!("SIGHUP: reading the profiles again");
@@ -191,7 +224,7 @@ pub(crate) fn run(
                     tracing::info!("{signal}: stopping");
                     stopping = true;
                 }
-                Event::Changed { what, at } => {
+                Event::Changed { what, at, .. } => {
                     if limiter.allows(&what) {
                         pending = Some(pending.map_or(at, |since| since.min(at)));
                         reasons.insert(what);
@@ -406,5 +439,41 @@ mod tests {
             retry.due.unwrap() <= Instant::now() + Duration::from_secs(30),
             "the backoff starts over"
         );
+    }
+
+    #[test]
+    fn the_wait_for_quiet_ends_at_a_destroy_and_takes_what_is_queued() {
+        let names = |heard: Vec<Event>| -> Vec<String> {
+            heard
+                .into_iter()
+                .filter_map(|event| match event {
+                    Event::Changed { what, .. } => Some(what),
+                    Event::Signal(_) => None,
+                })
+                .collect()
+        };
+        let (sender, events) = mpsc::channel();
+        // A debounce no test could sit out: the destroy must end the wait, not the quiet.
+        let debounce = Duration::from_secs(600);
+        sender.send(Event::changed("die".into())).unwrap();
+        sender.send(Event::gone("destroy".into())).unwrap();
+        sender.send(Event::changed("queued".into())).unwrap();
+        let first = events.recv().unwrap();
+        let started = Instant::now();
+        assert_eq!(
+            names(settle(first, &events, debounce)),
+            ["die", "destroy", "queued"]
+        );
+        assert!(started.elapsed() < Duration::from_secs(60));
+
+        // Without a destroy, the quiet ends it.
+        sender.send(Event::changed("die".into())).unwrap();
+        let first = events.recv().unwrap();
+        let started = Instant::now();
+        assert_eq!(
+            names(settle(first, &events, Duration::from_millis(50))),
+            ["die"]
+        );
+        assert!(started.elapsed() >= Duration::from_millis(50));
     }
 }

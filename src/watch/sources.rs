@@ -249,7 +249,12 @@ impl DockerEvents {
                         };
                         let of_interest = event.of_interest(&targets.lock().expect("targets"));
                         if let Some(what) = of_interest {
-                            listening = events.send(Event::changed(what)).is_ok();
+                            let event = if event.action == "destroy" {
+                                Event::gone(what)
+                            } else {
+                                Event::changed(what)
+                            };
+                            listening = events.send(event).is_ok();
                         }
                         listening
                     });

@@ -38,6 +38,32 @@ fn run(root: &Root, dockerd: &Dockerd, command: &str, layers: &[&Path]) -> Run {
     berth.run()
 }
 
+/// A `docker` first on berth's PATH that logs each call and runs the real one: berth asks the
+/// host's daemon through its API and a dind's through an exec by the API, so hygiene starts no
+/// `docker` process on the host and the log stays empty.
+fn recording_docker(root: &Root) -> (PathBuf, PathBuf) {
+    let bin = root.scratch("recording-docker");
+    let log = bin.join("calls.log");
+    crate::harness::write_executable(
+        &bin,
+        "docker",
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            which("docker").unwrap().display()
+        ),
+    );
+    (bin, log)
+}
+
+fn docker_processes(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
 fn past_keep_free_apply_removes_the_unused_images_and_job_volumes_only() {
     let root = Root::new();
@@ -71,7 +97,27 @@ fn past_keep_free_apply_removes_the_unused_images_and_job_volumes_only() {
         "full",
         "[hygiene]\nkeep_free = \"99%\"\nunused_images_after = \"0s\"\njob_volumes_after = \"0s\"\n",
     );
-    let plan = run(&root, &dockerd, "plan", &[&site, &full]);
+    let (bin, log) = recording_docker(&root);
+    let with_recorder = |command: &str| {
+        let mut berth = berth(&root)
+            .docker(&dockerd)
+            .path_first(&bin)
+            .args([command]);
+        if command == "apply" {
+            berth = berth.args(["--metrics-file", METRICS]);
+        }
+        berth
+            .args(["-p"])
+            .args([dockerd.layer_file()])
+            .args([
+                "-p".as_ref(),
+                site.as_os_str(),
+                "-p".as_ref(),
+                full.as_os_str(),
+            ])
+            .run()
+    };
+    let plan = with_recorder("plan");
     plan.code(2);
     let line = plan.line_of("hygiene/host");
     assert!(
@@ -92,7 +138,12 @@ fn past_keep_free_apply_removes_the_unused_images_and_job_volumes_only() {
         1
     );
 
-    run(&root, &dockerd, "apply", &[&site, &full]).code(0);
+    with_recorder("apply").code(0);
+    assert_eq!(
+        docker_processes(&log),
+        Vec::<String>::new(),
+        "hygiene on the host starts no docker process"
+    );
     assert!(!dockerd.exists("image", "berth-test/old:1"));
     assert!(!dockerd.exists("image", "berth-test/old:2"));
     assert!(!dockerd.exists("volume", JOB_VOLUME), "the job volume went");
@@ -191,7 +242,7 @@ const PREPULLED: &str = "berth-test-registry:5000/berth-test/prepulled:1";
 
 /// A real registry (Debian's `docker-registry`, the distribution project's) as a stand-in
 /// image: its binary, the libraries `ldd` names and a config serving plain HTTP on :5000.
-fn import_registry(dockerd: &Dockerd) -> bool {
+pub(crate) fn import_registry(dockerd: &Dockerd) -> bool {
     let Ok(program) = which("docker-registry") else {
         assert!(
             !crate::harness::in_ci(),
@@ -241,7 +292,7 @@ fn import_registry(dockerd: &Dockerd) -> bool {
     true
 }
 
-fn which(program: &str) -> Result<PathBuf, ()> {
+pub(crate) fn which(program: &str) -> Result<PathBuf, ()> {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
@@ -358,11 +409,20 @@ fn dind_past_keep_free_is_pruned_through_its_own_cli_and_keeps_what_it_prepulls(
         .success()
     );
 
+    let (bin, log) = recording_docker(&root);
     host.layer(
         "hygiene",
         &format!("[hygiene]\nkeep_free = \"99%\"\nunused_images_after = \"0s\"\njob_volumes_after = \"0s\"\n[containers.{DIND}]\nprepull = [\"{PREPULLED}\"]\n"),
     );
-    let plan = host.run("plan");
+    let recorded = |command: &str| {
+        berth(&root)
+            .docker(&dockerd)
+            .path_first(&bin)
+            .args([command])
+            .args(host.args())
+            .run()
+    };
+    let plan = recorded("plan");
     plan.code(2);
     let line = plan.line_of(&format!("hygiene/{DIND}"));
     assert!(
@@ -385,7 +445,12 @@ fn dind_past_keep_free_is_pruned_through_its_own_cli_and_keeps_what_it_prepulls(
         plan.stdout
     );
 
-    host.run("apply").code(0);
+    recorded("apply").code(0);
+    assert_eq!(
+        docker_processes(&log),
+        Vec::<String>::new(),
+        "the dind is asked through its own CLI, inside it: the host starts no docker process"
+    );
     assert_eq!(
         dockerd.container_id(DIND),
         dind,
@@ -472,6 +537,20 @@ fn an_apply_killed_while_pruning_is_finished_by_the_next() {
         killed.transcript(),
         fault.calls()
     );
+    let cli: Vec<String> = fault
+        .calls()
+        .into_iter()
+        .filter(|call| {
+            !["GET ", "HEAD ", "POST ", "DELETE ", "PUT "]
+                .iter()
+                .any(|method| call.starts_with(method))
+        })
+        .collect();
+    assert_eq!(
+        cli,
+        Vec::<String>::new(),
+        "hygiene asks the host's daemon through its API only"
+    );
     let left = (1..=3)
         .filter(|n| dockerd.exists("image", &format!("berth-test/old:{n}")))
         .count();
@@ -513,33 +592,36 @@ fn an_apply_killed_while_pruning_is_finished_by_the_next() {
     );
 }
 
-/// A `docker` first on berth's PATH that answers for the dind daemon (`docker exec NAME docker
-/// …`) as a daemon a job took over would: tags and labels with terminal escapes, or an answer
-/// without end. Every other call goes to the real CLI.
-fn hostile_dind_docker(dir: &Path, image_ls: &str, image_inspect: &str) {
-    let real = which("docker").unwrap();
-    crate::harness::write_executable(
+/// A `docker` in the dind container that answers as a daemon a job took over would: tags and
+/// labels with terminal escapes, or an answer without end. berth runs the dind's own CLI there
+/// by an exec through the API, so this is what it reads; each call is logged in the container.
+fn hostile_dind_docker(dockerd: &Dockerd, dir: &Path, image_ls: &str, image_inspect: &str) {
+    let script = crate::harness::write_executable(
         dir,
         "docker",
         &format!(
             r#"#!/bin/sh
-printf '%s\n' "$*" >> '{log}'
-if [ "$1" = exec ]; then
-    case "$*" in
-        *" docker info "*) echo '{{"ServerVersion":"20.10.24","DockerRootDir":"/var/lib/docker"}}'; exit 0 ;;
-        *" docker image ls "*) {image_ls}; exit 0 ;;
-        *" docker image inspect "*) {image_inspect}; exit 0 ;;
-        *" docker container ls "*|*" docker volume ls "*) exit 0 ;;
-        *" docker system df "*) echo '{{}}'; exit 0 ;;
-    esac
-fi
-exec '{real}' "$@"
-"#,
-            log = dir.join("calls.log").display(),
-            real = real.display(),
+echo "$*" >> /tmp/calls.log
+case "$*" in
+    "info "*) echo '{{"ServerVersion":"20.10.24","DockerRootDir":"/var/lib/docker"}}'; exit 0 ;;
+    "image ls "*) {image_ls}; exit 0 ;;
+    "image inspect "*) {image_inspect}; exit 0 ;;
+    "container ls "*|"volume ls "*) exit 0 ;;
+    "system df "*) echo '{{}}'; exit 0 ;;
+esac
+echo "not answered: $*" >&2
+exit 1
+"#
         ),
     );
+    dockerd.docker([
+        "cp".as_ref(),
+        script.as_os_str(),
+        format!("{DIND_STAND_IN}:/bin/docker").as_ref(),
+    ]);
 }
+
+const DIND_STAND_IN: &str = "berth-test-dind";
 
 #[test]
 fn a_hostile_dind_daemon_is_neither_printed_nor_acted_on() {
@@ -564,11 +646,13 @@ fn a_hostile_dind_daemon_is_neither_printed_nor_acted_on() {
         "{}",
         first.transcript()
     );
-    let bin = root.scratch("hostile-docker");
+    let dir = root.scratch("hostile-docker");
+    let (bin, log) = recording_docker(&root);
     let id = format!("sha256:{}", "e".repeat(64));
     // A tag and a label with a terminal escape (JSON lets a job say "\u001b").
     hostile_dind_docker(
-        &bin,
+        &dockerd,
+        &dir,
         &format!("echo {id}"),
         &format!(
             r#"echo '[{{"Id":"{id}","RepoTags":["evil\u001b[2J:1"],"Created":"2020-01-01T00:00:00Z","Size":1000000,"Config":{{"Labels":{{"x":"\u001b]0;pwned\u0007"}}}}}}]'"#
@@ -600,11 +684,20 @@ fn a_hostile_dind_daemon_is_neither_printed_nor_acted_on() {
         .args(["-p".as_ref(), site.as_os_str()])
         .run();
     applied.code(0);
-    let calls = std::fs::read_to_string(bin.join("calls.log")).unwrap();
+    let calls = dockerd.docker(["exec", DIND_STAND_IN, "cat", "/tmp/calls.log"]);
+    assert!(
+        calls.contains("image ls "),
+        "asked inside the container: {calls}"
+    );
     assert!(!calls.contains(" rm "), "nothing removed: {calls}");
+    assert_eq!(
+        docker_processes(&log),
+        Vec::<String>::new(),
+        "the host starts no docker process"
+    );
 
     // An answer without end: refused at its cap, the run fails and prints none of it.
-    hostile_dind_docker(&bin, "yes sha256:0000", "echo '[]'");
+    hostile_dind_docker(&dockerd, &dir, "busybox yes sha256:0000", "echo '[]'");
     let plan = berth(&root)
         .docker(&dockerd)
         .path_first(&bin)

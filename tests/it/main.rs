@@ -40,6 +40,7 @@ mod orphans;
 mod packaging;
 mod plans;
 mod profiles;
+mod pull;
 mod registry_mirrors;
 mod runner;
 mod runtime;

@@ -655,12 +655,22 @@ fn doctor_on_a_converged_host_exits_0_and_before_apply_says_what_is_missing() {
     // The runner's config directory, created by berth for its bind mount, is kept as
     // gitlab-runner keeps it: it will hold the runner tokens.
     assert_eq!(root.mode("/srv/gitlab-runner"), 0o700);
+    // Doctor's host checks and its probe inside the runner (an exec through the API) start no
+    // `docker` process: a `docker` first on PATH logs any call.
+    let recorder = root.scratch("recording-docker");
+    let calls = crate::harness::write_logging_stubs(&recorder, &["docker"], "exit 1");
     let run = berth(&root)
         .docker(&dockerd)
+        .path_first(&recorder)
         .args(["doctor"])
         .args(&profiles)
         .run();
     run.code(0);
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap_or_default(),
+        "",
+        "doctor ran docker"
+    );
     let line = |name: &str| {
         run.stdout
             .lines()
@@ -672,6 +682,18 @@ fn doctor_on_a_converged_host_exits_0_and_before_apply_says_what_is_missing() {
         line("storage driver").starts_with("ok ") && line("storage driver").ends_with(" overlay2")
     );
     assert!(line("docker daemon").starts_with("ok ") && line("docker daemon").contains("Docker "));
+    // Found on PATH, not run; the daemon's version from `GET /version`.
+    let cli = line("docker CLI");
+    assert!(
+        cli.starts_with("ok ")
+            && cli.contains(&format!(
+                "`{}` is installed",
+                recorder.join("docker").display()
+            ))
+            && cli.contains("; the daemon is Docker ")
+            && cli.contains(" (API 1."),
+        "{cli}"
+    );
     assert!(
         line("gitlab-runner → tcp://gitlab-dind:2375").starts_with("ok "),
         "{}",

@@ -32,7 +32,10 @@ use serde_json::Value as Json;
 use tokio::runtime::Runtime;
 
 mod container;
+pub(crate) mod exec;
+pub(crate) mod image;
 mod network;
+pub(crate) mod system;
 
 /// The daemon the CLI talks to when `DOCKER_HOST` says nothing.
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";

@@ -7,7 +7,7 @@
 use anyhow::{Context as _, Result};
 
 use crate::{
-    docker::usage::DaemonCli,
+    docker::usage::DiskDaemon,
     resource::{
         Context,
         hygiene::{
@@ -19,7 +19,7 @@ use crate::{
 };
 
 pub(super) fn apply(hygiene: &Hygiene, context: &Context, op: &HygieneOp) -> Result<()> {
-    let cli = observe::cli(context, &hygiene.daemon);
+    let cli = observe::asked(context, &hygiene.daemon);
     match op {
         HygieneOp::Prune(op) => prune(hygiene, context, &cli, op),
         HygieneOp::Prepull(images) => {
@@ -32,7 +32,7 @@ pub(super) fn apply(hygiene: &Hygiene, context: &Context, op: &HygieneOp) -> Res
     }
 }
 
-fn prune(hygiene: &Hygiene, context: &Context, cli: &DaemonCli, op: &PruneOp) -> Result<()> {
+fn prune(hygiene: &Hygiene, context: &Context, cli: &DiskDaemon, op: &PruneOp) -> Result<()> {
     let mut removed_space = false;
     for item in &op.items {
         // Once keep_free holds, what is left on the list stays (the build cache first on the
@@ -44,16 +44,8 @@ fn prune(hygiene: &Hygiene, context: &Context, cli: &DaemonCli, op: &PruneOp) ->
             PruneItem::Image { id, .. } => remove_image(hygiene, cli, id)?,
             PruneItem::Volume { name, .. } => remove_volume(cli, name)?,
             PruneItem::BuildCache { keep, .. } => {
-                let keep = keep.to_string();
-                cli.run(&[
-                    "builder",
-                    "prune",
-                    "--all",
-                    "--force",
-                    "--keep-storage",
-                    &keep,
-                ])
-                .context("failed to prune the build cache")?;
+                cli.prune_build_cache(*keep)
+                    .context("failed to prune the build cache")?;
                 true
             }
         };
@@ -78,7 +70,7 @@ fn holds(context: &Context, op: &PruneOp) -> Result<bool> {
 }
 
 /// Removes the image unless it is gone or now on the never-removed list; true when removed.
-fn remove_image(hygiene: &Hygiene, cli: &DaemonCli, id: &str) -> Result<bool> {
+fn remove_image(hygiene: &Hygiene, cli: &DiskDaemon, id: &str) -> Result<bool> {
     let Some(image) = cli.image(id)? else {
         return Ok(false);
     };
@@ -87,20 +79,20 @@ fn remove_image(hygiene: &Hygiene, cli: &DaemonCli, id: &str) -> Result<bool> {
     }
     // By ID, forced: an image tagged twice is removed with its tags; no container uses it (just
     // asked), and Docker refuses to remove the image of a running container even when forced.
-    cli.run(&["image", "rm", "--force", id])
+    cli.remove_image(id)
         .with_context(|| format!("failed to remove image `{}`", short(id)))?;
     Ok(true)
 }
 
 /// Removes the volume unless it is gone, used, or no longer the runner's; true when removed.
-fn remove_volume(cli: &DaemonCli, name: &str) -> Result<bool> {
+fn remove_volume(cli: &DiskDaemon, name: &str) -> Result<bool> {
     let Some(volume) = cli.volume(name)? else {
         return Ok(false);
     };
     if keeps_volume(&volume) || !cli.users(&format!("volume={name}"))?.is_empty() {
         return Ok(false);
     }
-    cli.run(&["volume", "rm", name])
+    cli.remove_volume(name)
         .with_context(|| format!("failed to remove volume `{name}`"))?;
     Ok(true)
 }

@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use crate::{
     docker::{
         DaemonStatus,
-        usage::{DaemonCli, DiskUsage},
+        usage::{DiskDaemon, DiskUsage},
         wire::ContainerInfo,
     },
     host::FilesystemSpace,
@@ -21,7 +21,8 @@ pub(crate) enum SeenDaemon {
     /// nothing to prune, and the kinds that start it say so.
     Away,
     /// The dind container runs, past its first minute, but the daemon in it does not answer
-    /// its own CLI: nothing is pruned or pulled, and the plan warns, with why.
+    /// its own CLI (run in it by an exec): nothing is pruned or pulled, and the plan warns, with
+    /// why.
     Silent(String),
     Seen(Box<DaemonDisk>),
 }
@@ -39,14 +40,15 @@ pub(crate) struct DaemonDisk {
     pub usage: DiskUsage,
 }
 
-/// The CLI that reaches `daemon`.
-pub(super) fn cli(context: &Context, daemon: &Daemon) -> DaemonCli {
-    let program = context.docker.program().to_owned();
+/// How `daemon` is asked: the host's through the Engine API, a dind's through its own CLI run
+/// in its container by an exec through the API.
+pub(super) fn asked<'a>(context: &Context<'a>, daemon: &'a Daemon) -> DiskDaemon<'a> {
+    let engine = context.docker.engine();
     match daemon {
-        Daemon::Host => DaemonCli::Host { program },
-        Daemon::Dind(name) => DaemonCli::Inside {
-            program,
-            container: name.to_string(),
+        Daemon::Host => DiskDaemon::Host(engine),
+        Daemon::Dind(name) => DiskDaemon::Inside {
+            engine,
+            container: name.as_str(),
         },
     }
 }
@@ -55,7 +57,7 @@ pub(super) fn observe(context: &Context, daemon: &Daemon) -> Result<SeenDaemon> 
     let DaemonStatus::Running(host_info) = context.docker.status() else {
         return Ok(SeenDaemon::Away);
     };
-    let cli = cli(context, daemon);
+    let cli = asked(context, daemon);
     let (data_root, measured_at) = match daemon {
         Daemon::Host => (
             host_info.docker_root_dir.clone(),
@@ -100,7 +102,7 @@ fn daemon_label(daemon: &Daemon) -> String {
 /// The nested daemon's `docker info`. It answers a second or two after its container starts
 /// (in the same apply that started it, say): a container started in the last minute is given
 /// up to 30 s; one running longer that does not answer is away.
-fn nested_info(cli: &DaemonCli, container: &ContainerInfo) -> Result<crate::docker::DaemonInfo> {
+fn nested_info(cli: &DiskDaemon, container: &ContainerInfo) -> Result<crate::docker::DaemonInfo> {
     let started: Option<jiff::Timestamp> = container.state.started_at.parse().ok();
     let young = started.is_some_and(|started| {
         jiff::Timestamp::now().duration_since(started) < jiff::SignedDuration::from_secs(60)
