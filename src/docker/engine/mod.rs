@@ -20,7 +20,7 @@ use std::{
     future::Future,
     path::PathBuf,
     sync::Mutex,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bollard::{
@@ -130,6 +130,8 @@ pub(crate) struct Engine {
     client: Mutex<Option<bollard::Docker>>,
     /// Set by a connection that ran into its cap, read back by the request that failed.
     tripped: transport::Tripped,
+    /// When the last negotiation gave up on a daemon that takes connections and never answers.
+    hung_at: Mutex<Option<Instant>>,
 }
 
 impl Engine {
@@ -151,17 +153,39 @@ impl Engine {
             timeout,
             client: Mutex::new(None),
             tripped: transport::Tripped::default(),
+            hung_at: Mutex::new(None),
         }
     }
 
     fn client(&self) -> Result<bollard::Docker, EngineError> {
+        let asked = Instant::now();
         let mut client = self.client.lock().expect("docker client");
         if let Some(client) = client.as_ref() {
             return Ok(client.clone());
         }
+        // Questions asked side by side wait here for one negotiation: when it found the daemon
+        // hung, they have their answer too, rather than a full timeout each in turn.
+        let version = "`GET /version`";
+        if self
+            .hung_at
+            .lock()
+            .expect("hung")
+            .is_some_and(|hung| hung >= asked)
+        {
+            return Err(EngineError::Hung {
+                what: version.to_owned(),
+                timeout: self.timeout,
+            });
+        }
         tracing::debug!("connecting to the Docker daemon at {}", self.address.host);
         let connected = self.connect()?;
-        let negotiated = self.block_on("`GET /version`", connected.negotiate_version())?;
+        let negotiated = self
+            .block_on(version, connected.negotiate_version())
+            .inspect_err(|error| {
+                if matches!(error, EngineError::Hung { .. }) {
+                    *self.hung_at.lock().expect("hung") = Some(Instant::now());
+                }
+            })?;
         *client = Some(negotiated.clone());
         Ok(negotiated)
     }
@@ -615,6 +639,22 @@ mod tests {
         let error = engine.info().unwrap_err();
         assert!(matches!(error, EngineError::Hung { .. }), "{error:?}");
         assert_eq!(error.to_string(), "`GET /version` got no answer within 1 s");
+
+        // Questions asked side by side share the one timeout (prefetch asks five at once),
+        // and a later question tries again.
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            let asked: Vec<_> = (0..4).map(|_| scope.spawn(|| engine.info())).collect();
+            for answer in asked {
+                let error = answer.join().unwrap().unwrap_err();
+                assert!(matches!(error, EngineError::Hung { .. }), "{error:?}");
+            }
+        });
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
         drop(listener);
     }
 
