@@ -19,6 +19,7 @@ mod conventions;
 mod daemon;
 mod dind;
 mod doctor;
+mod engine_errors;
 mod fault_tools;
 mod faults;
 mod fleet;
