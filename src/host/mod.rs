@@ -446,6 +446,42 @@ impl Host {
         remove().with_context(|| format!("failed to remove `{path}`"))
     }
 
+    /// Removes a directory and everything in it, one entry at a time through its parent's
+    /// descriptor: a link is removed as a file, never followed. For berth's own directories
+    /// (what root alone writes); one that is not there is fine.
+    pub(crate) fn remove_tree(&self, path: &HostPath) -> Result<()> {
+        let remove = || -> Result<()> {
+            for name in self.list_dir(path)? {
+                let entry = path.join(&name);
+                let Ok(found) = self.walk(&entry, Last::Keep, None)? else {
+                    continue;
+                };
+                match nix::unistd::unlinkat(
+                    &found.directory.fd,
+                    found.name.as_os_str(),
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                ) {
+                    Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+                    // A directory: emptied first.
+                    Err(nix::errno::Errno::EISDIR) => self.remove_tree(&entry)?,
+                    Err(error) => return Err(io::Error::from(error).into()),
+                }
+            }
+            let Ok(found) = self.walk(path, Last::Keep, None)? else {
+                return Ok(());
+            };
+            match nix::unistd::unlinkat(
+                &found.directory.fd,
+                found.name.as_os_str(),
+                nix::unistd::UnlinkatFlags::RemoveDir,
+            ) {
+                Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+                Err(error) => Err(io::Error::from(error).into()),
+            }
+        };
+        remove().with_context(|| format!("failed to remove `{path}`"))
+    }
+
     /// Sets the permission bits of an existing file, through its descriptor.
     pub(crate) fn set_mode(&self, path: &HostPath, mode: u32) -> Result<()> {
         let change = || -> Result<()> {

@@ -292,6 +292,11 @@ pub(crate) fn prepare(host: &Host, source: &Source, look: Look) -> Result<Prepar
     };
     let checkout = tree(host, &git, &applied.commit)?;
     let profiles = checkout.profiles(&source.layers, &member)?;
+    if let Look::Apply { .. } = look {
+        let mut keep = vec![applied.commit.as_str()];
+        keep.extend(state.head.as_ref().map(|head| head.commit.as_str()));
+        prune_trees(host, &keep)?;
+    }
     Ok(Prepared { profiles, run })
 }
 
@@ -501,6 +506,19 @@ fn tree(host: &Host, git: &Git, commit: &str) -> Result<Checkout> {
         host.write_atomic(&dir.join(COMPLETE), commit.as_bytes(), 0o600)?;
     }
     Ok(Checkout::new(&host.path(&dir), shown))
+}
+
+/// Removes the trees of every commit but the one applied and the ref's head (refused, it is
+/// judged again at the next fetch): a host that follows a busy ref for years keeps two.
+fn prune_trees(host: &Host, keep: &[&str]) -> Result<()> {
+    let dir = trees_dir();
+    for name in host.list_dir(&dir)? {
+        if keep.contains(&name.as_str()) {
+            continue;
+        }
+        host.remove_tree(&dir.join(&name))?;
+    }
+    Ok(())
 }
 
 /// The bare repository and how to run git on it; reads the deploy token.

@@ -1,5 +1,6 @@
 //! Fault injection for the interrupted-run tests (issue 9): a `docker` that kills berth or the
-//! daemon at the Nth call of a kind, a restart command that fails, sleeps or kills berth while
+//! daemon at the Nth call of a kind (at the CLI, and at the Engine API through
+//! `fault_proxy.rs`), a restart command that fails, sleeps or kills berth while
 //! Docker restarts, a full filesystem, and a Docker socket that accepts but never answers.
 //!
 //! None of these touch berth itself: they stand where the host's programs, disk and daemon are.
@@ -20,7 +21,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::harness::{Dockerd, Root, in_ci, write_executable};
+use crate::{
+    fault_proxy::FaultProxy,
+    harness::{Berth, Dockerd, Root, in_ci, write_executable},
+};
+
+impl Berth {
+    /// Runs berth through `fault` at both of Docker's doors: its `docker` first on PATH and its
+    /// proxy as `DOCKER_HOST` (after `.docker(…)`, which it overrides).
+    pub fn faulted(self, fault: &FaultDocker) -> Self {
+        self.path_first(fault.bin())
+            .env("DOCKER_HOST", fault.host())
+    }
+}
 
 /// Whom a fault kills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,9 +55,11 @@ pub enum Then {
     Exit,
 }
 
-/// A `docker` that stands first on berth's PATH: it logs the argv of every call berth makes
-/// (calls from other programs, such as the restart script, pass through unlogged), counts the
-/// calls of one kind and, at the Nth, kills berth or the daemon, then goes on or exits.
+/// A `docker` that stands first on berth's PATH, and a proxy that stands at berth's
+/// `DOCKER_HOST` (`Berth::faulted` sets both): each logs every call berth makes (calls from
+/// other programs, such as the restart script, pass through unlogged), counts the calls of one
+/// kind across both doors and, at the Nth, kills berth or the daemon, then goes on or exits.
+/// The CLI's calls are logged as their argv, the API's as `METHOD /path?query`.
 ///
 /// berth runs `docker` through duct without a shell, so the wrapper's parent is berth itself:
 /// the wrapper recognises berth's calls by `/proc/$PPID/comm` and kills `$PPID`.
@@ -55,6 +70,8 @@ pub enum Then {
 /// connect`, `info`, or `*` for any call.
 pub struct FaultDocker {
     dir: PathBuf,
+    /// The same faults at the Engine API: berth's `DOCKER_HOST` while faulted.
+    proxy: FaultProxy,
 }
 
 impl FaultDocker {
@@ -110,7 +127,18 @@ exec "$REAL" "$@"
                 pidfile = dockerd.pidfile().display(),
             ),
         );
-        Self { dir }
+        let daemon_socket = dockerd.host();
+        let proxy = FaultProxy::start(
+            &dir,
+            Path::new(daemon_socket.trim_start_matches("unix://")),
+            &dockerd.pidfile(),
+        );
+        Self { dir, proxy }
+    }
+
+    /// `DOCKER_HOST` for berth: the proxy in front of the private dockerd.
+    pub fn host(&self) -> String {
+        self.proxy.host()
     }
 
     /// The directory to put first on berth's PATH (`Berth::path_first`).
@@ -164,6 +192,15 @@ exec "$REAL" "$@"
             .unwrap_or_default()
             .lines()
             .map(str::to_owned)
+            .collect()
+    }
+
+    /// The calls `*` counts, in order: every CLI call, and every API request that is not a GET
+    /// or HEAD (what berth changes; its questions are not counted).
+    pub fn changes(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|call| !call.starts_with("GET /") && !call.starts_with("HEAD /"))
             .collect()
     }
 

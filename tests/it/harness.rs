@@ -151,6 +151,21 @@ impl Root {
         self.write("/proc/filesystems", "nodev\tsysfs\nnodev\toverlay\n")
             .mkdir("/sys/module/overlay")
     }
+
+    /// The root's `proc/cpuinfo` and `proc/meminfo`, as the kernel writes them, for a machine of
+    /// `cpus` CPUs and `gib` GiB: what `concurrent = "auto"` is sized from under a root.
+    pub fn with_machine(&self, cpus: u32, gib: u64) -> &Self {
+        let cpuinfo: String = (0..cpus)
+            .map(|cpu| format!("processor\t: {cpu}\nvendor_id\t: GenuineIntel\n\n"))
+            .collect();
+        self.write("/proc/cpuinfo", &cpuinfo).write(
+            "/proc/meminfo",
+            &format!(
+                "MemTotal:       {} kB\nMemFree:          123456 kB\n",
+                gib * 1024 * 1024
+            ),
+        )
+    }
 }
 
 /// One run of the berth binary.

@@ -456,7 +456,7 @@ fn an_apply_killed_while_pruning_is_finished_by_the_next() {
     let apply = || {
         berth(&root)
             .docker(&dockerd)
-            .path_first(fault.bin())
+            .faulted(&fault)
             .args(["apply", "--metrics-file", METRICS, "-p"])
             .args([dockerd.layer_file()])
             .args(["-p".as_ref(), full.as_os_str()])

@@ -24,7 +24,8 @@ fn save_token(root: &Root, runner: &str, token: &str) {
 #[test]
 fn init_writes_a_site_that_validates_and_converges_to_one_registered_runner() {
     let root = Root::new();
-    root.with_overlay_kernel();
+    // `concurrent = "auto"` in the site it writes counts this machine's CPUs and memory.
+    root.with_overlay_kernel().with_machine(4, 16);
     let dockerd = require_dockerd!(&root);
     dockerd.import_profile_images();
     let gitlab = start_gitlab();
@@ -92,6 +93,11 @@ fn init_writes_a_site_that_validates_and_converges_to_one_registered_runner() {
         .run()
         .code(0);
     berth(&root).docker(&dockerd).args(&profiles).converged();
+    let config = root.read("/srv/gitlab-runner/config.toml").unwrap();
+    assert!(
+        config.contains("concurrent = 4\n"),
+        "four jobs at once on four CPUs with 16 GiB:\n{config}"
+    );
     assert_eq!(gitlab.calls(VERIFY), 1, "registered once");
     assert_eq!(
         gitlab.total_calls(),
@@ -197,7 +203,7 @@ fn without_a_url_init_writes_a_placeholder_that_validate_refuses_at_its_line() {
     validate.code(1);
     insta::assert_snapshot!(validate.stderr, @r"
     error: invalid profile `/etc/berth/profiles/site.toml`
-      caused by: /etc/berth/profiles/site.toml:13:1: key `runners.docker-runner.url`: `https://gitlab.example.invalid` is a placeholder (`berth init` writes it without `--url`): put the URL of the GitLab the runner was created on here
+      caused by: /etc/berth/profiles/site.toml:18:1: key `runners.docker-runner.url`: `https://gitlab.example.invalid` is a placeholder (`berth init` writes it without `--url`): put the URL of the GitLab the runner was created on here
     ");
 }
 

@@ -344,7 +344,7 @@ fn a_destroy_killed_midway_is_finished_by_the_next_and_unregisters_no_runner_twi
     let destroy = || {
         crate::harness::berth(&root)
             .docker(&dockerd)
-            .path_first(fault.bin())
+            .faulted(&fault)
             .args(["destroy", "--yes"])
             .args(host.args())
             .run()

@@ -16,22 +16,6 @@ const CONFIG: &str = "/srv/gitlab-runner/config.toml";
 const GLRT: &str = "glrt-Sz4vQx8Lp2Wn7Rt5Yb1M";
 const TOKEN_FILE: &str = "/etc/berth/tokens/sized";
 
-/// The root's `proc/cpuinfo` and `proc/meminfo`, as the kernel writes them, for a machine of
-/// `cpus` CPUs and `gib` GiB.
-fn machine(root: &Root, cpus: u32, gib: u64) {
-    let cpuinfo: String = (0..cpus)
-        .map(|cpu| format!("processor\t: {cpu}\nvendor_id\t: GenuineIntel\n\n"))
-        .collect();
-    root.write("/proc/cpuinfo", &cpuinfo);
-    root.write(
-        "/proc/meminfo",
-        &format!(
-            "MemTotal:       {} kB\nMemFree:          123456 kB\n",
-            gib * 1024 * 1024
-        ),
-    );
-}
-
 fn host(profile: &str) -> (Root, GitLab, std::path::PathBuf) {
     let root = Root::new();
     let gitlab = start_gitlab();
@@ -72,7 +56,7 @@ request_concurrency = 2
 limit               = "auto"
 "#
     ));
-    machine(&root, 8, 32);
+    root.with_machine(8, 32);
     let plan = run(&root, &gitlab, &["plan"], &layer);
     plan.code(2);
     assert!(
@@ -98,7 +82,7 @@ limit               = "auto"
     assert_eq!(again.stdout, "No changes: the host matches the profile.\n");
 
     // Less memory than the CPUs need: memory / 2 GiB decides, and the plan says why.
-    machine(&root, 8, 6);
+    root.with_machine(8, 6);
     let smaller = run(&root, &gitlab, &["plan"], &layer);
     smaller.code(2);
     assert!(

@@ -13,7 +13,7 @@ use std::{
 
 use crate::{
     git_server::{DEPLOY_TOKEN, DEPLOY_USER, GitServer, Repo, Signer},
-    harness::{Dockerd, Root, berth, start_gitlab, tool_available, within},
+    harness::{Dockerd, Root, berth, start_gitlab, tool_available, within, write_executable},
     require_dockerd,
 };
 
@@ -453,6 +453,96 @@ fn a_running_watch_converges_to_a_new_signed_commit_within_its_poll() {
     );
     argv.assert_never_seen();
     assert!(!watch.output().contains(DEPLOY_TOKEN));
+}
+
+/// Writing a verified commit's tree is a multi-step change (one file per blob, the completion
+/// marker last): berth SIGKILLed in the middle of it, by a `git` that kills its parent at the
+/// third blob it reads, leaves a tree without its marker, which the next apply writes whole and
+/// converges to. Once the ref moves on, the old commit's tree is removed.
+#[test]
+fn berth_killed_while_writing_a_commits_tree_is_finished_by_the_next_and_old_trees_are_pruned() {
+    if !tools() {
+        return;
+    }
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    let projects = root.scratch("projects");
+    let repo = Repo::new(&root.scratch("repo"), &projects);
+    let server = GitServer::start(&projects);
+    host(&root, &server, &repo, "host-k", "stable", "eu-1");
+    repo.write("base.toml", &dockerd.layer())
+        .write("groups/eu-1.toml", "[networks.berth-src-k-eu1]\n")
+        .write(
+            "hosts/host-k.toml",
+            &host_layer("host-k", &["berth-src-k1"]),
+        );
+    for other in ["host-x", "host-y", "host-z"] {
+        repo.write(&format!("hosts/{other}.toml"), &host_layer(other, &[]));
+    }
+    let first = repo.commit("first", Signer::Alice);
+    repo.push("stable");
+
+    let wrapper = root.scratch("killing-git");
+    let real_git = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    write_executable(
+        &wrapper,
+        "git",
+        &format!(
+            "#!/bin/sh\n# Kills berth at the third blob it reads (tests/it/source.rs).\nD='{dir}'\ncase \" $* \" in *' cat-file blob '*)\n  if [ \"$(cat /proc/$PPID/comm)\" = berth ]; then\n    n=$(( $(cat \"$D/count\" 2>/dev/null || echo 0) + 1 )); echo \"$n\" > \"$D/count\"\n    if [ \"$n\" -eq 3 ]; then kill -9 \"$PPID\"; exit 137; fi\n  fi ;;\nesac\nexec '{git}' \"$@\"\n",
+            dir = wrapper.display(),
+            git = real_git.trim()
+        ),
+    );
+    let killed = berth(&root)
+        .docker(&dockerd)
+        .path_first(&wrapper)
+        .args(["apply", "--yes"])
+        .run();
+    assert_eq!(killed.code, -1, "berth was killed: {}", killed.transcript());
+    let trees = root.join("/var/lib/berth/source/trees");
+    let tree = trees.join(&first);
+    assert!(
+        tree.is_dir() && !tree.join(".berth-complete").exists(),
+        "killed with the tree half written"
+    );
+    assert!(
+        !networks(&dockerd).contains(&"berth-src-k1".to_owned()),
+        "nothing converged from a half-written tree"
+    );
+
+    let apply = berth(&root).docker(&dockerd).args(["apply", "--yes"]).run();
+    apply.code(0);
+    assert!(tree.join(".berth-complete").exists(), "the tree is whole");
+    let seen = networks(&dockerd);
+    assert!(
+        seen.contains(&"berth-src-k1".to_owned()) && seen.contains(&"berth-src-k-eu1".to_owned()),
+        "{seen:?}"
+    );
+    berth(&root).docker(&dockerd).args(["plan"]).run().code(0);
+
+    repo.write(
+        "hosts/host-k.toml",
+        &host_layer("host-k", &["berth-src-k1", "berth-src-k2"]),
+    );
+    let second = repo.commit("second", Signer::Alice);
+    repo.push("stable");
+    berth(&root)
+        .docker(&dockerd)
+        .args(["apply", "--yes"])
+        .run()
+        .code(0);
+    let kept: Vec<String> = std::fs::read_dir(&trees)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept, [second], "only the applied commit's tree is kept");
 }
 
 #[test]
