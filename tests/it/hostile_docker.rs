@@ -391,7 +391,7 @@ fn an_upgrade_from_the_raw_machine_id_label_replaces_and_orphans_nothing() {
 /// Makes the container `name` of `hostile-image:1` with `labels` as a DooD job would, over
 /// the daemon's socket: the CLI cannot carry a label this large (an argument is at most
 /// 128 KiB, a `--label-file` line 64 KiB); the daemon takes it.
-fn create_over_the_socket(dockerd: &Dockerd, name: &str, labels: &serde_json::Value) {
+pub fn create_over_the_socket(dockerd: &Dockerd, name: &str, labels: &serde_json::Value) {
     use std::io::{Read as _, Write as _};
     let body = serde_json::json!({"Image": "hostile-image:1", "Cmd": ["sh"], "Labels": labels})
         .to_string();
