@@ -236,7 +236,7 @@ impl<S> Capped<S> {
             Cap::Line => {
                 let mut longest = self.count;
                 let count = &mut self.count;
-                self.framing.body(bytes, |byte| {
+                self.framing.lines(bytes, |byte| {
                     if byte == b'\n' {
                         *count = 0;
                     } else {
@@ -323,7 +323,7 @@ impl Default for Framing {
 
 impl Framing {
     /// Calls `line` with each byte of `bytes` that belongs to a line of the head or the body.
-    fn body(&mut self, bytes: &[u8], mut line: impl FnMut(u8)) {
+    fn lines(&mut self, bytes: &[u8], mut line: impl FnMut(u8)) {
         for &byte in bytes {
             *self = match std::mem::take(self) {
                 Self::Head {
@@ -590,7 +590,7 @@ mod tests {
         );
         // Fed in pieces, as reads come.
         for piece in read.as_bytes().chunks(3) {
-            framing.body(piece, |byte| body.push(byte));
+            framing.lines(piece, |byte| body.push(byte));
         }
         let head_lines = CHUNKED.len();
         // The head's bytes are counted as lines too; the body is exactly what the chunks held,
