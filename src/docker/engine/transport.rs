@@ -405,7 +405,8 @@ mod tests {
         time::Duration,
     };
 
-    use super::{super::*, *};
+    use super::*;
+    use crate::docker::engine::{Address, Engine, EngineError};
 
     /// A daemon at a socket of the test's own: answers `/version` with Engine 20.10's API
     /// version and hands every other request's path and connection to `respond`; returns the
