@@ -11,7 +11,9 @@ use std::{
 };
 
 use crate::{
-    harness::{BERTH, Root, Run, as_nobody, berth, profile_file, within, write_executable},
+    harness::{
+        BERTH, Dockerd, Root, Run, as_nobody, berth, profile_file, within, write_executable,
+    },
     profiles::Converged,
     require_dockerd,
 };
@@ -382,4 +384,100 @@ fn an_upgrade_from_the_raw_machine_id_label_replaces_and_orphans_nothing() {
         assert!(!dockerd.exists(kind, name), "{kind} {name} went");
     }
     assert!(dockerd.exists("network", "their-net"));
+}
+
+/// Makes the container `name` of `hostile-image:1` with `labels` as a DooD job would, over
+/// the daemon's socket: the CLI cannot carry a label this large (an argument is at most
+/// 128 KiB, a `--label-file` line 64 KiB); the daemon takes it.
+pub fn create_over_the_socket(dockerd: &Dockerd, name: &str, labels: &serde_json::Value) {
+    use std::io::{Read as _, Write as _};
+    let body = serde_json::json!({"Image": "hostile-image:1", "Cmd": ["sh"], "Labels": labels})
+        .to_string();
+    let socket = dockerd.host().replacen("unix://", "", 1);
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    write!(
+        stream,
+        "POST /containers/create?name={name} HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 201"), "{answer}");
+}
+
+/// Issue 24: a job beside berth can make a container whose label is as large as the daemon
+/// takes (dockerd 20.10 took 70 MiB), with berth's ownership label, and berth's listing of
+/// what it made then reads it: under berth's 64 MiB cap of an answer it is read (and the
+/// forgery refused, as above); over it berth stops reading, says so with the cap named, and
+/// goes on without the listing; it neither hangs nor crashes.
+#[test]
+fn a_listing_past_berths_cap_is_refused_with_the_cap_named_and_one_under_it_read() {
+    const MIB: usize = 1024 * 1024;
+    let root = Root::new();
+    let dockerd = require_dockerd!(&root);
+    dockerd.import_busybox("hostile-image:1");
+    let profile = profile_file(
+        &root.scratch("profiles"),
+        "site",
+        &format!("{}\n[volumes.berth-test-bounded]\n", dockerd.layer()),
+    );
+    let run = |command: &str| {
+        berth(&root)
+            .docker(&dockerd)
+            .args(["-p".as_ref(), profile.as_os_str(), command.as_ref()])
+            .run()
+    };
+    let hostile = |size: usize| {
+        serde_json::json!({
+            "berth.managed": "true",
+            "berth.instance": "x\nforged",
+            "huge": "x".repeat(size),
+        })
+    };
+
+    create_over_the_socket(&dockerd, "hostile-16", &hostile(16 * MIB));
+    let plan = run("plan");
+    plan.code(2);
+    assert!(
+        plan.line_of("container/hostile-16").starts_with(
+            "container/hostile-16 (refused: labelled `berth.managed=true`, but its label \"berth.instance\" holds a control character;"
+        ),
+        "{}",
+        plan.transcript()
+    );
+    assert!(
+        plan.stdout.contains("volume/berth-test-bounded"),
+        "{}",
+        plan.stdout
+    );
+
+    // Over the cap the listing fails as any failed listing does: said, with the cap, and the
+    // run goes on without what it would have found (orphans are not shown, nor removed).
+    create_over_the_socket(&dockerd, "hostile-70", &hostile(70 * MIB));
+    for (command, code) in [("plan", 2), ("apply", 0)] {
+        let started = std::time::Instant::now();
+        let refused = run(command);
+        // A hang would last at least berth's 60 s query timeout.
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{command} took {:?}",
+            started.elapsed()
+        );
+        refused.code(code);
+        assert_eq!(
+            refused.stderr.lines().next(),
+            Some(
+                "warning: failed to list the containers berth made: the answer to `GET /containers` is larger than 64 MiB: berth stopped reading it; what the profiles no longer declare is not shown"
+            ),
+            "{}",
+            refused.transcript()
+        );
+        assert!(!refused.stdout.contains("hostile"), "{}", refused.stdout);
+    }
+    assert!(dockerd.exists("volume", "berth-test-bounded"));
+    assert!(dockerd.exists("container", "hostile-16"));
+    assert!(dockerd.exists("container", "hostile-70"));
+    assert!(dockerd.answers(), "the daemon still answers");
 }

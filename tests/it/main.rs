@@ -20,6 +20,7 @@ mod daemon;
 mod dind;
 mod doctor;
 mod engine_changes;
+mod engine_errors;
 mod fault_proxy;
 mod fault_tools;
 mod faults;

@@ -8,13 +8,19 @@
 //! What the daemon answers comes back as the JSON Docker itself speaks (bollard's models,
 //! serialized again), so `wire.rs`'s types and a saved plan's identities read the same document
 //! `docker inspect` printed. It knows no kind.
+//!
+//! Every answer is read bounded (transport.rs): a JSON answer at 64 MiB, a line of a stream
+//! (an event, a pull's progress) at 1 MiB; past a cap the request fails with
+//! [`EngineError::TooLarge`] and nothing more is read.
+
+mod transport;
 
 use std::{
     collections::{BTreeMap, HashMap},
     future::Future,
     path::PathBuf,
     sync::Mutex,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bollard::{
@@ -71,6 +77,18 @@ pub(crate) enum EngineError {
     /// Any other answer the daemon gave: its status and message.
     #[error("the Docker daemon answered {status}: {message}")]
     Daemon { status: u16, message: String },
+    /// An answer, or one line of a streamed one, larger than berth reads: the request failed
+    /// there, and nothing past the cap was read (a hostile label, a daemon gone wrong).
+    #[error(
+        "{} {what} is larger than {} MiB: berth stopped reading it",
+        if *.stream { "a line of the stream" } else { "the answer to" },
+        limit / (1024 * 1024)
+    )]
+    TooLarge {
+        what: String,
+        limit: u64,
+        stream: bool,
+    },
     /// Anything else (TLS, a body that is not the model, bad certificates).
     #[error("failed to ask the Docker daemon at {host}")]
     Other {
@@ -116,6 +134,10 @@ pub(crate) struct Engine {
     /// Negotiated once it first answers; a failed attempt is not kept, so a daemon that starts
     /// later (a restart berth waits for) is reached.
     client: Mutex<Option<bollard::Docker>>,
+    /// Set by a connection that ran into its cap, read back by the request that failed.
+    tripped: transport::Tripped,
+    /// When the last negotiation gave up on a daemon that takes connections and never answers.
+    hung_at: Mutex<Option<Instant>>,
 }
 
 impl Engine {
@@ -136,47 +158,71 @@ impl Engine {
             address,
             timeout,
             client: Mutex::new(None),
+            tripped: transport::Tripped::default(),
+            hung_at: Mutex::new(None),
         }
     }
 
     fn client(&self) -> Result<bollard::Docker, EngineError> {
+        let asked = Instant::now();
         let mut client = self.client.lock().expect("docker client");
         if let Some(client) = client.as_ref() {
             return Ok(client.clone());
         }
+        // Questions asked side by side wait here for one negotiation: when it found the daemon
+        // hung, they have their answer too, rather than a full timeout each in turn.
+        let version = "`GET /version`";
+        if self
+            .hung_at
+            .lock()
+            .expect("hung")
+            .is_some_and(|hung| hung >= asked)
+        {
+            return Err(EngineError::Hung {
+                what: version.to_owned(),
+                timeout: self.timeout,
+            });
+        }
         tracing::debug!("connecting to the Docker daemon at {}", self.address.host);
         let connected = self.connect()?;
-        let negotiated = self.block_on("`GET /version`", connected.negotiate_version())?;
+        let negotiated = self
+            .block_on(version, connected.negotiate_version())
+            .inspect_err(|error| {
+                if matches!(error, EngineError::Hung { .. }) {
+                    *self.hung_at.lock().expect("hung") = Some(Instant::now());
+                }
+            })?;
         *client = Some(negotiated.clone());
         Ok(negotiated)
     }
 
     fn connect(&self) -> Result<bollard::Docker, EngineError> {
         let host = &self.address.host;
-        let seconds = self.timeout.as_secs();
-        let connected = match &self.address.tls {
-            Some(certs) => bollard::Docker::connect_with_ssl(
-                host,
-                &certs.join("key.pem"),
-                &certs.join("cert.pem"),
-                &certs.join("ca.pem"),
-                seconds,
-                &NEWEST_API,
-            ),
-            None if host.starts_with("unix://") => {
-                bollard::Docker::connect_with_unix(host, seconds, &NEWEST_API)
+        let way = if let Some(path) = host.strip_prefix("unix://") {
+            transport::Way::Unix(path.into())
+        } else if let Some(address) = host.strip_prefix("tcp://") {
+            let address = address.trim_end_matches('/');
+            match &self.address.tls {
+                Some(certs) => {
+                    transport::Way::tls(address, certs).map_err(|error| self.error(error))?
+                }
+                None => transport::Way::Tcp(address.to_owned()),
             }
-            None if host.starts_with("tcp://") => {
-                bollard::Docker::connect_with_http(host, seconds, &NEWEST_API)
-            }
-            None => {
-                return Err(EngineError::Other {
-                    host: host.clone(),
-                    source: BollardError::UnsupportedURISchemeError { uri: host.clone() },
-                });
-            }
+        } else {
+            return Err(EngineError::Other {
+                host: host.clone(),
+                source: BollardError::UnsupportedURISchemeError { uri: host.clone() },
+            });
         };
-        connected.map_err(|error| self.error(error))
+        let tripped = std::sync::Arc::clone(&self.tripped);
+        // Every request, everyone's, goes through the capped transport.
+        bollard::Docker::connect_with_custom_transport(
+            move |request| transport::send(way.clone(), std::sync::Arc::clone(&tripped), request),
+            Some("http://docker"),
+            self.timeout.as_secs(),
+            &NEWEST_API,
+        )
+        .map_err(|error| self.error(error))
     }
 
     /// Runs one request to its end, within the timeout.
@@ -187,19 +233,38 @@ impl Engine {
     ) -> Result<T, EngineError> {
         // What `-v` shows of each question, as it showed each `docker` command before.
         tracing::debug!("asking the Docker daemon at {}: {what}", self.address.host);
+        self.untripped();
         self.runtime
             .block_on(async { tokio::time::timeout(self.timeout, request).await })
             .map_err(|_| EngineError::Hung {
                 what: what.to_owned(),
                 timeout: self.timeout,
             })?
-            .map_err(|error| match error {
-                BollardError::RequestTimeoutError => EngineError::Hung {
-                    what: what.to_owned(),
-                    timeout: self.timeout,
-                },
-                other => self.error(other),
-            })
+            .map_err(|error| self.failed(what, error))
+    }
+
+    /// Forgets a cap an earlier request ran into: each request is judged on its own reads.
+    fn untripped(&self) {
+        self.tripped.lock().expect("tripped").take();
+    }
+
+    /// Why `what` failed: past a cap (whatever bollard made of the failed read), hung, or
+    /// what Docker said.
+    fn failed(&self, what: &str, error: BollardError) -> EngineError {
+        if let Some(cap) = self.tripped.lock().expect("tripped").take() {
+            return EngineError::TooLarge {
+                what: what.to_owned(),
+                limit: cap.limit(),
+                stream: cap == transport::Cap::Line,
+            };
+        }
+        match error {
+            BollardError::RequestTimeoutError => EngineError::Hung {
+                what: what.to_owned(),
+                timeout: self.timeout,
+            },
+            other => self.error(other),
+        }
     }
 
     /// One request through the negotiated client.
@@ -292,7 +357,7 @@ impl Engine {
         })?;
         let mut found = Vec::new();
         for answer in answers {
-            match answer.map_err(|error| self.error(error)) {
+            match answer.map_err(|error| self.failed(&what, error)) {
                 Ok(object) => found.push(object),
                 Err(EngineError::NotFound(_)) => {}
                 Err(other) => return Err(other),
@@ -375,6 +440,9 @@ impl Engine {
         mut heard: impl FnMut(Json) -> bool,
     ) -> Result<(), EngineError> {
         let client = self.client()?;
+        let what = "`GET /events`";
+        tracing::debug!("asking the Docker daemon at {}: {what}", self.address.host);
+        self.untripped();
         let filters = HashMap::from([(
             "type".to_owned(),
             vec![
@@ -396,7 +464,7 @@ impl Engine {
                         return Ok(());
                     }
                 }
-                Some(Err(error)) => return Err(self.error(error)),
+                Some(Err(error)) => return Err(self.failed(what, error)),
             }
         }
     }
@@ -416,6 +484,10 @@ fn to_json(model: &impl Serialize) -> Json {
 fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(error) = current {
+        // bollard's IOError is transparent: its source is the io error's own.
+        if let Some(BollardError::IOError { err }) = error.downcast_ref::<BollardError>() {
+            return Some(err.kind());
+        }
         if let Some(io) = error.downcast_ref::<std::io::Error>() {
             return Some(io.kind());
         }
@@ -587,6 +659,22 @@ mod tests {
         let error = engine.info().unwrap_err();
         assert!(matches!(error, EngineError::Hung { .. }), "{error:?}");
         assert_eq!(error.to_string(), "`GET /version` got no answer within 1 s");
+
+        // Questions asked side by side share the one timeout (prefetch asks five at once),
+        // and a later question tries again.
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            let asked: Vec<_> = (0..4).map(|_| scope.spawn(|| engine.info())).collect();
+            for answer in asked {
+                let error = answer.join().unwrap().unwrap_err();
+                assert!(matches!(error, EngineError::Hung { .. }), "{error:?}");
+            }
+        });
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
         drop(listener);
     }
 
