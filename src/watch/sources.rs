@@ -14,7 +14,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use serde::Deserialize;
 
 use super::Event;
-use crate::docker::engine::Engine;
+use crate::docker::engine::{Engine, EngineError};
 
 /// What berth owns, as the sources match it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -260,6 +260,23 @@ impl DockerEvents {
                     });
                     if !listening {
                         return;
+                    }
+                    if let Err(error @ EngineError::TooLarge { .. }) = &ended {
+                        // The daemon is up and a job's oversized event cut the stream: what
+                        // happened until it is asked for again was not heard, so ask again at
+                        // once and converge, rather than leave a window a job can open at will.
+                        tracing::warn!("Docker's event stream: {error}; asking for it again");
+                        backoff = Duration::from_secs(1);
+                        if events
+                            .send(Event::changed(
+                                "the Docker daemon's event stream, cut by an oversized event"
+                                    .into(),
+                            ))
+                            .is_err()
+                        {
+                            return;
+                        }
+                        continue;
                     }
                     if let Err(error) = ended {
                         tracing::debug!("Docker's event stream: {error}");
