@@ -1027,6 +1027,17 @@ impl Drop for Dockerd {
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        // Containers outlive their dockerd (live-restore, a SIGKILLed daemon): their shims,
+        // which name this daemon's containerd socket, and each container's init (the shim's
+        // child; its PID namespace goes with it) are killed, or a suite run would carry hundreds
+        // of stand-ins looping on `sleep 1` to its end.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "for shim in $(pgrep -f 'containerd-shim.*{dir}'); do pkill -9 -P \"$shim\"; kill -9 \"$shim\"; done",
+                dir = self.dir.path().display()
+            ))
+            .status();
         // Anything dockerd left mounted under its data-root would keep the directory alive.
         let _ = Command::new("sh")
             .arg("-c")
