@@ -228,7 +228,7 @@ mod tests {
     use super::*;
 
     use std::{
-        io::{Read as _, Write as _},
+        io::Write as _,
         sync::{Arc, Mutex},
     };
 
@@ -246,12 +246,7 @@ mod tests {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
-                let mut head = Vec::new();
-                let mut byte = [0_u8];
-                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
-                    head.push(byte[0]);
-                }
-                let head = String::from_utf8_lossy(&head).into_owned();
+                let head = super::super::tests::read_head(&mut stream);
                 let line = head.lines().next().unwrap_or_default().to_owned();
                 let path = line
                     .split_whitespace()

@@ -543,6 +543,17 @@ mod tests {
         );
     }
 
+    /// One request's head, through its blank line, as a fake daemon reads it off a connection
+    /// (byte by byte, so that nothing of the body is taken with it).
+    pub(super) fn read_head(stream: &mut impl std::io::Read) -> String {
+        let mut head = Vec::new();
+        let mut byte = [0_u8];
+        while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    }
+
     /// A daemon at a socket of the test's own that answers each request by its path with
     /// `answer(path) -> (status, body)`, and `/version` with Engine 20.10's API version.
     pub(super) fn fake_daemon(
@@ -555,12 +566,7 @@ mod tests {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
-                let mut head = Vec::new();
-                let mut byte = [0_u8];
-                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
-                    head.push(byte[0]);
-                }
-                let head = String::from_utf8_lossy(&head).into_owned();
+                let head = read_head(&mut stream);
                 // Read the body too, so that closing never cuts a request short.
                 let length = head
                     .lines()

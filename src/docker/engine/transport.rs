@@ -399,7 +399,7 @@ impl Framing {
 #[cfg(test)]
 mod tests {
     use std::{
-        io::{Read as _, Write as _},
+        io::Write as _,
         os::unix::net::UnixStream,
         sync::atomic::{AtomicU64, Ordering},
         time::Duration,
@@ -423,12 +423,7 @@ mod tests {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
-                let mut head = Vec::new();
-                let mut byte = [0_u8];
-                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
-                    head.push(byte[0]);
-                }
-                let head = String::from_utf8_lossy(&head).into_owned();
+                let head = super::super::tests::read_head(&mut stream);
                 let path = head.split_whitespace().nth(1).unwrap_or_default();
                 if path.ends_with("/version") {
                     let body = r#"{"ApiVersion":"1.41","Version":"20.10.24"}"#;
